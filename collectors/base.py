@@ -1,0 +1,83 @@
+"""What every collector is, and the pieces all of them share.
+
+A collector reads one :class:`~mapper.spec.Measurement` over one window and answers a
+:class:`~mapper.model.MeasurementResult`; it knows nothing about reports or output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from mapper.distribution import HistogramDistribution, non_monotonic
+from mapper.errors import SourceError
+from mapper.model import Check, MeasurementResult, Window
+from mapper.spec import Measurement
+
+
+class Collector(Protocol):
+    """Reads measurements from one source."""
+
+    def collect(self, measurement: Measurement, window: Window) -> MeasurementResult:
+        """The measurement's distribution over ``window``; raises SourceError on failure."""
+        ...
+
+
+def parse_le(text: str, where: str) -> float:
+    """A bucket's ``le`` label as a float (``"+Inf"``, ``"0.5"``, ``"5e-1"``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SourceError(f"{where}: bucket bound le={text!r} is not a number") from None
+    if math.isnan(value):
+        raise SourceError(f"{where}: bucket bound le=NaN")
+    return value
+
+
+def histogram_from_buckets(
+    buckets: Iterable[tuple[str, float]],
+    scale: float,
+    where: str,
+    total_sum: float | None = None,
+) -> tuple[HistogramDistribution | None, list[Check]]:
+    """Build a distribution from ``(le, cumulative count)`` pairs, with the checks they raise.
+
+    Pairs with the same bound (``le="0.1"`` and ``le="1e-1"``) are added. Bounds are scaled
+    to seconds. Returns ``(None, checks)`` when there are no buckets or no ``+Inf`` bucket.
+    """
+    merged: dict[float, float] = {}
+    for le, value in buckets:
+        bound = parse_le(le, where)
+        if not math.isfinite(value):
+            continue
+        merged[bound] = merged.get(bound, 0.0) + value
+    checks: list[Check] = []
+    if not merged:
+        return None, checks
+    if math.inf not in merged:
+        checks.append(Check("error", "missing-inf-bucket",
+                            f"{where}: histogram has no le=\"+Inf\" bucket; cannot count it"))
+        return None, checks
+    bounds = sorted(merged)
+    cumulative = [merged[b] for b in bounds]
+    if non_monotonic(cumulative):
+        checks.append(Check(
+            "warning", "non-monotonic-buckets",
+            f"{where}: cumulative bucket counts decrease with le (scrape raced an update, "
+            "or a counter reset in only some buckets); made monotone as Prometheus does",
+        ))
+    scaled = [b * scale for b in bounds]
+    s = total_sum * scale if total_sum is not None else None
+    return HistogramDistribution.from_cumulative(scaled, cumulative, sum=s), checks
+
+
+def no_data(where: str, what: str) -> MeasurementResult:
+    """The result for a measurement whose source has nothing in the window."""
+    return MeasurementResult(None, what, (Check("warning", "no-data", f"{where}: no data in the window"),))
+
+
+def pick_labels(labels: Mapping[str, str], drop: Iterable[str]) -> str:
+    """A compact ``{a="b",...}`` rendering of labels minus ``drop`` (to name instances)."""
+    d = set(drop)
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k not in d) + "}"

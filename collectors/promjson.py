@@ -1,0 +1,194 @@
+"""Decoding Prometheus HTTP API answers (``/api/v1/*``) into typed values, without I/O.
+
+Works on what Prometheus, Thanos, Mimir and VictoriaMetrics send: the ``{"status",
+"data": {"resultType", "result"}, "warnings"}`` envelope, float samples as strings
+(``"NaN"``, ``"+Inf"``), and native histograms under ``histogram``/``histograms`` with
+buckets ``[boundary_rule, lower, upper, count]``. Anything else is a SourceError naming
+the URL and the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mapper.distribution import HistogramDistribution
+from mapper.errors import SourceError
+
+
+@dataclass(frozen=True)
+class NativeHistogram:
+    """A native histogram sample: count, sum and its non-empty buckets.
+
+    Buckets are ``(rule, lower, upper, count)``; rule 0: (lower, upper], 1: [lower, upper),
+    2: (lower, upper), 3: [lower, upper] (the zero bucket).
+    """
+
+    count: float
+    sum: float
+    buckets: tuple[tuple[int, float, float, float], ...]
+
+    def distribution(self, scale: float = 1.0) -> HistogramDistribution:
+        """The histogram as a distribution, in seconds (``scale`` converts the unit)."""
+        bs = sorted(self.buckets, key=lambda b: (b[2], b[1]))
+        lower = np.array([b[1] for b in bs], dtype=float) * scale
+        upper = np.array([b[2] for b in bs], dtype=float) * scale
+        counts = np.array([max(0.0, b[3]) for b in bs], dtype=float)
+        return HistogramDistribution(lower, upper, counts, sum=self.sum * scale)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One series' value at one time: a float or a native histogram."""
+
+    labels: Mapping[str, str]
+    timestamp: float
+    value: float | None = None
+    histogram: NativeHistogram | None = None
+
+
+@dataclass(frozen=True)
+class SeriesValues:
+    """One series over time (a range query's matrix row)."""
+
+    labels: Mapping[str, str]
+    timestamps: np.ndarray
+    values: np.ndarray
+    histograms: tuple[tuple[float, NativeHistogram], ...] = ()
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    result_type: str
+    samples: tuple[Sample, ...] = ()
+    series: tuple[SeriesValues, ...] = ()
+    scalar: float | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def parse_float(text: Any, where: str) -> float:
+    """A Prometheus sample value (a JSON string, sometimes a number) as a float."""
+    if isinstance(text, bool):
+        raise SourceError(f"{where}: expected a number, got {text!r}")
+    if isinstance(text, int | float):
+        return float(text)
+    if isinstance(text, str):
+        try:
+            return float(text)  # accepts "NaN", "+Inf", "-Inf", "1e-3"
+        except ValueError:
+            pass
+    raise SourceError(f"{where}: expected a number, got {str(text)[:40]!r}")
+
+
+def _pair(item: Any, where: str) -> tuple[float, Any]:
+    if not isinstance(item, list) or len(item) != 2:
+        raise SourceError(f"{where}: expected [timestamp, value], got {str(item)[:60]}")
+    return parse_float(item[0], where), item[1]
+
+
+def parse_native(obj: Any, where: str) -> NativeHistogram:
+    if not isinstance(obj, dict):
+        raise SourceError(f"{where}: expected a native histogram object")
+    count = parse_float(obj.get("count", "0"), f"{where}.count")
+    total = parse_float(obj.get("sum", "0"), f"{where}.sum")
+    buckets = []
+    for i, b in enumerate(obj.get("buckets") or []):
+        w = f"{where}.buckets[{i}]"
+        if not isinstance(b, list) or len(b) != 4:
+            raise SourceError(f"{w}: expected [rule, lower, upper, count]")
+        rule = int(parse_float(b[0], w))
+        lo, hi, c = (parse_float(x, w) for x in b[1:])
+        if rule not in (0, 1, 2, 3) or hi < lo or c < 0 or math.isnan(c):
+            raise SourceError(f"{w}: invalid bucket {b}")
+        buckets.append((rule, lo, hi, c))
+    return NativeHistogram(count, total, tuple(buckets))
+
+
+def _labels(item: dict[str, Any], where: str) -> dict[str, str]:
+    metric = item.get("metric", {})
+    if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
+        raise SourceError(f"{where}.metric: expected a map of label names to strings")
+    return dict(metric)
+
+
+def decode_envelope(body: Any, url: str) -> dict[str, Any]:
+    """The ``data`` of a successful answer; an error answer raises with Prometheus's text."""
+    if not isinstance(body, dict) or "status" not in body:
+        raise SourceError(f"{url}: not a Prometheus API answer (no 'status' field)")
+    if body["status"] != "success":
+        kind = body.get("errorType", "error")
+        raise SourceError(f"{url}: Prometheus {kind}: {body.get('error', 'no error message')}")
+    if "data" not in body:
+        raise SourceError(f"{url}: answer has no 'data' field")
+    return body
+
+
+def decode_query(body: Any, url: str) -> QueryResult:
+    """Decode a ``/api/v1/query`` or ``/api/v1/query_range`` answer."""
+    env = decode_envelope(body, url)
+    data = env["data"]
+    warnings = tuple(str(w) for w in env.get("warnings") or ())
+    if not isinstance(data, dict) or "resultType" not in data or "result" not in data:
+        raise SourceError(f"{url}: data: expected resultType and result")
+    rtype, result = data["resultType"], data["result"]
+    where = f"{url}: data.result"
+    if rtype == "scalar":
+        ts, v = _pair(result, where)
+        return QueryResult("scalar", scalar=parse_float(v, where), warnings=warnings)
+    if rtype == "string":
+        return QueryResult("string", warnings=warnings)
+    if not isinstance(result, list):
+        raise SourceError(f"{where}: expected a list for {rtype}")
+    if rtype == "vector":
+        samples = []
+        for i, item in enumerate(result):
+            w = f"{where}[{i}]"
+            if not isinstance(item, dict):
+                raise SourceError(f"{w}: expected an object")
+            labels = _labels(item, w)
+            if "histogram" in item:
+                ts, h = _pair(item["histogram"], f"{w}.histogram")
+                samples.append(Sample(labels, ts, histogram=parse_native(h, f"{w}.histogram")))
+            elif "value" in item:
+                ts, v = _pair(item["value"], f"{w}.value")
+                samples.append(Sample(labels, ts, value=parse_float(v, f"{w}.value")))
+            else:
+                raise SourceError(f"{w}: sample has neither value nor histogram")
+        return QueryResult("vector", samples=tuple(samples), warnings=warnings)
+    if rtype == "matrix":
+        series = []
+        for i, item in enumerate(result):
+            w = f"{where}[{i}]"
+            if not isinstance(item, dict):
+                raise SourceError(f"{w}: expected an object")
+            labels = _labels(item, w)
+            pairs = [_pair(p, f"{w}.values") for p in item.get("values") or []]
+            ts = np.array([p[0] for p in pairs], dtype=float)
+            vs = np.array([parse_float(p[1], f"{w}.values") for p in pairs], dtype=float)
+            hs = tuple(
+                (t, parse_native(h, f"{w}.histograms"))
+                for t, h in (_pair(p, f"{w}.histograms") for p in item.get("histograms") or [])
+            )
+            series.append(SeriesValues(labels, ts, vs, hs))
+        return QueryResult("matrix", series=tuple(series), warnings=warnings)
+    raise SourceError(f"{url}: data.resultType: unknown {rtype!r}")
+
+
+def decode_list(body: Any, url: str) -> list[Any]:
+    """Decode ``/api/v1/series``, ``/labels``, ``/label/x/values`` (a list in ``data``)."""
+    data = decode_envelope(body, url)["data"]
+    if not isinstance(data, list):
+        raise SourceError(f"{url}: data: expected a list")
+    return data
+
+
+def decode_metadata(body: Any, url: str) -> dict[str, list[dict[str, str]]]:
+    """Decode ``/api/v1/metadata``: metric name -> list of {type, help, unit}."""
+    data = decode_envelope(body, url)["data"]
+    if not isinstance(data, dict):
+        raise SourceError(f"{url}: data: expected a map of metric names")
+    return data

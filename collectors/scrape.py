@@ -1,0 +1,76 @@
+"""The ``scrape`` source: read one ``/metrics`` endpoint directly, no Prometheus needed.
+
+For a quick look at a single process. The counts are everything since the process
+started (there is no history to take a window of), and a check says so.
+"""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from collectors.base import histogram_from_buckets, no_data, pick_labels
+from collectors.http import HttpClient
+from mapper.distribution import SummaryDistribution
+from mapper.errors import SourceError
+from mapper.model import Check, MeasurementResult, Window
+from mapper.spec import Measurement, SourceSpec
+
+
+class ScrapeCollector:
+    """Reads histograms and summaries from a Prometheus text exposition."""
+
+    def __init__(self, spec: SourceSpec, backoff: float = 0.25) -> None:
+        self.spec = spec
+        self.http = HttpClient(spec, backoff=backoff)
+        self._families: dict[str, object] | None = None
+
+    def _load(self) -> dict[str, object]:
+        if self._families is None:
+            resp = self.http.request("GET", "")
+            if resp.status_code >= 400:
+                raise SourceError(f"{self.spec.url}: HTTP {resp.status_code}")
+            try:
+                fams = list(text_string_to_metric_families(resp.text))
+            except (ValueError, IndexError, KeyError) as err:
+                raise SourceError(f"{self.spec.url}: not a Prometheus text exposition: {err}") from err
+            self._families = {f.name: f for f in fams}
+        return self._families
+
+    def collect(self, measurement: Measurement, window: Window) -> MeasurementResult:
+        m = measurement
+        where = f"{m.name} ({m.place})"
+        if m.kind == "query":
+            raise SourceError(f"{m.place}: a scrape source cannot run PromQL; name a histogram")
+        provenance = f"{self.spec.name} ({self.spec.url}): scrape of {m.name}"
+        fam = self._load().get(m.name)
+        since = Check("info", "scrape-since-start",
+                      f"{where}: scraped directly, counts since the process started, not the window")
+        if fam is None:
+            return no_data(where, provenance)
+
+        def selected(labels: dict[str, str]) -> bool:
+            return all(labels.get(k) == v for k, v in m.selector.items())
+
+        samples = [s for s in fam.samples if selected(s.labels)]  # type: ignore[attr-defined]
+        if m.kind == "histogram":
+            buckets = [(s.labels["le"], s.value) for s in samples if s.name.endswith("_bucket")]
+            total = sum(s.value for s in samples if s.name.endswith("_sum"))
+            dist, checks = histogram_from_buckets(buckets, m.scale, where, total)
+            if dist is None or dist.count <= 0:
+                r = no_data(where, provenance)
+                return MeasurementResult(None, provenance, tuple(checks) + r.checks)
+            return MeasurementResult(dist, provenance, (*checks, since))
+        instances: dict[str, dict[float, float]] = {}
+        count = 0.0
+        for s in samples:
+            if "quantile" in s.labels:
+                key = pick_labels(s.labels, ("quantile",))
+                instances.setdefault(key, {})[float(s.labels["quantile"])] = s.value * m.scale
+            elif s.name.endswith("_count"):
+                count += s.value
+        if not instances:
+            return no_data(where, provenance)
+        if len(instances) > 1:
+            raise SourceError(f"{where}: selector matches {len(instances)} summary series; narrow it")
+        (qs,) = instances.values()
+        return MeasurementResult(SummaryDistribution(qs, count), provenance, (since,))

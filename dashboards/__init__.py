@@ -1,0 +1,1 @@
+"""Grafana dashboards and Prometheus recording rules generated from the stream spec (to come)."""

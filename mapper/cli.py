@@ -1,0 +1,227 @@
+"""``latmap``: the command line. It only parses arguments and calls the library.
+
+Exit codes are decided in :func:`main` alone: 0 ok, 1 an objective is broken, 2 a usage,
+config or source error. Errors are printed as one line each, never as a traceback
+(``--debug`` shows the traceback of an unexpected error).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mapper.durations import parse_duration, parse_time
+from mapper.errors import LatmapError, UsageError
+
+EXIT_OK = 0
+EXIT_OBJECTIVE_BROKEN = 1
+EXIT_ERROR = 2
+
+FORMATS = ("table", "json", "markdown")
+
+
+def _duration(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as err:
+        raise UsageError(f"{option}: {err}") from None
+    if seconds <= 0:
+        raise UsageError(f"{option}: must be > 0")
+    return seconds
+
+
+def _time(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as err:
+        raise UsageError(f"{option}: {err}") from None
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A progress bar on stderr for multi-query work, when stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    bar: Any = None
+
+    def update(done: int, total: int, label: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="querying", file=sys.stderr,
+                                    show_pos=True, item_show_func=lambda _: label)
+            bar.__enter__()
+        bar.update(1)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="latency-mapper", prog_name="latmap")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
+    """latmap: a value stream map of your service chain, from measured telemetry.
+
+    Per hop and end to end: p50/p99/p99.99 with sample counts and honest intervals,
+    wait vs process time, lead time, flow efficiency and the bottleneck.
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
+                        format="latmap: %(levelname)s: %(message)s")
+    ctx.obj = {"debug": debug}
+
+
+@cli.command("map")
+@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
+              help="The stream spec (stream.yaml).")
+@click.option("--prometheus", metavar="URL", help="Override the URL of every prometheus source.")
+@click.option("--window", metavar="DURATION", help="Look-back, e.g. 24h, 90m (default: the spec's).")
+@click.option("--until", metavar="TIME", help="Window end: RFC 3339 or unix seconds (default: now).")
+@click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
+              help="Also write report.json and report.md into DIR.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="What to print on stdout.")
+@click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
+def map_command(config: str, prometheus: str | None, window: str | None, until: str | None,
+                out: str | None, fmt: str, no_progress: bool) -> None:
+    """Map a value stream: query its sources and print the latency map.
+
+    Exits 1 when an objective of the spec is broken, 2 on a config or source error.
+    """
+    from mapper.pipeline import build_map, window_for, write_reports
+    from mapper.report import dumps, to_json, to_markdown, to_table
+    from mapper.spec import load_spec
+
+    length = _duration(window, "--window")
+    end = _time(until, "--until")
+    if prometheus is not None and not prometheus.startswith(("http://", "https://")):
+        raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
+    spec = load_spec(config)
+    if prometheus:
+        spec = spec.with_source_url("prometheus", prometheus)
+    win = window_for(spec, length, end)
+    with _progress(not no_progress) as progress:
+        lm = build_map(spec, win, progress)
+    if out:
+        for path in write_reports(lm, out):
+            click.echo(f"wrote {path}", err=True)
+    if fmt == "json":
+        click.echo(dumps(to_json(lm)), nl=False)
+    elif fmt == "markdown":
+        click.echo(to_markdown(lm), nl=False)
+    else:
+        click.echo(to_table(lm), nl=False)
+    raise SystemExit(EXIT_OBJECTIVE_BROKEN if lm.broken else EXIT_OK)
+
+
+@cli.command("discover")
+@click.option("--prometheus", metavar="URL", required=True, help="The Prometheus to look at.")
+@click.option("--window", metavar="DURATION", default="24h", show_default=True,
+              help="How far back to look for series and service-graph edges.")
+@click.option("--write", "write", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write a starter stream.yaml to FILE.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+def discover_command(prometheus: str, window: str, write: str | None, force: bool, fmt: str) -> None:
+    """List the latency histograms a Prometheus has, and draft a stream spec from them.
+
+    When OpenTelemetry service-graph metrics are present, the chain is built from their
+    client -> server edges.
+    """
+    from mapper.discover import discover, starter_spec
+    from mapper.files import write_atomic
+
+    length = _duration(window, "--window")
+    if not prometheus.startswith(("http://", "https://")):
+        raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
+    found = discover(prometheus, length or 86400.0)
+    if fmt == "json":
+        click.echo(json.dumps(found.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo(found.to_table(), nl=False)
+    if write:
+        path = Path(write)
+        if path.exists() and not force:
+            raise UsageError(f"{path}: exists; use --force to overwrite")
+        write_atomic(path, starter_spec(found, prometheus))
+        click.echo(f"wrote {path}", err=True)
+
+
+@cli.command("demo")
+@click.option("--out", metavar="DIR", default="latmap-demo", show_default=True,
+              type=click.Path(file_okay=False), help="Where to write stream.yaml and the reports.")
+@click.option("--mode", type=click.Choice(("auto", "prometheus", "scrape")), default="auto",
+              show_default=True,
+              help="prometheus: backfill a real local Prometheus; scrape: read a /metrics endpoint.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulation.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def demo_command(out: str, mode: str, seed: int, fmt: str) -> None:
+    """Map a simulated trading chain (market data -> alerting -> notification).
+
+    Needs no server: uses a local `prometheus` binary when there is one, else a
+    loopback /metrics endpoint. Writes stream.yaml, report.json and report.md.
+    """
+    from mapper.demo import run_demo
+    from mapper.localprom import binaries_available
+    from mapper.report import dumps, to_json, to_markdown, to_table
+
+    if mode == "prometheus" and not binaries_available():
+        raise UsageError("--mode prometheus: no prometheus/promtool on PATH (apt-get install prometheus)")
+    click.echo(f"latmap demo: simulating a day of the trading chain (mode: {mode})", err=True)
+    run = run_demo(out, mode=mode, seed=seed)
+    text = {"json": lambda: dumps(to_json(run.latency_map)),
+            "markdown": lambda: to_markdown(run.latency_map),
+            "table": lambda: to_table(run.latency_map)}[fmt]()
+    click.echo(text, nl=False)
+    click.echo(f"latmap demo: mapped through {run.mode}; outputs: "
+               + ", ".join(str(p) for p in run.outputs), err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 1 objective broken, 2 error)."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        rv = cli.main(args=argv, prog_name="latmap", standalone_mode=False)
+        return rv if isinstance(rv, int) else EXIT_OK
+    except SystemExit as done:
+        return int(done.code or 0)
+    except click.exceptions.Abort:
+        click.echo("latmap: aborted", err=True)
+        return EXIT_ERROR
+    except click.ClickException as err:
+        err.show()
+        return EXIT_ERROR
+    except LatmapError as err:
+        for line in str(err).splitlines() or ["error"]:
+            click.echo(f"latmap: error: {line}", err=True)
+        return err.exit_code
+    except KeyboardInterrupt:
+        click.echo("latmap: interrupted", err=True)
+        return EXIT_ERROR
+    except Exception as err:
+        if debug:
+            raise
+        click.echo(f"latmap: internal error: {type(err).__name__}: {err} "
+                   "(a bug in latmap; rerun with --debug and report it)", err=True)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

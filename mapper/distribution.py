@@ -1,0 +1,423 @@
+"""One distribution type for every source, with honest percentiles.
+
+Every latency latmap reports comes out of :meth:`Distribution.quantile`, which returns an
+:class:`Estimate`: the point value *and* the interval the true value lies in, the number of
+observations behind it, and a note when the data cannot support a number at all.
+
+Three kinds of data make a distribution:
+
+* :class:`HistogramDistribution`: bucket counts (classic or native Prometheus histograms,
+  OTLP histograms). The interval is the bounds of the bucket(s) the quantile's rank falls in;
+  it is exact, not statistical: the true quantile of the observations lies in it.
+* :class:`SampleDistribution`: raw observations (trace spans). The interval is a
+  distribution-free 95% confidence interval from order statistics (binomial ranks).
+* :class:`SummaryDistribution`: quantiles a client already computed (Prometheus summaries).
+  They are passed through, never averaged; a quantile the client does not expose is "n/a".
+
+All values are seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from scipy.stats import binom
+
+#: Confidence level of the order-statistic interval for samples.
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A percentile with its uncertainty.
+
+    ``value`` is the point estimate in seconds, or ``None`` when the data cannot support it
+    (then ``note`` says why). ``low``/``high`` bound the true value; ``high is None`` means
+    unbounded above (the quantile is in the ``+Inf`` bucket or beyond the largest sample).
+    ``low is None`` only for a histogram whose lowest bucket is open below.
+    """
+
+    q: float
+    value: float | None
+    low: float | None
+    high: float | None
+    count: float
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The report key for this quantile: ``p50``, ``p99``, ``p99.99``."""
+        return percentile_label(self.q)
+
+
+def percentile_label(q: float) -> str:
+    """``0.99 -> "p99"``, ``0.9999 -> "p99.99"``, ``0.5 -> "p50"``."""
+    return "p" + f"{q * 100:.6f}".rstrip("0").rstrip(".")
+
+
+def min_count(q: float) -> int:
+    """Observations needed before quantile ``q`` means anything: at least one beyond it.
+
+    With fewer than ``1 / (1 - q)`` observations (10,000 for p99.99) the quantile is, at
+    best, the largest observation, and latmap says "too few samples" instead.
+    """
+    if q <= 0.5:
+        return 2
+    return math.ceil(1.0 / (1.0 - q) - 1e-9)
+
+
+def too_few_note(q: float, count: float) -> str | None:
+    """The note for an unsupported quantile, or ``None`` when ``count`` is enough."""
+    need = min_count(q)
+    if count < need:
+        return f"too few samples: {count:,.0f} < {need:,} needed for {percentile_label(q)}"
+    return None
+
+
+@runtime_checkable
+class Distribution(Protocol):
+    """What the rest of latmap needs of a latency distribution, whatever its source."""
+
+    @property
+    def count(self) -> float:
+        """Number of observations (may be fractional for rate-extrapolated histograms)."""
+        ...
+
+    @property
+    def mean(self) -> float | None:
+        """Exact mean in seconds when the source has a sum, else ``None``."""
+        ...
+
+    def quantile(self, q: float) -> Estimate:
+        """The ``q``-quantile (0 < q < 1) with its interval."""
+        ...
+
+
+# --------------------------------------------------------------------------- histograms
+
+
+@dataclass(frozen=True, eq=False)
+class HistogramDistribution:
+    """Observations counted into buckets ``(lower[i], upper[i]]``, in ascending order.
+
+    Buckets need not be contiguous (native histograms are sparse). The last bucket of a
+    classic histogram has ``upper == inf``. ``counts`` are per bucket, not cumulative.
+
+    The point estimate interpolates inside the bucket with a monotone cubic (PCHIP) through
+    the cumulative distribution at the bucket bounds, in log space for positive bounds,
+    because latency densities fall steeply across exponential bucket layouts and a straight
+    line inside a wide bucket overestimates the tail. Where a bucket has no non-empty
+    neighbour the curve is a straight line, so the estimate equals Prometheus's
+    ``histogram_quantile`` there. ``interpolation="linear"`` reproduces Prometheus exactly.
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    counts: np.ndarray
+    sum: float | None = None
+    interpolation: str = "pchip"
+    _cum: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        lower = np.asarray(self.lower, dtype=float)
+        upper = np.asarray(self.upper, dtype=float)
+        counts = np.asarray(self.counts, dtype=float)
+        if not (lower.shape == upper.shape == counts.shape) or lower.ndim != 1:
+            raise ValueError("lower, upper and counts must be 1-d arrays of one length")
+        if np.any(upper < lower) or np.any(np.diff(upper) < 0):
+            raise ValueError("buckets must be ascending with lower <= upper")
+        if np.any(counts < 0) or not np.all(np.isfinite(counts)):
+            raise ValueError("bucket counts must be finite and >= 0")
+        object.__setattr__(self, "lower", lower)
+        object.__setattr__(self, "upper", upper)
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "_cum", np.cumsum(counts))
+
+    @classmethod
+    def from_cumulative(
+        cls,
+        bounds: Sequence[float],
+        cumulative: Sequence[float],
+        sum: float | None = None,
+        interpolation: str = "pchip",
+    ) -> HistogramDistribution:
+        """Build from classic ``le`` bounds and cumulative counts (as Prometheus stores them).
+
+        Bounds are sorted here. The lowest bucket starts at 0 when its upper bound is
+        positive (latencies are not negative; Prometheus assumes the same), else at -inf.
+        Cumulative counts that decrease (a scrape racing an observation, or a broken
+        exporter) are made monotone the way Prometheus does; use :func:`non_monotonic`
+        first to report it.
+        """
+        b = np.asarray(bounds, dtype=float)
+        c = np.asarray(cumulative, dtype=float)
+        order = np.argsort(b, kind="stable")
+        b, c = b[order], c[order]
+        if b.size == 0 or b[-1] != math.inf:
+            raise ValueError("a classic histogram needs a +Inf bucket")
+        c = np.maximum.accumulate(c)
+        counts = np.diff(c, prepend=0.0)
+        lower = np.empty_like(b)
+        lower[1:] = b[:-1]
+        lower[0] = 0.0 if b[0] > 0 else -math.inf
+        return cls(lower, b, counts, sum=sum, interpolation=interpolation)
+
+    @property
+    def count(self) -> float:
+        return float(self._cum[-1]) if self._cum.size else 0.0
+
+    @property
+    def mean(self) -> float | None:
+        if self.sum is None or self.count <= 0:
+            return None
+        return self.sum / self.count
+
+    def bucket_of_rank(self, rank: np.ndarray | float) -> np.ndarray:
+        """Index of the first bucket whose cumulative count reaches ``rank``."""
+        idx = np.searchsorted(self._cum, rank, side="left")
+        return np.minimum(idx, self._cum.size - 1)
+
+    def quantile(self, q: float) -> Estimate:
+        n = self.count
+        if n <= 0:
+            return Estimate(q, None, None, None, 0.0, "no observations in the window")
+        b = int(self.bucket_of_rank(q * n))
+        # The sample quantile (numpy's default definition) sits between order statistics
+        # floor(h) and ceil(h), h = (n-1)q + 1; include their buckets in the interval.
+        h = (n - 1) * q + 1
+        ranks = np.array([max(1.0, math.floor(h)), min(n, math.ceil(h))])
+        bs = self.bucket_of_rank(ranks)
+        b_lo, b_hi = min(b, int(bs.min())), max(b, int(bs.max()))
+        low = float(self.lower[b_lo])
+        high = float(self.upper[b_hi])
+        low_out = None if low == -math.inf else low
+        if high == math.inf:
+            return Estimate(
+                q, None, low_out, None, n,
+                f"in the +Inf bucket: above {low:g}s; add a larger bucket bound",
+            )
+        note = too_few_note(q, n)
+        value = float(self._interpolate(np.array([q * n]))[0])
+        if note:
+            return Estimate(q, None, low_out, None, n, note)
+        return Estimate(q, value, low_out, high, n)
+
+    def quantile_values(self, qs: np.ndarray) -> np.ndarray:
+        """Vectorised point estimates for many quantiles (no intervals); +Inf -> last bound."""
+        return self._interpolate(np.asarray(qs, dtype=float) * self.count)
+
+    def _interpolate(self, ranks: np.ndarray) -> np.ndarray:
+        b = self.bucket_of_rank(ranks)
+        cum = self._cum
+        start = np.where(b > 0, cum[np.maximum(b - 1, 0)], 0.0)
+        width = self.counts[b]
+        lo, hi = self.lower[b], self.upper[b]
+        frac = np.where(width > 0, (ranks - start) / np.where(width > 0, width, 1), 1.0)
+        frac = np.clip(frac, 0.0, 1.0)
+        # Quantile in the +Inf bucket: the best point is the last finite bound (Prometheus).
+        inf = ~np.isfinite(hi)
+        finite_lo = np.where(np.isfinite(lo), lo, hi)
+        out = finite_lo + (hi - finite_lo) * frac if self.interpolation == "linear" else self._pchip(b, frac)
+        out = np.where(inf, lo, out)
+        # Lowest bucket open below, or with a non-positive upper bound: its upper bound.
+        return np.where(~np.isfinite(lo) | ((b == 0) & (hi <= 0)), hi, out)
+
+    def _pchip(self, b: np.ndarray, frac: np.ndarray) -> np.ndarray:
+        """Monotone cubic Hermite inverse-CDF inside bucket ``b`` at fraction ``frac``."""
+        lo, hi = self.lower[b], self.upper[b]
+        use_log = (lo > 0) & np.isfinite(hi)
+        x0 = np.where(use_log, np.log(np.where(lo > 0, lo, 1.0)), lo)
+        x1 = np.where(use_log, np.log(np.where(hi > 0, hi, 1.0)), hi)
+        with np.errstate(invalid="ignore"):
+            linear = np.where(np.isfinite(lo), lo + (hi - lo) * frac, hi)
+        h = self.counts[b]
+        d = np.where(h > 0, (x1 - x0) / np.where(h > 0, h, 1.0), 0.0)
+        d_prev = self._neighbour_slope(b, -1, use_log)
+        d_next = self._neighbour_slope(b, +1, use_log)
+        m0 = _harmonic(d_prev, d)
+        m1 = _harmonic(d, d_next)
+        t = frac
+        t2, t3 = t * t, t * t * t
+        y = (
+            (2 * t3 - 3 * t2 + 1) * x0
+            + (t3 - 2 * t2 + t) * h * m0
+            + (-2 * t3 + 3 * t2) * x1
+            + (t3 - t2) * h * m1
+        )
+        y = np.clip(y, np.minimum(x0, x1), np.maximum(x0, x1))
+        est = np.where(use_log, np.exp(y), y)
+        return np.where(np.isfinite(est) & (h > 0), est, linear)
+
+    def _neighbour_slope(self, b: np.ndarray, step: int, use_log: np.ndarray) -> np.ndarray:
+        """Secant slope (x per count) of the adjacent bucket, or NaN when there is none.
+
+        Only a contiguous, non-empty, finite neighbour gives shape information; a gap or an
+        empty bucket means we know nothing about the density's slope across it.
+        """
+        nb = b + step
+        valid = (nb >= 0) & (nb < self.counts.size)
+        nbc = np.clip(nb, 0, self.counts.size - 1)
+        lo, hi, c = self.lower[nbc], self.upper[nbc], self.counts[nbc]
+        contiguous = np.where(step < 0, hi == self.lower[b], lo == self.upper[b])
+        ok = valid & contiguous & (c > 0) & np.isfinite(lo) & np.isfinite(hi)
+        ok &= np.where(use_log, lo > 0, True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x0 = np.where(use_log, np.log(np.where(lo > 0, lo, 1.0)), lo)
+            x1 = np.where(use_log, np.log(np.where(hi > 0, hi, 1.0)), hi)
+            slope = (x1 - x0) / np.where(c > 0, c, 1.0)
+        return np.where(ok, slope, np.nan)
+
+    def point_masses(self, variant: str) -> PointMasses:
+        """This distribution as weighted points, for convolution (see :mod:`mapper.convolve`).
+
+        ``"low"`` puts each bucket's count at its lower bound, ``"high"`` at its upper bound
+        (the true sum lies between), ``"mid"`` follows the interpolated quantile function.
+        """
+        keep = self.counts > 0
+        if variant == "low":
+            values = np.where(np.isfinite(self.lower[keep]), self.lower[keep], 0.0)
+            return PointMasses(values, self.counts[keep] / self.count)
+        if variant == "high":
+            return PointMasses(self.upper[keep], self.counts[keep] / self.count)
+        edges = PROBABILITY_EDGES
+        mids = (edges[:-1] + edges[1:]) / 2
+        return PointMasses(self.quantile_values(mids), np.diff(edges))
+
+
+def _harmonic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Fritsch-Carlson slope at a knot: harmonic mean of same-sign secants, else 0.
+
+    A missing neighbour (NaN) makes the knot slope equal to the known secant, so a lone
+    bucket is interpolated along a straight line.
+    """
+    a = np.where(np.isnan(a), b, a)
+    b = np.where(np.isnan(b), a, b)
+    same = (a * b) > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hm = 2 * a * b / (a + b)
+    return np.where(same, hm, 0.0)
+
+
+def non_monotonic(cumulative: Sequence[float], tolerance: float = 1e-9) -> bool:
+    """True when cumulative bucket counts (sorted by ``le``) decrease somewhere."""
+    c = np.asarray(cumulative, dtype=float)
+    return bool(np.any(np.diff(c) < -tolerance * max(1.0, float(np.max(c, initial=0)))))
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True, eq=False)
+class SampleDistribution:
+    """Raw observations; the interval is a distribution-free order-statistic CI.
+
+    For the ranks ``l``, ``u`` of the order statistics, P(X_(l) <= x_q <= X_(u)) >= 95%
+    whatever the distribution (Hahn & Meeker, ch. 5). ``high`` is ``None`` when ``u``
+    would be beyond the largest observation: the data cannot bound the quantile above.
+    """
+
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        v = np.sort(np.asarray(self.values, dtype=float))
+        if v.ndim != 1 or not np.all(np.isfinite(v)):
+            raise ValueError("samples must be a 1-d array of finite numbers")
+        object.__setattr__(self, "values", v)
+
+    @property
+    def count(self) -> float:
+        return float(self.values.size)
+
+    @property
+    def mean(self) -> float | None:
+        return float(self.values.mean()) if self.values.size else None
+
+    def quantile(self, q: float) -> Estimate:
+        v = self.values
+        n = v.size
+        if n == 0:
+            return Estimate(q, None, None, None, 0.0, "no observations in the window")
+        alpha = (1 - CONFIDENCE) / 2
+        lo_rank = int(binom.ppf(alpha, n, q))  # 1-based rank of the lower order statistic
+        hi_rank = int(binom.ppf(1 - alpha, n, q)) + 1
+        low = float(v[lo_rank - 1]) if lo_rank >= 1 else float(v[0])
+        high = float(v[hi_rank - 1]) if hi_rank <= n else None
+        note = too_few_note(q, n)
+        if note:
+            return Estimate(q, None, low, None, float(n), note)
+        return Estimate(q, float(np.quantile(v, q)), low, high, float(n))
+
+    def point_masses(self, variant: str) -> PointMasses:
+        return PointMasses(self.values, np.full(self.values.size, 1.0 / max(1, self.values.size)))
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True)
+class SummaryDistribution:
+    """Quantiles computed by an instrumented client (a Prometheus summary), passed through.
+
+    A summary's quantiles cover the client's own sliding window and one process; they can
+    be neither aggregated across instances nor re-windowed, which is why ``low``/``high``
+    are the value itself and the note says where the number comes from.
+    """
+
+    quantiles: Mapping[float, float]
+    count: float
+    sum: float | None = None
+    origin: str = "summary"
+
+    @property
+    def mean(self) -> float | None:
+        if self.sum is None or self.count <= 0:
+            return None
+        return self.sum / self.count
+
+    def quantile(self, q: float) -> Estimate:
+        for have, value in self.quantiles.items():
+            if math.isclose(have, q, rel_tol=0, abs_tol=1e-9):
+                if math.isnan(value):
+                    return Estimate(q, None, None, None, self.count, f"{self.origin}: no observations")
+                return Estimate(q, value, value, value, self.count, f"{self.origin}: client-computed")
+        exposed = ", ".join(percentile_label(x) for x in sorted(self.quantiles)) or "none"
+        return Estimate(
+            q, None, None, None, self.count,
+            f"not available: the summary exposes only {exposed}",
+        )
+
+
+# --------------------------------------------------------------------------- point masses
+
+
+def _probability_edges() -> np.ndarray:
+    """Probability grid for point-mass representations: even in the body, dense in the tail.
+
+    The tail part reaches 1 - 1e-7, so p99.99 of a sum keeps ~300 points of resolution.
+    """
+    body = np.linspace(0.0, 1.0, 513)
+    tail = 1.0 - np.logspace(-0.3, -7.0, 700)
+    return np.unique(np.concatenate([body, tail, [1.0]]))
+
+
+PROBABILITY_EDGES = _probability_edges()
+
+
+@dataclass(frozen=True, eq=False)
+class PointMasses:
+    """A discrete distribution: ``values`` with ``weights`` summing to 1."""
+
+    values: np.ndarray
+    weights: np.ndarray
+
+    def quantile(self, q: float) -> float:
+        """The lower q-quantile (smallest value whose cumulative weight reaches q)."""
+        order = np.argsort(self.values, kind="stable")
+        v, w = self.values[order], self.weights[order]
+        cum = np.cumsum(w)
+        i = int(np.searchsorted(cum, q * cum[-1] - 1e-12, side="left"))
+        return float(v[min(i, v.size - 1)])

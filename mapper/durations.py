@@ -1,0 +1,115 @@
+"""Durations, units and timestamps as the spec and the CLI write them.
+
+Durations use Prometheus's notation (``250ms``, ``1.5s``, ``24h``, ``1h30m``); values without
+a unit are seconds. Timestamps are RFC 3339 or unix seconds. All results are in seconds, the
+only unit latmap uses internally.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+
+#: Factor from each accepted unit to seconds.
+UNITS: dict[str, float] = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 7 * 86400.0,
+}
+
+_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Return seconds for ``text`` (``"250ms"``, ``"1h30m"``, ``1.5``), or raise ValueError.
+
+    Negative, infinite and NaN durations are refused: nothing in latmap can use them.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"expected a duration, got {text!r}")
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        s = text.strip()
+        try:
+            value = float(s)
+        except ValueError:
+            pos, value = 0, 0.0
+            for match in _PART.finditer(s):
+                if match.start() != pos:
+                    break
+                value += float(match.group(1)) * UNITS[match.group(2)]
+                pos = match.end()
+            if pos != len(s) or not s:
+                raise ValueError(
+                    f"not a duration: {text!r} (use e.g. 250ms, 1.5s, 5m, 24h)"
+                ) from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"not a duration: {text!r} (must be finite and >= 0)")
+    return value
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way people read latencies: ``850µs``, ``12.3ms``, ``1.20s``, ``24h``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "∞" if seconds == math.inf else "-"
+    a = abs(seconds)
+    if a == 0:
+        return "0s"
+    if a < 1e-3:
+        return f"{seconds * 1e6:.3g}µs"
+    if a < 1:
+        return f"{seconds * 1e3:.3g}ms"
+    if a < 120:
+        return f"{seconds:.3g}s"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if a >= size and a % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    if a < 7200:
+        return f"{seconds / 60:.3g}m"
+    return f"{seconds / 3600:.3g}h"
+
+
+def prom_duration(seconds: float) -> str:
+    """Render seconds as a PromQL range (``[...]``): whole milliseconds, largest units."""
+    ms = max(1, round(seconds * 1000))
+    out = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        if ms >= size:
+            out.append(f"{ms // size}{unit}")
+            ms %= size
+    return "".join(out)
+
+
+def parse_time(text: str | int | float) -> float:
+    """Return unix seconds for an RFC 3339 timestamp, unix seconds, or ``now``."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return float(text)
+    s = str(text).strip()
+    if s == "now":
+        return datetime.now(UTC).timestamp()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"not a time: {text!r} (use RFC 3339 like 2026-11-25T06:00:00Z, or unix seconds)"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def format_time(ts: float) -> str:
+    """RFC 3339 in UTC with a ``Z``, to the second (how reports show window edges)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

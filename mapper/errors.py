@@ -1,0 +1,36 @@
+"""Errors that latmap raises on purpose.
+
+Every error carries the *place* it is about (``file:line``, a URL, a field name) in its
+message, so the CLI can print it as one line and a scheduler can act on the exit code.
+Anything that is not a :class:`LatmapError` is a bug in latmap, not bad input.
+"""
+
+from __future__ import annotations
+
+
+class LatmapError(Exception):
+    """Base class: a problem with the user's input or environment, with its place.
+
+    ``exit_code`` is what the CLI returns for it (2: usage, config or source error).
+    """
+
+    exit_code: int = 2
+
+
+class SpecError(LatmapError):
+    """The stream spec is wrong; the message starts with ``file:line:``."""
+
+
+class SourceError(LatmapError):
+    """A source (Prometheus, scrape endpoint ...) failed or answered something unusable.
+
+    The message names the URL (never with credentials) and what was wrong.
+    """
+
+
+class UsageError(LatmapError):
+    """A CLI argument is wrong (bad duration, bad time, conflicting options)."""
+
+
+class DataError(LatmapError):
+    """Data that was read cannot make a distribution (e.g. buckets with no +Inf)."""

@@ -1,0 +1,60 @@
+"""The values that flow between collectors, analysis and renderers.
+
+Collectors turn a :class:`~mapper.spec.Measurement` into a :class:`MeasurementResult`;
+analysis turns those into a :class:`~mapper.analysis.LatencyMap`. Everything here is frozen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mapper.distribution import Distribution
+
+Level = Literal["error", "warning", "info"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time range ``(start, end]`` the numbers cover, in unix seconds."""
+
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    @classmethod
+    def ending(cls, end: float, length: float) -> Window:
+        return cls(end - length, end)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A finding about the data: not enough samples, a coarse bucket, a reset ...
+
+    ``code`` is stable (machines match on it); ``message`` is for people and names the
+    stage, the part and the metric it is about.
+    """
+
+    level: Level
+    code: str
+    message: str
+    stage: str | None = None
+    part: str | None = None
+
+
+@dataclass(frozen=True)
+class MeasurementResult:
+    """What a collector read for one measurement over one window.
+
+    ``distribution`` is ``None`` when there was no data (a ``no-data`` check says so).
+    ``provenance`` says where the numbers came from (source name, URL, query), for reports.
+    ``per_instance`` holds the separate distributions a summary cannot merge.
+    """
+
+    distribution: Distribution | None
+    provenance: str
+    checks: tuple[Check, ...] = ()
+    per_instance: tuple[tuple[str, Distribution], ...] = field(default_factory=tuple)

@@ -1,0 +1,77 @@
+"""The library facade: spec -> collectors -> distributions -> analysis -> renderers.
+
+Everything the CLI does is a call to a function here, so it can be done from Python too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from collectors import make_collector
+from collectors.base import Collector
+from mapper.analysis import PARTS, LatencyMap, analyse
+from mapper.errors import SourceError
+from mapper.files import write_atomic
+from mapper.model import MeasurementResult, Window
+from mapper.report import dumps, to_json, to_markdown
+from mapper.spec import Measurement, StreamSpec
+
+log = logging.getLogger(__name__)
+
+#: Called after each measurement with (done, total, label).
+Progress = Callable[[int, int, str], None]
+
+
+def window_for(spec: StreamSpec, length: float | None = None, until: float | None = None) -> Window:
+    """The window to map: ``length`` (default: the spec's) ending at ``until`` (default: now)."""
+    end = time.time() if until is None else until
+    return Window.ending(end, spec.window if length is None else length)
+
+
+def measurements(spec: StreamSpec) -> list[tuple[str, str, Measurement]]:
+    """Every ``(stage, part, measurement)`` of the spec, in flow order."""
+    out = []
+    for s in spec.stages:
+        for part in PARTS:
+            m = getattr(s, part)
+            if m is not None:
+                out.append((s.name, part, m))
+    return out
+
+
+def collect(spec: StreamSpec, window: Window, progress: Progress | None = None,
+            collectors: dict[str, Collector] | None = None) -> dict[tuple[str, str], MeasurementResult]:
+    """Read every measurement of the spec over the window.
+
+    A source error is raised with the stage and part it happened for; data problems that
+    still let the map be drawn come back as checks inside the results instead.
+    """
+    made = dict(collectors or {})
+    todo = measurements(spec)
+    results: dict[tuple[str, str], MeasurementResult] = {}
+    for i, (stage, part, m) in enumerate(todo):
+        if m.source not in made:
+            made[m.source] = make_collector(spec.sources[m.source])
+        try:
+            results[(stage, part)] = made[m.source].collect(m, window)
+        except SourceError as err:
+            raise SourceError(f"{stage} {part}: {err}") from err
+        if progress:
+            progress(i + 1, len(todo), f"{stage} {part}")
+    return results
+
+
+def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None,
+              collectors: dict[str, Collector] | None = None) -> LatencyMap:
+    """Collect and analyse: the latency map of the stream over the window."""
+    return analyse(spec, window, collect(spec, window, progress, collectors))
+
+
+def write_reports(lm: LatencyMap, out: str | Path) -> list[Path]:
+    """Write ``report.json`` and ``report.md`` into ``out`` (atomically); return the paths."""
+    d = Path(out)
+    return [write_atomic(d / "report.json", dumps(to_json(lm))),
+            write_atomic(d / "report.md", to_markdown(lm))]

@@ -1,0 +1,419 @@
+"""The stream spec: one validated model of a value stream, loaded from ``stream.yaml``.
+
+Loading checks everything it can without touching a source and reports *every* problem
+at once, each as ``file:line: field: what is wrong``. The rest of latmap only ever sees the
+frozen dataclasses below.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mapper.distribution import percentile_label
+from mapper.durations import UNITS, parse_duration
+from mapper.errors import SpecError
+from mapper.yamlload import LDict, LList, load_yaml, load_yaml_file
+
+SOURCE_KINDS = ("prometheus", "scrape")
+METRIC_KEYS = ("histogram", "summary", "query")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password_env: str | None = None
+    password_file: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where numbers come from. Secrets are named (env var, file), never held here."""
+
+    name: str
+    kind: str
+    url: str
+    place: str
+    bearer_token_env: str | None = None
+    bearer_token_file: str | None = None
+    basic_auth: BasicAuth | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+    timeout: float = 30.0
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One latency measured by a source: a histogram, a summary, or a raw PromQL query.
+
+    ``scale`` converts the metric's unit to seconds (``unit: ms`` gives 0.001).
+    ``place`` is ``file:line`` of the measurement in the spec.
+    """
+
+    source: str
+    kind: str  # "histogram" | "summary" | "query"
+    name: str  # metric name, or the PromQL text for kind "query"
+    place: str
+    selector: Mapping[str, str] = field(default_factory=dict)
+    scale: float = 1.0
+    unit: str = "s"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """``target``'s ``q``-quantile must stay at or below ``threshold`` seconds.
+
+    ``target`` is ``"end_to_end"`` or a stage name (the stage's hop: wait plus process).
+    """
+
+    target: str
+    q: float
+    threshold: float
+    place: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.target} {percentile_label(self.q)}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    place: str
+    owner: str | None = None
+    wait: Measurement | None = None
+    process: Measurement | None = None
+    upstream: tuple[str, ...] = ()
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A value stream: ordered stages, the sources that measure them, objectives.
+
+    ``hops`` are ``(from, to)`` pairs of stage names; by default consecutive stages.
+    """
+
+    name: str
+    owner: str | None
+    window: float
+    percentiles: tuple[float, ...]
+    sources: Mapping[str, SourceSpec]
+    stages: tuple[Stage, ...]
+    objectives: tuple[Objective, ...]
+    path: str = "<string>"
+    version: int = 1
+
+    @property
+    def hops(self) -> tuple[tuple[str, str], ...]:
+        return tuple((up, s.name) for s in self.stages for up in s.upstream)
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def with_source_url(self, kind: str, url: str) -> StreamSpec:
+        """A copy with every ``kind`` source pointed at ``url`` (CLI ``--prometheus``)."""
+        sources = {
+            n: replace(s, url=url) if s.kind == kind else s for n, s in self.sources.items()
+        }
+        return replace(self, sources=sources)
+
+
+class _Problems:
+    """Collects every problem found in one spec, each with its ``file:line``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.items: list[str] = []
+
+    def at(self, line: int) -> str:
+        return f"{self.path}:{line}"
+
+    def add(self, line: int, field_name: str, message: str) -> None:
+        self.items.append(f"{self.path}:{line}: {field_name}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise SpecError("\n".join(self.items))
+
+
+def _check_keys(node: LDict, allowed: tuple[str, ...], where: str, p: _Problems) -> None:
+    for key in node:
+        if key not in allowed:
+            p.add(node.line_of(key), f"{where}.{key}" if where else str(key),
+                  f"unknown key (allowed: {', '.join(allowed)})")
+
+
+def _str(node: LDict, key: str, where: str, p: _Problems, required: bool = False) -> str | None:
+    if key not in node or node[key] is None:
+        if required:
+            p.add(node.line, f"{where}.{key}" if where else key, "is required")
+        return None
+    value = node[key]
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        p.add(node.line_of(key), f"{where}.{key}" if where else key, "must be a string")
+        return None
+    return str(value)
+
+
+def _duration(node: LDict, key: str, where: str, p: _Problems, default: float) -> float:
+    if key not in node:
+        return default
+    try:
+        return parse_duration(node[key])
+    except ValueError as err:
+        p.add(node.line_of(key), f"{where}.{key}" if where else key, str(err))
+        return default
+
+
+def _source(name: str, node: Any, line: int, p: _Problems) -> SourceSpec | None:
+    where = f"sources.{name}"
+    if not isinstance(node, LDict):
+        p.add(line, where, "must be a mapping like {kind: prometheus, url: http://...}")
+        return None
+    _check_keys(node, ("kind", "url", "bearer_token_env", "bearer_token_file", "basic_auth",
+                       "headers", "tls", "timeout", "retries"), where, p)
+    kind = _str(node, "kind", where, p, required=True)
+    if kind is not None and kind not in SOURCE_KINDS:
+        p.add(node.line_of("kind"), f"{where}.kind",
+              f"unknown source kind {kind!r} (known: {', '.join(SOURCE_KINDS)})")
+    url = _str(node, "url", where, p, required=True) or ""
+    if url and not re.match(r"^https?://[^/\s]+", url):
+        p.add(node.line_of("url"), f"{where}.url", f"not an http(s) URL: {url!r}")
+    if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+        p.add(node.line_of("url"), f"{where}.url",
+              "credentials in the URL are refused; use basic_auth with password_env")
+    basic = None
+    if "basic_auth" in node:
+        ba = node["basic_auth"]
+        if not isinstance(ba, LDict):
+            p.add(node.line_of("basic_auth"), f"{where}.basic_auth", "must be a mapping")
+        else:
+            _check_keys(ba, ("username", "password_env", "password_file"), f"{where}.basic_auth", p)
+            user = _str(ba, "username", f"{where}.basic_auth", p, required=True) or ""
+            penv = _str(ba, "password_env", f"{where}.basic_auth", p)
+            pfile = _str(ba, "password_file", f"{where}.basic_auth", p)
+            if (penv is None) == (pfile is None):
+                p.add(ba.line, f"{where}.basic_auth", "give exactly one of password_env, password_file")
+            basic = BasicAuth(user, penv, pfile)
+    if "bearer_token_env" in node and "bearer_token_file" in node:
+        p.add(node.line_of("bearer_token_file"), where,
+              "give only one of bearer_token_env, bearer_token_file")
+    headers: dict[str, str] = {}
+    if "headers" in node:
+        h = node["headers"]
+        if not isinstance(h, LDict) or not all(isinstance(v, str) for v in h.values()):
+            p.add(node.line_of("headers"), f"{where}.headers", "must map header names to strings")
+        else:
+            headers = {str(k): v for k, v in h.items()}
+            for k in headers:
+                if k.lower() == "authorization":
+                    p.add(h.line_of(k), f"{where}.headers.{k}",
+                          "put credentials in bearer_token_env/_file or basic_auth, not in the spec")
+    ca_file, insecure = None, False
+    if "tls" in node:
+        t = node["tls"]
+        if not isinstance(t, LDict):
+            p.add(node.line_of("tls"), f"{where}.tls", "must be a mapping")
+        else:
+            _check_keys(t, ("ca_file", "insecure_skip_verify"), f"{where}.tls", p)
+            ca_file = _str(t, "ca_file", f"{where}.tls", p)
+            insecure = bool(t.get("insecure_skip_verify", False))
+    retries = node.get("retries", 3)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+        p.add(node.line_of("retries"), f"{where}.retries", "must be a whole number from 0 to 10")
+        retries = 3
+    timeout = _duration(node, "timeout", where, p, 30.0)
+    if timeout <= 0:
+        p.add(node.line_of("timeout"), f"{where}.timeout", "must be > 0")
+    return SourceSpec(
+        name=name, kind=kind or "", url=url.rstrip("/"), place=p.at(line),
+        bearer_token_env=_str(node, "bearer_token_env", where, p),
+        bearer_token_file=_str(node, "bearer_token_file", where, p),
+        basic_auth=basic, headers=headers, ca_file=ca_file, insecure_skip_verify=insecure,
+        timeout=timeout or 30.0, retries=retries,
+    )
+
+
+def _measurement(node: Any, line: int, where: str, sources: Mapping[str, Any],
+                 p: _Problems) -> Measurement | None:
+    if not isinstance(node, LDict):
+        p.add(line, where, "must be a mapping like {source: prom, histogram: metric_seconds}")
+        return None
+    _check_keys(node, ("source", "histogram", "summary", "query", "selector", "unit"), where, p)
+    source = _str(node, "source", where, p, required=True)
+    if source is not None and source not in sources:
+        known = ", ".join(sources) or "none defined"
+        p.add(node.line_of("source"), f"{where}.source", f"unknown source {source!r} (sources: {known})")
+    kinds = [k for k in METRIC_KEYS if k in node]
+    if len(kinds) != 1:
+        p.add(node.line, where, "give exactly one of histogram, summary, query")
+        return None
+    kind = kinds[0]
+    name = _str(node, kind, where, p, required=True) or ""
+    if kind != "query" and name and not _METRIC.match(name):
+        p.add(node.line_of(kind), f"{where}.{kind}", f"not a Prometheus metric name: {name!r}")
+    for suffix in ("_bucket", "_count", "_sum"):
+        if kind == "histogram" and name.endswith(suffix):
+            p.add(node.line_of(kind), f"{where}.{kind}",
+                  f"name the histogram without {suffix!r}: {name[: -len(suffix)]!r}")
+    selector: dict[str, str] = {}
+    if "selector" in node:
+        sel = node["selector"]
+        if not isinstance(sel, LDict):
+            p.add(node.line_of("selector"), f"{where}.selector", "must map label names to values")
+        else:
+            for k, v in sel.items():
+                if not isinstance(k, str) or not _LABEL.match(k):
+                    p.add(sel.line_of(k), f"{where}.selector", f"not a label name: {k!r}")
+                elif k == "le" or k == "quantile":
+                    p.add(sel.line_of(k), f"{where}.selector.{k}", "latmap reads this label itself")
+                elif not isinstance(v, str | int | float) or isinstance(v, bool):
+                    p.add(sel.line_of(k), f"{where}.selector.{k}", "must be a string")
+                else:
+                    selector[k] = str(v)
+        if kind == "query" and selector:
+            p.add(node.line_of("selector"), f"{where}.selector", "a raw query carries its own selectors")
+    unit = str(node.get("unit", "s"))
+    if unit not in UNITS:
+        p.add(node.line_of("unit"), f"{where}.unit", f"unknown unit {unit!r} (use one of {', '.join(UNITS)})")
+        unit = "s"
+    return Measurement(source=source or "", kind=kind, name=name, place=p.at(node.line),
+                       selector=selector, scale=UNITS[unit], unit=unit)
+
+
+def _objectives(target: str, node: Any, line: int, where: str, p: _Problems) -> list[Objective]:
+    if not isinstance(node, LDict):
+        p.add(line, where, "must map percentiles to thresholds, like {p99: 250ms}")
+        return []
+    out = []
+    for key, value in node.items():
+        m = re.fullmatch(r"p(\d+(?:\.\d+)?)", str(key))
+        q = float(m.group(1)) / 100 if m else -1.0
+        if not 0 < q < 1:
+            p.add(node.line_of(key), f"{where}.{key}", "must be a percentile like p50, p99, p99.99")
+            continue
+        try:
+            threshold = parse_duration(value)
+        except ValueError as err:
+            p.add(node.line_of(key), f"{where}.{key}", str(err))
+            continue
+        out.append(Objective(target, q, threshold, p.at(node.line_of(key))))
+    return out
+
+
+def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
+    """Validate a loaded YAML document (from :mod:`mapper.yamlload`) into a StreamSpec."""
+    p = _Problems(path)
+    if not isinstance(doc, LDict):
+        raise SpecError(f"{path}:1: the spec must be a mapping with name, sources and stages")
+    _check_keys(doc, ("version", "name", "owner", "description", "window", "percentiles",
+                      "sources", "stages", "objectives"), "", p)
+    version = doc.get("version", 1)
+    if version != 1:
+        p.add(doc.line_of("version"), "version", f"unsupported spec version {version!r} (this latmap reads 1)")
+    name = _str(doc, "name", "", p, required=True) or ""
+    if name and not _NAME.match(name):
+        p.add(doc.line_of("name"), "name", "use letters, digits, '.', '_' and '-'")
+    window = _duration(doc, "window", "", p, 86400.0)
+    if window <= 0:
+        p.add(doc.line_of("window"), "window", "must be > 0")
+    percentiles: list[float] = []
+    pl = doc.get("percentiles", [50, 99, 99.99])
+    if not isinstance(pl, list) or not pl:
+        p.add(doc.line_of("percentiles"), "percentiles", "must be a list like [50, 99, 99.99]")
+    else:
+        for i, v in enumerate(pl):
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 100
+            if not ok:
+                line = pl.line_of(i) if isinstance(pl, LList) else doc.line_of("percentiles")
+                p.add(line, "percentiles", f"{v!r} is not a percentile between 0 and 100")
+            else:
+                percentiles.append(float(v) / 100)
+    sources: dict[str, SourceSpec] = {}
+    src = doc.get("sources")
+    if not isinstance(src, LDict) or not src:
+        p.add(doc.line_of("sources"), "sources", "define at least one source, like prom: {kind: prometheus, url: ...}")
+        src = LDict()
+    for sname, snode in src.items():
+        made = _source(str(sname), snode, src.line_of(sname), p)
+        if made:
+            sources[str(sname)] = made
+    stages: list[Stage] = []
+    objectives: list[Objective] = []
+    st = doc.get("stages")
+    if not isinstance(st, LList) or not st:
+        p.add(doc.line_of("stages"), "stages", "list at least one stage")
+        st = LList()
+    seen: dict[str, int] = {}
+    for i, snode in enumerate(st):
+        where = f"stages[{i}]"
+        line = st.line_of(i)
+        if not isinstance(snode, LDict):
+            p.add(line, where, "must be a mapping with name, owner, wait/process")
+            continue
+        _check_keys(snode, ("name", "owner", "description", "wait", "process", "upstream",
+                            "objectives"), where, p)
+        sname = _str(snode, "name", where, p, required=True) or f"#{i}"
+        if sname in seen:
+            p.add(snode.line_of("name"), f"{where}.name", f"duplicate stage {sname!r} (first at line {seen[sname]})")
+        seen.setdefault(sname, snode.line_of("name"))
+        where = f"stages[{sname}]"
+        wait = _measurement(snode["wait"], snode.line_of("wait"), f"{where}.wait", src, p) if "wait" in snode else None
+        process = (_measurement(snode["process"], snode.line_of("process"), f"{where}.process", src, p)
+                   if "process" in snode else None)
+        if "upstream" in snode:
+            up = snode["upstream"]
+            ups = [up] if isinstance(up, str) else list(up) if isinstance(up, list) else None
+            if ups is None or not all(isinstance(u, str) for u in ups):
+                p.add(snode.line_of("upstream"), f"{where}.upstream", "must be a stage name or a list of them")
+                ups = []
+            for u in ups:
+                if u not in seen or u == sname:
+                    p.add(snode.line_of("upstream"), f"{where}.upstream",
+                          f"{u!r} is not an earlier stage (stages are listed in flow order)")
+            upstream = tuple(ups)
+        else:
+            upstream = (stages[-1].name,) if stages else ()
+        if "objectives" in snode:
+            objectives += _objectives(sname, snode["objectives"], snode.line_of("objectives"),
+                                      f"{where}.objectives", p)
+        stages.append(Stage(name=sname, place=p.at(line), owner=_str(snode, "owner", where, p),
+                            wait=wait, process=process, upstream=upstream,
+                            description=_str(snode, "description", where, p)))
+    if "objectives" in doc:
+        ob = doc["objectives"]
+        if not isinstance(ob, LDict):
+            p.add(doc.line_of("objectives"), "objectives", "must map end_to_end or a stage name to {p99: 250ms}")
+        else:
+            for target, node in ob.items():
+                if target != "end_to_end" and target not in seen:
+                    p.add(ob.line_of(target), f"objectives.{target}",
+                          "must be end_to_end or a stage name")
+                    continue
+                objectives += _objectives(str(target), node, ob.line_of(target), f"objectives.{target}", p)
+    p.raise_if_any()
+    return StreamSpec(name=name, owner=_str(doc, "owner", "", p), window=window,
+                      percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
+                      objectives=tuple(objectives), path=path, version=1)
+
+
+def load_spec(path: str | Path) -> StreamSpec:
+    """Load and validate ``stream.yaml``; every problem is reported with ``file:line``."""
+    return parse_spec(load_yaml_file(path), str(path))
+
+
+def loads_spec(text: str, path: str = "<string>") -> StreamSpec:
+    """Like :func:`load_spec`, from a string (tests, the demo)."""
+    return parse_spec(load_yaml(text, path), path)
