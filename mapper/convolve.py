@@ -105,9 +105,11 @@ def convolve(parts: Sequence[object]) -> ConvolvedDistribution | None:
         return ConvolvedDistribution({}, 0.0, mean)
     result: dict[str, PointMasses] = {}
     for variant in _VARIANTS:
-        acc = parts[0].point_masses(variant)  # type: ignore[attr-defined]
-        acc = _compress(acc.values, acc.weights, variant)
-        for p in parts[1:]:
-            acc = convolve_pair(acc, p.point_masses(variant), variant)  # type: ignore[attr-defined]
+        # Compress every part first: a sample part may hold millions of points.
+        compressed = [_compress(m.values, m.weights, variant)
+                      for m in (p.point_masses(variant) for p in parts)]  # type: ignore[attr-defined]
+        acc = compressed[0]
+        for m in compressed[1:]:
+            acc = convolve_pair(acc, m, variant)
         result[variant] = acc
     return ConvolvedDistribution(result, min(counts), mean)

@@ -67,7 +67,7 @@ def min_count(q: float) -> int:
     """
     if q <= 0.5:
         return 2
-    return math.ceil(1.0 / (1.0 - q) - 1e-9)
+    return math.ceil(round(1.0 / (1.0 - q), 6))
 
 
 def too_few_note(q: float, count: float) -> str | None:
@@ -195,15 +195,16 @@ class HistogramDistribution:
         low = float(self.lower[b_lo])
         high = float(self.upper[b_hi])
         low_out = None if low == -math.inf else low
+        # Too few observations is the first thing to say: no bucket layout would help.
+        note = too_few_note(q, n)
+        if note:
+            return Estimate(q, None, low_out, None, n, note)
         if high == math.inf:
             return Estimate(
                 q, None, low_out, None, n,
                 f"in the +Inf bucket: above {low:g}s; add a larger bucket bound",
             )
-        note = too_few_note(q, n)
         value = float(self._interpolate(np.array([q * n]))[0])
-        if note:
-            return Estimate(q, None, low_out, None, n, note)
         return Estimate(q, value, low_out, high, n)
 
     def quantile_values(self, qs: np.ndarray) -> np.ndarray:

@@ -340,7 +340,7 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
                 line = pl.line_of(i) if isinstance(pl, LList) else doc.line_of("percentiles")
                 p.add(line, "percentiles", f"{v!r} is not a percentile between 0 and 100")
             else:
-                percentiles.append(float(v) / 100)
+                percentiles.append(round(float(v) / 100, 12))
     sources: dict[str, SourceSpec] = {}
     src = doc.get("sources")
     if not isinstance(src, LDict) or not src:
@@ -363,9 +363,9 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
         if not isinstance(snode, LDict):
             p.add(line, where, "must be a mapping with name, owner, wait/process")
             continue
+        sname = _str(snode, "name", where, p, required=True) or str(i)
         _check_keys(snode, ("name", "owner", "description", "wait", "process", "upstream",
-                            "objectives"), where, p)
-        sname = _str(snode, "name", where, p, required=True) or f"#{i}"
+                            "objectives"), f"stages[{sname}]", p)
         if sname in seen:
             p.add(snode.line_of("name"), f"{where}.name", f"duplicate stage {sname!r} (first at line {seen[sname]})")
         seen.setdefault(sname, snode.line_of("name"))
