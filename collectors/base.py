@@ -77,6 +77,18 @@ def no_data(where: str, what: str) -> MeasurementResult:
     return MeasurementResult(None, what, (Check("warning", "no-data", f"{where}: no data in the window"),))
 
 
+def quantile_free_summary(where: str, provenance: str, count: float, total: float | None,
+                          scale: float) -> MeasurementResult:
+    """A summary with a count but no quantile series (prometheus-client for Python exports
+    only ``_count`` and ``_sum``): the mean is known, no percentile is."""
+    from mapper.distribution import SummaryDistribution
+
+    dist = SummaryDistribution({}, count, None if total is None else total * scale)
+    return MeasurementResult(dist, provenance, (Check(
+        "warning", "summary-without-quantiles",
+        f"{where}: the summary exports no quantiles, only count and sum; use a histogram"),))
+
+
 def pick_labels(labels: Mapping[str, str], drop: Iterable[str]) -> str:
     """A compact ``{a="b",...}`` rendering of labels minus ``drop`` (to name instances)."""
     d = set(drop)

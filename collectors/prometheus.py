@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from collectors import promql
-from collectors.base import histogram_from_buckets, no_data, pick_labels
+from collectors.base import histogram_from_buckets, no_data, pick_labels, quantile_free_summary
 from collectors.http import HttpClient
 from collectors.promjson import QueryResult, decode_list, decode_metadata, decode_query
 from mapper.distribution import SummaryDistribution
@@ -167,11 +167,12 @@ class PrometheusCollector:
             key = pick_labels(s.labels, ("quantile", "__name__"))
             q = float(s.labels["quantile"])
             instances.setdefault(key, {})[q] = s.value * m.scale
-        if not instances:
-            r = no_data(where, provenance)
-            return MeasurementResult(None, provenance, tuple(checks) + r.checks)
         count_r = self.client.query(promql.summary_count(m.name, m.selector, window.seconds), window.end)
         count = sum(s.value or 0.0 for s in count_r.samples)
+        if not instances:
+            r = (quantile_free_summary(where, provenance, count, None, m.scale) if count > 0
+                 else no_data(where, provenance))
+            return MeasurementResult(r.distribution, provenance, tuple(checks) + r.checks)
         per = tuple(
             (key, SummaryDistribution(qs, count / len(instances), origin=f"summary {key}"))
             for key, qs in sorted(instances.items())

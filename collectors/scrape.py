@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.base import histogram_from_buckets, no_data, pick_labels
+from collectors.base import histogram_from_buckets, no_data, pick_labels, quantile_free_summary
 from collectors.http import HttpClient
 from mapper.distribution import SummaryDistribution
 from mapper.errors import SourceError
@@ -61,14 +61,18 @@ class ScrapeCollector:
                 return MeasurementResult(None, provenance, tuple(checks) + r.checks)
             return MeasurementResult(dist, provenance, (*checks, since))
         instances: dict[str, dict[float, float]] = {}
-        count = 0.0
+        count = total = 0.0
         for s in samples:
             if "quantile" in s.labels:
                 key = pick_labels(s.labels, ("quantile",))
                 instances.setdefault(key, {})[float(s.labels["quantile"])] = s.value * m.scale
             elif s.name.endswith("_count"):
                 count += s.value
+            elif s.name.endswith("_sum"):
+                total += s.value
         if not instances:
+            if count > 0:
+                return quantile_free_summary(where, provenance, count, total, m.scale)
             return no_data(where, provenance)
         if len(instances) > 1:
             raise SourceError(f"{where}: selector matches {len(instances)} summary series; narrow it")

@@ -104,5 +104,5 @@ def prometheus_text_ms(data: DemoData) -> str:
         if line.startswith("#"):
             continue
         head, value, ts = line.rsplit(" ", 2)
-        out.append(f"{head} {value} {int(round(float(ts) * 1000))}\n")
+        out.append(f"{head} {value} {round(float(ts) * 1000)}\n")
     return "".join(out)

@@ -113,7 +113,7 @@ def test_upstream_must_name_an_earlier_stage() -> None:
 
 def test_not_a_mapping_and_missing_file() -> None:
     assert _error("- a\n- b\n") == "stream.yaml:1: the spec must be a mapping with name, sources and stages"
-    with pytest.raises(SpecError, match="nope.yaml: no such file"):
+    with pytest.raises(SpecError, match=r"nope\.yaml: no such file"):
         load_spec(Path("nope.yaml"))
 
 

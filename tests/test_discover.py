@@ -1,0 +1,35 @@
+"""``latmap discover`` against the test Prometheus: families, labels, a starter spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mapper.cli import main
+from mapper.discover import Discovery, starter_spec
+from mapper.spec import loads_spec
+
+pytestmark = pytest.mark.prometheus
+
+
+def test_discover_lists_families_and_writes_a_loadable_spec(prom_url: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "stream.yaml"
+    assert main(["discover", "--prometheus", prom_url, "--window", "3650d", "--write", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "alert_queue_wait_seconds" in printed and "notify_send_seconds" in printed
+    spec = loads_spec(out.read_text(), str(out))
+    alerting = spec.stage("alerting")
+    assert alerting.wait is not None and alerting.wait.name == "alert_queue_wait_seconds"
+    assert alerting.process is not None and alerting.process.name == "alert_eval_seconds"
+    assert main(["discover", "--prometheus", prom_url, "--write", str(out)]) == 2
+    assert "exists; use --force" in capsys.readouterr().err
+
+
+def test_service_graph_edges_become_the_chain() -> None:
+    found = Discovery((), (("gateway", "alerting", 10.0), ("alerting", "notification", 5.0),
+                           ("market-data", "alerting", 100.0)))
+    spec = loads_spec(starter_spec(found, "http://127.0.0.1:9090"))
+    assert [s.name for s in spec.stages] == ["alerting", "notification"]
+    assert spec.stage("alerting").process.selector == {"client": "market-data", "server": "alerting"}  # type: ignore[union-attr]
