@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from collectors.base import Collector
 from collectors.prometheus import PrometheusCollector
 from collectors.scrape import ScrapeCollector
@@ -16,6 +18,6 @@ _KINDS = {"prometheus": PrometheusCollector, "scrape": ScrapeCollector}
 def make_collector(spec: SourceSpec) -> Collector:
     """The collector for a source of the spec."""
     try:
-        return _KINDS[spec.kind](spec)  # type: ignore[no-any-return]
+        return cast(Collector, _KINDS[spec.kind](spec))
     except KeyError:
         raise SpecError(f"{spec.place}: no collector for source kind {spec.kind!r}") from None

@@ -167,13 +167,13 @@ def decode_query(body: Any, url: str) -> QueryResult:
                 raise SourceError(f"{w}: expected an object")
             labels = _labels(item, w)
             pairs = [_pair(p, f"{w}.values") for p in item.get("values") or []]
-            ts = np.array([p[0] for p in pairs], dtype=float)
+            times = np.array([p[0] for p in pairs], dtype=float)
             vs = np.array([parse_float(p[1], f"{w}.values") for p in pairs], dtype=float)
             hs = tuple(
                 (t, parse_native(h, f"{w}.histograms"))
                 for t, h in (_pair(p, f"{w}.histograms") for p in item.get("histograms") or [])
             )
-            series.append(SeriesValues(labels, ts, vs, hs))
+            series.append(SeriesValues(labels, times, vs, hs))
         return QueryResult("matrix", series=tuple(series), warnings=warnings)
     raise SourceError(f"{url}: data.resultType: unknown {rtype!r}")
 

@@ -186,7 +186,7 @@ def analyse(spec: StreamSpec, window: Window,
         if not stage.owner:
             checks.append(Check("info", "no-owner", f"{stage.name}: no owner in the spec ({stage.place})",
                                 stage.name))
-        complete = all(parts[p] is None or parts[p].distribution is not None for p in PARTS)
+        complete = all(r is None or r.distribution is not None for r in parts.values())
         total = sum_of(dists) if complete else None
         stage_results.append(StageResult(stage, parts["wait"], parts["process"], total))
     by_name = {s.stage.name: s for s in stage_results}
@@ -222,12 +222,12 @@ def analyse(spec: StreamSpec, window: Window,
         _objective(o, end_to_end if o.target == "end_to_end" else by_name[o.target].total)
         for o in spec.objectives
     )
-    for r in objectives:
-        if r.status == "unknown":
-            why = r.estimate.note if r.estimate and r.estimate.note else "no data"
+    for o in objectives:
+        if o.status == "unknown":
+            why = o.estimate.note if o.estimate and o.estimate.note else "no data"
             checks.append(Check("warning", "objective-unknown",
-                                f"objective {r.objective.label} <= {r.objective.threshold:g}s: cannot tell ({why})",
-                                None if r.objective.target == "end_to_end" else r.objective.target))
+                                f"objective {o.objective.label} <= {o.objective.threshold:g}s: cannot tell ({why})",
+                                None if o.objective.target == "end_to_end" else o.objective.target))
     return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def simulate(start: float, end: float, tick_rate: float = 20.0, seed: int = 7,
     series = []
     for metric, extra, median, sigma, tail, tail_start, alpha, load_exp, per_tick in _PLAN:
         lam = np.r_[0.0, tick_rate * per_tick * load[1:] * step]  # nothing before the first scrape
-        n = rng.poisson(lam)
+        n = np.asarray(rng.poisson(lam))
         idx = np.repeat(np.arange(steps), n)
         total = int(n.sum())
         body = rng.lognormal(math.log(median), sigma, total)
@@ -162,7 +163,7 @@ def openmetrics_lines(data: DemoData) -> Iterator[str]:
     yield "# EOF\n"
 
 
-def final_families(data: DemoData) -> list[object]:
+def final_families(data: DemoData) -> list[Any]:
     """The counters at the last step as prometheus-client metric families (scrape mode)."""
     from prometheus_client.core import HistogramMetricFamily
 
