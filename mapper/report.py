@@ -25,7 +25,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from mapper.analysis import LatencyMap, StageResult
+from mapper.analysis import LatencyMap
 from mapper.convolve import ConvolvedDistribution
 from mapper.distribution import (
     Distribution,
@@ -238,8 +238,10 @@ def to_markdown(lm: LatencyMap) -> str:
     if lm.checks:
         lines += ["", "## Checks", ""]
         lines += [f"- **{c.level}** `{c.code}`: {_md_escape(c.message)}" for c in lm.checks]
+    lines += ["", "## Where the numbers come from", ""]
+    for s in lm.stages:
+        for part in ("wait", "process"):
+            r = s.part(part)
+            if r is not None:
+                lines.append(f"- {_md_escape(s.stage.name)} {part}: `{r.provenance.replace('`', chr(39))}`")
     return "\n".join(lines) + "\n"
-
-
-def _stage_sources(s: StageResult) -> list[str]:
-    return [r.provenance for r in (s.wait, s.process) if r is not None]
