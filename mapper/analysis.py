@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mapper.convolve import convolve
-from mapper.distribution import Distribution, Estimate, percentile_label
+from mapper.distribution import Distribution, Estimate, SampleDistribution, percentile_label
 from mapper.model import Check, MeasurementResult, Window
 from mapper.spec import Objective, Stage, StreamSpec
+from mapper.traces import TraceTable
 
 PARTS = ("wait", "process")
 #: An interval wider than this fraction of its value gets a ``bucket-too-coarse`` check.
@@ -82,6 +83,7 @@ class LatencyMap:
     bottleneck: Bottleneck | None
     objectives: tuple[ObjectiveResult, ...]
     checks: tuple[Check, ...]
+    traces: TraceTable | None = None
 
     @property
     def broken(self) -> bool:
@@ -164,9 +166,14 @@ def _objective(o: Objective, d: Distribution | None) -> ObjectiveResult:
 
 
 def analyse(spec: StreamSpec, window: Window,
-            results: Mapping[tuple[str, str], MeasurementResult]) -> LatencyMap:
-    """Build the latency map from each ``(stage, part)``'s collected result."""
-    checks: list[Check] = []
+            results: Mapping[tuple[str, str], MeasurementResult],
+            traces: TraceTable | None = None, extra_checks: Sequence[Check] = ()) -> LatencyMap:
+    """Build the latency map from each ``(stage, part)``'s collected result.
+
+    With ``traces``, a path whose every stage is measured from traces gets its lead time
+    per trace (exact) instead of the convolution of its parts.
+    """
+    checks: list[Check] = list(extra_checks)
     stage_results: list[StageResult] = []
     for stage in spec.stages:
         parts: dict[str, MeasurementResult | None] = {}
@@ -203,7 +210,9 @@ def analyse(spec: StreamSpec, window: Window,
             continue
         parts_d = [d for n in path for p in PARTS
                    if (r := by_name[n].part(p)) is not None and (d := r.distribution) is not None]
-        e2e = sum_of(parts_d)
+        from_traces = traces is not None and all(
+            n in traces.stages and spec.stage(n).wait is None and spec.stage(n).process is None for n in path)
+        e2e = SampleDistribution(traces.lead) if from_traces and traces is not None else sum_of(parts_d)
         if _rank_value(e2e, q_rank) >= best[0]:
             best = (_rank_value(e2e, q_rank), path, e2e)
     _, path, end_to_end = best
@@ -211,7 +220,7 @@ def analyse(spec: StreamSpec, window: Window,
         checks.append(Check("warning", "no-end-to-end",
                             f"no end-to-end lead time: no data for {', '.join(sorted(missing))}"))
 
-    flow = _flow_efficiency([by_name[n] for n in path])
+    flow = _flow_efficiency([by_name[n] for n in path], end_to_end)
     candidates = [s for s in stage_results if s.total is not None]
     bottleneck = None
     if candidates:
@@ -232,8 +241,12 @@ def analyse(spec: StreamSpec, window: Window,
                       bottleneck, objectives, tuple(checks))
 
 
-def _flow_efficiency(path: Sequence[StageResult]) -> FlowEfficiency | None:
-    """Process over lead time along the path: exact means when every part has a sum."""
+def _flow_efficiency(path: Sequence[StageResult], lead_time: Distribution | None) -> FlowEfficiency | None:
+    """Process over lead time along the path: exact means when every part has a sum.
+
+    With a per-trace lead time (traces), its mean is the lead; else the lead is the sum of
+    the mean waits and process times.
+    """
     proc: list[Distribution] = []
     wait: list[Distribution] = []
     for s in path:
@@ -247,8 +260,10 @@ def _flow_efficiency(path: Sequence[StageResult]) -> FlowEfficiency | None:
         return None
     means = [d.mean for d in proc + wait]
     if all(m is not None for m in means):
-        p = sum(d.mean for d in proc)  # type: ignore[misc]
-        lead = p + sum(d.mean for d in wait)  # type: ignore[misc]
+        p: float = sum(d.mean for d in proc)  # type: ignore[misc]
+        lead: float = p + sum(d.mean for d in wait)  # type: ignore[misc]
+        if isinstance(lead_time, SampleDistribution) and lead_time.mean:
+            lead = lead_time.mean
         method = "mean"
     else:
         medians = [d.quantile(0.5).value for d in proc + wait]

@@ -15,9 +15,10 @@ from collectors.base import Collector
 from mapper.analysis import PARTS, LatencyMap, analyse
 from mapper.errors import SourceError
 from mapper.files import write_atomic
-from mapper.model import MeasurementResult, Window
+from mapper.model import Check, MeasurementResult, Window
 from mapper.report import dumps, to_json, to_markdown
 from mapper.spec import Measurement, StreamSpec
+from mapper.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,55 @@ def collect(spec: StreamSpec, window: Window, progress: Progress | None = None,
     return results
 
 
+def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
+                                                               dict[tuple[str, str], MeasurementResult],
+                                                               list[Check]]:
+    """Per-trace stage timings for the stages measured from traces, and their results.
+
+    A part the spec also measures with metrics keeps the metric result in the map; the two
+    are compared in checks.
+    """
+    staged = [s for s in spec.stages if s.traces is not None]
+    if not staged:
+        return None, {}, []
+    from collectors.spans import ATTRIBUTE_COLUMNS
+    from collectors.traces import load_spans
+
+    source = spec.sources[staged[0].traces.source]  # type: ignore[union-attr]
+    loaded = load_spans(source, window)
+    names = {s.name for s in staged}
+    matches = [StageMatch(s.name, s.traces.service, s.traces.span_name,  # type: ignore[union-attr]
+                          {ATTRIBUTE_COLUMNS[k]: v for k, v in s.traces.attributes.items()})  # type: ignore[union-attr]
+               for s in staged]
+    upstream = {s.name: next((u for u in s.upstream if u in names), None) for s in staged}
+    table = build_trace_table(loaded.batch, matches, upstream)
+    checks = []
+    if loaded.set_aside:
+        reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(loaded.set_aside.items()))
+        checks.append(Check("warning", "spans-set-aside", f"{loaded.origin}: spans set aside: {reasons}"))
+    results: dict[tuple[str, str], MeasurementResult] = {}
+    for s in staged:
+        m = s.traces
+        where = f"{source.name} ({loaded.origin}): service={m.service}"  # type: ignore[union-attr]
+        if m.span_name:  # type: ignore[union-attr]
+            where += f" span={m.span_name}"  # type: ignore[union-attr]
+        for part, r in part_results(table, s.name, where).items():
+            results[(s.name, part)] = r
+    return table, results, checks
+
+
 def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None,
               collectors: dict[str, Collector] | None = None) -> LatencyMap:
     """Collect and analyse: the latency map of the stream over the window."""
-    return analyse(spec, window, collect(spec, window, progress, collectors))
+    metric_results = collect(spec, window, progress, collectors)
+    table, traced, checks = collect_traces(spec, window)
+    results = dict(traced)
+    for key, r in metric_results.items():
+        t = traced.get(key)
+        if t is not None and t.distribution is not None and r.distribution is not None:
+            checks += compare(key[0], key[1], r.distribution, t.distribution, spec.percentiles)
+        results[key] = r
+    return analyse(spec, window, results, table, checks)
 
 
 def write_reports(lm: LatencyMap, out: str | Path) -> list[Path]:

@@ -18,7 +18,9 @@ from mapper.durations import UNITS, parse_duration
 from mapper.errors import SpecError
 from mapper.yamlload import LDict, LList, load_yaml, load_yaml_file
 
-SOURCE_KINDS = ("prometheus", "scrape")
+SOURCE_KINDS = ("prometheus", "scrape", "traces")
+#: Span attribute names a trace match may use, and the span column each is read from.
+TRACE_ATTRIBUTES = ("messaging.destination.name", "messaging.system", "peer.service", "db.system")
 METRIC_KEYS = ("histogram", "summary", "query")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -48,6 +50,7 @@ class SourceSpec:
     insecure_skip_verify: bool = False
     timeout: float = 30.0
     retries: int = 3
+    path: str | None = None  # kind "traces": a spool directory, or OTLP files (file or dir)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,17 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class TraceMatch:
+    """A stage measured from traces: its spans, by ``service.name`` and optional filters."""
+
+    source: str
+    service: str
+    place: str
+    span_name: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     place: str
@@ -93,6 +107,7 @@ class Stage:
     process: Measurement | None = None
     upstream: tuple[str, ...] = ()
     description: str | None = None
+    traces: TraceMatch | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +197,12 @@ def _source(name: str, node: Any, line: int, p: _Problems) -> SourceSpec | None:
     if not isinstance(node, LDict):
         p.add(line, where, "must be a mapping like {kind: prometheus, url: http://...}")
         return None
+    if node.get("kind") == "traces":
+        _check_keys(node, ("kind", "path"), where, p)
+        path = _str(node, "path", where, p, required=True) or ""
+        base = Path(p.path).parent if p.path not in ("<string>", "<demo>") else Path(".")
+        resolved = path if Path(path).is_absolute() else str(base / path)
+        return SourceSpec(name=name, kind="traces", url="", place=p.at(line), path=resolved)
     _check_keys(node, ("kind", "url", "bearer_token_env", "bearer_token_file", "basic_auth",
                        "headers", "tls", "timeout", "retries"), where, p)
     kind = _str(node, "kind", where, p, required=True)
@@ -293,6 +314,32 @@ def _measurement(node: Any, line: int, where: str, sources: Mapping[str, Any],
                        selector=selector, scale=UNITS[unit], unit=unit)
 
 
+def _trace_match(node: Any, line: int, where: str, sources: Mapping[str, SourceSpec],
+                 p: _Problems) -> TraceMatch | None:
+    if not isinstance(node, LDict):
+        p.add(line, where, "must be a mapping like {source: spans, service: alerting}")
+        return None
+    _check_keys(node, ("source", "service", "span_name", "attributes"), where, p)
+    source = _str(node, "source", where, p, required=True) or ""
+    if source and (source not in sources or sources[source].kind != "traces"):
+        known = ", ".join(n for n, s in sources.items() if s.kind == "traces") or "none defined"
+        p.add(node.line_of("source"), f"{where}.source", f"{source!r} is not a traces source (traces sources: {known})")
+    service = _str(node, "service", where, p, required=True) or ""
+    attributes: dict[str, str] = {}
+    if "attributes" in node:
+        a = node["attributes"]
+        if not isinstance(a, LDict):
+            p.add(node.line_of("attributes"), f"{where}.attributes", "must map attribute names to values")
+        else:
+            for k, v in a.items():
+                if k not in TRACE_ATTRIBUTES:
+                    p.add(a.line_of(k), f"{where}.attributes.{k}",
+                          f"latmap matches only on {', '.join(TRACE_ATTRIBUTES)}")
+                else:
+                    attributes[str(k)] = str(v)
+    return TraceMatch(source, service, p.at(node.line), _str(node, "span_name", where, p), attributes)
+
+
 def _objectives(target: str, node: Any, line: int, where: str, p: _Problems) -> list[Objective]:
     if not isinstance(node, LDict):
         p.add(line, where, "must map percentiles to thresholds, like {p99: 250ms}")
@@ -364,7 +411,7 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
             p.add(line, where, "must be a mapping with name, owner, wait/process")
             continue
         sname = _str(snode, "name", where, p, required=True) or str(i)
-        _check_keys(snode, ("name", "owner", "description", "wait", "process", "upstream",
+        _check_keys(snode, ("name", "owner", "description", "wait", "process", "traces", "upstream",
                             "objectives"), f"stages[{sname}]", p)
         if sname in seen:
             p.add(snode.line_of("name"), f"{where}.name", f"duplicate stage {sname!r} (first at line {seen[sname]})")
@@ -391,7 +438,18 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
                                       f"{where}.objectives", p)
         stages.append(Stage(name=sname, place=p.at(line), owner=_str(snode, "owner", where, p),
                             wait=wait, process=process, upstream=upstream,
-                            description=_str(snode, "description", where, p)))
+                            description=_str(snode, "description", where, p),
+                            traces=_trace_match(snode["traces"], snode.line_of("traces"), f"{where}.traces",
+                                                sources, p) if "traces" in snode else None))
+    trace_sources = {s.traces.source for s in stages if s.traces}
+    if len(trace_sources) > 1:
+        p.add(doc.line_of("stages"), "stages", "stages measured from traces must share one traces source "
+              f"(found {', '.join(sorted(trace_sources))})")
+    for s in stages:
+        for part in (s.wait, s.process):
+            if part and part.source in sources and sources[part.source].kind == "traces":
+                p.add(int(part.place.rsplit(":", 1)[1]), f"stages[{s.name}]",
+                      f"source {part.source!r} holds traces: use `traces: {{source: {part.source}, service: ...}}`")
     if "objectives" in doc:
         ob = doc["objectives"]
         if not isinstance(ob, LDict):

@@ -1,0 +1,65 @@
+"""The ``traces`` source: spans from latmap's spool or from OTLP files, for one window.
+
+A spool directory (written by ``latmap serve``) is read through its Parquet partitions and
+write-ahead segments; anything else is read as OTLP files (JSON lines from the Collector's
+``file`` exporter, OTLP JSON documents, protobuf). Spans are kept when they start inside the
+window; duplicates (retried exports) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from collectors.spans import SpanBatch
+from mapper.errors import SourceError
+from mapper.model import Window
+from mapper.spec import SourceSpec
+
+
+@dataclass(frozen=True)
+class LoadedSpans:
+    batch: SpanBatch
+    set_aside: dict[str, int]  # reason -> spans not used
+    origin: str
+
+
+def is_spool(path: Path) -> bool:
+    """A spool holds write-ahead segments or hive partitions (``date=...``)."""
+    from collectors import spool
+
+    return path.is_dir() and bool(spool.looks_like_spool(path))
+
+
+def load_spans(source: SourceSpec, window: Window) -> LoadedSpans:
+    """The source's spans that start inside ``window``, deduplicated."""
+    from collectors.otlp_codec import dedupe, read_trace_files
+
+    if not source.path:
+        raise SourceError(f"{source.place}: traces source {source.name!r} has no path")
+    path = Path(source.path)
+    if not path.exists():
+        raise SourceError(f"{source.place}: {path}: no such file or directory")
+    start_ns, end_ns = int(window.start * 1e9), int(window.end * 1e9)
+    set_aside: Counter[str] = Counter()
+    if is_spool(path):
+        from collectors.spool import read_spool
+
+        batch = read_spool(path, start_ns=start_ns, end_ns=end_ns)
+        origin = f"spool {path}"
+    else:
+        parts = []
+        for decoded in read_trace_files(path):
+            parts.append(decoded.batch)
+            set_aside.update(decoded.rejected)
+        batch = SpanBatch.concat(parts)
+        origin = f"OTLP files {path}"
+    inside = (batch.start_ns > start_ns) & (batch.start_ns <= end_ns)
+    batch = batch.take(np.flatnonzero(inside))
+    batch, dups = dedupe(batch)
+    if dups:
+        set_aside["duplicate span"] += dups
+    return LoadedSpans(batch, dict(set_aside), origin)
