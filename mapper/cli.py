@@ -107,15 +107,10 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
     """
     from mapper.pipeline import build_map, window_for, write_reports
     from mapper.report import dumps, to_json, to_markdown, to_table
-    from mapper.spec import load_spec
 
     length = _duration(window, "--window")
     end = _time(until, "--until")
-    if prometheus is not None and not prometheus.startswith(("http://", "https://")):
-        raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
-    spec = load_spec(config)
-    if prometheus:
-        spec = spec.with_source_url("prometheus", prometheus)
+    spec = load_spec_for_cli(config, prometheus)
     win = window_for(spec, length, end)
     with _progress(not no_progress) as progress:
         lm = build_map(spec, win, progress)
@@ -132,36 +127,85 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
 
 
 @cli.command("discover")
-@click.option("--prometheus", metavar="URL", required=True, help="The Prometheus to look at.")
+@click.option("--prometheus", metavar="URL", help="The Prometheus to look at.")
+@click.option("--traces", "traces", metavar="PATH", help="A spool directory or OTLP trace files to look at.")
 @click.option("--window", metavar="DURATION", default="24h", show_default=True,
               help="How far back to look for series and service-graph edges.")
 @click.option("--write", "write", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write a starter stream.yaml to FILE.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
-def discover_command(prometheus: str, window: str, write: str | None, force: bool, fmt: str) -> None:
-    """List the latency histograms a Prometheus has, and draft a stream spec from them.
+def discover_command(prometheus: str | None, traces: str | None, window: str, write: str | None,
+                     force: bool, fmt: str) -> None:
+    """Find what can be mapped, and draft a stream spec from it.
 
-    When OpenTelemetry service-graph metrics are present, the chain is built from their
-    client -> server edges.
+    With --prometheus: the latency histograms it has (the chain from OpenTelemetry
+    service-graph metrics when present). With --traces: the service graph of the spans.
     """
-    from mapper.discover import discover, starter_spec
+    from mapper.discover import discover, graph_table, starter_spec, starter_spec_from_traces
     from mapper.files import write_atomic
 
     length = _duration(window, "--window")
-    if not prometheus.startswith(("http://", "https://")):
-        raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
-    found = discover(prometheus, length or 86400.0)
-    if fmt == "json":
-        click.echo(json.dumps(found.to_json(), indent=2, sort_keys=True))
+    if (prometheus is None) == (traces is None):
+        raise UsageError("give one of --prometheus URL, --traces PATH")
+    if traces is not None:
+        from mapper.pipeline import trace_graph
+
+        edges = trace_graph(traces)
+        if fmt == "json":
+            click.echo(json.dumps([{"client": e.client, "server": e.server, "connection_type": e.connection_type,
+                                    "count": e.count} for e in edges], indent=2, sort_keys=True))
+        else:
+            click.echo(graph_table(edges), nl=False)
+        text = starter_spec_from_traces(edges, traces)
     else:
-        click.echo(found.to_table(), nl=False)
+        assert prometheus is not None
+        if not prometheus.startswith(("http://", "https://")):
+            raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
+        found = discover(prometheus, length or 86400.0)
+        if fmt == "json":
+            click.echo(json.dumps(found.to_json(), indent=2, sort_keys=True))
+        else:
+            click.echo(found.to_table(), nl=False)
+        text = starter_spec(found, prometheus)
     if write:
         path = Path(write)
         if path.exists() and not force:
             raise UsageError(f"{path}: exists; use --force to overwrite")
-        write_atomic(path, starter_spec(found, prometheus))
+        write_atomic(path, text)
         click.echo(f"wrote {path}", err=True)
+
+
+@cli.command("deps")
+@click.argument("stage")
+@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
+              help="The stream spec (stream.yaml).")
+@click.option("--prometheus", metavar="URL", help="Override the URL of every prometheus source.")
+@click.option("--window", metavar="DURATION", help="Look-back (default: the spec's).")
+@click.option("--until", metavar="TIME", help="Window end: RFC 3339 or unix seconds (default: now).")
+def deps_command(stage: str, config: str, prometheus: str | None, window: str | None, until: str | None) -> None:
+    """Show STAGE's suppliers and consumers, with the latency of each hop.
+
+    The seed's question: what data do you consume, and who consumes yours?
+    """
+    from mapper.pipeline import build_map, window_for
+    from mapper.report import dependencies
+
+    spec = load_spec_for_cli(config, prometheus)
+    if stage not in {s.name for s in spec.stages}:
+        raise UsageError(f"{stage!r} is not a stage of {config} (stages: {', '.join(s.name for s in spec.stages)})")
+    lm = build_map(spec, window_for(spec, _duration(window, "--window"), _time(until, "--until")))
+    click.echo(dependencies(lm, stage), nl=False)
+
+
+def load_spec_for_cli(config: str, prometheus: str | None) -> Any:
+    """The spec, with ``--prometheus`` applied."""
+    from mapper.spec import load_spec
+
+    if prometheus is not None and not prometheus.startswith(("http://", "https://")):
+        raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
+    spec = load_spec(config)
+    return spec.with_source_url("prometheus", prometheus) if prometheus else spec
 
 
 @cli.command("demo")

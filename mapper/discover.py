@@ -155,3 +155,35 @@ def starter_spec(found: Discovery, url: str) -> str:
 
 
 __all__ = ["Discovery", "Family", "discover", "escape_value", "starter_spec"]
+
+
+def starter_spec_from_traces(edges: list[Any], path: str) -> str:
+    """A starter spec whose stages are the services of the traced graph, in flow order.
+
+    Virtual nodes (``user``, ``unknown``, databases) are not stages: nothing of theirs is
+    traced.
+    """
+    real = [(e.client, e.server, float(e.count)) for e in edges if e.connection_type != "virtual_node"
+            and e.connection_type != "database"]
+    services = [s for s, _ in _chain(tuple(real))] if real else sorted(
+        {e.server for e in edges if e.client == "user"})
+    stages = [{"name": s, "owner": "TODO", "traces": {"source": "spans", "service": s}} for s in services]
+    doc = {"version": 1, "name": "my-stream", "owner": "TODO", "window": "24h",
+           "percentiles": [50, 99, 99.99], "sources": {"spans": {"kind": "traces", "path": path}},
+           "stages": stages}
+    head = "# Drafted by `latmap discover --traces`: check the order and give each stage an owner.\n"
+    return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+
+
+def graph_table(edges: list[Any]) -> str:
+    """The traced service graph for people: edge, type, count, p50/p99 of the server side."""
+    from mapper.distribution import SampleDistribution
+    from mapper.report import cell
+
+    lines = [f"{len(edges)} edges"]
+    for e in edges:
+        d = SampleDistribution(e.latencies)
+        kind = f" [{e.connection_type}]" if e.connection_type else ""
+        lines.append(f"  {e.client} -> {e.server}{kind}  n={e.count:,}  p50 {cell(d.quantile(0.5))}"
+                     f"  p99 {cell(d.quantile(0.99))}")
+    return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from mapper.errors import SourceError
 from mapper.files import write_atomic
 from mapper.model import Check, MeasurementResult, Window
 from mapper.report import dumps, to_json, to_markdown
+from mapper.servicegraph import Edge, service_graph
 from mapper.spec import Measurement, StreamSpec
 from mapper.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
 
@@ -100,6 +101,15 @@ def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
         for part, r in part_results(table, s.name, where).items():
             results[(s.name, part)] = r
     return table, results, checks
+
+
+def trace_graph(path: str) -> list[Edge]:
+    """The service graph of every span under ``path`` (a spool or OTLP files)."""
+    from collectors.traces import load_spans
+    from mapper.spec import SourceSpec
+
+    source = SourceSpec(name="traces", kind="traces", url="", place="--traces", path=path)
+    return service_graph(load_spans(source, Window(0.0, 4e9)).batch)
 
 
 def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None,

@@ -245,3 +245,23 @@ def to_markdown(lm: LatencyMap) -> str:
             if r is not None:
                 lines.append(f"- {_md_escape(s.stage.name)} {part}: `{r.provenance.replace('`', chr(39))}`")
     return "\n".join(lines) + "\n"
+
+
+def dependencies(lm: LatencyMap, stage: str) -> str:
+    """A stage's suppliers (hops into it) and consumers (hops out of it), for people."""
+    qs = lm.spec.percentiles
+    head = "  ".join(percentile_label(q) for q in qs)
+    owner = lm.spec.stage(stage).owner or "-"
+    lines = [f"{stage} (owner {owner})", f"  consumes from ({head}):"]
+    ins = [h for h in lm.hops if h.target == stage]
+    outs = [h for h in lm.hops if h.source == stage]
+    for hops, other, title in ((ins, "source", None), (outs, "target", f"  supplies ({head}):")):
+        if title:
+            lines.append(title)
+        if not hops:
+            lines.append("    (none)")
+        for h in hops:
+            name = getattr(h, other)
+            cells = "  ".join(cell(h.latency.quantile(q)) for q in qs) if h.latency else "no data"
+            lines.append(f"    {name} ({lm.spec.stage(name).owner or '-'}): {cells}")
+    return "\n".join(lines) + "\n"
