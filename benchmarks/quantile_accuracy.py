@@ -4,8 +4,8 @@ For several known latency distributions (fixed seeds), the raw samples are count
 classic Prometheus histograms with realistic bucket layouts; then p50, p99 and p99.99 are
 estimated from the buckets alone by
 
-* latmap: :meth:`mapper.distribution.HistogramDistribution.quantile` (default "pchip"
-  interpolation: monotone cubic through the bucket CDF in log space), with its interval;
+* latmap: :meth:`mapper.distribution.HistogramDistribution.quantile` (default "powerlaw"
+  interpolation: a power-law density inside the bucket where the neighbours show its shape), with its interval;
 * Prometheus: ``histogram_quantile`` evaluated by a REAL Prometheus server (the
   ``prometheus`` binary, 2.42 here) over the very same bucket counts,
 
@@ -463,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     total = time.monotonic() - started
 
-    print(f"latmap (pchip) vs Prometheus histogram_quantile vs exact np.quantile (type 7); "
+    print(f"latmap (powerlaw) vs Prometheus histogram_quantile vs exact np.quantile (type 7); "
           f"{samples:,} samples per distribution, seed {SEED}")
     for d in DISTRIBUTIONS:
         print(f"  {d.name}: {d.description}")

@@ -35,8 +35,22 @@ class NativeHistogram:
     def distribution(self, scale: float = 1.0) -> HistogramDistribution:
         """The histogram as a distribution, in seconds (``scale`` converts the unit)."""
         bs = sorted(self.buckets, key=lambda b: (b[2], b[1]))
-        lower = np.array([b[1] for b in bs], dtype=float) * scale
-        upper = np.array([b[2] for b in bs], dtype=float) * scale
+        lower = np.array([b[1] for b in bs], dtype=float)
+        upper = np.array([b[2] for b in bs], dtype=float)
+        if lower.size:
+            # The zero bucket [-w, w] holds no negative observations when only positive
+            # buckets are populated beside it (and no positive ones when only negative ones
+            # are), as Prometheus assumes; alone, it stays symmetric around zero.
+            zero = (lower < 0) & (upper > 0)
+            pos, neg = np.any(lower[~zero] >= 0), np.any(upper[~zero] <= 0)
+            if pos and not neg:
+                lower = np.where(zero, 0.0, lower)
+            elif neg and not pos:
+                upper = np.where(zero, 0.0, upper)
+            # A first custom bucket (-Inf, b] with b > 0 starts at 0, like a classic histogram.
+            if lower[0] == -np.inf and upper[0] > 0:
+                lower[0] = 0.0
+        lower, upper = lower * scale, upper * scale
         counts = np.array([max(0.0, b[3]) for b in bs], dtype=float)
         return HistogramDistribution(lower, upper, counts, sum=self.sum * scale)
 

@@ -29,6 +29,10 @@ from scipy.stats import binom
 
 #: Confidence level of the order-statistic interval for samples.
 CONFIDENCE = 0.95
+#: Adjacent bucket densities closer than this (in log) count as flat.
+FLAT_LOG_DENSITY = 0.05
+#: The in-bucket curve is used only when it moves the estimate by this many sampling sd's.
+NOISE_SD = 3.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,13 @@ def percentile_label(q: float) -> str:
     return "p" + f"{q * 100:.6f}".rstrip("0").rstrip(".")
 
 
-def min_count(q: float) -> int:
+def check_q(q: float) -> None:
+    """Refuse a quantile outside [0, 1] (NaN included): no percentile is meant by it."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile {q!r} is outside [0, 1]")
+
+
+def min_count(q: float) -> float:
     """Observations needed before quantile ``q`` means anything: at least one beyond it.
 
     With fewer than ``1 / (1 - q)`` observations (10,000 for p99.99) the quantile is, at
@@ -67,6 +77,8 @@ def min_count(q: float) -> int:
     """
     if q <= 0.5:
         return 2
+    if q >= 1.0:
+        return math.inf
     return math.ceil(round(1.0 / (1.0 - q), 6))
 
 
@@ -74,7 +86,8 @@ def too_few_note(q: float, count: float) -> str | None:
     """The note for an unsupported quantile, or ``None`` when ``count`` is enough."""
     need = min_count(q)
     if count < need:
-        return f"too few samples: {count:,.0f} < {need:,} needed for {percentile_label(q)}"
+        needed = "more than any count" if need == math.inf else f"{need:,.0f}"
+        return f"too few samples: {count:,.0f} < {needed} needed for {percentile_label(q)}"
     return None
 
 
@@ -107,19 +120,23 @@ class HistogramDistribution:
     Buckets need not be contiguous (native histograms are sparse). The last bucket of a
     classic histogram has ``upper == inf``. ``counts`` are per bucket, not cumulative.
 
-    The point estimate interpolates inside the bucket with a monotone cubic (PCHIP) through
-    the cumulative distribution at the bucket bounds, in log space for positive bounds,
-    because latency densities fall steeply across exponential bucket layouts and a straight
-    line inside a wide bucket overestimates the tail. Where a bucket has no non-empty
-    neighbour the curve is a straight line, so the estimate equals Prometheus's
-    ``histogram_quantile`` there. ``interpolation="linear"`` reproduces Prometheus exactly.
+    The point estimate assumes a power-law density ``f(x) ~ x**gamma`` inside the bucket (a
+    straight line in log-log space), with ``gamma`` measured from the neighbouring buckets'
+    densities, and only where the shape is clear: both neighbours contiguous and non-empty,
+    the density rising (or falling) across all three, and the curve's shift larger than
+    three standard deviations of the in-bucket order statistic. Everywhere else (peaks,
+    empty neighbours, the first bucket, the last finite one, few observations) it is the
+    straight line Prometheus's ``histogram_quantile`` uses, so it is never less informed than
+    Prometheus; ``benchmarks/quantile_accuracy.py`` measures both against the exact values.
+    ``interpolation="linear"`` reproduces Prometheus exactly. The estimate always lies in
+    the bucket, so the interval holds whatever the shape.
     """
 
     lower: np.ndarray
     upper: np.ndarray
     counts: np.ndarray
     sum: float | None = None
-    interpolation: str = "pchip"
+    interpolation: str = "powerlaw"
     _cum: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +149,8 @@ class HistogramDistribution:
             raise ValueError("buckets must be ascending with lower <= upper")
         if np.any(counts < 0) or not np.all(np.isfinite(counts)):
             raise ValueError("bucket counts must be finite and >= 0")
+        if self.interpolation not in ("powerlaw", "linear"):
+            raise ValueError(f"unknown interpolation {self.interpolation!r} (powerlaw, linear)")
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
         object.__setattr__(self, "counts", counts)
@@ -143,7 +162,7 @@ class HistogramDistribution:
         bounds: Sequence[float],
         cumulative: Sequence[float],
         sum: float | None = None,
-        interpolation: str = "pchip",
+        interpolation: str = "powerlaw",
     ) -> HistogramDistribution:
         """Build from classic ``le`` bounds and cumulative counts (as Prometheus stores them).
 
@@ -182,6 +201,7 @@ class HistogramDistribution:
         return np.minimum(idx, self._cum.size - 1)
 
     def quantile(self, q: float) -> Estimate:
+        check_q(q)
         n = self.count
         if n <= 0:
             return Estimate(q, None, None, None, 0.0, "no observations in the window")
@@ -209,68 +229,55 @@ class HistogramDistribution:
 
     def quantile_values(self, qs: np.ndarray) -> np.ndarray:
         """Vectorised point estimates for many quantiles (no intervals); +Inf -> last bound."""
+        qs = np.asarray(qs, dtype=float)
+        if qs.size and not (np.all(qs >= 0) and np.all(qs <= 1)):
+            raise ValueError("quantiles must lie in [0, 1]")
         return self._interpolate(np.asarray(qs, dtype=float) * self.count)
 
     def _interpolate(self, ranks: np.ndarray) -> np.ndarray:
         b = self.bucket_of_rank(ranks)
         cum = self._cum
         start = np.where(b > 0, cum[np.maximum(b - 1, 0)], 0.0)
-        width = self.counts[b]
+        c = self.counts[b]
         lo, hi = self.lower[b], self.upper[b]
-        frac = np.where(width > 0, (ranks - start) / np.where(width > 0, width, 1), 1.0)
-        frac = np.clip(frac, 0.0, 1.0)
-        # Quantile in the +Inf bucket: the best point is the last finite bound (Prometheus).
-        inf = ~np.isfinite(hi)
+        p = np.clip(np.where(c > 0, (ranks - start) / np.where(c > 0, c, 1.0), 1.0), 0.0, 1.0)
         finite_lo = np.where(np.isfinite(lo), lo, hi)
-        out = finite_lo + (hi - finite_lo) * frac if self.interpolation == "linear" else self._pchip(b, frac)
-        out = np.where(inf, lo, out)
-        # Lowest bucket open below, or with a non-positive upper bound: its upper bound.
-        return np.where(~np.isfinite(lo) | ((b == 0) & (hi <= 0)), hi, out)
-
-    def _pchip(self, b: np.ndarray, frac: np.ndarray) -> np.ndarray:
-        """Monotone cubic Hermite inverse-CDF inside bucket ``b`` at fraction ``frac``."""
-        lo, hi = self.lower[b], self.upper[b]
-        use_log = (lo > 0) & np.isfinite(hi)
-        x0 = np.where(use_log, np.log(np.where(lo > 0, lo, 1.0)), lo)
-        x1 = np.where(use_log, np.log(np.where(hi > 0, hi, 1.0)), hi)
         with np.errstate(invalid="ignore"):
-            linear = np.where(np.isfinite(lo), lo + (hi - lo) * frac, hi)
-        h = self.counts[b]
-        d = np.where(h > 0, (x1 - x0) / np.where(h > 0, h, 1.0), 0.0)
-        d_prev = self._neighbour_slope(b, -1, use_log)
-        d_next = self._neighbour_slope(b, +1, use_log)
-        m0 = _harmonic(d_prev, d)
-        m1 = _harmonic(d, d_next)
-        t = frac
-        t2, t3 = t * t, t * t * t
-        y = (
-            (2 * t3 - 3 * t2 + 1) * x0
-            + (t3 - 2 * t2 + t) * h * m0
-            + (-2 * t3 + 3 * t2) * x1
-            + (t3 - t2) * h * m1
-        )
-        y = np.clip(y, np.minimum(x0, x1), np.maximum(x0, x1))
-        est = np.where(use_log, np.exp(y), y)
-        return np.where(np.isfinite(est) & (h > 0), est, linear)
+            out = finite_lo + (hi - finite_lo) * p
+        if self.interpolation != "linear":
+            out = _power_law(self._gammas()[b], lo, hi, c, p, out)
+        # Quantile in the +Inf bucket: the best point is the last finite bound (Prometheus).
+        out = np.where(np.isfinite(hi), out, lo)
+        # A lowest bucket open below: its upper bound is all we know.
+        return np.where(~np.isfinite(lo), hi, out)
 
-    def _neighbour_slope(self, b: np.ndarray, step: int, use_log: np.ndarray) -> np.ndarray:
-        """Secant slope (x per count) of the adjacent bucket, or NaN when there is none.
+    def _gammas(self) -> np.ndarray:
+        """Per bucket, the exponent of the power-law density inside it (0: a straight line).
 
-        Only a contiguous, non-empty, finite neighbour gives shape information; a gap or an
-        empty bucket means we know nothing about the density's slope across it.
+        Each bucket's log density sits at its geometric midpoint; the log-log slope to each
+        contiguous, non-empty, positive neighbour is measured (changes under 5% count as
+        flat). Where both slopes have the same sign the bucket gets their geometric mean;
+        at a peak, a trough or next to an empty or missing neighbour it gets 0.
         """
-        nb = b + step
-        valid = (nb >= 0) & (nb < self.counts.size)
-        nbc = np.clip(nb, 0, self.counts.size - 1)
-        lo, hi, c = self.lower[nbc], self.upper[nbc], self.counts[nbc]
-        contiguous = np.where(step < 0, hi == self.lower[b], lo == self.upper[b])
-        ok = valid & contiguous & (c > 0) & np.isfinite(lo) & np.isfinite(hi)
-        ok &= np.where(use_log, lo > 0, True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x0 = np.where(use_log, np.log(np.where(lo > 0, lo, 1.0)), lo)
-            x1 = np.where(use_log, np.log(np.where(hi > 0, hi, 1.0)), hi)
-            slope = (x1 - x0) / np.where(c > 0, c, 1.0)
-        return np.where(ok, slope, np.nan)
+        lower, upper, counts = self.lower, self.upper, self.counts
+        n = counts.size
+        ok = np.isfinite(lower) & np.isfinite(upper) & (lower > 0) & (upper > lower) & (counts > 0)
+        lo = np.where(ok, lower, 1.0)
+        hi = np.where(ok, upper, 2.0)
+        lnf = np.where(ok, np.log(np.where(ok, counts, 1.0) / (hi - lo)), np.nan)
+        mid = np.where(ok, 0.5 * (np.log(lo) + np.log(hi)), np.nan)
+        step = np.full(n + 1, np.nan)  # step[i]: log-log slope between buckets i-1 and i
+        if n > 1:
+            pair = ok[:-1] & ok[1:] & (upper[:-1] == lower[1:])
+            dl = lnf[1:] - lnf[:-1]
+            with np.errstate(invalid="ignore"):
+                slope = np.where(np.abs(dl) < FLAT_LOG_DENSITY, 0.0, dl / (mid[1:] - mid[:-1]))
+            step[1:n] = np.where(pair, slope, np.nan)
+        back, fwd = step[:n], step[1:]
+        same = np.isfinite(back) & np.isfinite(fwd) & (back * fwd > 0)
+        with np.errstate(invalid="ignore"):
+            g = np.sign(back) * np.sqrt(np.abs(back * fwd))
+        return np.where(same & ok, g, 0.0)
 
     def point_masses(self, variant: str) -> PointMasses:
         """This distribution as weighted points, for convolution (see :mod:`mapper.convolve`).
@@ -289,18 +296,30 @@ class HistogramDistribution:
         return PointMasses(self.quantile_values(mids), np.diff(edges))
 
 
-def _harmonic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Fritsch-Carlson slope at a knot: harmonic mean of same-sign secants, else 0.
+def _power_law(gamma: np.ndarray, lo: np.ndarray, hi: np.ndarray, count: np.ndarray, p: np.ndarray,
+               linear: np.ndarray) -> np.ndarray:
+    """Invert a power-law density ``x**gamma`` on ``(lo, hi]`` at in-bucket fraction ``p``.
 
-    A missing neighbour (NaN) makes the knot slope equal to the known secant, so a lone
-    bucket is interpolated along a straight line.
+    Falls back to ``linear`` where ``gamma`` is 0, or where the curve moves the estimate by
+    less than three standard deviations of the in-bucket order statistic (``count``
+    observations): there the data cannot tell the curve from a straight line.
     """
-    a = np.where(np.isnan(a), b, a)
-    b = np.where(np.isnan(b), a, b)
-    same = (a * b) > 0
+    use = gamma != 0
+    low = np.where(use, lo, 1.0)
+    high = np.where(use, hi, 2.0)
+    w = np.log(high / low)
+    beta = np.clip((gamma + 1.0) * w, -500.0, 500.0)
+    flat = np.abs(beta) < 1e-12
+    bs = np.where(flat, 1.0, beta)
+    em = np.expm1(bs)
+    t = np.where(flat, p, np.log1p(p * em) / bs)
+    x = low * np.exp(w * t)
+    r = (x - low) / (high - low)
     with np.errstate(divide="ignore", invalid="ignore"):
-        hm = 2 * a * b / (a + b)
-    return np.where(same, hm, 0.0)
+        rho = np.where(flat, (high - low) / (x * w), (high - low) * bs * (1.0 + p * em) / (x * w * em))
+        sd = np.sqrt(p * (1.0 - p) / np.maximum(count, 1.0)) / rho
+    use &= np.isfinite(x) & (rho > 0) & (np.abs(r - p) >= NOISE_SD * sd)
+    return np.where(use, np.clip(x, low, high), linear)
 
 
 def non_monotonic(cumulative: Sequence[float], tolerance: float = 1e-9) -> bool:
@@ -338,6 +357,7 @@ class SampleDistribution:
         return float(self.values.mean()) if self.values.size else None
 
     def quantile(self, q: float) -> Estimate:
+        check_q(q)
         v = self.values
         n = v.size
         if n == 0:

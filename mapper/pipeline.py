@@ -9,9 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from collectors import make_collector
-from collectors.base import Collector
 from mapper.analysis import PARTS, LatencyMap, analyse
 from mapper.errors import SourceError
 from mapper.files import write_atomic
@@ -20,6 +19,9 @@ from mapper.report import dumps, to_json, to_markdown
 from mapper.servicegraph import Edge, service_graph
 from mapper.spec import Measurement, StreamSpec
 from mapper.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
+
+if TYPE_CHECKING:
+    from collectors.base import Collector
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ def collect(spec: StreamSpec, window: Window, progress: Progress | None = None,
     A source error is raised with the stage and part it happened for; data problems that
     still let the map be drawn come back as checks inside the results instead.
     """
+    # Imported here: collectors import the model from mapper, so mapper must not need
+    # collectors while it is itself being imported.
+    from collectors import make_collector
+
     made = dict(collectors or {})
     todo = measurements(spec)
     results: dict[tuple[str, str], MeasurementResult] = {}

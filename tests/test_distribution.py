@@ -51,7 +51,7 @@ def test_linear_interpolation_is_prometheus() -> None:
     assert h.quantile_values(np.array([1 / 6, 0.5, 5 / 6])).tolist() == pytest.approx([1, 3, 5])
 
 
-def test_pchip_is_closer_than_linear_in_a_falling_tail() -> None:
+def test_power_law_is_closer_than_linear_in_a_falling_tail() -> None:
     x = np.random.default_rng(1).lognormal(math.log(0.02), 0.8, 200_000)
     exact = np.quantile(x, 0.99)
     lin = _hist(x, interpolation="linear").quantile(0.99).value
@@ -67,6 +67,15 @@ def test_inf_bucket_and_too_few_are_said_plainly() -> None:
     small = HistogramDistribution.from_cumulative([0.1, 0.2, math.inf], [50, 99, 99])
     assert small.quantile(0.99).note == "too few samples: 99 < 100 needed for p99"
     assert small.quantile(0.5).value is not None
+
+
+def test_quantiles_outside_0_1_are_refused_and_p100_is_too_few() -> None:
+    h = HistogramDistribution.from_cumulative([0.1, math.inf], [10, 10])
+    for q in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match="outside"):
+            h.quantile(q)
+    e = h.quantile(1.0)
+    assert e.value is None and e.note == "too few samples: 10 < more than any count needed for p100"
 
 
 def test_empty_and_invalid_histograms() -> None:
