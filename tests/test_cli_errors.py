@@ -156,3 +156,12 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     for cmd in ([], ["map"], ["discover"], ["demo"]):
         assert main([*cmd, "--help"]) == 0
         assert "Usage: latmap" in capsys.readouterr().out
+
+
+def test_yaml_syntax_error_exits_2_with_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "stream.yaml"
+    path.write_text("name: x\nstages: [\n  - a: b\n")
+    code, lines = _run(["map", "-c", str(path)], capsys)
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith(f"latmap: error: {path}:3:")
+    assert "YAML syntax error" in lines[0]
