@@ -165,3 +165,15 @@ def test_yaml_syntax_error_exits_2_with_line_and_column(tmp_path: Path, capsys: 
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith(f"latmap: error: {path}:3:")
     assert "YAML syntax error" in lines[0]
+
+
+def test_prometheus_warnings_reach_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = (b'{"status":"success","warnings":["PromQL warning: partial response from store A"],'
+            b'"data":{"resultType":"vector","result":[]}}')
+    with loopback_server(lambda req: reply(req, 200, body)) as url:
+        assert main(["map", "-c", _spec(tmp_path, url), "--format", "json"]) == 0
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    warned = [c for c in doc["checks"] if c["code"] == "source-warning"]
+    assert warned and "partial response from store A" in warned[0]["message"]

@@ -33,3 +33,37 @@ def test_service_graph_edges_become_the_chain() -> None:
     spec = loads_spec(starter_spec(found, "http://127.0.0.1:9090"))
     assert [s.name for s in spec.stages] == ["alerting", "notification"]
     assert spec.stage("alerting").process.selector == {"client": "market-data", "server": "alerting"}  # type: ignore[union-attr]
+
+
+def test_discover_builds_the_chain_from_real_service_graph_metrics(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The OTel Collector's servicegraph connector metrics, backfilled into a real Prometheus."""
+    import time
+
+    from mapper.localprom import backfill, running_prometheus
+    from tests.servers import require_binary
+
+    require_binary("prometheus")
+    end = float(int(time.time()) // 60 * 60 - 600)
+    lines = ["# TYPE traces_service_graph_request_server_seconds histogram\n"]
+    for client, server, n in (("market-data", "alerting", 900), ("alerting", "notification", 40),
+                              ("gateway", "alerting", 100)):
+        labels = f'client="{client}",server="{server}",connection_type=""'
+        for i, t in enumerate((end - 300, end)):
+            c = n * i
+            for le, share in (("0.01", 0.5), ("0.1", 0.9), ("+Inf", 1.0)):
+                lines.append(f'traces_service_graph_request_server_seconds_bucket{{{labels},le="{le}"}} '
+                             f"{round(c * share)} {t:.3f}\n")
+            lines.append(f"traces_service_graph_request_server_seconds_count{{{labels}}} {c} {t:.3f}\n")
+            lines.append(f"traces_service_graph_request_server_seconds_sum{{{labels}}} {c * 0.02} {t:.3f}\n")
+    lines.append("# EOF\n")
+    data_dir = tmp_path / "data"
+    backfill(lines, data_dir)
+    out = tmp_path / "stream.yaml"
+    with running_prometheus(data_dir) as url:
+        assert main(["discover", "--prometheus", url, "--window", "1h", "--write", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "market-data -> alerting  (" in printed and "alerting -> notification  (" in printed
+    spec = loads_spec(out.read_text())
+    assert [s.name for s in spec.stages] == ["alerting", "notification"]
+    assert spec.stage("alerting").process.selector == {"client": "market-data", "server": "alerting"}  # type: ignore[union-attr]
