@@ -167,11 +167,13 @@ def _objective(o: Objective, d: Distribution | None) -> ObjectiveResult:
 
 def analyse(spec: StreamSpec, window: Window,
             results: Mapping[tuple[str, str], MeasurementResult],
-            traces: TraceTable | None = None, extra_checks: Sequence[Check] = ()) -> LatencyMap:
+            traces: TraceTable | None = None, extra_checks: Sequence[Check] = (),
+            totals: Mapping[str, Distribution] | None = None) -> LatencyMap:
     """Build the latency map from each ``(stage, part)``'s collected result.
 
     With ``traces``, a path whose every stage is measured from traces gets its lead time
-    per trace (exact) instead of the convolution of its parts.
+    per trace (exact) instead of the convolution of its parts; ``totals`` likewise gives a
+    stage's hop (wait + process) per item where it is known.
     """
     checks: list[Check] = list(extra_checks)
     stage_results: list[StageResult] = []
@@ -194,7 +196,7 @@ def analyse(spec: StreamSpec, window: Window,
             checks.append(Check("info", "no-owner", f"{stage.name}: no owner in the spec ({stage.place})",
                                 stage.name))
         complete = all(r is None or r.distribution is not None for r in parts.values())
-        total = sum_of(dists) if complete else None
+        total = (totals or {}).get(stage.name) or (sum_of(dists) if complete else None)
         stage_results.append(StageResult(stage, parts["wait"], parts["process"], total))
     by_name = {s.stage.name: s for s in stage_results}
     hops = tuple(HopResult(up, down, by_name[down].total) for up, down in spec.hops)
@@ -204,14 +206,15 @@ def analyse(spec: StreamSpec, window: Window,
     best: tuple[float, tuple[str, ...], Distribution | None] = (-math.inf, paths[0] if paths else (), None)
     missing: set[str] = set()
     for path in paths:
-        totals = [by_name[n].total for n in path if by_name[n].stage.wait or by_name[n].stage.process]
-        if any(t is None for t in totals):
+        measured = [by_name[n] for n in path if by_name[n].stage.wait or by_name[n].stage.process
+                    or by_name[n].stage.traces]
+        if any(s.total is None for s in measured):
             missing |= {n for n in path if by_name[n].total is None}
             continue
         parts_d = [d for n in path for p in PARTS
                    if (r := by_name[n].part(p)) is not None and (d := r.distribution) is not None]
-        from_traces = traces is not None and all(
-            n in traces.stages and spec.stage(n).wait is None and spec.stage(n).process is None for n in path)
+        # Lead time per trace is exact; it needs every stage of the path in the traces.
+        from_traces = traces is not None and traces.lead.size > 0 and all(n in traces.stages for n in path)
         e2e = SampleDistribution(traces.lead) if from_traces and traces is not None else sum_of(parts_d)
         if _rank_value(e2e, q_rank) >= best[0]:
             best = (_rank_value(e2e, q_rank), path, e2e)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mapper.analysis import PARTS, LatencyMap, analyse
+from mapper.distribution import Distribution, SampleDistribution
 from mapper.errors import SourceError
 from mapper.files import write_atomic
 from mapper.model import Check, MeasurementResult, Window
@@ -129,7 +130,12 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
         if t is not None and t.distribution is not None and r.distribution is not None:
             checks += compare(key[0], key[1], r.distribution, t.distribution, spec.percentiles)
         results[key] = r
-    return analyse(spec, window, results, table, checks)
+    totals: dict[str, Distribution] = {}
+    if table is not None:
+        for s in spec.stages:
+            if s.traces is not None and s.wait is None and s.process is None and not table.stage_frame(s.name).empty:
+                totals[s.name] = SampleDistribution(table.totals(s.name))
+    return analyse(spec, window, results, table, checks, totals)
 
 
 def write_reports(lm: LatencyMap, out: str | Path) -> list[Path]:

@@ -72,6 +72,12 @@ class TraceTable:
             return 0.0
         return float((self.frame["stage"] == stage).sum()) / self.traces
 
+    def totals(self, stage: str) -> np.ndarray:
+        """Per trace: the hop into ``stage`` (wait + process), or process for a first stage."""
+        f = self.stage_frame(stage)
+        w = f["wait"].to_numpy()
+        return np.where(np.isnan(w), 0.0, w) + f["process"].to_numpy()
+
     def negative_waits(self, stage: str) -> int:
         w = self.stage_frame(stage)["wait"].to_numpy()
         return int(np.sum(w < 0))
@@ -152,23 +158,27 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     by_id = by_id[~by_id.index.duplicated()]
     per = per.reset_index()
     key = pd.MultiIndex.from_arrays([per["trace"], per["parent"].astype(np.uint64)])
-    parent = by_id.reindex(key)
+    # fill_value keeps the int64 nanoseconds exact (a NaN would turn them into floats,
+    # which cannot hold today's epoch nanoseconds to better than 256 ns).
+    parent = by_id.reindex(key, fill_value=-1)
     stage_of = {n: i for i, n in enumerate(names)}
     up_i = np.array([stage_of.get(upstream.get(n) or "", -1) for n in names])[per["stage_i"].to_numpy()]
-    parent_ok = parent["stage_i"].to_numpy() == up_i
+    parent_ok = (parent["stage_i"].to_numpy() == up_i) & (up_i >= 0)
     handover = np.where(parent["kind"].to_numpy() == KIND_CLIENT, parent["start_ns"].to_numpy(),
                         parent["end_ns"].to_numpy())
     # Fallback: the end of the upstream stage in the same trace.
     up_end = per.set_index(["trace", "stage_i"])["end_ns"]
-    fallback = up_end.reindex(pd.MultiIndex.from_arrays([per["trace"], up_i])).to_numpy()
+    up_key = pd.MultiIndex.from_arrays([per["trace"], up_i])
+    found = up_key.isin(up_end.index)
+    fallback = up_end.reindex(up_key, fill_value=0).to_numpy()
     hand = np.where(parent_ok, handover, fallback)
-    wait = (per["start_ns"].to_numpy() - hand) * NS
-    wait = np.where(up_i >= 0, wait, np.nan)
+    has = parent_ok | found
+    wait = np.where(has, (per["start_ns"].to_numpy() - hand).astype(np.float64) * NS, np.nan)
     frame = pd.DataFrame({
         "trace": per["trace"].to_numpy(),
         "stage": np.array(names, dtype=object)[per["stage_i"].to_numpy()],
-        "start": per["start_ns"].to_numpy() * NS,
-        "end": per["end_ns"].to_numpy() * NS,
+        "start": per["start_ns"].to_numpy() / 1e9,
+        "end": per["end_ns"].to_numpy() / 1e9,
         "process": per["process"].to_numpy(),
         "wait": wait.astype(float),
     })
@@ -177,7 +187,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     complete = counts.index[counts.to_numpy() == len(names)]
     pc = per[per["trace"].isin(complete)]
     agg = pc.groupby("trace").agg(s=("start_ns", "min"), e=("end_ns", "max"))
-    lead = ((agg["e"] - agg["s"]) * NS).to_numpy()
+    lead = (agg["e"] - agg["s"]).to_numpy().astype(np.float64) * NS
     return TraceTable(frame, names, int(counts.size), lead, int(used.sum()))
 
 
