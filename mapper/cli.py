@@ -176,6 +176,58 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
         click.echo(f"wrote {path}", err=True)
 
 
+@cli.command("serve")
+@click.option("--spool", required=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="The span spool: write-ahead segments and hive-partitioned Parquet.")
+@click.option("--http", "http", default="127.0.0.1:4318", show_default=True, metavar="HOST:PORT",
+              help="OTLP/HTTP listener ('off' to disable).")
+@click.option("--grpc", "grpc_addr", default="127.0.0.1:4317", show_default=True, metavar="HOST:PORT",
+              help="OTLP/gRPC listener ('off' to disable).")
+@click.option("--token-env", metavar="VAR", help="Require this bearer token, read from env var VAR.")
+@click.option("--token-file", metavar="FILE", help="Require the bearer token in FILE.")
+@click.option("--max-disk", "max_disk", default="10GiB", show_default=True, metavar="SIZE",
+              help="Refuse spans (429/503 with Retry-After) beyond this much spool on disk.")
+@click.option("--retention", default="7d", show_default=True, metavar="DURATION",
+              help="Drop spool data older than this ('0' keeps everything).")
+@click.option("--decode-workers", type=click.IntRange(min=0), default=None,
+              help="Decoding processes (default: one per CPU; 0 decodes in the server process).")
+def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, token_file: str | None,
+                  max_disk: str, retention: str, decode_workers: int | None) -> None:
+    """Receive OTLP traces (HTTP on 4318, gRPC on 4317) into a durable spool.
+
+    Every span acknowledged is on disk (fsync before the answer). Listens on loopback unless
+    told otherwise; stops cleanly on SIGTERM or Ctrl-C. /metrics on the HTTP port shows the
+    receiver's own health.
+    """
+    from collectors.receiver import serve_forever
+    from collectors.spool import SpoolLimits
+
+    keep = _duration(retention, "--retention") if retention not in ("0", "0s") else None
+    limits = SpoolLimits(max_disk_bytes=_size(max_disk, "--max-disk"),
+                         retention_days=None if keep is None else keep / 86400)
+
+    def ready(receiver: Any) -> None:
+        click.echo(f"latmap serve: OTLP/HTTP on {receiver.http_port or 'off'}, OTLP/gRPC on "
+                   f"{receiver.grpc_port or 'off'}, spool {spool}", err=True)
+
+    serve_forever(spool, http=None if http == "off" else http, grpc=None if grpc_addr == "off" else grpc_addr,
+                  token_env=token_env, token_file=token_file, limits=limits, decode_workers=decode_workers,
+                  on_ready=ready)
+
+
+def _size(text: str, option: str) -> int:
+    """Bytes from ``10GiB``, ``500MB``, ``1048576``."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(|B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", text)
+    if not m:
+        raise UsageError(f"{option}: not a size: {text!r} (use e.g. 500MiB, 10GiB)")
+    unit = m.group(2)
+    factor = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+              "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+    return int(float(m.group(1)) * factor)
+
+
 @cli.command("deps")
 @click.argument("stage")
 @click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),

@@ -32,9 +32,12 @@ T0 = 1_790_000_000 * 1_000_000_000  # 2026-09-21, well inside any test window
 N = 400
 
 
+SERVICES = ("gateway", "pricing", "alerting", "notifier")
+
+
 def _providers(exporter: InMemorySpanExporter) -> dict[str, trace.Tracer]:
     tracers = {}
-    for svc in ("gateway", "pricing", "alerting", "notifier"):
+    for svc in SERVICES:
         p = TracerProvider(resource=Resource.create({"service.name": svc}))
         p.add_span_processor(SimpleSpanProcessor(exporter))
         tracers[svc] = p.get_tracer("test")
@@ -42,12 +45,19 @@ def _providers(exporter: InMemorySpanExporter) -> dict[str, trace.Tracer]:
 
 
 def known_traces(tmp_path: Path) -> Path:
+    """The known traces, encoded by the SDK's OTLP encoder into a protobuf file."""
+    exporter = InMemorySpanExporter()
+    make_known_spans(_providers(exporter))
+    path = tmp_path / "spans.binpb"
+    path.write_bytes(encode_spans(exporter.get_finished_spans()).SerializeToString())
+    return path
+
+
+def make_known_spans(t: dict[str, trace.Tracer]) -> None:
     """N traces: gateway -> pricing (sync call), pricing -> alerting (async via a topic,
     by parent), alerting -> notifier (async, by link only). Item i's latencies:
     gateway process 1 ms + call overhead; pricing process 2 ms + i us; queue wait 5 ms + 10*i us;
     alerting process 3 ms (with a nested internal span); notifier wait 7 ms; process 4 ms."""
-    exporter = InMemorySpanExporter()
-    t = _providers(exporter)
     for i in range(N):
         s0 = T0 + i * 100 * MS
         gw = t["gateway"].start_span("GET /quote", kind=SpanKind.SERVER, start_time=s0)
@@ -76,10 +86,6 @@ def known_traces(tmp_path: Path) -> Path:
                                  links=[Link(enq.get_span_context())],
                                  context=trace.set_span_in_context(trace.NonRecordingSpan(enq.get_span_context()))
                                  ).end(n0 + 4 * MS)
-    spans = exporter.get_finished_spans()
-    path = tmp_path / "spans.binpb"
-    path.write_bytes(encode_spans(spans).SerializeToString())
-    return path
 
 
 SPEC = """\
@@ -95,10 +101,38 @@ objectives: {{end_to_end: {{p99: 50ms}}}}
 """
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def received_traces(tmp: Path) -> Path:
+    """The known traces sent by the real SDK exporters to latmap's receiver: gateway and
+    pricing over OTLP/HTTP, alerting and notifier over OTLP/gRPC; returns the spool."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from collectors.receiver import Receiver
+    from collectors.spool import Spool
+
+    spool_dir = tmp / "spool"
+    with Spool(str(spool_dir)) as spool, Receiver(spool, http="127.0.0.1:0", grpc="127.0.0.1:0",
+                                                  decode_workers=0) as rx:
+        providers = {}
+        for svc in SERVICES:
+            exporter = (HttpExporter(endpoint=f"http://127.0.0.1:{rx.http_port}/v1/traces")
+                        if svc in ("gateway", "pricing")
+                        else GrpcExporter(endpoint=f"127.0.0.1:{rx.grpc_port}", insecure=True))
+            p = TracerProvider(resource=Resource.create({"service.name": svc}))
+            p.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=20_000, max_export_batch_size=500))
+            providers[svc] = p
+        make_known_spans({s: p.get_tracer("test") for s, p in providers.items()})
+        for p in providers.values():
+            assert p.force_flush(30_000)
+            p.shutdown()
+    return spool_dir
+
+
+@pytest.fixture(scope="module", params=["file", "receiver"])
+def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("traces")
-    spans = known_traces(tmp)
+    spans = known_traces(tmp) if request.param == "file" else received_traces(tmp)
     spec = tmp / "stream.yaml"
     spec.write_text(SPEC.format(path=spans))
     assert main(["map", "-c", str(spec), "--until", "2026-09-22T00:00:00Z", "--window", "2d",

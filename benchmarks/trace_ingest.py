@@ -1,0 +1,447 @@
+"""Trace ingest: how many spans per second ``latmap serve`` makes durable, against a naive receiver.
+
+Part (a), receive-to-durable throughput. The client builds >= 1,000,000 spans up front as
+realistic OTLP/protobuf export requests (what a Collector forwards: 500-2000 spans per
+request, 3-5 services each with its own resource, HTTP server/client spans, database calls,
+and asynchronous PRODUCER -> CONSUMER hand-overs linked across traces), then posts them over
+loopback with several concurrent keep-alive connections. Each receiver runs in its own
+subprocess, so the client's CPU is not counted in its process; the clock runs from the
+first request sent to the last 200 received, and a 200 means "fsynced" for both receivers:
+
+* ``latmap``: :mod:`collectors.receiver` as ``latmap serve`` runs it (decode to columns,
+  Arrow IPC records, group commit);
+* ``naive``: the same stdlib HTTP server decoding with ``MessageToDict``, one Python dict per
+  span, one JSON line per span, and one fsync per request.
+
+Reported per receiver: spans, seconds, spans/s, the receiver process's peak RSS (VmHWM), and
+the ratio to the naive one. Targets (from the issue): >= 200,000 spans/s on the 2-core
+machine, >= 8x the naive receiver, peak RSS < 1 GiB; the exit code is 1 when one is missed.
+Afterwards the latmap spool is read back and must hold every span exactly once.
+
+Usage::
+
+    python benchmarks/trace_ingest.py [--spans N] [--clients K] [--baseline-spans N] [--json PATH]
+
+``--baseline-spans`` sends only the first requests to the naive receiver (its rate is what is
+compared; the default sends it everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+#: This checkout (not whatever ``latmap`` is installed): the receivers run its code.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+TARGET_SPANS_PER_S = 200_000
+TARGET_RATIO = 8.0
+TARGET_RSS = 1 << 30
+SERVICES = ["gateway", "marketdata", "alerting", "notification", "pricing"]
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+def build_requests(total_spans: int, seed: int = 7) -> list[tuple[bytes, int]]:
+    """(body, span count) pairs of ExportTraceServiceRequest protobuf, >= ``total_spans`` spans."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    rng = random.Random(seed)
+    now = time.time_ns() - 3_600_000_000_000
+
+    def kv(key: str, value: str | int) -> KeyValue:
+        if isinstance(value, int):
+            return KeyValue(key=key, value=AnyValue(int_value=value))
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+
+    made = 0
+    requests: list[tuple[bytes, int]] = []
+    while made < total_spans:
+        target = rng.randint(500, 2000)
+        services = rng.sample(SERVICES, rng.randint(3, 5))
+        req = ExportTraceServiceRequest()
+        scopes = {}
+        for svc in services:
+            rs = req.resource_spans.add()
+            rs.resource.attributes.extend([
+                kv("service.name", svc), kv("service.version", "1.4.2"), kv("host.name", f"{svc}-7d9f-x2"),
+                kv("telemetry.sdk.language", "python"), kv("deployment.environment", "prod")])
+            ss = rs.scope_spans.add()
+            ss.scope.name = f"latmap.bench.{svc}"
+            scopes[svc] = ss.spans
+        n = 0
+        while n < target:
+            # One request: a server span per service down a chain, each with a client call
+            # and a db call under it; the last hop hands over through a topic (producer ->
+            # consumer in a new trace, linked).
+            trace = rng.getrandbits(128).to_bytes(16, "big")
+            start = now + rng.randrange(3_600_000_000_000)
+            dur = rng.randint(10_000_000, 25_000_000)
+            parent = b""
+            chain = rng.sample(services, len(services))
+            for depth, svc in enumerate(chain):
+                spans = scopes[svc]
+                server_id = rng.getrandbits(64).to_bytes(8, "big")
+                s = spans.add(trace_id=trace, span_id=server_id, parent_span_id=parent, name=f"GET /{svc}/v1",
+                              kind=Span.SPAN_KIND_SERVER, start_time_unix_nano=start, end_time_unix_nano=start + dur)
+                s.attributes.extend([kv("http.request.method", "GET"), kv("http.route", f"/{svc}/v1"),
+                                     kv("http.response.status_code", 200)])
+                db = spans.add(trace_id=trace, span_id=rng.getrandbits(64).to_bytes(8, "big"), parent_span_id=server_id,
+                               name="SELECT alerts", kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=start + 10_000,
+                               end_time_unix_nano=start + 10_000 + dur // 4)
+                db.attributes.extend([kv("db.system", "postgresql"),
+                                      kv("db.statement", "SELECT * FROM alerts WHERE id=$1")])
+                n += 2
+                if depth + 1 == len(chain):
+                    break
+                # The call to the next service: its server span starts after a network hop.
+                client_id = rng.getrandbits(64).to_bytes(8, "big")
+                call_start, call_dur = start + dur // 3, dur // 2
+                c = spans.add(trace_id=trace, span_id=client_id, parent_span_id=server_id, name="call downstream",
+                              kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=call_start,
+                              end_time_unix_nano=call_start + call_dur)
+                c.attributes.append(kv("peer.service", chain[depth + 1]))
+                net = rng.randint(20_000, 200_000)
+                parent, start, dur = client_id, call_start + net, max(call_dur - 2 * net, 50_000)
+                n += 1
+            # The last service publishes to a topic; the first consumes it in a new trace, linked.
+            producer_svc, consumer_svc = chain[-1], chain[0]
+            prod_id = rng.getrandbits(64).to_bytes(8, "big")
+            pstart = start + dur // 2
+            p = scopes[producer_svc].add(trace_id=trace, span_id=prod_id, parent_span_id=server_id,
+                                         name="alerts publish", kind=Span.SPAN_KIND_PRODUCER,
+                                         start_time_unix_nano=pstart, end_time_unix_nano=pstart + 30_000)
+            p.attributes.extend([kv("messaging.system", "kafka"), kv("messaging.destination.name", "alerts")])
+            qstart = pstart + rng.randint(500_000, 5_000_000)
+            q = scopes[consumer_svc].add(trace_id=rng.getrandbits(128).to_bytes(16, "big"),
+                                         span_id=rng.getrandbits(64).to_bytes(8, "big"), name="alerts process",
+                                         kind=Span.SPAN_KIND_CONSUMER, start_time_unix_nano=qstart,
+                                         end_time_unix_nano=qstart + 3_000_000)
+            q.attributes.extend([kv("messaging.system", "kafka"), kv("messaging.destination.name", "alerts")])
+            q.links.add(trace_id=trace, span_id=prod_id)
+            n += 2
+        requests.append((req.SerializeToString(), n))
+        made += n
+    return requests
+
+
+# --- the naive receiver -------------------------------------------------------------------
+
+
+class _NaiveHandler(BaseHTTPRequestHandler):
+    """MessageToDict, a dict per span, JSON lines, fsync per request: the obvious first version."""
+
+    protocol_version = "HTTP/1.1"
+    out: Any = None
+    lock = threading.Lock()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        from google.protobuf.json_format import MessageToDict
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        doc = MessageToDict(ExportTraceServiceRequest.FromString(body))
+        lines = []
+        for rs in doc.get("resourceSpans", []):
+            attrs = {a["key"]: a["value"] for a in rs.get("resource", {}).get("attributes", [])}
+            service = attrs.get("service.name", {}).get("stringValue")
+            for ss in rs.get("scopeSpans", []):
+                for span in ss.get("spans", []):
+                    span_attrs = {a["key"]: next(iter(a["value"].values()), None) for a in span.get("attributes", [])}
+                    links = span.get("links") or [{}]
+                    row = {
+                        "trace_id": base64.b64decode(span["traceId"]).hex(),
+                        "span_id": base64.b64decode(span["spanId"]).hex(),
+                        "parent_id": base64.b64decode(span.get("parentSpanId", "")).hex(),
+                        "link_trace_id": base64.b64decode(links[0].get("traceId", "")).hex(),
+                        "link_span_id": base64.b64decode(links[0].get("spanId", "")).hex(),
+                        "start_ns": int(span["startTimeUnixNano"]),
+                        "end_ns": int(span["endTimeUnixNano"]),
+                        "kind": span.get("kind"),
+                        "service": service,
+                        "name": span.get("name"),
+                        "destination": span_attrs.get("messaging.destination.name"),
+                        "peer_service": span_attrs.get("peer.service"),
+                        "db_system": span_attrs.get("db.system"),
+                    }
+                    lines.append(json.dumps(row))
+        data = ("\n".join(lines) + "\n").encode()
+        with self.lock:
+            self.out.write(data)
+            self.out.flush()
+            os.fsync(self.out.fileno())
+        resp = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(resp)))
+        self.end_headers()
+        self.wfile.write(resp)
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def serve_naive(directory: str, port: int) -> None:
+    ThreadingHTTPServer.daemon_threads = True
+    _NaiveHandler.out = open(Path(directory) / "spans.jsonl", "ab")  # noqa: SIM115 (lives as long as the server)
+    ThreadingHTTPServer(("127.0.0.1", port), _NaiveHandler).serve_forever()
+
+
+# --- running one receiver -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    receiver: str
+    spans: int
+    requests: int
+    seconds: float
+    spans_per_s: float
+    peak_rss_mib: float
+    failed_requests: int
+    cpu_seconds: float  # user + system time of the receiver and its decode workers during the load
+    other_cpu_seconds: float  # CPU time used by anything else on the machine meanwhile (client included)
+    syncs: int | None  # fsyncs the receiver made (latmap: group commits, from its /metrics)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(kind: str, directory: str, port: int) -> subprocess.Popen[bytes]:
+    if kind == "latmap":
+        cmd = [sys.executable, "-m", "collectors.receiver", "--spool", directory, "--http", f"127.0.0.1:{port}",
+               "--grpc", "off"]
+    else:
+        cmd = [sys.executable, __file__, "--serve-naive", directory, str(port)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/metrics")
+            conn.getresponse().read()
+            conn.close()
+            return proc
+        except OSError as err:
+            if proc.poll() is not None:
+                stderr = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"{kind} receiver exited: {stderr}") from err
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{kind} receiver did not start")
+
+
+def _tree(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return [pid, *(p for k in kids for p in _tree(k))]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its live descendants."""
+    total = 0
+    for p in _tree(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all CPUs, from /proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
+def _peak_rss(pid: int) -> int:
+    """Peak RSS (VmHWM) of ``pid`` plus its children (the decode workers), in bytes."""
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            total += int(line.split()[1]) * 1024
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for child in children.read_text().split() if children.exists() else []:
+        total += _peak_rss(int(child))
+    return total
+
+
+def _syncs(port: int) -> int | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    for line in text.splitlines():
+        if line.startswith("latmap_spool_syncs "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def run_load(port: int, requests: Sequence[tuple[bytes, int]], clients: int) -> tuple[float, int, int]:
+    """Post every request with ``clients`` keep-alive connections; (seconds, spans acked, failures)."""
+    lock = threading.Lock()
+    state = {"next": 0, "spans": 0, "failed": 0}
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        headers = {"Content-Type": "application/x-protobuf"}
+        while True:
+            with lock:
+                i = state["next"]
+                state["next"] += 1
+            if i >= len(requests):
+                break
+            body, n = requests[i]
+            conn.request("POST", "/v1/traces", body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            with lock:
+                if resp.status == 200:
+                    state["spans"] += n
+                else:
+                    state["failed"] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, state["spans"], state["failed"]
+
+
+def measure(kind: str, requests: Sequence[tuple[bytes, int]], clients: int, directory: str) -> Result:
+    port = _free_port()
+    proc = _start(kind, directory, port)
+    try:
+        cpu0, busy0 = _cpu_seconds(proc.pid), _machine_busy()
+        seconds, spans, failed = run_load(port, requests, clients)
+        cpu = _cpu_seconds(proc.pid) - cpu0
+        other = _machine_busy() - busy0 - cpu
+        rss = _peak_rss(proc.pid)
+        syncs = _syncs(port) if kind == "latmap" else len(requests)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return Result(kind, spans, len(requests), seconds, spans / seconds, rss / 2**20, failed, cpu, other, syncs)
+
+
+def part_a(total_spans: int, clients: int, baseline_spans: int | None) -> tuple[list[Result], list[str]]:
+    """Run both receivers; the results and the list of missed targets."""
+    t0 = time.perf_counter()
+    requests = build_requests(total_spans)
+    sent = sum(n for _, n in requests)
+    print(f"built {len(requests)} requests, {sent} spans, "
+          f"{sum(len(b) for b, _ in requests) / 2**20:.0f} MiB of protobuf in {time.perf_counter() - t0:.1f} s",
+          flush=True)
+    naive_requests = requests
+    if baseline_spans is not None:
+        count, naive_requests = 0, []
+        for r in requests:
+            if count >= baseline_spans:
+                break
+            naive_requests.append(r)
+            count += r[1]
+    missed = []
+    with tempfile.TemporaryDirectory(prefix="latmap-bench-") as tmp:
+        spool = Path(tmp) / "spool"
+        latmap = measure("latmap", requests, clients, str(spool))
+        naive_dir = Path(tmp) / "naive"
+        naive_dir.mkdir()
+        naive = measure("naive", naive_requests, clients, str(naive_dir))
+        from collectors.spool import scan_spool
+
+        read = scan_spool(spool)
+        if len(read.batch) != sent or read.duplicates or read.torn_records:
+            missed.append(f"spool holds {len(read.batch)} spans ({read.duplicates} duplicates, "
+                          f"{read.torn_records} torn), {sent} were sent")
+    results = [latmap, naive]
+    ratio = latmap.spans_per_s / naive.spans_per_s
+    if latmap.failed_requests or naive.failed_requests:
+        missed.append("some requests were not answered 200")
+    if latmap.spans_per_s < TARGET_SPANS_PER_S:
+        missed.append(f"latmap {latmap.spans_per_s:,.0f} spans/s < {TARGET_SPANS_PER_S:,}")
+    if ratio < TARGET_RATIO:
+        missed.append(f"ratio {ratio:.1f}x < {TARGET_RATIO}x")
+    if latmap.peak_rss_mib * 2**20 >= TARGET_RSS:
+        missed.append(f"latmap peak RSS {latmap.peak_rss_mib:.0f} MiB >= 1 GiB")
+    return results, missed
+
+
+def print_table(results: Sequence[Result]) -> None:
+    base = results[-1].spans_per_s
+    base_cpu = results[-1].spans / results[-1].cpu_seconds
+    print(f"{'receiver':<8} {'spans':>10} {'requests':>8} {'fsyncs':>7} {'seconds':>8} {'spans/s':>10} "
+          f"{'ratio':>6} {'CPU s':>6} {'spans/CPU-s':>11} {'ratio':>6} {'peak RSS':>10}")
+    for r in results:
+        per_cpu = r.spans / r.cpu_seconds
+        print(f"{r.receiver:<8} {r.spans:>10,} {r.requests:>8} {r.syncs if r.syncs is not None else '?':>7} "
+              f"{r.seconds:>8.2f} {r.spans_per_s:>10,.0f} {r.spans_per_s / base:>5.1f}x {r.cpu_seconds:>6.2f} "
+              f"{per_cpu:>11,.0f} {per_cpu / base_cpu:>5.1f}x {r.peak_rss_mib:>6.0f} MiB")
+    print("CPU s: user+system time of the receiver (and its decode workers) during the load; spans/CPU-s does not")
+    print("move when other work shares the machine, spans/s does. Peak RSS: VmHWM of each receiver process, summed")
+    for r in results:
+        if r.other_cpu_seconds > 0.1 * r.seconds * (os.cpu_count() or 1):
+            print(f"note: {r.other_cpu_seconds:.1f} CPU-s of other work (client included) ran during the {r.receiver} "
+                  f"load ({r.seconds:.1f} s x {os.cpu_count()} CPUs): its spans/s is low by that much")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--spans", type=int, default=1_000_000)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--baseline-spans", type=int, default=None)
+    ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--serve-naive", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve_naive:
+        serve_naive(args.serve_naive[0], int(args.serve_naive[1]))
+        return 0
+    print(f"part (a): receive-to-durable, {os.cpu_count()} CPUs, {args.clients} client connections", flush=True)
+    results, missed = part_a(args.spans, args.clients, args.baseline_spans)
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"part_a": [asdict(r) for r in results], "missed": missed},
+                                              indent=2, sort_keys=True) + "\n")
+    for m in missed:
+        print(f"target missed: {m}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
