@@ -84,6 +84,8 @@ class LatencyMap:
     objectives: tuple[ObjectiveResult, ...]
     checks: tuple[Check, ...]
     traces: TraceTable | None = None
+    #: How ``end_to_end`` was made: "traces" (lead time per trace), "convolution", "single".
+    end_to_end_method: str = "convolution"
 
     @property
     def broken(self) -> bool:
@@ -240,8 +242,11 @@ def analyse(spec: StreamSpec, window: Window,
             checks.append(Check("warning", "objective-unknown",
                                 f"objective {o.objective.label} <= {o.objective.threshold:g}s: cannot tell ({why})",
                                 None if o.objective.target == "end_to_end" else o.objective.target))
+    method = ("traces" if isinstance(end_to_end, SampleDistribution) and traces is not None
+              and end_to_end.values.size == traces.lead.size else
+              "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
     return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
-                      bottleneck, objectives, tuple(checks))
+                      bottleneck, objectives, tuple(checks), traces, method)
 
 
 def _flow_efficiency(path: Sequence[StageResult], lead_time: Distribution | None) -> FlowEfficiency | None:

@@ -34,27 +34,36 @@ window: 24h
 percentiles: [50, 99, 99.99]
 sources:
   prom: {{kind: {kind}, url: "{url}"}}
+  spans: {{kind: traces, path: "{spool}"}}      # latmap serve's spool (relative to this file)
 stages:
   - name: market-data
     owner: md-team
     process: {{source: prom, histogram: md_tick_process_seconds, selector: {{service: market-data}}}}
+    traces:  {{source: spans, service: market-data}}
   - name: alerting
     owner: alerts-team
     wait:    {{source: prom, histogram: alert_queue_wait_seconds}}
     process: {{source: prom, histogram: alert_eval_seconds}}
+    traces:  {{source: spans, service: alerting}}
     objectives: {{p99: 100ms}}
   - name: notification
     owner: notify-team
     wait:    {{source: prom, histogram: notify_queue_wait_seconds}}
     process: {{source: prom, histogram: notify_send_seconds, selector: {{provider: twilio}}}}
+    traces:  {{source: spans, service: notification}}
 objectives:
   end_to_end: {{p99: 2s}}
 """
 
 
-def demo_spec(kind: str = "prometheus", url: str = "http://127.0.0.1:9090") -> str:
-    """The demo's stream.yaml text, for a source of ``kind`` at ``url``."""
-    return SPEC_TEMPLATE.format(kind=kind, url=url)
+def demo_spec(kind: str = "prometheus", url: str = "http://127.0.0.1:9090", spool: str | None = "spool") -> str:
+    """The demo's stream.yaml text, for a metrics source of ``kind`` at ``url``; with traces
+    from the spool at ``spool`` unless it is None (metrics only)."""
+    text = SPEC_TEMPLATE.format(kind=kind, url=url, spool=spool)
+    if spool is None:
+        text = "".join(line for line in text.splitlines(keepends=True)
+                       if "traces:" not in line and "spans:" not in line)
+    return text
 
 
 @dataclass(frozen=True)
@@ -84,16 +93,41 @@ def _scrape_endpoint(data: DemoData) -> Iterator[str]:
         thread.join(timeout=5)
 
 
+#: Traced items the demo sends: enough for a supported p99.99 of the lead time.
+TRACED_ITEMS = 12_000
+
+
+def receive_traces(data: DemoData, spool: Path, items: int = TRACED_ITEMS) -> int:
+    """Run latmap's OTLP receiver on a free loopback port over ``spool`` and send it the
+    demo's traces with the OpenTelemetry SDK's OTLP/HTTP exporter; return the spans sent."""
+    from collectors.receiver import Receiver
+    from collectors.spool import Spool
+    from mapper.demo_traces import emit_traces
+
+    with Spool(str(spool)) as sp, Receiver(sp, http="127.0.0.1:0", grpc=None, decode_workers=0) as rx:
+        return emit_traces(data, f"http://127.0.0.1:{rx.http_port}/v1/traces", n=items)
+
+
 def run_demo(out: str | Path = "latmap-demo", mode: str = "auto", seed: int = 7,
              end: float | None = None, progress: Progress | None = None) -> DemoRun:
-    """Simulate a day of the trading chain, map it, and write the outputs into ``out``."""
+    """Simulate a day of the trading chain, map it, and write the outputs into ``out``.
+
+    The metrics go to a real Prometheus (or a /metrics endpoint); the traces go through
+    latmap's own OTLP receiver into ``out/spool``.
+    """
     out = Path(out)
+    spool = out / "spool"
+    if spool.exists():
+        import shutil
+
+        shutil.rmtree(spool)
     end = float(int((time.time() if end is None else end) // STEP) * STEP)
     # Counters start at zero just inside the window, so increase() over the window is exact.
     data = simulate(end - DAY + STEP, end, seed=seed)
     if mode == "auto":
         mode = "prometheus" if binaries_available() else "scrape"
     window = Window.ending(end, DAY)
+    receive_traces(data, spool)
     if mode == "prometheus":
         import tempfile
 
@@ -101,11 +135,11 @@ def run_demo(out: str | Path = "latmap-demo", mode: str = "auto", seed: int = 7,
             data_dir = Path(tmp) / "data"
             backfill(openmetrics_lines(data), data_dir)
             with running_prometheus(data_dir) as url:
-                spec = loads_spec(demo_spec("prometheus", url), "<demo>")
+                spec = loads_spec(demo_spec("prometheus", url, str(spool.resolve())), "<demo>")
                 lm = build_map(spec, window, progress)
     else:
         with _scrape_endpoint(data) as url:
-            spec = loads_spec(demo_spec("scrape", url), "<demo>")
+            spec = loads_spec(demo_spec("scrape", url, str(spool.resolve())), "<demo>")
             lm = build_map(spec, window, progress)
     written = [write_atomic(out / "stream.yaml", demo_spec())]
     written += write_reports(lm, out)

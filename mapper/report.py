@@ -103,7 +103,10 @@ def to_json(lm: LatencyMap) -> dict[str, Any]:
             "process": _part_json(s.process, qs),
             "total": latency_json(s.total, qs),
         })
-    e2e = latency_json(lm.end_to_end, qs)
+    e2e = latency_json(lm.end_to_end, qs, {
+        "traces": "traces: lead time per complete trace, first stage start to last stage end",
+        "convolution": "metrics: convolution of the hop distributions, assuming independence",
+    }.get(lm.end_to_end_method))
     fe = lm.flow_efficiency
     b = lm.bottleneck
     return {
@@ -194,7 +197,9 @@ def _summary_lines(lm: LatencyMap) -> list[str]:
     if lm.bottleneck:
         b = lm.bottleneck
         out.append(f"bottleneck: {b.stage} (largest hop {percentile_label(b.q)}: {cell(b.estimate)})")
-    if lm.end_to_end is not None and len([s for s in lm.stages if s.total is not None]) > 1:
+    if lm.end_to_end is not None and lm.end_to_end_method == "traces":
+        out.append(f"end to end from traces: lead time per trace ({lm.end_to_end.count:,.0f} complete traces)")
+    elif lm.end_to_end is not None and lm.end_to_end_method == "convolution":
         out.append("end to end from metrics: convolution of the hops, assuming independence")
     for o in lm.objectives:
         est = cell(o.estimate) if o.estimate else "no data"

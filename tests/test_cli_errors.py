@@ -20,7 +20,7 @@ from tests.servers import FIXTURES, loopback_server, reply
 
 
 def _spec(tmp_path: Path, url: str, extra: str = "") -> str:
-    text = demo_spec("prometheus", url).replace(
+    text = demo_spec("prometheus", url, None).replace(
         f'prom: {{kind: prometheus, url: "{url}"}}',
         f'prom: {{kind: prometheus, url: "{url}", timeout: 500ms, retries: 1{extra}}}')
     path = tmp_path / "stream.yaml"

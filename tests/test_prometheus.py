@@ -54,7 +54,7 @@ def test_bucket_counts_are_exactly_the_backfilled_increase(prom_url: str, demo_d
 def test_map_reproduces_the_raw_percentiles_within_their_intervals(
         prom_url: str, demo_data: DemoData, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "stream.yaml"
-    spec.write_text(demo_spec("prometheus", "http://127.0.0.1:1"), encoding="utf-8")
+    spec.write_text(demo_spec("prometheus", "http://127.0.0.1:1", None), encoding="utf-8")
     code = main(["map", "-c", str(spec), "--prometheus", prom_url, "--until", str(data.END),
                  "--window", "24h", "--format", "json", "--out", str(tmp_path / "out")])
     assert code == 0
@@ -83,7 +83,7 @@ def test_map_reproduces_the_raw_percentiles_within_their_intervals(
 
 def test_report_json_follows_the_schema(prom_url: str, tmp_path: Path) -> None:
     spec = tmp_path / "stream.yaml"
-    spec.write_text(demo_spec("prometheus", prom_url), encoding="utf-8")
+    spec.write_text(demo_spec("prometheus", prom_url, None), encoding="utf-8")
     assert main(["map", "-c", str(spec), "--until", str(data.END), "--out", str(tmp_path)]) == 0
     doc = json.loads((tmp_path / "report.json").read_text())
     assert {"stream", "window", "stages", "hops", "end_to_end", "bottleneck", "objectives",
@@ -104,7 +104,7 @@ def test_report_json_follows_the_schema(prom_url: str, tmp_path: Path) -> None:
 
 
 def test_broken_objective_exits_1(prom_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = demo_spec("prometheus", prom_url).replace("end_to_end: {p99: 2s}", "end_to_end: {p99: 1ms}")
+    text = demo_spec("prometheus", prom_url, None).replace("end_to_end: {p99: 2s}", "end_to_end: {p99: 1ms}")
     spec = tmp_path / "stream.yaml"
     spec.write_text(text, encoding="utf-8")
     assert main(["map", "-c", str(spec), "--until", str(data.END)]) == 1
@@ -160,7 +160,7 @@ def test_label_values_are_escaped_in_promql(prom_url: str) -> None:
 
 def test_metric_without_data_is_a_check_and_the_map_still_draws(prom_url: str, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    text = demo_spec("prometheus", prom_url).replace("alert_eval_seconds", "no_such_metric_seconds")
+    text = demo_spec("prometheus", prom_url, None).replace("alert_eval_seconds", "no_such_metric_seconds")
     spec = tmp_path / "stream.yaml"
     spec.write_text(text, encoding="utf-8")
     assert main(["map", "-c", str(spec), "--until", str(data.END), "--format", "json"]) == 0
@@ -181,7 +181,7 @@ def test_quantile_series_respects_the_points_limit(prom_url: str) -> None:
 
 
 def test_spec_objective_on_stage_uses_the_hop(prom_url: str) -> None:
-    spec = loads_spec(demo_spec("prometheus", prom_url))
+    spec = loads_spec(demo_spec("prometheus", prom_url, None))
     from mapper.pipeline import build_map
 
     lm = build_map(spec, Window.ending(data.END, data.DAY))

@@ -37,7 +37,7 @@ def test_victoriametrics_gives_the_same_bucket_counts(vm_url: str, demo_data: De
 
 
 def test_map_on_victoriametrics_contains_the_raw_percentiles(vm_url: str, demo_data: DemoData) -> None:
-    lm = build_map(loads_spec(demo_spec("prometheus", vm_url)), Window.ending(data.END, data.DAY))
+    lm = build_map(loads_spec(demo_spec("prometheus", vm_url, None)), Window.ending(data.END, data.DAY))
     r = lm.stage_result("alerting").wait
     assert r is not None and r.distribution is not None
     raw = demo_data.raw("alert_queue_wait_seconds", None, data.END - data.DAY, data.END)
