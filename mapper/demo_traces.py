@@ -54,10 +54,12 @@ def emit_traces(data: DemoData, endpoint: str, n: int = 3000, seed: int = 5) -> 
         t_md = t0 + int(md[i] * ns)
         root = tracers["market-data"].start_span("tick", kind=SpanKind.SERVER, start_time=t0)
         ctx = trace.set_span_in_context(root)
-        pub = tracers["market-data"].start_span(f"{TOPIC} publish", ctx, SpanKind.PRODUCER, start_time=t_md,
+        # The publish is the last part of the tick's processing, inside the SERVER span.
+        pub = tracers["market-data"].start_span(f"{TOPIC} publish", ctx, SpanKind.PRODUCER,
+                                                start_time=t_md - (t_md - t0) // 5,
                                                 attributes={"messaging.system": "kafka",
                                                             "messaging.destination.name": TOPIC})
-        t_pub = t_md + 200_000
+        t_pub = t_md
         pub.end(t_pub)
         root.end(t_pub)
         t_c = t_pub + int(a_wait[i] * ns)
@@ -68,10 +70,11 @@ def emit_traces(data: DemoData, endpoint: str, n: int = 3000, seed: int = 5) -> 
                                                              "messaging.destination.name": TOPIC})
         cctx = trace.set_span_in_context(consume)
         tracers["alerting"].start_span("evaluate alerts", cctx, SpanKind.INTERNAL, start_time=t_c).end(t_eval)
-        enqueue = tracers["alerting"].start_span(f"{QUEUE} publish", cctx, SpanKind.PRODUCER, start_time=t_eval,
+        enqueue = tracers["alerting"].start_span(f"{QUEUE} publish", cctx, SpanKind.PRODUCER,
+                                                 start_time=t_eval - (t_eval - t_c) // 5,
                                                  attributes={"messaging.system": "kafka",
                                                              "messaging.destination.name": QUEUE})
-        t_q = t_eval + 100_000
+        t_q = t_eval
         enqueue.end(t_q)
         consume.end(t_q)
         t_send = t_q + int(n_wait[i] * ns)
