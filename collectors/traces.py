@@ -46,9 +46,12 @@ def load_spans(source: SourceSpec, window: Window) -> LoadedSpans:
     start_ns, end_ns = int(window.start * 1e9), int(window.end * 1e9)
     set_aside: Counter[str] = Counter()
     if is_spool(path):
-        from collectors.spool import read_spool
+        from collectors.spool import scan_spool
 
-        batch = read_spool(path, start_ns=start_ns, end_ns=end_ns)
+        read = scan_spool(path, start_ns=start_ns, end_ns=end_ns)
+        batch = read.batch
+        if read.torn_records:
+            set_aside["damaged spool records (torn by a crash)"] += read.torn_records
         origin = f"spool {path}"
     else:
         parts = []

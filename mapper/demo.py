@@ -104,8 +104,13 @@ def receive_traces(data: DemoData, spool: Path, items: int = TRACED_ITEMS) -> in
     from collectors.spool import Spool
     from mapper.demo_traces import emit_traces
 
-    with Spool(str(spool)) as sp, Receiver(sp, http="127.0.0.1:0", grpc=None, decode_workers=0) as rx:
-        return emit_traces(data, f"http://127.0.0.1:{rx.http_port}/v1/traces", n=items)
+    with Spool(str(spool)) as sp:
+        with Receiver(sp, http="127.0.0.1:0", grpc=None, decode_workers=0) as rx:
+            sent = emit_traces(data, f"http://127.0.0.1:{rx.http_port}/v1/traces", n=items)
+        # Compact now, so the demo's spool shows the Parquet layout other tools can read.
+        sp.rotate()
+        sp.compact()
+    return sent
 
 
 def run_demo(out: str | Path = "latmap-demo", mode: str = "auto", seed: int = 7,

@@ -219,3 +219,17 @@ def test_discover_traces_writes_a_starter_spec(tmp_path: Path, capsys: pytest.Ca
 
     spec = load_spec(out)
     assert [s.name for s in spec.stages] == ["lb", "app", "db"]
+
+
+def test_deps_shows_suppliers_and_consumers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spans = known_traces(tmp_path)
+    spec = tmp_path / "stream.yaml"
+    spec.write_text(SPEC.format(path=spans))
+    assert main(["deps", "alerting", "-c", str(spec), "--until", "2026-09-22T00:00:00Z", "--window", "2d"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "alerting (owner alerts-team)"
+    assert lines[1].startswith("  consumes from (p50  p99  p99.99):")
+    assert lines[2].startswith("    pricing (pricing-team): ")
+    assert lines[3].startswith("  supplies (") and lines[4].startswith("    notifier (notify-team): ")
+    assert main(["deps", "nowhere", "-c", str(spec)]) == 2
+    assert "'nowhere' is not a stage" in capsys.readouterr().err
