@@ -16,6 +16,7 @@ from typing import Any
 from mapper.distribution import percentile_label
 from mapper.durations import UNITS, parse_duration
 from mapper.errors import SpecError
+from mapper.spec_extra import Change, EventWindow, Segments, parse_changes, parse_events, parse_segments
 from mapper.yamlload import LDict, LList, load_yaml, load_yaml_file
 
 SOURCE_KINDS = ("prometheus", "scrape", "traces")
@@ -125,6 +126,10 @@ class StreamSpec:
     stages: tuple[Stage, ...]
     objectives: tuple[Objective, ...]
     path: str = "<string>"
+    segments: Segments = field(default_factory=Segments)
+    events: tuple[EventWindow, ...] = ()
+    baseline: str | None = None  # a pinned baseline report.json (resolved against the spec's folder)
+    future: tuple[Change, ...] = ()
     version: int = 1
 
     @property
@@ -366,7 +371,7 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
     if not isinstance(doc, LDict):
         raise SpecError(f"{path}:1: the spec must be a mapping with name, sources and stages")
     _check_keys(doc, ("version", "name", "owner", "description", "window", "percentiles",
-                      "sources", "stages", "objectives"), "", p)
+                      "sources", "stages", "objectives", "segments", "events", "baseline", "future"), "", p)
     version = doc.get("version", 1)
     if version != 1:
         p.add(doc.line_of("version"), "version", f"unsupported spec version {version!r} (this latmap reads 1)")
@@ -462,9 +467,17 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
                     continue
                 objectives += _objectives(str(target), node, ob.line_of(target), f"objectives.{target}", p)
     p.raise_if_any()
+    segments = parse_segments(doc["segments"], doc.line_of("segments"), p) if "segments" in doc else Segments()
+    events = parse_events(doc["events"], doc.line_of("events"), p) if "events" in doc else ()
+    future = parse_changes(doc["future"], doc.line_of("future"), set(seen), p) if "future" in doc else ()
+    baseline = _str(doc, "baseline", "", p)
+    if baseline and not Path(baseline).is_absolute() and path not in ("<string>", "<demo>"):
+        baseline = str(Path(path).parent / baseline)
+    p.raise_if_any()
     return StreamSpec(name=name, owner=_str(doc, "owner", "", p), window=window,
                       percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
-                      objectives=tuple(objectives), path=path, version=1)
+                      objectives=tuple(objectives), path=path, version=1, segments=segments,
+                      events=events, baseline=baseline, future=future)
 
 
 def load_spec(path: str | Path) -> StreamSpec:
