@@ -99,12 +99,15 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="What to print on stdout.")
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
+@click.option("--baseline", metavar="REPORT", type=click.Path(dir_okay=False),
+              help="Compare with a previous report.json (default: the spec's pinned baseline, if any).")
 def map_command(config: str, prometheus: str | None, window: str | None, until: str | None,
-                out: str | None, fmt: str, no_progress: bool) -> None:
+                out: str | None, fmt: str, no_progress: bool, baseline: str | None) -> None:
     """Map a value stream: query its sources and print the latency map.
 
     Exits 1 when an objective of the spec is broken, 2 on a config or source error.
     """
+    from mapper.findings import find
     from mapper.pipeline import build_map, window_for, write_reports
     from mapper.report import dumps, to_json, to_markdown, to_table
 
@@ -114,15 +117,16 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
     win = window_for(spec, length, end)
     with _progress(not no_progress) as progress:
         lm = build_map(spec, win, progress)
+    found = find(lm, baseline)
     if out:
-        for path in write_reports(lm, out):
+        for path in write_reports(lm, out, found):
             click.echo(f"wrote {path}", err=True)
     if fmt == "json":
-        click.echo(dumps(to_json(lm)), nl=False)
+        click.echo(dumps(to_json(lm, found)), nl=False)
     elif fmt == "markdown":
-        click.echo(to_markdown(lm), nl=False)
+        click.echo(to_markdown(lm, found), nl=False)
     else:
-        click.echo(to_table(lm), nl=False)
+        click.echo(to_table(lm, found), nl=False)
     raise SystemExit(EXIT_OBJECTIVE_BROKEN if lm.broken else EXIT_OK)
 
 
@@ -248,6 +252,54 @@ def deps_command(stage: str, config: str, prometheus: str | None, window: str | 
         raise UsageError(f"{stage!r} is not a stage of {config} (stages: {', '.join(s.name for s in spec.stages)})")
     lm = build_map(spec, window_for(spec, _duration(window, "--window"), _time(until, "--until")))
     click.echo(dependencies(lm, stage), nl=False)
+
+
+@cli.command("whatif")
+@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
+              help="The stream spec (stream.yaml).")
+@click.option("--prometheus", metavar="URL", help="Override the URL of every prometheus source.")
+@click.option("--window", metavar="DURATION", help="Look-back (default: the spec's).")
+@click.option("--until", metavar="TIME", help="Window end: RFC 3339 or unix seconds (default: now).")
+@click.option("--hop", metavar="STAGE", help="The hop to change, with one of --scale, --cap, --remove, --parallel.")
+@click.option("--scale", metavar="FACTOR", help="Multiply the hop's durations by FACTOR (>= 0).")
+@click.option("--cap", metavar="DURATION", help="Cap the hop's durations at DURATION (e.g. 20ms).")
+@click.option("--remove", is_flag=True, help="Remove the hop.")
+@click.option("--parallel", metavar="STAGE", help="Run the hop in parallel with STAGE.")
+@click.option("--change", "changes", multiple=True, metavar="HOP:KIND[=VALUE]",
+              help="A change; repeatable, applied in order: alerting:scale=0.5, notification:cap=200ms, "
+                   "x:remove, x:parallel=y.")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True,
+              help="What to print on stdout.")
+def whatif_command(config: str, prometheus: str | None, window: str | None, until: str | None,
+                   hop: str | None, scale: str | None, cap: str | None, remove: bool, parallel: str | None,
+                   changes: tuple[str, ...], fmt: str) -> None:
+    """Future state: the end-to-end lead time after planned changes of hops.
+
+    Trace replay when the lead time comes from traces, else the convolution of the changed
+    hop distributions (assuming independence). Without --hop or --change: the spec's
+    planned changes (`future`).
+    """
+    from mapper.pipeline import build_map, window_for
+    from mapper.report import dumps
+    from mapper.whatif import change_of, future_state, parse_change, to_json, to_table
+
+    spec = load_spec_for_cli(config, prometheus)
+    names = [s.name for s in spec.stages]
+    planned = []
+    if hop is not None:
+        planned.append(change_of(hop, names, scale=scale, cap=cap, remove=remove, parallel=parallel))
+    elif scale is not None or cap is not None or remove or parallel is not None:
+        raise UsageError("--scale, --cap, --remove and --parallel need --hop STAGE")
+    planned += [parse_change(text, names) for text in changes]
+    if not planned and not spec.future:
+        raise UsageError("no change: give --hop STAGE with --scale/--cap/--remove/--parallel, or --change, "
+                         "or plan changes under `future` in the spec")
+    lm = build_map(spec, window_for(spec, _duration(window, "--window"), _time(until, "--until")))
+    fs = future_state(lm, planned or spec.future)
+    if fmt == "json":
+        click.echo(dumps(to_json(fs, spec.percentiles)), nl=False)
+    else:
+        click.echo(to_table(fs, spec.percentiles), nl=False)
 
 
 def load_spec_for_cli(config: str, prometheus: str | None) -> Any:

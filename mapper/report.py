@@ -12,6 +12,11 @@
 * ``bottleneck``: ``{stage, percentile, value, low, high}`` or ``null``
 * ``objectives``: each ``{target, percentile, threshold, status, value, low, high}``
 * ``checks``: each ``{level, code, message, stage, part}``
+* ``attribution`` (per tail ``p99``, ``p99.99``: method, extra_seconds, contributions largest
+  first ``{stage, part, extra_seconds, share}``), ``time_shares``, ``comparison`` (with a
+  baseline: regressions and improvements beyond the intervals, else null)
+* ``future_state`` (only when the spec lists planned changes): ``{current, future, changes,
+  method}``, or ``{changes, error}`` when they do not apply to the map
 
 A latency object: ``{"count": n, "unit": "s", "source": provenance|null, "mean": s|null,
 "method": str, "p50": {"value", "low", "high", "note"}, ...}`` with a key per asked
@@ -23,9 +28,12 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mapper.analysis import LatencyMap
+
+if TYPE_CHECKING:
+    from mapper.findings import Findings
 from mapper.convolve import ConvolvedDistribution
 from mapper.distribution import (
     Distribution,
@@ -91,8 +99,9 @@ def _part_json(r: MeasurementResult | None, qs: tuple[float, ...]) -> dict[str, 
     return latency_json(r.distribution, qs, r.provenance)
 
 
-def to_json(lm: LatencyMap) -> dict[str, Any]:
-    """The ``report.json`` document (see the module docstring for the schema)."""
+def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
+    """The ``report.json`` document (see the module docstring for the schema); with
+    ``findings``, also the ``attribution``, ``time_shares`` and ``comparison`` sections."""
     qs = lm.spec.percentiles
     stages = []
     for s in lm.stages:
@@ -134,8 +143,20 @@ def to_json(lm: LatencyMap) -> dict[str, Any]:
                else estimate_json(o.estimate)),
         } for o in lm.objectives],
         "checks": [{"level": c.level, "code": c.code, "message": c.message,
-                    "stage": c.stage, "part": c.part} for c in lm.checks],
+                    "stage": c.stage, "part": c.part}
+                   for c in (*lm.checks, *(findings.checks if findings else ()))],
+        **(findings.to_json() if findings else {}),
+        **_future_state_json(lm),
     }
+
+
+def _future_state_json(lm: LatencyMap) -> dict[str, Any]:
+    """``future_state`` when the spec plans changes (see :func:`mapper.whatif.report_section`)."""
+    if not lm.spec.future:
+        return {}
+    from mapper.whatif import report_section  # lazy: whatif renders with this module's latency_json
+
+    return {"future_state": report_section(lm)}
 
 
 def dumps(doc: Any) -> str:
@@ -208,7 +229,7 @@ def _summary_lines(lm: LatencyMap) -> list[str]:
     return out
 
 
-def to_table(lm: LatencyMap) -> str:
+def to_table(lm: LatencyMap, findings: Findings | None = None) -> str:
     """The map as an aligned plain-text table with a summary and the checks."""
     head, rows = _rows(lm)
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
@@ -219,9 +240,12 @@ def to_table(lm: LatencyMap) -> str:
     lines += [fmt.format(*r) for r in rows]
     lines.append("")
     lines += _summary_lines(lm)
-    if lm.checks:
+    if findings:
+        lines += findings.to_lines()
+    checks = (*lm.checks, *(findings.checks if findings else ()))
+    if checks:
         lines.append("checks:")
-        lines += [f"  {c.level}: [{c.code}] {c.message}" for c in lm.checks]
+        lines += [f"  {c.level}: [{c.code}] {c.message}" for c in checks]
     return "\n".join(lines) + "\n"
 
 
@@ -229,7 +253,7 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def to_markdown(lm: LatencyMap) -> str:
+def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
     """``report.md``: the same content as the table, as GitHub-flavoured Markdown."""
     head, rows = _rows(lm)
     lines = [f"# Latency map: {_md_escape(lm.spec.name)}", "",
@@ -240,9 +264,14 @@ def to_markdown(lm: LatencyMap) -> str:
     lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
     lines.append("")
     lines += [f"- {_md_escape(s)}" for s in _summary_lines(lm)]
-    if lm.checks:
+    if findings:
+        found = findings.to_lines()
+        if found:
+            lines += ["", "## Where the time goes", "", "```", *found, "```"]
+    checks = (*lm.checks, *(findings.checks if findings else ()))
+    if checks:
         lines += ["", "## Checks", ""]
-        lines += [f"- **{c.level}** `{c.code}`: {_md_escape(c.message)}" for c in lm.checks]
+        lines += [f"- **{c.level}** `{c.code}`: {_md_escape(c.message)}" for c in checks]
     lines += ["", "## Where the numbers come from", ""]
     for s in lm.stages:
         for part in ("wait", "process"):
