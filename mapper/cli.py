@@ -334,9 +334,9 @@ def demo_command(out: str, mode: str, seed: int, fmt: str) -> None:
         raise UsageError("--mode prometheus: no prometheus/promtool on PATH (apt-get install prometheus)")
     click.echo(f"latmap demo: simulating a day of the trading chain (mode: {mode})", err=True)
     run = run_demo(out, mode=mode, seed=seed)
-    text = {"json": lambda: dumps(to_json(run.latency_map)),
-            "markdown": lambda: to_markdown(run.latency_map),
-            "table": lambda: to_table(run.latency_map)}[fmt]()
+    text = {"json": lambda: dumps(to_json(run.latency_map, run.findings)),
+            "markdown": lambda: to_markdown(run.latency_map, run.findings),
+            "table": lambda: to_table(run.latency_map, run.findings)}[fmt]()
     click.echo(text, nl=False)
     click.echo(f"latmap demo: mapped through {run.mode}; outputs: "
                + ", ".join(str(p) for p in run.outputs), err=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from mapper.analysis import LatencyMap
 from mapper.demo_data import STEP, DemoData, final_families, openmetrics_lines, simulate
 from mapper.files import write_atomic
+from mapper.findings import Findings, find
 from mapper.localprom import backfill, binaries_available, free_port, running_prometheus
 from mapper.model import Window
 from mapper.pipeline import Progress, build_map, write_reports
@@ -53,6 +54,11 @@ stages:
     traces:  {{source: spans, service: notification}}
 objectives:
   end_to_end: {{p99: 2s}}
+segments: {{hours: true, weekdays: true}}
+events:                                       # news windows, compared with the same hours on quiet days
+  - {{name: daily-news, cron: "0 14 * * *", duration: 15m}}
+future:                                       # the future-state map: what if notification's hop halved?
+  - {{hop: notification, scale: 0.5}}
 """
 
 
@@ -71,6 +77,7 @@ class DemoRun:
     latency_map: LatencyMap
     mode: str  # "prometheus" or "scrape"
     outputs: tuple[Path, ...]
+    findings: Findings
     data: DemoData
 
 
@@ -147,6 +154,7 @@ def run_demo(out: str | Path = "latmap-demo", mode: str = "auto", seed: int = 7,
             spec = loads_spec(demo_spec("scrape", url, str(spool.resolve())), "<demo>")
             lm = build_map(spec, window, progress)
     written = [write_atomic(out / "stream.yaml", demo_spec())]
-    written += write_reports(lm, out)
-    return DemoRun(lm, mode, tuple(written), data)
+    found = find(lm)
+    written += write_reports(lm, out, found)
+    return DemoRun(lm, mode, tuple(written), found, data)
 

@@ -52,4 +52,25 @@ def find(lm: LatencyMap, baseline: str | None = None) -> Findings:
     if path:
         comparison = base.compare(lm, base.load_baseline(path, lm.spec.name), str(path))
     checks = base.checks(comparison) if comparison else []
-    return Findings(attributions, shares, comparison, checks=tuple(checks))
+    return Findings(attributions, shares, comparison, lines=tuple(_future_lines(lm)), checks=tuple(checks))
+
+
+def _future_lines(lm: LatencyMap) -> list[str]:
+    """One line per asked percentile: the spec's planned changes, current -> future."""
+    if not lm.spec.future:
+        return []
+    from mapper.errors import LatmapError
+    from mapper.report import cell
+    from mapper.whatif import future_state
+
+    try:
+        fs = future_state(lm, lm.spec.future)
+    except LatmapError as err:
+        return [f"future state: cannot apply the planned changes: {err}"]
+    changes = "; ".join(c.describe() for c in fs.changes)
+    out = [f"future state ({changes}; {fs.method}):"]
+    for q in lm.spec.percentiles:
+        from mapper.distribution import percentile_label
+
+        out.append(f"  {percentile_label(q)}: {cell(fs.current.quantile(q))} -> {cell(fs.future.quantile(q))}")
+    return out
