@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from mapper.convolve import convolve
 from mapper.distribution import Distribution, Estimate, SampleDistribution, percentile_label
 from mapper.model import Check, MeasurementResult, Window
+from mapper.segments import SegmentData, SegmentReport, build_segments
 from mapper.spec import Objective, Stage, StreamSpec
 from mapper.traces import TraceTable
 
@@ -86,6 +87,7 @@ class LatencyMap:
     traces: TraceTable | None = None
     #: How ``end_to_end`` was made: "traces" (lead time per trace), "convolution", "single".
     end_to_end_method: str = "convolution"
+    segments: SegmentReport | None = None
 
     @property
     def broken(self) -> bool:
@@ -170,7 +172,8 @@ def _objective(o: Objective, d: Distribution | None) -> ObjectiveResult:
 def analyse(spec: StreamSpec, window: Window,
             results: Mapping[tuple[str, str], MeasurementResult],
             traces: TraceTable | None = None, extra_checks: Sequence[Check] = (),
-            totals: Mapping[str, Distribution] | None = None) -> LatencyMap:
+            totals: Mapping[str, Distribution] | None = None,
+            segment_data: SegmentData | None = None) -> LatencyMap:
     """Build the latency map from each ``(stage, part)``'s collected result.
 
     With ``traces``, a path whose every stage is measured from traces gets its lead time
@@ -245,8 +248,12 @@ def analyse(spec: StreamSpec, window: Window,
     method = ("traces" if isinstance(end_to_end, SampleDistribution) and traces is not None
               and end_to_end.values.size == traces.lead.size else
               "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
+    segments = (build_segments(spec, window, segment_data.hourly, segment_data.samples, segment_data.labels)
+                if segment_data is not None else None)
+    if segments is not None:
+        checks += segments.checks
     return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
-                      bottleneck, objectives, tuple(checks), traces, method)
+                      bottleneck, objectives, tuple(checks), traces, method, segments)
 
 
 def _flow_efficiency(path: Sequence[StageResult], lead_time: Distribution | None) -> FlowEfficiency | None:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mapper.analysis import PARTS, LatencyMap, analyse
 from mapper.distribution import Distribution, SampleDistribution
@@ -17,12 +17,14 @@ from mapper.errors import SourceError
 from mapper.files import write_atomic
 from mapper.model import Check, MeasurementResult, Window
 from mapper.report import dumps, to_json, to_markdown
+from mapper.segments import SegmentData, trace_samples
 from mapper.servicegraph import Edge, service_graph
 from mapper.spec import Measurement, StreamSpec
 from mapper.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
 
 if TYPE_CHECKING:
     from collectors.base import Collector
+    from mapper.findings import Findings
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,42 @@ def trace_graph(path: str) -> list[Edge]:
     return service_graph(load_spans(source, Window(0.0, 4e9)).batch)
 
 
+def collect_segments(spec: StreamSpec, window: Window, table: TraceTable | None = None,
+                     collectors: dict[str, Collector] | None = None) -> SegmentData | None:
+    """Hourly bucket counts and label slices from the Prometheus sources, samples from the
+    traces; None when the spec asks for no segment."""
+    from collectors.prom_segments import hourly_buckets, label_buckets
+    from collectors.prometheus import PrometheusClient, PrometheusCollector
+
+    seg = spec.segments
+    if not (seg.hours or seg.weekdays or seg.labels or spec.events):
+        return None
+    clients: dict[str, PrometheusClient] = {}
+    hourly: dict[tuple[str, str], list[Any]] = {}
+    labels: dict[str, dict[Any, Any]] = {label: {} for label in seg.labels}
+    for stage, part, m in measurements(spec):
+        source = spec.sources[m.source]
+        if source.kind != "prometheus" or m.kind != "histogram":
+            continue  # a scrape has no history; summaries cannot be summed per hour
+        made = (collectors or {}).get(m.source)
+        client = clients.setdefault(m.source, made.client if isinstance(made, PrometheusCollector)
+                                    else PrometheusClient(source))
+        try:
+            hourly[(stage, part)] = hourly_buckets(client, m, window)
+            for label in seg.labels:
+                labels[label][(stage, part)] = label_buckets(client, m, window, label)
+        except SourceError as err:
+            raise SourceError(f"{stage} {part} segments: {err}") from err
+    samples = {}
+    if table is not None:
+        for s in spec.stages:
+            if s.traces is not None:
+                for part, tv in trace_samples(table, s.name).items():
+                    if (s.name, part) not in hourly:  # metrics win, as in the map
+                        samples[(s.name, part)] = tv
+    return SegmentData(hourly, samples, labels)
+
+
 def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None,
               collectors: dict[str, Collector] | None = None) -> LatencyMap:
     """Collect and analyse: the latency map of the stream over the window."""
@@ -135,11 +173,12 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
         for s in spec.stages:
             if s.traces is not None and s.wait is None and s.process is None and not table.stage_frame(s.name).empty:
                 totals[s.name] = SampleDistribution(table.totals(s.name))
-    return analyse(spec, window, results, table, checks, totals)
+    segment_data = collect_segments(spec, window, table, collectors)
+    return analyse(spec, window, results, table, checks, totals, segment_data)
 
 
-def write_reports(lm: LatencyMap, out: str | Path) -> list[Path]:
+def write_reports(lm: LatencyMap, out: str | Path, findings: Findings | None = None) -> list[Path]:
     """Write ``report.json`` and ``report.md`` into ``out`` (atomically); return the paths."""
     d = Path(out)
-    return [write_atomic(d / "report.json", dumps(to_json(lm))),
-            write_atomic(d / "report.md", to_markdown(lm))]
+    return [write_atomic(d / "report.json", dumps(to_json(lm, findings))),
+            write_atomic(d / "report.md", to_markdown(lm, findings))]

@@ -15,6 +15,8 @@
 * ``attribution`` (per tail ``p99``, ``p99.99``: method, extra_seconds, contributions largest
   first ``{stage, part, extra_seconds, share}``), ``time_shares``, ``comparison`` (with a
   baseline: regressions and improvements beyond the intervals, else null)
+* ``segments``: hour-of-day and weekday profiles per stage part, label slices, event windows
+  against their quiet hours (flagged only when the intervals do not overlap), or null
 * ``future_state`` (only when the spec lists planned changes): ``{current, future, changes,
   method}``, or ``{changes, error}`` when they do not apply to the map
 
@@ -45,6 +47,7 @@ from mapper.distribution import (
 )
 from mapper.durations import format_duration, format_time
 from mapper.model import MeasurementResult
+from mapper.segments import to_json as segments_json
 
 SCHEMA_VERSION = 1
 
@@ -146,6 +149,7 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
                     "stage": c.stage, "part": c.part}
                    for c in (*lm.checks, *(findings.checks if findings else ()))],
         **(findings.to_json() if findings else {}),
+        "segments": None if lm.segments is None else segments_json(lm.segments, qs),
         **_future_state_json(lm),
     }
 
@@ -268,6 +272,7 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
         found = findings.to_lines()
         if found:
             lines += ["", "## Where the time goes", "", "```", *found, "```"]
+    lines += _segment_lines(lm)
     checks = (*lm.checks, *(findings.checks if findings else ()))
     if checks:
         lines += ["", "## Checks", ""]
@@ -299,3 +304,16 @@ def dependencies(lm: LatencyMap, stage: str) -> str:
             cells = "  ".join(cell(h.latency.quantile(q)) for q in qs) if h.latency else "no data"
             lines.append(f"    {name} ({lm.spec.stage(name).owner or '-'}): {cells}")
     return "\n".join(lines) + "\n"
+
+
+def _segment_lines(lm: LatencyMap) -> list[str]:
+    """report.md's segments: the daily peak and each event window against its quiet hours."""
+    if lm.segments is None or not (lm.segments.events or lm.segments.checks):
+        return []
+    out = ["", "## Segments", ""]
+    out += [f"- {_md_escape(c.message)}" for c in lm.segments.checks if c.code == "daily-peak"]
+    for c in lm.segments.events:
+        out.append(f"- **{_md_escape(c.name)}** ({c.stage} {c.part}, {len(c.occurrences)} occurrence(s); "
+                   f"quiet: {c.basis})")
+        out += [f"  - {'**flagged** ' if d.flagged else ''}{_md_escape(d.message)}" for d in c.differences]
+    return out
