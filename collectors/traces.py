@@ -45,7 +45,8 @@ def load_spans(source: SourceSpec, window: Window) -> LoadedSpans:
         raise SourceError(f"{source.place}: {path}: no such file or directory")
     start_ns, end_ns = int(window.start * 1e9), int(window.end * 1e9)
     set_aside: Counter[str] = Counter()
-    if is_spool(path):
+    spool = is_spool(path)
+    if spool:
         from collectors.spool import scan_spool
 
         read = scan_spool(path, start_ns=start_ns, end_ns=end_ns)
@@ -61,8 +62,10 @@ def load_spans(source: SourceSpec, window: Window) -> LoadedSpans:
         batch = SpanBatch.concat(parts)
         origin = f"OTLP files {path}"
     inside = (batch.start_ns > start_ns) & (batch.start_ns <= end_ns)
-    batch = batch.take(np.flatnonzero(inside))
-    batch, dups = dedupe(batch)
-    if dups:
-        set_aside["duplicate span"] += dups
+    if not inside.all():  # a copy of a million rows costs memory; skip it when nothing changes
+        batch = batch.take(np.flatnonzero(inside))
+    if not spool:  # the spool's reader has deduplicated already
+        batch, dups = dedupe(batch)
+        if dups:
+            set_aside["duplicate span"] += dups
     return LoadedSpans(batch, dict(set_aside), origin)

@@ -121,6 +121,15 @@ def _self_time(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: n
     return out
 
 
+def _trace_codes(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """A dense integer per distinct 128-bit trace id, in C: each half factorized on its own,
+    then the pair of codes (a tuple per row would cost a Python object each)."""
+    lo_codes, lo_uniques = pd.factorize(lo)
+    hi_codes, _ = pd.factorize(hi)
+    codes, _ = pd.factorize(hi_codes.astype(np.int64) * len(lo_uniques) + lo_codes)
+    return np.asarray(codes)
+
+
 def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
                       upstream: Mapping[str, str | None]) -> TraceTable:
     """Per-trace stage timings for the stages in ``matches`` (in flow order).
@@ -133,10 +142,10 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     if not used.any():
         empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait"])
         return TraceTable(empty, names, 0, np.array([]), 0)
-    b = batch.take(np.flatnonzero(used))
-    si = stage_i[used]
-    trace_key = pd.MultiIndex.from_arrays([b.trace_hi, b.trace_lo])
-    trace_code, _ = pd.factorize(trace_key)
+    all_used = bool(used.all())
+    b = batch if all_used else batch.take(np.flatnonzero(used))
+    si = stage_i if all_used else stage_i[used]
+    trace_code = _trace_codes(b.trace_hi, b.trace_lo)
     spans = pd.DataFrame({"trace": trace_code, "stage_i": si, "start_ns": b.start_ns, "end_ns": b.end_ns,
                           "span_id": b.span_id, "parent_id": b.parent_id, "link": b.link_span_id,
                           "kind": b.kind})
