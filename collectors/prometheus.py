@@ -140,6 +140,8 @@ class PrometheusCollector:
         if dist.count <= 0:
             r = no_data(where, provenance)
             return MeasurementResult(None, provenance, tuple(checks) + r.checks)
+        if m.kind == "histogram":
+            checks += self._scrape_gaps(m, window, where)
         if resets:
             checks.append(Check(
                 "info", "counter-reset",
@@ -153,6 +155,18 @@ class PrometheusCollector:
                 f"{dist.count:.0f}; the exporter is inconsistent",
             ))
         return MeasurementResult(dist, provenance, tuple(checks))
+
+    def _scrape_gaps(self, m: Measurement, window: Window, where: str) -> list[Check]:
+        """A check per target whose scrapes failed in the window (from ``up``)."""
+        result = self.client.query(promql.failed_scrapes(m.name, m.selector, window.seconds), window.end)
+        out = []
+        for s in result.samples:
+            target = ", ".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k in ("job", "instance"))
+            out.append(Check(
+                "warning", "scrape-gap",
+                f"{where}: {s.value:.0f} failed scrape(s) of {target or 'its target'} in the window (up == 0); "
+                "counts resume at the next scrape, but a restart during the gap loses its observations"))
+        return out
 
     def _summary(self, m: Measurement, window: Window) -> MeasurementResult:
         where = self._where(m)

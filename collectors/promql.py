@@ -52,6 +52,14 @@ def histogram_aux(metric: str, labels: Mapping[str, str], window: float) -> str:
     )
 
 
+def failed_scrapes(metric: str, labels: Mapping[str, str], window: float) -> str:
+    """Per target (job, instance) behind the histogram: scrapes that failed in the window
+    (``up == 0``), for targets that failed at least once."""
+    rng = prom_duration(window)
+    return (f"(count_over_time(up[{rng}]) - sum_over_time(up[{rng}])) > 0 and on (job, instance) "
+            f"group by (job, instance) (last_over_time({selector(metric + '_count', labels)}[{rng}]))")
+
+
 def summary_quantiles(metric: str, labels: Mapping[str, str]) -> str:
     """Every quantile series of a summary, per instance (never aggregated)."""
     return selector(metric, labels, 'quantile!=""')

@@ -83,6 +83,16 @@ def quirk_lines() -> Iterator[str]:
             yield f'rpc_latency_seconds{{instance="{inst}",quantile="0.99"}} {p99} {ts:.3f}\n'
             yield f'rpc_latency_seconds_count{{instance="{inst}"}} {i * 10} {ts:.3f}\n'
             yield f'rpc_latency_seconds_sum{{instance="{inst}"}} {i * 0.2} {ts:.3f}\n'
+    # a target whose scrapes failed for 20 steps (up == 0), with its histogram.
+    yield "# TYPE up gauge\n"
+    for i, ts in enumerate(t):
+        yield f'up{{job="app",instance="a:1"}} {0 if 100 <= i < 120 else 1} {ts:.3f}\n'
+    for i, ts in enumerate(t):
+        yield f'up{{job="app",instance="b:1"}} 1 {ts:.3f}\n'
+    gappy = [[round(40 * r), round(80 * r)] for r in ramp]
+    yield "# TYPE gappy_seconds histogram\n"
+    yield from _hist_lines("gappy_seconds", 'job="app",instance="a:1"', [0.1, math.inf], gappy, t)
+    yield from _hist_lines("gappy_seconds", 'job="app",instance="b:1"', [0.1, math.inf], gappy, t)
     # a label value that needs escaping in PromQL.
     yield "# TYPE odd_label_seconds histogram\n"
     odd = [[round(5 * r), round(10 * r)] for r in ramp]

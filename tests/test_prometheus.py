@@ -189,3 +189,12 @@ def test_spec_objective_on_stage_uses_the_hop(prom_url: str) -> None:
     total = lm.stage_result("alerting").total
     assert total is not None and alert.estimate == total.quantile(0.99)
     assert math.isclose(lm.flow_efficiency.value, lm.flow_efficiency.process / lm.flow_efficiency.lead)  # type: ignore[union-attr]
+
+
+def test_failed_scrapes_of_a_target_are_reported(prom_url: str) -> None:
+    r = _collector(prom_url).collect(_m("gappy_seconds"), _quirk_window())
+    gaps = [c.message for c in r.checks if c.code == "scrape-gap"]
+    assert len(gaps) == 1
+    assert "20 failed scrape(s) of instance=a:1, job=app" in gaps[0]
+    clean = _collector(prom_url).collect(_m("reset_seconds"), _quirk_window())
+    assert "scrape-gap" not in {c.code for c in clean.checks}
