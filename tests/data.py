@@ -87,7 +87,7 @@ def quirk_lines() -> Iterator[str]:
     yield "# TYPE up gauge\n"
     for i, ts in enumerate(t):
         yield f'up{{job="app",instance="a:1"}} {0 if 100 <= i < 120 else 1} {ts:.3f}\n'
-    for i, ts in enumerate(t):
+    for ts in t:
         yield f'up{{job="app",instance="b:1"}} 1 {ts:.3f}\n'
     gappy = [[round(40 * r), round(80 * r)] for r in ramp]
     yield "# TYPE gappy_seconds histogram\n"
