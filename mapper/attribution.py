@@ -70,7 +70,7 @@ class StageShare:
     flow_efficiency: float | None
 
 
-def _trace_parts(lm: LatencyMap) -> pd.DataFrame | None:
+def trace_parts(lm: LatencyMap) -> pd.DataFrame | None:
     """One row per complete trace: lead time and each (stage, part) duration, seconds."""
     t = lm.traces
     if t is None or lm.end_to_end_method != "traces":
@@ -91,10 +91,11 @@ def _trace_parts(lm: LatencyMap) -> pd.DataFrame | None:
     return out
 
 
-def attribute(lm: LatencyMap, tails: Sequence[float] = TAILS) -> tuple[TailAttribution, ...]:
+def attribute(lm: LatencyMap, tails: Sequence[float] = TAILS,
+              parts: pd.DataFrame | None = None) -> tuple[TailAttribution, ...]:
     """The tail attribution for each of ``tails``, from traces when the lead time is, else
-    approximated from the parts' distributions."""
-    parts = _trace_parts(lm)
+    approximated from the parts' distributions. ``parts``: :func:`trace_parts`, if at hand."""
+    parts = trace_parts(lm) if parts is None else parts
     if parts is not None:
         return tuple(_from_traces(parts, q) for q in tails)
     return tuple(_from_metrics(lm, q) for q in tails)
@@ -141,11 +142,11 @@ def _from_metrics(lm: LatencyMap, q: float) -> TailAttribution:
         "(an upper bound per part); traces give the exact attribution")
 
 
-def shares(lm: LatencyMap) -> tuple[StageShare, ...]:
+def shares(lm: LatencyMap, parts: pd.DataFrame | None = None) -> tuple[StageShare, ...]:
     """Per stage on the path: wait and process share of the lead time for median and tail
     items (traces: exact per item; metrics: from the parts' p50 and p99), and the stage's
     own flow efficiency from the mean wait and process."""
-    parts = _trace_parts(lm)
+    parts = trace_parts(lm) if parts is None else parts
     out = []
     if parts is not None:
         lead = parts["lead"].to_numpy()

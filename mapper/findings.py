@@ -45,8 +45,9 @@ class Findings:
 def find(lm: LatencyMap, baseline: str | None = None) -> Findings:
     """Attribution and time shares always; the comparison when a baseline is named (the
     argument, else the spec's pinned one)."""
-    attributions = attr.attribute(lm)
-    shares = attr.shares(lm)
+    parts = attr.trace_parts(lm)  # one pivot of the trace table, shared by both
+    attributions = attr.attribute(lm, parts=parts)
+    shares = attr.shares(lm, parts=parts)
     comparison = None
     path = baseline or lm.spec.baseline
     if path:
