@@ -302,6 +302,83 @@ def whatif_command(config: str, prometheus: str | None, window: str | None, unti
         click.echo(to_table(fs, spec.percentiles), nl=False)
 
 
+@cli.command("dashboards")
+@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
+              help="The stream spec (stream.yaml).")
+@click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
+              help="Write DIR/dashboards/<uid>.json, DIR/rules/<stream>.rules.yml, DIR/provisioning/.")
+@click.option("--prometheus", metavar="URL", default=None,
+              help="Prometheus for the data source and --check (default: the spec's source).")
+@click.option("--check", is_flag=True,
+              help="Also run every generated query against Prometheus; exit 2 if one returns nothing.")
+@click.option("--push", "push_url", metavar="URL", help="Upsert through Grafana's HTTP API at URL.")
+@click.option("--token-env", metavar="VAR", help="Grafana token (service account) from env var VAR.")
+@click.option("--token-file", metavar="FILE", help="Grafana token from FILE.")
+@click.option("--folder", metavar="NAME", help="Grafana folder title (created if missing; default: General).")
+@click.option("--force", is_flag=True, help="Overwrite a dashboard with the same uid that is not tagged latmap.")
+def dashboards_command(config: str, out: str | None, prometheus: str | None, check: bool, push_url: str | None,
+                       token_env: str | None, token_file: str | None, folder: str | None, force: bool) -> None:
+    """Write the stream's Grafana dashboard, recording rules and provisioning files.
+
+    Works offline from the spec; --check needs the Prometheus source to be up; --push
+    upserts the dashboard through Grafana's HTTP API (idempotent, refuses foreign ones).
+    """
+    from dashboards.grafana import build_dashboard
+    from dashboards.provisioning import check_queries, write_provisioning
+
+    if not out and not push_url and not check:
+        raise UsageError("give --out DIR, --push URL or --check")
+    if (token_env or token_file or folder or force) and not push_url:
+        raise UsageError("--token-env/--token-file/--folder/--force need --push URL")
+    spec = load_spec_for_cli(config, prometheus)
+    dashboard, missing = build_dashboard(spec)
+    for item in missing:
+        where = f" ({item.place})" if item.place else ""
+        click.echo(f"latmap: not dashboardable: {item.what}{where}: {item.reason}", err=True)
+    if out:
+        for path in write_provisioning(spec, out, prometheus):
+            click.echo(str(path))
+    if push_url:
+        from dashboards.push import push_dashboard, token_from
+
+        if not push_url.startswith(("http://", "https://")):
+            raise UsageError(f"--push: not an http(s) URL: {push_url!r}")
+        result = push_dashboard(push_url, dashboard, folder, token_from(token_env, token_file), force=force,
+                                message=f"latmap: {spec.name} from {Path(config).name}")
+        click.echo(f"grafana: {result.uid} {result.status}"
+                   + (f" (version {result.version})" if result.version is not None else ""), err=True)
+    if check:
+        problems = check_queries(spec, prometheus)
+        for line in problems:
+            click.echo(f"latmap: check: {line}", err=True)
+        if problems:
+            raise SystemExit(EXIT_ERROR)
+
+
+@cli.command("rules")
+@click.option("-c", "--config", "config", required=True, metavar="FILE", type=click.Path(dir_okay=False),
+              help="The stream spec (stream.yaml).")
+@click.option("--out", metavar="FILE", help="Write the rule file here (default: stdout).")
+@click.option("--rate-window", default="5m", show_default=True, help="Range of rate() in the recorded series.")
+@click.option("--interval", default=None, help="Rule group evaluation interval (default: Prometheus's global).")
+def rules_command(config: str, out: str | None, rate_window: str, interval: str | None) -> None:
+    """Write Prometheus recording rules: per-hop bucket rates and percentiles."""
+    from dashboards.rules import not_recordable, render_rules
+    from mapper.files import write_atomic
+    from mapper.spec import load_spec
+
+    spec = load_spec(config)
+    text = render_rules(spec, rate_window=_duration(rate_window, "--rate-window") or 300.0,
+                        interval=_duration(interval, "--interval"))
+    for line in not_recordable(spec):
+        click.echo(f"latmap: not recordable: {line}", err=True)
+    if out:
+        write_atomic(Path(out), text)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
 def load_spec_for_cli(config: str, prometheus: str | None) -> Any:
     """The spec, with ``--prometheus`` applied."""
     from mapper.spec import load_spec

@@ -117,13 +117,23 @@ def _self_time(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: n
     t, d, tr, st = t[order], d[order], tr[order], st[order]
     dt = np.diff(t).astype(np.float64) * NS
     same = tr[1:] == tr[:-1]
+    tr_head = tr[:-1]
     out = np.zeros((n_stages, n_traces))
-    for k in range(n_stages):
-        own = np.cumsum(np.where(st == k, d, 0), dtype=np.int64)[:-1]
-        down = np.cumsum(np.where(st > k, d, 0), dtype=np.int64)[:-1]
+    # From the last stage back: "downstream active" is the running sum of the later stages.
+    down = np.zeros(t.size - 1, dtype=np.int32)
+    for k in range(n_stages - 1, -1, -1):
+        own = np.cumsum(np.where(st == k, d, np.int8(0)), dtype=np.int32)[:-1]
         counted = same & (own > 0) & (down == 0)
-        out[k] = np.bincount(tr[:-1], weights=np.where(counted, dt, 0.0), minlength=n_traces)
+        out[k] = np.bincount(tr_head[counted], weights=dt[counted], minlength=n_traces)
+        down += own
     return out
+
+
+def _mix(trace: np.ndarray, span_id: np.ndarray) -> np.ndarray:
+    """A 64-bit key for (trace code, span id): the span id xor a multiplicative hash of the
+    trace code. Not unique in theory, so lookups verify what they find."""
+    with np.errstate(over="ignore"):
+        return np.asarray(span_id, dtype=np.uint64) ^ (trace.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
 
 
 def _trace_codes(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -173,18 +183,17 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     g_start = start[firsts]
     g_end = np.maximum.reduceat(end[order], bounds)
     process = _self_time(trace, si, start, end, n_st, n_tr, tmin)[g_stage, g_trace]
-    # The hand-over: the first span's parent (or first link), looked up by (trace, span id)
-    # as one int64 key; the first span of a duplicated id wins.
+    # The hand-over: the first span's parent (or first link), found by binary search over
+    # the spans sorted by a 64-bit mix of (trace, span id); every hit is verified against
+    # both, so a mix collision cannot pick a wrong span. The first span of a duplicated id wins.
     parent = np.where(b.parent_id[firsts] != 0, b.parent_id[firsts], b.link_span_id[firsts])
-    sid_codes, sid_uniq = pd.factorize(b.span_id)
-    nu = len(sid_uniq)
-    span_key = pd.Index(trace * nu + sid_codes)
-    keep = ~span_key.duplicated()
-    rows = np.flatnonzero(keep)
-    span_index = pd.Index(span_key[keep])
-    pcode = pd.Index(sid_uniq).get_indexer(parent.astype(np.uint64))
-    pos = np.where(pcode >= 0, span_index.get_indexer(g_trace * nu + np.maximum(pcode, 0)), -1)
-    prow = np.where(pos >= 0, rows[np.maximum(pos, 0)], -1)
+    mix = _mix(trace, b.span_id)
+    by_key = np.argsort(mix, kind="stable")
+    sorted_keys = mix[by_key]
+    at = np.minimum(np.searchsorted(sorted_keys, _mix(g_trace, parent)), sorted_keys.size - 1)
+    cand = by_key[at]
+    hit = (parent != 0) & (b.span_id[cand] == parent) & (trace[cand] == g_trace)
+    prow = np.where(hit, cand, -1)
     safe = np.maximum(prow, 0)
     p_stage = np.where(prow >= 0, si[safe], -1)
     stage_of = {n: i for i, n in enumerate(names)}
@@ -199,7 +208,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     wait = np.where(parent_ok | found, (g_start - hand).astype(np.float64) * NS, np.nan)
     frame = pd.DataFrame({
         "trace": g_trace,
-        "stage": np.array(names, dtype=object)[g_stage],
+        "stage": pd.Categorical.from_codes(g_stage, categories=list(names)),
         "start": g_start / 1e9,
         "end": g_end / 1e9,
         "process": process,

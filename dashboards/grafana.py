@@ -1,0 +1,260 @@
+"""One Grafana dashboard per value stream, built with grafana-foundation-sdk's typed builders.
+
+Layout, top to bottom: the value stream as a **Node Graph** (stages are nodes with their
+process p99, hops are edges with the wait p99 in front of the next stage); an end-to-end row
+(lead time p50/p99/p99.99 with the objectives as threshold lines, flow efficiency); one row
+per stage (wait and process quantiles, bucket heatmaps, request rate, the hop against its
+objectives). Template variables: the Prometheus data source and one per segment label; event
+windows are annotations.
+
+Why Node Graph rather than Canvas: Node Graph lays out the stages and hops from two queries
+(nodes and edges), so a stream's shape never has to be drawn by hand, and it is the panel the
+OTel demo and Tempo's service graph already use. It needs **Grafana >= 8.5** (the panel left
+beta in 8.5; fields ``id``/``title``/``mainstat`` and ``id``/``source``/``target``/``mainstat``
+are read from table frames named by the query refIds ``nodes`` and ``edges``). The
+values come from Prometheus instant queries formatted as tables; ``label_replace`` makes the
+id/title/source/target columns and an ``organize`` transformation renames the value column
+(``Value``, or ``Value #<refId>`` with two queries) to ``mainstat``. The JSON is written with
+the current ``schemaVersion`` (41, Grafana 12), and Grafana migrates it forward on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import heatmap, nodegraph, stat, timeseries
+from grafana_foundation_sdk.builders import prometheus as prom
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, ReduceDataOptions
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import heatmap as hm_model
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from dashboards import queries as Q
+from dashboards.queries import NotDashboardable
+from mapper.spec import Measurement, Objective, Stage, StreamSpec
+
+SCHEMA_VERSION = 41
+TAG = "latmap"
+DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
+#: Grafana's unit ids for the spec's units (heatmap bucket bounds are in the metric's unit).
+GRAFANA_UNITS = {"s": "s", "ms": "ms", "us": "µs", "µs": "µs", "ns": "ns", "m": "m", "h": "h"}
+
+
+def dashboard_uid(name: str) -> str:
+    """``latmap-<name>``: stable across runs and Grafanas; at most 40 characters of
+    ``[A-Za-z0-9_-]``, with a hash of the name when it had to be shortened or cleaned."""
+    slug = re.sub(r"[^A-Za-z0-9_-]", "-", name)
+    uid = f"latmap-{slug}"
+    if slug != name or len(uid) > 40:
+        uid = f"latmap-{slug[:24]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return uid
+
+
+def _target(expr: str, legend: str = "__auto", ref: str = "A", fmt: PromQueryFormat | None = None,
+            instant: bool = False) -> prom.Dataquery:
+    t = prom.Dataquery().expr(expr).legend_format(legend).ref_id(ref).datasource(DATASOURCE)
+    if fmt is not None:
+        t = t.format(fmt)
+    return t.instant() if instant else t.range()
+
+
+def _thresholds(objectives: Iterable[Objective], scale: float = 1.0) -> db.ThresholdsConfig:
+    steps = [dm.Threshold(color="green", value=None)]
+    steps += [dm.Threshold(color="red", value=o.threshold / scale)
+              for o in sorted(objectives, key=lambda o: o.threshold)]
+    return db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def _quantile_panel(title: str, targets: list[tuple[str, str]], objectives: list[Objective],
+                    description: str = "") -> timeseries.Panel:
+    p = (timeseries.Panel().title(title).unit("s").datasource(DATASOURCE).span(12).height(8)
+         .thresholds(_thresholds(objectives))
+         .thresholds_style(GraphThresholdsStyleConfig().mode(
+             common.GraphTresholdsStyleMode.LINE if objectives else common.GraphTresholdsStyleMode.OFF)))
+    if description:
+        p = p.description(description)
+    for i, (legend, expr) in enumerate(targets):
+        p = p.with_target(_target(expr, legend, chr(ord("A") + i)))
+    return p
+
+
+def _stat(title: str, targets: list[tuple[str, str]], objectives: list[Objective], unit: str = "s",
+          description: str = "") -> stat.Panel:
+    p = (stat.Panel().title(title).unit(unit).datasource(DATASOURCE).span(6).height(8)
+         .thresholds(_thresholds(objectives))
+         .color_mode(common.BigValueColorMode.BACKGROUND)
+         .graph_mode(common.BigValueGraphMode.AREA)
+         .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
+    if description:
+        p = p.description(description)
+    for i, (legend, expr) in enumerate(targets):
+        p = p.with_target(_target(expr, legend, chr(ord("A") + i)))
+    return p
+
+
+def _heatmap(title: str, expr: str, m: Measurement) -> heatmap.Panel:
+    return (heatmap.Panel().title(title).datasource(DATASOURCE).span(12).height(8)
+            .calculate(False)
+            .y_axis(heatmap.YAxisConfig().unit(GRAFANA_UNITS.get(m.unit, "s")))
+            .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.AUTO))
+            .color(heatmap.HeatmapColorOptions().mode(hm_model.HeatmapColorMode.SCHEME)
+                   .scheme("Spectral").scale(hm_model.HeatmapColorScale.EXPONENTIAL).exponent(0.5))
+            .filter_values(heatmap.FilterValueRange().le(1e-9))
+            .with_target(_target(expr, "{{le}}", fmt=PromQueryFormat.HEATMAP)))
+
+
+def _node_graph(spec: StreamSpec) -> nodegraph.Panel:
+    rename = {"Value": "mainstat", "Value #nodes": "mainstat", "Value #edges": "mainstat"}
+    return (nodegraph.Panel().title(f"{spec.name}: value stream (p99 over the time range)")
+            .description("Stages with their process p99; hops with the wait p99 in front of the "
+                         "next stage, both over the dashboard's time range. NaN: not measured by "
+                         "Prometheus.")
+            .datasource(DATASOURCE).span(24).height(10)
+            .with_target(_target(Q.graph_nodes(spec), "", "nodes", PromQueryFormat.TABLE, instant=True))
+            .with_target(_target(Q.graph_edges(spec), "", "edges", PromQueryFormat.TABLE, instant=True))
+            .with_transformation(dm.DataTransformerConfig(
+                id_val="organize",
+                options={"excludeByName": {"Time": True}, "renameByName": rename})))
+
+
+def _percentiles(spec: StreamSpec) -> list[float]:
+    return list(spec.percentiles)
+
+
+def _end_to_end(spec: StreamSpec, missing: list[NotDashboardable]) -> list[Builder[Any]]:
+    objectives = [o for o in spec.objectives if o.target == "end_to_end"]
+    lead = [(Q.q_label(q), e) for q in _percentiles(spec) if (e := Q.lead_time_quantile(spec, q))]
+    panels: list[Builder[Any]] = []
+    if lead:
+        panels.append(_quantile_panel(
+            "Lead time (sum of hop quantiles)", lead, objectives,
+            "Each line adds up the stages' wait and process quantiles: a readable approximation, "
+            "not the quantile of the sum (latmap map convolves the distributions)."))
+    else:
+        missing.append(NotDashboardable("lead time", "no stage is measured by a Prometheus source"))
+    flow = Q.flow_efficiency(spec)
+    if flow:
+        panels.append(_stat("Flow efficiency", [("process / lead time (means)", flow)], [], "percentunit",
+                            "Mean process time over mean lead time; means add up exactly."))
+    else:
+        missing.append(NotDashboardable("flow efficiency", "needs the mean (_sum and _count) of every "
+                                        "part; a raw query or a missing process time has none"))
+    for o in objectives:
+        expr = Q.lead_time_quantile(spec, o.q)
+        if expr:
+            panels.append(_stat(f"Lead time {Q.q_label(o.q)} vs objective", [(o.label, expr)], [o]))
+    return panels
+
+
+def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) -> list[Builder[Any]]:
+    objectives = [o for o in spec.objectives if o.target == stage.name]
+    panels: list[Builder[Any]] = []
+    rates = []
+    for part, m in Q.parts(stage):
+        why = Q.dashboardable(spec, m)
+        if why:
+            missing.append(NotDashboardable(f"{stage.name} {part}", why, m.place))
+            continue
+        qs = [(f"{Q.q_label(q)} {{{{{','.join(spec.segments.labels)}}}}}" if spec.segments.labels
+               else Q.q_label(q), Q.quantile(spec, m, q)) for q in _percentiles(spec)]
+        desc = ("Per series: summary quantiles cannot be aggregated across instances."
+                if m.kind == "summary" else "")
+        panels.append(_quantile_panel(f"{stage.name} {part} time", qs, [], desc))
+        hm = Q.heatmap(spec, m)
+        if hm:
+            panels.append(_heatmap(f"{stage.name} {part} buckets", hm, m))
+        else:
+            missing.append(NotDashboardable(f"{stage.name} {part} heatmap",
+                                            "a summary has no buckets to draw", m.place))
+        rate = Q.request_rate(spec, m)
+        if rate:
+            rates.append((part, rate))
+        else:
+            missing.append(NotDashboardable(f"{stage.name} {part} request rate",
+                                            "a raw query gives no count of items", m.place))
+    if stage.traces is not None:
+        missing.append(NotDashboardable(
+            f"{stage.name} traces", "traces live in latmap's spool, not in a Grafana data source; "
+            "use span metrics (latmap discover) for panels", stage.traces.place))
+    if not panels:
+        missing.append(NotDashboardable(stage.name, "no wait or process measured by Prometheus", stage.place))
+        return panels
+    if rates:
+        panels.append(timeseries.Panel().title(f"{stage.name} request rate").unit("reqps")
+                      .datasource(DATASOURCE).span(12).height(8)
+                      .targets([_target(e, f"{part} {{{{{','.join(spec.segments.labels)}}}}}"
+                                        if spec.segments.labels else part, chr(ord("A") + i))
+                                for i, (part, e) in enumerate(rates)]))
+    hop = [(f"hop {Q.q_label(q)}", e) for q in _percentiles(spec) if (e := Q.hop_quantile(spec, stage, q))]
+    panels.append(_stat(f"{stage.name} hop vs objectives", hop, objectives,
+                        description="Wait plus process quantile; red beyond the stage's objective."))
+    return panels
+
+
+def build(spec: StreamSpec) -> tuple[db.Dashboard, list[NotDashboardable]]:
+    """The dashboard builder and what was left out of it."""
+    Q.check_labels(spec)
+    missing: list[NotDashboardable] = []
+    d = (db.Dashboard(f"latmap: {spec.name}").uid(dashboard_uid(spec.name)).tags([TAG])
+         .description(f"Value stream {spec.name!r}, generated by latmap from {spec.path}; "
+                      "regenerate rather than edit.")
+         .editable().time("now-24h", "now").refresh("1m").timezone("utc")
+         .with_variable(db.DatasourceVariable("datasource").label("Prometheus").type("prometheus")))
+    for label in spec.segments.labels:
+        d = d.with_variable(
+            db.QueryVariable(label).label(label).datasource(DATASOURCE)
+            .query({"query": f"label_values({label})", "refId": "PrometheusVariableQueryEditor-VariableQuery"})
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .multi(True).include_all(True).all_value(".*")
+            .current(dm.VariableOption(selected=True, text="All", value="$__all")))
+    for ev in spec.events:
+        d = d.annotation(db.AnnotationQuery().name(ev.name).datasource(DATASOURCE).enable(True)
+                         .icon_color("orange").expr(Q.event_window(spec, ev.name)))
+    d = d.with_row(db.Row("Value stream")).with_panel(_node_graph(spec))
+    d = d.with_row(db.Row("End to end"))
+    for p in _end_to_end(spec, missing):
+        d = d.with_panel(p)
+    for stage in spec.stages:
+        d = d.with_row(db.Row(f"Stage: {stage.name}" + (f" ({stage.owner})" if stage.owner else "")))
+        for p in _stage_row(spec, stage, missing):
+            d = d.with_panel(p)
+    return d, missing
+
+
+def build_dashboard(spec: StreamSpec) -> tuple[dict[str, Any], list[NotDashboardable]]:
+    """The dashboard as Grafana JSON (a dict), and the parts of the stream it cannot show.
+
+    Offline: reads only the spec. Raises :class:`dashboards.queries.DashboardError` for label
+    names PromQL refuses."""
+    builder, missing = build(spec)
+    doc: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    doc["schemaVersion"] = SCHEMA_VERSION
+    doc.pop("id", None)
+    next_id = 1
+    for panel in doc["panels"]:
+        panel["id"] = next_id
+        next_id += 1
+    return doc, missing
+
+
+def dashboard_queries(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every PromQL expression in a dashboard: ``(panel title, expr)``; annotations are
+    named ``annotation: <name>``."""
+    out = [(f"annotation: {a['name']}", a["expr"]) for a in doc.get("annotations", {}).get("list", [])
+           if a.get("expr")]
+    for panel in doc["panels"]:
+        for t in panel.get("targets", []):
+            out.append((f"{panel['title']} [{t.get('refId', '')}]", t["expr"]))
+    return out
+
+
+__all__ = ["DATASOURCE", "GRAFANA_UNITS", "SCHEMA_VERSION", "TAG", "build", "build_dashboard",
+           "dashboard_queries", "dashboard_uid"]

@@ -1,0 +1,149 @@
+"""Files Grafana and Prometheus load at start-up, written into one output folder.
+
+``write_provisioning(spec, out)`` writes::
+
+    out/dashboards/<uid>.json                 the stream's dashboard
+    out/rules/<stream>.rules.yml              Prometheus recording rules (dashboards.rules)
+    out/provisioning/dashboards/latmap.yaml   a file provider reading out/dashboards
+    out/provisioning/datasources/latmap.yaml  the Prometheus data source
+
+The provisioning files follow Grafana's documented layout
+(https://grafana.com/docs/grafana/latest/administration/provisioning/): mount
+``out/provisioning`` as ``/etc/grafana/provisioning`` and ``out/dashboards`` where the
+provider's ``options.path`` points (``dashboards_path``; by default the absolute path of
+``out/dashboards`` on this machine). ``check_queries`` runs every dashboard query against
+the stream's Prometheus for ``latmap dashboards --check``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dashboards.grafana import build_dashboard, dashboard_queries
+from mapper.errors import LatmapError, SourceError, UsageError
+from mapper.files import write_atomic
+from mapper.report import dumps
+from mapper.spec import StreamSpec
+
+log = logging.getLogger(__name__)
+
+DATASOURCE_NAME = "latmap Prometheus"
+DATASOURCE_UID = "latmap-prometheus"
+FOLDER = "latmap"
+
+
+def source_url(spec: StreamSpec) -> str:
+    """The URL of the stream's first Prometheus source (the dashboards' data source)."""
+    for src in spec.sources.values():
+        if src.kind == "prometheus":
+            return src.url
+    raise UsageError(f"{spec.path}: the stream has no prometheus source; give --prometheus URL")
+
+
+def datasources_yaml(url: str) -> str:
+    doc = {"apiVersion": 1, "datasources": [{
+        "name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": "prometheus", "access": "proxy",
+        "url": url, "isDefault": True, "editable": False,
+        "jsonData": {"httpMethod": "POST", "timeInterval": "15s"},
+    }]}
+    return "# Written by latmap: the Prometheus the stream's dashboards read.\n" + yaml.safe_dump(doc, sort_keys=False)
+
+
+def dashboards_yaml(path: str) -> str:
+    doc = {"apiVersion": 1, "providers": [{
+        "name": "latmap", "orgId": 1, "folder": FOLDER, "type": "file", "disableDeletion": False,
+        "updateIntervalSeconds": 30, "allowUiUpdates": False,
+        "options": {"path": path, "foldersFromFilesStructure": False},
+    }]}
+    return ("# Written by latmap: load the value-stream dashboards (tagged latmap) from a folder.\n"
+            + yaml.safe_dump(doc, sort_keys=False))
+
+
+def _rules_text(spec: StreamSpec) -> str:
+    from dashboards.rules import render_rules
+
+    return render_rules(spec)
+
+
+def write_provisioning(spec: StreamSpec, out_dir: str | Path, datasource_url: str | None = None,
+                       dashboards_path: str | None = None, rules: bool = True) -> list[Path]:
+    """Write the dashboard, the rules and Grafana's provisioning files under ``out_dir``.
+
+    ``datasource_url`` defaults to the stream's Prometheus source. Returns the paths written
+    (``build_dashboard(spec)[1]`` lists what the dashboard cannot show)."""
+    out = Path(out_dir)
+    doc, _ = build_dashboard(spec)
+    written = [write_atomic(out / "dashboards" / f"{doc['uid']}.json", dumps(doc))]
+    if rules:
+        text = _rules_text(spec)
+        written.append(write_atomic(out / "rules" / f"{spec.name}.rules.yml", text))
+    prov = out / "provisioning"
+    path = dashboards_path or str((out / "dashboards").resolve())
+    written.append(write_atomic(prov / "dashboards" / "latmap.yaml", dashboards_yaml(path)))
+    written.append(write_atomic(prov / "datasources" / "latmap.yaml",
+                                datasources_yaml(datasource_url or source_url(spec))))
+    return written
+
+
+# --------------------------------------------------------------------------- --check
+
+#: What Grafana would put in for its variables when a query is run outside Grafana.
+CHECK_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+
+def concrete(expr: str, spec: StreamSpec, rate: str = "5m", rng: str = "1h") -> str:
+    """``expr`` with Grafana's variables replaced: rate range, interval, range, and every
+    segment label's variable by ``.*`` (the dashboard's "All")."""
+    out = expr.replace("$__rate_interval", rate).replace("$__interval", "1m").replace("$__range", rng)
+    for label in sorted(spec.segments.labels, key=len, reverse=True):
+        out = re.sub(rf"\${label}\b", ".*", out)
+    return out
+
+
+def check_queries(spec: StreamSpec, prometheus_url: str | None = None, at: float | None = None,
+                  ) -> list[str]:
+    """Run every query of the stream's dashboard against its Prometheus (or ``prometheus_url``)
+    and return one line per query that fails or returns nothing: ``panel: why: expr``.
+
+    Panel queries run as instant queries at ``at`` (default now); annotation queries as a
+    range query over the spec's window, since an event is not on at every instant. Raises
+    :class:`SourceError` when the Prometheus does not answer at all."""
+    from collectors.prometheus import PrometheusClient
+
+    url = prometheus_url or source_url(spec)
+    sources = [s for s in spec.sources.values() if s.kind == "prometheus"]
+    if not sources:
+        raise UsageError(f"{spec.path}: the stream has no prometheus source to check against")
+    client = PrometheusClient(spec.with_source_url("prometheus", url).sources[sources[0].name])
+    now = time.time() if at is None else at
+    try:  # one probe, so a source that is down is one error, not one per query
+        client.query("vector(1)", now)
+    except LatmapError as err:
+        raise SourceError(f"--check: the Prometheus at {url} does not answer: {err}") from err
+    problems = []
+    doc, _ = build_dashboard(spec)
+    for title, expr in dashboard_queries(doc):
+        text = concrete(expr, spec)
+        try:
+            if title.startswith("annotation: "):
+                result: Any = client.query_range(text, now - spec.window, now, 60.0)
+                empty = not result.series
+            else:
+                result = client.query(text, now)
+                empty = not result.samples and result.scalar is None
+        except LatmapError as err:
+            problems.append(f"{title}: query failed: {err}: {text}")
+            continue
+        if empty:
+            problems.append(f"{title}: no data: {text}")
+    return problems
+
+
+__all__ = ["DATASOURCE_NAME", "DATASOURCE_UID", "FOLDER", "check_queries", "concrete",
+           "dashboards_yaml", "datasources_yaml", "source_url", "write_provisioning"]

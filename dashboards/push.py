@@ -1,0 +1,170 @@
+"""Upsert a dashboard through Grafana's HTTP API, idempotently and without clobbering.
+
+The steps (each a plain HTTP call, so a test server can answer them):
+
+1. ``GET /api/dashboards/uid/<uid>``: a dashboard with our uid that is not tagged
+   ``latmap`` is someone else's: refuse (:class:`UsageError`, nothing written) unless
+   ``force``.
+2. ``GET /api/folders``: find the folder by title. If the stored dashboard already equals
+   ours (ignoring ``id`` and ``version``) and sits in that folder, stop: nothing is written.
+3. ``POST /api/folders`` when the folder is missing, then ``POST /api/dashboards/db`` with
+   ``folderUid``, ``overwrite`` (only when the stored dashboard was checked above) and a
+   commit ``message``.
+
+Errors are :class:`SourceError` naming the Grafana URL (never the token): 401/403 say to
+check the token and its rights, 412 says someone else changed or named the dashboard.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, NamedTuple
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+
+from collectors.http import USER_AGENT, read_secret
+from mapper.errors import SourceError, UsageError
+
+__all__ = ["LATMAP_TAG", "PushResult", "push_dashboard", "token_from"]
+
+log = logging.getLogger(__name__)
+
+#: The tag that marks a dashboard as latmap's own (and so safe to overwrite).
+LATMAP_TAG = "latmap"
+#: Keys Grafana assigns on save; they do not make two dashboards different.
+_VOLATILE = ("id", "version")
+
+
+class PushResult(NamedTuple):
+    """What a push did. ``status`` is ``created``, ``updated`` or ``unchanged``."""
+
+    uid: str
+    status: str
+    folder_uid: str | None
+    url: str | None = None
+    version: int | None = None
+
+
+def token_from(env: str | None, file: str | None) -> str:
+    """The Grafana token from ``--token-env VAR`` or ``--token-file F``; one is required."""
+    token = read_secret(env, file, "Grafana token")
+    if not token:
+        raise UsageError("--push needs a token: --token-env VAR or --token-file FILE")
+    return token
+
+
+def _safe(url: str) -> str:
+    """``url`` without user info, query or fragment: fit for a message."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+class _Grafana:
+    def __init__(self, url: str, token: str, folder: str | None, timeout: float) -> None:
+        self.base = url.rstrip("/")
+        self.shown = _safe(url)
+        self.folder = folder
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT,
+                                     "Accept": "application/json"})
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None,
+             allow: tuple[int, ...] = ()) -> tuple[int, Any]:
+        where = f"Grafana {self.shown}{path}"
+        try:
+            resp = self.session.request(method, self.base + path, json=body, timeout=self.timeout)
+        except requests.Timeout as err:
+            raise SourceError(f"{where}: no answer within {self.timeout:g}s") from err
+        except requests.ConnectionError as err:
+            raise SourceError(f"{where}: cannot connect (is Grafana running at {self.shown}?)") from err
+        except requests.RequestException as err:
+            raise SourceError(f"{where}: request failed: {type(err).__name__}") from err
+        status = resp.status_code
+        try:
+            data = resp.json() if resp.content else None
+        except ValueError:
+            data = None
+        message = str(data.get("message", "")) if isinstance(data, dict) else ""
+        if status in (401, 403):
+            scope = f"folder {self.folder!r}" if self.folder else "the General folder"
+            what = "refused the token" if status == 401 else "denied the token"
+            raise SourceError(
+                f"{where}: HTTP {status}: Grafana {what}: check --token-env/--token-file and "
+                f"that it has Editor rights on {scope}" + (f" ({message})" if message else ""))
+        if status == 412:
+            kind = str(data.get("status", "")) if isinstance(data, dict) else ""
+            hint = {"version-mismatch": "the dashboard was changed in Grafana since it was read",
+                    "name-exists": "another dashboard in the folder has the same title",
+                    "plugin-dashboard": "a plugin provides this dashboard"}.get(
+                        kind, "precondition failed")
+            raise SourceError(f"{where}: HTTP 412 {kind or ''}: {hint}; push again, or use "
+                              "--force to overwrite" + (f" ({message})" if message else ""))
+        if status in allow or 200 <= status < 300:
+            if data is None and 200 <= status < 300:
+                raise SourceError(f"{where}: HTTP {status}, answer is not JSON (not Grafana's API?)")
+            return status, data
+        raise SourceError(f"{where}: HTTP {status}" + (f": {message[:200]}" if message else ""))
+
+
+def _comparable(dashboard: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in dashboard.items() if k not in _VOLATILE}
+
+
+def _find_folder(g: _Grafana, title: str) -> str | None:
+    _, folders = g.call("GET", "/api/folders?limit=1000")
+    if not isinstance(folders, list):
+        raise SourceError(f"Grafana {g.shown}/api/folders: expected a list of folders")
+    for f in folders:
+        if isinstance(f, dict) and f.get("title") == title:
+            return str(f["uid"])
+    return None
+
+
+def push_dashboard(url: str, dashboard: dict[str, Any], folder: str | None, token: str,
+                   force: bool = False, message: str = "latmap: update dashboard",
+                   timeout: float = 30.0) -> PushResult:
+    """Create or update ``dashboard`` (which must have a ``uid``) in ``folder`` (a title;
+    ``None``: the General folder) of the Grafana at ``url``.
+
+    Idempotent: when Grafana already holds the same dashboard in that folder, nothing is
+    written and the result's status is ``unchanged``. ``dashboard`` is not modified.
+    """
+    uid = dashboard.get("uid")
+    if not uid:
+        raise UsageError("the dashboard has no uid: cannot upsert it idempotently")
+    g = _Grafana(url, token, folder, timeout)
+    status, stored = g.call("GET", f"/api/dashboards/uid/{quote(str(uid), safe='')}", allow=(404,))
+    existing = stored.get("dashboard") if status == 200 and isinstance(stored, dict) else None
+    if existing is not None:
+        tags = existing.get("tags") or []
+        if LATMAP_TAG not in tags and not force:
+            raise UsageError(
+                f"Grafana {g.shown}: dashboard uid {uid!r} ({existing.get('title')!r}) exists and "
+                f"is not tagged {LATMAP_TAG!r}: not overwriting it (use --force to replace it)")
+    folder_uid = _find_folder(g, folder) if folder else None
+    if existing is not None and (not folder or folder_uid is not None):
+        meta = stored.get("meta") or {}
+        same_folder = (meta.get("folderUid") or "") == (folder_uid or "")
+        if same_folder and _comparable(existing) == _comparable(dashboard):
+            log.info("Grafana %s: dashboard %s unchanged", g.shown, uid)
+            return PushResult(str(uid), "unchanged", folder_uid, meta.get("url"), existing.get("version"))
+    if folder and folder_uid is None:
+        _, created = g.call("POST", "/api/folders", {"title": folder})
+        folder_uid = str(created["uid"])
+        log.info("Grafana %s: created folder %r (%s)", g.shown, folder, folder_uid)
+    body_dash = copy.deepcopy(dashboard)
+    body_dash["id"] = None
+    body_dash.pop("version", None)
+    body: dict[str, Any] = {"dashboard": body_dash, "overwrite": existing is not None,
+                            "message": message}
+    if folder_uid:
+        body["folderUid"] = folder_uid
+    _, saved = g.call("POST", "/api/dashboards/db", body)
+    return PushResult(str(uid), "updated" if existing is not None else "created", folder_uid,
+                      saved.get("url"), saved.get("version"))

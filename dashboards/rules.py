@@ -1,0 +1,158 @@
+"""Prometheus recording rules for a value stream: per-hop bucket rates and percentiles.
+
+Names follow Prometheus's ``level:metric:operations`` convention
+(https://prometheus.io/docs/practices/rules/): the *level* names the labels the rule
+keeps (``stage``, which stands for latmap's ``stage`` and ``part`` labels, then any
+``segments.labels``; ``le`` is implied by a ``_bucket`` metric), the *metric* is the
+measured metric unchanged, the *operations* say what was applied, newest first.
+
+For a classic histogram ``m`` measuring ``part`` (``wait`` or ``process``) of stage ``s``:
+
+* ``stage:m_bucket:rate5m`` = ``sum by (le, <segments>) (rate(m_bucket{sel}[5m]))``,
+  labelled ``stage="s", part="wait|process"``;
+* ``stage:m:p99_5m`` = ``histogram_quantile(0.99, stage:m_bucket:rate5m{stage="s",part=...})``
+  for each of the spec's percentiles (``p99_99_5m`` for p99.99). Percentiles are always
+  computed from the summed bucket rates, never by averaging quantiles.
+
+Values stay in the metric's own unit (a ``_milliseconds`` histogram gives milliseconds).
+Summaries, raw queries and trace-measured stages cannot be recorded this way (summary
+quantiles cannot be aggregated; a raw query's window is latmap's; traces are not in
+Prometheus): :func:`not_recordable` lists them and :func:`render_rules` writes them as
+comments at the top of the file, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import yaml
+
+from collectors.promql import escape_value, selector
+from mapper.distribution import percentile_label
+from mapper.durations import prom_duration
+from mapper.errors import SpecError
+from mapper.spec import Measurement, StreamSpec
+
+__all__ = ["PART_LABEL", "STAGE_LABEL", "Rule", "group_name", "not_recordable", "render_rules",
+           "rules_for"]
+
+#: Label naming the stage a recorded series measures.
+STAGE_LABEL = "stage"
+#: Label naming which part of the stage's hop it measures: ``wait`` or ``process``.
+PART_LABEL = "part"
+#: Default range of ``rate()`` in the recorded series (seconds): Prometheus's usual 5m.
+DEFAULT_RATE_WINDOW = 300.0
+
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_PARTS = ("wait", "process")
+
+
+class Rule(NamedTuple):
+    """One recording rule: the series name it writes, its PromQL, the labels it sets."""
+
+    record: str
+    expr: str
+    labels: Mapping[str, str] = {}
+
+
+def group_name(spec: StreamSpec) -> str:
+    """The rule group's name: ``latmap-<stream>``, unique per stream in a rule file."""
+    return f"latmap-{spec.name}"
+
+
+def _check_label(name: str, where: str) -> None:
+    if not _LABEL.match(name) or name.startswith("__"):
+        raise SpecError(f"{where}: label name {name!r} is not valid in PromQL "
+                        "(letters, digits and _, not starting with a digit or __)")
+
+
+def _level(segment_labels: tuple[str, ...]) -> str:
+    return "_".join((STAGE_LABEL, *segment_labels))
+
+
+def _measured(spec: StreamSpec) -> list[tuple[str, str, Measurement]]:
+    return [(s.name, part, m) for s in spec.stages for part in _PARTS
+            if (m := getattr(s, part)) is not None]
+
+
+def not_recordable(spec: StreamSpec) -> list[str]:
+    """One line per measurement that gets no rules, saying which and why."""
+    out = []
+    for stage, part, m in _measured(spec):
+        if m.kind == "summary":
+            out.append(f"{stage} {part}: summary {m.name} ({m.place}): summary quantiles "
+                       "cannot be aggregated across instances")
+        elif m.kind != "histogram":
+            out.append(f"{stage} {part}: {m.kind} ({m.place}): a raw query is evaluated over "
+                       "latmap's window, not recorded")
+    for s in spec.stages:
+        if s.traces is not None and s.process is None and s.wait is None:
+            out.append(f"{s.name}: traces only ({s.traces.place}): spans are not in Prometheus")
+    return out
+
+
+def rules_for(spec: StreamSpec, rate_window: float = DEFAULT_RATE_WINDOW) -> list[Rule]:
+    """The recording rules for every histogram measurement of ``spec``, in stage order.
+
+    Raises :class:`SpecError` (with the measurement's ``file:line``) for a label or metric
+    name that PromQL cannot express, or for a segment label that collides with latmap's.
+    """
+    segments = tuple(spec.segments.labels)
+    for name in segments:
+        _check_label(name, f"{spec.path}: segments.labels")
+        if name in (STAGE_LABEL, PART_LABEL, "le"):
+            raise SpecError(f"{spec.path}: segments.labels: {name!r} is reserved by the "
+                            "recording rules (stage, part, le)")
+    rng = prom_duration(rate_window)
+    level = _level(segments)
+    by = ", ".join(("le", *segments))
+    rules: list[Rule] = []
+    for stage, part, m in _measured(spec):
+        if m.kind != "histogram":
+            continue
+        if not _METRIC.match(m.name) or ":" in m.name:
+            raise SpecError(f"{m.place}: metric name {m.name!r} is not a valid exported metric name")
+        for key in m.selector:
+            _check_label(key, f"{m.place}: selector")
+        bucket = f"{level}:{m.name}_bucket:rate{rng}"
+        ours = {STAGE_LABEL: stage, PART_LABEL: part}
+        rules.append(Rule(bucket, f"sum by ({by}) (rate({selector(m.name + '_bucket', m.selector)}[{rng}]))",
+                          ours))
+        match = ",".join(f'{k}="{escape_value(v)}"' for k, v in ours.items())
+        for q in spec.percentiles:
+            op = percentile_label(q).replace(".", "_")
+            rules.append(Rule(f"{level}:{m.name}:{op}_{rng}",
+                              f"histogram_quantile({q:g}, {bucket}{{{match}}})"))
+    return rules
+
+
+def render_rules(spec: StreamSpec, rate_window: float = DEFAULT_RATE_WINDOW,
+                 interval: float | None = None) -> str:
+    """The YAML text of a Prometheus rule file with one group for ``spec``.
+
+    ``interval`` is the group's evaluation interval in seconds (``None``: Prometheus's
+    global ``evaluation_interval``). Measurements that get no rules are listed as comments.
+    """
+    rules = rules_for(spec, rate_window)
+    items = []
+    for r in rules:
+        item: dict[str, object] = {"record": r.record, "expr": r.expr}
+        if r.labels:
+            item["labels"] = dict(r.labels)
+        items.append(item)
+    group: dict[str, object] = {"name": group_name(spec)}
+    if interval is not None:
+        group["interval"] = prom_duration(interval)
+    group["rules"] = items
+    head = [f"# Recording rules for value stream {spec.name!r}, generated by latmap from {spec.path}.",
+            "# Regenerate with `latmap rules`; edits here are overwritten."]
+    skipped = not_recordable(spec)
+    if skipped:
+        head.append("# Not recordable (no rules generated):")
+        head.extend(f"#   {line}" for line in skipped)
+    body = yaml.safe_dump({"groups": [group]}, sort_keys=False, width=1_000_000,
+                          allow_unicode=True)
+    return "\n".join(head) + "\n" + body
