@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from naive import merge_intervals  # benchmarks/ is on sys.path when these run
 
 from collectors.spans import KIND_CLIENT, KIND_CONSUMER, KIND_INTERNAL, KIND_PRODUCER, KIND_SERVER, SpanBatch
 from mapper.analysis import LatencyMap, analyse
@@ -271,15 +272,7 @@ def run_latmap(batch: SpanBatch, spec: StreamSpec, window: Window) -> LatmapRun:
 # --------------------------------------------------------------------------- naive baseline
 
 
-def _union(iv: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s, e in sorted(iv):
-        if out and s <= out[-1][1]:
-            if e > out[-1][1]:
-                out[-1] = (out[-1][0], e)
-        else:
-            out.append((s, e))
-    return out
+_union = merge_intervals
 
 
 def _minus(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:

@@ -70,6 +70,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from naive import merge_intervals  # benchmarks/ is on sys.path when these run
+
 #: This checkout (not whatever ``latmap`` is installed): the receivers run its code.
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -628,15 +630,7 @@ def write_stream_spec(path: Path, spool: Path) -> None:
 # --- the naive map ------------------------------------------------------------------------
 
 
-def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s, e in sorted(intervals):
-        if out and s <= out[-1][1]:
-            if e > out[-1][1]:
-                out[-1] = (out[-1][0], e)
-        else:
-            out.append((s, e))
-    return out
+_merge = merge_intervals
 
 
 def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:

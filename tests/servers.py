@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -106,3 +107,21 @@ def reply(req: BaseHTTPRequestHandler, status: int, body: bytes,
     req.end_headers()
     with contextlib.suppress(OSError):
         req.wfile.write(body)
+
+
+def load_benchmark(name: str) -> Any:
+    """Import ``benchmarks/<name>.py`` as a module (benchmarks/ put on sys.path for its
+    own imports), so tests can call its ``main``."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module

@@ -10,16 +10,14 @@ where it fails: CI must not go green by not running it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.servers import require_binary
+from tests.servers import load_benchmark, require_binary
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quantile_accuracy.py"
 TOLERANCE = 1e-12
@@ -28,13 +26,7 @@ pytestmark = pytest.mark.prometheus
 
 
 def _load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("quantile_accuracy", SCRIPT)
-    assert spec is not None, SCRIPT
-    assert spec.loader is not None, SCRIPT
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("quantile_accuracy")  # type: ignore[no-any-return]
 
 
 def _require_binaries() -> None:

@@ -8,12 +8,12 @@ quick run's timings say nothing about the 1,000,000-trace target.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.servers import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "analysis.py"
 
@@ -21,13 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_analysis", SCRIPT)
-    assert spec is not None, SCRIPT
-    assert spec.loader is not None, SCRIPT
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("analysis")  # type: ignore[no-any-return]
 
 
 @pytest.mark.timeout(60)

@@ -10,14 +10,14 @@ the quick run say nothing about the 1,000,000-span targets.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.servers import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "trace_ingest.py"
 
@@ -25,13 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def _load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("trace_ingest", SCRIPT)
-    assert spec is not None, SCRIPT
-    assert spec.loader is not None, SCRIPT
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("trace_ingest")  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
