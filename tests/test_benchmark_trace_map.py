@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def _load_benchmark() -> ModuleType:
-    return load_benchmark("trace_ingest")  # type: ignore[no-any-return]
+    return load_benchmark("trace_map")  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
