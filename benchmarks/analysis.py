@@ -26,8 +26,9 @@ That column is what a spec selects on (``traces: {attributes: {messaging.destina
 becomes ``StageMatch(attributes={"destination": "eu"})``), so the slice is expressed as latmap
 expresses it, and the main map is untouched. Deriving the region from service names instead
 (``pricing-eu`` ...) would need 3 services per stage, which one ``StageMatch`` per stage cannot
-select, so the main map itself would change. The slice selects the spans by the column and
-builds the trace table of each value (the stage distributions per region).
+select, so the main map itself would change. The trace table keeps each trace's value of
+that column (``label_columns``), and the slice is a mask on it (``TraceTable.where``): the
+stage distributions per region without recomputing any trace.
 
 latmap phases (each timed): ``build_trace_table``; ``part_results`` + per-stage totals;
 ``analyse``; ``find`` (attribution, time shares); segments (``trace_samples`` +
@@ -225,7 +226,7 @@ def run_latmap(batch: SpanBatch, spec: StreamSpec, window: Window) -> LatmapRun:
     clock = time.perf_counter
 
     t = clock()
-    table = build_trace_table(batch, MATCHES, UPSTREAM)
+    table = build_trace_table(batch, MATCHES, UPSTREAM, label_columns=("destination",))
     out.phases["build_trace_table"] = clock() - t
 
     t = clock()
@@ -254,8 +255,7 @@ def run_latmap(batch: SpanBatch, spec: StreamSpec, window: Window) -> LatmapRun:
 
     t = clock()
     for value in REGIONS:
-        sub = batch.take(np.flatnonzero(batch.destination == value))
-        rt = build_trace_table(sub, MATCHES, UPSTREAM)
+        rt = table.where("destination", value)
         dists = {k: r.distribution for k, r in stage_results(rt).items() if r.distribution is not None}
         dists.update({(s, "total"): SampleDistribution(rt.totals(s)) for s in STAGES})
         dists[("lead", "lead")] = SampleDistribution(rt.lead)

@@ -23,7 +23,7 @@ time; negative waits (clock skew between hosts) are counted, never clamped.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,9 @@ class TraceTable:
 
     ``frame`` columns: ``trace`` (int code), ``stage``, ``start``, ``end``, ``process``,
     ``wait`` (NaN for the first stage or when the upstream stage is missing).
-    ``lead`` holds one lead time per complete trace (seconds).
+    ``lead`` holds one lead time per complete trace (seconds), ``lead_traces`` their codes.
+    ``labels`` maps a span column (e.g. ``destination``) to each trace's value, read from
+    the trace's first span of its first stage, for slicing by label (:meth:`where`).
     """
 
     frame: pd.DataFrame
@@ -62,6 +64,17 @@ class TraceTable:
     traces: int
     lead: np.ndarray
     spans_used: int
+    lead_traces: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
+    labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def where(self, column: str, value: object) -> TraceTable:
+        """The traces whose ``column`` label equals ``value``: a mask, no recomputation."""
+        per_trace = self.labels[column] == value
+        rows = per_trace[self.frame["trace"].to_numpy()]
+        keep_lead = per_trace[self.lead_traces]
+        return TraceTable(self.frame[rows], self.stages, int(per_trace.sum()), self.lead[keep_lead],
+                          self.spans_used, self.lead_traces[keep_lead],
+                          {k: v for k, v in self.labels.items()})
 
     def stage_frame(self, stage: str) -> pd.DataFrame:
         return self.frame[self.frame["stage"] == stage]
@@ -113,7 +126,8 @@ def _self_time(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: n
     rel = t - tmin[tr]
     w = 2 * int(rel.max(initial=0)) + 2
     fits = w * n_traces < 2**62
-    order = np.argsort(tr * w + 2 * rel + (d < 0), kind="stable") if fits else np.lexsort((-d, t, tr))
+    # Equal keys are events of one kind at one instant of one trace: their order is moot.
+    order = np.argsort(tr * w + 2 * rel + (d < 0)) if fits else np.lexsort((-d, t, tr))
     t, d, tr, st = t[order], d[order], tr[order], st[order]
     dt = np.diff(t).astype(np.float64) * NS
     same = tr[1:] == tr[:-1]
@@ -127,6 +141,28 @@ def _self_time(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: n
         out[k] = np.bincount(tr_head[counted], weights=dt[counted], minlength=n_traces)
         down += own
     return out
+
+
+def _self_time_parallel(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: np.ndarray,
+                        n_stages: int, n_traces: int, tmin: np.ndarray, min_spans: int = 400_000) -> np.ndarray:
+    """:func:`_self_time` over halves of the traces in two threads (numpy's sorts and
+    cumulative sums release the GIL, so the halves run on two cores); small inputs in one."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    if trace.size < min_spans or (os.cpu_count() or 1) < 2:
+        return _self_time(trace, stage_i, start, end, n_stages, n_traces, tmin)
+    mid = n_traces // 2
+    low = trace < mid
+    halves = [(np.flatnonzero(low), 0, mid), (np.flatnonzero(~low), mid, n_traces)]
+
+    def run(part: tuple[np.ndarray, int, int]) -> np.ndarray:
+        rows, lo, hi = part
+        return _self_time(trace[rows] - lo, stage_i[rows], start[rows], end[rows], n_stages, hi - lo, tmin[lo:hi])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a, b = pool.map(run, halves)
+    return np.concatenate([a, b], axis=1)
 
 
 def _mix(trace: np.ndarray, span_id: np.ndarray) -> np.ndarray:
@@ -146,10 +182,11 @@ def _trace_codes(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 
 def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
-                      upstream: Mapping[str, str | None]) -> TraceTable:
+                      upstream: Mapping[str, str | None], label_columns: Sequence[str] = ()) -> TraceTable:
     """Per-trace stage timings for the stages in ``matches`` (in flow order).
 
     ``upstream`` maps each stage to the stage that hands items over to it (None: first).
+    ``label_columns`` (span columns) are kept per trace for slicing (:meth:`TraceTable.where`).
     Flat int64 keys and sorts throughout (no pandas group-by): a million traces of five
     stages take seconds.
     """
@@ -182,7 +219,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     g_trace, g_stage = gkey // n_st, gkey % n_st
     g_start = start[firsts]
     g_end = np.maximum.reduceat(end[order], bounds)
-    process = _self_time(trace, si, start, end, n_st, n_tr, tmin)[g_stage, g_trace]
+    process = _self_time_parallel(trace, si, start, end, n_st, n_tr, tmin)[g_stage, g_trace]
     # The hand-over: the first span's parent (or first link), found by binary search over
     # the spans sorted by a 64-bit mix of (trace, span id); every hit is verified against
     # both, so a mix collision cannot pick a wrong span. The first span of a duplicated id wins.
@@ -190,7 +227,12 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     mix = _mix(trace, b.span_id)
     by_key = np.argsort(mix, kind="stable")
     sorted_keys = mix[by_key]
-    at = np.minimum(np.searchsorted(sorted_keys, _mix(g_trace, parent)), sorted_keys.size - 1)
+    # Sorted needles let the binary search start where the previous one ended.
+    needles = _mix(g_trace, parent)
+    by_needle = np.argsort(needles)
+    at = np.empty(needles.size, dtype=np.int64)
+    at[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
+    at = np.minimum(at, sorted_keys.size - 1)
     cand = by_key[at]
     hit = (parent != 0) & (b.span_id[cand] == parent) & (trace[cand] == g_trace)
     prow = np.where(hit, cand, -1)
@@ -219,7 +261,12 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     present = np.diff(np.r_[tb, g_trace.size])
     complete = present == n_st
     lead = (np.maximum.reduceat(g_end, tb) - np.minimum.reduceat(g_start, tb))[complete].astype(np.float64) * NS
-    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()))
+    labels = {}
+    for col in label_columns:
+        per_trace = np.full(n_tr, None, dtype=object)
+        per_trace[g_trace[tb]] = getattr(b, col)[firsts[tb]]
+        labels[col] = per_trace
+    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), g_trace[tb][complete], labels)
 
 
 def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, MeasurementResult]:

@@ -233,3 +233,19 @@ def test_deps_shows_suppliers_and_consumers(tmp_path: Path, capsys: pytest.Captu
     assert lines[3].startswith("  supplies (") and lines[4].startswith("    notifier (notify-team): ")
     assert main(["deps", "nowhere", "-c", str(spec)]) == 2
     assert "'nowhere' is not a stage" in capsys.readouterr().err
+
+
+def test_self_time_in_two_threads_equals_one() -> None:
+    from mapper.traces import _self_time, _self_time_parallel
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    trace = np.sort(rng.integers(0, 3000, n))
+    stage = rng.integers(0, 4, n)
+    start = rng.integers(0, 10**9, n)
+    end = start + rng.integers(0, 10**7, n)
+    tmin = np.full(3000, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(tmin, trace, start)
+    one = _self_time(trace, stage, start, end, 4, 3000, tmin)
+    two = _self_time_parallel(trace, stage, start, end, 4, 3000, tmin, min_spans=0)
+    np.testing.assert_allclose(two, one, rtol=1e-12, atol=0)
