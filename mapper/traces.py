@@ -33,6 +33,8 @@ from mapper.distribution import Distribution, SampleDistribution, percentile_lab
 from mapper.model import Check, MeasurementResult
 
 NS = 1e-9
+#: Observations beyond a percentile that both sources need before they are compared on it.
+MIN_TAIL_FOR_COMPARISON = 10
 
 
 @dataclass(frozen=True)
@@ -300,11 +302,16 @@ def compare(stage: str, part: str, metric: Distribution, traced: Distribution,
             qs: Sequence[float]) -> list[Check]:
     """Checks where a metric and a trace measurement of the same part disagree.
 
-    Percentiles disagree when their intervals do not overlap; counts are not compared as
-    equal because traces are usually sampled, only reported.
+    Percentiles disagree when their intervals do not overlap. A percentile is compared only
+    when both sides have at least :data:`MIN_TAIL_FOR_COMPARISON` observations beyond it:
+    with one or two, its 95% interval misses by chance too often to call it a disagreement
+    (and many parts x percentiles are compared at once). Counts are not compared as equal
+    because traces are usually sampled, only reported.
     """
     out = []
     for q in qs:
+        if min(metric.count, traced.count) * (1 - q) < MIN_TAIL_FOR_COMPARISON:
+            continue
         a, b = metric.quantile(q), traced.quantile(q)
         if a.value is None or b.value is None or a.low is None or b.low is None:
             continue
