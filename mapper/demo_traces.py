@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from mapper.demo_data import DemoData
 
@@ -29,6 +30,13 @@ def _draw(data: DemoData, name: str, n: int, rng: np.random.Generator,
           labels: dict[str, str] | None = None) -> np.ndarray:
     raw = data.raw(name, labels)
     return raw[rng.integers(0, raw.size, n)]
+
+
+def _messaging(tracer: trace.Tracer, destination: str, operation: str, ctx: Context, start: int) -> Span:
+    """A Kafka PRODUCER ("publish") or CONSUMER ("process") span on ``destination``."""
+    kind = SpanKind.PRODUCER if operation == "publish" else SpanKind.CONSUMER
+    return tracer.start_span(f"{destination} {operation}", ctx, kind, start_time=start,
+                             attributes={"messaging.system": "kafka", "messaging.destination.name": destination})
 
 
 def emit_traces(data: DemoData, endpoint: str, n: int = 3000, seed: int = 5) -> int:
@@ -55,34 +63,22 @@ def emit_traces(data: DemoData, endpoint: str, n: int = 3000, seed: int = 5) -> 
         root = tracers["market-data"].start_span("tick", kind=SpanKind.SERVER, start_time=t0)
         ctx = trace.set_span_in_context(root)
         # The publish is the last part of the tick's processing, inside the SERVER span.
-        pub = tracers["market-data"].start_span(f"{TOPIC} publish", ctx, SpanKind.PRODUCER,
-                                                start_time=t_md - (t_md - t0) // 5,
-                                                attributes={"messaging.system": "kafka",
-                                                            "messaging.destination.name": TOPIC})
+        pub = _messaging(tracers["market-data"], TOPIC, "publish", ctx, t_md - (t_md - t0) // 5)
         t_pub = t_md
         pub.end(t_pub)
         root.end(t_pub)
         t_c = t_pub + int(a_wait[i] * ns)
         t_eval = t_c + int(a_eval[i] * ns)
-        consume = tracers["alerting"].start_span(f"{TOPIC} process", trace.set_span_in_context(pub),
-                                                 SpanKind.CONSUMER, start_time=t_c,
-                                                 attributes={"messaging.system": "kafka",
-                                                             "messaging.destination.name": TOPIC})
+        consume = _messaging(tracers["alerting"], TOPIC, "process", trace.set_span_in_context(pub), t_c)
         cctx = trace.set_span_in_context(consume)
         tracers["alerting"].start_span("evaluate alerts", cctx, SpanKind.INTERNAL, start_time=t_c).end(t_eval)
-        enqueue = tracers["alerting"].start_span(f"{QUEUE} publish", cctx, SpanKind.PRODUCER,
-                                                 start_time=t_eval - (t_eval - t_c) // 5,
-                                                 attributes={"messaging.system": "kafka",
-                                                             "messaging.destination.name": QUEUE})
+        enqueue = _messaging(tracers["alerting"], QUEUE, "publish", cctx, t_eval - (t_eval - t_c) // 5)
         t_q = t_eval
         enqueue.end(t_q)
         consume.end(t_q)
         t_send = t_q + int(n_wait[i] * ns)
         t_done = t_send + int(n_send[i] * ns)
-        deliver = tracers["notification"].start_span(f"{QUEUE} process", trace.set_span_in_context(enqueue),
-                                                     SpanKind.CONSUMER, start_time=t_send,
-                                                     attributes={"messaging.system": "kafka",
-                                                                 "messaging.destination.name": QUEUE})
+        deliver = _messaging(tracers["notification"], QUEUE, "process", trace.set_span_in_context(enqueue), t_send)
         tracers["notification"].start_span("twilio send", trace.set_span_in_context(deliver), SpanKind.CLIENT,
                                            start_time=t_send, attributes={"peer.service": "twilio"}).end(t_done)
         deliver.end(t_done)
