@@ -277,6 +277,9 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
     if checks:
         lines += ["", "## Checks", ""]
         lines += [f"- **{c.level}** `{c.code}`: {_md_escape(c.message)}" for c in checks]
+    from mapper.vsm_text import to_mermaid  # lazy: it renders cells with this module
+
+    lines += ["", "## The value stream", "", "```mermaid", to_mermaid(lm).rstrip("\n"), "```"]
     lines += ["", "## Where the numbers come from", ""]
     for s in lm.stages:
         for part in ("wait", "process"):

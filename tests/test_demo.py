@@ -23,6 +23,11 @@ def _check_outputs(out: Path) -> dict:
     assert doc["end_to_end"]["source"].startswith("traces")
     assert not [c for c in doc["checks"] if c["code"] == "metrics-traces-disagree"]
     assert (out / "spool").is_dir()
+    import xml.etree.ElementTree as ET
+
+    svg = ET.fromstring((out / "map.svg").read_text())
+    assert svg.tag.endswith("svg") and "notification" in (out / "map.svg").read_text()
+    assert "```mermaid\nflowchart LR" in (out / "report.md").read_text()
     assert doc["bottleneck"]["stage"] == "notification"
     assert "# Latency map: trading" in (out / "report.md").read_text()
     assert len(load_spec(out / "stream.yaml").stages) == 3
