@@ -71,6 +71,20 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]
             bar.__exit__(None, None, None)
 
 
+def _map_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command that maps a stream takes: the spec, a Prometheus URL
+    override, the window's length and end."""
+    for option in reversed((
+        click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
+                     help="The stream spec (stream.yaml)."),
+        click.option("--prometheus", metavar="URL", help="Override the URL of every prometheus source."),
+        click.option("--window", metavar="DURATION", help="Look-back, e.g. 24h, 90m (default: the spec's)."),
+        click.option("--until", metavar="TIME", help="Window end: RFC 3339 or unix seconds (default: now)."),
+    )):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="latency-mapper", prog_name="latmap")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
@@ -89,11 +103,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 
 
 @cli.command("map")
-@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
-              help="The stream spec (stream.yaml).")
-@click.option("--prometheus", metavar="URL", help="Override the URL of every prometheus source.")
-@click.option("--window", metavar="DURATION", help="Look-back, e.g. 24h, 90m (default: the spec's).")
-@click.option("--until", metavar="TIME", help="Window end: RFC 3339 or unix seconds (default: now).")
+@_map_options
 @click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
               help="Also write report.json and report.md into DIR.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
@@ -234,11 +244,7 @@ def _size(text: str, option: str) -> int:
 
 @cli.command("deps")
 @click.argument("stage")
-@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
-              help="The stream spec (stream.yaml).")
-@click.option("--prometheus", metavar="URL", help="Override the URL of every prometheus source.")
-@click.option("--window", metavar="DURATION", help="Look-back (default: the spec's).")
-@click.option("--until", metavar="TIME", help="Window end: RFC 3339 or unix seconds (default: now).")
+@_map_options
 def deps_command(stage: str, config: str, prometheus: str | None, window: str | None, until: str | None) -> None:
     """Show STAGE's suppliers and consumers, with the latency of each hop.
 
@@ -255,11 +261,7 @@ def deps_command(stage: str, config: str, prometheus: str | None, window: str | 
 
 
 @cli.command("whatif")
-@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
-              help="The stream spec (stream.yaml).")
-@click.option("--prometheus", metavar="URL", help="Override the URL of every prometheus source.")
-@click.option("--window", metavar="DURATION", help="Look-back (default: the spec's).")
-@click.option("--until", metavar="TIME", help="Window end: RFC 3339 or unix seconds (default: now).")
+@_map_options
 @click.option("--hop", metavar="STAGE", help="The hop to change, with one of --scale, --cap, --remove, --parallel.")
 @click.option("--scale", metavar="FACTOR", help="Multiply the hop's durations by FACTOR (>= 0).")
 @click.option("--cap", metavar="DURATION", help="Cap the hop's durations at DURATION (e.g. 20ms).")
