@@ -178,11 +178,13 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
 
 
 def write_reports(lm: LatencyMap, out: str | Path, findings: Findings | None = None) -> list[Path]:
-    """Write ``report.json``, ``report.md`` and the value stream map ``map.svg`` into ``out``
-    (each atomically); return the paths."""
+    """Write ``report.json``, ``report.md``, ``report.html`` and the value stream map
+    ``map.svg`` into ``out`` (each atomically); return the paths."""
+    from mapper.html_report import to_html  # lazy: imports matplotlib
     from mapper.vsm_svg import to_svg
 
     d = Path(out)
     return [write_atomic(d / "report.json", dumps(to_json(lm, findings))),
             write_atomic(d / "report.md", to_markdown(lm, findings)),
+            write_atomic(d / "report.html", to_html(lm, findings)),
             write_atomic(d / "map.svg", to_svg(lm))]

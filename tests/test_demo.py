@@ -28,6 +28,7 @@ def _check_outputs(out: Path) -> dict:
     svg = ET.fromstring((out / "map.svg").read_text())
     assert svg.tag.endswith("svg") and "notification" in (out / "map.svg").read_text()
     assert "```mermaid\nflowchart LR" in (out / "report.md").read_text()
+    assert "<script" not in (out / "report.html").read_text()
     assert doc["bottleneck"]["stage"] == "notification"
     assert "# Latency map: trading" in (out / "report.md").read_text()
     assert len(load_spec(out / "stream.yaml").stages) == 3
