@@ -140,6 +140,59 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
     raise SystemExit(EXIT_OBJECTIVE_BROKEN if lm.broken else EXIT_OK)
 
 
+@cli.command("report")
+@_map_options
+@click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
+              help="Write report.json, report.md, report.html and map.svg into DIR.")
+@click.option("--history", "history", metavar="DIR", type=click.Path(file_okay=False),
+              help="Keep dated runs in DIR/<stream>/<YYYY-MM-DD>/, with latest and index.html.")
+@click.option("--keep", metavar="DAYS", type=click.IntRange(min=0), default=30, show_default=True,
+              help="With --history: remove runs older than DAYS days (0: keep all).")
+@click.option("--baseline", metavar="REPORT", type=click.Path(dir_okay=False),
+              help="Compare with a pinned report.json (default: the spec's pinned baseline, if any).")
+@click.option("--pushgateway", metavar="URL", help="Also push the run's percentiles to a Pushgateway.")
+@click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
+def report_command(config: str, prometheus: str | None, window: str | None, until: str | None,
+                   out: str | None, history: str | None, keep: int, baseline: str | None,
+                   pushgateway: str | None, no_progress: bool) -> None:
+    """Map the stream and write the reports; with --history, keep a dated run and compare it
+    with the previous one.
+
+    Exits 1 when an objective is broken or a regression is found, 2 on an error.
+    """
+    from mapper.findings import find
+    from mapper.pipeline import build_map, window_for, write_reports
+
+    if (out is None) == (history is None):
+        raise UsageError("report: give exactly one of --out DIR or --history DIR")
+    length = _duration(window, "--window")
+    end = _time(until, "--until")
+    spec = load_spec_for_cli(config, prometheus)
+    with _progress(not no_progress) as progress:
+        lm = build_map(spec, window_for(spec, length, end), progress)
+    if history is not None:
+        from mapper.history import record_run
+
+        record = record_run(lm, lambda m: find(m, baseline), history, keep)
+        click.echo(f"wrote {record.path}", err=True)
+        for change in record.regressions:
+            click.echo(f"regression: {change.message()}")
+        code = record.exit_code
+    else:
+        found = find(lm, baseline)
+        for path in write_reports(lm, out or ".", found):
+            click.echo(f"wrote {path}", err=True)
+        regressions = found.comparison.regressions if found.comparison else ()
+        for change in regressions:
+            click.echo(f"regression: {change.message()}")
+        code = EXIT_OBJECTIVE_BROKEN if lm.broken or regressions else EXIT_OK
+    if pushgateway:
+        from mapper.pushgw import push_run
+
+        push_run(lm, pushgateway)
+    raise SystemExit(code)
+
+
 @cli.command("discover")
 @click.option("--prometheus", metavar="URL", help="The Prometheus to look at.")
 @click.option("--traces", "traces", metavar="PATH", help="A spool directory or OTLP trace files to look at.")

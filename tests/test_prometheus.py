@@ -198,3 +198,22 @@ def test_failed_scrapes_of_a_target_are_reported(prom_url: str) -> None:
     assert "20 failed scrape(s) of instance=a:1, job=app" in gaps[0]
     clean = _collector(prom_url).collect(_m("reset_seconds"), _quirk_window())
     assert "scrape-gap" not in {c.code for c in clean.checks}
+
+
+def test_report_history_runs_against_prometheus_and_exits_on_a_broken_objective(
+        prom_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "stream.yaml"
+    spec.write_text(demo_spec("prometheus", prom_url, None), encoding="utf-8")
+    args = ["report", "-c", str(spec), "--until", str(data.END), "--history", str(tmp_path / "h"), "--no-progress"]
+    assert main(args) == 0
+    assert main(args) == 0
+    runs = sorted(p.name for p in (tmp_path / "h" / "trading").iterdir() if p.is_dir() and not p.is_symlink())
+    assert len(runs) == 2 and runs[1].endswith(".2")
+    assert {p.name for p in (tmp_path / "h" / "trading" / runs[0]).iterdir()} == {
+        "report.json", "report.md", "report.html", "map.svg"}
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(demo_spec("prometheus", prom_url, None).replace("end_to_end: {p99: 2s}",
+                                                                      "end_to_end: {p99: 1ms}"))
+    assert main(["report", "-c", str(broken), "--until", str(data.END), "--out", str(tmp_path / "o")]) == 1
+    assert main(["report", "-c", str(spec), "--until", str(data.END)]) == 2
+    assert "give exactly one of --out DIR or --history DIR" in capsys.readouterr().err
