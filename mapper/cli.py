@@ -173,7 +173,11 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
     if history is not None:
         from mapper.history import record_run
 
-        record = record_run(lm, lambda m: find(m, baseline), history, keep)
+        try:
+            record = record_run(lm, lambda m: find(m, baseline), history, keep)
+        except OSError as err:
+            raise LatmapError(f"{err.filename or history}: cannot write the history: "
+                              f"{err.strerror or err}; earlier runs are untouched") from err
         click.echo(f"wrote {record.path}", err=True)
         for change in record.regressions:
             click.echo(f"regression: {change.message()}")

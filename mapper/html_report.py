@@ -75,6 +75,10 @@ def _segments(lm: LatencyMap) -> str:
     from mapper.segments import PROFILE_PERCENTILES
 
     out = []
+    if seg.series:
+        out.append(_section("Percentiles over the window, hour by hour", _charts(
+            plots.series_svg(starts, dists, PROFILE_PERCENTILES, f"{stage} {part}")
+            for (stage, part), (starts, dists) in seg.series.items())))
     if seg.hours and seg.profiles:
         out.append(_section("Hour of day", _charts(
             plots.hourly_svg(p, PROFILE_PERCENTILES, f"{stage} {part}")

@@ -163,6 +163,40 @@ def hourly_svg(profile: Profile, qs: Sequence[float], title: str) -> str:
     return _svg(fig)
 
 
+def series_svg(starts: np.ndarray, dists: Sequence[Distribution], qs: Sequence[float], title: str) -> str:
+    """Each percentile hour by hour over the window, with its interval as a band (hours
+    without a supportable number are gaps)."""
+    import datetime as dt
+
+    fig, ax = _figure()
+    drawn = False
+    with plt.rc_context(RC):
+        x = [dt.datetime.fromtimestamp(float(t), dt.UTC) for t in starts]
+        for i, q in enumerate(qs):
+            est = [d.quantile(q) for d in dists]
+            y = np.array([e.value if e.value is not None and e.value > 0 else np.nan for e in est], dtype=float)
+            if not np.any(np.isfinite(y)):
+                continue
+            low = np.array([e.low if e.value is not None and e.low is not None and e.low > 0 else np.nan
+                            for e in est], dtype=float)
+            high = np.array([e.high if e.value is not None and e.high is not None and math.isfinite(e.high)
+                             else np.nan for e in est], dtype=float)
+            colour = MARK_COLOURS[i % len(MARK_COLOURS)]
+            ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
+            ax.plot(x, y, "-", linewidth=0.9, color=colour, label=percentile_label(q))
+            drawn = True
+        if not drawn:
+            plt.close(fig)
+            return _empty(title, "no hour has enough data")
+        ax.set_yscale("log")
+        _seconds_axis(ax, "y")
+        ax.set_xlabel("hour (UTC)")
+        fig.autofmt_xdate()
+        ax.set_title(_safe(title), loc="left", fontsize=9)
+        ax.legend(frameon=False, fontsize=7)
+    return _svg(fig)
+
+
 def attribution_svg(attributions: Sequence[TailAttribution]) -> str:
     """Horizontal bars: each stage part's share of each tail's extra time."""
     atts = [a for a in attributions if a.contributions]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -396,6 +396,24 @@ class SegmentReport:
     checks: tuple[Check, ...]
     hours: bool = True
     weekdays: bool = True
+    #: Per (stage, part): the window hour by hour: ``(hour starts, one distribution per hour)``.
+    series: Mapping[Key, tuple[np.ndarray, tuple[Distribution, ...]]] = field(default_factory=dict)
+
+
+def series_from_hourly(rows: Sequence[HourBuckets]) -> tuple[np.ndarray, tuple[Distribution, ...]]:
+    """Each hour of the window as its own distribution (the hour's bucket counts): the
+    percentiles over the window, never an average of quantiles."""
+    h = HourlyCounts.from_rows(rows)
+    order = np.argsort(h.starts, kind="stable")
+    return h.starts[order], tuple(h.histogram(h.cumulative[i]) for i in order)
+
+
+def series_from_samples(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, tuple[Distribution, ...]]:
+    """The samples hour by hour (by start time), one distribution per hour present."""
+    hour = np.floor_divide(np.asarray(times, dtype=float), HOUR).astype(np.int64)
+    uniq, inverse = np.unique(hour, return_inverse=True)
+    parts = _samples_by_slot(inverse, np.asarray(values, dtype=float), uniq.size)
+    return uniq.astype(float) * HOUR, parts
 
 
 @dataclass(frozen=True)
@@ -431,6 +449,7 @@ def build_segments(spec: StreamSpec, window: Window,
     qs = spec.percentiles
     checks: list[Check] = []
     profiles: dict[Key, Profile] = {}
+    series: dict[Key, tuple[np.ndarray, tuple[Distribution, ...]]] = {}
     events: list[EventComparison] = []
     live = []
     for ev in spec.events:
@@ -443,10 +462,12 @@ def build_segments(spec: StreamSpec, window: Window,
         stage, part = key
         if key in hourly:
             profiles[key] = profile_from_hourly(hourly[key])
+            series[key] = series_from_hourly(hourly[key])
             made = [compare_event_hourly(ev, hourly[key], window, qs, stage, part) for ev in live]
         else:
             t, v = samples[key]
             profiles[key] = profile_from_samples(t, v)
+            series[key] = series_from_samples(t, v)
             made = [compare_event_samples(ev, t, v, window, qs, stage, part) for ev in live]
         if spec.segments.hours and (peak := daily_peak(profiles[key], stage, part)):
             checks.append(peak)
@@ -468,7 +489,7 @@ def build_segments(spec: StreamSpec, window: Window,
                                 f"segment label {label!r} is on none of the measured series; "
                                 "no label segments for it"))
     return SegmentReport(profiles, sliced, tuple(events), tuple(checks),
-                         spec.segments.hours, spec.segments.weekdays)
+                         spec.segments.hours, spec.segments.weekdays, series)
 
 
 def to_json(report: SegmentReport, qs: tuple[float, ...],

@@ -178,3 +178,20 @@ def test_prometheus_warnings_reach_the_report(tmp_path: Path, capsys: pytest.Cap
     doc = json.loads(capsys.readouterr().out)
     warned = [c for c in doc["checks"] if c["code"] == "source-warning"]
     assert warned and "partial response from store A" in warned[0]["message"]
+
+
+def test_report_into_an_unusable_history_dir_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
+    blocked = tmp_path / "history"
+    blocked.write_text("a file, not a directory")
+    with loopback_server(lambda req: reply(req, 200, body)) as url:
+        code, lines = _run(["report", "-c", _spec(tmp_path, url), "--history", str(blocked), "--no-progress"], capsys)
+    assert code == 2
+    assert lines[-1].endswith("is a file.") and "--history" in lines[-1]
+    assert blocked.read_text() == "a file, not a directory"
+    inside = blocked / "sub"  # a path through a file: refused when the run is written
+    with loopback_server(lambda req: reply(req, 200, body)) as url:
+        code, lines = _run(["report", "-c", _spec(tmp_path, url), "--history", str(inside), "--no-progress"], capsys)
+    assert code == 2
+    assert len(lines) == 1 and "cannot write the history" in lines[0] and "earlier runs are untouched" in lines[0]

@@ -199,3 +199,19 @@ def test_the_deploy_files_parse_and_run_the_documented_command() -> None:
 
     cmd = [ln for ln in (DEPLOY / "Dockerfile").read_text().splitlines() if ln.startswith("CMD ")]
     assert shlex.join(json.loads(cmd[0][4:])) == command
+
+
+def test_an_unusable_history_dir_fails_without_touching_it_and_a_corrupt_previous_report_is_skipped(
+        tmp_path: Path) -> None:
+    blocked = tmp_path / "history-is-a-file"
+    blocked.write_text("not a directory")
+    lm = _map()
+    with pytest.raises((NotADirectoryError, FileExistsError)):
+        record_run(lm, find, blocked, keep_days=3)
+    assert blocked.read_text() == "not a directory"
+    # A corrupt previous report: the comparison with it is skipped, the new run is written.
+    first = record_run(lm, find, tmp_path / "h", keep_days=3)
+    (first.path / "report.json").write_text("{corrupt")
+    second = record_run(lm, find, tmp_path / "h", keep_days=3)
+    assert second.path != first.path and (second.path / "report.json").is_file()
+    assert first.path.is_dir()

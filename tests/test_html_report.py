@@ -138,26 +138,48 @@ def test_hourly_and_events_and_empty_charts_are_svg() -> None:
         ET.fromstring(svg)
 
 
-def test_demo_report_renders_with_segments_and_findings(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's report.html, as `latmap demo` writes it."""
     from mapper.demo import run_demo
 
-    run = run_demo(tmp_path, mode="scrape")
-    doc = to_html(run.latency_map, run.findings)
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, mode="scrape")
+    return out / "report.html"
+
+
+def test_demo_report_renders_with_segments_and_findings(demo_report: Path) -> None:
+    doc = demo_report.read_text(encoding="utf-8")
     _parse(doc)
     assert "<script" not in doc.lower()
-    if run.latency_map.segments is not None and run.latency_map.segments.profiles:
-        assert "Hour of day" in doc
-    out = tmp_path / "report.html"
-    out.write_text(doc, encoding="utf-8")
+    for section in ("The value stream", "Latency distributions", "Percentiles over the window, hour by hour",
+                    "Hour of day", "Event windows", "Where the tail comes from", "What if"):
+        assert section in doc
 
 
-def test_chromium_renders_the_report(tmp_path: Path, doc: str) -> None:
+_CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   "--hide-scrollbars"]
+
+
+def test_chromium_renders_the_demo_report(tmp_path: Path, demo_report: Path) -> None:
+    """Looked at in a real browser: a screenshot, no console error, the map and every chart
+    present and drawn in the rendered DOM."""
     chromium = require_binary("chromium")
-    page = tmp_path / "report.html"
-    page.write_text(doc, encoding="utf-8")
     shot = tmp_path / "report.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],
-                   check=True, capture_output=True, timeout=60)
+    shown = subprocess.run([chromium, *_CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                            "--enable-logging=stderr", "--v=0", "--window-size=1200,2400",
+                            f"--screenshot={shot}", demo_report.as_uri()],
+                           check=True, capture_output=True, text=True, timeout=90)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    console = [line for line in shown.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == []
+    dom = subprocess.run([chromium, *_CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom",
+                          demo_report.as_uri()], check=True, capture_output=True, text=True, timeout=90).stdout
+    charts = dom.count('<div class="chart">')
+    assert '<div class="map"><svg' in dom and charts >= 10
+    # every chart holds a drawn figure: an <svg> with paths in it
+    for chunk in dom.split('<div class="chart">')[1:]:
+        figure = chunk[: chunk.index("</svg>")]
+        assert figure.lstrip().startswith("<svg") and "<path" in figure

@@ -217,3 +217,23 @@ def test_report_history_runs_against_prometheus_and_exits_on_a_broken_objective(
     assert main(["report", "-c", str(broken), "--until", str(data.END), "--out", str(tmp_path / "o")]) == 1
     assert main(["report", "-c", str(spec), "--until", str(data.END)]) == 2
     assert "give exactly one of --out DIR or --history DIR" in capsys.readouterr().err
+
+
+def test_report_over_prometheus_and_a_traces_spool(prom_url: str, demo_data: DemoData, tmp_path: Path) -> None:
+    """The nightly report over a stream measured by a real Prometheus and by traces (sent by
+    the OTel SDK through latmap's receiver into a spool): the lead time comes from traces."""
+    from mapper.demo import receive_traces
+
+    spool = tmp_path / "spool"
+    receive_traces(demo_data, spool, items=2000)
+    spec = tmp_path / "stream.yaml"
+    spec.write_text(demo_spec("prometheus", prom_url, str(spool)), encoding="utf-8")
+    history = tmp_path / "h"
+    assert main(["report", "-c", str(spec), "--until", str(data.END), "--history", str(history),
+                 "--no-progress"]) == 0
+    latest = history / "trading" / "latest"
+    doc = json.loads((latest / "report.json").read_text())
+    assert doc["end_to_end"]["count"] == 2000 and doc["end_to_end"]["source"].startswith("traces")
+    assert doc["attribution"]["p99"]["method"] == "traces"
+    assert (history / "trading" / "index.html").is_file()
+    assert "<svg" in (latest / "report.html").read_text()
