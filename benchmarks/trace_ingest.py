@@ -70,6 +70,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from mapper.localprom import stop_process  # noqa: E402 - needs ROOT on sys.path
+
 TARGET_SPANS_PER_S = 200_000
 TARGET_RATIO = 8.0
 TARGET_RSS = 1 << 30
@@ -390,12 +393,7 @@ def measure(kind: str, requests: Sequence[tuple[bytes, int]], clients: int, dire
         rss = _peak_rss(proc.pid)
         syncs = _syncs(port) if kind == "latmap" else len(requests)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=30)
     return Result(kind, spans, len(requests), seconds, spans / seconds, rss / 2**20, failed, cpu, other, syncs)
 
 

@@ -150,7 +150,7 @@ def _estimate_checks(stage: str, part: str, d: Distribution, qs: Sequence[float]
             out.append(Check("warning", "quantile-in-inf-bucket", f"{stage} {part} {label}: {e.note}",
                              stage, part))
         elif (e.value and e.low is not None and e.high is not None
-              and (e.high - e.low) > COARSE_RATIO * e.value and part != "lead time"):
+              and (e.high - e.low) > COARSE_RATIO * e.value):
             out.append(Check(
                 "info", "bucket-too-coarse",
                 f"{stage} {part} {label}: interval {e.low:g}..{e.high:g}s is wider than the value "

@@ -184,6 +184,16 @@ def cell(e: Estimate) -> str:
     return f"{format_duration(e.value)} [{lo}..{hi}]"
 
 
+def short_cell(e: Estimate) -> str:
+    """A percentile in a few characters (maps, labels): the value, ``>bound`` in the +Inf
+    bucket, or ``n/a``."""
+    if e.value is not None:
+        return format_duration(e.value)
+    if e.note and "+Inf" in e.note and e.low is not None:
+        return f">{format_duration(e.low)}"
+    return "n/a"
+
+
 def _part_cells(r: MeasurementResult | None, qs: tuple[float, ...]) -> list[str]:
     if r is None:
         return ["-"] * (len(qs) + 1)

@@ -18,10 +18,10 @@ from __future__ import annotations
 from xml.sax.saxutils import escape, quoteattr
 
 from mapper.analysis import LatencyMap, StageResult
-from mapper.distribution import Distribution, Estimate, percentile_label
+from mapper.distribution import Distribution, percentile_label
 from mapper.durations import format_duration
 from mapper.model import MeasurementResult
-from mapper.report import cell
+from mapper.report import cell, short_cell
 
 PER_ROW = 6
 BOX_W = 210
@@ -51,13 +51,6 @@ def relative_luminance(colour: str) -> float:
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
 
-def _short(e: Estimate) -> str:
-    """A percentile in a few characters: the value, ``>bound`` in the +Inf bucket, or ``n/a``."""
-    if e.value is not None:
-        return format_duration(e.value)
-    if e.note and "+Inf" in e.note and e.low is not None:
-        return f">{format_duration(e.low)}"
-    return "n/a"
 
 
 def _clip(s: str, n: int = NAME_CHARS) -> str:
@@ -79,7 +72,7 @@ def _part_p50(r: MeasurementResult | None) -> str:
         return "—"
     if r.distribution is None:
         return "no data"
-    return _short(r.distribution.quantile(0.5))
+    return short_cell(r.distribution.quantile(0.5))
 
 
 def _box_lines(lm: LatencyMap, s: StageResult) -> list[str]:
@@ -100,7 +93,7 @@ def _box_lines(lm: LatencyMap, s: StageResult) -> list[str]:
         lines.append(f"complete {100 * lm.traces.completeness(s.stage.name):.1f}% of traces")
     b = lm.bottleneck
     if b is not None and b.stage == s.stage.name:
-        lines.append(f"BOTTLENECK hop {percentile_label(b.q)} {_short(b.estimate)}")
+        lines.append(f"BOTTLENECK hop {percentile_label(b.q)} {short_cell(b.estimate)}")
     return lines
 
 
@@ -111,7 +104,7 @@ def _wait_lines(s: StageResult) -> list[str]:
     if w.distribution is None:
         return ["wait", "no data"]
     d = w.distribution
-    return ["wait", f"p50 {_short(d.quantile(0.5))}", f"p99 {_short(d.quantile(0.99))}"]
+    return ["wait", f"p50 {short_cell(d.quantile(0.5))}", f"p99 {short_cell(d.quantile(0.99))}"]
 
 
 def _defs() -> str:

@@ -9,8 +9,7 @@ and owner is escaped for the target language. Pure functions; no I/O.
 from __future__ import annotations
 
 from mapper.analysis import LatencyMap, StageResult
-from mapper.distribution import Estimate
-from mapper.durations import format_duration
+from mapper.report import short_cell
 
 # Mermaid reads ``#name;`` / ``#35;`` entity codes inside quoted labels; ``#`` itself goes first.
 _MERMAID = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "|": "#124;",
@@ -27,12 +26,6 @@ def dot_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
 
 
-def _short(e: Estimate) -> str:
-    if e.value is not None:
-        return format_duration(e.value)
-    if e.note and "+Inf" in e.note and e.low is not None:
-        return f">{format_duration(e.low)}"
-    return "n/a"
 
 
 def _has_data(s: StageResult) -> bool:
@@ -44,7 +37,7 @@ def _node_lines(lm: LatencyMap, s: StageResult) -> list[str]:
     if not _has_data(s):
         lines.append("no data")
     elif s.process is not None and s.process.distribution is not None:
-        lines.append(f"process p99 {_short(s.process.distribution.quantile(0.99))}")
+        lines.append(f"process p99 {short_cell(s.process.distribution.quantile(0.99))}")
     b = lm.bottleneck
     if b is not None and b.stage == s.stage.name:
         lines.append("BOTTLENECK")
@@ -57,7 +50,7 @@ def _edge_label(lm: LatencyMap, target: str) -> str | None:
         return None
     if w.distribution is None:
         return "wait: no data"
-    return f"wait p99 {_short(w.distribution.quantile(0.99))}"
+    return f"wait p99 {short_cell(w.distribution.quantile(0.99))}"
 
 
 def _ids(lm: LatencyMap) -> dict[str, str]:

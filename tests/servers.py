@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from mapper.localprom import free_port, wait_ready
+from mapper.localprom import free_port, stop_process, wait_ready
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
@@ -53,8 +53,7 @@ def running_victoriametrics() -> Iterator[str]:
             wait_ready(url, proc, path="/health")
             yield url
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            stop_process(proc)
             log.close()
 
 
