@@ -9,6 +9,7 @@ window; duplicates (retried exports) are dropped and counted.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ class LoadedSpans:
     batch: SpanBatch
     set_aside: dict[str, int]  # reason -> spans not used
     origin: str
+    notes: tuple[str, ...] = ()  # what else the reader has to say (a span limit reached ...)
 
 
 def is_spool(path: Path) -> bool:
@@ -34,9 +36,18 @@ def is_spool(path: Path) -> bool:
     return path.is_dir() and bool(spool.looks_like_spool(path))
 
 
-def load_spans(source: SourceSpec, window: Window) -> LoadedSpans:
-    """The source's spans that start inside ``window``, deduplicated."""
+def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
+    """The source's spans that start inside ``window``, deduplicated.
+
+    ``services`` narrows what a remote source (Datadog APM) is asked for; local files and the
+    spool are read whole.
+    """
     from collectors.otlp_codec import dedupe, read_trace_files
+
+    if source.kind == "datadog":
+        from collectors.datadog import load_datadog_spans
+
+        return load_datadog_spans(source, window, services)
 
     if not source.path:
         raise SourceError(f"{source.place}: traces source {source.name!r} has no path")

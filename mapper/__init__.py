@@ -13,10 +13,12 @@ from mapper.distribution import (
     Distribution,
     Estimate,
     HistogramDistribution,
+    HostAggregateDistribution,
     SampleDistribution,
+    SketchDistribution,
     SummaryDistribution,
 )
-from mapper.errors import DataError, LatmapError, SourceError, SpecError, UsageError
+from mapper.errors import DataError, LatmapError, QueryRejected, SourceError, SpecError, UsageError
 from mapper.model import Check, MeasurementResult, Window
 from mapper.pipeline import build_map, collect, window_for, write_reports
 from mapper.report import to_json, to_markdown, to_table
@@ -28,10 +30,13 @@ __all__ = [
     "Distribution",
     "Estimate",
     "HistogramDistribution",
+    "HostAggregateDistribution",
     "LatencyMap",
     "LatmapError",
     "MeasurementResult",
+    "QueryRejected",
     "SampleDistribution",
+    "SketchDistribution",
     "SourceError",
     "SpecError",
     "StreamSpec",

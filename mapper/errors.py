@@ -28,6 +28,12 @@ class SourceError(LatmapError):
     """
 
 
+class QueryRejected(SourceError):
+    """The back end answered but refused one measurement's query (HTTP 400/422 with its
+    reasons). The rest of the map can still be drawn: the part gets no data and an error
+    check carrying the back end's own words."""
+
+
 class UsageError(LatmapError):
     """A CLI argument is wrong (bad duration, bad time, conflicting options)."""
 

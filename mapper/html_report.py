@@ -68,17 +68,46 @@ def _distributions(lm: LatencyMap) -> str:
     return _section("Latency distributions", _charts(svgs))
 
 
+def _provenance(lm: LatencyMap) -> str:
+    """Where every number comes from: each part's source and query, and how its
+    percentiles were computed; then the end to end's method."""
+    from mapper.report import method_of
+
+    rows = []
+    for s in lm.stages:
+        for part in ("wait", "process"):
+            r = s.part(part)
+            if r is not None:
+                how = method_of(r.distribution) if r.distribution is not None else "no data"
+                rows.append([s.stage.name, part, r.provenance, how])
+    if lm.end_to_end is not None:
+        rows.append(["end to end", lm.end_to_end_method, ", ".join(lm.path), method_of(lm.end_to_end)])
+    return _section("Where the numbers come from", _table(["stage", "part", "source", "method"], rows))
+
+
+def _all_series(lm: LatencyMap) -> dict[tuple[str, str], tuple[Any, Any]]:
+    """Hour-by-hour series: from the segments, and from sources that serve them (Datadog)."""
+    out: dict[tuple[str, str], tuple[Any, Any]] = dict(lm.segments.series) if lm.segments else {}
+    for s in lm.stages:
+        for part in ("wait", "process"):
+            r = s.part(part)
+            if r is not None and r.series is not None and (s.stage.name, part) not in out:
+                out[(s.stage.name, part)] = r.series
+    return out
+
+
 def _segments(lm: LatencyMap) -> str:
-    seg = lm.segments
-    if seg is None:
-        return ""
     from mapper.segments import PROFILE_PERCENTILES
 
     out = []
-    if seg.series:
+    series = _all_series(lm)
+    if series:
         out.append(_section("Percentiles over the window, hour by hour", _charts(
             plots.series_svg(starts, dists, PROFILE_PERCENTILES, f"{stage} {part}")
-            for (stage, part), (starts, dists) in seg.series.items())))
+            for (stage, part), (starts, dists) in series.items())))
+    seg = lm.segments
+    if seg is None:
+        return "\n".join(out)
     if seg.hours and seg.profiles:
         out.append(_section("Hour of day", _charts(
             plots.hourly_svg(p, PROFILE_PERCENTILES, f"{stage} {part}")
@@ -175,6 +204,7 @@ def to_html(lm: LatencyMap, findings: Findings | None = None) -> str:
         _whatif(lm),
         _section("Checks", _ul((f"{c.level}: [{c.code}] {c.message}" for c in checks),
                                (c.level for c in checks))),
+        _provenance(lm),
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"

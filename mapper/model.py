@@ -7,7 +7,7 @@ analysis turns those into a :class:`~mapper.analysis.LatencyMap`. Everything her
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from mapper.distribution import Distribution
 
@@ -51,10 +51,14 @@ class MeasurementResult:
 
     ``distribution`` is ``None`` when there was no data (a ``no-data`` check says so).
     ``provenance`` says where the numbers came from (source name, URL, query), for reports.
-    ``per_instance`` holds the separate distributions a summary cannot merge.
+    ``per_instance`` holds the separate distributions a summary cannot merge. ``series`` is
+    the measurement over the window interval by interval (``(interval starts in unix
+    seconds, one distribution each)``) when the source serves it directly (Datadog), for
+    the report's charts.
     """
 
     distribution: Distribution | None
     provenance: str
     checks: tuple[Check, ...] = ()
     per_instance: tuple[tuple[str, Distribution], ...] = field(default_factory=tuple)
+    series: tuple[Any, tuple[Distribution, ...]] | None = None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mapper.analysis import PARTS, LatencyMap, analyse
 from mapper.distribution import Distribution, SampleDistribution
-from mapper.errors import SourceError
+from mapper.errors import QueryRejected, SourceError
 from mapper.files import write_atomic
 from mapper.model import Check, MeasurementResult, Window
 from mapper.report import dumps, to_json, to_markdown
@@ -65,9 +65,13 @@ def collect(spec: StreamSpec, window: Window, progress: Progress | None = None,
     results: dict[tuple[str, str], MeasurementResult] = {}
     for i, (stage, part, m) in enumerate(todo):
         if m.source not in made:
-            made[m.source] = make_collector(spec.sources[m.source])
+            made[m.source] = make_collector(spec.sources[m.source], spec.percentiles)
         try:
             results[(stage, part)] = made[m.source].collect(m, window)
+        except QueryRejected as err:
+            # The back end refused this one query: the other stages can still be mapped.
+            results[(stage, part)] = MeasurementResult(None, f"{m.source}: {m.name} ({m.place})", (
+                Check("error", "query-rejected", f"{stage} {part}: {err}"),))
         except SourceError as err:
             raise SourceError(f"{stage} {part}: {err}") from err
         if progress:
@@ -90,7 +94,10 @@ def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
     from collectors.traces import load_spans
 
     source = spec.sources[staged[0].traces.source]  # type: ignore[union-attr]
-    loaded = load_spans(source, window)
+    try:
+        loaded = load_spans(source, window, [s.traces.service for s in staged])  # type: ignore[union-attr]
+    except SourceError as err:
+        raise SourceError(f"traces from {source.name!r}: {err}") from err
     names = {s.name for s in staged}
     matches = [StageMatch(s.name, s.traces.service, s.traces.span_name,  # type: ignore[union-attr]
                           {ATTRIBUTE_COLUMNS[k]: v for k, v in s.traces.attributes.items()})  # type: ignore[union-attr]
@@ -101,6 +108,7 @@ def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
     if loaded.set_aside:
         reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(loaded.set_aside.items()))
         checks.append(Check("warning", "spans-set-aside", f"{loaded.origin}: spans set aside: {reasons}"))
+    checks += [Check("warning", "spans-limited", note) for note in loaded.notes]
     results: dict[tuple[str, str], MeasurementResult] = {}
     for s in staged:
         m = s.traces

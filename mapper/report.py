@@ -41,7 +41,9 @@ from mapper.distribution import (
     Distribution,
     Estimate,
     HistogramDistribution,
+    HostAggregateDistribution,
     SampleDistribution,
+    SketchDistribution,
     SummaryDistribution,
     percentile_label,
 )
@@ -66,6 +68,11 @@ def method_of(d: Distribution) -> str:
         return "samples: interval = 95% order-statistic confidence interval"
     if isinstance(d, SummaryDistribution):
         return f"client-computed quantiles ({d.origin}); not aggregatable"
+    if isinstance(d, SketchDistribution):
+        return (f"{d.origin}: percentiles computed by the back end over the whole window; interval = "
+                f"its relative accuracy ({d.relative_accuracy:.2%}); percentiles it does not serve: not available")
+    if isinstance(d, HostAggregateDistribution):
+        return f"{d.origin}: not combinable; interval = smallest..largest per-host value, no point estimate"
     if isinstance(d, ConvolvedDistribution):
         return "convolution of independent parts; interval from bucket bounds"
     return type(d).__name__

@@ -16,13 +16,19 @@ from typing import Any
 from mapper.distribution import percentile_label
 from mapper.durations import UNITS, parse_duration
 from mapper.errors import SpecError
+from mapper.spec_datadog import METRIC_NAME as DD_METRIC_NAME
+from mapper.spec_datadog import DatadogOptions, check_filter, parse_datadog
 from mapper.spec_extra import Change, EventWindow, Segments, parse_changes, parse_events, parse_segments
 from mapper.yamlload import LDict, LList, load_yaml, load_yaml_file
 
-SOURCE_KINDS = ("prometheus", "scrape", "traces")
+SOURCE_KINDS = ("prometheus", "scrape", "traces", "datadog")
+#: Source kinds that hold spans: latmap's spool / OTLP files, and Datadog APM.
+TRACE_SOURCE_KINDS = ("traces", "datadog")
 #: Span attribute names a trace match may use, and the span column each is read from.
 TRACE_ATTRIBUTES = ("messaging.destination.name", "messaging.system", "peer.service", "db.system")
 METRIC_KEYS = ("histogram", "summary", "query")
+#: What a measurement from a ``datadog`` source names: a distribution or a histogram metric.
+DATADOG_METRIC_KEYS = ("distribution", "histogram")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -52,6 +58,7 @@ class SourceSpec:
     timeout: float = 30.0
     retries: int = 3
     path: str | None = None  # kind "traces": a spool directory, or OTLP files (file or dir)
+    datadog: DatadogOptions | None = None  # kind "datadog": site, key names, limits
 
 
 @dataclass(frozen=True)
@@ -59,16 +66,21 @@ class Measurement:
     """One latency measured by a source: a histogram, a summary, or a raw PromQL query.
 
     ``scale`` converts the metric's unit to seconds (``unit: ms`` gives 0.001).
-    ``place`` is ``file:line`` of the measurement in the spec.
+    ``place`` is ``file:line`` of the measurement in the spec. ``unit_given`` says whether the
+    spec named the unit (a source that knows the metric's unit checks it against the spec).
+    From a ``datadog`` source, ``kind`` is ``distribution`` or ``histogram`` (Datadog's own
+    metric types) and ``filter`` the tag filter (``service:alerting``).
     """
 
     source: str
-    kind: str  # "histogram" | "summary" | "query"
+    kind: str  # "histogram" | "summary" | "query" | "distribution"
     name: str  # metric name, or the PromQL text for kind "query"
     place: str
     selector: Mapping[str, str] = field(default_factory=dict)
     scale: float = 1.0
     unit: str = "s"
+    unit_given: bool = False
+    filter: str = "*"
 
 
 @dataclass(frozen=True)
@@ -202,6 +214,17 @@ def _source(name: str, node: Any, line: int, p: _Problems) -> SourceSpec | None:
     if not isinstance(node, LDict):
         p.add(line, where, "must be a mapping like {kind: prometheus, url: http://...}")
         return None
+    if node.get("kind") == "datadog":
+        api_base, options = parse_datadog(node, where, p)
+        retries = node.get("retries", 3)
+        if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+            p.add(node.line_of("retries"), f"{where}.retries", "must be a whole number from 0 to 10")
+            retries = 3
+        timeout = _duration(node, "timeout", where, p, 30.0)
+        if timeout <= 0:
+            p.add(node.line_of("timeout"), f"{where}.timeout", "must be > 0")
+        return SourceSpec(name=name, kind="datadog", url=api_base, place=p.at(line), timeout=timeout or 30.0,
+                          retries=retries, datadog=options)
     if node.get("kind") == "traces":
         _check_keys(node, ("kind", "path"), where, p)
         path = _str(node, "path", where, p, required=True) or ""
@@ -277,8 +300,11 @@ def _measurement(node: Any, line: int, where: str, sources: Mapping[str, Any],
     if not isinstance(node, LDict):
         p.add(line, where, "must be a mapping like {source: prom, histogram: metric_seconds}")
         return None
-    _check_keys(node, ("source", "histogram", "summary", "query", "selector", "unit"), where, p)
     source = _str(node, "source", where, p, required=True)
+    source_node = sources.get(source) if source is not None else None
+    if isinstance(source_node, LDict) and source_node.get("kind") == "datadog":
+        return _datadog_measurement(node, where, source or "", p)
+    _check_keys(node, ("source", "histogram", "summary", "query", "selector", "unit"), where, p)
     if source is not None and source not in sources:
         known = ", ".join(sources) or "none defined"
         p.add(node.line_of("source"), f"{where}.source", f"unknown source {source!r} (sources: {known})")
@@ -311,12 +337,42 @@ def _measurement(node: Any, line: int, where: str, sources: Mapping[str, Any],
                     selector[k] = str(v)
         if kind == "query" and selector:
             p.add(node.line_of("selector"), f"{where}.selector", "a raw query carries its own selectors")
+    unit = _unit(node, where, p)
+    return Measurement(source=source or "", kind=kind, name=name, place=p.at(node.line),
+                       selector=selector, scale=UNITS[unit], unit=unit, unit_given="unit" in node)
+
+
+def _unit(node: LDict, where: str, p: _Problems) -> str:
     unit = str(node.get("unit", "s"))
     if unit not in UNITS:
         p.add(node.line_of("unit"), f"{where}.unit", f"unknown unit {unit!r} (use one of {', '.join(UNITS)})")
         unit = "s"
-    return Measurement(source=source or "", kind=kind, name=name, place=p.at(node.line),
-                       selector=selector, scale=UNITS[unit], unit=unit)
+    return unit
+
+
+def _datadog_measurement(node: LDict, where: str, source: str, p: _Problems) -> Measurement | None:
+    """``{source: dd, distribution: trade.alert.latency, filter: "service:alerting"}``."""
+    _check_keys(node, ("source", *DATADOG_METRIC_KEYS, "filter", "unit"), where, p)
+    kinds = [k for k in DATADOG_METRIC_KEYS if k in node]
+    if len(kinds) != 1:
+        p.add(node.line, where, "give exactly one of distribution, histogram (Datadog metric types)")
+        return None
+    kind = kinds[0]
+    name = _str(node, kind, where, p, required=True) or ""
+    if name and not DD_METRIC_NAME.match(name):
+        p.add(node.line_of(kind), f"{where}.{kind}", f"not a Datadog metric name: {name!r}")
+    for suffix in (".avg", ".max", ".median", ".count", ".95percentile"):
+        if kind == "histogram" and name.endswith(suffix):
+            p.add(node.line_of(kind), f"{where}.{kind}",
+                  f"name the histogram without {suffix!r}: {name[: -len(suffix)]!r}")
+    tags = _str(node, "filter", where, p)
+    tags = "*" if tags is None else tags
+    why = check_filter(tags)
+    if why:
+        p.add(node.line_of("filter"), f"{where}.filter", why)
+    unit = _unit(node, where, p)
+    return Measurement(source=source, kind=kind, name=name, place=p.at(node.line), scale=UNITS[unit],
+                       unit=unit, unit_given="unit" in node, filter=tags.strip())
 
 
 def _trace_match(node: Any, line: int, where: str, sources: Mapping[str, SourceSpec],
@@ -326,8 +382,8 @@ def _trace_match(node: Any, line: int, where: str, sources: Mapping[str, SourceS
         return None
     _check_keys(node, ("source", "service", "span_name", "attributes"), where, p)
     source = _str(node, "source", where, p, required=True) or ""
-    if source and (source not in sources or sources[source].kind != "traces"):
-        known = ", ".join(n for n, s in sources.items() if s.kind == "traces") or "none defined"
+    if source and (source not in sources or sources[source].kind not in TRACE_SOURCE_KINDS):
+        known = ", ".join(n for n, s in sources.items() if s.kind in TRACE_SOURCE_KINDS) or "none defined"
         p.add(node.line_of("source"), f"{where}.source", f"{source!r} is not a traces source (traces sources: {known})")
     service = _str(node, "service", where, p, required=True) or ""
     attributes: dict[str, str] = {}

@@ -81,7 +81,7 @@ def loopback_server(handle: Handler) -> Iterator[str]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
+            self.body = self.rfile.read(length)  # for handlers that answer by the request body
             handle(self)
 
         def log_message(self, *args: object) -> None:
@@ -89,7 +89,7 @@ def loopback_server(handle: Handler) -> Iterator[str]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

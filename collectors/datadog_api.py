@@ -1,0 +1,400 @@
+"""Datadog's HTTP API as latmap uses it: keys, rate limits, errors, and the four calls.
+
+Over ``requests`` rather than the official ``datadog-api-client``: latmap needs four calls
+(scalar and timeseries queries, the v1 query, span search) and full control of what the
+client does on a 429 (a bounded wait with a progress message, from ``X-RateLimit-Reset``),
+on a 5xx (retry with backoff) and on a 400/422 (Datadog's ``errors`` array shown as it is);
+the generated client would add ~40 MB of models, retry on its own terms and raise its own
+exception types for each of those. ``requests`` is already a base dependency.
+
+Keys go in the ``DD-API-KEY`` / ``DD-APPLICATION-KEY`` headers of the session and nowhere
+else: messages name the env vars (or files) they came from, never their values, and URLs
+are shown without query strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from collectors.http import USER_AGENT, read_secret
+from mapper.errors import QueryRejected, SourceError
+from mapper.spec import SourceSpec
+from mapper.spec_datadog import DatadogOptions
+
+log = logging.getLogger(__name__)
+
+#: Called with a message for people while latmap waits on Datadog (rate limits, retries).
+Notify = Callable[[str], None]
+
+
+def _warn(message: str) -> None:
+    log.warning("%s", message)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Datadog's unit for a column or series: ``name`` (``microsecond``), ``family``
+    (``time``) and ``scale_factor`` to the family's base unit (seconds for time)."""
+
+    name: str
+    family: str
+    scale_factor: float
+
+
+@dataclass(frozen=True)
+class ScalarColumn:
+    """One query's answer from ``/api/v2/query/scalar``: a value per group (one without a
+    ``by``; none when there is no data), and the unit Datadog knows for it."""
+
+    name: str
+    values: tuple[float | None, ...]
+    unit: Unit | None
+
+
+@dataclass(frozen=True)
+class TimeseriesAnswer:
+    """``/api/v2/query/timeseries``: ``times`` in unix ms, one row of ``values`` per series
+    (``None`` where Datadog has no point), and each series' query index, tags and unit."""
+
+    times: tuple[int, ...]
+    values: tuple[tuple[float | None, ...], ...]
+    query_index: tuple[int, ...]
+    group_tags: tuple[tuple[str, ...], ...]
+    units: tuple[Unit | None, ...]
+
+
+@dataclass(frozen=True)
+class V1Series:
+    """One series of ``/api/v1/query``: its scope (``host:a`` for a ``by {host}``), points as
+    ``(unix ms, value or None)`` and unit."""
+
+    scope: str
+    metric: str
+    points: tuple[tuple[float, float | None], ...]
+    unit: Unit | None
+    interval: float | None
+
+
+def parse_unit(raw: Any) -> Unit | None:
+    """Datadog's ``unit`` (a ``[unit, per_unit]`` pair or one object) as a Unit, or None."""
+    first = raw[0] if isinstance(raw, list) and raw else raw
+    if not isinstance(first, Mapping):
+        return None
+    try:
+        return Unit(str(first.get("name")), str(first.get("family")), float(first.get("scale_factor", 1.0)))
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SourceError(f"{where}: not a number: {str(value)[:40]!r}")
+    return None if math.isnan(value) else float(value)
+
+
+def parse_scalar(body: Any, where: str) -> list[ScalarColumn]:
+    """The number columns of a scalar answer (``data.attributes.columns``)."""
+    try:
+        columns = body["data"]["attributes"]["columns"]
+    except (KeyError, TypeError):
+        raise SourceError(f"{where}: answer has no data.attributes.columns (not a scalar response)") from None
+    if not isinstance(columns, list):
+        raise SourceError(f"{where}: data.attributes.columns is not a list")
+    out = []
+    for i, col in enumerate(columns):
+        if not isinstance(col, Mapping):
+            raise SourceError(f"{where}: columns[{i}] is not an object")
+        if col.get("type", "number") != "number":
+            continue  # "group" columns carry the tags of a by-query
+        values = col.get("values")
+        if not isinstance(values, list):
+            raise SourceError(f"{where}: columns[{i}].values is not a list")
+        meta = col["meta"] if isinstance(col.get("meta"), Mapping) else {}
+        out.append(ScalarColumn(str(col.get("name", "")),
+                                tuple(_number(v, f"{where}: columns[{i}].values") for v in values),
+                                parse_unit(meta.get("unit"))))
+    return out
+
+
+def parse_timeseries(body: Any, where: str) -> TimeseriesAnswer:
+    """A timeseries answer (``data.attributes.{series, times, values}``)."""
+    try:
+        attrs = body["data"]["attributes"]
+        series, times, values = attrs["series"], attrs["times"], attrs["values"]
+    except (KeyError, TypeError):
+        raise SourceError(f"{where}: answer has no data.attributes.series/times/values "
+                          "(not a timeseries response)") from None
+    if not (isinstance(series, list) and isinstance(times, list) and isinstance(values, list)):
+        raise SourceError(f"{where}: series, times and values must be lists")
+    if len(values) != len(series):
+        raise SourceError(f"{where}: {len(series)} series but {len(values)} value rows")
+    rows = []
+    for i, row in enumerate(values):
+        if not isinstance(row, list) or len(row) != len(times):
+            raise SourceError(f"{where}: values[{i}] does not have one value per time ({len(times)})")
+        rows.append(tuple(_number(v, f"{where}: values[{i}]") for v in row))
+    try:
+        stamps = tuple(int(t) for t in times)
+    except (TypeError, ValueError):
+        raise SourceError(f"{where}: times are not unix milliseconds") from None
+    return TimeseriesAnswer(
+        stamps, tuple(rows),
+        tuple(int(s.get("query_index", 0)) if isinstance(s, Mapping) else 0 for s in series),
+        tuple(tuple(str(t) for t in (s.get("group_tags") or ())) if isinstance(s, Mapping) else ()
+              for s in series),
+        tuple(parse_unit(s.get("unit")) if isinstance(s, Mapping) else None for s in series))
+
+
+def parse_v1_query(body: Any, where: str) -> list[V1Series]:
+    """The series of a ``/api/v1/query`` answer; ``status: error`` raises with its message."""
+    if not isinstance(body, Mapping):
+        raise SourceError(f"{where}: answer is not a JSON object")
+    if body.get("status") == "error":
+        raise QueryRejected(f"{where}: Datadog rejected the query: {body.get('error') or body.get('message')}")
+    series = body.get("series")
+    if not isinstance(series, list):
+        raise SourceError(f"{where}: answer has no series list (not a v1 query response)")
+    out = []
+    for i, s in enumerate(series):
+        if not isinstance(s, Mapping) or not isinstance(s.get("pointlist"), list):
+            raise SourceError(f"{where}: series[{i}] has no pointlist")
+        points = []
+        for j, pt in enumerate(s["pointlist"]):
+            if not isinstance(pt, list) or len(pt) != 2:
+                raise SourceError(f"{where}: series[{i}].pointlist[{j}] is not [timestamp, value]")
+            stamp = _number(pt[0], f"{where}: series[{i}].pointlist[{j}][0]")
+            if stamp is None:
+                raise SourceError(f"{where}: series[{i}].pointlist[{j}] has no timestamp")
+            points.append((stamp, _number(pt[1], f"{where}: series[{i}].pointlist[{j}][1]")))
+        interval = s.get("interval")
+        out.append(V1Series(str(s.get("scope", "")), str(s.get("metric", "")), tuple(points),
+                            parse_unit(s.get("unit")),
+                            float(interval) if isinstance(interval, int | float) else None))
+    return out
+
+
+def errors_of(body: Any) -> str:
+    """Datadog's ``errors`` array as one line: strings, or ``{title, detail}`` objects."""
+    if not isinstance(body, Mapping):
+        return ""
+    errs = body.get("errors")
+    if not isinstance(errs, list):
+        return str(body.get("error") or "")
+    parts = []
+    for e in errs:
+        if isinstance(e, Mapping):
+            parts.append(": ".join(str(e[k]) for k in ("title", "detail") if e.get(k)))
+        else:
+            parts.append(str(e))
+    return "; ".join(p.replace("\n", " ") for p in parts if p)[:500]
+
+
+class DatadogClient:
+    """One Datadog site (or proxy) with its keys; every call answers parsed JSON or raises.
+
+    ``sleep`` and ``clock`` are injectable so the rate-limit tests do not wait for real.
+    """
+
+    def __init__(self, spec: SourceSpec, notify: Notify | None = None, backoff: float = 0.5,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+        if spec.datadog is None:
+            raise SourceError(f"{spec.place}: source {spec.name!r} is not a datadog source")
+        self.spec = spec
+        self.options: DatadogOptions = spec.datadog
+        self.base = spec.url.rstrip("/")
+        self.notify = notify or _warn
+        self.backoff = backoff
+        self.sleep = sleep
+        self.clock = clock
+        self.waited = 0.0  # seconds spent waiting on rate limits, against options.max_wait
+        self.calls = 0
+        self._resume_at = 0.0  # when X-RateLimit-Remaining hit 0: do not call before this
+        where = f"source {spec.name!r} ({spec.place})"
+        o = self.options
+        api_key = read_secret(o.api_key_env, o.api_key_file, f"{where}: Datadog API key")
+        app_key = read_secret(o.app_key_env, o.app_key_file, f"{where}: Datadog application key")
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json",
+                                     "DD-API-KEY": api_key or "", "DD-APPLICATION-KEY": app_key or ""})
+
+    @property
+    def site(self) -> str:
+        return self.options.site or self.base
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+    # ------------------------------------------------------------------ transport
+
+    def _wait(self, seconds: float, why: str, url: str) -> None:
+        """Wait for a rate limit to reset, within the source's ``max_wait`` budget."""
+        seconds = max(0.0, seconds)
+        if self.waited + seconds > self.options.max_wait:
+            raise SourceError(
+                f"{url}: {why}; waiting {seconds:.0f}s more would exceed max_wait "
+                f"{self.options.max_wait:.0f}s for source {self.spec.name!r} (raise max_wait, or map a "
+                "shorter window)")
+        self.notify(f"Datadog {self.site}: {why}; waiting {seconds:.0f}s "
+                    f"({self.waited + seconds:.0f}s of max_wait {self.options.max_wait:.0f}s)")
+        self.sleep(seconds)
+        self.waited += seconds
+
+    def call(self, method: str, path: str, body: Mapping[str, Any] | None = None,
+             params: Mapping[str, Any] | None = None) -> Any:
+        """Send one API call and answer its JSON body.
+
+        429: wait ``X-RateLimit-Reset`` seconds (bounded by ``max_wait``) and try again;
+        connection errors and 5xx: retry with backoff, ``retries`` times; 401/403: a key or
+        site problem; 400/404/422: :class:`QueryRejected` with Datadog's ``errors``.
+        """
+        url = self.url(path)
+        now = self.clock()
+        if self._resume_at > now:
+            self._wait(self._resume_at - now, "rate limit exhausted (X-RateLimit-Remaining: 0)", url)
+        attempts = self.spec.retries + 1
+        failures = 0
+        last = ""
+        while True:
+            try:
+                self.calls += 1
+                resp = self.session.request(method, url, json=body, params=params, timeout=self.spec.timeout)
+            except requests.Timeout:
+                last = f"{url}: no answer within {self.spec.timeout:g}s"
+            except requests.ConnectionError as err:
+                last = f"{url}: cannot connect ({_reason(err)})"
+            except requests.RequestException as err:
+                raise SourceError(f"{url}: request failed: {type(err).__name__}") from err
+            else:
+                self._note_limits(resp)
+                if resp.status_code == 429:
+                    self._wait(_reset_seconds(resp, self.backoff), _limit_text(resp), url)
+                    continue  # rate-limit waits are bounded by max_wait, not by retries
+                if resp.status_code < 500:
+                    return self._decode(resp, url)
+                last = f"{url}: HTTP {resp.status_code}{_hint(resp)}"
+            failures += 1
+            if failures >= attempts:
+                suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
+                raise SourceError(last + suffix)
+            delay = self.backoff * 2 ** (failures - 1)
+            self.notify(f"Datadog {self.site}: {last.split(': ', 1)[-1]}; retrying in {delay:g}s "
+                        f"({failures}/{attempts - 1})")
+            self.sleep(delay)
+
+    def _note_limits(self, resp: requests.Response) -> None:
+        remaining = resp.headers.get("X-RateLimit-Remaining")
+        if remaining is not None and remaining.strip() == "0" and resp.status_code != 429:
+            self._resume_at = self.clock() + _reset_seconds(resp, self.backoff)
+
+    def _decode(self, resp: requests.Response, url: str) -> Any:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        status = resp.status_code
+        if status in (401, 403):
+            said = errors_of(body)
+            raise SourceError(
+                f"{url}: HTTP {status}{': ' + said if said else ''}: check {self.options.key_names} "
+                f"and the site ({self.site})")
+        if status >= 400:
+            said = errors_of(body) or (resp.text.strip().replace("\n", " ")[:200] if body is None else "")
+            raise QueryRejected(f"{url}: HTTP {status}: Datadog rejected the query: {said or 'no reason given'}")
+        if body is None:
+            ctype = resp.headers.get("Content-Type", "?")
+            raise SourceError(f"{url}: HTTP {status}, answer is not JSON (Content-Type {ctype}, "
+                              f"{len(resp.content)} bytes; truncated, or not the Datadog API?)")
+        return body
+
+    # ------------------------------------------------------------------ the calls
+
+    def scalar(self, queries: Sequence[tuple[str, str, str]], start_ms: int, end_ms: int) -> list[ScalarColumn]:
+        """``POST /api/v2/query/scalar``: each ``(name, query, aggregator)`` reduced over the
+        whole ``[start, end]`` by Datadog (``aggregator`` ``percentile`` merges the sketches)."""
+        body = {"data": {"type": "scalar_request", "attributes": {
+            "from": start_ms, "to": end_ms,
+            "queries": [{"data_source": "metrics", "name": n, "query": q, "aggregator": a} for n, q, a in queries],
+            "formulas": [{"formula": n} for n, _, _ in queries],
+        }}}
+        where = self.url("/api/v2/query/scalar")
+        return parse_scalar(self.call("POST", "/api/v2/query/scalar", body), where)
+
+    def timeseries(self, queries: Sequence[tuple[str, str]], start_ms: int, end_ms: int,
+                   interval_ms: int) -> TimeseriesAnswer:
+        """``POST /api/v2/query/timeseries``: each ``(name, query)`` at ``interval_ms``."""
+        body = {"data": {"type": "timeseries_request", "attributes": {
+            "from": start_ms, "to": end_ms, "interval": interval_ms,
+            "queries": [{"data_source": "metrics", "name": n, "query": q} for n, q in queries],
+            "formulas": [{"formula": n} for n, _ in queries],
+        }}}
+        where = self.url("/api/v2/query/timeseries")
+        return parse_timeseries(self.call("POST", "/api/v2/query/timeseries", body), where)
+
+    def query_v1(self, query: str, start: int, end: int) -> list[V1Series]:
+        """``GET /api/v1/query`` (unix seconds): one series per group, with its scope."""
+        body = self.call("GET", "/api/v1/query", params={"from": start, "to": end, "query": query})
+        return parse_v1_query(body, self.url("/api/v1/query"))
+
+    def search_spans(self, query: str, start_ms: int, end_ms: int, cursor: str | None,
+                     limit: int = 1000) -> Any:
+        """``POST /api/v2/spans/events/search``: one page (oldest first) of span events."""
+        page: dict[str, Any] = {"limit": limit}
+        if cursor:
+            page["cursor"] = cursor
+        body = {"data": {"type": "search_request", "attributes": {
+            "filter": {"from": str(start_ms), "to": str(end_ms), "query": query},
+            "options": {"timezone": "GMT"}, "page": page, "sort": "timestamp"}}}
+        return self.call("POST", "/api/v2/spans/events/search", body)
+
+
+def _reset_seconds(resp: requests.Response, fallback: float) -> float:
+    """Seconds until the rate limit resets (``X-RateLimit-Reset``, else ``Retry-After``)."""
+    for header in ("X-RateLimit-Reset", "Retry-After"):
+        raw = resp.headers.get(header)
+        if raw is not None:
+            try:
+                value = float(raw)
+            except ValueError:
+                continue
+            if math.isfinite(value) and value >= 0:
+                return value
+    return fallback
+
+
+def _limit_text(resp: requests.Response) -> str:
+    h = resp.headers
+    name = h.get("X-RateLimit-Name")
+    limit, period = h.get("X-RateLimit-Limit"), h.get("X-RateLimit-Period")
+    text = "rate limited (HTTP 429)"
+    if name:
+        text += f" on {name}"
+    if limit and period:
+        text += f", {limit} requests per {period}s"
+    return text
+
+
+def _hint(resp: requests.Response) -> str:
+    try:
+        said = errors_of(resp.json())
+    except ValueError:
+        said = resp.text.strip().replace("\n", " ")[:120]
+    return f": {said}" if said else ""
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    for marker in ("Connection refused", "Name or service not known", "timed out",
+                   "No route to host", "Connection reset", "certificate verify failed"):
+        if marker in text:
+            return marker.lower()
+    return type(err).__name__
+
