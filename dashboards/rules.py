@@ -74,13 +74,22 @@ def _level(segment_labels: tuple[str, ...]) -> str:
 
 
 def _measured(spec: StreamSpec) -> list[tuple[str, str, Measurement]]:
+    """Every measurement in Prometheus's format (a ``datadog`` source's are not)."""
     return [(s.name, part, m) for s in spec.stages for part in _PARTS
-            if (m := getattr(s, part)) is not None]
+            if (m := getattr(s, part)) is not None and not _in_datadog(spec, m)]
+
+
+def _in_datadog(spec: StreamSpec, m: Measurement) -> bool:
+    src = spec.sources.get(m.source)
+    return src is not None and src.kind == "datadog"
 
 
 def not_recordable(spec: StreamSpec) -> list[str]:
     """One line per measurement that gets no rules, saying which and why."""
-    out = []
+    out = [f"{s.name} {part}: {m.kind} {m.name} ({m.place}): measured in Datadog, which computes its "
+           "percentiles itself; there is nothing for Prometheus to record"
+           for s in spec.stages for part in _PARTS
+           if (m := getattr(s, part)) is not None and _in_datadog(spec, m)]
     for stage, part, m in _measured(spec):
         if m.kind == "summary":
             out.append(f"{stage} {part}: summary {m.name} ({m.place}): summary quantiles "
