@@ -227,6 +227,14 @@ def analyse(spec: StreamSpec, window: Window,
     if end_to_end is None and missing:
         checks.append(Check("warning", "no-end-to-end",
                             f"no end-to-end lead time: no data for {', '.join(sorted(missing))}"))
+    elif end_to_end is None and len(path) > 1:
+        blockers = [f"{n} {p}" for n in path for p in PARTS
+                    if (r := by_name[n].part(p)) is not None and r.distribution is not None
+                    and not hasattr(r.distribution, "point_masses")]
+        if blockers:
+            checks.append(Check("warning", "no-end-to-end", (
+                f"no end-to-end lead time: {', '.join(blockers)} cannot be added to the other parts "
+                "(percentiles computed per instance or per host are not a distribution)")))
 
     flow = _flow_efficiency([by_name[n] for n in path], end_to_end)
     candidates = [s for s in stage_results if s.total is not None]

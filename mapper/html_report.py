@@ -194,7 +194,8 @@ def to_html(lm: LatencyMap, findings: Findings | None = None) -> str:
         f"<h1>{escape(title)}</h1>",
         f"<p>Window {escape(format_time(lm.window.start))} .. {escape(format_time(lm.window.end))} "
         f"({escape(format_duration(lm.window.seconds))}). Intervals in brackets: histogram bucket bounds, "
-        "or 95% confidence for samples. <code>*</code> marks the bottleneck.</p>",
+        "95% confidence for samples, or the accuracy a back end states for its own percentiles (Datadog's "
+        "DDSketch). <code>*</code> marks the bottleneck.</p>",
         _section("The value stream", f'<div class="map">{svg}</div>'),
         _section("Per stage", _table(head, rows) + _ul(_summary_lines(lm))),
         _section("Per hop", _table(["from", "to", "part", "n", *head[4:]], hop_rows)) if hop_rows else "",

@@ -185,6 +185,9 @@ def cell(e: Estimate) -> str:
             return f">{format_duration(e.low)} (+Inf bucket)"
         if e.note and e.note.startswith("too few"):
             return f"n/a (n={e.count:,.0f} too few)"
+        if e.low is not None and e.high is not None:  # only bounded (per-host, per-chunk values)
+            why = e.note.split(":")[0] if e.note else "bounded"
+            return f"n/a [{format_duration(e.low)}..{format_duration(e.high)}] ({why})"
         return "n/a" if not e.note else f"n/a ({e.note.split(':')[0]})"
     hi = format_duration(e.high) if e.high is not None else "∞"
     lo = format_duration(e.low) if e.low is not None else "-∞"
@@ -280,7 +283,8 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
     lines = [f"# Latency map: {_md_escape(lm.spec.name)}", "",
              f"Window: {format_time(lm.window.start)} .. {format_time(lm.window.end)} "
              f"({format_duration(lm.window.seconds)}). Intervals in brackets: histogram bucket "
-             "bounds, or 95% confidence for samples. `*` marks the bottleneck.", "",
+             "bounds, 95% confidence for samples, or the accuracy a back end states for its own "
+             "percentiles (Datadog's DDSketch). `*` marks the bottleneck.", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
     lines.append("")

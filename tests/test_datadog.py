@@ -599,3 +599,33 @@ def test_apm_spans_422_is_rejected_with_datadogs_words(replay: DatadogReplay) ->
     spec = spec_for(replay.url)
     with pytest.raises(QueryRejected, match=r"HTTP 422: Datadog rejected the query: Generic Error: invalid_argument"):
         load_datadog_spans(spec.sources["dd"], Window(0.0, 1.0), ["x"])
+
+
+def test_per_host_bounds_render_as_ranges_and_block_the_end_to_end_with_a_reason() -> None:
+    """A Datadog histogram cannot be added to other parts: the map says why there is no
+    lead time, and its cells show the range, never a number."""
+    from mapper.analysis import analyse
+    from mapper.model import MeasurementResult
+    from mapper.report import to_table
+
+    spec = loads_spec("""\
+name: t
+percentiles: [50, 99]
+sources:
+  dd: {kind: datadog, site: EU1}
+stages:
+  - name: a
+    process: {source: dd, distribution: x.y}
+  - name: b
+    process: {source: dd, histogram: x.z}
+""", "s.yaml")
+    sketch = SketchDistribution({0.5: 0.0125, 0.99: 0.08}, 250_000, 3550.0, 0.0012, 0.95)
+    hosts = HostAggregateDistribution({0.5: (0.008, 0.014)}, 10_000, 0.7)
+    lm = analyse(spec, DAY, {("a", "process"): MeasurementResult(sketch, "dd a"),
+                             ("b", "process"): MeasurementResult(hosts, "dd b")})
+    assert lm.end_to_end is None
+    (check,) = [c for c in lm.checks if c.code == "no-end-to-end"]
+    assert check.message == ("no end-to-end lead time: b process cannot be added to the other parts "
+                             "(percentiles computed per instance or per host are not a distribution)")
+    table = to_table(lm)
+    assert "n/a [8ms..14ms] (not combinable)" in table and "12.5ms [12.4ms..12.6ms]" in table
