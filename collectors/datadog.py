@@ -92,6 +92,10 @@ class DatadogCollector:
 
     # ------------------------------------------------------------------ distributions
 
+    @property
+    def _where(self) -> str:
+        return self.client.url("/api/v2/query/scalar")
+
     def _origin(self) -> str:
         return f"Datadog DDSketch ({self.client.site})"
 
@@ -149,16 +153,16 @@ class DatadogCollector:
                    for q in self.percentiles if percentile_aggregator(q) is None}
         named = [(f"q{i}", f"{agg}:{scope}", "percentile") for i, (_, agg) in enumerate(pq)]
         try:
-            cols = _by_name(self.client.scalar(stats_q + named, start_ms, end_ms), stats_q + named)
+            cols = _by_name(self.client.scalar(stats_q + named, start_ms, end_ms), stats_q + named, self._where)
             return ({k: cols[k] for k, _, _ in stats_q if k in cols},
                     {q: cols[f"q{i}"] for i, (q, _) in enumerate(pq) if f"q{i}" in cols}, refused)
         except QueryRejected:
             pass  # find out which query it is: the stats alone, then each percentile
-        stats_cols = _by_name(self.client.scalar(stats_q, start_ms, end_ms), stats_q)
+        stats_cols = _by_name(self.client.scalar(stats_q, start_ms, end_ms), stats_q, self._where)
         served: dict[float, ScalarColumn] = {}
         for i, (q, _) in enumerate(pq):
             try:
-                got = _by_name(self.client.scalar([named[i]], start_ms, end_ms), [named[i]])
+                got = _by_name(self.client.scalar([named[i]], start_ms, end_ms), [named[i]], self._where)
                 if named[i][0] in got:
                     served[q] = got[named[i][0]]
             except QueryRejected as err:
@@ -239,6 +243,8 @@ class DatadogCollector:
                 got = self.client.timeseries(queries, int(t * 1000), int(end * 1000), SERIES_INTERVAL * 1000)
                 by_query = {got.query_index[i]: row for i, row in enumerate(got.values)}
                 for j, stamp in enumerate(got.times):
+                    if starts and stamp / 1000 <= starts[-1]:
+                        continue  # a point on the boundary of two requests comes once
                     starts.append(stamp / 1000)
                     for k, (name, _) in enumerate(queries):
                         row = by_query.get(k)
@@ -356,11 +362,13 @@ def load_datadog_spans(source: SourceSpec, window: Window, services: Sequence[st
     while True:
         body = client.search_spans(query, start_ms, end_ms, cursor, limit=min(1000, options.max_spans - read))
         pages += 1
-        data = body.get("data") if isinstance(body, dict) else None
-        batch, rejected = spans_from_events(data if data is not None else [], f"{where} page {pages}")
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise SourceError(f"{where} page {pages}: answer has no data list (not a span search response)")
+        data = body["data"]
+        batch, rejected = spans_from_events(data, f"{where} page {pages}")
         batches.append(batch)
         set_aside.update(rejected)
-        read += len(data or [])
+        read += len(data)
         cursor = page_cursor(body)
         if pages % 10 == 0:
             (client.notify)(f"Datadog spans: {read:,} read in {pages} pages")
@@ -398,15 +406,16 @@ def _first(col: ScalarColumn | None) -> float | None:
     return col.values[0]
 
 
-def _by_name(cols: list[ScalarColumn], asked: Sequence[tuple[str, str, str]]) -> dict[str, ScalarColumn]:
+def _by_name(cols: list[ScalarColumn], asked: Sequence[tuple[str, str, str]],
+             where: str = "/api/v2/query/scalar") -> dict[str, ScalarColumn]:
     """Columns by query name; by position when Datadog named them otherwise (formulas)."""
     names = {n for n, _, _ in asked}
     if all(c.name in names for c in cols):
         return {c.name: c for c in cols}
     if len(cols) == len(asked):
         return {n: c for (n, _, _), c in zip(asked, cols, strict=True)}
-    raise SourceError(f"Datadog answered {len(cols)} columns for {len(asked)} queries "
-                      f"({', '.join(c.name for c in cols)})")
+    raise SourceError(f"{where}: Datadog answered {len(cols)} columns for {len(asked)} queries "
+                      f"({', '.join(c.name for c in cols)[:200]})")
 
 
 def _said(err: Exception) -> str:

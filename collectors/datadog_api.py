@@ -266,7 +266,9 @@ class DatadogClient:
         while True:
             try:
                 self.calls += 1
-                resp = self.session.request(method, url, json=body, params=params, timeout=self.spec.timeout)
+                # No redirects: requests would send the DD-API-KEY header on to another host.
+                resp = self.session.request(method, url, json=body, params=params, timeout=self.spec.timeout,
+                                            allow_redirects=False)
             except requests.Timeout:
                 last = f"{url}: no answer within {self.spec.timeout:g}s"
             except requests.ConnectionError as err:
@@ -301,6 +303,10 @@ class DatadogClient:
         except ValueError:
             body = None
         status = resp.status_code
+        if 300 <= status < 400:
+            target = resp.headers.get("Location", "?").split("?", 1)[0]
+            raise SourceError(f"{url}: HTTP {status} redirect to {target} not followed (the keys would go "
+                              "with it); point the source's site or url at the API itself")
         if status in (401, 403):
             said = errors_of(body)
             raise SourceError(

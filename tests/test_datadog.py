@@ -629,3 +629,27 @@ stages:
                              "(percentiles computed per instance or per host are not a distribution)")
     table = to_table(lm)
     assert "n/a [8ms..14ms] (not combinable)" in table and "12.5ms [12.4ms..12.6ms]" in table
+
+
+def test_a_redirect_is_not_followed_with_the_keys(replay: DatadogReplay) -> None:
+    with running_replay() as elsewhere:
+        replay.route(lambda req: (302, b"", {"Location": elsewhere.url + "/api/v2/query/scalar?x=1"}))
+        with pytest.raises(SourceError) as err:
+            client_for(replay.url).scalar([("a", "count:x{*}", "sum")], 0, 1)
+        assert elsewhere.seen == []
+    assert str(err.value) == (f"{replay.url}/api/v2/query/scalar: HTTP 302 redirect to {elsewhere.url}"
+                              "/api/v2/query/scalar not followed (the keys would go with it); point the "
+                              "source's site or url at the API itself")
+
+
+def test_wrong_shapes_from_datadog_are_one_line_with_the_place(replay: DatadogReplay) -> None:
+    replay.route(lambda req: (200, [1, 2], {}) if req.path == "/api/v2/spans/events/search" else None)
+    replay.route(lambda req: (200, scalar_answer([("zz", [1.0], None)]), {}))
+    spec = spec_for(replay.url)
+    with pytest.raises(SourceError) as err:
+        load_datadog_spans(spec.sources["dd"], Window(0.0, 1.0), ["x"])
+    assert str(err.value) == (f"{replay.url}/api/v2/spans/events/search page 1: answer has no data list "
+                              "(not a span search response)")
+    with pytest.raises(SourceError) as err:
+        collector(spec).collect(spec.stage("alerting").process, DAY)  # type: ignore[arg-type]
+    assert str(err.value).startswith(f"{replay.url}/api/v2/query/scalar: Datadog answered 1 columns for 10 queries")
