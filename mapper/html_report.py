@@ -71,7 +71,7 @@ def _distributions(lm: LatencyMap) -> str:
 def _provenance(lm: LatencyMap) -> str:
     """Where every number comes from: each part's source and query, and how its
     percentiles were computed; then the end to end's method."""
-    from mapper.report import method_of
+    from mapper.report import method_of, total_source
 
     rows = []
     for s in lm.stages:
@@ -80,6 +80,8 @@ def _provenance(lm: LatencyMap) -> str:
             if r is not None:
                 how = method_of(r.distribution) if r.distribution is not None else "no data"
                 rows.append([s.stage.name, part, r.provenance, how])
+        if s.total is not None:
+            rows.append([s.stage.name, "hop (wait + process)", total_source(s) or "", method_of(s.total)])
     if lm.end_to_end is not None:
         rows.append(["end to end", lm.end_to_end_method, ", ".join(lm.path), method_of(lm.end_to_end)])
     return _section("Where the numbers come from", _table(["stage", "part", "source", "method"], rows))

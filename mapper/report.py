@@ -32,7 +32,7 @@ import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mapper.analysis import LatencyMap
+from mapper.analysis import LatencyMap, StageResult
 
 if TYPE_CHECKING:
     from mapper.findings import Findings
@@ -109,10 +109,24 @@ def _part_json(r: MeasurementResult | None, qs: tuple[float, ...]) -> dict[str, 
     return latency_json(r.distribution, qs, r.provenance)
 
 
+def total_source(s: StageResult) -> str | None:
+    """Where a stage's hop (wait + process) comes from, in words."""
+    if s.total is None:
+        return None
+    parts = [(p, r) for p in ("wait", "process") if (r := s.part(p)) is not None and r.distribution is not None]
+    traced_only = s.stage.traces is not None and s.stage.wait is None and s.stage.process is None
+    if isinstance(s.total, SampleDistribution) and traced_only:
+        return f"traces: wait + process of {s.stage.name} per traced item"
+    if len(parts) == 1:
+        return f"{parts[0][0]} of {s.stage.name} alone: {parts[0][1].provenance}"
+    return f"wait + process of {s.stage.name}: {method_of(s.total)}"
+
+
 def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
     """The ``report.json`` document (see the module docstring for the schema); with
     ``findings``, also the ``attribution``, ``time_shares`` and ``comparison`` sections."""
     qs = lm.spec.percentiles
+    by_name = {s.stage.name: s for s in lm.stages}
     stages = []
     for s in lm.stages:
         stages.append({
@@ -120,7 +134,7 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
             "owner": s.stage.owner,
             "wait": _part_json(s.wait, qs),
             "process": _part_json(s.process, qs),
-            "total": latency_json(s.total, qs),
+            "total": latency_json(s.total, qs, total_source(s)),
         })
     e2e = latency_json(lm.end_to_end, qs, {
         "traces": "traces: lead time per complete trace, first stage start to last stage end",
@@ -137,7 +151,8 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
                    "seconds": _num(lm.window.seconds)},
         "percentiles": [percentile_label(q) for q in qs],
         "stages": stages,
-        "hops": [{"from": h.source, "to": h.target, "latency": latency_json(h.latency, qs)}
+        "hops": [{"from": h.source, "to": h.target,
+                  "latency": latency_json(h.latency, qs, total_source(by_name[h.target]))}
                  for h in lm.hops],
         "end_to_end": e2e,
         "path": list(lm.path),

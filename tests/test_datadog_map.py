@@ -170,3 +170,20 @@ def test_grafana_and_recording_rules_leave_datadog_stages_out_and_say_why() -> N
     assert all("trade_alert_latency" not in e for _, e in dashboard_queries(doc))
     assert any(m.what == "alerting process" and "datadog source, not a PromQL API" in m.reason
                for m in missing)
+
+
+def test_every_number_in_report_json_names_its_source(prom_url: str, spool: Path, tmp_path: Path) -> None:
+    with running_replay() as dd:
+        metric_store(dd, ALERTING, UNIT_MILLISECOND)
+        spec = tmp_path / "stream.yaml"
+        spec.write_text(SPEC.format(prom=prom_url, dd=dd.url, spool=spool))
+        assert main(["map", "-c", str(spec), "--until", str(data.END), "--out", str(tmp_path), "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "report.json").read_text())
+    latencies = [doc["end_to_end"], *(h["latency"] for h in doc["hops"])]
+    for s in doc["stages"]:
+        latencies += [x for x in (s["wait"], s["process"], s["total"]) if x is not None]
+    assert all(x["source"] for x in latencies)
+    totals = {s["name"]: s["total"]["source"] for s in doc["stages"]}
+    assert totals["alerting"].startswith("process of alerting alone: dd (Datadog")
+    assert totals["notification"] == "traces: wait + process of notification per traced item"
+    assert totals["market-data"].startswith(f"process of market-data alone: prom ({prom_url})")
