@@ -87,6 +87,33 @@ def test_one_map_from_prometheus_datadog_and_traces(prom_url: str, spool: Path, 
     for path in out.iterdir():
         text = path.read_text(errors="replace")
         assert API_KEY not in text and APP_KEY not in text
+    _looked_at_in_chromium(out / "report.html", tmp_path)
+
+
+def _looked_at_in_chromium(report: Path, tmp_path: Path) -> None:
+    """A real browser shows the mixed report: no console error, the provenance table, and
+    every chart (the Datadog hour-by-hour series among them) drawn."""
+    import subprocess
+
+    from tests.servers import require_binary
+    from tests.test_html_report import _CHROMIUM_FLAGS
+
+    chromium = require_binary("chromium")
+    run = subprocess.run([chromium, *_CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                          "--enable-logging=stderr", "--v=0", "--dump-dom", report.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=90)
+    assert [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line] == []
+    dom = run.stdout
+    assert "<h2>Where the numbers come from</h2>" in dom
+    assert "<td>alerting</td><td>process</td><td>dd (Datadog " in dom
+    assert '<div class="map"><svg' in dom
+    charts = dom.split('<div class="chart">')[1:]
+    assert len(charts) >= 5
+    for chunk in charts:
+        figure = chunk[: chunk.index("</svg>")]
+        assert figure.lstrip().startswith("<svg") and "<path" in figure
+    series = dom.split("Percentiles over the window, hour by hour")[1].split("</section>")[0]
+    assert "alerting process" in series
 
 
 def test_a_stage_datadog_refuses_leaves_the_rest_of_the_map(prom_url: str, spool: Path, tmp_path: Path,
