@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from collectors.http import USER_AGENT, read_secret
+from collectors.http import USER_AGENT, read_secret, send
 from mapper.errors import QueryRejected, SourceError
 from mapper.spec import SourceSpec
 from mapper.spec_datadog import DatadogOptions
@@ -264,17 +264,12 @@ class DatadogClient:
         failures = 0
         last = ""
         while True:
-            try:
-                self.calls += 1
-                # No redirects: requests would send the DD-API-KEY header on to another host.
-                resp = self.session.request(method, url, json=body, params=params, timeout=self.spec.timeout,
-                                            allow_redirects=False)
-            except requests.Timeout:
-                last = f"{url}: no answer within {self.spec.timeout:g}s"
-            except requests.ConnectionError as err:
-                last = f"{url}: cannot connect ({_reason(err)})"
-            except requests.RequestException as err:
-                raise SourceError(f"{url}: request failed: {type(err).__name__}") from err
+            self.calls += 1
+            # No redirects: requests would send the DD-API-KEY header on to another host.
+            resp = send(self.session, method, url, self.spec.timeout, json=body, params=params,
+                        allow_redirects=False)
+            if isinstance(resp, str):
+                last = resp
             else:
                 self._note_limits(resp)
                 if resp.status_code == 429:
@@ -394,13 +389,4 @@ def _hint(resp: requests.Response) -> str:
     except ValueError:
         said = resp.text.strip().replace("\n", " ")[:120]
     return f": {said}" if said else ""
-
-
-def _reason(err: Exception) -> str:
-    text = str(err)
-    for marker in ("Connection refused", "Name or service not known", "timed out",
-                   "No route to host", "Connection reset", "certificate verify failed"):
-        if marker in text:
-            return marker.lower()
-    return type(err).__name__
 

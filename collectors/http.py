@@ -79,15 +79,9 @@ class HttpClient:
         for attempt in range(attempts):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                resp = self.session.request(method, url, params=params, data=data,
-                                            timeout=self.spec.timeout)
-            except requests.Timeout:
-                last = f"{url}: no answer within {self.spec.timeout:g}s"
-            except requests.ConnectionError as err:
-                last = f"{url}: cannot connect ({_reason(err)})"
-            except requests.RequestException as err:
-                raise SourceError(f"{url}: request failed: {type(err).__name__}") from err
+            resp = send(self.session, method, url, self.spec.timeout, params=params, data=data)
+            if isinstance(resp, str):
+                last = resp
             else:
                 if resp.status_code in RETRY_STATUS or resp.status_code >= 500:
                     last = f"{url}: HTTP {resp.status_code}{_body_hint(resp)}"
@@ -118,10 +112,24 @@ class HttpClient:
         return resp.status_code, body
 
 
-def _reason(err: Exception) -> str:
+def send(session: requests.Session, method: str, url: str, timeout: float, **kwargs: Any) -> requests.Response | str:
+    """One request: its response, or why there is none (no answer in time, no connection) as
+    a one-line message to retry on; any other request failure raises SourceError."""
+    try:
+        return session.request(method, url, timeout=timeout, **kwargs)
+    except requests.Timeout:
+        return f"{url}: no answer within {timeout:g}s"
+    except requests.ConnectionError as err:
+        return f"{url}: cannot connect ({connection_reason(err)})"
+    except requests.RequestException as err:
+        raise SourceError(f"{url}: request failed: {type(err).__name__}") from err
+
+
+def connection_reason(err: Exception) -> str:
+    """Why a connection failed, in a few words (``connection refused``), never the URL."""
     text = str(err)
     for marker in ("Connection refused", "Name or service not known", "timed out",
-                   "No route to host", "Connection reset"):
+                   "No route to host", "Connection reset", "certificate verify failed"):
         if marker in text:
             return marker.lower()
     return type(err).__name__

@@ -209,6 +209,19 @@ def _duration(node: LDict, key: str, where: str, p: _Problems, default: float) -
         return default
 
 
+def _retries_timeout(node: LDict, where: str, p: _Problems) -> tuple[int, float]:
+    """A remote source's ``retries`` (0..10, default 3) and ``timeout`` (> 0, default 30s)."""
+    retries = node.get("retries", 3)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+        p.add(node.line_of("retries"), f"{where}.retries", "must be a whole number from 0 to 10")
+        retries = 3
+    timeout = _duration(node, "timeout", where, p, 30.0)
+    if timeout <= 0:
+        p.add(node.line_of("timeout"), f"{where}.timeout", "must be > 0")
+        timeout = 30.0
+    return retries, timeout
+
+
 def _source(name: str, node: Any, line: int, p: _Problems) -> SourceSpec | None:
     where = f"sources.{name}"
     if not isinstance(node, LDict):
@@ -216,14 +229,8 @@ def _source(name: str, node: Any, line: int, p: _Problems) -> SourceSpec | None:
         return None
     if node.get("kind") == "datadog":
         api_base, options = parse_datadog(node, where, p)
-        retries = node.get("retries", 3)
-        if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
-            p.add(node.line_of("retries"), f"{where}.retries", "must be a whole number from 0 to 10")
-            retries = 3
-        timeout = _duration(node, "timeout", where, p, 30.0)
-        if timeout <= 0:
-            p.add(node.line_of("timeout"), f"{where}.timeout", "must be > 0")
-        return SourceSpec(name=name, kind="datadog", url=api_base, place=p.at(line), timeout=timeout or 30.0,
+        retries, timeout = _retries_timeout(node, where, p)
+        return SourceSpec(name=name, kind="datadog", url=api_base, place=p.at(line), timeout=timeout,
                           retries=retries, datadog=options)
     if node.get("kind") == "traces":
         _check_keys(node, ("kind", "path"), where, p)
@@ -279,19 +286,13 @@ def _source(name: str, node: Any, line: int, p: _Problems) -> SourceSpec | None:
             _check_keys(t, ("ca_file", "insecure_skip_verify"), f"{where}.tls", p)
             ca_file = _str(t, "ca_file", f"{where}.tls", p)
             insecure = bool(t.get("insecure_skip_verify", False))
-    retries = node.get("retries", 3)
-    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
-        p.add(node.line_of("retries"), f"{where}.retries", "must be a whole number from 0 to 10")
-        retries = 3
-    timeout = _duration(node, "timeout", where, p, 30.0)
-    if timeout <= 0:
-        p.add(node.line_of("timeout"), f"{where}.timeout", "must be > 0")
+    retries, timeout = _retries_timeout(node, where, p)
     return SourceSpec(
         name=name, kind=kind or "", url=url.rstrip("/"), place=p.at(line),
         bearer_token_env=_str(node, "bearer_token_env", where, p),
         bearer_token_file=_str(node, "bearer_token_file", where, p),
         basic_auth=basic, headers=headers, ca_file=ca_file, insecure_skip_verify=insecure,
-        timeout=timeout or 30.0, retries=retries,
+        timeout=timeout, retries=retries,
     )
 
 
@@ -308,12 +309,10 @@ def _measurement(node: Any, line: int, where: str, sources: Mapping[str, Any],
     if source is not None and source not in sources:
         known = ", ".join(sources) or "none defined"
         p.add(node.line_of("source"), f"{where}.source", f"unknown source {source!r} (sources: {known})")
-    kinds = [k for k in METRIC_KEYS if k in node]
-    if len(kinds) != 1:
-        p.add(node.line, where, "give exactly one of histogram, summary, query")
+    picked = _one_of(node, METRIC_KEYS, where, p, "histogram, summary, query")
+    if picked is None:
         return None
-    kind = kinds[0]
-    name = _str(node, kind, where, p, required=True) or ""
+    kind, name = picked
     if kind != "query" and name and not _METRIC.match(name):
         p.add(node.line_of(kind), f"{where}.{kind}", f"not a Prometheus metric name: {name!r}")
     for suffix in ("_bucket", "_count", "_sum"):
@@ -350,15 +349,22 @@ def _unit(node: LDict, where: str, p: _Problems) -> str:
     return unit
 
 
+def _one_of(node: LDict, keys: tuple[str, ...], where: str, p: _Problems, said: str) -> tuple[str, str] | None:
+    """The one metric key a measurement gives, and its value (``("histogram", "x_seconds")``)."""
+    kinds = [k for k in keys if k in node]
+    if len(kinds) != 1:
+        p.add(node.line, where, f"give exactly one of {said}")
+        return None
+    return kinds[0], _str(node, kinds[0], where, p, required=True) or ""
+
+
 def _datadog_measurement(node: LDict, where: str, source: str, p: _Problems) -> Measurement | None:
     """``{source: dd, distribution: trade.alert.latency, filter: "service:alerting"}``."""
     _check_keys(node, ("source", *DATADOG_METRIC_KEYS, "filter", "unit"), where, p)
-    kinds = [k for k in DATADOG_METRIC_KEYS if k in node]
-    if len(kinds) != 1:
-        p.add(node.line, where, "give exactly one of distribution, histogram (Datadog metric types)")
+    picked = _one_of(node, DATADOG_METRIC_KEYS, where, p, "distribution, histogram (Datadog metric types)")
+    if picked is None:
         return None
-    kind = kinds[0]
-    name = _str(node, kind, where, p, required=True) or ""
+    kind, name = picked
     if name and not DD_METRIC_NAME.match(name):
         p.add(node.line_of(kind), f"{where}.{kind}", f"not a Datadog metric name: {name!r}")
     for suffix in (".avg", ".max", ".median", ".count", ".95percentile"):

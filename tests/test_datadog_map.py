@@ -116,14 +116,23 @@ def _looked_at_in_chromium(report: Path, tmp_path: Path) -> None:
     assert "alerting process" in series
 
 
-def test_a_stage_datadog_refuses_leaves_the_rest_of_the_map(prom_url: str, spool: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def _map_with_datadog_answering(status: int, errors: str, prom_url: str, spool: Path, tmp_path: Path,
+                                out: Path | None = None) -> tuple[int, str]:
+    """Run ``latmap map`` over the mixed stream with Datadog answering every call with
+    ``status`` and ``errors``; return the exit code and Datadog's URL."""
     with running_replay() as dd:
-        dd.route(lambda req: (400, errors_answer("Error parsing query: unknown metric trade.alert.latency"), {}))
+        dd.route(lambda req: (status, errors_answer(errors), {}))
         spec = tmp_path / "stream.yaml"
         spec.write_text(SPEC.format(prom=prom_url, dd=dd.url, spool=spool))
-        out = tmp_path / "out"
-        assert main(["map", "-c", str(spec), "--until", str(data.END), "--out", str(out), "--no-progress"]) == 0
+        where = ["--out", str(out)] if out else []
+        return main(["map", "-c", str(spec), "--until", str(data.END), *where, "--no-progress"]), dd.url
+
+
+def test_a_stage_datadog_refuses_leaves_the_rest_of_the_map(prom_url: str, spool: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, _ = _map_with_datadog_answering(400, "Error parsing query: unknown metric trade.alert.latency",
+                                          prom_url, spool, tmp_path, out)
+    assert code == 0
     doc = json.loads((out / "report.json").read_text())
     al = _stage(doc, "alerting")
     assert al["process"]["count"] == 0 and al["process"]["p99"]["note"] == "no data in the window"
@@ -137,14 +146,11 @@ def test_a_stage_datadog_refuses_leaves_the_rest_of_the_map(prom_url: str, spool
 
 def test_wrong_keys_are_one_line_and_exit_2(prom_url: str, spool: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    with running_replay() as dd:
-        dd.route(lambda req: (403, errors_answer("Forbidden"), {}))
-        spec = tmp_path / "stream.yaml"
-        spec.write_text(SPEC.format(prom=prom_url, dd=dd.url, spool=spool))
-        assert main(["map", "-c", str(spec), "--until", str(data.END), "--no-progress"]) == 2
+    code, url = _map_with_datadog_answering(403, "Forbidden", prom_url, spool, tmp_path)
+    assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"latmap: error: alerting process: {dd.url}/api/v2/query/scalar: HTTP 403: Forbidden: "
-                       f"check DD_API_KEY / DD_APP_KEY and the site ({dd.url})")
+    assert err[-1] == (f"latmap: error: alerting process: {url}/api/v2/query/scalar: HTTP 403: Forbidden: "
+                       f"check DD_API_KEY / DD_APP_KEY and the site ({url})")
 
 
 def test_a_stage_traced_by_datadog_apm(tmp_path: Path) -> None:
