@@ -182,6 +182,12 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
             if s.traces is not None and s.wait is None and s.process is None and not table.stage_frame(s.name).empty:
                 totals[s.name] = SampleDistribution(table.totals(s.name))
     segment_data = collect_segments(spec, window, table, collectors)
+    if segment_data is not None:
+        checks += [Check("info", "segments-not-from-datadog", (
+            f"{stage} {part}: measured in Datadog, whose percentiles cannot be added across hours or days: "
+            "no hour-of-day, weekday, label or event segments for it (its hour-by-hour series is charted)"),
+            stage, part)
+            for stage, part, m in measurements(spec) if spec.sources[m.source].kind == "datadog"]
     return analyse(spec, window, results, table, checks, totals, segment_data)
 
 

@@ -219,4 +219,5 @@ def test_every_number_in_report_json_names_its_source(prom_url: str, spool: Path
     totals = {s["name"]: s["total"]["source"] for s in doc["stages"]}
     assert totals["alerting"].startswith("process of alerting alone: dd (Datadog")
     assert totals["notification"] == "traces: wait + process of notification per traced item"
+    assert [c["stage"] for c in doc["checks"] if c["code"] == "segments-not-from-datadog"] == ["alerting"]
     assert totals["market-data"].startswith(f"process of market-data alone: prom ({prom_url})")
