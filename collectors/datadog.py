@@ -80,6 +80,8 @@ class DatadogCollector:
         self.spec = spec
         self.client = DatadogClient(spec, notify)
         self.percentiles = tuple(sorted({*percentiles, *STANDARD_PERCENTILES}))
+        #: A histogram's agent sends .95percentile by default; others only when configured.
+        self.host_percentiles = tuple(sorted({*percentiles, 0.95}))
         self.max_points = max_points
 
     def collect(self, measurement: Measurement, window: Window) -> MeasurementResult:
@@ -288,7 +290,7 @@ class DatadogCollector:
         unit_seen: list[Unit] = []
         per_host: dict[str, dict[float, tuple[float, float]]] = {}
         missing = []
-        for q in self.percentiles:
+        for q in self.host_percentiles:
             suffix = host_suffix(q)
             if suffix is None:
                 continue

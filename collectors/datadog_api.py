@@ -272,8 +272,8 @@ class DatadogClient:
                 last = resp
             else:
                 self._note_limits(resp)
-                if resp.status_code == 429:
-                    self._wait(_reset_seconds(resp, self.backoff), _limit_text(resp), url)
+                if resp.status_code == 429:  # at least the backoff: a "reset in 0s" must not spin
+                    self._wait(max(_reset_seconds(resp, self.backoff), self.backoff), _limit_text(resp), url)
                     continue  # rate-limit waits are bounded by max_wait, not by retries
                 if resp.status_code < 500:
                     return self._decode(resp, url)

@@ -468,6 +468,14 @@ def test_remaining_zero_waits_before_the_next_call(replay: DatadogReplay) -> Non
     assert "rate limit exhausted (X-RateLimit-Remaining: 0); waiting 10s" in notes[0]
 
 
+def test_a_429_that_resets_in_0s_does_not_spin(replay: DatadogReplay) -> None:
+    replay.route(lambda req: (429, errors_answer("Too many requests"), {"X-RateLimit-Reset": "0"}))
+    c = collector(spec_for(replay.url, source=", max_wait: 3s"))
+    with pytest.raises(SourceError, match="would exceed max_wait 3s"):
+        c.client.scalar([("a", "count:x{*}", "sum")], 0, 1)
+    assert len(replay.seen) == 7  # 0.5s each until the 3s budget is spent
+
+
 def test_a_rate_limit_beyond_max_wait_is_a_clear_error(replay: DatadogReplay) -> None:
     replay.route(lambda req: (429, errors_answer("Too many requests"), {"X-RateLimit-Reset": "3600"}))
     spec = spec_for(replay.url, source=", max_wait: 30s")
