@@ -170,14 +170,17 @@ def test_recorded_timeseries_answer_parses_to_its_points(replay: DatadogReplay) 
     assert got.query_index == (0,) and got.group_tags == ((),) and got.units == (None,)
 
 
-def test_recorded_empty_timeseries_and_its_400(replay: DatadogReplay) -> None:
-    replay.recorded(cassette("v2/test_timeseries_cross_product_query_with_apm_metrics_data_source_returns_ok_response"))
+@pytest.mark.parametrize("name", ["apm_metrics", "apm_dependency_stats"])
+def test_recorded_empty_timeseries(replay: DatadogReplay, name: str) -> None:
+    replay.recorded(cassette(f"v2/test_timeseries_cross_product_query_with_{name}_data_source_returns_ok_response"))
     got = client_for(replay.url).timeseries([("a", "x")], 0, 1, 5000)
-    assert got.times == () and got.values == ()
-    with running_replay() as bad:
-        bad.recorded(cassette("v2/test_timeseries_cross_product_query_returns_bad_request_response"))
-        with pytest.raises(QueryRejected, match=r'Invalid type\. Expected "timeseries_request"\.$'):
-            client_for(bad.url).timeseries([("a", "x")], 0, 1, 5000)
+    assert got.times == () and got.values == () and got.query_index == ()
+
+
+def test_recorded_timeseries_400(replay: DatadogReplay) -> None:
+    replay.recorded(cassette("v2/test_timeseries_cross_product_query_returns_bad_request_response"))
+    with pytest.raises(QueryRejected, match=r'Invalid type\. Expected "timeseries_request"\.$'):
+        client_for(replay.url).timeseries([("a", "x")], 0, 1, 5000)
 
 
 def test_recorded_v1_query_parses_to_its_288_points(replay: DatadogReplay) -> None:
