@@ -131,15 +131,20 @@ def _percentiles(spec: StreamSpec) -> list[float]:
 
 def _end_to_end(spec: StreamSpec, missing: list[NotDashboardable]) -> list[Builder[Any]]:
     objectives = [o for o in spec.objectives if o.target == "end_to_end"]
+    panels: list[Builder[Any]] = [_quantile_panel(
+        "Lead time (latmap's runs)", [("{{percentile}}", Q.pushed_lead_time(spec))], objectives,
+        "The lead time's percentiles as latmap computed them (per trace, or the convolution of the "
+        "hops' distributions), pushed by each `latmap report --pushgateway` run: one point per run. "
+        "Empty until a run has pushed.")]
     lead = [(Q.q_label(q), e) for q in _percentiles(spec) if (e := Q.lead_time_quantile(spec, q))]
-    panels: list[Builder[Any]] = []
     if lead:
         panels.append(_quantile_panel(
-            "Lead time (sum of hop quantiles)", lead, objectives,
-            "Each line adds up the stages' wait and process quantiles: a readable approximation, "
-            "not the quantile of the sum (latmap map convolves the distributions)."))
+            "Hop quantiles added up (live; not the lead time's quantile)", lead, [],
+            "Each line adds up the stages' wait and process quantiles, live from Prometheus. Quantiles do "
+            "not add up, so this is a view of the hops, not a lead-time percentile: compare objectives "
+            "with latmap's runs above."))
     else:
-        missing.append(NotDashboardable("lead time", "no stage is measured by a Prometheus source"))
+        missing.append(NotDashboardable("live hop sum", "no stage is measured by a Prometheus source"))
     flow = Q.flow_efficiency(spec)
     if flow:
         panels.append(_stat("Flow efficiency", [("process / lead time (means)", flow)], [], "percentunit",
@@ -148,9 +153,8 @@ def _end_to_end(spec: StreamSpec, missing: list[NotDashboardable]) -> list[Build
         missing.append(NotDashboardable("flow efficiency", "needs the mean (_sum and _count) of every "
                                         "part; a raw query or a missing process time has none"))
     for o in objectives:
-        expr = Q.lead_time_quantile(spec, o.q)
-        if expr:
-            panels.append(_stat(f"Lead time {Q.q_label(o.q)} vs objective", [(o.label, expr)], [o]))
+        panels.append(_stat(f"Lead time {Q.q_label(o.q)} vs objective", [(o.label, Q.pushed_lead_time(spec, o.q))],
+                            [o], description="latmap's last run (pushed with --pushgateway)."))
     return panels
 
 

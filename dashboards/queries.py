@@ -157,9 +157,29 @@ def hop_quantile(spec: StreamSpec, stage: Stage, q: float) -> str | None:
 
 
 def lead_time_quantile(spec: StreamSpec, q: float) -> str | None:
-    """Sum over the stages of their hop q-quantiles (see :func:`hop_quantile`)."""
+    """Sum over the stages of their hop q-quantiles (see :func:`hop_quantile`): a live view
+    of the hops, *not* the lead time's quantile (quantiles do not add up)."""
     terms = [t for s in spec.stages if (t := hop_quantile(spec, s, q))]
     return " + ".join(terms) or None
+
+
+def pushed_lead_time(spec: StreamSpec, q: float | None = None) -> str:
+    """The lead time's q-quantile as latmap computed it in its last run (per trace, or the
+    convolution of the hops, from every source: Prometheus, Datadog, traces) and pushed with
+    ``latmap report --pushgateway``; all pushed percentiles when ``q`` is None."""
+    from mapper.pushgw import LEAD_TIME
+
+    sel = f'stream="{escape_value(spec.name)}"'
+    if q is not None:
+        sel += f',percentile="{q_label(q)}"'
+    return f"max by (percentile) ({LEAD_TIME}{{{sel}}})"
+
+
+def is_pushed(expr: str) -> bool:
+    """Whether a query reads what latmap pushes (empty until a ``--pushgateway`` run)."""
+    from mapper.pushgw import JOB
+
+    return f"{JOB}_" in expr and "_bucket" not in expr
 
 
 def flow_efficiency(spec: StreamSpec) -> str | None:
@@ -265,9 +285,11 @@ __all__ = [
     "graph_nodes",
     "heatmap",
     "hop_quantile",
+    "is_pushed",
     "lead_time_quantile",
     "mean",
     "parts",
+    "pushed_lead_time",
     "q_label",
     "quantile",
     "request_rate",

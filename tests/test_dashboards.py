@@ -100,7 +100,7 @@ def test_dashboard_shape() -> None:
     assert variables["datasource"]["query"] == "prometheus"
     assert variables["provider"]["includeAll"] and variables["provider"]["allValue"] == ".*"
     assert [a["name"] for a in doc["annotations"]["list"]] == ["daily-news"]
-    lead = next(p for p in doc["panels"] if p["title"] == "Lead time (sum of hop quantiles)")
+    lead = next(p for p in doc["panels"] if p["title"] == "Lead time (latmap's runs)")
     assert [s["value"] for s in lead["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 2.0]
     ids = [p["id"] for p in doc["panels"]]
     assert len(set(ids)) == len(ids)

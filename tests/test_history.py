@@ -139,7 +139,8 @@ def test_a_pushed_run_is_scraped_by_prometheus(tmp_path: Path) -> None:
                                 stderr=subprocess.STDOUT)
         try:
             wait_ready(gw, proc)
-            push_run(_map(name="pay"), gw)
+            pushed = _map(name="pay")
+            push_run(pushed, gw)
             config = (f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: pushgateway\n"
                       f"    honor_labels: true\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
             with running_prometheus(config=config) as prom:
@@ -150,6 +151,14 @@ def test_a_pushed_run_is_scraped_by_prometheus(tmp_path: Path) -> None:
                                      params={"query": 'latmap_hop_latency_seconds{stream="pay"}'})
                     result = r.json()["data"]["result"]
                     time.sleep(0.3)
+                # the dashboard's lead-time panels read latmap's own end-to-end numbers
+                from dashboards.queries import pushed_lead_time
+
+                lead = requests.get(f"{prom}/api/v1/query", timeout=5, params={
+                    "query": pushed_lead_time(pushed.spec, 0.99)}).json()["data"]["result"]
+            assert pushed.end_to_end is not None
+            assert [(m["metric"], float(m["value"][1])) for m in lead] == [
+                ({"percentile": "p99"}, pytest.approx(pushed.end_to_end.quantile(0.99).value, rel=1e-9))]
             labels = {(m["metric"]["stage"], m["metric"]["part"], m["metric"]["percentile"]): float(m["value"][1])
                       for m in result}
             assert labels[("b", "process", "p50")] == pytest.approx(0.003, rel=0.15)
