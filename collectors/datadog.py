@@ -132,7 +132,7 @@ class DatadogCollector:
                 "warning", "no-data", f"{where}: Datadog has no points in the window")))
         total, low, high = (_first(stats.get(k)) for k in ("sum", "min", "max"))
         quantiles = {q: v * f for q, c in served.items() if (v := _first(c)) is not None}
-        unavailable = {q: why for q, why in refused.items()}
+        unavailable = dict(refused)
         for q, c in served.items():
             if _first(c) is None and q not in unavailable:
                 unavailable[q] = (f"Datadog has no {percentile_label(q)} for {scope} (percentiles not "
@@ -179,6 +179,7 @@ class DatadogCollector:
         lows: list[float] = []
         highs: list[float] = []
         per_q: dict[float, list[float]] = {}
+        gaps: set[float] = set()
         refused: dict[float, str] = {}
         unit: Unit | None = None
         t = window.start
@@ -196,10 +197,15 @@ class DatadogCollector:
                 for key, into in (("min", lows), ("max", highs)):
                     if (v := _first(stats.get(key))) is not None:
                         into.append(v)
-                for q, c in served.items():
-                    if (v := _first(c)) is not None:
+                for q in self.percentiles:
+                    if (v := _first(served.get(q))) is not None:
                         per_q.setdefault(q, []).append(v)
+                    else:  # a day without this percentile: the days' range bounds nothing
+                        gaps.add(q)
             t = end
+        for q in gaps:
+            per_q.pop(q, None)
+            refused.setdefault(q, f"Datadog did not serve {percentile_label(q)} for every day of the window")
         stats_out = {"count": ScalarColumn("count", (count,), None)}
         if has_sum:
             stats_out["sum"] = ScalarColumn("sum", (total,), unit)

@@ -345,7 +345,7 @@ def test_long_window_refused_whole_is_read_by_day_and_percentiles_only_bounded(r
     """Datadog refuses the 3-day window: counts add up, min/max are exact, and the p99 of
     the window is given as the range of the days' p99 (never their average)."""
     days = {0: dict(ALERTING, count=100.0e3, p99=60.0, max=500.0),
-            1: dict(ALERTING, count=50.0e3, p99=90.0, min=0.9),
+            1: dict(ALERTING, count=50.0e3, p99=90.0, min=0.9, p95=None),
             2: dict(ALERTING, count=100.0e3, p99=70.0)}
     start = END - 3 * 86400
 
@@ -356,7 +356,7 @@ def test_long_window_refused_whole_is_read_by_day_and_percentiles_only_bounded(r
         if a["to"] - a["from"] > 86400 * 1000:
             return 400, errors_answer("Query window too large for this request"), {}
         day = days[(a["from"] // 1000 - int(start)) // 86400]
-        return 200, scalar_answer([(q["name"], [day[q["query"].split(":")[0]]],
+        return 200, scalar_answer([(q["name"], [] if (v := day[q["query"].split(":")[0]]) is None else [v],
                                     None if q["query"].startswith("count") else UNIT_MILLISECOND)
                                    for q in scalar_queries(req)]), {}
 
@@ -372,6 +372,8 @@ def test_long_window_refused_whole_is_read_by_day_and_percentiles_only_bounded(r
     assert p99.value is None
     assert p99.low == pytest.approx(0.060 / 1.01) and p99.high == pytest.approx(0.090 / 0.99)
     assert p99.note is not None and "cannot be combined" in p99.note
+    # a percentile one day lacks bounds nothing: not available, never the other days' range
+    assert d.quantile(0.95).note == "not available: Datadog did not serve p95 for every day of the window"
     assert any(c.code == "datadog-chunked" and "Query window too large for this request" in c.message
                for c in r.checks)
 
