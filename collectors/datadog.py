@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collectors.datadog_api import DatadogClient, Notify, QueryRejected, ScalarColumn, Unit
-from collectors.traces import LoadedSpans
+from collectors.traces import LoadedSpans, in_window
 from mapper.distribution import HostAggregateDistribution, SketchDistribution, percentile_label
 from mapper.errors import SourceError
 from mapper.model import Check, MeasurementResult, Window
@@ -350,7 +350,6 @@ def load_datadog_spans(source: SourceSpec, window: Window, services: Sequence[st
     """The spans of ``services`` that start inside ``window``, page by page from the span
     search API, up to the source's ``max_spans``."""
     from collectors.datadog_spans import page_cursor, spans_from_events
-    from collectors.otlp_codec import dedupe
     from collectors.spans import SpanBatch
 
     client = client or DatadogClient(source, notify)
@@ -385,14 +384,7 @@ def load_datadog_spans(source: SourceSpec, window: Window, services: Sequence[st
         if read >= options.max_spans:
             truncated = True
             break
-    spans = SpanBatch.concat(batches)
-    inside = (spans.start_ns > start_ms * 1_000_000) & (spans.start_ns <= end_ms * 1_000_000)
-    if not inside.all():
-        set_aside["outside the window"] += int((~inside).sum())
-        spans = spans.take(np.flatnonzero(inside))
-    spans, dups = dedupe(spans)
-    if dups:
-        set_aside["duplicate span"] += dups
+    spans = in_window(SpanBatch.concat(batches), window, set_aside)
     notes: tuple[str, ...] = ()
     if truncated:
         notes = (f"Datadog {client.site}: stopped at max_spans {options.max_spans:,} ({pages} pages); "

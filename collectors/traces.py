@@ -42,7 +42,7 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ())
     ``services`` narrows what a remote source (Datadog APM) is asked for; local files and the
     spool are read whole.
     """
-    from collectors.otlp_codec import dedupe, read_trace_files
+    from collectors.otlp_codec import read_trace_files
 
     if source.kind == "datadog":
         from collectors.datadog import load_datadog_spans
@@ -72,11 +72,21 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ())
             set_aside.update(decoded.rejected)
         batch = SpanBatch.concat(parts)
         origin = f"OTLP files {path}"
+    # the spool's reader has deduplicated already
+    return LoadedSpans(in_window(batch, window, set_aside, deduplicate=not spool), dict(set_aside), origin)
+
+
+def in_window(batch: SpanBatch, window: Window, set_aside: Counter[str], deduplicate: bool = True) -> SpanBatch:
+    """The spans that start inside ``window``, without duplicates (retried exports, pages
+    that overlap), which are counted in ``set_aside``."""
+    from collectors.otlp_codec import dedupe
+
+    start_ns, end_ns = int(window.start * 1e9), int(window.end * 1e9)
     inside = (batch.start_ns > start_ns) & (batch.start_ns <= end_ns)
     if not inside.all():  # a copy of a million rows costs memory; skip it when nothing changes
         batch = batch.take(np.flatnonzero(inside))
-    if not spool:  # the spool's reader has deduplicated already
+    if deduplicate:
         batch, dups = dedupe(batch)
         if dups:
             set_aside["duplicate span"] += dups
-    return LoadedSpans(batch, dict(set_aside), origin)
+    return batch

@@ -177,9 +177,9 @@ def pushed_lead_time(spec: StreamSpec, q: float | None = None) -> str:
 
 def is_pushed(expr: str) -> bool:
     """Whether a query reads what latmap pushes (empty until a ``--pushgateway`` run)."""
-    from mapper.pushgw import JOB
+    from mapper.pushgw import LEAD_TIME
 
-    return f"{JOB}_" in expr and "_bucket" not in expr
+    return LEAD_TIME in expr
 
 
 def flow_efficiency(spec: StreamSpec) -> str | None:

@@ -26,9 +26,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+
+_T = TypeVar("_T")
 
 #: Confidence level of the order-statistic interval for samples.
 CONFIDENCE = 0.95
@@ -381,6 +383,14 @@ class SampleDistribution:
         return PointMasses(self.values, np.full(self.values.size, 1.0 / max(1, self.values.size)))
 
 
+def _at(mapping: Mapping[float, _T], q: float) -> _T | None:
+    """The entry for quantile ``q`` (keys compared to 1e-9: 0.9999 from YAML's 99.99 / 100)."""
+    for have, value in mapping.items():
+        if math.isclose(have, q, rel_tol=0, abs_tol=1e-9):
+            return value
+    return None
+
+
 # --------------------------------------------------------------------------- summaries
 
 
@@ -405,11 +415,11 @@ class SummaryDistribution:
         return self.sum / self.count
 
     def quantile(self, q: float) -> Estimate:
-        for have, value in self.quantiles.items():
-            if math.isclose(have, q, rel_tol=0, abs_tol=1e-9):
-                if math.isnan(value):
-                    return Estimate(q, None, None, None, self.count, f"{self.origin}: no observations")
-                return Estimate(q, value, value, value, self.count, f"{self.origin}: client-computed")
+        value = _at(self.quantiles, q)
+        if value is not None:
+            if math.isnan(value):
+                return Estimate(q, None, None, None, self.count, f"{self.origin}: no observations")
+            return Estimate(q, value, value, value, self.count, f"{self.origin}: client-computed")
         exposed = ", ".join(percentile_label(x) for x in sorted(self.quantiles)) or "none"
         return Estimate(
             q, None, None, None, self.count,
@@ -464,20 +474,17 @@ class SketchDistribution:
         if short:
             return Estimate(q, None, None, None, self.count, short)
         a = self.relative_accuracy
-        for have, value in self.quantiles.items():
-            if math.isclose(have, q, rel_tol=0, abs_tol=1e-9):
-                low, high = self._clip(value / (1 + a), value / (1 - a))
-                return Estimate(q, value, low, high, self.count, f"{self.origin}: computed by the back end, "
-                                f"relative accuracy {a:.2%}")
-        for have, (low, high) in self.bounds.items():
-            if math.isclose(have, q, rel_tol=0, abs_tol=1e-9):
-                low, high = self._clip(low / (1 + a), high / (1 - a))
-                return Estimate(q, None, low, high, self.count,
-                                f"bounded only: {self.origin} answered per chunk of the window, and "
-                                "percentiles of chunks cannot be combined")
-        for have, why in self.unavailable.items():
-            if math.isclose(have, q, rel_tol=0, abs_tol=1e-9):
-                return Estimate(q, None, None, None, self.count, f"not available: {why}")
+        if (value := _at(self.quantiles, q)) is not None:
+            low, high = self._clip(value / (1 + a), value / (1 - a))
+            return Estimate(q, value, low, high, self.count, f"{self.origin}: computed by the back end, "
+                            f"relative accuracy {a:.2%}")
+        if (bounds := _at(self.bounds, q)) is not None:
+            low, high = self._clip(bounds[0] / (1 + a), bounds[1] / (1 - a))
+            return Estimate(q, None, low, high, self.count,
+                            f"bounded only: {self.origin} answered per chunk of the window, and "
+                            "percentiles of chunks cannot be combined")
+        if (why := _at(self.unavailable, q)) is not None:
+            return Estimate(q, None, None, None, self.count, f"not available: {why}")
         served = ", ".join(percentile_label(x) for x in sorted(self.quantiles)) or "none"
         return Estimate(q, None, None, None, self.count, f"not available: {self.origin} serves {served}")
 
@@ -488,7 +495,8 @@ class SketchDistribution:
         the lower end's lower bound, ``high`` at the upper end's upper bound, so sums stay
         bounded. Below the lowest served quantile the mass reaches down to the minimum (0 when
         unknown), above the highest up to the maximum (unbounded when unknown). ``mid``
-        interpolates log-linearly between served values on the probability grid.
+        interpolates log(value) linearly in logit(p) between the served values, with the exact
+        min and max standing for the 1/(n+1) and n/(n+1) quantiles.
         """
         a = self.relative_accuracy
         qs = sorted(self.quantiles)
@@ -508,8 +516,7 @@ class SketchDistribution:
             return PointMasses(v_high[1:], np.diff(p))
         edges = PROBABILITY_EDGES
         mids = (edges[:-1] + edges[1:]) / 2
-        # The exact min and max stand for the 1/(n+1) and n/(n+1) quantiles; between anchors
-        # log(value) runs linearly in logit(p), which follows a tail better than p does.
+        # logit(p) follows a tail better than p does
         n = max(self.count, 1.0)
         anchor_p = np.concatenate([[1 / (n + 1)] if self.minimum is not None else [], probs,
                                    [n / (n + 1)] if self.maximum is not None else []])
@@ -546,11 +553,10 @@ class HostAggregateDistribution:
         check_q(q)
         if self.count <= 0:
             return Estimate(q, None, None, None, 0.0, "no observations in the window")
-        for have, (low, high) in self.bounds.items():
-            if math.isclose(have, q, rel_tol=0, abs_tol=1e-9):
-                return Estimate(q, None, low, high, self.count,
-                                f"not combinable: {self.origin}; the window's {percentile_label(q)} lies "
-                                f"between the smallest and largest per-host value")
+        if (bounds := _at(self.bounds, q)) is not None:
+            return Estimate(q, None, bounds[0], bounds[1], self.count,
+                            f"not combinable: {self.origin}; the window's {percentile_label(q)} lies "
+                            f"between the smallest and largest per-host value")
         exposed = ", ".join(percentile_label(x) for x in sorted(self.bounds)) or "none"
         return Estimate(q, None, None, None, self.count,
                         f"not available: {self.origin} exposes only {exposed}")
