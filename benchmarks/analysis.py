@@ -5,7 +5,7 @@ lead time, tail attribution, time shares, hour-of-day and weekday segments, an e
 a label slice with 3 values) completes in under 15 s on the 2-core machine, measured next to a
 naive pandas baseline in the same run; the ratio is printed.
 
-Data (built vectorised with numpy, no source, as ``tests/test_attribution.py`` does): N traces
+Data (built vectorised with numpy, no source, as ``tests/analysis/test_attribution.py`` does): N traces
 of the stream ``gateway -> pricing -> risk -> alerting -> notify``, spread uniformly over 7 days
 (a UTC-midnight-aligned week) plus a burst of 12% of the traces at 14:00-14:30 UTC every day,
 during which the ``risk`` queue wait is 5x longer. Per trace:
@@ -66,14 +66,14 @@ import numpy as np
 import pandas as pd
 from naive import merge_intervals  # benchmarks/ is on sys.path when these run
 
-from collectors.spans import KIND_CLIENT, KIND_CONSUMER, KIND_INTERNAL, KIND_PRODUCER, KIND_SERVER, SpanBatch
-from mapper.analysis import LatencyMap, analyse
-from mapper.distribution import Distribution, SampleDistribution
-from mapper.findings import Findings, find
-from mapper.model import MeasurementResult, Window
-from mapper.segments import build_segments, trace_samples
-from mapper.spec import StreamSpec, loads_spec
-from mapper.traces import StageMatch, TraceTable, build_trace_table, part_results
+from mapper.analysis.findings import Findings, find
+from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.segments import build_segments, trace_samples
+from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, part_results
+from mapper.core.distribution import Distribution, SampleDistribution
+from mapper.core.model import MeasurementResult, Window
+from mapper.core.spans import KIND_CLIENT, KIND_CONSUMER, KIND_INTERNAL, KIND_PRODUCER, KIND_SERVER, SpanBatch
+from mapper.core.spec import StreamSpec, loads_spec
 
 FULL = 1_000_000
 QUICK = 50_000

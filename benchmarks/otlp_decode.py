@@ -171,7 +171,8 @@ def run_method(method: str, body: bytes) -> int:
     if method == "upb parse (OTLP schema)":
         req = ExportTraceServiceRequest.FromString(body)
         return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
-    from collectors import otlp_codec
+    from collectors.otlp import codec as otlp_codec
+    from collectors.otlp import json as otlp_json
 
     if method == "upb parse (lean schema)":
         data = otlp_codec._LeanTracesData.FromString(body)
@@ -181,7 +182,7 @@ def run_method(method: str, body: bytes) -> int:
     if method == "decode_protobuf":
         return len(otlp_codec.decode_protobuf(body).batch)
     if method == "decode_json":
-        return len(otlp_codec.decode_json(body).batch)
+        return len(otlp_json.decode_json(body).batch)
     if method == "naive baseline":
         return naive(body)
     raise SystemExit(f"unknown method {method!r}")
@@ -200,7 +201,7 @@ def peak_rss_kib() -> int:
 
 
 def child(method: str, body_path: str, repeat: int) -> None:
-    import collectors.otlp_codec  # noqa: F401 - imported before the baseline, like the body
+    import collectors.otlp.codec  # noqa: F401 - imported before the baseline, like the body
 
     body = Path(body_path).read_bytes()
     base = peak_rss_kib()

@@ -4,7 +4,7 @@ For several known latency distributions (fixed seeds), the raw samples are count
 classic Prometheus histograms with realistic bucket layouts; then p50, p99 and p99.99 are
 estimated from the buckets alone by
 
-* latmap: :meth:`mapper.distribution.HistogramDistribution.quantile` (default "powerlaw"
+* latmap: :meth:`mapper.core.distribution.HistogramDistribution.quantile` (default "powerlaw"
   interpolation: a power-law density inside the bucket where the neighbours show its shape), with its interval;
 * Prometheus: ``histogram_quantile`` evaluated by a REAL Prometheus server (the
   ``prometheus`` binary, 2.42 here) over the very same bucket counts,
@@ -32,7 +32,7 @@ buckets, so it fails the run too.
 
 How the data gets into Prometheus, and why ``increase()``:
 all cases go into one OpenMetrics file under different metric names, backfilled with
-``promtool tsdb create-blocks-from openmetrics`` (:func:`mapper.localprom.backfill`), and
+``promtool tsdb create-blocks-from openmetrics`` (:func:`mapper.demo.localprom.backfill`), and
 one server answers every query. Each histogram has three scrapes: all counters 0 at T0, the
 first half of the samples at T0+30 s, all samples at T1 = T0+60 s. Prometheus is queried
 at T1 with ``histogram_quantile(q, sum by (le) (increase(NAME_bucket[10m])))``, the query
@@ -68,8 +68,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from mapper.distribution import Estimate, HistogramDistribution, percentile_label
-from mapper.localprom import backfill, binaries_available, running_prometheus
+from mapper.core.distribution import Estimate, HistogramDistribution, percentile_label
+from mapper.demo.localprom import backfill, binaries_available, running_prometheus
 
 QUANTILES = (0.5, 0.99, 0.9999)
 SEED = 20240611

@@ -8,7 +8,7 @@ loopback with several concurrent keep-alive connections. Each receiver runs in i
 subprocess, so the client's CPU is not counted in its process; the clock runs from the
 first request sent to the last 200 received, and a 200 means "fsynced" for both receivers:
 
-* ``latmap``: :mod:`collectors.receiver` as ``latmap serve`` runs it (decode to columns,
+* ``latmap``: :mod:`collectors.spool.receiver` as ``latmap serve`` runs it (decode to columns,
   Arrow IPC records, group commit);
 * ``naive``: the same stdlib HTTP server decoding with ``MessageToDict``, one Python dict per
   span, one JSON line per span, and one fsync per request.
@@ -32,10 +32,10 @@ its own process, timed from start to exit with its own peak RSS (``wait4``):
 Every count, mean and percentile of the report (each stage's wait, process and hop, the lead
 time) must be the naive one written to the report's 9 significant digits, and the same numbers
 unrounded (the library call the CLI makes, run again untimed) must agree within 1e-9: the ratio
-means something only if both computed the same, and it cross-checks :mod:`mapper.traces`. Targets (from
+means something only if both computed the same, and it cross-checks :mod:`mapper.analysis.traces`. Targets (from
 the issue): under 5 s, >= 20x the naive map, peak RSS < 1 GiB; they are printed, met or not.
 The exit code is 1 only when the run itself failed (a process exited badly, the numbers
-disagree), so that ``tests/test_benchmark_trace_map.py`` decides about the quick run.
+disagree), so that ``tests/benchmarks/test_benchmark_trace_map.py`` decides about the quick run.
 
 Usage::
 
@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mapper.localprom import stop_process  # noqa: E402 - needs ROOT on sys.path
+from mapper.demo.localprom import stop_process  # noqa: E402 - needs ROOT on sys.path
 
 TARGET_SPANS_PER_S = 200_000
 TARGET_RATIO = 8.0
@@ -281,7 +281,7 @@ def _free_port() -> int:
 
 def _start(kind: str, directory: str, port: int) -> subprocess.Popen[bytes]:
     if kind == "latmap":
-        cmd = [sys.executable, "-m", "collectors.receiver", "--spool", directory, "--http", f"127.0.0.1:{port}",
+        cmd = [sys.executable, "-m", "mapper", "serve", "--spool", directory, "--http", f"127.0.0.1:{port}",
                "--grpc", "off"]
     else:
         cmd = [sys.executable, __file__, "--serve-naive", directory, str(port)]
@@ -420,7 +420,7 @@ def part_a(total_spans: int, clients: int, baseline_spans: int | None) -> tuple[
         naive_dir = Path(tmp) / "naive"
         naive_dir.mkdir()
         naive = measure("naive", naive_requests, clients, str(naive_dir))
-        from collectors.spool import scan_spool
+        from collectors.spool.store import scan_spool
 
         read = scan_spool(spool)
         if len(read.batch) != sent or read.duplicates or read.torn_records:

@@ -150,8 +150,8 @@ def write_spool(requests: Sequence[tuple[bytes, int]], directory: Path) -> tuple
     ~1/60 of the data, as ``segment_age=60s`` cuts an hour of traffic in production, so the
     map reads a realistic number of Parquet files.
     """
-    from collectors.receiver import Receiver
-    from collectors.spool import Spool, SpoolLimits
+    from collectors.spool.receiver import Receiver
+    from collectors.spool.store import Spool, SpoolLimits
 
     segment = max(1 << 18, sum(len(b) for b, _ in requests) // 120)  # columns ~ half the protobuf
     with Spool(directory, SpoolLimits(segment_bytes=segment), compact=False) as spool:
@@ -217,7 +217,7 @@ def _summary(values: list[float], percentiles: Sequence[float]) -> dict[str, Any
 def naive_map(requests_path: Path, config: dict[str, Any]) -> dict[str, Any]:
     """The obvious first version of the map: MessageToDict, a dict per span, Python loops.
 
-    The same definitions as :mod:`mapper.traces` (written out independently, per trace):
+    The same definitions as :mod:`mapper.analysis.traces` (written out independently, per trace):
     a stage's process time is the union of its spans minus the time any later stage's span
     covers; its wait runs from the hand-over (the start of an upstream CLIENT parent, the end
     of another upstream parent, found by parent id or else the first link; without one, the
@@ -381,11 +381,11 @@ def _same(a: float, b: float) -> bool:
 
 def library_numbers(spec_path: Path, until: float, window: float) -> dict[str, Any]:
     """latmap's numbers before report.json rounds them: the library call the CLI makes
-    (:func:`mapper.pipeline.build_map`, same spec and window), in report.json's shape."""
-    from mapper.distribution import Distribution, percentile_label
-    from mapper.model import MeasurementResult
-    from mapper.pipeline import build_map, window_for
-    from mapper.spec import load_spec
+    (:func:`mapper.app.pipeline.build_map`, same spec and window), in report.json's shape."""
+    from mapper.app.pipeline import build_map, window_for
+    from mapper.core.distribution import Distribution, percentile_label
+    from mapper.core.model import MeasurementResult
+    from mapper.core.spec import load_spec
 
     spec = load_spec(spec_path)
     lm = build_map(spec, window_for(spec, window, until))
@@ -416,7 +416,7 @@ def cross_check(latmap: dict[str, Any], naive: dict[str, Any], against: str) -> 
     which must agree within 1e-9 (relative). A percentile latmap declines ("too few samples")
     must be one the naive run has too few samples for as well.
     """
-    from mapper.distribution import min_count, percentile_label
+    from mapper.core.distribution import min_count, percentile_label
 
     agree = _as_reported if against == "report" else _same
     out: list[CrossCheck] = []

@@ -1,28 +1,30 @@
-"""Collectors: one module per source kind, each implementing :class:`Collector`."""
+"""Collectors: the sources latmap reads, one module per source kind, each implementing the
+small :class:`~collectors.base.Collector` protocol; ``sources.make_collector`` picks one for a
+source of the spec. Imports the core model only (:mod:`mapper.core`).
 
-from __future__ import annotations
+Prometheus and PromQL-compatible back ends (``prometheus``, ``promql``, ``promjson``,
+``prom_segments``), a ``/metrics`` endpoint (``scrape``), Datadog (``datadog``,
+``datadog_api``, ``datadog_spans``), spans from the spool or OTLP files (``traces``, ``otlp``),
+and the receiver with its spool (``spool``). Names load on first use.
+"""
 
-from collections.abc import Sequence
-from typing import cast
+from typing import TYPE_CHECKING
 
-from collectors.base import Collector
-from collectors.datadog import DatadogCollector
-from collectors.prometheus import PrometheusCollector
-from collectors.scrape import ScrapeCollector
-from mapper.errors import SpecError
-from mapper.spec import SourceSpec
+from mapper.core.lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from collectors.base import Collector
+    from collectors.datadog import DatadogCollector
+    from collectors.prometheus import PrometheusCollector
+    from collectors.scrape import ScrapeCollector
+    from collectors.sources import make_collector
 
 __all__ = ["Collector", "DatadogCollector", "PrometheusCollector", "ScrapeCollector", "make_collector"]
 
-_KINDS = {"prometheus": PrometheusCollector, "scrape": ScrapeCollector}
-
-
-def make_collector(spec: SourceSpec, percentiles: Sequence[float] = (0.5, 0.99, 0.9999)) -> Collector:
-    """The collector for a source of the spec (``percentiles``: what a back end that
-    computes percentiles itself, Datadog, is asked for)."""
-    if spec.kind == "datadog":
-        return DatadogCollector(spec, percentiles)
-    try:
-        return cast(Collector, _KINDS[spec.kind](spec))
-    except KeyError:
-        raise SpecError(f"{spec.place}: no collector for source kind {spec.kind!r}") from None
+__getattr__ = lazy_getattr(__name__, ("otlp", "spool"), {
+    "Collector": "collectors.base",
+    "DatadogCollector": "collectors.datadog",
+    "PrometheusCollector": "collectors.prometheus",
+    "ScrapeCollector": "collectors.scrape",
+    "make_collector": "collectors.sources",
+})

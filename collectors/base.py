@@ -1,7 +1,7 @@
 """What every collector is, and the pieces all of them share.
 
-A collector reads one :class:`~mapper.spec.Measurement` over one window and answers a
-:class:`~mapper.model.MeasurementResult`; it knows nothing about reports or output.
+A collector reads one :class:`~mapper.core.spec.Measurement` over one window and answers a
+:class:`~mapper.core.model.MeasurementResult`; it knows nothing about reports or output.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from mapper.distribution import HistogramDistribution, non_monotonic
-from mapper.errors import SourceError
-from mapper.model import Check, MeasurementResult, Window
-from mapper.spec import Measurement
+from mapper.core.distribution import HistogramDistribution, SummaryDistribution, non_monotonic
+from mapper.core.errors import SourceError
+from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.spec import Measurement
 
 
 class Collector(Protocol):
@@ -81,7 +81,6 @@ def quantile_free_summary(where: str, provenance: str, count: float, total: floa
                           scale: float) -> MeasurementResult:
     """A summary with a count but no quantile series (prometheus-client for Python exports
     only ``_count`` and ``_sum``): the mean is known, no percentile is."""
-    from mapper.distribution import SummaryDistribution
 
     dist = SummaryDistribution({}, count, None if total is None else total * scale)
     return MeasurementResult(dist, provenance, (Check(

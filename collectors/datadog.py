@@ -3,7 +3,7 @@
 **Distributions** are stored by Datadog as DDSketches, so Datadog can compute a percentile
 over the whole window itself: latmap asks the scalar API (``/api/v2/query/scalar``,
 aggregator ``percentile``) for each percentile, plus the exact count, sum, min and max, and
-passes the answers through as a :class:`~mapper.distribution.SketchDistribution` whose
+passes the answers through as a :class:`~mapper.core.distribution.SketchDistribution` whose
 interval is DDSketch's relative accuracy. A percentile Datadog does not serve (percentiles
 not enabled on the metric, or one it refuses) is "not available", never interpolated. The
 series over the window (for the charts) come from the timeseries API at one-hour rollups,
@@ -19,7 +19,7 @@ window's percentile; latmap reads each host's smallest and largest (rollups of `
 ``max``, never the default ``avg``) and reports the range they bound, per host and overall.
 
 **APM spans** come from the span search API, page by page, into the same
-:class:`~collectors.spans.SpanBatch` as OTLP, so the hop logic is shared.
+:class:`~mapper.core.spans.SpanBatch` as OTLP, so the hop logic is shared.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from collectors.datadog_api import DatadogClient, Notify, QueryRejected, ScalarColumn, Unit
-from collectors.traces import LoadedSpans, in_window
-from mapper.distribution import HostAggregateDistribution, SketchDistribution, percentile_label
-from mapper.errors import SourceError
-from mapper.model import Check, MeasurementResult, Window
-from mapper.spec import Measurement, SourceSpec
+from collectors.datadog_spans import page_cursor, spans_from_events
+from mapper.core.distribution import HostAggregateDistribution, SketchDistribution, percentile_label
+from mapper.core.errors import SourceError
+from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.spans import LoadedSpans, SpanBatch, in_window
+from mapper.core.spec import Measurement, SourceSpec
 
 #: Percentiles Datadog serves for every distribution with percentiles enabled; latmap asks
 #: for them besides the spec's, so a convolution has more of the shape to work with.
@@ -349,8 +350,6 @@ def load_datadog_spans(source: SourceSpec, window: Window, services: Sequence[st
                        notify: Notify | None = None, client: DatadogClient | None = None) -> LoadedSpans:
     """The spans of ``services`` that start inside ``window``, page by page from the span
     search API, up to the source's ``max_spans``."""
-    from collectors.datadog_spans import page_cursor, spans_from_events
-    from collectors.spans import SpanBatch
 
     client = client or DatadogClient(source, notify)
     options = source.datadog

@@ -24,9 +24,9 @@ from typing import Any
 import requests
 
 from collectors.http import USER_AGENT, read_secret, send
-from mapper.errors import QueryRejected, SourceError
-from mapper.spec import SourceSpec
-from mapper.spec_datadog import DatadogOptions
+from mapper.core.errors import QueryRejected, SourceError
+from mapper.core.spec import SourceSpec
+from mapper.core.spec.datadog import DatadogOptions
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ Mapping, per event's ``attributes``:
   object, or a true flag); else 0 (unset).
 * ``service`` is ``service`` (``unknown_service`` when absent, as for OTLP); ``name`` is
   ``resource_name``, else ``custom.operation_name``, else ``operation_name``, else ``""``.
-* The attribute columns (:data:`collectors.spans.ATTRIBUTE_COLUMNS`) come from the nested
+* The attribute columns (:data:`mapper.core.spans.ATTRIBUTE_COLUMNS`) come from the nested
   ``custom`` object: ``messaging.destination.name`` is
   ``custom["messaging"]["destination"]["name"]``; a flat dotted key is accepted too. Only
   string values are kept. Strings longer than ``MAX_VALUE_CHARS`` are cut, as for OTLP.
@@ -28,7 +28,7 @@ Mapping, per event's ``attributes``:
 
 A span that cannot be placed (no or a bad id, timestamp or duration) is set aside and counted
 by a one-line reason; it never fails the page. Only a page of the wrong shape (``data`` not a
-list, an item without an ``attributes`` object) raises :class:`~mapper.errors.SourceError`.
+list, an item without an ``attributes`` object) raises :class:`~mapper.core.errors.SourceError`.
 Timestamps are parsed by numpy in one call per column, with a loop only to find bad ones.
 """
 
@@ -42,8 +42,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from collectors.otlp_codec import MAX_VALUE_CHARS, UNKNOWN_SERVICE
-from collectors.spans import (
+from collectors.otlp.codec import MAX_VALUE_CHARS, UNKNOWN_SERVICE
+from mapper.core.errors import SourceError
+from mapper.core.spans import (
     ATTRIBUTE_COLUMNS,
     KIND_CLIENT,
     KIND_CONSUMER,
@@ -53,7 +54,6 @@ from collectors.spans import (
     KIND_UNSPECIFIED,
     SpanBatch,
 )
-from mapper.errors import SourceError
 
 __all__ = ["page_cursor", "spans_from_events"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import requests
 
-from mapper.errors import SourceError
-from mapper.spec import SourceSpec
+from mapper.core.errors import SourceError
+from mapper.core.spec import SourceSpec
 
 log = logging.getLogger(__name__)
 

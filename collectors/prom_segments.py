@@ -1,7 +1,7 @@
 """Bucket counts for segments (hour of day, day of week, label values, event windows).
 
 Segments never average quantiles: every query here returns *bucket counts*, which
-:mod:`mapper.segments` sums per segment before it takes a quantile.
+:mod:`mapper.analysis.segments` sums per segment before it takes a quantile.
 
 * :func:`hourly_buckets`: one ``query_range`` of ``sum by (le) (increase(x_bucket[1h]))``
   stepped by 1h on whole hours, so the point at ``T`` holds exactly the observations of the
@@ -19,11 +19,10 @@ from collections.abc import Sequence
 from collectors import promql
 from collectors.base import parse_le
 from collectors.prometheus import MAX_POINTS, PrometheusClient
-from mapper.durations import prom_duration
-from mapper.errors import SourceError
-from mapper.model import Window
-from mapper.segments import HOUR, HourBuckets
-from mapper.spec import Measurement
+from mapper.core.durations import prom_duration
+from mapper.core.errors import SourceError
+from mapper.core.model import HOUR, HourBuckets, Window
+from mapper.core.spec import Measurement
 
 
 def _increase_by(m: Measurement, by: Sequence[str], seconds: float) -> str:

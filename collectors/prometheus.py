@@ -26,10 +26,10 @@ from collectors import promql
 from collectors.base import histogram_from_buckets, no_data, pick_labels, quantile_free_summary
 from collectors.http import HttpClient
 from collectors.promjson import QueryResult, decode_list, decode_metadata, decode_query
-from mapper.distribution import SummaryDistribution
-from mapper.errors import SourceError
-from mapper.model import Check, MeasurementResult, Window
-from mapper.spec import Measurement, SourceSpec
+from mapper.core.distribution import SummaryDistribution
+from mapper.core.errors import SourceError
+from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.spec import Measurement, SourceSpec
 
 #: Prometheus refuses range queries of more than 11,000 points per series.
 MAX_POINTS = 11_000

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from mapper.distribution import HistogramDistribution
-from mapper.errors import SourceError
+from mapper.core.distribution import HistogramDistribution
+from mapper.core.errors import SourceError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mapper.durations import prom_duration
+from mapper.core.durations import prom_duration
 
 #: Label latmap adds to tell apart the parts of its combined auxiliary query.
 PART_LABEL = "latmap_part"

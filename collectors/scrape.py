@@ -10,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import histogram_from_buckets, no_data, pick_labels, quantile_free_summary
 from collectors.http import HttpClient
-from mapper.distribution import SummaryDistribution
-from mapper.errors import SourceError
-from mapper.model import Check, MeasurementResult, Window
-from mapper.spec import Measurement, SourceSpec
+from mapper.core.distribution import SummaryDistribution
+from mapper.core.errors import SourceError
+from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.spec import Measurement, SourceSpec
 
 
 class ScrapeCollector:

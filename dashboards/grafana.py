@@ -39,7 +39,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from dashboards import queries as Q
 from dashboards.queries import NotDashboardable
-from mapper.spec import Measurement, Objective, Stage, StreamSpec
+from mapper.core.spec import Measurement, Objective, Stage, StreamSpec
 
 SCHEMA_VERSION = 41
 TAG = "latmap"
@@ -262,3 +262,9 @@ def dashboard_queries(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 __all__ = ["DATASOURCE", "GRAFANA_UNITS", "SCHEMA_VERSION", "TAG", "build", "build_dashboard",
            "dashboard_queries", "dashboard_uid"]
+
+
+def all_queries(spec: StreamSpec) -> list[tuple[str, str]]:
+    """Every PromQL expression of the stream's dashboard as ``(panel title, expr)``, read
+    back from the built dashboard so that nothing it holds escapes the tests and ``--check``."""
+    return dashboard_queries(build_dashboard(spec)[0])

@@ -25,12 +25,13 @@ from typing import Any
 
 import yaml
 
+from collectors.prometheus import PrometheusClient
 from dashboards.grafana import build_dashboard, dashboard_queries
 from dashboards.queries import is_pushed
-from mapper.errors import LatmapError, SourceError, UsageError
-from mapper.files import write_atomic
-from mapper.report import dumps
-from mapper.spec import StreamSpec
+from dashboards.rules import render_rules
+from mapper.core.errors import LatmapError, SourceError, UsageError
+from mapper.core.files import dumps, write_atomic
+from mapper.core.spec import StreamSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,6 @@ def dashboards_yaml(path: str) -> str:
 
 
 def _rules_text(spec: StreamSpec) -> str:
-    from dashboards.rules import render_rules
 
     return render_rules(spec)
 
@@ -115,7 +115,6 @@ def check_queries(spec: StreamSpec, prometheus_url: str | None = None, at: float
     Panel queries run as instant queries at ``at`` (default now); annotation queries as a
     range query over the spec's window, since an event is not on at every instant. Raises
     :class:`SourceError` when the Prometheus does not answer at all."""
-    from collectors.prometheus import PrometheusClient
 
     url = prometheus_url or source_url(spec)
     sources = [s for s in spec.sources.values() if s.kind == "prometheus"]

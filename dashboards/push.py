@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 
 from collectors.http import USER_AGENT, read_secret
-from mapper.errors import SourceError, UsageError
+from mapper.core.errors import SourceError, UsageError
 
 __all__ = ["LATMAP_TAG", "PushResult", "push_dashboard", "token_from"]
 

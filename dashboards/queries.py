@@ -23,9 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collectors.promql import WINDOW_PLACEHOLDER, escape_value, selector
-from mapper.distribution import percentile_label
-from mapper.errors import LatmapError
-from mapper.spec import Measurement, Stage, StreamSpec
+from mapper.core.distribution import percentile_label
+from mapper.core.errors import LatmapError
+from mapper.core.names import LEAD_TIME
+from mapper.core.spec import Measurement, Stage, StreamSpec
+from mapper.core.spec.extra import cron_fields
 
 RATE = "$__rate_interval"
 RANGE = "$__range"
@@ -167,8 +169,6 @@ def pushed_lead_time(spec: StreamSpec, q: float | None = None) -> str:
     """The lead time's q-quantile as latmap computed it in its last run (per trace, or the
     convolution of the hops, from every source: Prometheus, Datadog, traces) and pushed with
     ``latmap report --pushgateway``; all pushed percentiles when ``q`` is None."""
-    from mapper.pushgw import LEAD_TIME
-
     sel = f'stream="{escape_value(spec.name)}"'
     if q is not None:
         sel += f',percentile="{q_label(q)}"'
@@ -177,8 +177,6 @@ def pushed_lead_time(spec: StreamSpec, q: float | None = None) -> str:
 
 def is_pushed(expr: str) -> bool:
     """Whether a query reads what latmap pushes (empty until a ``--pushgateway`` run)."""
-    from mapper.pushgw import LEAD_TIME
-
     return LEAD_TIME in expr
 
 
@@ -240,8 +238,6 @@ def event_window(spec: StreamSpec, name: str) -> str:
 
     Fixed windows compare ``time()``; cron windows match the cron fields with PromQL's time
     functions at every minute of a subquery as long as the event lasts."""
-    from mapper.spec_extra import cron_fields
-
     ev = next(e for e in spec.events if e.name == name)
     if ev.cron is None:
         return (f"vector(1) and on() (vector(time()) >= {ev.start:.0f}) "
@@ -260,14 +256,6 @@ def q_label(q: float) -> str:
     return percentile_label(q)
 
 
-def all_queries(spec: StreamSpec) -> list[tuple[str, str]]:
-    """Every PromQL expression of the stream's dashboard as ``(panel title, expr)``, read
-    back from the built dashboard so that nothing it holds escapes the tests and ``--check``."""
-    from dashboards.grafana import build_dashboard, dashboard_queries
-
-    return dashboard_queries(build_dashboard(spec)[0])
-
-
 __all__ = [
     "RANGE",
     "RATE",
@@ -275,7 +263,6 @@ __all__ = [
     "RESERVED_VARIABLES",
     "DashboardError",
     "NotDashboardable",
-    "all_queries",
     "bucket_rate",
     "check_labels",
     "dashboardable",

@@ -30,10 +30,10 @@ from typing import NamedTuple
 import yaml
 
 from collectors.promql import escape_value, selector
-from mapper.distribution import percentile_label
-from mapper.durations import prom_duration
-from mapper.errors import SpecError
-from mapper.spec import Measurement, StreamSpec
+from mapper.core.distribution import percentile_label
+from mapper.core.durations import prom_duration
+from mapper.core.errors import SpecError
+from mapper.core.spec import Measurement, StreamSpec
 
 __all__ = ["PART_LABEL", "STAGE_LABEL", "Rule", "group_name", "not_recordable", "render_rules",
            "rules_for"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,14 +18,34 @@ from typing import Any
 
 import click
 
-from mapper.durations import parse_duration, parse_time
-from mapper.errors import LatmapError, UsageError
+import dashboards
+from collectors import spool as spool_pkg
+from mapper import analysis, app, demo, render
+from mapper.core.durations import parse_duration, parse_time
+from mapper.core.errors import LatmapError, UsageError
+from mapper.core.files import dumps, write_atomic
+from mapper.core.spec import load_spec
 
 EXIT_OK = 0
 EXIT_OBJECTIVE_BROKEN = 1
 EXIT_ERROR = 2
 
 FORMATS = ("table", "json", "markdown")
+
+
+def _exit_code(*, broken: bool, regressions: int = 0) -> int:
+    """The one rule for a scheduler: 1 when an objective is broken or a regression was
+    found, else 0 (errors are 2, decided in :func:`main`)."""
+    return EXIT_OBJECTIVE_BROKEN if broken or regressions else EXIT_OK
+
+
+def _render(fmt: str, lm: Any, found: Any) -> str:
+    """The map and its findings as ``fmt`` (table, json or markdown) for stdout."""
+    if fmt == "json":
+        return dumps(render.report.to_json(lm, found))
+    if fmt == "markdown":
+        return str(render.report.to_markdown(lm, found))
+    return str(render.report.to_table(lm, found))
 
 
 def _duration(value: str | None, option: str) -> float | None:
@@ -117,27 +138,18 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
 
     Exits 1 when an objective of the spec is broken, 2 on a config or source error.
     """
-    from mapper.findings import find
-    from mapper.pipeline import build_map, window_for, write_reports
-    from mapper.report import dumps, to_json, to_markdown, to_table
-
     length = _duration(window, "--window")
     end = _time(until, "--until")
     spec = load_spec_for_cli(config, prometheus)
-    win = window_for(spec, length, end)
+    win = app.pipeline.window_for(spec, length, end)
     with _progress(not no_progress) as progress:
-        lm = build_map(spec, win, progress)
-    found = find(lm, baseline)
+        lm = app.pipeline.build_map(spec, win, progress)
+    found = analysis.findings.find(lm, baseline)
     if out:
-        for path in write_reports(lm, out, found):
+        for path in app.pipeline.write_reports(lm, out, found):
             click.echo(f"wrote {path}", err=True)
-    if fmt == "json":
-        click.echo(dumps(to_json(lm, found)), nl=False)
-    elif fmt == "markdown":
-        click.echo(to_markdown(lm, found), nl=False)
-    else:
-        click.echo(to_table(lm, found), nl=False)
-    raise SystemExit(EXIT_OBJECTIVE_BROKEN if lm.broken else EXIT_OK)
+    click.echo(_render(fmt, lm, found), nl=False)
+    raise SystemExit(_exit_code(broken=lm.broken))
 
 
 @cli.command("report")
@@ -160,41 +172,31 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
 
     Exits 1 when an objective is broken or a regression is found, 2 on an error.
     """
-    from mapper.findings import find
-    from mapper.pipeline import build_map, window_for, write_reports
-
     if (out is None) == (history is None):
         raise UsageError("report: give exactly one of --out DIR or --history DIR")
     length = _duration(window, "--window")
     end = _time(until, "--until")
     spec = load_spec_for_cli(config, prometheus)
     with _progress(not no_progress) as progress:
-        lm = build_map(spec, window_for(spec, length, end), progress)
+        lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, length, end), progress)
     if history is not None:
-        from mapper.history import record_run
-
         try:
-            record = record_run(lm, lambda m: find(m, baseline), history, keep)
+            record = app.history.record_run(lm, lambda m: analysis.findings.find(m, baseline), history, keep)
         except OSError as err:
             raise LatmapError(f"{err.filename or history}: cannot write the history: "
                               f"{err.strerror or err}; earlier runs are untouched") from err
         click.echo(f"wrote {record.path}", err=True)
-        for change in record.regressions:
-            click.echo(f"regression: {change.message()}")
-        code = record.exit_code
+        regressions = tuple(record.regressions)
     else:
-        found = find(lm, baseline)
-        for path in write_reports(lm, out or ".", found):
+        found = analysis.findings.find(lm, baseline)
+        for path in app.pipeline.write_reports(lm, out or ".", found):
             click.echo(f"wrote {path}", err=True)
         regressions = found.comparison.regressions if found.comparison else ()
-        for change in regressions:
-            click.echo(f"regression: {change.message()}")
-        code = EXIT_OBJECTIVE_BROKEN if lm.broken or regressions else EXIT_OK
+    for change in regressions:
+        click.echo(f"regression: {change.message()}")
     if pushgateway:
-        from mapper.pushgw import push_run
-
-        push_run(lm, pushgateway)
-    raise SystemExit(code)
+        app.pushgw.push_run(lm, pushgateway)
+    raise SystemExit(_exit_code(broken=lm.broken, regressions=len(regressions)))
 
 
 @cli.command("discover")
@@ -213,32 +215,27 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
     With --prometheus: the latency histograms it has (the chain from OpenTelemetry
     service-graph metrics when present). With --traces: the service graph of the spans.
     """
-    from mapper.discover import discover, graph_table, starter_spec, starter_spec_from_traces
-    from mapper.files import write_atomic
-
     length = _duration(window, "--window")
     if (prometheus is None) == (traces is None):
         raise UsageError("give one of --prometheus URL, --traces PATH")
     if traces is not None:
-        from mapper.pipeline import trace_graph
-
-        edges = trace_graph(traces)
+        edges = app.pipeline.trace_graph(traces)
         if fmt == "json":
             click.echo(json.dumps([{"client": e.client, "server": e.server, "connection_type": e.connection_type,
                                     "count": e.count} for e in edges], indent=2, sort_keys=True))
         else:
-            click.echo(graph_table(edges), nl=False)
-        text = starter_spec_from_traces(edges, traces)
+            click.echo(app.discover.graph_table(edges), nl=False)
+        text = app.discover.starter_spec_from_traces(edges, traces)
     else:
         assert prometheus is not None
         if not prometheus.startswith(("http://", "https://")):
             raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
-        found = discover(prometheus, length or 86400.0)
+        found = app.discover.discover(prometheus, length or 86400.0)
         if fmt == "json":
             click.echo(json.dumps(found.to_json(), indent=2, sort_keys=True))
         else:
             click.echo(found.to_table(), nl=False)
-        text = starter_spec(found, prometheus)
+        text = app.discover.starter_spec(found, prometheus)
     if write:
         path = Path(write)
         if path.exists() and not force:
@@ -270,26 +267,21 @@ def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, 
     told otherwise; stops cleanly on SIGTERM or Ctrl-C. /metrics on the HTTP port shows the
     receiver's own health.
     """
-    from collectors.receiver import serve_forever
-    from collectors.spool import SpoolLimits
-
     keep = _duration(retention, "--retention") if retention not in ("0", "0s") else None
-    limits = SpoolLimits(max_disk_bytes=_size(max_disk, "--max-disk"),
+    limits = spool_pkg.store.SpoolLimits(max_disk_bytes=_size(max_disk, "--max-disk"),
                          retention_days=None if keep is None else keep / 86400)
 
     def ready(receiver: Any) -> None:
-        click.echo(f"latmap serve: OTLP/HTTP on {receiver.http_port or 'off'}, OTLP/gRPC on "
+        click.echo(f"latmap serve: OTLP/HTTP port {receiver.http_port or 'off'}, OTLP/gRPC port "
                    f"{receiver.grpc_port or 'off'}, spool {spool}", err=True)
 
-    serve_forever(spool, http=None if http == "off" else http, grpc=None if grpc_addr == "off" else grpc_addr,
-                  token_env=token_env, token_file=token_file, limits=limits, decode_workers=decode_workers,
-                  on_ready=ready)
+    spool_pkg.receiver.serve_forever(
+        spool, http=None if http == "off" else http, grpc=None if grpc_addr == "off" else grpc_addr,
+        token_env=token_env, token_file=token_file, limits=limits, decode_workers=decode_workers, on_ready=ready)
 
 
 def _size(text: str, option: str) -> int:
     """Bytes from ``10GiB``, ``500MB``, ``1048576``."""
-    import re
-
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(|B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", text)
     if not m:
         raise UsageError(f"{option}: not a size: {text!r} (use e.g. 500MiB, 10GiB)")
@@ -305,16 +297,14 @@ def _size(text: str, option: str) -> int:
 def deps_command(stage: str, config: str, prometheus: str | None, window: str | None, until: str | None) -> None:
     """Show STAGE's suppliers and consumers, with the latency of each hop.
 
-    The seed's question: what data do you consume, and who consumes yours?
+    What a stage consumes and who consumes what it produces: the inputs and outputs of a team.
     """
-    from mapper.pipeline import build_map, window_for
-    from mapper.report import dependencies
-
     spec = load_spec_for_cli(config, prometheus)
     if stage not in {s.name for s in spec.stages}:
         raise UsageError(f"{stage!r} is not a stage of {config} (stages: {', '.join(s.name for s in spec.stages)})")
-    lm = build_map(spec, window_for(spec, _duration(window, "--window"), _time(until, "--until")))
-    click.echo(dependencies(lm, stage), nl=False)
+    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
+                                                              _time(until, "--until")))
+    click.echo(render.report.dependencies(lm, stage), nl=False)
 
 
 @cli.command("whatif")
@@ -338,27 +328,24 @@ def whatif_command(config: str, prometheus: str | None, window: str | None, unti
     hop distributions (assuming independence). Without --hop or --change: the spec's
     planned changes (`future`).
     """
-    from mapper.pipeline import build_map, window_for
-    from mapper.report import dumps
-    from mapper.whatif import change_of, future_state, parse_change, to_json, to_table
-
     spec = load_spec_for_cli(config, prometheus)
     names = [s.name for s in spec.stages]
     planned = []
     if hop is not None:
-        planned.append(change_of(hop, names, scale=scale, cap=cap, remove=remove, parallel=parallel))
+        planned.append(analysis.whatif.change_of(hop, names, scale=scale, cap=cap, remove=remove, parallel=parallel))
     elif scale is not None or cap is not None or remove or parallel is not None:
         raise UsageError("--scale, --cap, --remove and --parallel need --hop STAGE")
-    planned += [parse_change(text, names) for text in changes]
+    planned += [analysis.whatif.parse_change(text, names) for text in changes]
     if not planned and not spec.future:
         raise UsageError("no change: give --hop STAGE with --scale/--cap/--remove/--parallel, or --change, "
                          "or plan changes under `future` in the spec")
-    lm = build_map(spec, window_for(spec, _duration(window, "--window"), _time(until, "--until")))
-    fs = future_state(lm, planned or spec.future)
+    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
+                                                              _time(until, "--until")))
+    fs = analysis.whatif.future_state(lm, planned or spec.future)
     if fmt == "json":
-        click.echo(dumps(to_json(fs, spec.percentiles)), nl=False)
+        click.echo(dumps(render.sections.future_json(fs, spec.percentiles)), nl=False)
     else:
-        click.echo(to_table(fs, spec.percentiles), nl=False)
+        click.echo(render.sections.future_table(fs, spec.percentiles), nl=False)
 
 
 @cli.command("dashboards")
@@ -382,32 +369,28 @@ def dashboards_command(config: str, out: str | None, prometheus: str | None, che
     Works offline from the spec; --check needs the Prometheus source to be up; --push
     upserts the dashboard through Grafana's HTTP API (idempotent, refuses foreign ones).
     """
-    from dashboards.grafana import build_dashboard
-    from dashboards.provisioning import check_queries, write_provisioning
-
     if not out and not push_url and not check:
         raise UsageError("give --out DIR, --push URL or --check")
     if (token_env or token_file or folder or force) and not push_url:
         raise UsageError("--token-env/--token-file/--folder/--force need --push URL")
     spec = load_spec_for_cli(config, prometheus)
-    dashboard, missing = build_dashboard(spec)
+    dashboard, missing = dashboards.grafana.build_dashboard(spec)
     for item in missing:
         where = f" ({item.place})" if item.place else ""
         click.echo(f"latmap: not dashboardable: {item.what}{where}: {item.reason}", err=True)
     if out:
-        for path in write_provisioning(spec, out, prometheus):
+        for path in dashboards.provisioning.write_provisioning(spec, out, prometheus):
             click.echo(str(path))
     if push_url:
-        from dashboards.push import push_dashboard, token_from
-
         if not push_url.startswith(("http://", "https://")):
             raise UsageError(f"--push: not an http(s) URL: {push_url!r}")
-        result = push_dashboard(push_url, dashboard, folder, token_from(token_env, token_file), force=force,
+        result = dashboards.push.push_dashboard(push_url, dashboard, folder,
+                                                dashboards.push.token_from(token_env, token_file), force=force,
                                 message=f"latmap: {spec.name} from {Path(config).name}")
         click.echo(f"grafana: {result.uid} {result.status}"
                    + (f" (version {result.version})" if result.version is not None else ""), err=True)
     if check:
-        problems = check_queries(spec, prometheus)
+        problems = dashboards.provisioning.check_queries(spec, prometheus)
         for line in problems:
             click.echo(f"latmap: check: {line}", err=True)
         if problems:
@@ -422,14 +405,10 @@ def dashboards_command(config: str, out: str | None, prometheus: str | None, che
 @click.option("--interval", default=None, help="Rule group evaluation interval (default: Prometheus's global).")
 def rules_command(config: str, out: str | None, rate_window: str, interval: str | None) -> None:
     """Write Prometheus recording rules: per-hop bucket rates and percentiles."""
-    from dashboards.rules import not_recordable, render_rules
-    from mapper.files import write_atomic
-    from mapper.spec import load_spec
-
     spec = load_spec(config)
-    text = render_rules(spec, rate_window=_duration(rate_window, "--rate-window") or 300.0,
+    text = dashboards.rules.render_rules(spec, rate_window=_duration(rate_window, "--rate-window") or 300.0,
                         interval=_duration(interval, "--interval"))
-    for line in not_recordable(spec):
+    for line in dashboards.rules.not_recordable(spec):
         click.echo(f"latmap: not recordable: {line}", err=True)
     if out:
         write_atomic(Path(out), text)
@@ -440,8 +419,6 @@ def rules_command(config: str, out: str | None, rate_window: str, interval: str 
 
 def load_spec_for_cli(config: str, prometheus: str | None) -> Any:
     """The spec, with ``--prometheus`` applied."""
-    from mapper.spec import load_spec
-
     if prometheus is not None and not prometheus.startswith(("http://", "https://")):
         raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
     spec = load_spec(config)
@@ -462,20 +439,25 @@ def demo_command(out: str, mode: str, seed: int, fmt: str) -> None:
     Needs no server: uses a local `prometheus` binary when there is one, else a
     loopback /metrics endpoint. Writes stream.yaml, report.json and report.md.
     """
-    from mapper.demo import run_demo
-    from mapper.localprom import binaries_available
-    from mapper.report import dumps, to_json, to_markdown, to_table
-
-    if mode == "prometheus" and not binaries_available():
+    if mode == "prometheus" and not demo.localprom.binaries_available():
         raise UsageError("--mode prometheus: no prometheus/promtool on PATH (apt-get install prometheus)")
     click.echo(f"latmap demo: simulating a day of the trading chain (mode: {mode})", err=True)
-    run = run_demo(out, mode=mode, seed=seed)
-    text = {"json": lambda: dumps(to_json(run.latency_map, run.findings)),
-            "markdown": lambda: to_markdown(run.latency_map, run.findings),
-            "table": lambda: to_table(run.latency_map, run.findings)}[fmt]()
-    click.echo(text, nl=False)
+    run = demo.run.run_demo(out, mode=mode, seed=seed)
+    click.echo(_render(fmt, run.latency_map, run.findings), nl=False)
     click.echo(f"latmap demo: mapped through {run.mode}; outputs: "
                + ", ".join(str(p) for p in run.outputs), err=True)
+
+
+def _more_verbose(ctx: click.Context, _param: click.Parameter, count: int) -> None:
+    """``-v`` after the subcommand (``latmap map -v``) adds to ``latmap -v map``."""
+    if count:
+        total = ctx.find_root().params.get("verbose", 0) + count
+        logging.getLogger().setLevel(max(logging.WARNING - 10 * total, logging.DEBUG))
+
+
+for _command in cli.commands.values():
+    _command.params.append(click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_more_verbose,
+                                        help="More log output on stderr (-vv for debug)."))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mapper.demo_data import DemoData
-from mapper.localprom import backfill, running_prometheus
+from mapper.demo.data import DemoData
+from mapper.demo.localprom import backfill, running_prometheus
 from tests import data
 from tests.servers import require_binary
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from mapper.demo_data import DemoData, openmetrics_lines, simulate
+from mapper.demo.data import DemoData, openmetrics_lines, simulate
 
 DAY = 86400.0
 #: The demo data's window end: a whole hour, two hours in the past when the tests start.

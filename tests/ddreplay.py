@@ -2,9 +2,9 @@
 from them in the same wire format.
 
 Datadog cannot run here. The recorded interactions are the vcrpy cassettes of Datadog's own
-API client (``shared/fixtures/datadog/cassettes``: Apache-2.0, DataDog/datadog-api-client-python
+API client (``tests/fixtures/datadog/cassettes``: Apache-2.0, DataDog/datadog-api-client-python
 at 6d8f356e4a3fdf83307c9db00e7a081d56a47ea5, recorded against api.datadoghq.com; see
-``shared/fixtures/PROVENANCE.md``). Tests replay them as they are; for latmap's own queries
+``tests/fixtures/PROVENANCE.md``). Tests replay them as they are; for latmap's own queries
 (``p99:trade.alert.latency{service:alerting}``) the server builds answers of exactly the
 recorded shape: the scalar and timeseries envelopes, the ``unit`` objects (``UNIT_*`` below are
 copied from the recordings, or derived from the recorded microsecond one by changing its name

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from collectors.spans import SpanBatch
+from mapper.core.spans import SpanBatch
+from tests import paths
 
 T0 = 1_700_000_000_000_000_000  # unix ns
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "otlp"
+FIXTURES = paths.FIXTURES / "otlp"
 
 
 def rows(batch: SpanBatch) -> list[dict[str, Any]]:

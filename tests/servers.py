@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import requests
 
-from mapper.localprom import free_port, stop_process, wait_ready
+from mapper.demo.localprom import free_port, stop_process, wait_ready
+from tests import paths
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = paths.FIXTURES
 
 
 def require_binary(name: str) -> str:

@@ -1,0 +1,203 @@
+"""Where the time goes, and which hop makes the slow items slow.
+
+* **Time shares**: per stage, the wait and process share of the lead time, for typical
+  items (around the median lead time) and for tail items (the slowest 1%), and each
+  stage's own flow efficiency (process / (wait + process)).
+* **Tail attribution**: for the items in the slowest 1% (and 0.01%) end to end, how much
+  more time each stage's wait and process take than for median items, ranked. From traces
+  this is exact per item; from metrics it is approximated from the hop distributions (each
+  part's own tail minus its median), which assumes every part's tail coincides, and the
+  report says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mapper.analysis.latency import PARTS, LatencyMap
+from mapper.core.distribution import percentile_label
+from mapper.core.durations import format_duration
+
+#: Tails that get an attribution, and the band of "median items" they are compared with.
+TAILS = (0.99, 0.9999)
+MEDIAN_BAND = (0.45, 0.55)
+#: Fewer tail items than this and the attribution is only indicative (said in its note).
+MIN_TAIL_ITEMS = 10
+
+
+@dataclass(frozen=True)
+class Contribution:
+    stage: str
+    part: str  # "wait" | "process"
+    extra_seconds: float
+    share: float
+
+
+@dataclass(frozen=True)
+class TailAttribution:
+    """How the ``q`` tail's extra time over median items splits across stage parts."""
+
+    q: float
+    method: str  # "traces" | "metrics approximation"
+    extra_seconds: float  # tail items' mean lead time minus median items' (traces), or sum of parts
+    items: int  # tail items behind it (traces), 0 for metrics
+    contributions: tuple[Contribution, ...]  # largest first
+    note: str | None = None
+
+    def headline(self) -> str:
+        """``p99 items spend +180ms more than median ones; 72% of that is the alerting wait``."""
+        if not self.contributions:
+            return f"{percentile_label(self.q)}: no attribution ({self.note or 'no data'})"
+        top = self.contributions[0]
+        text = (f"{percentile_label(self.q)} items spend +{format_duration(self.extra_seconds)} more than median "
+                f"ones; {top.share:.0%} of that is the {top.stage} {top.part}")
+        if self.method != "traces":
+            text += " (approximation from metrics)"
+        return text
+
+
+@dataclass(frozen=True)
+class StageShare:
+    stage: str
+    wait_share_p50: float | None
+    process_share_p50: float | None
+    wait_share_p99: float | None
+    process_share_p99: float | None
+    flow_efficiency: float | None
+
+
+def trace_parts(lm: LatencyMap) -> pd.DataFrame | None:
+    """One row per complete trace: lead time and each (stage, part) duration, seconds."""
+    t = lm.traces
+    if t is None or lm.end_to_end_method != "traces":
+        return None
+    f = t.frame[t.frame["stage"].isin(lm.path)]
+    wide = f.pivot_table(index="trace", columns="stage", values=["wait", "process"], aggfunc="first")
+    wide = wide.dropna(subset=[("process", s) for s in lm.path if ("process", s) in wide.columns])
+    if wide.empty:
+        return None
+    first = f.groupby("trace")["start"].min()
+    last = f.groupby("trace")["end"].max()
+    out = pd.DataFrame(index=wide.index)
+    out["lead"] = (last - first).reindex(wide.index)
+    for s in lm.path:
+        for p in PARTS:
+            if (p, s) in wide.columns:
+                out[f"{s}\x00{p}"] = wide[(p, s)].fillna(0.0)
+    return out
+
+
+def attribute(lm: LatencyMap, tails: Sequence[float] = TAILS,
+              parts: pd.DataFrame | None = None) -> tuple[TailAttribution, ...]:
+    """The tail attribution for each of ``tails``, from traces when the lead time is, else
+    approximated from the parts' distributions. ``parts``: :func:`trace_parts`, if at hand."""
+    parts = trace_parts(lm) if parts is None else parts
+    if parts is not None:
+        return tuple(_from_traces(parts, q) for q in tails)
+    return tuple(_from_metrics(lm, q) for q in tails)
+
+
+def _from_traces(df: pd.DataFrame, q: float) -> TailAttribution:
+    lead = df["lead"].to_numpy()
+    lo, hi = np.quantile(lead, MEDIAN_BAND)
+    median_items = df[(lead >= lo) & (lead <= hi)]
+    tail_items = df[lead >= np.quantile(lead, q)]
+    cols = [c for c in df.columns if c != "lead"]
+    extra = tail_items[cols].mean() - median_items[cols].mean()
+    total = float(tail_items["lead"].mean() - median_items["lead"].mean())
+    denom = float(extra[extra > 0].sum()) or 1.0
+    contributions = sorted(
+        (Contribution(c.split("\x00")[0], c.split("\x00")[1], float(v), float(v) / denom)
+         for c, v in extra.items()), key=lambda c: -c.extra_seconds)
+    note = None
+    if len(tail_items) < MIN_TAIL_ITEMS:
+        note = (f"only {len(tail_items)} traced item(s) in the {percentile_label(q)} tail: indicative, "
+                f"not significant")
+    return TailAttribution(q, "traces", total, len(tail_items), tuple(contributions), note)
+
+
+def _from_metrics(lm: LatencyMap, q: float) -> TailAttribution:
+    rows = []
+    for s in lm.stages:
+        if s.stage.name not in lm.path:
+            continue
+        for p in PARTS:
+            r = s.part(p)
+            if r is None or r.distribution is None:
+                continue
+            hi, med = r.distribution.quantile(q), r.distribution.quantile(0.5)
+            top = hi.value if hi.value is not None else hi.low
+            if top is None or med.value is None:
+                continue
+            rows.append((s.stage.name, p, top - med.value))
+    denom = sum(x for *_, x in rows if x > 0) or 1.0
+    contributions = sorted((Contribution(st, p, x, x / denom) for st, p, x in rows), key=lambda c: -c.extra_seconds)
+    return TailAttribution(
+        q, "metrics approximation", sum(x for *_, x in rows), 0, tuple(contributions),
+        "approximation: each part's own tail minus its median, as if every part's tail coincided "
+        "(an upper bound per part); traces give the exact attribution")
+
+
+def shares(lm: LatencyMap, parts: pd.DataFrame | None = None) -> tuple[StageShare, ...]:
+    """Per stage on the path: wait and process share of the lead time for median and tail
+    items (traces: exact per item; metrics: from the parts' p50 and p99), and the stage's
+    own flow efficiency from the mean wait and process."""
+    parts = trace_parts(lm) if parts is None else parts
+    out = []
+    if parts is not None:
+        lead = parts["lead"].to_numpy()
+        lo, hi = np.quantile(lead, MEDIAN_BAND)
+        med = parts[(lead >= lo) & (lead <= hi)].mean()
+        tail = parts[lead >= np.quantile(lead, 0.99)].mean()
+    for s in lm.stages:
+        name = s.stage.name
+        if name not in lm.path:
+            continue
+        means = {p: (r.distribution.mean if (r := s.part(p)) is not None and r.distribution is not None else None)
+                 for p in PARTS}
+        fe = None
+        if means["process"] is not None:
+            w = means["wait"] or 0.0
+            total = w + means["process"]
+            fe = means["process"] / total if total > 0 else None
+        if parts is not None:
+            out.append(StageShare(name, _share(med, name, "wait"), _share(med, name, "process"),
+                                  _share(tail, name, "wait"), _share(tail, name, "process"), fe))
+        else:
+            vals = {}
+            for q in (0.5, 0.99):
+                tot = 0.0
+                mine: dict[str, float | None] = {}
+                for st in lm.stages:
+                    if st.stage.name not in lm.path:
+                        continue
+                    for p in PARTS:
+                        r = st.part(p)
+                        v = r.distribution.quantile(q).value if r is not None and r.distribution is not None else None
+                        if v is not None:
+                            tot += v
+                            if st.stage.name == name:
+                                mine[p] = v
+                vals[q] = {p: (v / tot if (v := mine.get(p)) is not None and tot > 0 else None) for p in PARTS}
+            out.append(StageShare(name, vals[0.5]["wait"], vals[0.5]["process"], vals[0.99]["wait"],
+                                  vals[0.99]["process"], fe))
+    return tuple(out)
+
+
+def _share(row: pd.Series, stage: str, part: str) -> float | None:
+    key = f"{stage}\x00{part}"
+    return float(row[key] / row["lead"]) if key in row and row["lead"] > 0 else None
+
+
+def bottleneck_by_contribution(attributions: Sequence[TailAttribution]) -> Contribution | None:
+    """The stage part contributing most to the p99 tail (the first attribution's top)."""
+    for a in attributions:
+        if a.contributions:
+            return a.contributions[0]
+    return None
+
+

@@ -1,0 +1,300 @@
+"""From measured distributions to the latency map: hops, lead time, flow efficiency,
+bottleneck, objectives and checks. Pure functions; no I/O.
+
+Vocabulary (MISSION.md): a *stage* has a *wait* (before it starts work on an item) and a
+*process* time; the *hop* into a stage is its wait plus its process; the *lead time* is
+the sum over the stream; *flow efficiency* is process time over lead time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from mapper.analysis.segments import SegmentData, SegmentReport, build_segments
+from mapper.analysis.traces import TraceTable
+from mapper.core.convolve import convolve
+from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label
+from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.spec import Objective, Stage, StreamSpec
+
+PARTS = ("wait", "process")
+#: An interval wider than this fraction of its value gets a ``bucket-too-coarse`` check.
+COARSE_RATIO = 1.0
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A stage's measured wait and process, and their sum (the hop into the stage)."""
+
+    stage: Stage
+    wait: MeasurementResult | None
+    process: MeasurementResult | None
+    total: Distribution | None
+
+    def part(self, name: str) -> MeasurementResult | None:
+        return self.wait if name == "wait" else self.process
+
+
+@dataclass(frozen=True)
+class HopResult:
+    source: str
+    target: str
+    latency: Distribution | None
+
+
+@dataclass(frozen=True)
+class ObjectiveResult:
+    """``status``: ``met``, ``broken``, or ``unknown`` (the data cannot tell)."""
+
+    objective: Objective
+    estimate: Estimate | None
+    status: str
+
+
+@dataclass(frozen=True)
+class FlowEfficiency:
+    """Process time over lead time; ``method`` is ``mean`` (exact from sums) or ``p50``."""
+
+    value: float
+    method: str
+    process: float
+    lead: float
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    stage: str
+    q: float
+    estimate: Estimate
+
+
+@dataclass(frozen=True)
+class LatencyMap:
+    """Everything a renderer needs; renderers never query a source."""
+
+    spec: StreamSpec
+    window: Window
+    stages: tuple[StageResult, ...]
+    hops: tuple[HopResult, ...]
+    end_to_end: Distribution | None
+    path: tuple[str, ...]
+    flow_efficiency: FlowEfficiency | None
+    bottleneck: Bottleneck | None
+    objectives: tuple[ObjectiveResult, ...]
+    checks: tuple[Check, ...]
+    traces: TraceTable | None = None
+    #: How ``end_to_end`` was made: "traces" (lead time per trace), "convolution", "single".
+    end_to_end_method: str = "convolution"
+    segments: SegmentReport | None = None
+
+    @property
+    def broken(self) -> bool:
+        return any(o.status == "broken" for o in self.objectives)
+
+    def stage_result(self, name: str) -> StageResult:
+        for s in self.stages:
+            if s.stage.name == name:
+                return s
+        raise KeyError(name)
+
+
+def sum_of(parts: Sequence[Distribution]) -> Distribution | None:
+    """One part as is, several convolved (assuming independence), none -> None."""
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return convolve(parts)
+
+
+def _paths(spec: StreamSpec) -> list[tuple[str, ...]]:
+    """Every path from a stage with no upstream to a stage with no downstream."""
+    downstream: dict[str, list[str]] = {s.name: [] for s in spec.stages}
+    for up, down in spec.hops:
+        downstream[up].append(down)
+    roots = [s.name for s in spec.stages if not s.upstream]
+    out: list[tuple[str, ...]] = []
+
+    def walk(path: tuple[str, ...]) -> None:
+        nxt = downstream[path[-1]]
+        if not nxt:
+            out.append(path)
+        for n in nxt:
+            walk((*path, n))
+
+    for r in roots:
+        walk((r,))
+    return out
+
+
+def _rank_value(d: Distribution | None, q: float) -> float:
+    """A sortable figure for "how slow": the estimate, else its lower bound, else -inf."""
+    if d is None:
+        return -math.inf
+    e = d.quantile(q)
+    if e.value is not None:
+        return e.value
+    return e.low if e.low is not None else -math.inf
+
+
+def _estimate_checks(stage: str, part: str, d: Distribution, qs: Sequence[float]) -> list[Check]:
+    out = []
+    for q in qs:
+        e = d.quantile(q)
+        label = percentile_label(q)
+        if e.note and e.note.startswith("too few samples"):
+            out.append(Check("info", "too-few-samples", f"{stage} {part} {label}: {e.note}", stage, part))
+        elif e.note and "+Inf" in e.note:
+            out.append(Check("warning", "quantile-in-inf-bucket", f"{stage} {part} {label}: {e.note}",
+                             stage, part))
+        elif (e.value and e.low is not None and e.high is not None
+              and (e.high - e.low) > COARSE_RATIO * e.value):
+            out.append(Check(
+                "info", "bucket-too-coarse",
+                f"{stage} {part} {label}: interval {e.low:g}..{e.high:g}s is wider than the value "
+                f"{e.value:g}s; finer buckets around it would sharpen it", stage, part))
+    return out
+
+
+def _objective(o: Objective, d: Distribution | None) -> ObjectiveResult:
+    if d is None:
+        return ObjectiveResult(o, None, "unknown")
+    e = d.quantile(o.q)
+    if e.value is not None:
+        return ObjectiveResult(o, e, "broken" if e.value > o.threshold else "met")
+    if e.low is not None and e.low > o.threshold:
+        return ObjectiveResult(o, e, "broken")
+    return ObjectiveResult(o, e, "unknown")
+
+
+def analyse(spec: StreamSpec, window: Window,
+            results: Mapping[tuple[str, str], MeasurementResult],
+            traces: TraceTable | None = None, extra_checks: Sequence[Check] = (),
+            totals: Mapping[str, Distribution] | None = None,
+            segment_data: SegmentData | None = None) -> LatencyMap:
+    """Build the latency map from each ``(stage, part)``'s collected result.
+
+    With ``traces``, a path whose every stage is measured from traces gets its lead time
+    per trace (exact) instead of the convolution of its parts; ``totals`` likewise gives a
+    stage's hop (wait + process) per item where it is known.
+    """
+    checks: list[Check] = list(extra_checks)
+    stage_results: list[StageResult] = []
+    for stage in spec.stages:
+        parts: dict[str, MeasurementResult | None] = {}
+        dists = []
+        for part in PARTS:
+            r = results.get((stage.name, part))
+            parts[part] = r
+            if r is None:
+                continue
+            checks += [Check(c.level, c.code, c.message, stage.name, part) for c in r.checks]
+            if r.distribution is not None:
+                dists.append(r.distribution)
+                checks += _estimate_checks(stage.name, part, r.distribution, spec.percentiles)
+        if stage.wait is None and stage.process is None:
+            checks.append(Check("warning", "no-measurement",
+                                f"{stage.name}: the spec gives no wait or process measurement", stage.name))
+        if not stage.owner:
+            checks.append(Check("info", "no-owner", f"{stage.name}: no owner in the spec ({stage.place})",
+                                stage.name))
+        complete = all(r is None or r.distribution is not None for r in parts.values())
+        total = (totals or {}).get(stage.name) or (sum_of(dists) if complete else None)
+        stage_results.append(StageResult(stage, parts["wait"], parts["process"], total))
+    by_name = {s.stage.name: s for s in stage_results}
+    hops = tuple(HopResult(up, down, by_name[down].total) for up, down in spec.hops)
+
+    q_rank = 0.99 if 0.99 in spec.percentiles else max(spec.percentiles)
+    paths = _paths(spec)
+    best: tuple[float, tuple[str, ...], Distribution | None] = (-math.inf, paths[0] if paths else (), None)
+    missing: set[str] = set()
+    for path in paths:
+        measured = [by_name[n] for n in path if by_name[n].stage.wait or by_name[n].stage.process
+                    or by_name[n].stage.traces]
+        if any(s.total is None for s in measured):
+            missing |= {n for n in path if by_name[n].total is None}
+            continue
+        parts_d = [d for n in path for p in PARTS
+                   if (r := by_name[n].part(p)) is not None and (d := r.distribution) is not None]
+        # Lead time per trace is exact; it needs every stage of the path in the traces.
+        from_traces = traces is not None and traces.lead.size > 0 and all(n in traces.stages for n in path)
+        e2e = SampleDistribution(traces.lead) if from_traces and traces is not None else sum_of(parts_d)
+        if _rank_value(e2e, q_rank) >= best[0]:
+            best = (_rank_value(e2e, q_rank), path, e2e)
+    _, path, end_to_end = best
+    if end_to_end is None and missing:
+        checks.append(Check("warning", "no-end-to-end",
+                            f"no end-to-end lead time: no data for {', '.join(sorted(missing))}"))
+    elif end_to_end is None and len(path) > 1:
+        blockers = [f"{n} {p}" for n in path for p in PARTS
+                    if (r := by_name[n].part(p)) is not None and r.distribution is not None
+                    and not hasattr(r.distribution, "point_masses")]
+        if blockers:
+            checks.append(Check("warning", "no-end-to-end", (
+                f"no end-to-end lead time: {', '.join(blockers)} cannot be added to the other parts "
+                "(percentiles computed per instance or per host are not a distribution)")))
+
+    flow = _flow_efficiency([by_name[n] for n in path], end_to_end)
+    candidates = [s for s in stage_results if s.total is not None]
+    bottleneck = None
+    if candidates:
+        worst = max(candidates, key=lambda s: _rank_value(s.total, q_rank))
+        bottleneck = Bottleneck(worst.stage.name, q_rank, worst.total.quantile(q_rank))  # type: ignore[union-attr]
+
+    objectives = tuple(
+        _objective(o, end_to_end if o.target == "end_to_end" else by_name[o.target].total)
+        for o in spec.objectives
+    )
+    for o in objectives:
+        if o.status == "unknown":
+            why = o.estimate.note if o.estimate and o.estimate.note else "no data"
+            checks.append(Check("warning", "objective-unknown",
+                                f"objective {o.objective.label} <= {o.objective.threshold:g}s: cannot tell ({why})",
+                                None if o.objective.target == "end_to_end" else o.objective.target))
+    method = ("traces" if isinstance(end_to_end, SampleDistribution) and traces is not None
+              and end_to_end.values.size == traces.lead.size else
+              "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
+    segments = (build_segments(spec, window, segment_data.hourly, segment_data.samples, segment_data.labels)
+                if segment_data is not None else None)
+    if segments is not None:
+        checks += segments.checks
+    return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
+                      bottleneck, objectives, tuple(checks), traces, method, segments)
+
+
+def _flow_efficiency(path: Sequence[StageResult], lead_time: Distribution | None) -> FlowEfficiency | None:
+    """Process over lead time along the path: exact means when every part has a sum.
+
+    With a per-trace lead time (traces), its mean is the lead; else the lead is the sum of
+    the mean waits and process times.
+    """
+    proc: list[Distribution] = []
+    wait: list[Distribution] = []
+    for s in path:
+        for name, bucket in (("process", proc), ("wait", wait)):
+            r = s.part(name)
+            if r is not None:
+                if r.distribution is None:
+                    return None
+                bucket.append(r.distribution)
+    if not proc:
+        return None
+    means = [d.mean for d in proc + wait]
+    if all(m is not None for m in means):
+        p: float = sum(d.mean for d in proc)  # type: ignore[misc]
+        lead: float = p + sum(d.mean for d in wait)  # type: ignore[misc]
+        if isinstance(lead_time, SampleDistribution) and lead_time.mean:
+            lead = lead_time.mean
+        method = "mean"
+    else:
+        medians = [d.quantile(0.5).value for d in proc + wait]
+        if any(m is None for m in medians):
+            return None
+        p = sum(medians[: len(proc)])  # type: ignore[arg-type]
+        lead = sum(medians)  # type: ignore[arg-type]
+        method = "p50"
+    if lead <= 0:
+        return None
+    return FlowEfficiency(p / lead, method, p, lead)

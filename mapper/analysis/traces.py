@@ -1,0 +1,329 @@
+"""From spans to the value stream: per trace and stage, process time and wait time.
+
+Everything here is array operations over a :class:`~mapper.core.spans.SpanBatch` (pandas
+group-bys, numpy), never a Python loop per span, so a million spans map in seconds.
+
+Definitions (per trace, per stage):
+
+* **process time**: the stage's self time: the union of its span intervals (nested spans of
+  the same stage are not counted twice) minus the time covered by downstream stages' spans
+  (a synchronous call into the next stage is the next stage's work, not this one's);
+* **wait time** before the stage: from the hand-over to the start of the stage's first span.
+  The hand-over is the parent (or first link) of that first span when it belongs to the
+  upstream stage: the *end* of a PRODUCER (or any non-CLIENT) span, the *start* of a CLIENT
+  span (a synchronous call: the upstream stage waits inside its own span). Without such a
+  parent or link, the hand-over is the end of the upstream stage's last span;
+* **lead time**: from the first stage's start to the last stage's end, for traces that
+  contain every stage of the path.
+
+Traces that miss a stage are counted (completeness per stage) and left out of the lead
+time; negative waits (clock skew between hosts) are counted, never clamped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mapper.core.distribution import Distribution, SampleDistribution, percentile_label
+from mapper.core.model import Check, MeasurementResult
+from mapper.core.spans import KIND_CLIENT, SpanBatch
+
+NS = 1e-9
+#: Observations beyond a percentile that both sources need before they are compared on it.
+MIN_TAIL_FOR_COMPARISON = 10
+
+
+@dataclass(frozen=True)
+class StageMatch:
+    """Which spans belong to a stage: by service, optionally span name and attributes.
+
+    ``attributes`` keys are the span columns of :data:`mapper.core.spans.ATTRIBUTE_COLUMNS`.
+    """
+
+    stage: str
+    service: str
+    span_name: str | None = None
+    attributes: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class TraceTable:
+    """One row per (trace, stage) present: times in seconds, waits possibly negative.
+
+    ``frame`` columns: ``trace`` (int code), ``stage``, ``start``, ``end``, ``process``,
+    ``wait`` (NaN for the first stage or when the upstream stage is missing).
+    ``lead`` holds one lead time per complete trace (seconds), ``lead_traces`` their codes.
+    ``labels`` maps a span column (e.g. ``destination``) to each trace's value, read from
+    the trace's first span of its first stage, for slicing by label (:meth:`where`).
+    """
+
+    frame: pd.DataFrame
+    stages: tuple[str, ...]
+    traces: int
+    lead: np.ndarray
+    spans_used: int
+    lead_traces: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
+    labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def where(self, column: str, value: object) -> TraceTable:
+        """The traces whose ``column`` label equals ``value``: a mask, no recomputation."""
+        per_trace = self.labels[column] == value
+        rows = per_trace[self.frame["trace"].to_numpy()]
+        keep_lead = per_trace[self.lead_traces]
+        return TraceTable(self.frame[rows], self.stages, int(per_trace.sum()), self.lead[keep_lead],
+                          self.spans_used, self.lead_traces[keep_lead],
+                          {k: v for k, v in self.labels.items()})
+
+    def stage_frame(self, stage: str) -> pd.DataFrame:
+        return self.frame[self.frame["stage"] == stage]
+
+    def completeness(self, stage: str) -> float:
+        """Share of traces (that touch any stage) in which ``stage`` appears."""
+        if self.traces == 0:
+            return 0.0
+        return float((self.frame["stage"] == stage).sum()) / self.traces
+
+    def totals(self, stage: str) -> np.ndarray:
+        """Per trace: the hop into ``stage`` (wait + process), or process for a first stage."""
+        f = self.stage_frame(stage)
+        w = f["wait"].to_numpy()
+        return np.where(np.isnan(w), 0.0, w) + f["process"].to_numpy()
+
+    def negative_waits(self, stage: str) -> int:
+        w = self.stage_frame(stage)["wait"].to_numpy()
+        return int(np.sum(w < 0))
+
+
+def match_stages(batch: SpanBatch, matches: Sequence[StageMatch]) -> np.ndarray:
+    """Stage index of every span (-1: no stage). The first matching stage wins."""
+    out = np.full(len(batch), -1, dtype=np.int32)
+    for i, m in enumerate(matches):
+        sel = (batch.service == m.service) & (out < 0)
+        if m.span_name is not None:
+            sel &= batch.name == m.span_name
+        for key, value in (m.attributes or {}).items():
+            sel &= getattr(batch, key) == value
+        out[sel] = i
+    return out
+
+
+def _self_time(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: np.ndarray,
+               n_stages: int, n_traces: int, tmin: np.ndarray) -> np.ndarray:
+    """Seconds per (stage, trace) covered by the stage's spans and by no downstream stage.
+
+    One sweep over start/end events sorted by (trace, time), starts before ends at equal
+    times: a running sum of +1/-1 gives, between consecutive events, whether the stage and
+    any later stage are active. Each trace's events balance, so one global cumulative sum
+    serves every trace. The sort key is one int64 (trace, time relative to the trace's
+    first start, end flag) when it fits, else a lexsort.
+    """
+    t = np.concatenate([start, end])
+    d = np.concatenate([np.ones(start.size, np.int8), -np.ones(end.size, np.int8)])
+    tr = np.concatenate([trace, trace])
+    st = np.concatenate([stage_i, stage_i])
+    rel = t - tmin[tr]
+    w = 2 * int(rel.max(initial=0)) + 2
+    fits = w * n_traces < 2**62
+    # Equal keys are events of one kind at one instant of one trace: their order is moot.
+    order = np.argsort(tr * w + 2 * rel + (d < 0)) if fits else np.lexsort((-d, t, tr))
+    t, d, tr, st = t[order], d[order], tr[order], st[order]
+    dt = np.diff(t).astype(np.float64) * NS
+    same = tr[1:] == tr[:-1]
+    tr_head = tr[:-1]
+    out = np.zeros((n_stages, n_traces))
+    # From the last stage back: "downstream active" is the running sum of the later stages.
+    down = np.zeros(t.size - 1, dtype=np.int32)
+    for k in range(n_stages - 1, -1, -1):
+        own = np.cumsum(np.where(st == k, d, np.int8(0)), dtype=np.int32)[:-1]
+        counted = same & (own > 0) & (down == 0)
+        out[k] = np.bincount(tr_head[counted], weights=dt[counted], minlength=n_traces)
+        down += own
+    return out
+
+
+def _self_time_parallel(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: np.ndarray,
+                        n_stages: int, n_traces: int, tmin: np.ndarray, min_spans: int = 400_000) -> np.ndarray:
+    """:func:`_self_time` over halves of the traces in two threads (numpy's sorts and
+    cumulative sums release the GIL, so the halves run on two cores); small inputs in one."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    if trace.size < min_spans or (os.cpu_count() or 1) < 2:
+        return _self_time(trace, stage_i, start, end, n_stages, n_traces, tmin)
+    mid = n_traces // 2
+    low = trace < mid
+    halves = [(np.flatnonzero(low), 0, mid), (np.flatnonzero(~low), mid, n_traces)]
+
+    def run(part: tuple[np.ndarray, int, int]) -> np.ndarray:
+        rows, lo, hi = part
+        return _self_time(trace[rows] - lo, stage_i[rows], start[rows], end[rows], n_stages, hi - lo, tmin[lo:hi])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a, b = pool.map(run, halves)
+    return np.concatenate([a, b], axis=1)
+
+
+def _mix(trace: np.ndarray, span_id: np.ndarray) -> np.ndarray:
+    """A 64-bit key for (trace code, span id): the span id xor a multiplicative hash of the
+    trace code. Not unique in theory, so lookups verify what they find."""
+    with np.errstate(over="ignore"):
+        return np.asarray(span_id, dtype=np.uint64) ^ (trace.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+
+
+def _trace_codes(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """A dense integer per distinct 128-bit trace id, in C: each half factorized on its own,
+    then the pair of codes (a tuple per row would cost a Python object each)."""
+    lo_codes, lo_uniques = pd.factorize(lo)
+    hi_codes, _ = pd.factorize(hi)
+    codes, _ = pd.factorize(hi_codes.astype(np.int64) * len(lo_uniques) + lo_codes)
+    return np.asarray(codes)
+
+
+def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
+                      upstream: Mapping[str, str | None], label_columns: Sequence[str] = ()) -> TraceTable:
+    """Per-trace stage timings for the stages in ``matches`` (in flow order).
+
+    ``upstream`` maps each stage to the stage that hands items over to it (None: first).
+    ``label_columns`` (span columns) are kept per trace for slicing (:meth:`TraceTable.where`).
+    Flat int64 keys and sorts throughout (no pandas group-by): a million traces of five
+    stages take seconds.
+    """
+    names = tuple(m.stage for m in matches)
+    n_st = len(names)
+    stage_i = match_stages(batch, matches)
+    used = stage_i >= 0
+    if not used.any():
+        empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait"])
+        return TraceTable(empty, names, 0, np.array([]), 0)
+    all_used = bool(used.all())
+    b = batch if all_used else batch.take(np.flatnonzero(used))
+    si = (stage_i if all_used else stage_i[used]).astype(np.int64)
+    trace = _trace_codes(b.trace_hi, b.trace_lo).astype(np.int64)
+    n_tr = int(trace.max()) + 1
+    start, end = b.start_ns, b.end_ns
+    tmin = np.full(n_tr, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(tmin, trace, start)
+    # Per (trace, stage): one stable sort by (trace, stage, start); the group's first row is
+    # its earliest span (ties: the first row), its end the latest end.
+    grp = trace * n_st + si
+    rel = start - tmin[trace]
+    w = int(rel.max(initial=0)) + 1
+    order = (np.argsort(grp * w + rel, kind="stable") if (n_tr * n_st) * w < 2**62
+             else np.lexsort((start, grp)))
+    g_sorted = grp[order]
+    bounds = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    firsts = order[bounds]
+    gkey = g_sorted[bounds]
+    g_trace, g_stage = gkey // n_st, gkey % n_st
+    g_start = start[firsts]
+    g_end = np.maximum.reduceat(end[order], bounds)
+    process = _self_time_parallel(trace, si, start, end, n_st, n_tr, tmin)[g_stage, g_trace]
+    # The hand-over: the first span's parent (or first link), found by binary search over
+    # the spans sorted by a 64-bit mix of (trace, span id); every hit is verified against
+    # both, so a mix collision cannot pick a wrong span. The first span of a duplicated id wins.
+    parent = np.where(b.parent_id[firsts] != 0, b.parent_id[firsts], b.link_span_id[firsts])
+    mix = _mix(trace, b.span_id)
+    by_key = np.argsort(mix, kind="stable")
+    sorted_keys = mix[by_key]
+    # Sorted needles let the binary search start where the previous one ended.
+    needles = _mix(g_trace, parent)
+    by_needle = np.argsort(needles)
+    at = np.empty(needles.size, dtype=np.int64)
+    at[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
+    at = np.minimum(at, sorted_keys.size - 1)
+    cand = by_key[at]
+    hit = (parent != 0) & (b.span_id[cand] == parent) & (trace[cand] == g_trace)
+    prow = np.where(hit, cand, -1)
+    safe = np.maximum(prow, 0)
+    p_stage = np.where(prow >= 0, si[safe], -1)
+    stage_of = {n: i for i, n in enumerate(names)}
+    up_i = np.array([stage_of.get(upstream.get(n) or "", -1) for n in names])[g_stage]
+    parent_ok = (p_stage == up_i) & (up_i >= 0)
+    handover = np.where(b.kind[safe] == KIND_CLIENT, start[safe], end[safe])
+    # Fallback: the end of the upstream stage in the same trace.
+    up_g = g_trace * n_st + up_i
+    j = np.clip(np.searchsorted(gkey, up_g), 0, gkey.size - 1)
+    found = (up_i >= 0) & (gkey[j] == up_g)
+    hand = np.where(parent_ok, handover, np.where(found, g_end[j], 0))
+    wait = np.where(parent_ok | found, (g_start - hand).astype(np.float64) * NS, np.nan)
+    frame = pd.DataFrame({
+        "trace": g_trace,
+        "stage": pd.Categorical.from_codes(g_stage, categories=list(names)),
+        "start": g_start / 1e9,
+        "end": g_end / 1e9,
+        "process": process,
+        "wait": wait,
+    })
+    # Lead time: traces that contain every stage (groups are sorted by trace).
+    tb = np.flatnonzero(np.r_[True, g_trace[1:] != g_trace[:-1]])
+    present = np.diff(np.r_[tb, g_trace.size])
+    complete = present == n_st
+    lead = (np.maximum.reduceat(g_end, tb) - np.minimum.reduceat(g_start, tb))[complete].astype(np.float64) * NS
+    labels = {}
+    for col in label_columns:
+        per_trace = np.full(n_tr, None, dtype=object)
+        per_trace[g_trace[tb]] = getattr(b, col)[firsts[tb]]
+        labels[col] = per_trace
+    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), g_trace[tb][complete], labels)
+
+
+def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, MeasurementResult]:
+    """The stage's wait and process from traces, as collector results with their checks."""
+    f = table.stage_frame(stage)
+    checks: list[Check] = []
+    if f.empty:
+        msg = f"{stage}: no spans match the stage in the window"
+        return {"process": MeasurementResult(None, provenance, (Check("warning", "no-data", msg, stage),))}
+    share = table.completeness(stage)
+    if share < 1.0:
+        checks.append(Check("info", "incomplete-traces",
+                            f"{stage}: present in {share:.1%} of {table.traces:,} traces; traces without it "
+                            "are left out of the lead time", stage))
+    out = {"process": MeasurementResult(SampleDistribution(f["process"].to_numpy()), provenance, tuple(checks))}
+    waits = f["wait"].to_numpy()
+    waits = waits[~np.isnan(waits)]
+    if waits.size:
+        wchecks = []
+        neg = int(np.sum(waits < 0))
+        if neg:
+            wchecks.append(Check("warning", "negative-wait",
+                                 f"{stage} wait: {neg:,} of {waits.size:,} items start before their hand-over "
+                                 f"(clock skew between hosts, by up to {-waits.min():.3g}s); kept, not clamped",
+                                 stage, "wait"))
+        out["wait"] = MeasurementResult(SampleDistribution(waits), provenance, tuple(wchecks))
+    return out
+
+
+def compare(stage: str, part: str, metric: Distribution, traced: Distribution,
+            qs: Sequence[float]) -> list[Check]:
+    """Checks where a metric and a trace measurement of the same part disagree.
+
+    Percentiles disagree when their intervals do not overlap. A percentile is compared only
+    when both sides have at least :data:`MIN_TAIL_FOR_COMPARISON` observations beyond it:
+    with one or two, its 95% interval misses by chance too often to call it a disagreement
+    (and many parts x percentiles are compared at once). Counts are not compared as equal
+    because traces are usually sampled, only reported.
+    """
+    out = []
+    for q in qs:
+        if min(metric.count, traced.count) * (1 - q) < MIN_TAIL_FOR_COMPARISON:
+            continue
+        a, b = metric.quantile(q), traced.quantile(q)
+        if a.value is None or b.value is None or a.low is None or b.low is None:
+            continue
+        a_hi = a.high if a.high is not None else float("inf")
+        b_hi = b.high if b.high is not None else float("inf")
+        if a_hi < b.low or b_hi < a.low:
+            out.append(Check("warning", "metrics-traces-disagree",
+                             f"{stage} {part} {percentile_label(q)}: metrics say {a.value:.4g}s "
+                             f"[{a.low:.4g}..{a_hi:.4g}], traces {b.value:.4g}s [{b.low:.4g}..{b_hi:.4g}]",
+                             stage, part))
+    if metric.count and traced.count:
+        out.append(Check("info", "metrics-traces-count",
+                         f"{stage} {part}: {metric.count:,.0f} observations in metrics, {traced.count:,.0f} "
+                         f"traced items ({traced.count / metric.count:.1%}; sampling?)", stage, part))
+    return out

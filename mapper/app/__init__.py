@@ -1,0 +1,17 @@
+"""The application layer: what a command does, end to end, as library functions.
+
+``pipeline`` (collect -> analyse -> write the reports), ``history`` (the nightly report's
+dated runs), ``discover`` (draft a spec from what a Prometheus or a spool holds), ``pushgw``
+(push a run to a Pushgateway). The CLI calls these; so can any Python program.
+"""
+
+from typing import TYPE_CHECKING
+
+from mapper.core.lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from mapper.app import discover, history, pipeline, pushgw
+
+__all__ = ["discover", "history", "pipeline", "pushgw"]
+
+__getattr__ = lazy_getattr(__name__, ("discover", "history", "pipeline", "pushgw"))

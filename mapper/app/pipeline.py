@@ -1,0 +1,202 @@
+"""The library facade: spec -> collectors -> distributions -> analysis -> renderers.
+
+Everything the CLI does is a call to a function here, so it can be done from Python too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from collectors.prom_segments import hourly_buckets, label_buckets
+from collectors.prometheus import PrometheusClient, PrometheusCollector
+from collectors.sources import make_collector
+from collectors.traces import load_spans
+from mapper.analysis.latency import PARTS, LatencyMap, analyse
+from mapper.analysis.segments import SegmentData, trace_samples
+from mapper.analysis.servicegraph import Edge, service_graph
+from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
+from mapper.core.distribution import Distribution, SampleDistribution
+from mapper.core.errors import QueryRejected, SourceError
+from mapper.core.files import dumps, write_atomic
+from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.spans import ATTRIBUTE_COLUMNS
+from mapper.core.spec import Measurement, SourceSpec, StreamSpec
+from mapper.render.html import to_html
+from mapper.render.report import to_json, to_markdown
+from mapper.render.vsm_svg import to_svg
+
+if TYPE_CHECKING:
+    from collectors.base import Collector
+    from mapper.analysis.findings import Findings
+
+log = logging.getLogger(__name__)
+
+#: Called after each measurement with (done, total, label).
+Progress = Callable[[int, int, str], None]
+
+
+def window_for(spec: StreamSpec, length: float | None = None, until: float | None = None) -> Window:
+    """The window to map: ``length`` (default: the spec's) ending at ``until`` (default: now)."""
+    end = time.time() if until is None else until
+    return Window.ending(end, spec.window if length is None else length)
+
+
+def measurements(spec: StreamSpec) -> list[tuple[str, str, Measurement]]:
+    """Every ``(stage, part, measurement)`` of the spec, in flow order."""
+    out = []
+    for s in spec.stages:
+        for part in PARTS:
+            m = getattr(s, part)
+            if m is not None:
+                out.append((s.name, part, m))
+    return out
+
+
+def collect(spec: StreamSpec, window: Window, progress: Progress | None = None,
+            collectors: dict[str, Collector] | None = None) -> dict[tuple[str, str], MeasurementResult]:
+    """Read every measurement of the spec over the window.
+
+    A source error is raised with the stage and part it happened for; data problems that
+    still let the map be drawn come back as checks inside the results instead.
+    """
+    # Imported here: collectors import the model from mapper, so mapper must not need
+    # collectors while it is itself being imported.
+
+    made = dict(collectors or {})
+    todo = measurements(spec)
+    results: dict[tuple[str, str], MeasurementResult] = {}
+    for i, (stage, part, m) in enumerate(todo):
+        if m.source not in made:
+            made[m.source] = make_collector(spec.sources[m.source], spec.percentiles)
+        try:
+            results[(stage, part)] = made[m.source].collect(m, window)
+        except QueryRejected as err:
+            # The back end refused this one query: the other stages can still be mapped.
+            results[(stage, part)] = MeasurementResult(None, f"{m.source}: {m.name} ({m.place})", (
+                Check("error", "query-rejected", f"{stage} {part}: {err}"),))
+        except SourceError as err:
+            raise SourceError(f"{stage} {part}: {err}") from err
+        if progress:
+            progress(i + 1, len(todo), f"{stage} {part}")
+    return results
+
+
+def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
+                                                               dict[tuple[str, str], MeasurementResult],
+                                                               list[Check]]:
+    """Per-trace stage timings for the stages measured from traces, and their results.
+
+    A part the spec also measures with metrics keeps the metric result in the map; the two
+    are compared in checks.
+    """
+    staged = [s for s in spec.stages if s.traces is not None]
+    if not staged:
+        return None, {}, []
+
+    source = spec.sources[staged[0].traces.source]  # type: ignore[union-attr]
+    try:
+        loaded = load_spans(source, window, [s.traces.service for s in staged])  # type: ignore[union-attr]
+    except SourceError as err:
+        raise SourceError(f"traces from {source.name!r}: {err}") from err
+    names = {s.name for s in staged}
+    matches = [StageMatch(s.name, s.traces.service, s.traces.span_name,  # type: ignore[union-attr]
+                          {ATTRIBUTE_COLUMNS[k]: v for k, v in s.traces.attributes.items()})  # type: ignore[union-attr]
+               for s in staged]
+    upstream = {s.name: next((u for u in s.upstream if u in names), None) for s in staged}
+    table = build_trace_table(loaded.batch, matches, upstream)
+    checks = []
+    if loaded.set_aside:
+        reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(loaded.set_aside.items()))
+        checks.append(Check("warning", "spans-set-aside", f"{loaded.origin}: spans set aside: {reasons}"))
+    checks += [Check("warning", "spans-limited", note) for note in loaded.notes]
+    results: dict[tuple[str, str], MeasurementResult] = {}
+    for s in staged:
+        m = s.traces
+        where = f"{source.name} ({loaded.origin}): service={m.service}"  # type: ignore[union-attr]
+        if m.span_name:  # type: ignore[union-attr]
+            where += f" span={m.span_name}"  # type: ignore[union-attr]
+        for part, r in part_results(table, s.name, where).items():
+            results[(s.name, part)] = r
+    return table, results, checks
+
+
+def trace_graph(path: str) -> list[Edge]:
+    """The service graph of every span under ``path`` (a spool or OTLP files)."""
+
+    source = SourceSpec(name="traces", kind="traces", url="", place="--traces", path=path)
+    return service_graph(load_spans(source, Window(0.0, 4e9)).batch)
+
+
+def collect_segments(spec: StreamSpec, window: Window, table: TraceTable | None = None,
+                     collectors: dict[str, Collector] | None = None) -> SegmentData | None:
+    """Hourly bucket counts and label slices from the Prometheus sources, samples from the
+    traces; None when the spec asks for no segment."""
+
+    seg = spec.segments
+    if not (seg.hours or seg.weekdays or seg.labels or spec.events):
+        return None
+    clients: dict[str, PrometheusClient] = {}
+    hourly: dict[tuple[str, str], list[Any]] = {}
+    labels: dict[str, dict[Any, Any]] = {label: {} for label in seg.labels}
+    for stage, part, m in measurements(spec):
+        source = spec.sources[m.source]
+        if source.kind != "prometheus" or m.kind != "histogram":
+            continue  # a scrape has no history; summaries cannot be summed per hour
+        made = (collectors or {}).get(m.source)
+        client = clients.setdefault(m.source, made.client if isinstance(made, PrometheusCollector)
+                                    else PrometheusClient(source))
+        try:
+            hourly[(stage, part)] = hourly_buckets(client, m, window)
+            for label in seg.labels:
+                labels[label][(stage, part)] = label_buckets(client, m, window, label)
+        except SourceError as err:
+            raise SourceError(f"{stage} {part} segments: {err}") from err
+    samples = {}
+    if table is not None:
+        for s in spec.stages:
+            if s.traces is not None:
+                for part, tv in trace_samples(table, s.name).items():
+                    if (s.name, part) not in hourly:  # metrics win, as in the map
+                        samples[(s.name, part)] = tv
+    return SegmentData(hourly, samples, labels)
+
+
+def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None,
+              collectors: dict[str, Collector] | None = None) -> LatencyMap:
+    """Collect and analyse: the latency map of the stream over the window."""
+    metric_results = collect(spec, window, progress, collectors)
+    table, traced, checks = collect_traces(spec, window)
+    results = dict(traced)
+    for key, r in metric_results.items():
+        t = traced.get(key)
+        if t is not None and t.distribution is not None and r.distribution is not None:
+            checks += compare(key[0], key[1], r.distribution, t.distribution, spec.percentiles)
+        results[key] = r
+    totals: dict[str, Distribution] = {}
+    if table is not None:
+        for s in spec.stages:
+            if s.traces is not None and s.wait is None and s.process is None and not table.stage_frame(s.name).empty:
+                totals[s.name] = SampleDistribution(table.totals(s.name))
+    segment_data = collect_segments(spec, window, table, collectors)
+    if segment_data is not None:
+        checks += [Check("info", "segments-not-from-datadog", (
+            f"{stage} {part}: measured in Datadog, whose percentiles cannot be added across hours or days: "
+            "no hour-of-day, weekday, label or event segments for it (its hour-by-hour series is charted)"),
+            stage, part)
+            for stage, part, m in measurements(spec) if spec.sources[m.source].kind == "datadog"]
+    return analyse(spec, window, results, table, checks, totals, segment_data)
+
+
+def write_reports(lm: LatencyMap, out: str | Path, findings: Findings | None = None) -> list[Path]:
+    """Write ``report.json``, ``report.md``, ``report.html`` and the value stream map
+    ``map.svg`` into ``out`` (each atomically); return the paths."""
+
+    d = Path(out)
+    return [write_atomic(d / "report.json", dumps(to_json(lm, findings))),
+            write_atomic(d / "report.md", to_markdown(lm, findings)),
+            write_atomic(d / "report.html", to_html(lm, findings)),
+            write_atomic(d / "map.svg", to_svg(lm))]

@@ -1,0 +1,572 @@
+"""One distribution type for every source, with honest percentiles.
+
+Every latency latmap reports comes out of :meth:`Distribution.quantile`, which returns an
+:class:`Estimate`: the point value *and* the interval the true value lies in, the number of
+observations behind it, and a note when the data cannot support a number at all.
+
+Three kinds of data make a distribution:
+
+* :class:`HistogramDistribution`: bucket counts (classic or native Prometheus histograms,
+  OTLP histograms). The interval is the bounds of the bucket(s) the quantile's rank falls in;
+  it is exact, not statistical: the true quantile of the observations lies in it.
+* :class:`SampleDistribution`: raw observations (trace spans). The interval is a
+  distribution-free 95% confidence interval from order statistics (binomial ranks).
+* :class:`SummaryDistribution`: quantiles a client already computed (Prometheus summaries).
+  They are passed through, never averaged; a quantile the client does not expose is "n/a".
+* :class:`SketchDistribution`: percentiles a back end computed over the window from its own
+  sketch (Datadog distributions, DDSketch); the interval is the sketch's relative accuracy.
+* :class:`HostAggregateDistribution`: per-host, per-flush percentiles (Datadog histograms):
+  only bounds, never a combined value.
+
+All values are seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from mapper.core.quantiles import check_q, min_count, percentile_label
+
+_T = TypeVar("_T")
+
+#: Confidence level of the order-statistic interval for samples.
+CONFIDENCE = 0.95
+#: Adjacent bucket densities closer than this (in log) count as flat.
+FLAT_LOG_DENSITY = 0.05
+#: The in-bucket curve is used only when it moves the estimate by this many sampling sd's.
+NOISE_SD = 3.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A percentile with its uncertainty.
+
+    ``value`` is the point estimate in seconds, or ``None`` when the data cannot support it
+    (then ``note`` says why). ``low``/``high`` bound the true value; ``high is None`` means
+    unbounded above (the quantile is in the ``+Inf`` bucket or beyond the largest sample).
+    ``low is None`` only for a histogram whose lowest bucket is open below.
+    """
+
+    q: float
+    value: float | None
+    low: float | None
+    high: float | None
+    count: float
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The report key for this quantile: ``p50``, ``p99``, ``p99.99``."""
+        return percentile_label(self.q)
+
+
+def too_few_note(q: float, count: float) -> str | None:
+    """The note for an unsupported quantile, or ``None`` when ``count`` is enough."""
+    need = min_count(q)
+    if count < need:
+        needed = "more than any count" if need == math.inf else f"{need:,.0f}"
+        return f"too few samples: {count:,.0f} < {needed} needed for {percentile_label(q)}"
+    return None
+
+
+@runtime_checkable
+class Distribution(Protocol):
+    """What the rest of latmap needs of a latency distribution, whatever its source."""
+
+    @property
+    def count(self) -> float:
+        """Number of observations (may be fractional for rate-extrapolated histograms)."""
+        ...
+
+    @property
+    def mean(self) -> float | None:
+        """Exact mean in seconds when the source has a sum, else ``None``."""
+        ...
+
+    def quantile(self, q: float) -> Estimate:
+        """The ``q``-quantile (0 < q < 1) with its interval."""
+        ...
+
+
+# --------------------------------------------------------------------------- histograms
+
+
+@dataclass(frozen=True, eq=False)
+class HistogramDistribution:
+    """Observations counted into buckets ``(lower[i], upper[i]]``, in ascending order.
+
+    Buckets need not be contiguous (native histograms are sparse). The last bucket of a
+    classic histogram has ``upper == inf``. ``counts`` are per bucket, not cumulative.
+
+    The point estimate assumes a power-law density ``f(x) ~ x**gamma`` inside the bucket (a
+    straight line in log-log space), with ``gamma`` measured from the neighbouring buckets'
+    densities, and only where the shape is clear: both neighbours contiguous and non-empty,
+    the density rising (or falling) across all three, and the curve's shift larger than
+    three standard deviations of the in-bucket order statistic. Everywhere else (peaks,
+    empty neighbours, the first bucket, the last finite one, few observations) it is the
+    straight line Prometheus's ``histogram_quantile`` uses, so it is never less informed than
+    Prometheus; ``benchmarks/quantile_accuracy.py`` measures both against the exact values.
+    ``interpolation="linear"`` reproduces Prometheus exactly. The estimate always lies in
+    the bucket, so the interval holds whatever the shape.
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    counts: np.ndarray
+    sum: float | None = None
+    interpolation: str = "powerlaw"
+    _cum: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        lower = np.asarray(self.lower, dtype=float)
+        upper = np.asarray(self.upper, dtype=float)
+        counts = np.asarray(self.counts, dtype=float)
+        if not (lower.shape == upper.shape == counts.shape) or lower.ndim != 1:
+            raise ValueError("lower, upper and counts must be 1-d arrays of one length")
+        if np.any(upper < lower) or np.any(np.diff(upper) < 0):
+            raise ValueError("buckets must be ascending with lower <= upper")
+        if np.any(counts < 0) or not np.all(np.isfinite(counts)):
+            raise ValueError("bucket counts must be finite and >= 0")
+        if self.interpolation not in ("powerlaw", "linear"):
+            raise ValueError(f"unknown interpolation {self.interpolation!r} (powerlaw, linear)")
+        object.__setattr__(self, "lower", lower)
+        object.__setattr__(self, "upper", upper)
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "_cum", np.cumsum(counts))
+
+    @classmethod
+    def from_cumulative(
+        cls,
+        bounds: Sequence[float],
+        cumulative: Sequence[float],
+        sum: float | None = None,
+        interpolation: str = "powerlaw",
+    ) -> HistogramDistribution:
+        """Build from classic ``le`` bounds and cumulative counts (as Prometheus stores them).
+
+        Bounds are sorted here. The lowest bucket starts at 0 when its upper bound is
+        positive (latencies are not negative; Prometheus assumes the same), else at -inf.
+        Cumulative counts that decrease (a scrape racing an observation, or a broken
+        exporter) are made monotone the way Prometheus does; use :func:`non_monotonic`
+        first to report it.
+        """
+        b = np.asarray(bounds, dtype=float)
+        c = np.asarray(cumulative, dtype=float)
+        order = np.argsort(b, kind="stable")
+        b, c = b[order], c[order]
+        if b.size == 0 or b[-1] != math.inf:
+            raise ValueError("a classic histogram needs a +Inf bucket")
+        c = np.maximum.accumulate(c)
+        counts = np.diff(c, prepend=0.0)
+        lower = np.empty_like(b)
+        lower[1:] = b[:-1]
+        lower[0] = 0.0 if b[0] > 0 else -math.inf
+        return cls(lower, b, counts, sum=sum, interpolation=interpolation)
+
+    @property
+    def count(self) -> float:
+        return float(self._cum[-1]) if self._cum.size else 0.0
+
+    @property
+    def mean(self) -> float | None:
+        if self.sum is None or self.count <= 0:
+            return None
+        return self.sum / self.count
+
+    def bucket_of_rank(self, rank: np.ndarray | float) -> np.ndarray:
+        """Index of the first bucket whose cumulative count reaches ``rank``."""
+        idx = np.searchsorted(self._cum, rank, side="left")
+        return np.minimum(idx, self._cum.size - 1)
+
+    def quantile(self, q: float) -> Estimate:
+        check_q(q)
+        n = self.count
+        if n <= 0:
+            return Estimate(q, None, None, None, 0.0, "no observations in the window")
+        b = int(self.bucket_of_rank(q * n))
+        # The sample quantile (numpy's default definition) sits between order statistics
+        # floor(h) and ceil(h), h = (n-1)q + 1; include their buckets in the interval.
+        h = (n - 1) * q + 1
+        ranks = np.array([max(1.0, math.floor(h)), min(n, math.ceil(h))])
+        bs = self.bucket_of_rank(ranks)
+        b_lo, b_hi = min(b, int(bs.min())), max(b, int(bs.max()))
+        low = float(self.lower[b_lo])
+        high = float(self.upper[b_hi])
+        low_out = None if low == -math.inf else low
+        # Too few observations is the first thing to say: no bucket layout would help.
+        note = too_few_note(q, n)
+        if note:
+            return Estimate(q, None, low_out, None, n, note)
+        if high == math.inf:
+            return Estimate(
+                q, None, low_out, None, n,
+                f"in the +Inf bucket: above {low:g}s; add a larger bucket bound",
+            )
+        value = float(self._interpolate(np.array([q * n]))[0])
+        return Estimate(q, value, low_out, high, n)
+
+    def quantile_values(self, qs: np.ndarray) -> np.ndarray:
+        """Vectorised point estimates for many quantiles (no intervals); +Inf -> last bound."""
+        qs = np.asarray(qs, dtype=float)
+        if qs.size and not (np.all(qs >= 0) and np.all(qs <= 1)):
+            raise ValueError("quantiles must lie in [0, 1]")
+        return self._interpolate(np.asarray(qs, dtype=float) * self.count)
+
+    def _interpolate(self, ranks: np.ndarray) -> np.ndarray:
+        b = self.bucket_of_rank(ranks)
+        cum = self._cum
+        start = np.where(b > 0, cum[np.maximum(b - 1, 0)], 0.0)
+        c = self.counts[b]
+        lo, hi = self.lower[b], self.upper[b]
+        p = np.clip(np.where(c > 0, (ranks - start) / np.where(c > 0, c, 1.0), 1.0), 0.0, 1.0)
+        finite_lo = np.where(np.isfinite(lo), lo, hi)
+        with np.errstate(invalid="ignore"):
+            out = finite_lo + (hi - finite_lo) * p
+        if self.interpolation != "linear":
+            out = _power_law(self._gammas()[b], lo, hi, c, p, out)
+        # Quantile in the +Inf bucket: the best point is the last finite bound (Prometheus).
+        out = np.where(np.isfinite(hi), out, lo)
+        # A lowest bucket open below: its upper bound is all we know.
+        return np.where(~np.isfinite(lo), hi, out)
+
+    def _gammas(self) -> np.ndarray:
+        """Per bucket, the exponent of the power-law density inside it (0: a straight line).
+
+        Each bucket's log density sits at its geometric midpoint; the log-log slope to each
+        contiguous, non-empty, positive neighbour is measured (changes under 5% count as
+        flat). Where both slopes have the same sign the bucket gets their geometric mean;
+        at a peak, a trough or next to an empty or missing neighbour it gets 0.
+        """
+        lower, upper, counts = self.lower, self.upper, self.counts
+        n = counts.size
+        ok = np.isfinite(lower) & np.isfinite(upper) & (lower > 0) & (upper > lower) & (counts > 0)
+        lo = np.where(ok, lower, 1.0)
+        hi = np.where(ok, upper, 2.0)
+        lnf = np.where(ok, np.log(np.where(ok, counts, 1.0) / (hi - lo)), np.nan)
+        mid = np.where(ok, 0.5 * (np.log(lo) + np.log(hi)), np.nan)
+        step = np.full(n + 1, np.nan)  # step[i]: log-log slope between buckets i-1 and i
+        if n > 1:
+            pair = ok[:-1] & ok[1:] & (upper[:-1] == lower[1:])
+            dl = lnf[1:] - lnf[:-1]
+            with np.errstate(invalid="ignore"):
+                slope = np.where(np.abs(dl) < FLAT_LOG_DENSITY, 0.0, dl / (mid[1:] - mid[:-1]))
+            step[1:n] = np.where(pair, slope, np.nan)
+        back, fwd = step[:n], step[1:]
+        same = np.isfinite(back) & np.isfinite(fwd) & (back * fwd > 0)
+        with np.errstate(invalid="ignore"):
+            g = np.sign(back) * np.sqrt(np.abs(back * fwd))
+        return np.where(same & ok, g, 0.0)
+
+    def point_masses(self, variant: str) -> PointMasses:
+        """This distribution as weighted points, for convolution (see :mod:`mapper.core.convolve`).
+
+        ``"low"`` puts each bucket's count at its lower bound, ``"high"`` at its upper bound
+        (the true sum lies between), ``"mid"`` follows the interpolated quantile function.
+        """
+        keep = self.counts > 0
+        if variant == "low":
+            values = np.where(np.isfinite(self.lower[keep]), self.lower[keep], 0.0)
+            return PointMasses(values, self.counts[keep] / self.count)
+        if variant == "high":
+            return PointMasses(self.upper[keep], self.counts[keep] / self.count)
+        edges = PROBABILITY_EDGES
+        mids = (edges[:-1] + edges[1:]) / 2
+        return PointMasses(self.quantile_values(mids), np.diff(edges))
+
+
+def _power_law(gamma: np.ndarray, lo: np.ndarray, hi: np.ndarray, count: np.ndarray, p: np.ndarray,
+               linear: np.ndarray) -> np.ndarray:
+    """Invert a power-law density ``x**gamma`` on ``(lo, hi]`` at in-bucket fraction ``p``.
+
+    Falls back to ``linear`` where ``gamma`` is 0, or where the curve moves the estimate by
+    less than three standard deviations of the in-bucket order statistic (``count``
+    observations): there the data cannot tell the curve from a straight line.
+    """
+    use = gamma != 0
+    low = np.where(use, lo, 1.0)
+    high = np.where(use, hi, 2.0)
+    w = np.log(high / low)
+    beta = np.clip((gamma + 1.0) * w, -500.0, 500.0)
+    flat = np.abs(beta) < 1e-12
+    bs = np.where(flat, 1.0, beta)
+    em = np.expm1(bs)
+    t = np.where(flat, p, np.log1p(p * em) / bs)
+    x = low * np.exp(w * t)
+    r = (x - low) / (high - low)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(flat, (high - low) / (x * w), (high - low) * bs * (1.0 + p * em) / (x * w * em))
+        sd = np.sqrt(p * (1.0 - p) / np.maximum(count, 1.0)) / rho
+    use &= np.isfinite(x) & (rho > 0) & (np.abs(r - p) >= NOISE_SD * sd)
+    return np.where(use, np.clip(x, low, high), linear)
+
+
+def non_monotonic(cumulative: Sequence[float], tolerance: float = 1e-9) -> bool:
+    """True when cumulative bucket counts (sorted by ``le``) decrease somewhere."""
+    c = np.asarray(cumulative, dtype=float)
+    return bool(np.any(np.diff(c) < -tolerance * max(1.0, float(np.max(c, initial=0)))))
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True, eq=False)
+class SampleDistribution:
+    """Raw observations; the interval is a distribution-free order-statistic CI.
+
+    For the ranks ``l``, ``u`` of the order statistics, P(X_(l) <= x_q <= X_(u)) >= 95%
+    whatever the distribution (Hahn & Meeker, ch. 5). ``high`` is ``None`` when ``u``
+    would be beyond the largest observation: the data cannot bound the quantile above.
+    """
+
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        v = np.sort(np.asarray(self.values, dtype=float))
+        if v.ndim != 1 or not np.all(np.isfinite(v)):
+            raise ValueError("samples must be a 1-d array of finite numbers")
+        object.__setattr__(self, "values", v)
+
+    @property
+    def count(self) -> float:
+        return float(self.values.size)
+
+    @property
+    def mean(self) -> float | None:
+        return float(self.values.mean()) if self.values.size else None
+
+    def quantile(self, q: float) -> Estimate:
+        check_q(q)
+        v = self.values
+        n = v.size
+        if n == 0:
+            return Estimate(q, None, None, None, 0.0, "no observations in the window")
+        from scipy.stats import binom  # imported here: scipy costs ~0.4 s at start-up
+
+        alpha = (1 - CONFIDENCE) / 2
+        lo_rank = int(binom.ppf(alpha, n, q))  # 1-based rank of the lower order statistic
+        hi_rank = int(binom.ppf(1 - alpha, n, q)) + 1
+        low = float(v[lo_rank - 1]) if lo_rank >= 1 else float(v[0])
+        high = float(v[hi_rank - 1]) if hi_rank <= n else None
+        note = too_few_note(q, n)
+        if note:
+            return Estimate(q, None, low, None, float(n), note)
+        return Estimate(q, float(np.quantile(v, q)), low, high, float(n))
+
+    def point_masses(self, variant: str) -> PointMasses:
+        return PointMasses(self.values, np.full(self.values.size, 1.0 / max(1, self.values.size)))
+
+
+def _at(mapping: Mapping[float, _T], q: float) -> _T | None:
+    """The entry for quantile ``q`` (keys compared to 1e-9: 0.9999 from YAML's 99.99 / 100)."""
+    for have, value in mapping.items():
+        if math.isclose(have, q, rel_tol=0, abs_tol=1e-9):
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True)
+class SummaryDistribution:
+    """Quantiles computed by an instrumented client (a Prometheus summary), passed through.
+
+    A summary's quantiles cover the client's own sliding window and one process; they can
+    be neither aggregated across instances nor re-windowed, which is why ``low``/``high``
+    are the value itself and the note says where the number comes from.
+    """
+
+    quantiles: Mapping[float, float]
+    count: float
+    sum: float | None = None
+    origin: str = "summary"
+
+    @property
+    def mean(self) -> float | None:
+        if self.sum is None or self.count <= 0:
+            return None
+        return self.sum / self.count
+
+    def quantile(self, q: float) -> Estimate:
+        value = _at(self.quantiles, q)
+        if value is not None:
+            if math.isnan(value):
+                return Estimate(q, None, None, None, self.count, f"{self.origin}: no observations")
+            return Estimate(q, value, value, value, self.count, f"{self.origin}: client-computed")
+        exposed = ", ".join(percentile_label(x) for x in sorted(self.quantiles)) or "none"
+        return Estimate(
+            q, None, None, None, self.count,
+            f"not available: the summary exposes only {exposed}",
+        )
+
+
+# --------------------------------------------------------------------------- served sketches
+
+
+@dataclass(frozen=True)
+class SketchDistribution:
+    """Percentiles a back end computed from its own quantile sketch over the whole window
+    (Datadog distribution metrics: DDSketch), passed through with the sketch's guarantee.
+
+    DDSketch answers a value within ``relative_accuracy`` of the true quantile, so the
+    interval is ``value / (1 + a) .. value / (1 - a)`` (narrowed to the exact min and max
+    when known). ``bounds`` holds quantiles known only as a range (from chunks of the window:
+    the quantile of a union lies between its parts' quantiles), ``unavailable`` why a
+    quantile the back end was asked for was not served. Anything else is "not available":
+    latmap never interpolates between served percentiles to make a number up.
+    """
+
+    quantiles: Mapping[float, float]
+    count: float
+    sum: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    relative_accuracy: float = 0.01
+    origin: str = "Datadog DDSketch"
+    bounds: Mapping[float, tuple[float, float]] = field(default_factory=dict)
+    unavailable: Mapping[float, str] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float | None:
+        if self.sum is None or self.count <= 0:
+            return None
+        return self.sum / self.count
+
+    def _clip(self, low: float, high: float) -> tuple[float, float]:
+        if self.minimum is not None:
+            low = max(low, self.minimum)
+        if self.maximum is not None:
+            high = min(high, self.maximum)
+        return low, max(low, high)
+
+    def quantile(self, q: float) -> Estimate:
+        check_q(q)
+        if self.count <= 0:
+            return Estimate(q, None, None, None, 0.0, "no observations in the window")
+        short = too_few_note(q, self.count)
+        if short:
+            return Estimate(q, None, None, None, self.count, short)
+        a = self.relative_accuracy
+        if (value := _at(self.quantiles, q)) is not None:
+            low, high = self._clip(value / (1 + a), value / (1 - a))
+            return Estimate(q, value, low, high, self.count, f"{self.origin}: computed by the back end, "
+                            f"relative accuracy {a:.2%}")
+        if (bounds := _at(self.bounds, q)) is not None:
+            low, high = self._clip(bounds[0] / (1 + a), bounds[1] / (1 - a))
+            return Estimate(q, None, low, high, self.count,
+                            f"bounded only: {self.origin} answered per chunk of the window, and "
+                            "percentiles of chunks cannot be combined")
+        if (why := _at(self.unavailable, q)) is not None:
+            return Estimate(q, None, None, None, self.count, f"not available: {why}")
+        served = ", ".join(percentile_label(x) for x in sorted(self.quantiles)) or "none"
+        return Estimate(q, None, None, None, self.count, f"not available: {self.origin} serves {served}")
+
+    def point_masses(self, variant: str) -> PointMasses:
+        """Weighted points between the served percentiles, for convolution.
+
+        Between served quantiles ``q_i < q_j`` lies probability ``q_j - q_i``; ``low`` puts it at
+        the lower end's lower bound, ``high`` at the upper end's upper bound, so sums stay
+        bounded. Below the lowest served quantile the mass reaches down to the minimum (0 when
+        unknown), above the highest up to the maximum (unbounded when unknown). ``mid``
+        interpolates log(value) linearly in logit(p) between the served values, with the exact
+        min and max standing for the 1/(n+1) and n/(n+1) quantiles.
+        """
+        a = self.relative_accuracy
+        qs = sorted(self.quantiles)
+        vals = np.array([self.quantiles[q] for q in qs], dtype=float)
+        probs = np.array(qs, dtype=float)
+        lo_end = self.minimum if self.minimum is not None else 0.0
+        hi_end = self.maximum if self.maximum is not None else math.inf
+        if not qs:
+            return PointMasses(np.array([lo_end if variant == "low" else hi_end]), np.array([1.0]))
+        p = np.concatenate([[0.0], probs, [1.0]])
+        v_low = np.concatenate([[lo_end], vals / (1 + a), [vals[-1] / (1 + a)]])
+        v_high = np.concatenate([[vals[0] / (1 - a)], vals / (1 - a), [hi_end]])
+        v_low, v_high = np.maximum(v_low, lo_end), np.minimum(v_high, hi_end)
+        if variant == "low":
+            return PointMasses(v_low[:-1], np.diff(p))
+        if variant == "high":
+            return PointMasses(v_high[1:], np.diff(p))
+        edges = PROBABILITY_EDGES
+        mids = (edges[:-1] + edges[1:]) / 2
+        # logit(p) follows a tail better than p does
+        n = max(self.count, 1.0)
+        anchor_p = np.concatenate([[1 / (n + 1)] if self.minimum is not None else [], probs,
+                                   [n / (n + 1)] if self.maximum is not None else []])
+        anchor_v = np.concatenate([[self.minimum] if self.minimum is not None else [], vals,
+                                   [self.maximum] if self.maximum is not None else []])
+        order = np.argsort(anchor_p, kind="stable")
+        anchor_p, anchor_v = anchor_p[order], np.maximum.accumulate(anchor_v[order])
+        logit = np.log(anchor_p) - np.log1p(-anchor_p)
+        values = np.exp(np.interp(np.log(mids) - np.log1p(-mids), logit, np.log(np.maximum(anchor_v, 1e-12))))
+        return PointMasses(values, np.diff(edges))
+
+
+@dataclass(frozen=True)
+class HostAggregateDistribution:
+    """Percentiles an agent computed per host and per flush interval (Datadog *histogram*
+    metrics: ``.median``, ``.95percentile``), which no one can combine into the window's.
+
+    What can honestly be said: the window's quantile over all hosts lies between the
+    smallest and the largest per-host per-flush quantile (a quantile of a union lies between
+    its parts'), so those are the interval and the value is not given. ``maximum`` (the
+    largest ``.max``) is exact.
+    """
+
+    bounds: Mapping[float, tuple[float, float]]
+    count: float
+    maximum: float | None = None
+    origin: str = "Datadog histogram (agent-side, per host and flush interval)"
+
+    @property
+    def mean(self) -> float | None:
+        return None
+
+    def quantile(self, q: float) -> Estimate:
+        check_q(q)
+        if self.count <= 0:
+            return Estimate(q, None, None, None, 0.0, "no observations in the window")
+        if (bounds := _at(self.bounds, q)) is not None:
+            return Estimate(q, None, bounds[0], bounds[1], self.count,
+                            f"not combinable: {self.origin}; the window's {percentile_label(q)} lies "
+                            f"between the smallest and largest per-host value")
+        exposed = ", ".join(percentile_label(x) for x in sorted(self.bounds)) or "none"
+        return Estimate(q, None, None, None, self.count,
+                        f"not available: {self.origin} exposes only {exposed}")
+
+
+# --------------------------------------------------------------------------- point masses
+
+
+def _probability_edges() -> np.ndarray:
+    """Probability grid for point-mass representations: even in the body, dense in the tail.
+
+    The tail part reaches 1 - 1e-7, so p99.99 of a sum keeps ~300 points of resolution.
+    """
+    body = np.linspace(0.0, 1.0, 513)
+    tail = 1.0 - np.logspace(-0.3, -7.0, 700)
+    return np.unique(np.concatenate([body, tail, [1.0]]))
+
+
+PROBABILITY_EDGES = _probability_edges()
+
+
+@dataclass(frozen=True, eq=False)
+class PointMasses:
+    """A discrete distribution: ``values`` with ``weights`` summing to 1."""
+
+    values: np.ndarray
+    weights: np.ndarray
+
+    def quantile(self, q: float) -> float:
+        """The lower q-quantile (smallest value whose cumulative weight reaches q)."""
+        order = np.argsort(self.values, kind="stable")
+        v, w = self.values[order], self.weights[order]
+        cum = np.cumsum(w)
+        i = int(np.searchsorted(cum, q * cum[-1] - 1e-12, side="left"))
+        return float(v[min(i, v.size - 1)])

@@ -1,0 +1,32 @@
+"""Files as latmap writes them: atomic (a reader sees the old file or the new one, never half
+of one) and JSON that diffs cleanly (sorted keys, indent 2, final newline)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temp file in the same directory, fsync, rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def dumps(doc: Any) -> str:
+    """JSON as latmap writes it: sorted keys, indent 2, final newline (diffs cleanly)."""
+    return json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"

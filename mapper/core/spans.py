@@ -1,0 +1,191 @@
+"""Spans as columns: the one in-memory form of trace data, whatever it was read from.
+
+OTLP is decoded once, at ingest, into a :class:`SpanBatch` of numpy arrays; everything after
+that (hops, per-trace lead time, percentiles) is array operations, never a Python loop per
+span. The same columns are what the spool's Parquet files hold (see :data:`PARQUET_SCHEMA`).
+
+Ids: a trace id is 16 bytes, kept as two big-endian uint64 halves (``trace_hi``,
+``trace_lo``) so that sorting and grouping are numeric; span ids are one uint64; 0 means
+"none" (no parent, no link).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+#: OTLP SpanKind values.
+KIND_UNSPECIFIED, KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = range(6)
+
+#: Span attributes copied into columns (others are not kept: matching needs only these).
+ATTRIBUTE_COLUMNS: dict[str, str] = {
+    "messaging.destination.name": "destination",
+    "messaging.system": "messaging_system",
+    "peer.service": "peer_service",
+    "db.system": "db_system",
+}
+
+_COLUMNS: dict[str, Any] = {
+    "trace_hi": np.uint64,
+    "trace_lo": np.uint64,
+    "span_id": np.uint64,
+    "parent_id": np.uint64,
+    "link_trace_hi": np.uint64,
+    "link_trace_lo": np.uint64,
+    "link_span_id": np.uint64,
+    "start_ns": np.int64,
+    "end_ns": np.int64,
+    "kind": np.int8,
+    "status": np.int8,
+    "service": object,
+    "name": object,
+    "destination": object,
+    "messaging_system": object,
+    "peer_service": object,
+    "db_system": object,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class SpanBatch:
+    """Equal-length columns, one row per span. String columns hold ``str`` or ``None``.
+
+    ``link_*`` is the span's first link (async hand-over when there is no parent).
+    """
+
+    trace_hi: np.ndarray
+    trace_lo: np.ndarray
+    span_id: np.ndarray
+    parent_id: np.ndarray
+    link_trace_hi: np.ndarray
+    link_trace_lo: np.ndarray
+    link_span_id: np.ndarray
+    start_ns: np.ndarray
+    end_ns: np.ndarray
+    kind: np.ndarray
+    status: np.ndarray
+    service: np.ndarray
+    name: np.ndarray
+    destination: np.ndarray
+    messaging_system: np.ndarray
+    peer_service: np.ndarray
+    db_system: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.trace_hi)
+        for f in fields(self):
+            col = np.asarray(getattr(self, f.name), dtype=_COLUMNS[f.name])
+            if col.shape != (n,):
+                raise ValueError(f"column {f.name} has shape {col.shape}, expected ({n},)")
+            object.__setattr__(self, f.name, col)
+
+    def __len__(self) -> int:
+        return int(self.trace_hi.size)
+
+    @classmethod
+    def empty(cls) -> SpanBatch:
+        return cls(**{name: np.array([], dtype=dt) for name, dt in _COLUMNS.items()})
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, Any]) -> SpanBatch:
+        """Build from a mapping of column name to sequence; missing string columns are None."""
+        n = len(columns["trace_hi"])
+        full = {}
+        for name, dt in _COLUMNS.items():
+            if name in columns:
+                full[name] = np.asarray(columns[name], dtype=dt)
+            elif dt is object:
+                full[name] = np.full(n, None, dtype=object)
+            else:
+                full[name] = np.zeros(n, dtype=dt)
+        return cls(**full)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def take(self, index: np.ndarray) -> SpanBatch:
+        """The rows at ``index`` (an integer or boolean array)."""
+        return SpanBatch(**{k: v[index] for k, v in self.columns().items()})
+
+    @staticmethod
+    def concat(batches: list[SpanBatch]) -> SpanBatch:
+        if not batches:
+            return SpanBatch.empty()
+        return SpanBatch(**{name: np.concatenate([getattr(b, name) for b in batches])
+                            for name in _COLUMNS})
+
+
+def split_trace_id(raw: bytes) -> tuple[int, int]:
+    """A 16-byte trace id as (hi, lo) unsigned 64-bit integers (big-endian)."""
+    return int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:16], "big")
+
+
+def span_id_int(raw: bytes) -> int:
+    """An 8-byte span id as an unsigned 64-bit integer (big-endian); b"" is 0 (none)."""
+    return int.from_bytes(raw, "big") if raw else 0
+
+
+def trace_id_hex(hi: int, lo: int) -> str:
+    return f"{int(hi):016x}{int(lo):016x}"
+
+
+def parquet_schema() -> Any:
+    """The spool's Parquet schema: one row per span, the columns of :class:`SpanBatch`."""
+    import pyarrow as pa
+
+    types = {np.uint64: pa.uint64(), np.int64: pa.int64(), np.int8: pa.int8(), object: pa.string()}
+    return pa.schema([(name, types[dt]) for name, dt in _COLUMNS.items()])
+
+
+def first_rows(hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray | None:
+    """Indices (ascending) of the first row of each (hi, lo, span) key; None if all are unique."""
+    n = hi.size
+    if n < 2:
+        return None
+    ordered = np.sort(span)
+    if not (ordered[1:] == ordered[:-1]).any():
+        return None  # span ids alone are distinct (the usual case: one sort, no lexsort)
+    order = np.lexsort((span, lo, hi))  # stable: within a key, rows stay in input order
+    h, lo_, s = hi[order], lo[order], span[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = (h[1:] != h[:-1]) | (lo_[1:] != lo_[:-1]) | (s[1:] != s[:-1])
+    if first.all():
+        return None
+    return np.sort(order[first])
+
+
+def dedupe(batch: SpanBatch) -> tuple[SpanBatch, int]:
+    """``batch`` without repeated (trace id, span id) rows, and how many were removed.
+
+    The first copy of a span is kept and the order of the rows is kept. Use it across batches
+    (``dedupe(SpanBatch.concat(...))``) when retried exports may land in different requests.
+    """
+    keep = first_rows(batch.trace_hi, batch.trace_lo, batch.span_id)
+    if keep is None:
+        return batch, 0
+    return batch.take(keep), len(batch) - int(keep.size)
+
+
+@dataclass(frozen=True)
+class LoadedSpans:
+    batch: SpanBatch
+    set_aside: dict[str, int]  # reason -> spans not used
+    origin: str
+    notes: tuple[str, ...] = ()  # what else the reader has to say (a span limit reached ...)
+
+
+def in_window(batch: SpanBatch, window: Any, set_aside: Counter[str], deduplicate: bool = True) -> SpanBatch:
+    """The spans that start inside ``window``, without duplicates (retried exports, pages
+    that overlap), which are counted in ``set_aside``."""
+    start_ns, end_ns = int(window.start * 1e9), int(window.end * 1e9)
+    inside = (batch.start_ns > start_ns) & (batch.start_ns <= end_ns)
+    if not inside.all():  # a copy of a million rows costs memory; skip it when nothing changes
+        batch = batch.take(np.flatnonzero(inside))
+    if deduplicate:
+        batch, dups = dedupe(batch)
+        if dups:
+            set_aside["duplicate span"] += dups
+    return batch

@@ -1,0 +1,40 @@
+"""The stream spec: one loaded, validated model of the value stream, whatever the file said.
+
+``load_spec`` reads the YAML file, checks every key and value, and raises one ``SpecError``
+listing every problem as ``file:line: field: message``. The parsers live in ``stream``
+(stages, sources, measurements, objectives), ``datadog`` (the Datadog source's options) and
+``extra`` (segments, event windows, future-state changes); ``_parse`` holds the helpers they
+share.
+"""
+
+from mapper.core.spec.extra import Change, EventWindow, Segments
+from mapper.core.spec.stream import (
+    TRACE_SOURCE_KINDS,
+    BasicAuth,
+    Measurement,
+    Objective,
+    SourceSpec,
+    Stage,
+    StreamSpec,
+    TraceMatch,
+    load_spec,
+    loads_spec,
+    parse_spec,
+)
+
+__all__ = [
+    "TRACE_SOURCE_KINDS",
+    "BasicAuth",
+    "Change",
+    "EventWindow",
+    "Measurement",
+    "Objective",
+    "Segments",
+    "SourceSpec",
+    "Stage",
+    "StreamSpec",
+    "TraceMatch",
+    "load_spec",
+    "loads_spec",
+    "parse_spec",
+]

@@ -1,0 +1,236 @@
+"""The latency map as a standalone SVG in the visual language of a value stream map.
+
+A box per stage (name, owner, process percentiles with n, trace completeness), an arrow into
+each stage labelled with its wait, the bottleneck drawn dark with a thick border and a
+hatched band, a stage without data dashed, and under each row of boxes the VSM timeline
+ladder (wait on the upper step, process on the lower). The lead time p50/p99 and the flow
+efficiency close the picture.
+
+What a caller can rely on: the output is well-formed XML; every string taken from the spec
+or the data passes through :func:`xml.sax.saxutils.escape` / ``quoteattr``; meaning is never
+carried by colour alone (the fills in :data:`FILLS` differ in luminance, and every mark has
+a text label); stages wrap after :data:`PER_ROW` per row so 2 to 30 stages stay readable.
+Pure function of the :class:`~mapper.analysis.latency.LatencyMap`; no I/O.
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape, quoteattr
+
+from mapper.analysis.latency import LatencyMap, StageResult
+from mapper.core.distribution import Distribution, percentile_label
+from mapper.core.durations import format_duration
+from mapper.core.model import MeasurementResult
+from mapper.render.cells import cell, short_cell
+
+PER_ROW = 6
+BOX_W = 210
+SLOT_W = 120  # the gap left of each box: the wait arrow, and the ladder's upper step
+MARGIN = 20
+LINE = 15
+FONT = "sans-serif"
+NAME_CHARS = 28
+
+#: Fills by role. Their relative luminances are far apart, so a greyscale print keeps them
+#: distinct; text on the dark ones is white.
+FILLS: dict[str, str] = {
+    "no_data": "#ffffff",
+    "stage": "#d6e2ef",
+    "wait": "#e8a75a",
+    "process": "#3d74ad",
+    "bottleneck": "#5b1a12",
+}
+INK = "#1a1a1a"
+DARK_FILLS = frozenset({"process", "bottleneck"})
+
+
+def relative_luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of ``#rrggbb`` (0 black .. 1 white)."""
+    rgb = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+
+
+def _clip(s: str, n: int = NAME_CHARS) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _text(x: float, y: float, s: str, *, size: int = 11, weight: str = "normal", fill: str = INK,
+          anchor: str = "start") -> str:
+    return (f'<text x="{x:g}" y="{y:g}" font-size="{size}" font-weight="{weight}" '
+            f'fill="{fill}" text-anchor="{anchor}">{escape(s)}</text>')
+
+
+def _has_data(s: StageResult) -> bool:
+    return any(r is not None and r.distribution is not None for r in (s.wait, s.process))
+
+
+def _part_p50(r: MeasurementResult | None) -> str:
+    if r is None:
+        return "—"
+    if r.distribution is None:
+        return "no data"
+    return short_cell(r.distribution.quantile(0.5))
+
+
+def _box_lines(lm: LatencyMap, s: StageResult) -> list[str]:
+    """The metric lines of a stage box, under its name."""
+    lines = [f"owner: {s.stage.owner or '—'}"]
+    if not _has_data(s):
+        lines.append("no data")
+    p = s.process
+    if p is None:
+        lines.append("process: not measured")
+    elif p.distribution is None:
+        lines.append("process: no data")
+    else:
+        d = p.distribution
+        lines.append(f"process n={d.count:,.0f}")
+        lines += [f"{percentile_label(q)} {cell(d.quantile(q))}" for q in lm.spec.percentiles]
+    if lm.traces is not None:
+        lines.append(f"complete {100 * lm.traces.completeness(s.stage.name):.1f}% of traces")
+    b = lm.bottleneck
+    if b is not None and b.stage == s.stage.name:
+        lines.append(f"BOTTLENECK hop {percentile_label(b.q)} {short_cell(b.estimate)}")
+    return lines
+
+
+def _wait_lines(s: StageResult) -> list[str]:
+    w = s.wait
+    if w is None:
+        return []
+    if w.distribution is None:
+        return ["wait", "no data"]
+    d = w.distribution
+    return ["wait", f"p50 {short_cell(d.quantile(0.5))}", f"p99 {short_cell(d.quantile(0.99))}"]
+
+
+def _defs() -> str:
+    return ('<defs>'
+            '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+            f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{INK}"/></marker>'
+            '<pattern id="hatch" width="8" height="8" patternUnits="userSpaceOnUse" '
+            'patternTransform="rotate(45)"><rect width="8" height="8" fill="#ffffff"/>'
+            f'<line x1="0" y1="0" x2="0" y2="8" stroke="{INK}" stroke-width="4"/></pattern>'
+            '</defs>')
+
+
+def _lead_lines(lm: LatencyMap) -> list[str]:
+    out: list[str] = []
+    d: Distribution | None = lm.end_to_end
+    if d is None:
+        out.append("lead time: no end-to-end data")
+    else:
+        for q in (0.5, 0.99):
+            out.append(f"lead time {percentile_label(q)} {cell(d.quantile(q))}")
+    fe = lm.flow_efficiency
+    out.append("flow efficiency: n/a" if fe is None else
+               f"flow efficiency {100 * fe.value:.1f}% (process {format_duration(fe.process)} "
+               f"of {format_duration(fe.lead)}, by {fe.method})")
+    return out
+
+
+def to_svg(lm: LatencyMap) -> str:
+    """The standalone SVG document (UTF-8 text, no XML declaration) of the latency map."""
+    stages = lm.stages
+    order = {s.stage.name: i for i, s in enumerate(stages)}
+    n = len(stages)
+    cols = max(1, min(PER_ROW, n))
+    rows = max(1, -(-n // PER_ROW))
+    box_h = LINE * (2 + max((len(_box_lines(lm, s)) for s in stages), default=1)) + 6
+    ladder_h = 70
+    row_h = box_h + ladder_h + 40
+    top = MARGIN + 50
+    width = MARGIN * 2 + cols * (SLOT_W + BOX_W) + 40
+    lead = _lead_lines(lm)
+    height = top + rows * row_h + LINE * (len(lead) + 1) + MARGIN
+
+    def place(i: int) -> tuple[float, float]:
+        r, c = divmod(i, PER_ROW)
+        return MARGIN + SLOT_W + c * (SLOT_W + BOX_W), top + r * row_h
+
+    out: list[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" font-family="{FONT}" role="img" '
+        f'aria-label={quoteattr("value stream map " + lm.spec.name)}>',
+        f"<title>{escape('value stream map: ' + lm.spec.name)}</title>",
+        _defs(),
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+        _text(MARGIN, MARGIN + 16, f"Value stream: {lm.spec.name}"
+              + (f" (owner: {lm.spec.owner})" if lm.spec.owner else ""), size=16, weight="bold"),
+        _text(MARGIN, MARGIN + 34, "boxes: process time per stage · arrows: wait before the stage · "
+              "ladder: p50 wait (upper) and process (lower)", size=11),
+    ]
+    incoming: dict[str, list[str]] = {}
+    for h in lm.hops:
+        incoming.setdefault(h.target, []).append(h.source)
+    connector = 0
+    tags_out: dict[str, int] = {}
+    for i, s in enumerate(stages):
+        x, y = place(i)
+        name = s.stage.name
+        bottleneck = lm.bottleneck is not None and lm.bottleneck.stage == name
+        data = _has_data(s)
+        role = "bottleneck" if bottleneck else "stage" if data else "no_data"
+        ink = "#ffffff" if role in DARK_FILLS else INK
+        dash = "" if data else ' stroke-dasharray="6 4"'
+        stroke_w = 5 if bottleneck else 1.5
+        cls = "stage bottleneck" if bottleneck else "stage" if data else "stage no-data"
+        out.append(f'<g class="{cls}" data-stage={quoteattr(name)}><title>{escape(name)}</title>')
+        out.append(f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{box_h}" rx="3" fill="{FILLS[role]}" '
+                   f'stroke="{INK}" stroke-width="{stroke_w}"{dash}/>')
+        if bottleneck:
+            out.append(f'<rect x="{x}" y="{y}" width="{BOX_W}" height="10" fill="url(#hatch)" '
+                       f'stroke="{INK}" stroke-width="1"/>')
+        ty = y + LINE + (10 if bottleneck else 4)
+        out.append(_text(x + 8, ty, _clip(name), size=13, weight="bold", fill=ink))
+        for line in _box_lines(lm, s):
+            ty += LINE
+            out.append(_text(x + 8, ty, line, fill=ink, weight="bold" if line.startswith("BOTTLENECK") else "normal"))
+        out.append("</g>")
+
+        # The wait slot left of the box: an arrow in from each upstream stage, labelled with the wait.
+        mid = y + box_h / 2
+        sx = x - SLOT_W
+        for j, line in enumerate(_wait_lines(s)):
+            out.append(_text(sx + SLOT_W / 2, y + 14 + j * LINE, line, anchor="middle"))
+        for k, src in enumerate(incoming.get(name, [])):
+            ay = mid + 14 * k
+            adjacent = order.get(src) == i - 1 and i % PER_ROW != 0
+            if adjacent:
+                out.append(f'<line x1="{sx + 2}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
+                           'stroke-width="2" marker-end="url(#arrow)"/>')
+                continue
+            # Not side by side (a row wrap or a branch): a numbered off-page connector pair.
+            connector += 1
+            tag = f"({connector})"
+            out.append(_text(sx + 16, ay + 4, tag, weight="bold", anchor="middle"))
+            out.append(f'<line x1="{sx + 30}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
+                       'stroke-width="2" marker-end="url(#arrow)"/>')
+            if src in order:
+                px, py = place(order[src])
+                nth = tags_out[src] = tags_out.get(src, 0) + 1
+                out.append(_text(px + BOX_W + 4, py + box_h + 10 - LINE * nth, f"→{tag}", weight="bold"))
+
+        # The ladder: wait on the upper step (in the slot), process on the lower (under the box).
+        up = y + box_h + 25
+        low = up + 30
+        w_dash = "" if s.wait is not None and s.wait.distribution is not None else ' stroke-dasharray="4 3"'
+        p_dash = "" if s.process is not None and s.process.distribution is not None else ' stroke-dasharray="4 3"'
+        out.append(f'<rect x="{sx + 4}" y="{up - 6}" width="{SLOT_W - 8}" height="6" fill="{FILLS["wait"]}" '
+                   f'stroke="{INK}" stroke-width="1"{w_dash}/>')
+        out.append(_text(sx + SLOT_W / 2, up - 10, f"wait {_part_p50(s.wait)}", size=10, anchor="middle"))
+        out.append(f'<path d="M{sx + 4},{up} H{x} V{low} H{x + BOX_W} V{up}" fill="none" stroke="{INK}" '
+                   'stroke-width="1.5"/>')
+        out.append(f'<rect x="{x + 4}" y="{low}" width="{BOX_W - 8}" height="6" fill="{FILLS["process"]}" '
+                   f'stroke="{INK}" stroke-width="1"{p_dash}/>')
+        out.append(_text(x + BOX_W / 2, low + 20, f"process {_part_p50(s.process)}", size=10, anchor="middle"))
+
+    ly = top + rows * row_h
+    for j, line in enumerate(lead):
+        out.append(_text(MARGIN, ly + j * LINE, line, size=12, weight="bold" if j == 0 else "normal"))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
