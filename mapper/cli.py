@@ -33,7 +33,7 @@ EXIT_ERROR = 2
 FORMATS = ("table", "json", "markdown")
 
 
-def _exit_code(*, broken: bool, regressions: int = 0) -> int:
+def exit_code(*, broken: bool, regressions: int = 0) -> int:
     """The one rule for a scheduler: 1 when an objective is broken or a regression was
     found, else 0 (errors are 2, decided in :func:`main`)."""
     return EXIT_OBJECTIVE_BROKEN if broken or regressions else EXIT_OK
@@ -120,6 +120,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
                         format="latmap: %(levelname)s: %(message)s")
+    logging.getLogger().setLevel(max(level, logging.DEBUG))  # also when a handler was already there
     ctx.obj = {"debug": debug}
 
 
@@ -149,7 +150,7 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
         for path in app.pipeline.write_reports(lm, out, found):
             click.echo(f"wrote {path}", err=True)
     click.echo(_render(fmt, lm, found), nl=False)
-    raise SystemExit(_exit_code(broken=lm.broken))
+    raise SystemExit(exit_code(broken=lm.broken))
 
 
 @cli.command("report")
@@ -196,7 +197,7 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
         click.echo(f"regression: {change.message()}")
     if pushgateway:
         app.pushgw.push_run(lm, pushgateway)
-    raise SystemExit(_exit_code(broken=lm.broken, regressions=len(regressions)))
+    raise SystemExit(exit_code(broken=lm.broken, regressions=len(regressions)))
 
 
 @cli.command("discover")

@@ -17,10 +17,6 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display; must precede pyplot
-import matplotlib.pyplot as plt
 import numpy as np
 
 from mapper.core.distribution import (
@@ -49,6 +45,18 @@ RC: Any = {  # Any: matplotlib types rc keys as Literals
 MARK_COLOURS = ("#1b7837", "#b2182b", "#5e3c99", "#e08214")
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display), imported at the first chart, so a
+    command that draws nothing never pays for matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # must precede pyplot
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    return plt
+
+
 def _safe(text: str) -> str:
     """Text for matplotlib: ``$`` would start mathtext."""
     return text.replace("$", r"\$")
@@ -56,16 +64,16 @@ def _safe(text: str) -> str:
 
 def _svg(fig: Figure) -> str:
     buf = io.StringIO()
-    with plt.rc_context(RC):
+    with _pyplot().rc_context(RC):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]
 
 
 def _figure(size: tuple[float, float] = SIZE) -> tuple[Figure, Any]:
-    with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=size)
+    with _pyplot().rc_context(RC):
+        fig, ax = _pyplot().subplots(figsize=size)
     return fig, ax
 
 
@@ -78,10 +86,10 @@ def _empty(title: str, why: str) -> str:
 
 
 def _seconds_axis(ax: Any, axis: str = "x") -> None:
-    fmt = matplotlib.ticker.FuncFormatter(lambda v, _pos: format_duration(v) if v > 0 else "")
+    fmt = _pyplot().matplotlib.ticker.FuncFormatter(lambda v, _pos: format_duration(v) if v > 0 else "")
     which = getattr(ax, f"{axis}axis")
     which.set_major_formatter(fmt)
-    which.set_minor_formatter(matplotlib.ticker.NullFormatter())  # log minor labels clutter
+    which.set_minor_formatter(_pyplot().matplotlib.ticker.NullFormatter())  # log minor labels clutter
 
 
 def distribution_svg(dist: Distribution | None, qs: Sequence[float], title: str) -> str:
@@ -94,7 +102,7 @@ def distribution_svg(dist: Distribution | None, qs: Sequence[float], title: str)
     if dist is None or dist.count <= 0:
         return _empty(title, "no data in the window")
     fig, ax = _figure()
-    with plt.rc_context(RC):
+    with _pyplot().rc_context(RC):
         note = ""
         if isinstance(dist, HistogramDistribution):
             lo, hi, n = dist.lower, dist.upper, dist.counts
@@ -135,7 +143,7 @@ def hourly_svg(profile: Profile, qs: Sequence[float], title: str) -> str:
     a supportable number are left out)."""
     fig, ax = _figure()
     drawn = False
-    with plt.rc_context(RC):
+    with _pyplot().rc_context(RC):
         for i, q in enumerate(qs):
             rows = [(h, d.quantile(q)) for h, d in enumerate(profile.hours) if d.count > 0]
             pts = [(h, e) for h, e in rows if e.value is not None and e.value > 0]
@@ -151,7 +159,7 @@ def hourly_svg(profile: Profile, qs: Sequence[float], title: str) -> str:
                         label=percentile_label(q))
             drawn = True
         if not drawn:
-            plt.close(fig)
+            _pyplot().close(fig)
             return _empty(title, "no hour has enough data")
         ax.set_yscale("log")
         _seconds_axis(ax, "y")
@@ -170,7 +178,7 @@ def series_svg(starts: np.ndarray, dists: Sequence[Distribution], qs: Sequence[f
 
     fig, ax = _figure()
     drawn = False
-    with plt.rc_context(RC):
+    with _pyplot().rc_context(RC):
         x = [dt.datetime.fromtimestamp(float(t), dt.UTC) for t in starts]
         for i, q in enumerate(qs):
             est = [d.quantile(q) for d in dists]
@@ -186,7 +194,7 @@ def series_svg(starts: np.ndarray, dists: Sequence[Distribution], qs: Sequence[f
             ax.plot(x, y, "-", linewidth=0.9, color=colour, label=percentile_label(q))
             drawn = True
         if not drawn:
-            plt.close(fig)
+            _pyplot().close(fig)
             return _empty(title, "no hour has enough data")
         ax.set_yscale("log")
         _seconds_axis(ax, "y")
@@ -208,7 +216,7 @@ def attribution_svg(attributions: Sequence[TailAttribution]) -> str:
             if (c.stage, c.part) not in keys:
                 keys.append((c.stage, c.part))
     fig, ax = _figure((SIZE[0], 0.6 + 0.28 * len(keys) * max(1, len(atts)) ** 0.5))
-    with plt.rc_context(RC):
+    with _pyplot().rc_context(RC):
         height = 0.8 / len(atts)
         y = np.arange(len(keys), dtype=float)
         for i, a in enumerate(atts):
@@ -218,7 +226,7 @@ def attribution_svg(attributions: Sequence[TailAttribution]) -> str:
                     label=_safe(f"{percentile_label(a.q)} ({a.method})"))
         ax.set_yticks(y + (len(atts) - 1) * height / 2, [_safe(f"{s} {p}") for s, p in keys])
         ax.invert_yaxis()
-        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.xaxis.set_major_formatter(_pyplot().matplotlib.ticker.PercentFormatter(1.0))
         ax.set_xlabel("share of the tail's extra time")
         ax.set_title("where the tail comes from", loc="left", fontsize=9)
         ax.legend(frameon=False, fontsize=7)
@@ -232,7 +240,7 @@ def events_svg(events: Sequence[EventComparison]) -> str:
     if not rows:
         return _empty("event windows", "no event window compared")
     fig, ax = _figure((SIZE[0], 0.8 + 0.35 * len(rows)))
-    with plt.rc_context(RC):
+    with _pyplot().rc_context(RC):
         labels = []
         for i, (c, d) in enumerate(rows):
             labels.append(_safe(f"{c.name}: {c.stage} {c.part} {percentile_label(d.q)}"))

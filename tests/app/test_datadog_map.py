@@ -95,8 +95,8 @@ def _looked_at_in_chromium(report: Path, tmp_path: Path) -> None:
     every chart (the Datadog hour-by-hour series among them) drawn."""
     import subprocess
 
-    from tests.servers import require_binary
     from tests.render.test_html_report import _CHROMIUM_FLAGS
+    from tests.servers import require_binary
 
     chromium = require_binary("chromium")
     run = subprocess.run([chromium, *_CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
