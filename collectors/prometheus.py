@@ -25,6 +25,7 @@ import numpy as np
 from collectors import promql
 from collectors.base import histogram_from_buckets, no_data, pick_labels, quantile_free_summary
 from collectors.http import HttpClient
+from collectors.promhist import classic_histogram
 from collectors.promjson import QueryResult, decode_list, decode_metadata, decode_query
 from mapper.distribution import SummaryDistribution
 from mapper.errors import SourceError
@@ -101,6 +102,18 @@ class PrometheusCollector:
 
     def _histogram(self, m: Measurement, window: Window) -> MeasurementResult:
         where = self._where(m)
+        if m.kind == "histogram":
+            classic = classic_histogram(self.client.query, m, window, where)
+            if classic is not None:
+                dist, checks, expr = classic
+                provenance = f"{self.spec.name} ({self.spec.url}): exact increase of {expr}"
+                if dist is None:
+                    return MeasurementResult(None, provenance, tuple(checks))
+                if dist.count <= 0:
+                    r = no_data(where, provenance)
+                    return MeasurementResult(None, provenance, tuple(checks) + r.checks)
+                checks += self._scrape_gaps(m, window, where)
+                return MeasurementResult(dist, provenance, tuple(checks))
         if m.kind == "query":
             expr = promql.raw_query(m.name, window.seconds)
         else:
@@ -128,32 +141,13 @@ class PrometheusCollector:
         if not buckets:
             r = no_data(where, provenance)
             return MeasurementResult(None, provenance, tuple(checks) + r.checks)
-        total_sum = count = resets = None
-        if m.kind == "histogram":
-            aux = self.client.query(promql.histogram_aux(m.name, m.selector, window.seconds), window.end)
-            parts = {s.labels.get(promql.PART_LABEL): s.value for s in aux.samples}
-            total_sum, count, resets = parts.get("sum"), parts.get("count"), parts.get("resets")
-        dist, made = histogram_from_buckets(buckets, m.scale, where, total_sum)
+        dist, made = histogram_from_buckets(buckets, m.scale, where, None)
         checks += made
         if dist is None:
             return MeasurementResult(None, provenance, tuple(checks))
         if dist.count <= 0:
             r = no_data(where, provenance)
             return MeasurementResult(None, provenance, tuple(checks) + r.checks)
-        if m.kind == "histogram":
-            checks += self._scrape_gaps(m, window, where)
-        if resets:
-            checks.append(Check(
-                "info", "counter-reset",
-                f"{where}: {resets:.0f} counter reset(s) in the window (a restart); increase() "
-                "compensates, but observations between the last scrape and the reset are lost",
-            ))
-        if count is not None and not math.isclose(count, dist.count, rel_tol=1e-3, abs_tol=1.0):
-            checks.append(Check(
-                "warning", "count-mismatch",
-                f"{where}: _count increased by {count:.0f} but the +Inf bucket by "
-                f"{dist.count:.0f}; the exporter is inconsistent",
-            ))
         return MeasurementResult(dist, provenance, tuple(checks))
 
     def _scrape_gaps(self, m: Measurement, window: Window, where: str) -> list[Check]:
