@@ -15,7 +15,6 @@ How a window distribution is read, and why:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from collectors import promql
-from collectors.base import histogram_from_buckets, no_data, pick_labels, quantile_free_summary
+from collectors.base import histogram_from_buckets, no_data, quantile_free_summary
 from collectors.http import HttpClient
+from collectors.promcount import exact_increases
 from collectors.promhist import classic_histogram
 from collectors.promjson import QueryResult, decode_list, decode_metadata, decode_query
-from mapper.distribution import SummaryDistribution
+from collectors.promsummary import SummarySeries, series_key, summary_result
 from mapper.errors import SourceError
 from mapper.model import Check, MeasurementResult, Window
 from mapper.spec import Measurement, SourceSpec
@@ -168,39 +168,27 @@ class PrometheusCollector:
         provenance = f"{self.spec.name} ({self.spec.url}): {expr}"
         result = self.client.query(expr, window.end)
         checks = self._warnings(result, where)
-        instances: dict[str, dict[float, float]] = {}
+        quantiles: dict[str, dict[float, float]] = {}
+        labels: dict[str, dict[str, str]] = {}
         for s in result.samples:
             if s.value is None:
                 continue
-            key = pick_labels(s.labels, ("quantile", "__name__"))
-            q = float(s.labels["quantile"])
-            instances.setdefault(key, {})[q] = s.value * m.scale
-        count_r = self.client.query(promql.summary_count(m.name, m.selector, window.seconds), window.end)
-        count = sum(s.value or 0.0 for s in count_r.samples)
-        if not instances:
-            r = (quantile_free_summary(where, provenance, count, None, m.scale) if count > 0
+            key = series_key(s.labels)
+            labels[key] = {k: v for k, v in s.labels.items() if k not in ("quantile", "__name__")}
+            quantiles.setdefault(key, {})[float(s.labels["quantile"])] = s.value * m.scale
+        counts = exact_increases(self.client.query, promql.selector(m.name + "_count", m.selector), window, where)
+        sums = exact_increases(self.client.query, promql.selector(m.name + "_sum", m.selector), window, where)
+        checks += [*counts.checks, *sums.checks]
+        count_of = {series_key(x.labels): x.increase for x in counts.series}
+        sum_of = {series_key(x.labels): x.increase * m.scale for x in sums.series}
+        if not quantiles:
+            count = counts.total
+            total = sums.total if sums.series else None
+            r = (quantile_free_summary(where, provenance, count, total, m.scale) if count > 0
                  else no_data(where, provenance))
             return MeasurementResult(r.distribution, provenance, tuple(checks) + r.checks)
-        per = tuple(
-            (key, SummaryDistribution(qs, count / len(instances), origin=f"summary {key}"))
-            for key, qs in sorted(instances.items())
-        )
-        checks.append(Check(
-            "info", "summary-window",
-            f"{where}: summary quantiles cover each client's own sliding window at the window's "
-            "end, not the whole window",
-        ))
-        if len(per) == 1:
-            return MeasurementResult(per[0][1], provenance, tuple(checks), per)
-        qs_all = sorted({q for _, d in per for q in d.quantiles})
-        worst = {q: max(d.quantiles.get(q, -math.inf) for _, d in per) for q in qs_all}
-        checks.append(Check(
-            "warning", "summary-not-aggregatable",
-            f"{where}: {len(per)} instances; summary quantiles cannot be aggregated, so the map "
-            "shows the worst instance per quantile (use a histogram to get the true percentile)",
-        ))
-        dist = SummaryDistribution(worst, count, origin=f"worst of {len(per)} summary instances")
-        return MeasurementResult(dist, provenance, tuple(checks), per)
+        series = [SummarySeries(labels[k], qs, count_of.get(k, 0.0), sum_of.get(k)) for k, qs in quantiles.items()]
+        return summary_result(where, provenance, series, checks)
 
     def quantile_series(self, m: Measurement, window: Window, q: float,
                         points: int = 240) -> QuantileSeries:

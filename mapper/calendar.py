@@ -62,3 +62,23 @@ def cron_starts(expr: str, tz: str, start: float, end: float) -> list[float]:
         if len(out) > MAX_OCCURRENCES:
             raise ValueError(f"cron expression {expr!r} fires more than {MAX_OCCURRENCES:,} times in the window")
     return out
+
+
+def cron_fields(expr: str) -> tuple[tuple[frozenset[int], ...], bool]:
+    """The five fields as sets (minute, hour, day, month, weekday with 0 = Sunday) and whether
+    day and weekday are ORed (both restricted), for PromQL's UTC time functions. ``L`` and
+    ``#`` have no set form: ValueError."""
+    from cronsim import CronSim, CronSimError
+
+    try:
+        c = CronSim(expand(expr), datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as err:
+        raise ValueError(f"invalid cron expression {expr!r}: {err}") from None
+    raw: list[set[object]] = [set(c.minutes), set(c.hours), set(c.days), set(c.months), set(c.weekdays)]
+    ints = [{v for v in s if isinstance(v, int) and v >= 0} for s in raw]
+    if any(len(i) != len(s) for i, s in zip(ints, raw, strict=True)):
+        raise ValueError(f"cron expression {expr!r} uses L or # (no PromQL form)")
+    sets = ints[:4] + [{w % 7 for w in ints[4]}]
+    parts = expand(expr).split()
+    day_or = parts[2] != "*" and parts[4] != "*" and not c.day_and
+    return tuple(frozenset(s) for s in sets), day_or

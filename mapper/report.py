@@ -204,6 +204,8 @@ def cell(e: Estimate) -> str:
             why = e.note.split(":")[0] if e.note else "bounded"
             return f"n/a [{format_duration(e.low)}..{format_duration(e.high)}] ({why})"
         return "n/a" if not e.note else f"n/a ({e.note.split(':')[0]})"
+    if e.low is None and e.high is None:  # a client-computed summary quantile
+        return f"{format_duration(e.value)} [interval unknown]"
     hi = format_duration(e.high) if e.high is not None else "∞"
     lo = format_duration(e.low) if e.low is not None else "-∞"
     return f"{format_duration(e.value)} [{lo}..{hi}]"
