@@ -78,7 +78,7 @@ def cron_fields(expr: str) -> tuple[tuple[frozenset[int], ...], bool]:
     ints = [{v for v in s if isinstance(v, int) and v >= 0} for s in raw]
     if any(len(i) != len(s) for i, s in zip(ints, raw, strict=True)):
         raise ValueError(f"cron expression {expr!r} uses L or # (no PromQL form)")
-    sets = ints[:4] + [{w % 7 for w in ints[4]}]
+    sets = [*ints[:4], {w % 7 for w in ints[4]}]
     parts = expand(expr).split()
     day_or = parts[2] != "*" and parts[4] != "*" and not c.day_and
     return tuple(frozenset(s) for s in sets), day_or

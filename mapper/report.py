@@ -160,7 +160,8 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
             "value": _num(fe.value), "method": fe.method,
             "process_seconds": _num(fe.process), "lead_seconds": _num(fe.lead)},
         "bottleneck": None if b is None else {
-            "stage": b.stage, "percentile": percentile_label(b.q), **estimate_json(b.estimate)},
+            "stage": b.stage, "percentile": percentile_label(b.q), **estimate_json(b.estimate),
+            "candidates": list(b.candidates), "decided": b.decided},
         "objectives": [{
             "target": o.objective.target, "percentile": percentile_label(o.objective.q),
             "threshold": _num(o.objective.threshold), "status": o.status,
@@ -238,7 +239,9 @@ def _rows(lm: LatencyMap) -> tuple[list[str], list[list[str]]]:
     for s in lm.stages:
         for i, part in enumerate(("wait", "process")):
             r: MeasurementResult | None = s.wait if part == "wait" else s.process
-            name = s.stage.name + (" *" if lm.bottleneck and lm.bottleneck.stage == s.stage.name else "")
+            b = lm.bottleneck
+            name = s.stage.name + (" *" if b and b.marks(s.stage.name) else
+                                   " ?" if b and s.stage.name in b.candidates else "")
             rows.append([name if i == 0 else "", (s.stage.owner or "-") if i == 0 else "", part,
                          *_part_cells(r, qs)])
     if lm.end_to_end is not None:
@@ -258,7 +261,11 @@ def _summary_lines(lm: LatencyMap) -> list[str]:
                    f"lead time {format_duration(fe.lead)}, by {fe.method})")
     if lm.bottleneck:
         b = lm.bottleneck
-        out.append(f"bottleneck: {b.stage} (largest hop {percentile_label(b.q)}: {cell(b.estimate)})")
+        if b.decided:
+            out.append(f"bottleneck: {b.stage} (largest hop {percentile_label(b.q)}: {cell(b.estimate)})")
+        else:
+            out.append(f"bottleneck: {b.describe()} (hop {percentile_label(b.q)}; largest point estimate "
+                       f"{b.stage}: {cell(b.estimate)})")
     if lm.end_to_end is not None and lm.end_to_end_method == "traces":
         out.append(f"end to end from traces: lead time per trace ({lm.end_to_end.count:,.0f} complete traces)")
     elif lm.end_to_end is not None and lm.end_to_end_method == "convolution":
@@ -301,7 +308,7 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
              f"Window: {format_time(lm.window.start)} .. {format_time(lm.window.end)} "
              f"({format_duration(lm.window.seconds)}). Intervals in brackets: histogram bucket "
              "bounds, 95% confidence for samples, or the accuracy a back end states for its own "
-             "percentiles (Datadog's DDSketch). `*` marks the bottleneck.", "",
+             "percentiles (Datadog's DDSketch). `*` marks the bottleneck, `?` a possible one (intervals overlap).", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
     lines.append("")
