@@ -15,6 +15,7 @@ How a window distribution is read, and why:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +25,11 @@ import numpy as np
 from collectors import promql
 from collectors.base import histogram_from_buckets, no_data, quantile_free_summary
 from collectors.http import HttpClient
-from collectors.promcount import exact_increases
+from collectors.promcount import LOOKBACK, exact_increases
 from collectors.promhist import classic_histogram
 from collectors.promjson import QueryResult, decode_list, decode_metadata, decode_query
 from collectors.promsummary import SummarySeries, series_key, summary_result
+from mapper.durations import prom_duration
 from mapper.errors import SourceError
 from mapper.model import Check, MeasurementResult, Window
 from mapper.spec import Measurement, SourceSpec
@@ -151,16 +153,36 @@ class PrometheusCollector:
         return MeasurementResult(dist, provenance, tuple(checks))
 
     def _scrape_gaps(self, m: Measurement, window: Window, where: str) -> list[Check]:
-        """A check per target whose scrapes failed in the window (from ``up``)."""
+        """A check per target whose scrapes failed in the window (``up == 0``) while the
+        histogram's series existed: failures before its first sample (a target that did not
+        exist yet) are not gaps in its data."""
         result = self.client.query(promql.failed_scrapes(m.name, m.selector, window.seconds), window.end)
         out = []
         for s in result.samples:
-            target = ", ".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k in ("job", "instance"))
+            ids = {k: v for k, v in s.labels.items() if k in ("job", "instance")}
+            failed = self._failed_while_alive(m, window, ids)
+            if failed <= 0:
+                continue
+            target = ", ".join(f"{k}={v}" for k, v in sorted(ids.items()))
             out.append(Check(
                 "warning", "scrape-gap",
-                f"{where}: {s.value:.0f} failed scrape(s) of {target or 'its target'} in the window (up == 0); "
+                f"{where}: {failed} failed scrape(s) of {target or 'its target'} in the window (up == 0); "
                 "counts resume at the next scrape, but a restart during the gap loses its observations"))
         return out
+
+    def _failed_while_alive(self, m: Measurement, window: Window, ids: dict[str, str]) -> int:
+        """Failed scrapes of target ``ids`` in the window at or after the series' first sample
+        (all of them when the series existed before the window): two raw-sample queries."""
+        rng = prom_duration(window.seconds)
+        up = self.client.query(f"{promql.selector('up', ids)}[{rng}]", window.end)
+        series = self.client.query(
+            f"{promql.selector(m.name + '_count', {**m.selector, **ids})}[{prom_duration(window.seconds + LOOKBACK)}]",
+            window.end)
+        firsts = [float(x.timestamps.min()) for x in series.series if x.timestamps.size]
+        born = min(firsts) if firsts else math.inf
+        since = -math.inf if born <= window.start else born
+        return int(sum(int(np.sum((x.values == 0) & (x.timestamps >= since) & (x.timestamps > window.start)))
+                       for x in up.series))
 
     def _summary(self, m: Measurement, window: Window) -> MeasurementResult:
         where = self._where(m)

@@ -154,6 +154,13 @@ def new_lines() -> Iterator[str]:
     yield "# TYPE fine_seconds histogram\n"
     fv = fine_values()
     yield from _observed("fine_seconds", "", FINE_BOUNDS, fv, t, [round(fv.size * i / (n - 1)) for i in range(n)])
+    # a target that failed 30 scrapes before its series existed, then 4 while it did
+    yield "# TYPE up gauge\n"
+    for i, ts in enumerate(t):
+        yield f'up{{job="late",instance="l:1"}} {0 if i < 30 or 200 <= i < 204 else 1} {ts:.3f}\n'
+    late = [[round(30 * r), round(60 * r)] for r in np.linspace(0, 1, n - 30)]
+    yield "# TYPE late_seconds histogram\n"
+    yield from _hist_lines("late_seconds", 'job="late",instance="l:1"', [0.1, math.inf], late, t[30:])
     bv = born_values()
     yield "# TYPE born_seconds histogram\n"
     old, new = bv[:BORN_OLD_TOTAL], bv[BORN_OLD_TOTAL:]
