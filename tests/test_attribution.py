@@ -177,5 +177,6 @@ def test_differences_keep_their_sign_and_overlapping_parts_are_all_named() -> No
     less = TailAttribution(0.99, "traces", -0.0285, 50, (neg,))
     assert less.headline() == "p99 items spend 28.5ms less than median ones; no part takes longer in the tail"
     tied = TailAttribution(0.99, "metrics approximation", 0.15, 0, (
-        Contribution("alerting", "process", 0.09, 0.6, 0.0, 0.1), Contribution("http", "process", 0.06, 0.4, 0.05, 0.07)))
+        Contribution("alerting", "process", 0.09, 0.6, 0.0, 0.1),
+        Contribution("http", "process", 0.06, 0.4, 0.05, 0.07)))
     assert "the largest part is the alerting process or http process: intervals overlap" in tied.headline()
