@@ -162,6 +162,7 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
     """
     from mapper.findings import find
     from mapper.pipeline import build_map, window_for, write_reports
+    from mapper.verdict import failure_lines
 
     if (out is None) == (history is None):
         raise UsageError("report: give exactly one of --out DIR or --history DIR")
@@ -179,16 +180,16 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
             raise LatmapError(f"{err.filename or history}: cannot write the history: "
                               f"{err.strerror or err}; earlier runs are untouched") from err
         click.echo(f"wrote {record.path}", err=True)
-        for change in record.regressions:
-            click.echo(f"regression: {change.message()}")
+        for line in failure_lines(lm, record.regressions):
+            click.echo(line, err=True)
         code = record.exit_code
     else:
         found = find(lm, baseline)
         for path in write_reports(lm, out or ".", found):
             click.echo(f"wrote {path}", err=True)
         regressions = found.comparison.regressions if found.comparison else ()
-        for change in regressions:
-            click.echo(f"regression: {change.message()}")
+        for line in failure_lines(lm, regressions):
+            click.echo(line, err=True)
         code = EXIT_OBJECTIVE_BROKEN if lm.broken or regressions else EXIT_OK
     if pushgateway:
         from mapper.pushgw import push_run

@@ -220,7 +220,11 @@ def test_report_history_runs_against_prometheus_and_exits_on_a_broken_objective(
     broken = tmp_path / "broken.yaml"
     broken.write_text(demo_spec("prometheus", prom_url, None).replace("end_to_end: {p99: 2s}",
                                                                       "end_to_end: {p99: 1ms}"))
+    capsys.readouterr()
     assert main(["report", "-c", str(broken), "--until", str(data.END), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("objective broken: ")] == [
+        next(line for line in err if line.startswith("objective broken: end_to_end p99 <= 1ms: "))]
     assert main(["report", "-c", str(spec), "--until", str(data.END)]) == 2
     assert "give exactly one of --out DIR or --history DIR" in capsys.readouterr().err
 
