@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,14 @@ def method_of(d: Distribution) -> str:
     return type(d).__name__
 
 
+def count_json(n: float) -> int | float | None:
+    """A count as JSON: an integer when it is whole (exact window counts), else the float
+    (a rate-extrapolated count from a back end that only serves those)."""
+    if not math.isfinite(n):
+        return None
+    return round(n) if abs(n - round(n)) < 1e-9 else _num(n)
+
+
 def estimate_json(e: Estimate) -> dict[str, Any]:
     return {"value": _num(e.value), "low": _num(e.low), "high": _num(e.high), "note": e.note}
 
@@ -88,7 +97,7 @@ def latency_json(d: Distribution | None, qs: tuple[float, ...],
     if d is None:
         return None
     out: dict[str, Any] = {
-        "count": _num(d.count),
+        "count": count_json(d.count),
         "unit": "s",
         "mean": _num(d.mean),
         "method": method_of(d),
@@ -298,7 +307,9 @@ def to_table(lm: LatencyMap, findings: Findings | None = None) -> str:
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Markdown-safe text without HTML entities: ``|`` and a ``<`` that could open an HTML tag
+    (``<a``, ``</``, ``<!``, ``<?``) are backslash-escaped; ``<=``, ``>2.58s`` stay as they are."""
+    return re.sub(r"<(?=[A-Za-z/!?])", r"\\<", text.replace("|", "\\|"))
 
 
 def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
