@@ -161,6 +161,22 @@ def new_lines() -> Iterator[str]:
     late = [[round(30 * r), round(60 * r)] for r in np.linspace(0, 1, n - 30)]
     yield "# TYPE late_seconds histogram\n"
     yield from _hist_lines("late_seconds", 'job="late",instance="l:1"', [0.1, math.inf], late, t[30:])
+    # bad input: a summary with NaN quantiles (nothing in the client's window)
+    yield "# TYPE idle_seconds summary\n"
+    for ts in t:
+        yield f'idle_seconds{{quantile="0.5"}} NaN {ts:.3f}\n'
+        yield f"idle_seconds_count 5 {ts:.3f}\n"
+        yield f"idle_seconds_sum 0.5 {ts:.3f}\n"
+    # bad input: a histogram whose _sum falls (negative observations in a latency?)
+    ramp = np.linspace(0, 1, n)
+    neg = [[round(20 * r), round(40 * r)] for r in ramp]
+    yield "# TYPE negsum_seconds histogram\n"
+    yield from _hist_lines("negsum_seconds", "", [0.1, math.inf], neg, t, sums=[-3.0 * r for r in ramp])
+    # bad input: a series that goes away and comes back twice (gaps of 10 minutes)
+    alive = [i for i in range(n) if not (60 <= i < 100 or 140 <= i < 180)]
+    churn = [[round(10 * i / n), round(20 * i / n)] for i in alive]
+    yield "# TYPE churn_seconds histogram\n"
+    yield from _hist_lines("churn_seconds", "", [0.1, math.inf], churn, [t[i] for i in alive])
     bv = born_values()
     yield "# TYPE born_seconds histogram\n"
     old, new = bv[:BORN_OLD_TOTAL], bv[BORN_OLD_TOTAL:]

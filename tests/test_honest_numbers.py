@@ -110,3 +110,20 @@ def test_a_series_born_mid_window_is_counted_exactly(prom_url: str) -> None:
     # the same data, different window ends past the last sample: the same n
     later = _collect(prom_url, "born_seconds", Window.ending(data.END + 60, data.QUIRK_WINDOW + 60)).distribution
     assert later is not None and later.count == d2h.count
+
+
+def test_bad_input_is_a_check_never_a_number(prom_url: str) -> None:
+    window = Window.ending(data.END, data.QUIRK_WINDOW)
+    idle = _collect(prom_url, "idle_seconds", window, kind="summary")
+    assert "summary-nan" in {c.code for c in idle.checks}
+    assert idle.distribution is not None and idle.distribution.quantile(0.5).value is None
+    neg = _collect(prom_url, "negsum_seconds", window)
+    assert "negative-sum" in {c.code for c in neg.checks}
+    assert neg.distribution is not None and neg.distribution.mean is None and neg.distribution.count == 40
+    churn = _collect(prom_url, "churn_seconds", window)
+    codes = {c.code for c in churn.checks}
+    assert "series-churn" in codes
+    n = len(data.quirk_times())
+    assert churn.distribution is not None and churn.distribution.count == round(20 * (n - 1) / n)
+    mism = _collect(prom_url, "mismatch_seconds", window)
+    assert "count-mismatch" in {c.code for c in mism.checks}
