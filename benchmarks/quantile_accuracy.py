@@ -93,6 +93,9 @@ LAYOUTS: dict[str, tuple[float, ...]] = {
     # Finer exponential, factor 2^(1/4) (the bounds of a schema-2 native histogram):
     # 1 ms .. 32.768 s, 61 bounds.
     "exp2q": tuple(0.001 * 2.0 ** (k / 4) for k in range(61)),
+    # Coarse: Prometheus's own prometheus_http_request_duration_seconds buckets, where a fast
+    # handler's every request falls in the first bucket (issue 14).
+    "coarse": (0.1, 0.2, 0.4, 1.0, 3.0, 8.0, 20.0, 60.0, 120.0),
 }
 
 
@@ -257,6 +260,10 @@ class Row:
     contains: bool
     inf_bucket: bool
     linear_matches: bool
+    #: interval width / width of the bucket holding the rank: from the buckets alone (before
+    #: issue 14) and narrowed by the exact ``_sum`` (now); None when unbounded.
+    width_before: float | None = None
+    width_after: float | None = None
 
     @property
     def label(self) -> str:
@@ -291,7 +298,17 @@ def rel_err(est: float, exact: float) -> float:
 
 def compare(c: HistCase, q: float, prom: float) -> Row:
     counts = [float(v) for v in c.cum_end]
-    est: Estimate = HistogramDistribution.from_cumulative(c.all_bounds, counts, sum=c.sum_end).quantile(q)
+    h = HistogramDistribution.from_cumulative(c.all_bounds, counts, sum=c.sum_end)
+    est: Estimate = h.quantile(q)
+    before = HistogramDistribution.from_cumulative(c.all_bounds, counts).quantile(q)
+    b = int(h.bucket_of_rank(q * h.count))
+    bucket = float(h.upper[b] - h.lower[b])
+
+    def width(e: Estimate) -> float | None:
+        if e.low is None or e.high is None or not math.isfinite(bucket) or bucket <= 0:
+            return None
+        return (e.high - e.low) / bucket
+
     lin = HistogramDistribution.from_cumulative(c.all_bounds, counts, interpolation="linear").quantile(q)
     exact = c.exact[q]
     low = -math.inf if est.low is None else est.low
@@ -307,6 +324,7 @@ def compare(c: HistCase, q: float, prom: float) -> Row:
         latmap_err=None if est.value is None else rel_err(est.value, exact),
         prom_err=rel_err(prom, exact) if math.isfinite(prom) else math.inf,
         contains=low <= exact <= high, inf_bucket=inf_bucket, linear_matches=linear_matches,
+        width_before=width(before), width_after=width(est),
     )
 
 
@@ -327,7 +345,7 @@ def _pct(v: float | None) -> str:
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    head = ("case", "q", "exact ms", "latmap ms", "latmap interval ms", "latmap err",
+    head = ("case", "q", "exact ms", "latmap ms", "latmap interval ms", "width/bucket before->now", "latmap err",
             "prom ms", "prom err", "better")
     body = []
     for r in rows:
@@ -336,10 +354,12 @@ def format_table(rows: Sequence[Row]) -> str:
         interval = f"[{low}, {high}]"
         interval += "" if r.contains else " MISSES"
         latmap = _ms(r.latmap) if r.latmap is not None else ("None" if r.inf_bucket else f"None ({r.note})")
-        body.append((r.case, r.label, _ms(r.exact), latmap, interval, _pct(r.latmap_err),
+        widths_ = ("-" if r.width_before is None or r.width_after is None
+                   else f"{r.width_before:.3f} -> {r.width_after:.3f}")
+        body.append((r.case, r.label, _ms(r.exact), latmap, interval, widths_, _pct(r.latmap_err),
                      _ms(r.prom), _pct(r.prom_err), r.verdict))
     widths = [max(len(str(x[i])) for x in (head, *body)) for i in range(len(head))]
-    right = {1, 2, 3, 5, 6, 7}
+    right = {1, 2, 3, 5, 6, 7, 8}
 
     def line(cols: Sequence[str]) -> str:
         cells = zip(cols, widths, strict=True)
@@ -372,6 +392,9 @@ class Summary:
     per_quantile: dict[str, tuple[float, float, float]]  # label -> (latmap, prom, ratio)
     max_err_latmap: float
     max_err_prom: float
+    #: mean interval width / bucket width over bounded cells: (before, now), overall and per label
+    widths: tuple[float, float] = (math.nan, math.nan)
+    widths_per_quantile: dict[str, tuple[float, float]] | None = None
 
 
 def summarise(rows: Sequence[Row]) -> Summary:
@@ -383,6 +406,13 @@ def summarise(rows: Sequence[Row]) -> Summary:
         return lm, pm, (lm / pm if pm > 0 else math.nan)
 
     lm, pm, ratio = means(num)
+
+    def wmeans(sel: Sequence[Row]) -> tuple[float, float]:
+        w = [(r.width_before, r.width_after) for r in sel if r.width_before is not None and r.width_after is not None]
+        if not w:
+            return math.nan, math.nan
+        return float(np.mean([a for a, _ in w])), float(np.mean([b for _, b in w]))
+
     return Summary(
         cells=len(rows), numeric=len(num), inf_bucket=sum(r.inf_bucket for r in rows),
         contains=sum(r.contains for r in rows),
@@ -392,6 +422,8 @@ def summarise(rows: Sequence[Row]) -> Summary:
         per_quantile={percentile_label(q): means([r for r in num if r.q == q]) for q in QUANTILES},
         max_err_latmap=max((r.latmap_err or 0.0) for r in num) if num else math.nan,
         max_err_prom=max(r.prom_err for r in num) if num else math.nan,
+        widths=wmeans(rows),
+        widths_per_quantile={percentile_label(q): wmeans([r for r in rows if r.q == q]) for q in QUANTILES},
     )
 
 
@@ -407,6 +439,9 @@ def format_summary(s: Summary) -> str:
         f"  max |error|: latmap {s.max_err_latmap * 100:.3f}%, Prometheus {s.max_err_prom * 100:.3f}%",
         f"  latmap better {s.latmap_better}, tie {s.ties}, Prometheus better {s.prom_better}; "
         f"+Inf bucket (latmap None, Prometheus last bound) {s.inf_bucket}",
+        "  mean interval width / bucket width, buckets only -> narrowed by _sum: "
+        f"{s.widths[0]:.3f} -> {s.widths[1]:.3f} (" + ", ".join(
+            f"{k} {a:.3f} -> {b:.3f}" for k, (a, b) in (s.widths_per_quantile or {}).items()) + ")",
         f"  interval contains exact: {s.contains}/{s.cells}; "
         f"latmap linear == Prometheus: {s.linear_matches}/{s.cells}",
     ])

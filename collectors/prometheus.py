@@ -23,10 +23,13 @@ from typing import Any
 import numpy as np
 
 from collectors import promql
-from collectors.base import histogram_from_buckets, no_data, pick_labels, quantile_free_summary
+from collectors.base import histogram_from_buckets, no_data, quantile_free_summary
 from collectors.http import HttpClient
+from collectors.promcount import LOOKBACK, exact_increases
+from collectors.promhist import classic_histogram
 from collectors.promjson import QueryResult, decode_list, decode_metadata, decode_query
-from mapper.core.distribution import SummaryDistribution
+from collectors.promsummary import SummarySeries, series_key, summary_result
+from mapper.core.durations import prom_duration
 from mapper.core.errors import SourceError
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.spec import Measurement, SourceSpec
@@ -101,6 +104,18 @@ class PrometheusCollector:
 
     def _histogram(self, m: Measurement, window: Window) -> MeasurementResult:
         where = self._where(m)
+        if m.kind == "histogram":
+            classic = classic_histogram(self.client.query, m, window, where)
+            if classic is not None:
+                dist, checks, expr = classic
+                provenance = f"{self.spec.name} ({self.spec.url}): exact increase of {expr}"
+                if dist is None:
+                    return MeasurementResult(None, provenance, tuple(checks))
+                if dist.count <= 0:
+                    r = no_data(where, provenance)
+                    return MeasurementResult(None, provenance, tuple(checks) + r.checks)
+                checks += self._scrape_gaps(m, window, where)
+                return MeasurementResult(dist, provenance, tuple(checks))
         if m.kind == "query":
             expr = promql.raw_query(m.name, window.seconds)
         else:
@@ -128,45 +143,46 @@ class PrometheusCollector:
         if not buckets:
             r = no_data(where, provenance)
             return MeasurementResult(None, provenance, tuple(checks) + r.checks)
-        total_sum = count = resets = None
-        if m.kind == "histogram":
-            aux = self.client.query(promql.histogram_aux(m.name, m.selector, window.seconds), window.end)
-            parts = {s.labels.get(promql.PART_LABEL): s.value for s in aux.samples}
-            total_sum, count, resets = parts.get("sum"), parts.get("count"), parts.get("resets")
-        dist, made = histogram_from_buckets(buckets, m.scale, where, total_sum)
+        dist, made = histogram_from_buckets(buckets, m.scale, where, None)
         checks += made
         if dist is None:
             return MeasurementResult(None, provenance, tuple(checks))
         if dist.count <= 0:
             r = no_data(where, provenance)
             return MeasurementResult(None, provenance, tuple(checks) + r.checks)
-        if m.kind == "histogram":
-            checks += self._scrape_gaps(m, window, where)
-        if resets:
-            checks.append(Check(
-                "info", "counter-reset",
-                f"{where}: {resets:.0f} counter reset(s) in the window (a restart); increase() "
-                "compensates, but observations between the last scrape and the reset are lost",
-            ))
-        if count is not None and not math.isclose(count, dist.count, rel_tol=1e-3, abs_tol=1.0):
-            checks.append(Check(
-                "warning", "count-mismatch",
-                f"{where}: _count increased by {count:.0f} but the +Inf bucket by "
-                f"{dist.count:.0f}; the exporter is inconsistent",
-            ))
         return MeasurementResult(dist, provenance, tuple(checks))
 
     def _scrape_gaps(self, m: Measurement, window: Window, where: str) -> list[Check]:
-        """A check per target whose scrapes failed in the window (from ``up``)."""
+        """A check per target whose scrapes failed in the window (``up == 0``) while the
+        histogram's series existed: failures before its first sample (a target that did not
+        exist yet) are not gaps in its data."""
         result = self.client.query(promql.failed_scrapes(m.name, m.selector, window.seconds), window.end)
         out = []
         for s in result.samples:
-            target = ", ".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k in ("job", "instance"))
+            ids = {k: v for k, v in s.labels.items() if k in ("job", "instance")}
+            failed = self._failed_while_alive(m, window, ids)
+            if failed <= 0:
+                continue
+            target = ", ".join(f"{k}={v}" for k, v in sorted(ids.items()))
             out.append(Check(
                 "warning", "scrape-gap",
-                f"{where}: {s.value:.0f} failed scrape(s) of {target or 'its target'} in the window (up == 0); "
+                f"{where}: {failed} failed scrape(s) of {target or 'its target'} in the window (up == 0); "
                 "counts resume at the next scrape, but a restart during the gap loses its observations"))
         return out
+
+    def _failed_while_alive(self, m: Measurement, window: Window, ids: dict[str, str]) -> int:
+        """Failed scrapes of target ``ids`` in the window at or after the series' first sample
+        (all of them when the series existed before the window): two raw-sample queries."""
+        rng = prom_duration(window.seconds)
+        up = self.client.query(f"{promql.selector('up', ids)}[{rng}]", window.end)
+        series = self.client.query(
+            f"{promql.selector(m.name + '_count', {**m.selector, **ids})}[{prom_duration(window.seconds + LOOKBACK)}]",
+            window.end)
+        firsts = [float(x.timestamps.min()) for x in series.series if x.timestamps.size]
+        born = min(firsts) if firsts else math.inf
+        since = -math.inf if born <= window.start else born
+        return int(sum(int(np.sum((x.values == 0) & (x.timestamps >= since) & (x.timestamps > window.start)))
+                       for x in up.series))
 
     def _summary(self, m: Measurement, window: Window) -> MeasurementResult:
         where = self._where(m)
@@ -174,39 +190,27 @@ class PrometheusCollector:
         provenance = f"{self.spec.name} ({self.spec.url}): {expr}"
         result = self.client.query(expr, window.end)
         checks = self._warnings(result, where)
-        instances: dict[str, dict[float, float]] = {}
+        quantiles: dict[str, dict[float, float]] = {}
+        labels: dict[str, dict[str, str]] = {}
         for s in result.samples:
             if s.value is None:
                 continue
-            key = pick_labels(s.labels, ("quantile", "__name__"))
-            q = float(s.labels["quantile"])
-            instances.setdefault(key, {})[q] = s.value * m.scale
-        count_r = self.client.query(promql.summary_count(m.name, m.selector, window.seconds), window.end)
-        count = sum(s.value or 0.0 for s in count_r.samples)
-        if not instances:
-            r = (quantile_free_summary(where, provenance, count, None, m.scale) if count > 0
+            key = series_key(s.labels)
+            labels[key] = {k: v for k, v in s.labels.items() if k not in ("quantile", "__name__")}
+            quantiles.setdefault(key, {})[float(s.labels["quantile"])] = s.value * m.scale
+        counts = exact_increases(self.client.query, promql.selector(m.name + "_count", m.selector), window, where)
+        sums = exact_increases(self.client.query, promql.selector(m.name + "_sum", m.selector), window, where)
+        checks += [*counts.checks, *sums.checks]
+        count_of = {series_key(x.labels): x.increase for x in counts.series}
+        sum_of = {series_key(x.labels): x.increase * m.scale for x in sums.series}
+        if not quantiles:
+            count = counts.total
+            total = sums.total if sums.series else None
+            r = (quantile_free_summary(where, provenance, count, total, m.scale) if count > 0
                  else no_data(where, provenance))
             return MeasurementResult(r.distribution, provenance, tuple(checks) + r.checks)
-        per = tuple(
-            (key, SummaryDistribution(qs, count / len(instances), origin=f"summary {key}"))
-            for key, qs in sorted(instances.items())
-        )
-        checks.append(Check(
-            "info", "summary-window",
-            f"{where}: summary quantiles cover each client's own sliding window at the window's "
-            "end, not the whole window",
-        ))
-        if len(per) == 1:
-            return MeasurementResult(per[0][1], provenance, tuple(checks), per)
-        qs_all = sorted({q for _, d in per for q in d.quantiles})
-        worst = {q: max(d.quantiles.get(q, -math.inf) for _, d in per) for q in qs_all}
-        checks.append(Check(
-            "warning", "summary-not-aggregatable",
-            f"{where}: {len(per)} instances; summary quantiles cannot be aggregated, so the map "
-            "shows the worst instance per quantile (use a histogram to get the true percentile)",
-        ))
-        dist = SummaryDistribution(worst, count, origin=f"worst of {len(per)} summary instances")
-        return MeasurementResult(dist, provenance, tuple(checks), per)
+        series = [SummarySeries(labels[k], qs, count_of.get(k, 0.0), sum_of.get(k)) for k, qs in quantiles.items()]
+        return summary_result(where, provenance, series, checks)
 
     def quantile_series(self, m: Measurement, window: Window, q: float,
                         points: int = 240) -> QuantileSeries:

@@ -15,4 +15,4 @@ if TYPE_CHECKING:
 
 __all__ = ["grafana", "provisioning", "push", "queries", "rules"]
 
-__getattr__ = lazy_getattr(__name__, ("grafana", "provisioning", "push", "queries", "rules"))
+__getattr__ = lazy_getattr(__name__, __all__)

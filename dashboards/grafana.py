@@ -220,8 +220,10 @@ def build(spec: StreamSpec) -> tuple[db.Dashboard, list[NotDashboardable]]:
             .multi(True).include_all(True).all_value(".*")
             .current(dm.VariableOption(selected=True, text="All", value="$__all")))
     for ev in spec.events:
+        if (expr := Q.event_window(spec, ev.name)) is None:
+            continue  # a local-time recurring event has no PromQL form (UTC functions only)
         d = d.annotation(db.AnnotationQuery().name(ev.name).datasource(DATASOURCE).enable(True)
-                         .icon_color("orange").expr(Q.event_window(spec, ev.name)))
+                         .icon_color("orange").expr(expr))
     d = d.with_row(db.Row("Value stream")).with_panel(_node_graph(spec))
     d = d.with_row(db.Row("End to end"))
     for p in _end_to_end(spec, missing):

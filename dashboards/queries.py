@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collectors.promql import WINDOW_PLACEHOLDER, escape_value, selector
+from mapper.core.calendar import cron_fields
 from mapper.core.distribution import percentile_label
 from mapper.core.errors import LatmapError
 from mapper.core.names import LEAD_TIME
 from mapper.core.spec import Measurement, Stage, StreamSpec
-from mapper.core.spec.extra import cron_fields
 
 RATE = "$__rate_interval"
 RANGE = "$__range"
@@ -233,20 +233,29 @@ def _cron_terms(field_fn: str, values: frozenset[int], full: int) -> str | None:
     return "(" + " or ".join(f"{field_fn}() == {v}" for v in sorted(values)) + ")"
 
 
-def event_window(spec: StreamSpec, name: str) -> str:
-    """1 while event ``name`` is on (UTC), for a Prometheus annotation query.
+def event_window(spec: StreamSpec, name: str) -> str | None:
+    """1 while event ``name`` is on, for a Prometheus annotation query; ``None`` for a
+    recurring event in a zone other than UTC (PromQL's time functions know only UTC, and a
+    fixed offset would be an hour wrong for half the year).
 
     Fixed windows compare ``time()``; cron windows match the cron fields with PromQL's time
-    functions at every minute of a subquery as long as the event lasts."""
+    functions at every minute of a subquery as long as the event lasts (day of month OR day
+    of week when both are restricted, as cron does)."""
     ev = next(e for e in spec.events if e.name == name)
     if ev.cron is None:
         return (f"vector(1) and on() (vector(time()) >= {ev.start:.0f}) "
                 f"and on() (vector(time()) < {ev.end:.0f})")
-    minute, hour, day, month, weekday = cron_fields(ev.cron)
-    terms = [t for t in (
-        _cron_terms("minute", minute, 60), _cron_terms("hour", hour, 24),
-        _cron_terms("day_of_month", day, 31), _cron_terms("month", month, 12),
-        _cron_terms("day_of_week", weekday, 7)) if t]
+    if ev.tz != "UTC":
+        return None
+    try:
+        (minute, hour, day, month, weekday), day_or = cron_fields(ev.cron)
+    except ValueError:
+        return None
+    days = [t for t in (_cron_terms("day_of_month", day, 31), _cron_terms("day_of_week", weekday, 7)) if t]
+    if day_or and len(days) == 2:
+        days = [f"({days[0]} or {days[1]})"]
+    terms = [t for t in (_cron_terms("minute", minute, 60), _cron_terms("hour", hour, 24),
+                         _cron_terms("month", month, 12)) if t] + days
     match = " and on() ".join(["vector(1)", *terms])
     minutes = max(1, round(ev.duration / 60))
     return f"max_over_time(({match})[{minutes}m:1m]) > 0"

@@ -193,8 +193,8 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
         for path in app.pipeline.write_reports(lm, out or ".", found):
             click.echo(f"wrote {path}", err=True)
         regressions = found.comparison.regressions if found.comparison else ()
-    for change in regressions:
-        click.echo(f"regression: {change.message()}")
+    for line in render.verdict.failure_lines(lm, regressions):
+        click.echo(line, err=True)
     if pushgateway:
         app.pushgw.push_run(lm, pushgateway)
     raise SystemExit(exit_code(broken=lm.broken, regressions=len(regressions)))

@@ -99,11 +99,101 @@ def quirk_lines() -> Iterator[str]:
     yield from _hist_lines("odd_label_seconds", 'route="/a\\"b\\\\c"', [0.1, math.inf], odd, t)
 
 
+COARSE_BOUNDS = [0.1, 1.0, math.inf]
+FINE_BOUNDS = [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.15, 0.2, 0.5, math.inf]
+
+
+def coarse_values() -> np.ndarray:
+    """2,000 observations of a few ms, all in the coarse histogram's first bucket (<= 100ms)."""
+    return np.clip(np.random.default_rng(5).lognormal(math.log(0.004), 0.6, 2000), 1e-4, 0.099)
+
+
+def fine_values() -> np.ndarray:
+    """3,000 observations with p99 around 80ms, in fine buckets."""
+    return np.random.default_rng(6).lognormal(math.log(0.03), 0.42, 3000)
+
+
+def _observed(name: str, labels: str, bounds: list[float], values: np.ndarray, times: list[float],
+              seen: list[int]) -> Iterator[str]:
+    """A histogram that has observed the first ``seen[i]`` of ``values`` at ``times[i]``."""
+    rows = [[int(np.sum(values[:k] <= b)) for b in bounds] for k in seen]
+    sums = [float(np.sum(values[:k])) for k in seen]
+    yield from _hist_lines(name, labels, bounds, rows, times, sums=sums)
+
+
+#: The born series: present from the middle of the quirk hour, 121 observations at its first scrape.
+BORN_FIRST = 121
+BORN_TOTAL = 700
+BORN_OLD_TOTAL = 1000
+
+
+def born_values() -> np.ndarray:
+    return np.random.default_rng(7).exponential(0.02, BORN_TOTAL + BORN_OLD_TOTAL)
+
+
+def born_start() -> float:
+    return quirk_times()[len(quirk_times()) // 2]
+
+
+def new_lines() -> Iterator[str]:
+    """Series for issue 14: a summary family with a ``slice`` label, coarse vs fine buckets,
+    a series born inside the window."""
+    t = quirk_times()
+    n = len(t)
+    yield "# TYPE engine_query_seconds summary\n"
+    for sl, (p50, p99) in (("inner_eval", (1.6e-5, 3e-5)), ("prepare_time", (4e-6, 9e-6)),
+                           ("queue_time", (2e-6, 5e-6)), ("result_sort", (0.0, 0.0))):
+        for i, ts in enumerate(t):
+            yield f'engine_query_seconds{{instance="p:9090",slice="{sl}",quantile="0.5"}} {p50} {ts:.3f}\n'
+            yield f'engine_query_seconds{{instance="p:9090",slice="{sl}",quantile="0.99"}} {p99} {ts:.3f}\n'
+            yield f'engine_query_seconds_count{{instance="p:9090",slice="{sl}"}} {i * 3} {ts:.3f}\n'
+            yield f'engine_query_seconds_sum{{instance="p:9090",slice="{sl}"}} {i * 3 * p50} {ts:.3f}\n'
+    yield "# TYPE coarse_seconds histogram\n"
+    cv = coarse_values()
+    yield from _observed("coarse_seconds", "", COARSE_BOUNDS, cv, t, [round(cv.size * i / (n - 1)) for i in range(n)])
+    yield "# TYPE fine_seconds histogram\n"
+    fv = fine_values()
+    yield from _observed("fine_seconds", "", FINE_BOUNDS, fv, t, [round(fv.size * i / (n - 1)) for i in range(n)])
+    # a target that failed 30 scrapes before its series existed, then 4 while it did
+    yield "# TYPE up gauge\n"
+    for i, ts in enumerate(t):
+        yield f'up{{job="late",instance="l:1"}} {0 if i < 30 or 200 <= i < 204 else 1} {ts:.3f}\n'
+    late = [[round(30 * r), round(60 * r)] for r in np.linspace(0, 1, n - 30)]
+    yield "# TYPE late_seconds histogram\n"
+    yield from _hist_lines("late_seconds", 'job="late",instance="l:1"', [0.1, math.inf], late, t[30:])
+    # bad input: a summary with NaN quantiles (nothing in the client's window)
+    yield "# TYPE idle_seconds summary\n"
+    for ts in t:
+        yield f'idle_seconds{{quantile="0.5"}} NaN {ts:.3f}\n'
+        yield f"idle_seconds_count 5 {ts:.3f}\n"
+        yield f"idle_seconds_sum 0.5 {ts:.3f}\n"
+    # bad input: a histogram whose _sum falls (negative observations in a latency?)
+    ramp = np.linspace(0, 1, n)
+    neg = [[round(20 * r), round(40 * r)] for r in ramp]
+    yield "# TYPE negsum_seconds histogram\n"
+    yield from _hist_lines("negsum_seconds", "", [0.1, math.inf], neg, t, sums=[-3.0 * r for r in ramp])
+    # bad input: a series that goes away and comes back twice (gaps of 10 minutes)
+    alive = [i for i in range(n) if not (60 <= i < 100 or 140 <= i < 180)]
+    churn = [[round(10 * i / n), round(20 * i / n)] for i in alive]
+    yield "# TYPE churn_seconds histogram\n"
+    yield from _hist_lines("churn_seconds", "", [0.1, math.inf], churn, [t[i] for i in alive])
+    bv = born_values()
+    yield "# TYPE born_seconds histogram\n"
+    old, new = bv[:BORN_OLD_TOTAL], bv[BORN_OLD_TOTAL:]
+    yield from _observed("born_seconds", 'instance="old:1"', FINE_BOUNDS, old, t,
+                         [round(old.size * i / (n - 1)) for i in range(n)])
+    half = n // 2
+    tb = t[half:]
+    seen = [BORN_FIRST + round((new.size - BORN_FIRST) * i / (len(tb) - 1)) for i in range(len(tb))]
+    yield from _observed("born_seconds", 'instance="new:1"', FINE_BOUNDS, new, tb, seen)
+
+
 def all_lines(data: DemoData) -> Iterator[str]:
     for line in openmetrics_lines(data):
         if line != "# EOF\n":
             yield line
     yield from quirk_lines()
+    yield from new_lines()
     yield "# EOF\n"
 
 

@@ -13,4 +13,4 @@ if TYPE_CHECKING:
 
 __all__ = ["decode_pool", "payload", "receiver", "store"]
 
-__getattr__ = lazy_getattr(__name__, ("decode_pool", "payload", "receiver", "store"))
+__getattr__ = lazy_getattr(__name__, __all__)

@@ -24,5 +24,4 @@ if TYPE_CHECKING:
 
 __all__ = ["attribution", "baseline", "findings", "latency", "segments", "servicegraph", "traces", "whatif"]
 
-__getattr__ = lazy_getattr(__name__, ("attribution", "baseline", "findings", "latency", "segments",
-                                      "servicegraph", "traces", "whatif"))
+__getattr__ = lazy_getattr(__name__, __all__)

@@ -31,10 +31,42 @@ MIN_TAIL_ITEMS = 10
 
 @dataclass(frozen=True)
 class Contribution:
+    """One part's extra time in the tail. ``low``/``high`` bound it where the parts' intervals
+    are known (metrics), ``None`` otherwise (traces: exact; or unbounded)."""
+
     stage: str
     part: str  # "wait" | "process"
     extra_seconds: float
     share: float
+    low: float | None = None
+    high: float | None = None
+
+
+#: Extra time this close to zero (seconds) made no difference and is not ranked.
+NO_DIFFERENCE = 1e-12
+
+
+def signed(seconds: float) -> str:
+    """``+1.2ms``, ``-44.1µs``, ``0s``: a difference with its sign."""
+    return ("+" if seconds > 0 else "") + format_duration(seconds)
+
+
+def share_text(c: Contribution) -> str:
+    """``72%``, ``<1%``, or ``shorter in the tail`` for a negative part."""
+    if c.extra_seconds < 0:
+        return "shorter in the tail"
+    return "<1%" if round(c.share * 100) == 0 else f"{c.share:.0%}"
+
+
+def overlapping(contributions: Sequence[Contribution]) -> tuple[Contribution, ...]:
+    """The top contribution and every other whose interval reaches the top's lower bound:
+    the data cannot tell which of them adds most."""
+    if not contributions:
+        return ()
+    top = contributions[0]
+    if top.low is None:
+        return (top,)
+    return (top, *(c for c in contributions[1:] if c.extra_seconds > 0 and (c.high is None or c.high >= top.low)))
 
 
 @dataclass(frozen=True)
@@ -53,8 +85,17 @@ class TailAttribution:
         if not self.contributions:
             return f"{percentile_label(self.q)}: no attribution ({self.note or 'no data'})"
         top = self.contributions[0]
-        text = (f"{percentile_label(self.q)} items spend +{format_duration(self.extra_seconds)} more than median "
-                f"ones; {top.share:.0%} of that is the {top.stage} {top.part}")
+        diff = (f"+{format_duration(self.extra_seconds)} more" if self.extra_seconds >= 0
+                else f"{format_duration(-self.extra_seconds)} less")
+        text = f"{percentile_label(self.q)} items spend {diff} than median ones"
+        tied = overlapping(self.contributions)
+        if top.extra_seconds <= 0:
+            text += "; no part takes longer in the tail"
+        elif len(tied) > 1:
+            text += (f"; the largest part is the {' or '.join(f'{c.stage} {c.part}' for c in tied)}: "
+                     "intervals overlap")
+        else:
+            text += f"; {share_text(top)} of that is the {top.stage} {top.part}"
         if self.method != "traces":
             text += " (approximation from metrics)"
         return text
@@ -112,7 +153,7 @@ def _from_traces(df: pd.DataFrame, q: float) -> TailAttribution:
     denom = float(extra[extra > 0].sum()) or 1.0
     contributions = sorted(
         (Contribution(c.split("\x00")[0], c.split("\x00")[1], float(v), float(v) / denom)
-         for c, v in extra.items()), key=lambda c: -c.extra_seconds)
+         for c, v in extra.items() if abs(float(v)) > NO_DIFFERENCE), key=lambda c: -c.extra_seconds)
     note = None
     if len(tail_items) < MIN_TAIL_ITEMS:
         note = (f"only {len(tail_items)} traced item(s) in the {percentile_label(q)} tail: indicative, "
@@ -133,11 +174,14 @@ def _from_metrics(lm: LatencyMap, q: float) -> TailAttribution:
             top = hi.value if hi.value is not None else hi.low
             if top is None or med.value is None:
                 continue
-            rows.append((s.stage.name, p, top - med.value))
-    denom = sum(x for *_, x in rows if x > 0) or 1.0
-    contributions = sorted((Contribution(st, p, x, x / denom) for st, p, x in rows), key=lambda c: -c.extra_seconds)
+            low = hi.low - med.high if hi.low is not None and med.high is not None else None
+            high = hi.high - med.low if hi.high is not None and med.low is not None else None
+            rows.append((s.stage.name, p, top - med.value, low, high))
+    denom = sum(r[2] for r in rows if r[2] > 0) or 1.0
+    contributions = sorted((Contribution(st, p, x, x / denom, lo, hi_) for st, p, x, lo, hi_ in rows
+                            if abs(x) > NO_DIFFERENCE), key=lambda c: -c.extra_seconds)
     return TailAttribution(
-        q, "metrics approximation", sum(x for *_, x in rows), 0, tuple(contributions),
+        q, "metrics approximation", sum(r[2] for r in rows), 0, tuple(contributions),
         "approximation: each part's own tail minus its median, as if every part's tail coincided "
         "(an upper bound per part); traces give the exact attribution")
 

@@ -65,9 +65,32 @@ class FlowEfficiency:
 
 @dataclass(frozen=True)
 class Bottleneck:
+    """The stage with the largest hop percentile, decided on intervals.
+
+    ``stage`` has the largest point value (or lower bound); ``candidates`` lists, largest
+    first, every stage whose interval reaches the largest lower bound among all stages: each
+    of them could be the slowest. With more than one, the data cannot name a single
+    bottleneck, and the report says "alerting or http: intervals overlap".
+    """
+
     stage: str
     q: float
     estimate: Estimate
+    candidates: tuple[str, ...] = ()
+
+    @property
+    def decided(self) -> bool:
+        return len(self.candidates) <= 1
+
+    def marks(self, name: str) -> bool:
+        """True when ``name`` is the bottleneck for sure (renderers style only this one)."""
+        return self.decided and self.stage == name
+
+    def describe(self) -> str:
+        """``alerting`` or ``alerting or http: intervals overlap``."""
+        if self.decided:
+            return self.stage
+        return f"{' or '.join(self.candidates)}: intervals overlap"
 
 
 @dataclass(frozen=True)
@@ -237,11 +260,7 @@ def analyse(spec: StreamSpec, window: Window,
                 "(percentiles computed per instance or per host are not a distribution)")))
 
     flow = _flow_efficiency([by_name[n] for n in path], end_to_end)
-    candidates = [s for s in stage_results if s.total is not None]
-    bottleneck = None
-    if candidates:
-        worst = max(candidates, key=lambda s: _rank_value(s.total, q_rank))
-        bottleneck = Bottleneck(worst.stage.name, q_rank, worst.total.quantile(q_rank))  # type: ignore[union-attr]
+    bottleneck = find_bottleneck(stage_results, q_rank)
 
     objectives = tuple(
         _objective(o, end_to_end if o.target == "end_to_end" else by_name[o.target].total)
@@ -262,6 +281,26 @@ def analyse(spec: StreamSpec, window: Window,
         checks += segments.checks
     return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments)
+
+
+def find_bottleneck(stage_results: Sequence[StageResult], q: float) -> Bottleneck | None:
+    """The bottleneck at quantile ``q`` among the stages with a hop distribution, with every
+    stage whose interval overlaps the slowest lower bound as a candidate."""
+    measured = [(s.stage.name, s.total.quantile(q)) for s in stage_results if s.total is not None]
+    if not measured:
+        return None
+    ranked = sorted(measured, key=lambda m: -_estimate_rank(m[1]))
+    floor = max((e.low if e.low is not None else -math.inf) for _, e in measured)
+    if floor == -math.inf:
+        floor = max(_estimate_rank(e) for _, e in measured)
+    candidates = tuple(n for n, e in ranked if (e.high if e.high is not None else math.inf) >= floor)
+    return Bottleneck(ranked[0][0], q, ranked[0][1], candidates if len(candidates) > 1 else (ranked[0][0],))
+
+
+def _estimate_rank(e: Estimate) -> float:
+    if e.value is not None:
+        return e.value
+    return e.low if e.low is not None else -math.inf
 
 
 def _flow_efficiency(path: Sequence[StageResult], lead_time: Distribution | None) -> FlowEfficiency | None:

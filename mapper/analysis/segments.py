@@ -248,6 +248,8 @@ def _fmt(e: Estimate) -> str:
     def f(x: float | None, missing: str) -> str:
         return missing if x is None else format_duration(x)
 
+    if e.value is None and e.low is None and e.high is None:
+        return "n/a (no observations)" if e.count == 0 else "n/a"
     head = f(e.value, "n/a")
     return f"{head} [{f(e.low, '-∞')}..{f(e.high, '∞')}]"
 
@@ -285,7 +287,11 @@ def difference(q: float, event_d: Distribution, quiet_d: Distribution, what: str
 
 def _comparison(ev: EventWindow, stage: str, part: str, occs: list[tuple[float, float]],
                 event: Distribution, quiet: Distribution, basis: str, qs: Sequence[float],
-                note: str | None) -> EventComparison:
+                note: str | None) -> EventComparison | None:
+    """``None`` when the part has no observations at all, in the event or out of it: a part
+    that does not exist there is not a row of the table."""
+    if event.count == 0 and quiet.count == 0:
+        return None
     what = f"{stage} {part}"
     diffs = tuple(difference(q, event, quiet, what, ev.name) for q in qs)
     if basis == NEIGHBOURS:

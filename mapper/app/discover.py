@@ -17,16 +17,16 @@ import yaml
 from collectors.prometheus import PrometheusClient
 from collectors.promjson import decode_list
 from collectors.promql import escape_value
+from mapper.app.draft import Candidate, draft_stages
 from mapper.core.distribution import SampleDistribution
 from mapper.core.durations import prom_duration
 from mapper.core.spec import SourceSpec
-from mapper.render.report import cell
+from mapper.render.cells import cell
 
 SERVICE_GRAPH = "traces_service_graph_request_server_seconds"
 #: Names of the spanmetrics connector's duration histogram, old and new.
 SPAN_METRICS = ("traces_span_metrics_duration_milliseconds", "traces_span_metrics_duration_seconds",
                 "duration_milliseconds", "duration_seconds")
-_WAIT_WORDS = ("wait", "queue", "lag", "delay", "backlog")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Family:
     labels: dict[str, list[str]]
     series: int
     help: str = ""
+    unit: str = ""  # from the metadata, "" when it has none
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def discover(url: str, window: float) -> Discovery:
                 if k not in ("le", "__name__"):
                     values[k].add(v)
         help_text = next((e.get("help", "") for e in meta.get(name, [])), "")
-        families.append(Family(name, {k: sorted(v)[:20] for k, v in values.items()}, len(keys), help_text))
+        unit = next((e.get("unit", "") for e in meta.get(name, []) if e.get("unit")), "")
+        families.append(Family(name, {k: sorted(v)[:20] for k, v in values.items()}, len(keys), help_text, unit))
     edges: list[tuple[str, str, float]] = []
     if any(f.name == SERVICE_GRAPH for f in families):
         q = f"sum by (client, server) (increase({SERVICE_GRAPH}_count[{prom_duration(window)}]))"
@@ -130,29 +132,20 @@ def starter_spec(found: Discovery, url: str) -> str:
             stages.append(stage)
         stages = [s for s in stages if "process" in s] or stages
     else:
-        by_service: dict[str, dict[str, Any]] = {}
-        for f in found.families:
-            if f.name in SPAN_METRICS or f.name.startswith("traces_service_graph"):
-                continue
-            services = f.labels.get("service") or f.labels.get("job") or [f.name]
-            key = services[0] if len(services) == 1 else f.name
-            stage = by_service.setdefault(key, {"name": key, "owner": "TODO"})
-            part = "wait" if any(w in f.name for w in _WAIT_WORDS) else "process"
-            if part in stage:
-                part = "process" if part == "wait" else "wait"
-            if part in stage:
-                stage = by_service.setdefault(f.name, {"name": f.name, "owner": "TODO"})
-                part = "process"
-            m: dict[str, Any] = {"source": "prom", "histogram": f.name}
-            if f.name.endswith("_milliseconds"):
-                m["unit"] = "ms"
-            stage[part] = m
-        stages = list(by_service.values())
+
+        generic = [Candidate(f.name, f.labels, f.unit) for f in found.families
+                   if f.name not in SPAN_METRICS and not f.name.startswith("traces_service_graph")]
+        doc = {"version": 1, "name": "my-stream", "owner": "TODO", "window": "24h",
+               "percentiles": [50, 99, 99.99], "sources": {"prom": {"kind": "prometheus", "url": url}}}
+        head = ("# Drafted by `latmap discover`: time histograms only. Stages: one per `service` label\n"
+                "# value, else `job` value, else metric-name prefix; `# guess:` marks each wait/process\n"
+                "# guessed from the name. Put the stages in flow order and give each an owner.\n")
+        return (head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+                + draft_stages(generic))
     doc = {"version": 1, "name": "my-stream", "owner": "TODO", "window": "24h",
            "percentiles": [50, 99, 99.99],
            "sources": {"prom": {"kind": "prometheus", "url": url}}, "stages": stages}
-    head = ("# Drafted by `latmap discover`: put the stages in flow order, give each an owner,\n"
-            "# and move queue/topic metrics to `wait:` where the guess is wrong.\n")
+    head = ("# Drafted by `latmap discover` from service-graph metrics: give each stage an owner.\n")
     return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
 
 

@@ -36,6 +36,7 @@ from mapper.core.durations import format_duration
 from mapper.core.errors import LatmapError, UsageError
 from mapper.core.files import write_atomic
 from mapper.render.sections import comparison_json
+from mapper.render.trend_svg import TrendPoint, trend_svg
 
 if TYPE_CHECKING:
     from mapper.analysis.findings import Findings
@@ -216,6 +217,9 @@ class IndexRow(NamedTuple):
     high: float | None
     broken: bool
     regressions: int
+    p50: float | None = None
+    p50_low: float | None = None
+    p50_high: float | None = None
 
 
 def index_rows(folder: Path) -> list[IndexRow]:
@@ -228,17 +232,31 @@ def index_rows(folder: Path) -> list[IndexRow]:
             log.warning("%s: left out of the index: %s", r.path, err)
             continue
         e2e = (doc.get("end_to_end") or {}).get(TREND_PERCENTILE) or {}
+        med = (doc.get("end_to_end") or {}).get("p50") or {}
         hist = doc.get("history") or {}
         rows.append(IndexRow(r.path.name, str(doc.get("generated_at") or ""), e2e.get("value"),
                              e2e.get("low"), e2e.get("high"),
                              any(o.get("status") == "broken" for o in doc.get("objectives") or []),
-                             len(hist.get("regressions") or [])))
+                             len(hist.get("regressions") or []), med.get("value"), med.get("low"), med.get("high")))
     return rows
 
 
 def _seconds(x: float | None) -> str:
 
     return "–" if x is None else format_duration(x)
+
+
+def _value(value: float | None, low: float | None) -> str:
+    """The value, ``>low`` when only a lower bound is known (the +Inf bucket), else ``–``."""
+    if value is None and low is not None:
+        return ">" + _seconds(low)
+    return _seconds(value)
+
+
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    if low is None and high is None:
+        return ""
+    return f"{_seconds(low) if low is not None else '-∞'} – {_seconds(high) if high is not None else '∞'}"
 
 
 def sparkline(values: Sequence[float | None], width: int = 240, height: int = 40) -> str:
@@ -263,20 +281,28 @@ def to_index_html(stream: str, rows: Sequence[IndexRow]) -> str:
         status = "objective broken" if r.broken else "ok"
         if r.regressions:
             status += f", {r.regressions} regression(s)"
-        interval = f"{_seconds(r.low)} – {_seconds(r.high)}" if r.p99 is not None else ""
         link = escape(r.name + "/", quote=True)
         body.append(f'<tr class="{"bad" if r.broken or r.regressions else "ok"}">'
                     f'<td><a href="{link}">{escape(r.name)}</a></td><td>{escape(r.generated_at)}</td>'
-                    f"<td>{escape(_seconds(r.p99))}</td><td>{escape(interval)}</td>"
+                    f"<td>{escape(_value(r.p50, r.p50_low))}</td>"
+                    f"<td>{escape(_interval(r.p50, r.p50_low, r.p50_high))}</td>"
+                    f"<td>{escape(_value(r.p99, r.low))}</td><td>{escape(_interval(r.p99, r.low, r.high))}</td>"
                     f"<td>{escape(status)}</td></tr>")
-    trend = sparkline([r.p99 for r in reversed(rows)])
+
+    old = list(reversed(rows))
+    trend = trend_svg({"p50": [TrendPoint(r.p50, r.p50_low, r.p50_high) for r in old],
+                       TREND_PERCENTILE: [TrendPoint(r.p99, r.low, r.high) for r in old]},
+                      [r.name for r in old])
     title = escape(f"latmap history: {stream}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{title}</title><style>"
             "body{font:14px/1.4 system-ui,sans-serif;margin:1em auto;max-width:900px}"
             "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 8px}"
             "tr.bad td{color:#b2182b}</style></head><body>"
-            f"<h1>{title}</h1><p>end-to-end {TREND_PERCENTILE}, oldest to newest:</p>{trend}"
-            f"<table><thead><tr><th>run</th><th>generated</th><th>end-to-end {TREND_PERCENTILE}</th>"
+            f"<h1>{title}</h1><p>end-to-end p50 and {TREND_PERCENTILE} per run with their intervals "
+            f"(shaded), oldest on the left, newest on the right:</p>{trend}"
+            "<p>runs, newest first:</p>"
+            "<table><thead><tr><th>run</th><th>generated</th><th>end-to-end p50</th><th>interval</th>"
+            f"<th>end-to-end {TREND_PERCENTILE}</th>"
             "<th>interval</th><th>status</th></tr></thead><tbody>" + "".join(body) +
             "</tbody></table></body></html>\n")

@@ -31,6 +31,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from mapper.core.quantiles import check_q, min_count, percentile_label
+from mapper.core.sumbounds import narrow
 
 _T = TypeVar("_T")
 
@@ -208,6 +209,12 @@ class HistogramDistribution:
                 f"in the +Inf bucket: above {low:g}s; add a larger bucket bound",
             )
         value = float(self._interpolate(np.array([q * n]))[0])
+        if self.sum is not None and low_out is not None:
+            r_b = max(1, math.ceil(q * n - 1e-9))
+            low, high = narrow(self.lower, self.upper, self.counts, self.sum,
+                               int(min(ranks.min(), r_b)), int(max(ranks.max(), r_b)), low, high)
+            value = min(max(value, low), high)
+            low_out = low
         return Estimate(q, value, low_out, high, n)
 
     def quantile_values(self, qs: np.ndarray) -> np.ndarray:
@@ -376,9 +383,10 @@ def _at(mapping: Mapping[float, _T], q: float) -> _T | None:
 class SummaryDistribution:
     """Quantiles computed by an instrumented client (a Prometheus summary), passed through.
 
-    A summary's quantiles cover the client's own sliding window and one process; they can
-    be neither aggregated across instances nor re-windowed, which is why ``low``/``high``
-    are the value itself and the note says where the number comes from.
+    A summary's quantiles cover the client's own sliding window (``max_age``) and one
+    process, from a rank-approximate sketch; they can be neither aggregated across instances
+    nor re-windowed nor verified, so the interval is unknown: ``low``/``high`` are ``None``
+    and the note says where the number comes from. ``count`` and ``sum`` are the window's.
     """
 
     quantiles: Mapping[float, float]
@@ -397,7 +405,10 @@ class SummaryDistribution:
         if value is not None:
             if math.isnan(value):
                 return Estimate(q, None, None, None, self.count, f"{self.origin}: no observations")
-            return Estimate(q, value, value, value, self.count, f"{self.origin}: client-computed")
+            return Estimate(q, value, None, None, self.count,
+                            f"{self.origin}: client-computed over the client's own sliding window "
+                            "(max_age, 10m by default), not the report's window; rank-approximate, "
+                            "not verifiable, interval unknown")
         exposed = ", ".join(percentile_label(x) for x in sorted(self.quantiles)) or "none"
         return Estimate(
             q, None, None, None, self.count,

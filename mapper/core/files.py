@@ -10,12 +10,23 @@ from pathlib import Path
 from typing import Any
 
 
+def _file_mode() -> int:
+    """What ``open()`` would give a new file: 0666 minus the umask (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same directory, fsync, rename."""
+    """Write ``text`` to ``path`` via a temp file in the same directory, fsync, rename.
+
+    The file gets the mode a plain ``open()`` would give it (``mkstemp`` makes 0600, which a
+    web server serving the history could not read)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()

@@ -12,4 +12,4 @@ if TYPE_CHECKING:
 
 __all__ = ["data", "localprom", "run", "traces"]
 
-__getattr__ = lazy_getattr(__name__, ("data", "localprom", "run", "traces"))
+__getattr__ = lazy_getattr(__name__, __all__)

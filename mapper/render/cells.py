@@ -48,6 +48,14 @@ def method_of(d: Distribution) -> str:
     return type(d).__name__
 
 
+def count_json(n: float) -> int | float | None:
+    """A count as JSON: an integer when it is whole (exact window counts), else the float
+    (a rate-extrapolated count from a back end that only serves those)."""
+    if not math.isfinite(n):
+        return None
+    return round(n) if abs(n - round(n)) < 1e-9 else num(n)
+
+
 def estimate_json(e: Estimate) -> dict[str, Any]:
     return {"value": num(e.value), "low": num(e.low), "high": num(e.high), "note": e.note}
 
@@ -58,7 +66,7 @@ def latency_json(d: Distribution | None, qs: tuple[float, ...],
     if d is None:
         return None
     out: dict[str, Any] = {
-        "count": num(d.count),
+        "count": count_json(d.count),
         "unit": "s",
         "mean": num(d.mean),
         "method": method_of(d),
@@ -80,6 +88,8 @@ def cell(e: Estimate) -> str:
             why = e.note.split(":")[0] if e.note else "bounded"
             return f"n/a [{format_duration(e.low)}..{format_duration(e.high)}] ({why})"
         return "n/a" if not e.note else f"n/a ({e.note.split(':')[0]})"
+    if e.low is None and e.high is None:  # a client-computed summary quantile
+        return f"{format_duration(e.value)} [interval unknown]"
     hi = format_duration(e.high) if e.high is not None else "∞"
     lo = format_duration(e.low) if e.low is not None else "-∞"
     return f"{format_duration(e.value)} [{lo}..{hi}]"

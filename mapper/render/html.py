@@ -197,7 +197,7 @@ def to_html(lm: LatencyMap, findings: Findings | None = None) -> str:
         f"<p>Window {escape(format_time(lm.window.start))} .. {escape(format_time(lm.window.end))} "
         f"({escape(format_duration(lm.window.seconds))}). Intervals in brackets: histogram bucket bounds, "
         "95% confidence for samples, or the accuracy a back end states for its own percentiles (Datadog's "
-        "DDSketch). <code>*</code> marks the bottleneck.</p>",
+        "DDSketch). <code>*</code> marks the bottleneck, <code>?</code> a possible one (intervals overlap).</p>",
         _section("The value stream", f'<div class="map">{svg}</div>'),
         _section("Per stage", _table(head, rows) + _ul(summary_lines(lm))),
         _section("Per hop", _table(["from", "to", "part", "n", *head[4:]], hop_rows)) if hop_rows else "",

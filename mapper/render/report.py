@@ -27,6 +27,7 @@ percentile; ``value`` is ``null`` when the data cannot support a number (``note`
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,7 +107,8 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
             "value": num(fe.value), "method": fe.method,
             "process_seconds": num(fe.process), "lead_seconds": num(fe.lead)},
         "bottleneck": None if b is None else {
-            "stage": b.stage, "percentile": percentile_label(b.q), **estimate_json(b.estimate)},
+            "stage": b.stage, "percentile": percentile_label(b.q), **estimate_json(b.estimate),
+            "candidates": list(b.candidates), "decided": b.decided},
         "objectives": [{
             "target": o.objective.target, "percentile": percentile_label(o.objective.q),
             "threshold": num(o.objective.threshold), "status": o.status,
@@ -142,7 +144,9 @@ def stage_rows(lm: LatencyMap) -> tuple[list[str], list[list[str]]]:
     for s in lm.stages:
         for i, part in enumerate(("wait", "process")):
             r: MeasurementResult | None = s.wait if part == "wait" else s.process
-            name = s.stage.name + (" *" if lm.bottleneck and lm.bottleneck.stage == s.stage.name else "")
+            b = lm.bottleneck
+            name = s.stage.name + (" *" if b and b.marks(s.stage.name) else
+                                   " ?" if b and s.stage.name in b.candidates else "")
             rows.append([name if i == 0 else "", (s.stage.owner or "-") if i == 0 else "", part,
                          *_part_cells(r, qs)])
     if lm.end_to_end is not None:
@@ -162,7 +166,11 @@ def summary_lines(lm: LatencyMap) -> list[str]:
                    f"lead time {format_duration(fe.lead)}, by {fe.method})")
     if lm.bottleneck:
         b = lm.bottleneck
-        out.append(f"bottleneck: {b.stage} (largest hop {percentile_label(b.q)}: {cell(b.estimate)})")
+        if b.decided:
+            out.append(f"bottleneck: {b.stage} (largest hop {percentile_label(b.q)}: {cell(b.estimate)})")
+        else:
+            out.append(f"bottleneck: {b.describe()} (hop {percentile_label(b.q)}; largest point estimate "
+                       f"{b.stage}: {cell(b.estimate)})")
     if lm.end_to_end is not None and lm.end_to_end_method == "traces":
         out.append(f"end to end from traces: lead time per trace ({lm.end_to_end.count:,.0f} complete traces)")
     elif lm.end_to_end is not None and lm.end_to_end_method == "convolution":
@@ -195,7 +203,9 @@ def to_table(lm: LatencyMap, findings: Findings | None = None) -> str:
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Markdown-safe text without HTML entities: ``|`` and a ``<`` that could open an HTML tag
+    (``<a``, ``</``, ``<!``, ``<?``) are backslash-escaped; ``<=``, ``>2.58s`` stay as they are."""
+    return re.sub(r"<(?=[A-Za-z/!?])", r"\\<", text.replace("|", "\\|"))
 
 
 def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
@@ -205,7 +215,7 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
              f"Window: {format_time(lm.window.start)} .. {format_time(lm.window.end)} "
              f"({format_duration(lm.window.seconds)}). Intervals in brackets: histogram bucket "
              "bounds, 95% confidence for samples, or the accuracy a back end states for its own "
-             "percentiles (Datadog's DDSketch). `*` marks the bottleneck.", "",
+             "percentiles (Datadog's DDSketch). `*` marks the bottleneck, `?` a possible one (intervals overlap).", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
     lines.append("")

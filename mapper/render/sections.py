@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mapper.analysis.attribution import StageShare, TailAttribution
+from mapper.analysis.attribution import StageShare, TailAttribution, overlapping, share_text, signed
 from mapper.analysis.baseline import Change, Comparison
 from mapper.analysis.findings import Findings
 from mapper.analysis.latency import LatencyMap
@@ -35,7 +35,9 @@ def attribution_json(attributions: Sequence[TailAttribution], stage_shares: Sequ
                 "method": a.method, "extra_seconds": num(a.extra_seconds), "tail_items": a.items,
                 "note": a.note, "headline": a.headline(),
                 "contributions": [{"stage": c.stage, "part": c.part, "extra_seconds": num(c.extra_seconds),
-                                   "share": num(c.share)} for c in a.contributions],
+                                   "share": num(c.share), "low": num(c.low), "high": num(c.high)}
+                                  for c in a.contributions],
+                "overlapping": [f"{c.stage} {c.part}" for c in overlapping(a.contributions)],
             } for a in attributions
         },
         "time_shares": [{
@@ -52,7 +54,7 @@ def attribution_lines(attributions: Sequence[TailAttribution]) -> list[str]:
     for a in attributions:
         lines.append(a.headline())
         for c in a.contributions[:3]:
-            lines.append(f"  {c.stage} {c.part}: +{format_duration(c.extra_seconds)} ({c.share:.0%})")
+            lines.append(f"  {c.stage} {c.part}: {signed(c.extra_seconds)} ({share_text(c)})")
         if a.note and a.method == "traces":
             lines.append(f"  note: {a.note}")
     return lines
@@ -80,7 +82,7 @@ def segments_json(report: SegmentReport, qs: tuple[float, ...],
     def slots(ds: Sequence[Distribution], key: str, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         out = []
         for i, d in enumerate(ds):
-            row: dict[str, Any] = {key: i, "count": float(d.count)}
+            row: dict[str, Any] = {key: i, "count": int(d.count) if float(d.count).is_integer() else float(d.count)}
             if names:
                 row["name"] = names[i]
             row.update({percentile_label(q): estimate_json(d.quantile(q)) for q in profile_qs})

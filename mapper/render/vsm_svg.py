@@ -92,8 +92,10 @@ def _box_lines(lm: LatencyMap, s: StageResult) -> list[str]:
     if lm.traces is not None:
         lines.append(f"complete {100 * lm.traces.completeness(s.stage.name):.1f}% of traces")
     b = lm.bottleneck
-    if b is not None and b.stage == s.stage.name:
+    if b is not None and b.marks(s.stage.name):
         lines.append(f"BOTTLENECK hop {percentile_label(b.q)} {short_cell(b.estimate)}")
+    elif b is not None and s.stage.name in b.candidates:
+        lines.append("possible bottleneck (intervals overlap)")
     return lines
 
 
@@ -171,7 +173,7 @@ def to_svg(lm: LatencyMap) -> str:
     for i, s in enumerate(stages):
         x, y = place(i)
         name = s.stage.name
-        bottleneck = lm.bottleneck is not None and lm.bottleneck.stage == name
+        bottleneck = lm.bottleneck is not None and lm.bottleneck.marks(name)
         data = _has_data(s)
         role = "bottleneck" if bottleneck else "stage" if data else "no_data"
         ink = "#ffffff" if role in DARK_FILLS else INK

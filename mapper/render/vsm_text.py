@@ -39,8 +39,10 @@ def _node_lines(lm: LatencyMap, s: StageResult) -> list[str]:
     elif s.process is not None and s.process.distribution is not None:
         lines.append(f"process p99 {short_cell(s.process.distribution.quantile(0.99))}")
     b = lm.bottleneck
-    if b is not None and b.stage == s.stage.name:
+    if b is not None and b.marks(s.stage.name):
         lines.append("BOTTLENECK")
+    elif b is not None and s.stage.name in b.candidates:
+        lines.append("possible bottleneck")
     return lines
 
 
@@ -71,7 +73,7 @@ def to_mermaid(lm: LatencyMap) -> str:
     out.append("    classDef bottleneck fill:#5b1a12,color:#ffffff,stroke:#000000,stroke-width:4px")
     out.append("    classDef nodata fill:#ffffff,stroke:#000000,stroke-dasharray:5 5")
     for s in lm.stages:
-        if lm.bottleneck is not None and lm.bottleneck.stage == s.stage.name:
+        if lm.bottleneck is not None and lm.bottleneck.marks(s.stage.name):
             out.append(f"    class {ids[s.stage.name]} bottleneck")
         elif not _has_data(s):
             out.append(f"    class {ids[s.stage.name]} nodata")
@@ -88,7 +90,7 @@ def to_dot(lm: LatencyMap) -> str:
     for s in lm.stages:
         label = "\\n".join(dot_escape(x) for x in _node_lines(lm, s))
         attrs = [f'label="{label}"']
-        if lm.bottleneck is not None and lm.bottleneck.stage == s.stage.name:
+        if lm.bottleneck is not None and lm.bottleneck.marks(s.stage.name):
             attrs += ["penwidth=4", 'style="filled"', 'fillcolor="#5b1a12"', 'fontcolor="#ffffff"']
         elif not _has_data(s):
             attrs.append('style="dashed"')

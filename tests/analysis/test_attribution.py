@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mapper.analysis.attribution import attribute, shares
+from mapper.analysis.attribution import Contribution, TailAttribution, attribute, shares
 from mapper.analysis.baseline import compare, load_baseline
 from mapper.analysis.findings import find
 from mapper.analysis.latency import analyse
@@ -20,6 +20,7 @@ from mapper.core.model import MeasurementResult, Window
 from mapper.core.spans import SpanBatch
 from mapper.core.spec import loads_spec
 from mapper.render.report import to_json
+from mapper.render.sections import attribution_lines
 
 N = 20_000
 MS = 1_000_000
@@ -166,3 +167,15 @@ def test_baseline_of_another_stream_or_schema_is_refused(tmp_path: Path) -> None
     bad.write_text("{nope")
     with pytest.raises(UsageError, match=r"bad.json:1: baseline is not JSON"):
         load_baseline(bad, "chain")
+
+
+def test_differences_keep_their_sign_and_overlapping_parts_are_all_named() -> None:
+    neg = Contribution("http", "process", -44.1e-6, -0.01)
+    tail = TailAttribution(0.99, "traces", 0.1, 50, (Contribution("a", "wait", 0.1, 1.0), neg))
+    assert attribution_lines([tail])[2] == "  http process: -44.1µs (shorter in the tail)"
+    less = TailAttribution(0.99, "traces", -0.0285, 50, (neg,))
+    assert less.headline() == "p99 items spend 28.5ms less than median ones; no part takes longer in the tail"
+    tied = TailAttribution(0.99, "metrics approximation", 0.15, 0, (
+        Contribution("alerting", "process", 0.09, 0.6, 0.0, 0.1),
+        Contribution("http", "process", 0.06, 0.4, 0.05, 0.07)))
+    assert "the largest part is the alerting process or http process: intervals overlap" in tied.headline()

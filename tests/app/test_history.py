@@ -94,8 +94,10 @@ def test_index_lists_the_runs_newest_first_with_the_p99_trend(tmp_path: Path) ->
     record_run(_map(seed=3), _find, tmp_path, 30, NOW + timedelta(days=1))
     html = (tmp_path / "chain" / "index.html").read_text()
     assert html.index('href="2026-11-26/"') < html.index('href="2026-11-25/"')
-    assert html.count("<polyline") == 1 and "<script" not in html and "http" not in html.replace(
-        "http://www.w3.org/2000/svg", "")
+    # issue 14: p50 and p99 lines (was one p99 sparkline), each with its interval band
+    assert html.count("<polyline") == 2 and html.count('<polygon class="interval') == 2
+    assert "<script" not in html and "http" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert "oldest on the left" in html and "runs, newest first" in html
     rows = index_rows(tmp_path / "chain")
     assert [r.name for r in rows] == ["2026-11-26", "2026-11-25"] and all(r.p99 for r in rows)
 
@@ -106,6 +108,14 @@ def test_index_escapes_every_text() -> None:
     assert "&lt;b&gt;&amp;pay" in html and "<b>&pay" not in html
     assert "&lt;script&gt;" in html and "<script>" not in html
     assert "objective broken, 2 regression(s)" in html
+
+
+def test_index_shows_a_lower_bound_where_only_one_is_known() -> None:
+    rows = [IndexRow("2026-11-26", "t2", None, 2.58, None, True, 0, 0.5, 0.4, 0.6),
+            IndexRow("2026-11-25", "t1", 1.2, 1.0, 1.5, False, 0, 0.45, 0.4, 0.5)]
+    html = to_index_html("chain", rows)
+    assert "<td>&gt;2.58s</td>" in html and "<td>1.2s</td>" in html
+    assert "2026-11-26 p99 &gt;2.58s" in html  # the trend marks the bound, titled
 
 
 def test_runs_older_than_keep_days_are_pruned(tmp_path: Path) -> None:

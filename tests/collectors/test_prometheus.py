@@ -200,6 +200,12 @@ def test_failed_scrapes_of_a_target_are_reported(prom_url: str) -> None:
     assert "scrape-gap" not in {c.code for c in clean.checks}
 
 
+def test_scrape_gaps_count_only_while_the_series_existed(prom_url: str) -> None:
+    r = _collector(prom_url).collect(_m("late_seconds"), _quirk_window())
+    gaps = [c.message for c in r.checks if c.code == "scrape-gap"]
+    assert len(gaps) == 1 and "4 failed scrape(s) of instance=l:1, job=late" in gaps[0]
+
+
 def test_report_history_runs_against_prometheus_and_exits_on_a_broken_objective(
         prom_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "stream.yaml"
@@ -214,7 +220,11 @@ def test_report_history_runs_against_prometheus_and_exits_on_a_broken_objective(
     broken = tmp_path / "broken.yaml"
     broken.write_text(demo_spec("prometheus", prom_url, None).replace("end_to_end: {p99: 2s}",
                                                                       "end_to_end: {p99: 1ms}"))
+    capsys.readouterr()
     assert main(["report", "-c", str(broken), "--until", str(data.END), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("objective broken: ")] == [
+        next(line for line in err if line.startswith("objective broken: end_to_end p99 <= 1ms: "))]
     assert main(["report", "-c", str(spec), "--until", str(data.END)]) == 2
     assert "give exactly one of --out DIR or --history DIR" in capsys.readouterr().err
 

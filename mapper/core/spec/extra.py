@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mapper.core.calendar import check_cron, cron_starts, zone
 from mapper.core.durations import parse_duration, parse_time
 from mapper.core.spec import keys
 from mapper.core.spec._parse import Problems
@@ -30,7 +31,8 @@ class Segments:
 @dataclass(frozen=True)
 class EventWindow:
     """A named window (a news event): fixed ``start``..``end`` or recurring by ``cron``
-    (UTC, five fields) lasting ``duration`` seconds."""
+    (five fields or a nickname, evaluated in time zone ``tz``; see :mod:`mapper.core.calendar`)
+    lasting ``duration`` seconds."""
 
     name: str
     place: str
@@ -38,6 +40,7 @@ class EventWindow:
     end: float | None = None
     cron: str | None = None
     duration: float = 0.0
+    tz: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,15 @@ def parse_events(node: Any, line: int, p: Problems) -> tuple[EventWindow, ...]:
         if "cron" in ev:
             cron = str(ev["cron"])
             try:
-                cron_fields(cron)
+                check_cron(cron)
             except ValueError as err:
                 p.add(ev.line_of("cron"), f"{where}.cron", str(err))
+            tz = str(ev.get("tz", "UTC"))
+            try:
+                zone(tz)
+            except ValueError as err:
+                p.add(ev.line_of("tz"), f"{where}.tz", str(err))
+                tz = "UTC"
             try:
                 duration = parse_duration(ev.get("duration", "0"))
             except ValueError as err:
@@ -106,7 +115,7 @@ def parse_events(node: Any, line: int, p: Problems) -> tuple[EventWindow, ...]:
             if duration <= 0:
                 p.add(ev.line_of("duration") if "duration" in ev else at, f"{where}.duration",
                       "a recurring event needs a duration > 0")
-            out.append(EventWindow(name, p.at(at), cron=cron, duration=duration))
+            out.append(EventWindow(name, p.at(at), cron=cron, duration=duration, tz=tz))
             continue
         try:
             start, end = parse_time(ev["start"]), parse_time(ev["end"])
@@ -116,6 +125,8 @@ def parse_events(node: Any, line: int, p: Problems) -> tuple[EventWindow, ...]:
         except ValueError as err:
             p.add(at, where, str(err))
             continue
+        if "tz" in ev:
+            p.add(ev.line_of("tz"), f"{where}.tz", "tz applies to cron events (give start/end with an offset)")
         if end <= start:
             p.add(ev.line_of("end"), f"{where}.end", "must be after start")
         out.append(EventWindow(name, p.at(at), start=start, end=end))
@@ -171,54 +182,12 @@ def change_from(d: dict[str, Any], stage_names: set[str]) -> Change | str:
 
 # --------------------------------------------------------------------------- cron
 
-_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
-
-
-def cron_fields(expr: str) -> tuple[frozenset[int], ...]:
-    """The five fields of a cron expression (minute hour day month weekday; 0 = Sunday) as
-    sets of allowed values. Supports ``*``, lists, ranges and steps (``*/15``, ``1-5``)."""
-    parts = expr.split()
-    if len(parts) != 5:
-        raise ValueError(f"not a cron expression (5 fields: minute hour day month weekday): {expr!r}")
-    out = []
-    for text, (lo, hi) in zip(parts, _RANGES, strict=True):
-        values: set[int] = set()
-        for item in text.split(","):
-            m = re.fullmatch(r"(\*|\d+(?:-\d+)?)(?:/(\d+))?", item)
-            if not m:
-                raise ValueError(f"bad cron field {text!r} in {expr!r}")
-            rng, step = m.group(1), int(m.group(2) or 1)
-            if rng == "*":
-                a, b = lo, hi
-            elif "-" in rng:
-                a, b = (int(x) for x in rng.split("-"))
-            else:
-                a = b = int(rng)
-            if not (lo <= a <= b <= hi) or step < 1:
-                raise ValueError(f"cron field {text!r} out of range {lo}-{hi} in {expr!r}")
-            values.update(range(a, b + 1, step))
-        out.append(frozenset(values))
-    if 7 in out[4]:
-        raise ValueError(f"weekday 7 is not accepted (use 0 for Sunday) in {expr!r}")
-    return tuple(out)
-
 
 def occurrences(ev: EventWindow, start: float, end: float) -> list[tuple[float, float]]:
-    """The event's ``(start, end)`` intervals overlapping ``[start, end]`` (unix seconds, UTC)."""
+    """The event's ``(start, end)`` intervals overlapping ``[start, end]`` (unix seconds);
+    a recurring event fires in its own time zone (:mod:`mapper.core.calendar`)."""
     if ev.cron is None:
         s, e = ev.start or 0.0, ev.end or 0.0
         return [(s, e)] if e > start and s < end else []
-    import numpy as np
-
-    minute, hour, day, month, weekday = cron_fields(ev.cron)
-    first = (int(start - ev.duration) // 60) * 60
-    t = np.arange(first, int(end) + 60, 60, dtype=np.int64)
-    dt = t.astype("datetime64[s]")
-    mins = (t // 60) % 60
-    hrs = (t // 3600) % 24
-    days = (dt.astype("datetime64[D]") - dt.astype("datetime64[M]")).astype(int) + 1
-    months = dt.astype("datetime64[M]").astype(int) % 12 + 1
-    wdays = ((t // 86400) + 4) % 7  # 1970-01-01 was a Thursday (4)
-    hit = (np.isin(mins, list(minute)) & np.isin(hrs, list(hour)) & np.isin(days, list(day))
-           & np.isin(months, list(month)) & np.isin(wdays, list(weekday)))
-    return [(float(s), float(s) + ev.duration) for s in t[hit] if s + ev.duration > start and s < end]
+    return [(t, t + ev.duration) for t in cron_starts(ev.cron, ev.tz, start - ev.duration, end)
+            if t + ev.duration > start]

@@ -32,7 +32,7 @@ DATADOG_MEASUREMENT = ("source", *DATADOG_METRIC, "filter", "unit")
 #: A stage's ``traces:`` selector.
 TRACE_MATCH = ("source", "service", "span_name", "attributes")
 SEGMENTS = ("labels", "hours", "weekdays")
-EVENT = ("name", "start", "end", "cron", "duration")
+EVENT = ("name", "start", "end", "cron", "duration", "tz")
 #: The kinds of a planned change (one per ``future`` item, beside ``hop``).
 CHANGE_KINDS = ("scale", "cap", "remove", "parallel")
 CHANGE = ("hop", *CHANGE_KINDS)
