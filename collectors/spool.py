@@ -15,6 +15,10 @@ the span's *start* time in UTC; the schema is :func:`collectors.spans.parquet_sc
     span_id, parent_id      uint64   0 = no parent
     link_trace_hi/lo,
     link_span_id            uint64   the span's first link (async hand-over); 0 = none
+    links                   list<struct<trace_hi, trace_lo, span_id>>   every link of the span
+
+Spools written before ``links`` existed still read: a missing or null ``links`` means the
+span's links are its ``link_*`` first link (:mod:`collectors.link_columns`).
     start_ns, end_ns        int64    Unix nanoseconds
     kind, status            int8     OTLP SpanKind and StatusCode values
     service, name,
@@ -78,7 +82,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from collectors.spans import SpanBatch, parquet_schema
+from collectors.link_columns import links_array, links_from_table
+from collectors.spans import LINKS_COLUMN, SpanBatch, parquet_schema
 from mapper.errors import LatmapError
 
 __all__ = [
@@ -164,7 +169,7 @@ class SpoolRead:
 
 def encode_payload(batch: SpanBatch) -> pa.Buffer:
     """The Arrow IPC stream of ``batch``'s columns (what a record carries)."""
-    arrays = [pa.array(getattr(batch, f.name), type=f.type) for f in _SCHEMA]
+    arrays = _arrays(batch)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, _SCHEMA) as writer:
         writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=_SCHEMA))
@@ -172,14 +177,26 @@ def encode_payload(batch: SpanBatch) -> pa.Buffer:
 
 
 def decode_payload(payload: Any) -> pa.Table:
-    """A record's payload back as a table (zero-copy over ``payload``)."""
-    return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    """A record's payload back as a table (zero-copy over ``payload``); a record of the old
+    schema (no ``links``) gets a null ``links`` column, so every record has one schema."""
+    table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    if LINKS_COLUMN not in table.column_names:
+        table = table.append_column(_SCHEMA.field(LINKS_COLUMN),
+                                    pa.nulls(table.num_rows, _SCHEMA.field(LINKS_COLUMN).type))
+    return table
 
 
 def _table_to_batch(table: pa.Table) -> SpanBatch:
     if table.num_rows == 0:
         return SpanBatch.empty()
-    return SpanBatch(**{f.name: _column(table.column(f.name)) for f in _SCHEMA})
+    cols = {f.name: _column(table.column(f.name)) for f in _SCHEMA if f.name != LINKS_COLUMN}
+    first = (cols["link_trace_hi"], cols["link_trace_lo"], cols["link_span_id"])
+    return SpanBatch(**cols, links=links_from_table(table, first))
+
+
+def _arrays(batch: SpanBatch) -> list[pa.Array]:
+    return [links_array(batch.all_links, len(batch)) if f.name == LINKS_COLUMN
+            else pa.array(getattr(batch, f.name), type=f.type) for f in _SCHEMA]
 
 
 def _column(col: pa.ChunkedArray) -> np.ndarray:
@@ -196,7 +213,7 @@ def _column(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def _batch_to_table(batch: SpanBatch) -> pa.Table:
-    return pa.table([pa.array(getattr(batch, f.name), type=f.type) for f in _SCHEMA], schema=_SCHEMA)
+    return pa.table(_arrays(batch), schema=_SCHEMA)
 
 
 def _record(payload: Any) -> bytes:
