@@ -381,7 +381,7 @@ class _Raw:
         """Every link; a malformed id (wrong length, not hex) becomes zeros, kept to be counted."""
         trace, t_len, t_bad = ids(self.links_trace, 16)
         span, s_len, s_bad = ids(self.links_span, 8)
-        bad = t_len | t_bad | s_len | s_bad
+        bad = t_len | t_bad | s_len | s_bad | (span[:, 0] == 0) | ((trace[:, 0] == 0) & (trace[:, 1] == 0))
         trace[bad] = 0
         span[bad] = 0
         return SpanLinks(np.asarray(self.links_row, dtype=np.int64).reshape(-1), trace[:, 0].copy(),
