@@ -30,6 +30,7 @@ import pandas as pd
 
 from collectors.spans import KIND_CLIENT, SpanBatch
 from mapper.distribution import Distribution, SampleDistribution, percentile_label
+from mapper.items import expand_ranges, build_items
 from mapper.model import Check, MeasurementResult
 
 NS = 1e-9
@@ -52,13 +53,19 @@ class StageMatch:
 
 @dataclass(frozen=True)
 class TraceTable:
-    """One row per (trace, stage) present: times in seconds, waits possibly negative.
+    """One row per (item, stage) present: times in seconds, waits possibly negative.
 
+    An item is a path of traces joined by span links (:mod:`mapper.items`), one trace when
+    no link joins traces; ``trace`` codes and ``traces`` count items.
     ``frame`` columns: ``trace`` (int code), ``stage``, ``start``, ``end``, ``process``,
-    ``wait`` (NaN for the first stage or when the upstream stage is missing).
-    ``lead`` holds one lead time per complete trace (seconds), ``lead_traces`` their codes.
-    ``labels`` maps a span column (e.g. ``destination``) to each trace's value, read from
-    the trace's first span of its first stage, for slicing by label (:meth:`where`).
+    ``wait`` (NaN for the first stage or when the upstream stage is missing), ``linked``
+    (the hand-over crossed a span link into another trace), ``primary`` (False for a copy of
+    a stage's spans shared by fan-out branches of one root: :meth:`stage_frame` leaves it out).
+    ``lead`` holds one lead time per complete item (seconds), ``lead_traces`` their codes.
+    ``labels`` maps a span column (e.g. ``destination``) to each item's value, read from
+    the item's first span of its first stage, for slicing by label (:meth:`where`).
+    ``checks`` are the link checks of :func:`mapper.items.build_items`; ``link_edges`` the
+    number of trace-to-trace link edges followed (0: every item is one trace).
     """
 
     frame: pd.DataFrame
@@ -68,6 +75,8 @@ class TraceTable:
     spans_used: int
     lead_traces: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
     labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+    link_edges: int = 0
 
     def where(self, column: str, value: object) -> TraceTable:
         """The traces whose ``column`` label equals ``value``: a mask, no recomputation."""
@@ -76,10 +85,14 @@ class TraceTable:
         keep_lead = per_trace[self.lead_traces]
         return TraceTable(self.frame[rows], self.stages, int(per_trace.sum()), self.lead[keep_lead],
                           self.spans_used, self.lead_traces[keep_lead],
-                          {k: v for k, v in self.labels.items()})
+                          {k: v for k, v in self.labels.items()}, self.checks, self.link_edges)
 
     def stage_frame(self, stage: str) -> pd.DataFrame:
-        return self.frame[self.frame["stage"] == stage]
+        """The stage's rows, each sample once (fan-out copies left out)."""
+        sel = self.frame["stage"] == stage
+        if "primary" in self.frame:
+            sel &= self.frame["primary"]
+        return self.frame[sel]
 
     def completeness(self, stage: str) -> float:
         """Share of traces (that touch any stage) in which ``stage`` appears."""
@@ -185,26 +198,34 @@ def _trace_codes(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
                       upstream: Mapping[str, str | None], label_columns: Sequence[str] = ()) -> TraceTable:
-    """Per-trace stage timings for the stages in ``matches`` (in flow order).
+    """Per-item stage timings for the stages in ``matches`` (in flow order).
 
-    ``upstream`` maps each stage to the stage that hands items over to it (None: first).
-    ``label_columns`` (span columns) are kept per trace for slicing (:meth:`TraceTable.where`).
-    Flat int64 keys and sorts throughout (no pandas group-by): a million traces of five
-    stages take seconds.
+    An item is a path of traces joined by span links (:mod:`mapper.items`); without links
+    between traces it is one trace. ``upstream`` maps each stage to the stage that hands
+    items over to it (None: first). ``label_columns`` (span columns) are kept per item for
+    slicing (:meth:`TraceTable.where`). Flat int64 keys and sorts throughout (no pandas
+    group-by): a million spans of five stages take seconds.
     """
     names = tuple(m.stage for m in matches)
     n_st = len(names)
     stage_i = match_stages(batch, matches)
     used = stage_i >= 0
     if not used.any():
-        empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait"])
+        empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
         return TraceTable(empty, names, 0, np.array([]), 0)
     all_used = bool(used.all())
     b = batch if all_used else batch.take(np.flatnonzero(used))
-    si = (stage_i if all_used else stage_i[used]).astype(np.int64)
-    trace = _trace_codes(b.trace_hi, b.trace_lo).astype(np.int64)
-    n_tr = int(trace.max()) + 1
-    start, end = b.start_ns, b.end_ns
+    si_b = (stage_i if all_used else stage_i[used]).astype(np.int64)
+    trace_b = _trace_codes(b.trace_hi, b.trace_lo).astype(np.int64)
+    items = build_items(b, trace_b, int(trace_b.max()) + 1)
+    rows = items.rows
+    n_tr = items.n_units
+    # From here on a "trace" code is an item path (a copy of each span per path it is on).
+    if rows is None:
+        trace, si, start, end, span_id, kind = trace_b, si_b, b.start_ns, b.end_ns, b.span_id, b.kind
+    else:
+        trace, si = items.unit, si_b[rows]
+        start, end, span_id, kind = b.start_ns[rows], b.end_ns[rows], b.span_id[rows], b.kind[rows]
     tmin = np.full(n_tr, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(tmin, trace, start)
     # Per (trace, stage): one stable sort by (trace, stage, start); the group's first row is
@@ -222,34 +243,26 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     g_start = start[firsts]
     g_end = np.maximum.reduceat(end[order], bounds)
     process = _self_time_parallel(trace, si, start, end, n_st, n_tr, tmin)[g_stage, g_trace]
-    # The hand-over: the first span's parent (or first link), found by binary search over
-    # the spans sorted by a 64-bit mix of (trace, span id); every hit is verified against
-    # both, so a mix collision cannot pick a wrong span. The first span of a duplicated id wins.
-    parent = np.where(b.parent_id[firsts] != 0, b.parent_id[firsts], b.link_span_id[firsts])
-    mix = _mix(trace, b.span_id)
-    by_key = np.argsort(mix, kind="stable")
-    sorted_keys = mix[by_key]
-    # Sorted needles let the binary search start where the previous one ended.
-    needles = _mix(g_trace, parent)
-    by_needle = np.argsort(needles)
-    at = np.empty(needles.size, dtype=np.int64)
-    at[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
-    at = np.minimum(at, sorted_keys.size - 1)
-    cand = by_key[at]
-    hit = (parent != 0) & (b.span_id[cand] == parent) & (trace[cand] == g_trace)
-    prow = np.where(hit, cand, -1)
-    safe = np.maximum(prow, 0)
-    p_stage = np.where(prow >= 0, si[safe], -1)
     stage_of = {n: i for i, n in enumerate(names)}
     up_i = np.array([stage_of.get(upstream.get(n) or "", -1) for n in names])[g_stage]
-    parent_ok = (p_stage == up_i) & (up_i >= 0)
-    handover = np.where(b.kind[safe] == KIND_CLIENT, start[safe], end[safe])
-    # Fallback: the end of the upstream stage in the same trace.
+    brow = firsts if rows is None else rows[firsts]  # the batch row of each group's first span
+    prow, linked = _handover_rows(b, brow, rows, trace, span_id, si, g_trace, trace_b, up_i)
+    parent_ok = prow >= 0
+    safe = np.maximum(prow, 0)
+    handover = np.where(kind[safe] == KIND_CLIENT, start[safe], end[safe])
+    # Fallback: the end of the upstream stage in the same item.
     up_g = g_trace * n_st + up_i
     j = np.clip(np.searchsorted(gkey, up_g), 0, gkey.size - 1)
     found = (up_i >= 0) & (gkey[j] == up_g)
     hand = np.where(parent_ok, handover, np.where(found, g_end[j], 0))
     wait = np.where(parent_ok | found, (g_start - hand).astype(np.float64) * NS, np.nan)
+    if rows is None:
+        primary = np.ones(g_trace.size, dtype=bool)
+    else:
+        # A stage's spans shared by the branches of one root (fan-out) are one sample.
+        _, first_seen = np.unique(items.root[g_trace] * len(b) + brow, return_index=True)
+        primary = np.zeros(g_trace.size, dtype=bool)
+        primary[first_seen] = True
     frame = pd.DataFrame({
         "trace": g_trace,
         "stage": pd.Categorical.from_codes(g_stage, categories=list(names)),
@@ -257,8 +270,10 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         "end": g_end / 1e9,
         "process": process,
         "wait": wait,
+        "linked": linked,
+        "primary": primary,
     })
-    # Lead time: traces that contain every stage (groups are sorted by trace).
+    # Lead time: items that contain every stage (groups are sorted by item).
     tb = np.flatnonzero(np.r_[True, g_trace[1:] != g_trace[:-1]])
     present = np.diff(np.r_[tb, g_trace.size])
     complete = present == n_st
@@ -266,9 +281,58 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     labels = {}
     for col in label_columns:
         per_trace = np.full(n_tr, None, dtype=object)
-        per_trace[g_trace[tb]] = getattr(b, col)[firsts[tb]]
+        per_trace[g_trace[tb]] = getattr(b, col)[brow[tb]]
         labels[col] = per_trace
-    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), g_trace[tb][complete], labels)
+    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), g_trace[tb][complete], labels,
+                      items.checks, items.edges)
+
+
+def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trace: np.ndarray,
+                   span_id: np.ndarray, si: np.ndarray, g_trace: np.ndarray, trace_b: np.ndarray,
+                   up_i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the (expanded) row of the span that handed its item over, or -1, and
+    whether that hand-over crossed a span link into another trace.
+
+    Candidates are the group's first span's parent, then every one of its links; the first
+    candidate that is a span of the upstream stage in the same item wins. Found by binary
+    search over the spans sorted by a 64-bit mix of (item, span id); every hit is verified
+    against the item, the span id and the trace id, so a mix collision cannot pick a wrong span.
+    """
+    n_g = brow.size
+    links = b.all_links
+    par = b.parent_id[brow]
+    has_par = np.flatnonzero(par != 0)
+    lo_at = np.searchsorted(links.row, brow)
+    count = np.searchsorted(links.row, brow, side="right") - lo_at
+    at = expand_ranges(lo_at, count)
+    cand_g = np.concatenate([has_par, np.repeat(np.arange(n_g), count)])
+    cand_span = np.concatenate([par[has_par], links.span_id[at]])
+    cand_hi = np.concatenate([b.trace_hi[brow[has_par]], links.trace_hi[at]])
+    cand_lo = np.concatenate([b.trace_lo[brow[has_par]], links.trace_lo[at]])
+    is_link = np.r_[np.zeros(has_par.size, bool), np.ones(at.size, bool)]
+    prow = np.full(n_g, -1, dtype=np.int64)
+    linked = np.zeros(n_g, dtype=bool)
+    if cand_g.size == 0:
+        return prow, linked
+    mix = _mix(trace, span_id)
+    by_key = np.argsort(mix, kind="stable")
+    sorted_keys = mix[by_key]
+    # Sorted needles let the binary search start where the previous one ended.
+    needles = _mix(g_trace[cand_g], cand_span)
+    by_needle = np.argsort(needles)
+    pos = np.empty(needles.size, dtype=np.int64)
+    pos[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
+    cand = by_key[np.minimum(pos, sorted_keys.size - 1)]
+    crow = cand if rows is None else rows[cand]
+    hit = ((cand_span != 0) & (span_id[cand] == cand_span) & (trace[cand] == g_trace[cand_g])
+           & (b.trace_hi[crow] == cand_hi) & (b.trace_lo[crow] == cand_lo)
+           & (si[cand] == up_i[cand_g]) & (up_i[cand_g] >= 0))
+    ok = np.flatnonzero(hit)  # in candidate order: parents before links, links in their order
+    first_g, first_at = np.unique(cand_g[ok], return_index=True)
+    chosen = ok[first_at]
+    prow[first_g] = cand[chosen]
+    linked[first_g] = is_link[chosen] & (trace_b[crow[chosen]] != trace_b[brow[first_g]])
+    return prow, linked
 
 
 def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, MeasurementResult]:
@@ -280,8 +344,9 @@ def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, Me
         return {"process": MeasurementResult(None, provenance, (Check("warning", "no-data", msg, stage),))}
     share = table.completeness(stage)
     if share < 1.0:
+        unit = "items (traces joined by span links)" if table.link_edges else "traces"
         checks.append(Check("info", "incomplete-traces",
-                            f"{stage}: present in {share:.1%} of {table.traces:,} traces; traces without it "
+                            f"{stage}: present in {share:.1%} of {table.traces:,} {unit}; those without it "
                             "are left out of the lead time", stage))
     out = {"process": MeasurementResult(SampleDistribution(f["process"].to_numpy()), provenance, tuple(checks))}
     waits = f["wait"].to_numpy()
@@ -294,6 +359,14 @@ def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, Me
                                  f"{stage} wait: {neg:,} of {waits.size:,} items start before their hand-over "
                                  f"(clock skew between hosts, by up to {-waits.min():.3g}s); kept, not clamped",
                                  stage, "wait"))
+            if "linked" in f:
+                linked = f["linked"].to_numpy()[~np.isnan(f["wait"].to_numpy())]
+                skew = int(np.sum(linked & (waits < 0)))
+                if skew:
+                    wchecks.append(Check("warning", "link-clock-skew",
+                                         f"{stage} wait: {skew:,} consumers linked to a producer in another "
+                                         "trace start before the producer ends (clock skew across the link); "
+                                         "kept, not clamped", stage, "wait"))
         out["wait"] = MeasurementResult(SampleDistribution(waits), provenance, tuple(wchecks))
     return out
 
