@@ -351,7 +351,8 @@ class _Raw:
         link_span[link_bad] = 0
         # any malformed link of the span (kept in ``all_links`` with zero ids)
         link_bad = link_bad.copy()
-        link_bad[all_links.row[(all_links.span_id == 0) | ((all_links.trace_hi == 0) & (all_links.trace_lo == 0))]] = True
+        zero = (all_links.span_id == 0) | ((all_links.trace_hi == 0) & (all_links.trace_lo == 0))
+        link_bad[all_links.row[zero]] = True
         names, long_mask = _strings(self.name, text=self.text_ids, empty_is_none=False)
         attrs = []
         for values in self.attrs:

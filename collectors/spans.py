@@ -164,7 +164,8 @@ class SpanBatch:
 
     @classmethod
     def empty(cls) -> SpanBatch:
-        return cls(**{name: np.array([], dtype=dt) for name, dt in _COLUMNS.items()})
+        empty: dict[str, Any] = {name: np.array([], dtype=dt) for name, dt in _COLUMNS.items()}
+        return cls(**empty)
 
     @classmethod
     def from_columns(cls, columns: dict[str, Any], links: SpanLinks | None = None) -> SpanBatch:

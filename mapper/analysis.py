@@ -194,7 +194,7 @@ def analyse(spec: StreamSpec, window: Window,
             if r.distribution is not None:
                 dists.append(r.distribution)
                 checks += _estimate_checks(stage.name, part, r.distribution, spec.percentiles)
-        if stage.wait is None and stage.process is None:
+        if stage.wait is None and stage.process is None and stage.traces is None:
             checks.append(Check("warning", "no-measurement",
                                 f"{stage.name}: the spec gives no wait or process measurement", stage.name))
         if not stage.owner:

@@ -30,7 +30,7 @@ import pandas as pd
 
 from collectors.spans import KIND_CLIENT, SpanBatch
 from mapper.distribution import Distribution, SampleDistribution, percentile_label
-from mapper.items import expand_ranges, build_items
+from mapper.items import build_items, expand_ranges
 from mapper.model import Check, MeasurementResult
 
 NS = 1e-9

@@ -103,7 +103,8 @@ objectives: {{end_to_end: {{p99: 50ms}}}}
 
 
 def received_traces(tmp: Path, make: Callable[[dict[str, trace.Tracer]], None] = make_known_spans,
-                    services: Sequence[str] = SERVICES, grpc_services: Sequence[str] = ("alerting", "notifier")) -> Path:
+                    services: Sequence[str] = SERVICES,
+                    grpc_services: Sequence[str] = ("alerting", "notifier")) -> Path:
     """The spans ``make`` writes (default: the known traces) sent by the real SDK exporters to
     latmap's receiver: ``grpc_services`` over OTLP/gRPC, the others over OTLP/HTTP; returns the spool."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
