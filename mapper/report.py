@@ -74,8 +74,25 @@ def method_of(d: Distribution) -> str:
     if isinstance(d, HostAggregateDistribution):
         return f"{d.origin}: not combinable; interval = smallest..largest per-host value, no point estimate"
     if isinstance(d, ConvolvedDistribution):
-        return "convolution of independent parts; interval from bucket bounds"
+        if "metric histograms" in d.origin:
+            return f"convolution of independent parts ({d.origin}); interval from bucket bounds"
+        return (f"convolution of independent parts ({d.origin}); interval: the parts' resolution only, "
+                "not the dependence between them")
     return type(d).__name__
+
+
+def _convolved_origin(lm: LatencyMap) -> str:
+    return lm.end_to_end.origin if isinstance(lm.end_to_end, ConvolvedDistribution) else "metrics"
+
+
+def end_to_end_source(lm: LatencyMap) -> str | None:
+    """Where the end-to-end numbers come from, naming only what the run used."""
+    if lm.end_to_end_method == "traces":
+        unit = "item (traces joined by span links)" if lm.traces is not None and lm.traces.link_edges else "trace"
+        return f"traces: lead time per complete {unit}, first stage start to last stage end"
+    if lm.end_to_end_method == "convolution":
+        return f"{_convolved_origin(lm)}: convolution of the hop distributions, assuming independence"
+    return None
 
 
 def estimate_json(e: Estimate) -> dict[str, Any]:
@@ -136,10 +153,7 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
             "process": _part_json(s.process, qs),
             "total": latency_json(s.total, qs, total_source(s)),
         })
-    e2e = latency_json(lm.end_to_end, qs, {
-        "traces": "traces: lead time per complete trace, first stage start to last stage end",
-        "convolution": "metrics: convolution of the hop distributions, assuming independence",
-    }.get(lm.end_to_end_method))
+    e2e = latency_json(lm.end_to_end, qs, end_to_end_source(lm))
     fe = lm.flow_efficiency
     b = lm.bottleneck
     return {
@@ -258,9 +272,10 @@ def _summary_lines(lm: LatencyMap) -> list[str]:
         b = lm.bottleneck
         out.append(f"bottleneck: {b.stage} (largest hop {percentile_label(b.q)}: {cell(b.estimate)})")
     if lm.end_to_end is not None and lm.end_to_end_method == "traces":
-        out.append(f"end to end from traces: lead time per trace ({lm.end_to_end.count:,.0f} complete traces)")
+        unit = "item (traces joined by span links)" if lm.traces is not None and lm.traces.link_edges else "trace"
+        out.append(f"end to end from traces: lead time per {unit} ({lm.end_to_end.count:,.0f} complete)")
     elif lm.end_to_end is not None and lm.end_to_end_method == "convolution":
-        out.append("end to end from metrics: convolution of the hops, assuming independence")
+        out.append(f"end to end from {_convolved_origin(lm)}: convolution of the hops, assuming independence")
     for o in lm.objectives:
         est = cell(o.estimate) if o.estimate else "no data"
         out.append(f"objective {o.objective.label} <= {format_duration(o.objective.threshold)}: "

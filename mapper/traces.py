@@ -3,21 +3,27 @@
 Everything here is array operations over a :class:`~collectors.spans.SpanBatch` (pandas
 group-bys, numpy), never a Python loop per span, so a million spans map in seconds.
 
-Definitions (per trace, per stage):
+The unit is an **item**: the spans connected by parent edges and by span links, across
+traces (:mod:`mapper.items`); without links between traces an item is one trace.
+
+Definitions (per item, per stage):
 
 * **process time**: the stage's self time: the union of its span intervals (nested spans of
   the same stage are not counted twice) minus the time covered by downstream stages' spans
   (a synchronous call into the next stage is the next stage's work, not this one's);
 * **wait time** before the stage: from the hand-over to the start of the stage's first span.
-  The hand-over is the parent (or first link) of that first span when it belongs to the
-  upstream stage: the *end* of a PRODUCER (or any non-CLIENT) span, the *start* of a CLIENT
-  span (a synchronous call: the upstream stage waits inside its own span). Without such a
-  parent or link, the hand-over is the end of the upstream stage's last span;
-* **lead time**: from the first stage's start to the last stage's end, for traces that
+  The hand-over is the parent, else the first of its links (in any trace of the item), of
+  that first span that belongs to the upstream stage: the *end* of a PRODUCER (or any
+  non-CLIENT) span (so a CONSUMER linked to a PRODUCER in another trace waits from the
+  producer's end), the *start* of a CLIENT span (a synchronous call: the upstream stage
+  waits inside its own span). Without such a parent or link, the hand-over is the end of
+  the upstream stage's last span;
+* **lead time**: from the first stage's start to the last stage's end, for items that
   contain every stage of the path.
 
-Traces that miss a stage are counted (completeness per stage) and left out of the lead
-time; negative waits (clock skew between hosts) are counted, never clamped.
+Items that miss a stage are counted (completeness per stage) and left out of the lead
+time; negative waits (clock skew between hosts) are counted, never clamped (and, across a
+link, also as ``link-clock-skew``).
 """
 
 from __future__ import annotations
@@ -396,7 +402,15 @@ def compare(stage: str, part: str, metric: Distribution, traced: Distribution,
                              f"[{a.low:.4g}..{a_hi:.4g}], traces {b.value:.4g}s [{b.low:.4g}..{b_hi:.4g}]",
                              stage, part))
     if metric.count and traced.count:
-        out.append(Check("info", "metrics-traces-count",
-                         f"{stage} {part}: {metric.count:,.0f} observations in metrics, {traced.count:,.0f} "
-                         f"traced items ({traced.count / metric.count:.1%}; sampling?)", stage, part))
+        counts = (f"{stage} {part}: {metric.count:,.0f} observations in metrics, {traced.count:,.0f} traced items "
+                  f"({traced.count / metric.count:.1%}")
+        if traced.count < metric.count:
+            out.append(Check("info", "metrics-traces-count", counts + "; sampling?)", stage, part))
+        elif traced.count > metric.count:
+            out.append(Check("warning", "traces-exceed-metrics",
+                             counts + "): more traced items than the metric observed; the metric misses "
+                             "observations (scrape gaps, a narrow selector, another window) or spans are "
+                             "matched to this stage that the metric does not time", stage, part))
+        else:
+            out.append(Check("info", "metrics-traces-count", counts + "; the counts agree)", stage, part))
     return out
