@@ -275,3 +275,55 @@ def test_skew_across_a_link_is_counted_not_clamped() -> None:
     assert res["wait"].distribution is not None
     assert {c.code for c in res["wait"].checks} == {"negative-wait", "link-clock-skew"}
     assert table.stage_frame("b")["wait"].tolist() == pytest.approx([-3e-9])
+
+
+def test_a_spool_of_the_old_schema_still_reads_its_first_links(tmp_path: Path) -> None:
+    """Parquet files and write-ahead records written before the ``links`` column existed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from collectors.spool import Spool, encode_payload, scan_spool
+
+    def old_payload(b: SpanBatch) -> Any:
+        table = pa.ipc.open_stream(encode_payload(b)).read_all().drop_columns(["links"])
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return table, sink.getvalue().to_pybytes()
+
+    t0 = T0
+    old_wal = _batch([(1, 11, 0, "a", t0, t0 + 10, PROD), (2, 21, 0, "b", t0 + 20, t0 + 30, CONS)])
+    old_wal = SpanBatch.from_columns({**old_wal.columns(), "link_trace_lo": np.array([0, 1], np.uint64),
+                                      "link_span_id": np.array([0, 11], np.uint64)})
+    old_pq = _batch([(3, 31, 0, "a", t0, t0 + 10, PROD), (4, 41, 0, "b", t0 + 20, t0 + 30, CONS)])
+    old_pq = SpanBatch.from_columns({**old_pq.columns(), "link_trace_lo": np.array([0, 3], np.uint64),
+                                     "link_span_id": np.array([0, 31], np.uint64)})
+    new = _batch([(5, 51, 0, "a", t0, t0 + 10, PROD), (6, 61, 0, "a", t0, t0 + 10, PROD),
+                  (7, 71, 0, "b", t0 + 20, t0 + 30, CONS)], [(2, 5, 51), (2, 6, 61)])
+    spool_dir = tmp_path / "spool"
+    with Spool(spool_dir, compact=False) as spool:
+        spool.append_payload(old_payload(old_wal)[1])
+        spool.append(new)
+    part = spool_dir / "date=2026-09-21" / "hour=00"
+    part.mkdir(parents=True)
+    pq.write_table(old_payload(old_pq)[0], part / "old.parquet")
+    batch = scan_spool(spool_dir).batch
+    links = batch.all_links
+    got = sorted((int(batch.span_id[r]), int(lo), int(s)) for r, lo, s in
+                 zip(links.row, links.trace_lo, links.span_id, strict=True))
+    assert got == [(21, 1, 11), (41, 3, 31), (71, 5, 51), (71, 6, 61)]
+    table = build_trace_table(batch, AB, UP)
+    assert table.traces == 4 and table.lead.size == 4
+
+
+def test_sampling_is_asked_only_when_traces_are_fewer_than_observations() -> None:
+    from mapper.distribution import SampleDistribution
+    from mapper.traces import compare
+
+    few, many = SampleDistribution(np.linspace(0.01, 0.02, 50)), SampleDistribution(np.linspace(0.01, 0.02, 200))
+    fewer = compare("alerting", "process", many, few, (0.5,))
+    assert [(c.code, c.message.endswith("sampling?)")) for c in fewer] == [("metrics-traces-count", True)]
+    more = compare("alerting", "process", few, many, (0.5,))
+    assert [c.code for c in more] == ["traces-exceed-metrics"] and "sampling" not in more[0].message
+    same = compare("alerting", "process", few, few, (0.5,))
+    assert [c.code for c in same] == ["metrics-traces-count"] and "sampling" not in same[0].message
