@@ -238,6 +238,8 @@ def _linked_batch(n: int, rng: np.random.Generator, rows: list[Any], region: np.
     batch_of = np.repeat(np.arange(sizes_a.size), sizes_a)
     head_item = picked[heads]
     start7, end7 = rows[7][5].copy(), rows[7][6].copy()
+    picked = picked[np.argsort(start7[picked], kind="stable")]  # a batch takes items ready about together
+    head_item = picked[heads]
     ready = np.maximum.reduceat(start7[picked], heads) if picked.size else np.array([], np.int64)
     dur = (end7 - start7)[head_item]
     start7[head_item], end7[head_item] = ready, ready + dur

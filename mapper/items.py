@@ -76,10 +76,27 @@ def find_spans(b: SpanBatch, hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -
     key = id_key(b.trace_hi, b.trace_lo, b.span_id)
     order = np.argsort(key, kind="stable")
     skey = key[order]
-    at = np.minimum(np.searchsorted(skey, id_key(hi, lo, span)), skey.size - 1)
-    cand = order[at]
+    needles = id_key(hi, lo, span)
+    # Sorted needles let each binary search start where the previous one ended.
+    by_needle = np.argsort(needles)
+    at = np.empty(needles.size, dtype=np.int64)
+    at[by_needle] = np.searchsorted(skey, needles[by_needle])
+    cand = order[np.minimum(at, skey.size - 1)]
     ok = (b.span_id[cand] == span) & (b.trace_hi[cand] == hi) & (b.trace_lo[cand] == lo) & (span != 0)
     return np.where(ok, cand, -1)
+
+
+def unique_sorted(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted (a sort and a mask: faster than ``np.unique``'s hash here)."""
+    v = np.sort(values)
+    return v[np.r_[True, v[1:] != v[:-1]]] if v.size else v
+
+
+def first_of_each(key: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence of each distinct value of ``key``."""
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    return order[np.r_[True, k[1:] != k[:-1]]] if k.size else order
 
 
 def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -123,21 +140,26 @@ def build_items(b: SpanBatch, trace: np.ndarray, n_tr: int) -> Items:
     pairs = trace[tgt].astype(np.int64) * n_tr + trace[src]
     cross = trace[tgt] != trace[src]
     # (linking row, target row) listed twice is one hand-over
-    dup_key = src.astype(np.int64) * len(b) + tgt
-    n_dup = dup_key.size - np.unique(dup_key).size
+    dup_key = np.sort(src.astype(np.int64) * len(b) + tgt)
+    n_dup = int(np.sum(dup_key[1:] == dup_key[:-1]))
     if n_dup:
         checks.append(Check("info", "link-duplicate",
                             f"{n_dup:,} span links repeat another link of the same span; followed once"))
-    edge = np.unique(pairs[cross])
+    edge = unique_sorted(pairs[cross])
     if edge.size == 0:
         return Items(None, trace, n_tr, np.arange(n_tr), 0, tuple(checks))
     p_tr, c_tr = edge // n_tr, edge % n_tr
+    # Paths first: when every trace is on a path and no path hit the depth limit there is no
+    # cycle, and the strongly connected components need not be computed.
+    items, acyclic = _paths(trace, n_tr, p_tr, c_tr, tuple(checks))
+    if acyclic:
+        return items
     p_tr, c_tr, cut = _break_cycles(p_tr, c_tr, n_tr)
     if cut:
         checks.append(Check("warning", "link-cycle",
                             f"{cut:,} traces link to each other in a circle; the links among them are not "
                             "followed (each starts its own item)"))
-    return _paths(trace, n_tr, p_tr, c_tr, tuple(checks))
+    return _paths(trace, n_tr, p_tr, c_tr, tuple(checks))[0]
 
 
 def _break_cycles(p_tr: np.ndarray, c_tr: np.ndarray, n_tr: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -155,8 +177,9 @@ def _break_cycles(p_tr: np.ndarray, c_tr: np.ndarray, n_tr: int) -> tuple[np.nda
 
 
 def _paths(trace: np.ndarray, n_tr: int, p_tr: np.ndarray, c_tr: np.ndarray,
-           checks: tuple[Check, ...]) -> Items:
-    """Grow every path from its root trace one link hop at a time; expand the rows."""
+           checks: tuple[Check, ...]) -> tuple[Items, bool]:
+    """Grow every path from its root trace one link hop at a time; expand the rows.
+    Also whether the graph is certainly acyclic (every trace on a path, no path cut)."""
     by_p = np.argsort(p_tr, kind="stable")
     child_sorted = c_tr[by_p]
     deg = np.bincount(p_tr, minlength=n_tr)
@@ -212,4 +235,5 @@ def _paths(trace: np.ndarray, n_tr: int, p_tr: np.ndarray, c_tr: np.ndarray,
     first = np.cumsum(cnt) - cnt
     rows = by_trace[expand_ranges(first[traces], cnt[traces])]
     unit = np.repeat(units, cnt[traces])
-    return Items(rows, unit, n_units, root, int(p_tr.size), checks + tuple(extra))
+    acyclic = not extra and bool(np.all(np.bincount(traces, minlength=n_tr) > 0))
+    return Items(rows, unit, n_units, root, int(p_tr.size), checks + tuple(extra)), acyclic

@@ -36,7 +36,7 @@ import pandas as pd
 
 from collectors.spans import KIND_CLIENT, SpanBatch
 from mapper.distribution import Distribution, SampleDistribution, percentile_label
-from mapper.items import build_items, expand_ranges
+from mapper.items import build_items, expand_ranges, first_of_each
 from mapper.model import Check, MeasurementResult
 
 NS = 1e-9
@@ -266,9 +266,8 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         primary = np.ones(g_trace.size, dtype=bool)
     else:
         # A stage's spans shared by the branches of one root (fan-out) are one sample.
-        _, first_seen = np.unique(items.root[g_trace] * len(b) + brow, return_index=True)
         primary = np.zeros(g_trace.size, dtype=bool)
-        primary[first_seen] = True
+        primary[first_of_each(items.root[g_trace] * len(b) + brow)] = True
     frame = pd.DataFrame({
         "trace": g_trace,
         "stage": pd.Categorical.from_codes(g_stage, categories=list(names)),
@@ -308,8 +307,9 @@ def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trac
     links = b.all_links
     par = b.parent_id[brow]
     has_par = np.flatnonzero(par != 0)
-    lo_at = np.searchsorted(links.row, brow)
-    count = np.searchsorted(links.row, brow, side="right") - lo_at
+    per_row = links.counts(len(b))
+    count = per_row[brow]
+    lo_at = (np.cumsum(per_row) - per_row)[brow]
     at = expand_ranges(lo_at, count)
     cand_g = np.concatenate([has_par, np.repeat(np.arange(n_g), count)])
     cand_span = np.concatenate([par[has_par], links.span_id[at]])
@@ -334,8 +334,8 @@ def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trac
            & (b.trace_hi[crow] == cand_hi) & (b.trace_lo[crow] == cand_lo)
            & (si[cand] == up_i[cand_g]) & (up_i[cand_g] >= 0))
     ok = np.flatnonzero(hit)  # in candidate order: parents before links, links in their order
-    first_g, first_at = np.unique(cand_g[ok], return_index=True)
-    chosen = ok[first_at]
+    chosen = ok[first_of_each(cand_g[ok])]
+    first_g = cand_g[chosen]
     prow[first_g] = cand[chosen]
     linked[first_g] = is_link[chosen] & (trace_b[crow[chosen]] != trace_b[brow[first_g]])
     return prow, linked
