@@ -545,7 +545,8 @@ def run_linked(n: int, seed: int, spec: StreamSpec, window: Window, parent: Latm
     lat = run_latmap(batch, spec, window)
     seconds = sum(lat.phases.values())
     checks = []
-    assert lat.lm is not None and parent.lm is not None
+    assert lat.lm is not None
+    assert parent.lm is not None
     mine = {s.stage.name: s for s in lat.lm.stages}
     for s in parent.lm.stages:
         if s.stage.name == "notify":
