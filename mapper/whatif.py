@@ -242,7 +242,8 @@ def _convolution(lm: LatencyMap, changes: Sequence[Change]) -> ConvolvedDistribu
     means = [p.mean for p in left]
     mean = None if any(m is None for m in means) else float(sum(means))  # type: ignore[arg-type]
     return ConvolvedDistribution(result, min(p.count for p in left), mean,
-                                 "what-if: convolution of the changed hop distributions, assuming independence")
+                                 "what-if: convolution of the changed hop distributions, assuming independence",
+                                 origin=str(getattr(lm.end_to_end, "origin", "metric histograms")))
 
 
 # --------------------------------------------------------------------------- output
@@ -252,8 +253,9 @@ def _source(fs: FutureState, which: str) -> str:
     if fs.method == TRACE_REPLAY:
         return ("traces: lead time per complete trace" if which == "current"
                 else "traces: lead time per complete trace with the changed hops replayed")
-    return ("metrics: convolution of the hop distributions, assuming independence" if which == "current"
-            else "metrics: convolution of the changed hop distributions, assuming independence")
+    origin = str(getattr(fs.current, "origin", "metrics"))  # what the hops were: never a source not used
+    return (f"{origin}: convolution of the hop distributions, assuming independence" if which == "current"
+            else f"{origin}: convolution of the changed hop distributions, assuming independence")
 
 
 def to_json(fs: FutureState, qs: tuple[float, ...]) -> dict[str, Any]:
