@@ -327,3 +327,15 @@ def test_sampling_is_asked_only_when_traces_are_fewer_than_observations() -> Non
     assert [c.code for c in more] == ["traces-exceed-metrics"] and "sampling" not in more[0].message
     same = compare("alerting", "process", few, few, (0.5,))
     assert [c.code for c in same] == ["metrics-traces-count"] and "sampling" not in same[0].message
+
+
+def test_the_service_graph_has_an_edge_per_linked_producer_and_none_twice() -> None:
+    from mapper.servicegraph import service_graph
+
+    # a batch consumer linked to two producers in other traces; a consumer both child of and
+    # linked to its producer (one hand-over, not two)
+    b = _batch([(1, 11, 0, "md", 0, 10, PROD), (2, 21, 0, "md", 5, 20, PROD), (3, 31, 0, "alerting", 30, 90, CONS),
+                (4, 41, 0, "md", 0, 10, PROD), (4, 42, 41, "alerting", 15, 25, CONS)],
+               [(2, 1, 11), (2, 2, 21), (4, 4, 41)])
+    edges = [(e.client, e.server, e.connection_type, e.count, sorted(e.waits.tolist())) for e in service_graph(b)]
+    assert edges == [("md", "alerting", "messaging_system", 3, pytest.approx([5e-9, 10e-9, 20e-9]))]
