@@ -339,3 +339,35 @@ def test_the_service_graph_has_an_edge_per_linked_producer_and_none_twice() -> N
                [(2, 1, 11), (2, 2, 21), (4, 4, 41)])
     edges = [(e.client, e.server, e.connection_type, e.count, sorted(e.waits.tolist())) for e in service_graph(b)]
     assert edges == [("md", "alerting", "messaging_system", 3, pytest.approx([5e-9, 10e-9, 20e-9]))]
+
+
+INT = 1
+ABC = [StageMatch("a", "a"), StageMatch("b", "b"), StageMatch("c", "c")]
+UP3 = {"a": None, "b": "a", "c": "b"}
+
+
+def test_per_message_spans_under_a_batch_keep_each_items_own_path() -> None:
+    """A batch receive span linked to two ticks, a per-message span under it linked to its
+    own tick, each publishing one alert that a consumer in its own trace takes: two items,
+    each reaching only its own alert's consumer."""
+    b = _batch([(1, 11, 0, "a", 0, 10, PROD), (2, 21, 0, "a", 5, 20, PROD),
+                (3, 31, 0, "b", 30, 90, CONS), (3, 32, 31, "b", 31, 50, INT), (3, 33, 31, "b", 51, 80, INT),
+                (3, 34, 32, "b", 45, 50, PROD), (3, 35, 33, "b", 75, 80, PROD),
+                (4, 41, 0, "c", 60, 70, CONS), (5, 51, 0, "c", 100, 130, CONS)],
+               [(2, 1, 11), (2, 2, 21), (3, 1, 11), (4, 2, 21), (7, 3, 34), (8, 3, 35)])
+    table = build_trace_table(b, ABC, UP3)
+    assert table.traces == 2
+    c = table.stage_frame("c").sort_values("start")
+    assert c["wait"].tolist() == pytest.approx([10e-9, 20e-9])  # each from its own alert's end
+    assert sorted(table.lead.tolist()) == pytest.approx([90e-9, 125e-9])  # the batch span ends last for item 1
+
+
+def test_a_batch_span_alone_continues_every_item_of_the_batch() -> None:
+    """Without per-message spans the data cannot tell which alert came from which tick: each
+    item continues to every consumer of the batch's alerts (the documented rule)."""
+    b = _batch([(1, 11, 0, "a", 0, 10, PROD), (2, 21, 0, "a", 5, 20, PROD),
+                (3, 31, 0, "b", 30, 90, CONS), (3, 34, 31, "b", 45, 50, PROD), (3, 35, 31, "b", 75, 80, PROD),
+                (4, 41, 0, "c", 60, 70, CONS), (5, 51, 0, "c", 100, 130, CONS)],
+               [(2, 1, 11), (2, 2, 21), (5, 3, 34), (6, 3, 35)])
+    table = build_trace_table(b, ABC, UP3)
+    assert table.traces == 4 and table.lead.size == 4
