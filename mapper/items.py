@@ -100,6 +100,9 @@ class SpanIndex:
         todo = rows[self._parent[rows] == -2]
         if todo.size:
             b = self.b
+            root = b.parent_id[todo] == 0
+            self._parent[todo[root]] = -1
+            todo = todo[~root]
             self._parent[todo] = self.find(b.trace_hi[todo], b.trace_lo[todo], b.parent_id[todo])
         return self._parent[rows]
 
@@ -237,7 +240,7 @@ def _paths(trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray, index: Sp
     graph is certainly acyclic (every trace on a path, no path cut).
     """
     p_all, c_all = trace[q], trace[r]
-    by_p = np.argsort(p_all, kind="stable")
+    by_p = np.argsort(p_all)
     q, r, c_all = q[by_p], r[by_p], c_all[by_p]
     deg = np.bincount(p_all, minlength=n_tr)
     out_start = np.cumsum(deg) - deg
@@ -273,9 +276,13 @@ def _paths(trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray, index: Sp
         cand, cf = cand[keep], cf[keep]
         # one step per (path, consumer trace): entered by its deepest linking span
         child = c_all[cand]
-        order = np.lexsort((-index.depth(r[cand]), child, cf))
+        order = np.argsort(cf * n_tr + child, kind="stable")
         cand, cf, child = cand[order], cf[order], child[order]
         first = np.r_[True, (cf[1:] != cf[:-1]) | (child[1:] != child[:-1])]
+        if not first.all():  # several spans of one trace link into the path: the deepest enters
+            group = np.cumsum(first) - 1
+            order = np.lexsort((-index.depth(r[cand]), group))
+            cand, cf, child = cand[order], cf[order], child[order]
         cand, cf, child = cand[first], cf[first], child[first]
         fk2 = np.bincount(cf, minlength=fu.size)
         from_u = fu[cf]
