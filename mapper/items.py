@@ -14,6 +14,9 @@ to. Traces are nodes, a link from a span of trace C to a span of trace P is an e
   branch: one lead-time sample per path that reaches the last stage. (Fan-out by parent
   edges inside one trace stays one trace, one sample: the trace's first start to its last
   end.) Stage samples of a trace shared by the branches of one root are counted once.
+* A path leaves a trace only through producers at or below the span it entered by (the
+  deepest span linked to its producer), so per-message spans under a batch span keep each
+  message on its own path; when none is below it, through every producer of the trace.
 
 Everything is array work: the link targets are found by a sorted 64-bit key and verified
 against the full ids, cycles by :func:`scipy.sparse.csgraph.connected_components`, and the
@@ -53,7 +56,7 @@ class Items:
 
     ``rows`` (None: the identity, no link joins traces) gives for each expanded row the
     batch row it copies; ``unit`` its item path (dense codes ``0..n_units-1``); ``root``
-    each path's root trace code. ``edges`` counts the trace-to-trace link edges followed.
+    each path's root trace code. ``edges`` counts the span links between traces followed.
     """
 
     rows: np.ndarray | None

@@ -71,7 +71,7 @@ class TraceTable:
     ``labels`` maps a span column (e.g. ``destination``) to each item's value, read from
     the item's first span of its first stage, for slicing by label (:meth:`where`).
     ``checks`` are the link checks of :func:`mapper.items.build_items`; ``link_edges`` the
-    number of trace-to-trace link edges followed (0: every item is one trace).
+    number of span links between traces followed (0: every item is one trace).
     """
 
     frame: pd.DataFrame
