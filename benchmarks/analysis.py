@@ -20,6 +20,18 @@ during which the ``risk`` queue wait is 5x longer. Per trace:
 
 The span rows are shuffled, as an export would interleave them.
 
+**Linked variant** (measured in the same run, same draws): every consumer (``pricing``,
+``risk``, ``alerting``, ``notify``) starts a new trace with a span link to the span that
+handed it over (no parent), as message consumers instrumented by the OpenTelemetry
+messaging conventions do; 10% of the ``notify`` consumers are batches of 2-50 items: one
+span, started when the last of its items is ready, linked to each item's ``alerting`` span.
+latmap must join the traces into items (``mapper.analysis.items``); its time is printed next to the
+parent variant's with the ratio (target: at most 1.3x), and every part of the four first
+stages must equal the parent variant's (the batches change only ``notify`` and the lead).
+Batches sit at the last stage: links *out of* a batch's trace cannot tell which message
+became which (see the README), so a mid-stream batch with linked consumers after it would
+multiply the paths rather than measure the same data.
+
 **Region label.** Spans have no free label column, so the region (``eu``/``us``/``apac``, 50/30/20%,
 ``apac`` pricing 1.5x slower) is put into the ``destination`` column of every span of the trace.
 That column is what a spec selects on (``traces: {attributes: {messaging.destination.name: eu}}``
@@ -45,7 +57,7 @@ extrapolated linearly to N and the output says so. On that sample latmap is run 
 
 Usage::
 
-    python benchmarks/analysis.py [--traces N] [--quick] [--baseline-traces S] [--seed K]
+    python benchmarks/analysis.py [--traces N] [--quick] [--baseline-traces S] [--seed K] [--no-linked]
 
 ``--quick`` is 50,000 traces. Exit code 1 when the cross-check fails; the 15 s target is
 printed, met or not.
@@ -72,13 +84,23 @@ from mapper.analysis.segments import build_segments, trace_samples
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, part_results
 from mapper.core.distribution import Distribution, SampleDistribution
 from mapper.core.model import MeasurementResult, Window
-from mapper.core.spans import KIND_CLIENT, KIND_CONSUMER, KIND_INTERNAL, KIND_PRODUCER, KIND_SERVER, SpanBatch
+from mapper.core.spans import (
+    KIND_CLIENT,
+    KIND_CONSUMER,
+    KIND_INTERNAL,
+    KIND_PRODUCER,
+    KIND_SERVER,
+    SpanBatch,
+    SpanLinks,
+)
 from mapper.core.spec import StreamSpec, loads_spec
 
 FULL = 1_000_000
 QUICK = 50_000
 BASELINE_SAMPLE = 50_000
 TARGET_S = 15.0
+#: The linked variant's time over the parent variant's, at most.
+TARGET_LINKED_RATIO = 1.3
 REL_TOL = 1e-9
 
 MS = 1_000_000  # ns
@@ -110,8 +132,9 @@ events:
 # --------------------------------------------------------------------------- data
 
 
-def make_batch(n: int, seed: int = 7) -> SpanBatch:
-    """``n`` traces over the 5 stages as one shuffled SpanBatch (see the module docstring)."""
+def make_batch(n: int, seed: int = 7, linked: bool = False) -> SpanBatch:
+    """``n`` traces over the 5 stages as one shuffled SpanBatch (see the module docstring);
+    ``linked``: the linked variant, from the same draws."""
     rng = np.random.default_rng(seed)
     i = np.arange(n, dtype=np.int64)
     burst = rng.random(n) < 0.12
@@ -158,6 +181,8 @@ def make_batch(n: int, seed: int = 7) -> SpanBatch:
         (has_int3, 3, 6, sid(5), zero, s3 + p3 // 4, s3 + p3 // 2, KIND_INTERNAL),
         (has_notify, 4, 7, sid(5), zero, s4, e4, KIND_CONSUMER),
     ]
+    if linked:
+        return _linked_batch(n, rng, rows, region, sid)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("trace_lo", "span_id", "parent_id", "link_span_id",
                                                           "start_ns", "end_ns", "kind", "svc", "region")}
     for mask, svc, slot, parent, link, start, end, kind in rows:
@@ -186,6 +211,94 @@ def make_batch(n: int, seed: int = 7) -> SpanBatch:
                          dtype=object)[flat["svc"]],
         "destination": np.array(REGIONS, dtype=object)[flat["region"]],
     })
+
+
+#: Linked variant: the trace group (0: the item's first trace) of each span slot.
+_TRACE_GROUP = (0, 0, 1, 1, 2, 3, 3, 4)
+
+
+def _linked_batch(n: int, rng: np.random.Generator, rows: list[Any], region: np.ndarray,
+                  sid: Any) -> SpanBatch:
+    """The rows of :func:`make_batch` with every consumer in a new trace, linked to its
+    hand-over span, and 10% of the ``notify`` consumers batched (2-50 links each)."""
+    i = np.arange(n, dtype=np.int64)
+
+    def trace_of(slot: int) -> np.ndarray:
+        return (i + 1 + _TRACE_GROUP[slot] * n).astype(np.uint64)
+
+    # notify batches: consecutive picked items, one span per batch, started when the last is ready
+    picked = np.flatnonzero((rng.random(n) < 0.10) & (rows[7][0] if rows[7][0] is not None else True))
+    sizes = []
+    while sum(sizes) < picked.size:
+        sizes.append(int(rng.integers(2, 51)))
+    if sizes:
+        sizes[-1] -= sum(sizes) - picked.size
+    sizes_a = np.array([x for x in sizes if x > 0], dtype=np.int64)
+    heads = np.cumsum(sizes_a) - sizes_a
+    batch_of = np.repeat(np.arange(sizes_a.size), sizes_a)
+    head_item = picked[heads]
+    start7, end7 = rows[7][5].copy(), rows[7][6].copy()
+    picked = picked[np.argsort(start7[picked], kind="stable")]  # a batch takes items ready about together
+    head_item = picked[heads]
+    ready = np.maximum.reduceat(start7[picked], heads) if picked.size else np.array([], np.int64)
+    dur = (end7 - start7)[head_item]
+    start7[head_item], end7[head_item] = ready, ready + dur
+    keep7 = np.ones(n, bool) if rows[7][0] is None else rows[7][0].copy()
+    keep7[picked] = False
+    keep7[head_item] = True
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("trace_lo", "span_id", "parent_id", "link_lo", "link_span_id",
+                                                          "start_ns", "end_ns", "kind", "svc", "region", "item")}
+    for slot, (mask, svc, _slot, parent, link, start, end, kind) in enumerate(rows):
+        sel = np.ones(n, bool) if mask is None else mask
+        if slot == 7:
+            sel, start, end = keep7, start7, end7
+        # a consumer whose hand-over is in another trace group: no parent, a link instead
+        handed = parent if slot in (0, 1, 3, 6) else link if slot == 5 else parent
+        src_slot = {2: 1, 4: 2, 5: 4, 7: 5}.get(slot)
+        cross = src_slot is not None
+        cols["trace_lo"].append(trace_of(slot)[sel])
+        cols["span_id"].append(sid(slot)[sel])
+        cols["parent_id"].append(np.zeros(int(sel.sum()), np.uint64) if cross else handed[sel])
+        cols["link_lo"].append(trace_of(src_slot)[sel] if cross else np.zeros(int(sel.sum()), np.uint64))
+        cols["link_span_id"].append(handed[sel] if cross else np.zeros(int(sel.sum()), np.uint64))
+        cols["start_ns"].append(start[sel])
+        cols["end_ns"].append(end[sel])
+        cols["kind"].append(np.full(int(sel.sum()), kind, np.int8))
+        cols["svc"].append(np.full(int(sel.sum()), svc, np.int8))
+        cols["region"].append(region[sel].astype(np.int8))
+        cols["item"].append(i[sel])
+    flat = {k: np.concatenate(v) for k, v in cols.items()}
+    order = rng.permutation(flat["trace_lo"].size)
+    flat = {k: v[order] for k, v in flat.items()}
+    m = flat["trace_lo"].size
+    # every link: the single ones, then each batch span's links to its items' alerting spans
+    single = np.flatnonzero(flat["link_span_id"] != 0)
+    is_batch_head = np.zeros(m, bool)
+    svc7 = flat["svc"] == 4
+    head_rows = np.flatnonzero(svc7 & np.isin(flat["item"], head_item))
+    is_batch_head[head_rows] = True
+    single = single[~is_batch_head[single]]
+    row_of_head = np.full(n, -1, np.int64)
+    row_of_head[flat["item"][head_rows]] = head_rows
+    b_rows = row_of_head[head_item[batch_of]]
+    links = SpanLinks(np.r_[single, b_rows], np.full(single.size + b_rows.size, 0x5EED, np.uint64),
+                      np.r_[flat["link_lo"][single], trace_of(5)[picked]],
+                      np.r_[flat["link_span_id"][single], sid(5)[picked]])
+    first = np.searchsorted(links.row, np.arange(m))
+    has = first < links.row.size
+    has[has] = links.row[first[has]] == np.arange(m)[has]
+    return SpanBatch.from_columns({
+        "trace_hi": np.full(m, 0x5EED, np.uint64), "trace_lo": flat["trace_lo"],
+        "span_id": flat["span_id"], "parent_id": flat["parent_id"],
+        "link_trace_hi": np.where(has, np.uint64(0x5EED), np.uint64(0)),
+        "link_trace_lo": np.where(has, links.trace_lo[np.minimum(first, links.row.size - 1)], np.uint64(0)),
+        "link_span_id": np.where(has, links.span_id[np.minimum(first, links.row.size - 1)], np.uint64(0)),
+        "start_ns": flat["start_ns"], "end_ns": flat["end_ns"],
+        "kind": flat["kind"], "service": np.array(STAGES, dtype=object)[flat["svc"]],
+        "name": np.array(["handle", "publish", "consume", "db", "consume", "consume", "eval", "send"],
+                         dtype=object)[flat["svc"]],
+        "destination": np.array(REGIONS, dtype=object)[flat["region"]],
+    }, links=links)
 
 
 def spec_and_window() -> tuple[StreamSpec, Window]:
@@ -425,8 +538,39 @@ def cross_check(table: TraceTable, naive: dict[str, Any]) -> list[tuple[str, flo
 # --------------------------------------------------------------------------- run
 
 
-def run(n: int, baseline_traces: int = BASELINE_SAMPLE, seed: int = 7, echo: bool = True) -> dict[str, Any]:
-    """Build the data, time latmap on all of it and the baseline on a sample; the results."""
+def run_linked(n: int, seed: int, spec: StreamSpec, window: Window, parent: LatmapRun) -> dict[str, Any]:
+    """The linked variant: time latmap on it and compare its parts with the parent variant's."""
+    batch = make_batch(n, seed, linked=True)
+    gc.collect()
+    lat = run_latmap(batch, spec, window)
+    seconds = sum(lat.phases.values())
+    checks = []
+    assert lat.lm is not None
+    assert parent.lm is not None
+    mine = {s.stage.name: s for s in lat.lm.stages}
+    for s in parent.lm.stages:
+        if s.stage.name == "notify":
+            continue  # the batches change it
+        for part in ("wait", "process"):
+            a, b = s.part(part), mine[s.stage.name].part(part)
+            qa = _quantiles(a.distribution if a else None)
+            qb = _quantiles(b.distribution if b else None)
+            for q, x, y in zip(QS[:2], qa, qb, strict=False):
+                ok = (x is None and y is None) or (x is not None and y is not None
+                                                    and abs(x - y) <= REL_TOL * max(abs(x), 1e-12))
+                checks.append((f"{s.stage.name} {part} p{100 * q:g}", x, y, ok))
+    table = lat.table
+    assert table is not None
+    return {"spans": len(batch), "phases": lat.phases, "seconds": seconds, "peak_rss_mib": lat.peak_rss_mib,
+            "items": table.traces, "complete": int(table.lead.size), "link_edges": table.link_edges,
+            "checks": checks, "checks_ok": all(ok for *_, ok in checks),
+            "codes": sorted({c.code for c in table.checks})}
+
+
+def run(n: int, baseline_traces: int = BASELINE_SAMPLE, seed: int = 7, echo: bool = True,
+        linked: bool = True) -> dict[str, Any]:
+    """Build the data, time latmap on all of it and the baseline on a sample; the results.
+    ``linked``: also the linked variant (``"linked"``: its figures and its cross-check)."""
     def say(msg: str) -> None:
         if echo:
             print(msg, flush=True)
@@ -451,12 +595,18 @@ def run(n: int, baseline_traces: int = BASELINE_SAMPLE, seed: int = 7, echo: boo
     checks = cross_check(sample_table, naive)
     # The attribution's top contribution must agree too (same traces, same definitions).
     top_naive = naive["attribution"][0.99][0]
+    linked_result = None
+    if linked:
+        del sample, naive
+        say("linked variant: every consumer in a new trace, 10% of notify in batches of 2-50 links...")
+        linked_result = run_linked(n, seed, spec, window, lat)
     return {
+        "linked": linked_result,
         "traces": n, "spans": len(batch), "phases": lat.phases, "latmap_seconds": latmap_total,
         "peak_rss_mib": lat.peak_rss_mib, "naive_phases": naive_phases, "naive_sample": sample_n,
         "naive_measured_seconds": naive_measured, "naive_seconds": naive_total, "extrapolated": extrapolated,
         "ratio": naive_total / latmap_total, "target_met": latmap_total < TARGET_S, "checks": checks,
-        "checks_ok": all(ok for *_, ok in checks),
+        "checks_ok": all(ok for *_, ok in checks) and (linked_result is None or linked_result["checks_ok"]),
         "attribution_top": (lat.findings.attribution[0].contributions[0] if lat.findings else None),
         "naive_attribution_top": (STAGES[top_naive[1]], top_naive[0]),
         "event_comparisons": len(lat.segments.events) if lat.segments else 0,
@@ -485,6 +635,21 @@ def report(r: dict[str, Any]) -> str:
     lines.append(f"cross-check on {r['naive_sample']:,} traces (p50/p99 of process, wait per stage, lead; "
                  f"rel. {REL_TOL:g}): {'OK' if not bad else 'FAILED'} ({len(r['checks'])} values)")
     lines += [f"  MISMATCH {what}: latmap {a!r} naive {b!r}" for what, a, b, _ in bad]
+    lk = r.get("linked")
+    if lk:
+        ratio = lk["seconds"] / r["latmap_seconds"]
+        lines.append("-" * 50)
+        lines += [f"linked {name:<33} {sec:>9.2f}" for name, sec in lk["phases"].items()]
+        lines.append(f"{'linked total':<40} {lk['seconds']:>9.2f}")
+        lines.append(f"linked variant: {lk['spans']:,} spans, {lk['items']:,} items ({lk['complete']:,} complete), "
+                     f"{lk['link_edges']:,} trace-to-trace links; peak RSS {lk['peak_rss_mib']:,.0f} MiB")
+        lines.append(f"linked / parent: {ratio:.2f}x ({lk['seconds']:.2f}s vs {r['latmap_seconds']:.2f}s): "
+                     f"target <= {TARGET_LINKED_RATIO:g}x {'MET' if ratio <= TARGET_LINKED_RATIO else 'NOT MET'}")
+        lbad = [c for c in lk["checks"] if not c[3]]
+        lines.append(f"cross-check linked vs parent (p50/p99 of wait, process of the 4 unbatched stages): "
+                     f"{'OK' if not lbad else 'FAILED'} ({len(lk['checks'])} values); link checks: "
+                     f"{', '.join(lk['codes']) or 'none'}")
+        lines += [f"  MISMATCH {what}: parent {a!r} linked {b!r}" for what, a, b, _ in lbad]
     return "\n".join(lines)
 
 
@@ -494,9 +659,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"{QUICK:,} traces")
     ap.add_argument("--baseline-traces", type=int, default=BASELINE_SAMPLE)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--no-linked", action="store_true", help="skip the linked variant")
     args = ap.parse_args(argv)
     n = QUICK if args.quick else args.traces
-    r = run(n, args.baseline_traces, args.seed)
+    r = run(n, args.baseline_traces, args.seed, linked=not args.no_linked)
     print(report(r), flush=True)
     return 0 if r["checks_ok"] else 1
 

@@ -2,6 +2,17 @@
 next to a naive map (``MessageToDict`` plus a dict per span and Python loops per trace)
 measured in the same run, cross-checked cell by cell. Run through ``trace_ingest.py
 --part b`` (or ``all``); see that script for part (a).
+
+The **linked variant** is the same stream from the same draws, with every consumer (the
+``quotes`` consumer in alerting, the ``alerts`` consumer in notification) in a new trace
+with a span link to its producer, and 10% of the notification consumers batched: one span
+linked to 2-50 alerts, started when the last is ready. ``latmap map`` over its spool is
+timed in the same run; its ratio to the parent variant's time is printed (target: at most
+1.3x), and the waits (count, mean, p50, p99) and process counts of the stages before
+notification must equal the parent variant's. Their process times are not compared: a
+stage's self time leaves out the downstream spans that overlap it, and a batch moves its
+items' notification span (it starts when the batch's last alert is ready), so a gateway
+span that a notification used to overlap has more self time in the linked variant.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +49,22 @@ _MS = 1_000_000
 _FRAME = struct.Struct("<I")
 
 
-def _stream_trace(rng: random.Random, scopes: dict[str, Any], t0: int) -> int:
+@dataclass
+class _Linker:
+    """The linked variant's state: its own random draws (the stream's are not touched) and
+    the notification batch being filled."""
+
+    rng: random.Random
+    pending: list[tuple[bytes, bytes, int, int]] = field(default_factory=list)
+    target: int = 2
+    skipped: int = 0  # spans of the parent shape not made (the batched items' own sends)
+
+    def derived(self, trace: bytes, n: int) -> bytes:
+        """The consumer's new trace id: the item's, with its first byte changed."""
+        return bytes([trace[0] ^ (0x40 * n)]) + trace[1:]
+
+
+def _stream_trace(rng: random.Random, scopes: dict[str, Any], t0: int, linker: _Linker | None = None) -> int:
     """One quote through the stream, as the spans of one trace starting at ``t0``; returns how many.
 
     Every trace has gateway, marketdata and pricing (server spans, nested INTERNAL work, a
@@ -53,14 +79,17 @@ def _stream_trace(rng: random.Random, scopes: dict[str, Any], t0: int) -> int:
     made = 0
 
     def span(svc: str, kind: int, name: str, start: int, end: int, parent: bytes,
-             attrs: Sequence[tuple[str, str | int]] = (), link: bytes = b"") -> bytes:
+             attrs: Sequence[tuple[str, str | int]] = (), link: bytes = b"", in_trace: bytes = b"",
+             links: Sequence[tuple[bytes, bytes]] = (), sid: bytes = b"") -> bytes:
         nonlocal made
-        sid = rng.getrandbits(64).to_bytes(8, "big")
-        s = scopes[svc].add(trace_id=trace, span_id=sid, parent_span_id=parent, name=name, kind=kind,
+        sid = sid or rng.getrandbits(64).to_bytes(8, "big")
+        s = scopes[svc].add(trace_id=in_trace or trace, span_id=sid, parent_span_id=parent, name=name, kind=kind,
                             start_time_unix_nano=start, end_time_unix_nano=end)
         s.attributes.extend(_kv(k, v) for k, v in attrs)
         if link:
             s.links.add(trace_id=trace, span_id=link)
+        for link_trace, link_span in links:
+            s.links.add(trace_id=link_trace, span_id=link_span)
         made += 1
         return sid
 
@@ -92,25 +121,50 @@ def _stream_trace(rng: random.Random, scopes: dict[str, Any], t0: int) -> int:
     pub = span("pricing", Span.SPAN_KIND_PRODUCER, "quotes publish", p0, p0 + 30_000, server, quotes)
     c0 = p0 + 30_000 + lognormal(3 * _MS, 1.0)
     cdur = lognormal(2 * _MS, 0.6) + 100_000
-    con = span("alerting", Span.SPAN_KIND_CONSUMER, "quotes process", c0, c0 + cdur, pub, quotes)
+    t2 = linker.derived(trace, 1) if linker else trace  # linked: the consumer starts a new trace
+    con = (span("alerting", Span.SPAN_KIND_CONSUMER, "quotes process", c0, c0 + cdur, b"", quotes, in_trace=t2,
+                links=[(trace, pub)]) if linker
+           else span("alerting", Span.SPAN_KIND_CONSUMER, "quotes process", c0, c0 + cdur, pub, quotes))
     e0, e1 = c0 + rng.randint(5_000, 50_000), c0 + cdur * 7 // 10
-    rules = span("alerting", Span.SPAN_KIND_INTERNAL, "evaluate rules", e0, e1, con)
-    span("alerting", Span.SPAN_KIND_INTERNAL, "match", e0 + 1_000, (e0 + e1) // 2, rules)
+    rules = span("alerting", Span.SPAN_KIND_INTERNAL, "evaluate rules", e0, e1, con, in_trace=t2)
+    span("alerting", Span.SPAN_KIND_INTERNAL, "match", e0 + 1_000, (e0 + e1) // 2, rules, in_trace=t2)
     if rng.random() >= 0.6:
         return made
     a0 = c0 + cdur * 8 // 10
     alerts = [("messaging.system", "kafka"), ("messaging.destination.name", "alerts")]
-    pub = span("alerting", Span.SPAN_KIND_PRODUCER, "alerts publish", a0, a0 + 20_000, con, alerts)
+    pub = span("alerting", Span.SPAN_KIND_PRODUCER, "alerts publish", a0, a0 + 20_000, con, alerts, in_trace=t2)
     wait = lognormal(8 * _MS, 0.8) if rng.random() >= 0.005 else -rng.randint(10_000, 2 * _MS)
     n0, ndur = a0 + 20_000 + wait, lognormal(4 * _MS, 0.5) + 500_000
-    send = span("notification", Span.SPAN_KIND_CONSUMER, "alerts send", n0, n0 + ndur, pub, alerts, link=pub)
-    span("notification", Span.SPAN_KIND_CLIENT, "POST /v1/send", n0 + rng.randint(10_000, 100_000),
-         n0 + ndur * 9 // 10, send, [("peer.service", "smtp-relay")])
+    post0 = n0 + rng.randint(10_000, 100_000)
+    if linker is None:
+        send = span("notification", Span.SPAN_KIND_CONSUMER, "alerts send", n0, n0 + ndur, pub, alerts, link=pub)
+        span("notification", Span.SPAN_KIND_CLIENT, "POST /v1/send", post0, n0 + ndur * 9 // 10, send,
+             [("peer.service", "smtp-relay")])
+        return made
+    # the same draws as the parent shape, whatever is made of them
+    send_sid, post_sid = (rng.getrandbits(64).to_bytes(8, "big") for _ in range(2))
+    if linker.rng.random() < 0.1:  # batched: sent with the next 1-49 alerts, when the last is ready
+        linker.pending.append((t2, pub, n0, ndur))
+        if len(linker.pending) < linker.target:
+            linker.skipped += 2
+            return made + 2
+        batch, linker.pending, linker.target = linker.pending, [], linker.rng.randint(2, 50)
+        n0 = max(b[2] for b in batch)
+        ndur = batch[0][3]
+        post0 = n0 + (post0 - batch[-1][2])
+        links = [(b[0], b[1]) for b in batch]
+    else:
+        links = [(t2, pub)]
+    t3 = linker.derived(trace, 2)
+    send = span("notification", Span.SPAN_KIND_CONSUMER, "alerts send", n0, n0 + ndur, b"", alerts, in_trace=t3,
+                links=links, sid=send_sid)
+    span("notification", Span.SPAN_KIND_CLIENT, "POST /v1/send", post0, n0 + ndur * 9 // 10, send,
+         [("peer.service", "smtp-relay")], in_trace=t3, sid=post_sid)
     return made
 
 
-def build_stream_requests(total_spans: int, seed: int = 11,
-                          end_ns: int | None = None) -> tuple[list[tuple[bytes, int]], int]:
+def build_stream_requests(total_spans: int, seed: int = 11, end_ns: int | None = None,
+                          linked: bool = False) -> tuple[list[tuple[bytes, int]], int]:
     """Export requests of >= ``total_spans`` distinct spans of :data:`FLOW` traces, and that count.
 
     Built like part (a)'s (500-2000 spans a request, one resource per service, the same
@@ -120,6 +174,7 @@ def build_stream_requests(total_spans: int, seed: int = 11,
     has duplicates to drop.
     """
     rng = random.Random(seed)
+    linker = _Linker(random.Random(seed + 1)) if linked else None
     end = (time.time_ns() if end_ns is None else end_ns) - _HOUR_NS
     step = _HOUR_NS * 14 // max(total_spans, 1)  # ~14 spans a trace: the traces fill the hour
     t = end - _HOUR_NS
@@ -130,13 +185,15 @@ def build_stream_requests(total_spans: int, seed: int = 11,
         req, scopes = _new_request(FLOW)
         n = 0
         while n < target:
-            n += _stream_trace(rng, scopes, t)
+            n += _stream_trace(rng, scopes, t, linker)
             t += rng.randint(0, 2 * step)
         body = req.SerializeToString()
         requests.append((body, n))
         if len(requests) % 200 == 3:  # the 3rd, the 203rd ... request is retried
             requests.append((body, n))
         made += n
+    if linker is not None:
+        made -= linker.skipped  # the batched items' own sends, and the last batch (never sent)
     return requests, made
 
 
@@ -341,10 +398,62 @@ class PartB:
     checks: tuple[CrossCheck, ...]
     missed: tuple[str, ...]  # targets missed
     failed: tuple[str, ...]  # the run itself failed: a process exited badly, or the numbers disagree
+    linked: LinkedRun | None = None  # the linked variant, when run
 
     @property
     def ratio(self) -> float:
         return self.naive.seconds / self.latmap.seconds
+
+
+@dataclass(frozen=True)
+class LinkedRun:
+    """``latmap map`` over the linked variant's spool, and its comparison with the parent variant."""
+
+    spans: int
+    run: MapRun
+    ratio: float  # its wall time over the parent variant's
+    cpu_ratio: float
+    cells: int  # parts compared with the parent variant (stages before notification)
+    differ: tuple[str, ...]
+    codes: tuple[str, ...]  # the report's check codes about links and items
+
+
+#: The linked variant's time over the parent variant's, at most.
+TARGET_LINKED_RATIO = 1.3
+
+
+def linked_variant(total_spans: int, end_ns: int, work: Path, parent: MapRun, parent_report: Path,
+                   until: int, window: int) -> LinkedRun:
+    """Build the linked variant from the same draws, spool it, time ``latmap map`` on it and
+    compare every part of the stages before notification with the parent variant's report."""
+    requests, spans = build_stream_requests(total_spans, end_ns=end_ns, linked=True)
+    spool = work / "spool-linked"
+    write_spool(requests, spool)
+    del requests
+    spec = work / "stream-linked.yaml"
+    write_stream_spec(spec, spool)
+    run = run_measured("linked", [sys.executable, "-m", "mapper", "map", "-c", str(spec), "--until", str(until),
+                                  "--window", f"{window}s", "--format", "json", "--no-progress"],
+                       work / "linked-report.json")
+    differ: list[str] = []
+    cells = 0
+    codes: tuple[str, ...] = ()
+    if run.exit_code == 0:
+        mine = json.loads((work / "linked-report.json").read_text())
+        theirs = json.loads(parent_report.read_text())
+        codes = tuple(sorted({c["code"] for c in mine["checks"] if c["code"].startswith(("link-", "incomplete"))}))
+        for a, b in zip(theirs["stages"], mine["stages"], strict=True):
+            if a["name"] == "notification":
+                continue  # the batches change it
+            for part, keys in (("wait", ("count", "mean", "p50", "p99")), ("process", ("count",))):
+                for key in keys:
+                    cells += 1
+                    x = None if a[part] is None else a[part][key]
+                    y = None if b[part] is None else b[part][key]
+                    if x != y:
+                        differ.append(f"{a['name']} {part} {key}: parent {x!r}, linked {y!r}")
+    return LinkedRun(spans, run, run.seconds / parent.seconds, run.cpu_seconds / parent.cpu_seconds, cells,
+                     tuple(differ), codes)
 
 
 def run_measured(run: str, cmd: Sequence[str], out: Path) -> MapRun:
@@ -447,7 +556,7 @@ def cross_check(latmap: dict[str, Any], naive: dict[str, Any], against: str) -> 
     return out
 
 
-def part_b(total_spans: int, workdir: Path | None = None) -> PartB:
+def part_b(total_spans: int, workdir: Path | None = None, with_linked: bool = True) -> PartB:
     """Build the spool, then time ``latmap map`` and the naive map over it, each in its own process."""
     with tempfile.TemporaryDirectory(prefix="latmap-bench-map-") as tmp:
         work = workdir or Path(tmp)
@@ -501,7 +610,16 @@ def part_b(total_spans: int, workdir: Path | None = None) -> PartB:
                               "ambiguous, so waits may legitimately differ")
             failed += [f"latmap ({c.against}) and the naive map disagree on {c.what} {c.stat}: {c.latmap!r} vs "
                        f"{c.naive!r} {c.note}" for c in checks if not c.ok]
+        linked = None
+        if not failed and with_linked:
+            print("linked variant: every consumer in a new trace, 10% of notifications batched...", flush=True)
+            linked = linked_variant(total_spans, end_ns, work, latmap, work / "latmap-report.json", until, window)
+            if linked.run.exit_code != 0:
+                failed.append(f"latmap on the linked variant exited {linked.run.exit_code}")
+            failed += [f"linked variant differs from the parent variant: {d}" for d in linked.differ]
     missed = []
+    if linked is not None and linked.ratio > TARGET_LINKED_RATIO:
+        missed.append(f"linked variant {linked.ratio:.2f}x the parent variant's time > {TARGET_LINKED_RATIO}x")
     if latmap.seconds >= TARGET_MAP_SECONDS:
         missed.append(f"latmap map {latmap.seconds:.2f} s >= {TARGET_MAP_SECONDS} s")
     if naive.seconds / latmap.seconds < TARGET_MAP_RATIO:
@@ -509,7 +627,7 @@ def part_b(total_spans: int, workdir: Path | None = None) -> PartB:
     if latmap.peak_rss_mib * 2**20 >= TARGET_RSS:
         missed.append(f"latmap map peak RSS {latmap.peak_rss_mib:.0f} MiB >= 1 GiB")
     return PartB(spans, n_requests, traces, files, size / 2**20, latmap, naive, tuple(checks), tuple(missed),
-                 tuple(failed))
+                 tuple(failed), linked)
 
 
 def print_table_b(r: PartB) -> None:
@@ -521,6 +639,16 @@ def print_table_b(r: PartB) -> None:
               f"{m.exit_code:>4}")
     print("seconds: wall time of each process, interpreter start and imports included; CPU s: its user + system "
           "time\n(all threads; does not move when other work shares the machine); peak RSS: its own ru_maxrss")
+    if r.linked is not None:
+        lk = r.linked
+        m = lk.run
+        print(f"{'linked':<8} {lk.spans:>10,} {'':>8} {m.seconds:>8.2f} {'':>7} {m.cpu_seconds:>7.2f} {'':>7} "
+              f"{m.peak_rss_mib:>6.0f} MiB {m.exit_code:>4}")
+        print(f"linked variant (every consumer in a new trace, 10% of notifications batched 2-50): "
+              f"{lk.ratio:.2f}x the parent variant's wall time, {lk.cpu_ratio:.2f}x its CPU time "
+              f"(target <= {TARGET_LINKED_RATIO:g}x: {'met' if lk.ratio <= TARGET_LINKED_RATIO else 'MISSED'}); "
+              f"{lk.cells} cells (waits, process counts) before notification equal to the parent variant's: "
+              f"{'yes' if not lk.differ else 'NO'}; checks: {', '.join(lk.codes) or 'none'}")
     targets = [(f"latmap map < {TARGET_MAP_SECONDS:g} s", r.latmap.seconds < TARGET_MAP_SECONDS),
                (f">= {TARGET_MAP_RATIO:g}x the naive map", r.ratio >= TARGET_MAP_RATIO),
                ("latmap peak RSS < 1 GiB", r.latmap.peak_rss_mib * 2**20 < TARGET_RSS)]

@@ -24,7 +24,10 @@ Mapping, per event's ``attributes``:
   ``custom`` object: ``messaging.destination.name`` is
   ``custom["messaging"]["destination"]["name"]``; a flat dotted key is accepted too. Only
   string values are kept. Strings longer than ``MAX_VALUE_CHARS`` are cut, as for OTLP.
-* Links: Datadog span events carry none, so the ``link_*`` columns are 0.
+* Links: not read (the span search's events do not carry them as fields), so the ``link_*``
+  columns and :attr:`~collectors.spans.SpanBatch.links` are empty. The spans still go
+  through the same item logic as OTLP (:mod:`mapper.analysis.items`): a consumer in another trace is
+  its own item, counted in ``incomplete-traces``.
 
 A span that cannot be placed (no or a bad id, timestamp or duration) is set aside and counted
 by a one-line reason; it never fails the page. Only a page of the wrong shape (``data`` not a

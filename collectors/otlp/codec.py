@@ -17,7 +17,8 @@ What the caller can rely on:
 * A span that is usable but was repaired is kept and counted in ``Decoded.warnings`` under
   one of :data:`WARNING_REASONS`: no ``service.name`` (the OTel default ``unknown_service``, or
   ``unknown_service:<process.executable.name>``, is used, as SDKs do), an unknown kind or status
-  code (0 is used), an unusable first link (none is used), or a string value longer than
+  code (0 is used), a link with a malformed id (kept with zero ids, so the map counts it;
+  the ``link_*`` columns get none), or a string value longer than
   :data:`MAX_VALUE_CHARS` (cut).
 * Rows keep the payload's order; within one :class:`Decoded` a (trace id, span id) pair
   appears once (the first copy wins: retried exports resend the same span).
@@ -51,7 +52,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from mapper.core.errors import LatmapError
-from mapper.core.spans import ATTRIBUTE_COLUMNS, SpanBatch, dedupe, first_rows
+from mapper.core.spans import ATTRIBUTE_COLUMNS, SpanBatch, SpanLinks, dedupe, first_rows
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,10 @@ class RawColumns:
         self.parent: list[Any] = []
         self.link_trace: list[Any] = []
         self.link_span: list[Any] = []
+        # every link, flat: the linking span's index, the linked trace and span ids
+        self.links_row: list[int] = []
+        self.links_trace: list[Any] = []
+        self.links_span: list[Any] = []
         self.start: list[Any] = []
         self.end: list[Any] = []
         self.kind: list[Any] = []
@@ -273,9 +278,11 @@ class RawColumns:
         parent, parent_len, parent_bad = ids(self.parent, 8)
         link_trace, lt_len, lt_bad = ids(self.link_trace, 16)
         link_span, ls_len, ls_bad = ids(self.link_span, 8)
+        all_links = self._links(ids, n)
         start, start_bad = _timestamps(self.start, text=self.text_ids)
         end, end_bad = _timestamps(self.end, text=self.text_ids)
-        for converted in (self.trace, self.span, self.parent, self.link_trace, self.link_span, self.start, self.end):
+        for converted in (self.trace, self.span, self.parent, self.link_trace, self.link_span, self.start, self.end,
+                          self.links_row, self.links_trace, self.links_span):
             converted.clear()  # single use: free the per-span objects before building more
         trace_hi, trace_lo = trace[:, 0].copy(), trace[:, 1].copy()
         span_id = span[:, 0]
@@ -309,6 +316,10 @@ class RawColumns:
         link_bad = lt_len | lt_bad | ls_len | ls_bad
         link_trace[link_bad] = 0
         link_span[link_bad] = 0
+        # any malformed link of the span (kept in ``all_links`` with zero ids)
+        link_bad = link_bad.copy()
+        zero = (all_links.span_id == 0) | ((all_links.trace_hi == 0) & (all_links.trace_lo == 0))
+        link_bad[all_links.row[zero]] = True
         names, long_mask = _strings(self.name, text=self.text_ids, empty_is_none=False)
         attrs = []
         for values in self.attrs:
@@ -331,7 +342,18 @@ class RawColumns:
             columns[col_name] = column
         if keep.size != n:
             columns = {k: v[keep] for k, v in columns.items()}
-        return Decoded(SpanBatch(**columns), _counts(rejected), _counts(warnings))
+            all_links = all_links.take_rows(keep, n)
+        return Decoded(SpanBatch(**columns, links=all_links), _counts(rejected), _counts(warnings))
+
+    def _links(self, ids: Any, n: int) -> SpanLinks:
+        """Every link; a malformed id (wrong length, not hex) becomes zeros, kept to be counted."""
+        trace, t_len, t_bad = ids(self.links_trace, 16)
+        span, s_len, s_bad = ids(self.links_span, 8)
+        bad = t_len | t_bad | s_len | s_bad | (span[:, 0] == 0) | ((trace[:, 0] == 0) & (trace[:, 1] == 0))
+        trace[bad] = 0
+        span[bad] = 0
+        return SpanLinks(np.asarray(self.links_row, dtype=np.int64).reshape(-1), trace[:, 0].copy(),
+                         trace[:, 1].copy(), span[:, 0].copy())
 
     def _service_column(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         counts = np.array([c for _, _, c in self.services], dtype=np.int64)
@@ -552,6 +574,7 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
     """The one loop over spans: copy the kept fields of each into the lists of ``raw``."""
     trace, span, parent = raw.trace.append, raw.span.append, raw.parent.append
     link_trace, link_span = raw.link_trace.append, raw.link_span.append
+    links_row, links_trace, links_span = raw.links_row.append, raw.links_trace.append, raw.links_span.append
     start, end, name = raw.start.append, raw.end.append, raw.name.append
     kind, status = raw.kind.append, raw.status.append
     a0, a1, a2, a3 = (values.append for values in raw.attrs)
@@ -582,6 +605,11 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
                     first = links[0]
                     link_trace(first.trace_id or zero16)
                     link_span(first.span_id or zero8)
+                    row = len(raw.trace) - 1
+                    for link in links:
+                        links_row(row)
+                        links_trace(link.trace_id or zero16)
+                        links_span(link.span_id or zero8)
                 else:
                     link_trace(zero16)
                     link_span(zero8)

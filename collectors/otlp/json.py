@@ -117,6 +117,7 @@ def _json_service(resource: Any) -> tuple[str, bool]:
 def _copy_json_spans(spans: Iterable[Any], raw: RawColumns) -> None:
     trace, span, parent = raw.trace.append, raw.span.append, raw.parent.append
     link_trace, link_span = raw.link_trace.append, raw.link_span.append
+    links_row, links_trace, links_span = raw.links_row.append, raw.links_trace.append, raw.links_span.append
     start, end, name = raw.start.append, raw.end.append, raw.name.append
     kind, status = raw.kind.append, raw.status.append
     a0, a1, a2, a3 = (values.append for values in raw.attrs)
@@ -138,6 +139,11 @@ def _copy_json_spans(spans: Iterable[Any], raw: RawColumns) -> None:
             first = links[0]
             link_trace(first.get("traceId") or zero16)
             link_span(first.get("spanId") or zero8)
+            row = len(raw.trace) - 1
+            for link in links:
+                links_row(row)
+                links_trace(link.get("traceId") or zero16)
+                links_span(link.get("spanId") or zero8)
         else:
             link_trace(zero16)
             link_span(zero8)

@@ -1,7 +1,7 @@
 """The span spool and the OTLP receiver that fills it: ``store`` (write-ahead segments, fsync
 before the ack, compaction into hive-partitioned Parquet, reading a window back),
-``receiver`` (OTLP/HTTP and OTLP/gRPC, ``latmap serve``) and ``decode_pool`` (decoding in
-worker processes).
+``payload`` (a record's Arrow IPC payload, the links column), ``receiver`` (OTLP/HTTP and
+OTLP/gRPC, ``latmap serve``) and ``decode_pool`` (decoding in worker processes).
 """
 
 from typing import TYPE_CHECKING

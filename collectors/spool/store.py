@@ -15,6 +15,10 @@ the span's *start* time in UTC; the schema is :func:`mapper.core.spans.parquet_s
     span_id, parent_id      uint64   0 = no parent
     link_trace_hi/lo,
     link_span_id            uint64   the span's first link (async hand-over); 0 = none
+    links                   list<struct<trace_hi, trace_lo, span_id>>   every link of the span
+
+Spools written before ``links`` existed still read: a missing or null ``links`` means the
+span's links are its ``link_*`` first link (:mod:`collectors.spool.links`).
     start_ns, end_ns        int64    Unix nanoseconds
     kind, status            int8     OTLP SpanKind and StatusCode values
     service, name,
@@ -75,12 +79,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from collectors.spool.payload import SCHEMA, decode_payload, encode_payload
+from collectors.spool.payload import SCHEMA, arrays, decode_payload, encode_payload
 from mapper.core.errors import LatmapError
-from mapper.core.spans import SpanBatch, dedupe
+from mapper.core.spans import LINKS_COLUMN, SpanBatch, SpanLinks, dedupe
 
 __all__ = [
     "SEGMENT_MAGIC",
@@ -165,7 +170,9 @@ class SpoolRead:
 def _table_to_batch(table: pa.Table) -> SpanBatch:
     if table.num_rows == 0:
         return SpanBatch.empty()
-    return SpanBatch(**{f.name: _column(table.column(f.name)) for f in SCHEMA})
+    cols = {f.name: _column(table.column(f.name)) for f in SCHEMA if f.name != LINKS_COLUMN}
+    first = (cols["link_trace_hi"], cols["link_trace_lo"], cols["link_span_id"])
+    return SpanBatch(**cols, links=links_from_table(table, first))
 
 
 def _column(col: pa.ChunkedArray) -> np.ndarray:
@@ -182,7 +189,7 @@ def _column(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def _batch_to_table(batch: SpanBatch) -> pa.Table:
-    return pa.table([pa.array(getattr(batch, f.name), type=f.type) for f in SCHEMA], schema=SCHEMA)
+    return pa.table(arrays(batch), schema=SCHEMA)
 
 
 def _record(payload: Any) -> bytes:
@@ -669,3 +676,21 @@ class Spool:
             self._compactor.join()
         with contextlib.suppress(OSError):
             os.close(self._lock_fd)
+
+
+def links_from_table(table: Any, first: tuple[np.ndarray, np.ndarray, np.ndarray]) -> SpanLinks:
+    """Every link of ``table``'s rows; rows whose ``links`` is null (old schema) or tables
+    without the column fall back to ``first`` (the ``link_*`` columns)."""
+    n = table.num_rows
+    if LINKS_COLUMN not in table.column_names:
+        return SpanLinks.first_of(*first)
+    col = table.column(LINKS_COLUMN).combine_chunks()
+    old = col.is_null().to_numpy(zero_copy_only=False)
+    rows = pc.list_parent_indices(col).to_numpy().astype(np.int64) if n else np.array([], np.int64)
+    flat = col.flatten()
+    parts = [(rows, *(flat.field(k).to_numpy(zero_copy_only=False).astype(np.uint64)
+                      for k in ("trace_hi", "trace_lo", "span_id")))]
+    if old.any():
+        legacy = SpanLinks.first_of(*(np.where(old, c, 0) for c in first))
+        parts.append((legacy.row, legacy.trace_hi, legacy.trace_lo, legacy.span_id))
+    return SpanLinks(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         attribution,
         baseline,
         findings,
+        items,
         latency,
         segments,
         servicegraph,
@@ -22,6 +23,6 @@ if TYPE_CHECKING:
         whatif,
     )
 
-__all__ = ["attribution", "baseline", "findings", "latency", "segments", "servicegraph", "traces", "whatif"]
+__all__ = ["attribution", "baseline", "findings", "items", "latency", "segments", "servicegraph", "traces", "whatif"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

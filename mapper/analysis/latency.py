@@ -217,7 +217,7 @@ def analyse(spec: StreamSpec, window: Window,
             if r.distribution is not None:
                 dists.append(r.distribution)
                 checks += _estimate_checks(stage.name, part, r.distribution, spec.percentiles)
-        if stage.wait is None and stage.process is None:
+        if stage.wait is None and stage.process is None and stage.traces is None:
             checks.append(Check("warning", "no-measurement",
                                 f"{stage.name}: the spec gives no wait or process measurement", stage.name))
         if not stage.owner:
@@ -247,6 +247,9 @@ def analyse(spec: StreamSpec, window: Window,
         if _rank_value(e2e, q_rank) >= best[0]:
             best = (_rank_value(e2e, q_rank), path, e2e)
     _, path, end_to_end = best
+    if (end_to_end is not None and traces is not None and len(path) > 1
+            and not (isinstance(end_to_end, SampleDistribution) and end_to_end.values.size == traces.lead.size)):
+        checks.append(Check("warning", "lead-time-not-from-traces", _why_not_from_traces(path, traces)))
     if end_to_end is None and missing:
         checks.append(Check("warning", "no-end-to-end",
                             f"no end-to-end lead time: no data for {', '.join(sorted(missing))}"))
@@ -301,6 +304,17 @@ def _estimate_rank(e: Estimate) -> float:
     if e.value is not None:
         return e.value
     return e.low if e.low is not None else -math.inf
+
+
+def _why_not_from_traces(path: Sequence[str], traces: TraceTable) -> str:
+    """Why the lead time is a convolution although traces were read (for a check)."""
+    head = "end to end is a convolution of the hops, not a lead time per item from traces: "
+    untraced = [n for n in path if n not in traces.stages]
+    if untraced:
+        return head + f"{', '.join(untraced)} {'is' if len(untraced) == 1 else 'are'} not measured from traces"
+    shares = ", ".join(f"{n} {traces.completeness(n):.1%}" for n in path)
+    return head + (f"none of the {traces.traces:,} traced items contains every stage of the path (present in: "
+                   f"{shares}); are consumers in other traces linked to their producers?")
 
 
 def _flow_efficiency(path: Sequence[StageResult], lead_time: Distribution | None) -> FlowEfficiency | None:

@@ -3,21 +3,27 @@
 Everything here is array operations over a :class:`~mapper.core.spans.SpanBatch` (pandas
 group-bys, numpy), never a Python loop per span, so a million spans map in seconds.
 
-Definitions (per trace, per stage):
+The unit is an **item**: the spans connected by parent edges and by span links, across
+traces (:mod:`mapper.analysis.items`); without links between traces an item is one trace.
+
+Definitions (per item, per stage):
 
 * **process time**: the stage's self time: the union of its span intervals (nested spans of
   the same stage are not counted twice) minus the time covered by downstream stages' spans
   (a synchronous call into the next stage is the next stage's work, not this one's);
 * **wait time** before the stage: from the hand-over to the start of the stage's first span.
-  The hand-over is the parent (or first link) of that first span when it belongs to the
-  upstream stage: the *end* of a PRODUCER (or any non-CLIENT) span, the *start* of a CLIENT
-  span (a synchronous call: the upstream stage waits inside its own span). Without such a
-  parent or link, the hand-over is the end of the upstream stage's last span;
-* **lead time**: from the first stage's start to the last stage's end, for traces that
+  The hand-over is the parent, else the first of its links (in any trace of the item), of
+  that first span that belongs to the upstream stage: the *end* of a PRODUCER (or any
+  non-CLIENT) span (so a CONSUMER linked to a PRODUCER in another trace waits from the
+  producer's end), the *start* of a CLIENT span (a synchronous call: the upstream stage
+  waits inside its own span). Without such a parent or link, the hand-over is the end of
+  the upstream stage's last span;
+* **lead time**: from the first stage's start to the last stage's end, for items that
   contain every stage of the path.
 
-Traces that miss a stage are counted (completeness per stage) and left out of the lead
-time; negative waits (clock skew between hosts) are counted, never clamped.
+Items that miss a stage are counted (completeness per stage) and left out of the lead
+time; negative waits (clock skew between hosts) are counted, never clamped (and, across a
+link, also as ``link-clock-skew``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mapper.analysis.items import build_items, expand_ranges, first_of_each
 from mapper.core.distribution import Distribution, SampleDistribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
 from mapper.core.spans import KIND_CLIENT, SpanBatch
@@ -52,13 +59,19 @@ class StageMatch:
 
 @dataclass(frozen=True)
 class TraceTable:
-    """One row per (trace, stage) present: times in seconds, waits possibly negative.
+    """One row per (item, stage) present: times in seconds, waits possibly negative.
 
+    An item is a path of traces joined by span links (:mod:`mapper.analysis.items`), one trace when
+    no link joins traces; ``trace`` codes and ``traces`` count items.
     ``frame`` columns: ``trace`` (int code), ``stage``, ``start``, ``end``, ``process``,
-    ``wait`` (NaN for the first stage or when the upstream stage is missing).
-    ``lead`` holds one lead time per complete trace (seconds), ``lead_traces`` their codes.
-    ``labels`` maps a span column (e.g. ``destination``) to each trace's value, read from
-    the trace's first span of its first stage, for slicing by label (:meth:`where`).
+    ``wait`` (NaN for the first stage or when the upstream stage is missing), ``linked``
+    (the hand-over crossed a span link into another trace), ``primary`` (False for a copy of
+    a stage's spans shared by fan-out branches of one root: :meth:`stage_frame` leaves it out).
+    ``lead`` holds one lead time per complete item (seconds), ``lead_traces`` their codes.
+    ``labels`` maps a span column (e.g. ``destination``) to each item's value, read from
+    the item's first span of its first stage, for slicing by label (:meth:`where`).
+    ``checks`` are the link checks of :func:`mapper.items.build_items`; ``link_edges`` the
+    number of span links between traces followed (0: every item is one trace).
     """
 
     frame: pd.DataFrame
@@ -68,6 +81,8 @@ class TraceTable:
     spans_used: int
     lead_traces: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
     labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+    link_edges: int = 0
 
     def where(self, column: str, value: object) -> TraceTable:
         """The traces whose ``column`` label equals ``value``: a mask, no recomputation."""
@@ -76,10 +91,14 @@ class TraceTable:
         keep_lead = per_trace[self.lead_traces]
         return TraceTable(self.frame[rows], self.stages, int(per_trace.sum()), self.lead[keep_lead],
                           self.spans_used, self.lead_traces[keep_lead],
-                          {k: v for k, v in self.labels.items()})
+                          {k: v for k, v in self.labels.items()}, self.checks, self.link_edges)
 
     def stage_frame(self, stage: str) -> pd.DataFrame:
-        return self.frame[self.frame["stage"] == stage]
+        """The stage's rows, each sample once (fan-out copies left out)."""
+        sel = self.frame["stage"] == stage
+        if "primary" in self.frame:
+            sel &= self.frame["primary"]
+        return self.frame[sel]
 
     def completeness(self, stage: str) -> float:
         """Share of traces (that touch any stage) in which ``stage`` appears."""
@@ -185,26 +204,34 @@ def _trace_codes(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
                       upstream: Mapping[str, str | None], label_columns: Sequence[str] = ()) -> TraceTable:
-    """Per-trace stage timings for the stages in ``matches`` (in flow order).
+    """Per-item stage timings for the stages in ``matches`` (in flow order).
 
-    ``upstream`` maps each stage to the stage that hands items over to it (None: first).
-    ``label_columns`` (span columns) are kept per trace for slicing (:meth:`TraceTable.where`).
-    Flat int64 keys and sorts throughout (no pandas group-by): a million traces of five
-    stages take seconds.
+    An item is a path of traces joined by span links (:mod:`mapper.analysis.items`); without links
+    between traces it is one trace. ``upstream`` maps each stage to the stage that hands
+    items over to it (None: first). ``label_columns`` (span columns) are kept per item for
+    slicing (:meth:`TraceTable.where`). Flat int64 keys and sorts throughout (no pandas
+    group-by): a million spans of five stages take seconds.
     """
     names = tuple(m.stage for m in matches)
     n_st = len(names)
     stage_i = match_stages(batch, matches)
     used = stage_i >= 0
     if not used.any():
-        empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait"])
+        empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
         return TraceTable(empty, names, 0, np.array([]), 0)
     all_used = bool(used.all())
     b = batch if all_used else batch.take(np.flatnonzero(used))
-    si = (stage_i if all_used else stage_i[used]).astype(np.int64)
-    trace = _trace_codes(b.trace_hi, b.trace_lo).astype(np.int64)
-    n_tr = int(trace.max()) + 1
-    start, end = b.start_ns, b.end_ns
+    si_b = (stage_i if all_used else stage_i[used]).astype(np.int64)
+    trace_b = _trace_codes(b.trace_hi, b.trace_lo).astype(np.int64)
+    items = build_items(b, trace_b, int(trace_b.max()) + 1)
+    rows = items.rows
+    n_tr = items.n_units
+    # From here on a "trace" code is an item path (a copy of each span per path it is on).
+    if rows is None:
+        trace, si, start, end, span_id, kind = trace_b, si_b, b.start_ns, b.end_ns, b.span_id, b.kind
+    else:
+        trace, si = items.unit, si_b[rows]
+        start, end, span_id, kind = b.start_ns[rows], b.end_ns[rows], b.span_id[rows], b.kind[rows]
     tmin = np.full(n_tr, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(tmin, trace, start)
     # Per (trace, stage): one stable sort by (trace, stage, start); the group's first row is
@@ -222,34 +249,25 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     g_start = start[firsts]
     g_end = np.maximum.reduceat(end[order], bounds)
     process = _self_time_parallel(trace, si, start, end, n_st, n_tr, tmin)[g_stage, g_trace]
-    # The hand-over: the first span's parent (or first link), found by binary search over
-    # the spans sorted by a 64-bit mix of (trace, span id); every hit is verified against
-    # both, so a mix collision cannot pick a wrong span. The first span of a duplicated id wins.
-    parent = np.where(b.parent_id[firsts] != 0, b.parent_id[firsts], b.link_span_id[firsts])
-    mix = _mix(trace, b.span_id)
-    by_key = np.argsort(mix, kind="stable")
-    sorted_keys = mix[by_key]
-    # Sorted needles let the binary search start where the previous one ended.
-    needles = _mix(g_trace, parent)
-    by_needle = np.argsort(needles)
-    at = np.empty(needles.size, dtype=np.int64)
-    at[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
-    at = np.minimum(at, sorted_keys.size - 1)
-    cand = by_key[at]
-    hit = (parent != 0) & (b.span_id[cand] == parent) & (trace[cand] == g_trace)
-    prow = np.where(hit, cand, -1)
-    safe = np.maximum(prow, 0)
-    p_stage = np.where(prow >= 0, si[safe], -1)
     stage_of = {n: i for i, n in enumerate(names)}
     up_i = np.array([stage_of.get(upstream.get(n) or "", -1) for n in names])[g_stage]
-    parent_ok = (p_stage == up_i) & (up_i >= 0)
-    handover = np.where(b.kind[safe] == KIND_CLIENT, start[safe], end[safe])
-    # Fallback: the end of the upstream stage in the same trace.
+    brow = firsts if rows is None else rows[firsts]  # the batch row of each group's first span
+    prow, linked = _handover_rows(b, brow, rows, trace, span_id, si, g_trace, trace_b, up_i)
+    parent_ok = prow >= 0
+    safe = np.maximum(prow, 0)
+    handover = np.where(kind[safe] == KIND_CLIENT, start[safe], end[safe])
+    # Fallback: the end of the upstream stage in the same item.
     up_g = g_trace * n_st + up_i
     j = np.clip(np.searchsorted(gkey, up_g), 0, gkey.size - 1)
     found = (up_i >= 0) & (gkey[j] == up_g)
     hand = np.where(parent_ok, handover, np.where(found, g_end[j], 0))
     wait = np.where(parent_ok | found, (g_start - hand).astype(np.float64) * NS, np.nan)
+    if rows is None:
+        primary = np.ones(g_trace.size, dtype=bool)
+    else:
+        # A stage's spans shared by the branches of one root (fan-out) are one sample.
+        primary = np.zeros(g_trace.size, dtype=bool)
+        primary[first_of_each(items.root[g_trace] * len(b) + brow)] = True
     frame = pd.DataFrame({
         "trace": g_trace,
         "stage": pd.Categorical.from_codes(g_stage, categories=list(names)),
@@ -257,8 +275,10 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         "end": g_end / 1e9,
         "process": process,
         "wait": wait,
+        "linked": linked,
+        "primary": primary,
     })
-    # Lead time: traces that contain every stage (groups are sorted by trace).
+    # Lead time: items that contain every stage (groups are sorted by item).
     tb = np.flatnonzero(np.r_[True, g_trace[1:] != g_trace[:-1]])
     present = np.diff(np.r_[tb, g_trace.size])
     complete = present == n_st
@@ -266,9 +286,59 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     labels = {}
     for col in label_columns:
         per_trace = np.full(n_tr, None, dtype=object)
-        per_trace[g_trace[tb]] = getattr(b, col)[firsts[tb]]
+        per_trace[g_trace[tb]] = getattr(b, col)[brow[tb]]
         labels[col] = per_trace
-    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), g_trace[tb][complete], labels)
+    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), g_trace[tb][complete], labels,
+                      items.checks, items.edges)
+
+
+def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trace: np.ndarray,
+                   span_id: np.ndarray, si: np.ndarray, g_trace: np.ndarray, trace_b: np.ndarray,
+                   up_i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the (expanded) row of the span that handed its item over, or -1, and
+    whether that hand-over crossed a span link into another trace.
+
+    Candidates are the group's first span's parent, then every one of its links; the first
+    candidate that is a span of the upstream stage in the same item wins. Found by binary
+    search over the spans sorted by a 64-bit mix of (item, span id); every hit is verified
+    against the item, the span id and the trace id, so a mix collision cannot pick a wrong span.
+    """
+    n_g = brow.size
+    links = b.all_links
+    par = b.parent_id[brow]
+    has_par = np.flatnonzero(par != 0)
+    per_row = links.counts(len(b))
+    count = per_row[brow]
+    lo_at = (np.cumsum(per_row) - per_row)[brow]
+    at = expand_ranges(lo_at, count)
+    cand_g = np.concatenate([has_par, np.repeat(np.arange(n_g), count)])
+    cand_span = np.concatenate([par[has_par], links.span_id[at]])
+    cand_hi = np.concatenate([b.trace_hi[brow[has_par]], links.trace_hi[at]])
+    cand_lo = np.concatenate([b.trace_lo[brow[has_par]], links.trace_lo[at]])
+    is_link = np.r_[np.zeros(has_par.size, bool), np.ones(at.size, bool)]
+    prow = np.full(n_g, -1, dtype=np.int64)
+    linked = np.zeros(n_g, dtype=bool)
+    if cand_g.size == 0:
+        return prow, linked
+    mix = _mix(trace, span_id)
+    by_key = np.argsort(mix, kind="stable")
+    sorted_keys = mix[by_key]
+    # Sorted needles let the binary search start where the previous one ended.
+    needles = _mix(g_trace[cand_g], cand_span)
+    by_needle = np.argsort(needles)
+    pos = np.empty(needles.size, dtype=np.int64)
+    pos[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
+    cand = by_key[np.minimum(pos, sorted_keys.size - 1)]
+    crow = cand if rows is None else rows[cand]
+    hit = ((cand_span != 0) & (span_id[cand] == cand_span) & (trace[cand] == g_trace[cand_g])
+           & (b.trace_hi[crow] == cand_hi) & (b.trace_lo[crow] == cand_lo)
+           & (si[cand] == up_i[cand_g]) & (up_i[cand_g] >= 0))
+    ok = np.flatnonzero(hit)  # in candidate order: parents before links, links in their order
+    chosen = ok[first_of_each(cand_g[ok])]
+    first_g = cand_g[chosen]
+    prow[first_g] = cand[chosen]
+    linked[first_g] = is_link[chosen] & (trace_b[crow[chosen]] != trace_b[brow[first_g]])
+    return prow, linked
 
 
 def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, MeasurementResult]:
@@ -280,8 +350,9 @@ def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, Me
         return {"process": MeasurementResult(None, provenance, (Check("warning", "no-data", msg, stage),))}
     share = table.completeness(stage)
     if share < 1.0:
+        unit = "items (traces joined by span links)" if table.link_edges else "traces"
         checks.append(Check("info", "incomplete-traces",
-                            f"{stage}: present in {share:.1%} of {table.traces:,} traces; traces without it "
+                            f"{stage}: present in {share:.1%} of {table.traces:,} {unit}; those without it "
                             "are left out of the lead time", stage))
     out = {"process": MeasurementResult(SampleDistribution(f["process"].to_numpy()), provenance, tuple(checks))}
     waits = f["wait"].to_numpy()
@@ -294,6 +365,14 @@ def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, Me
                                  f"{stage} wait: {neg:,} of {waits.size:,} items start before their hand-over "
                                  f"(clock skew between hosts, by up to {-waits.min():.3g}s); kept, not clamped",
                                  stage, "wait"))
+            if "linked" in f:
+                linked = f["linked"].to_numpy()[~np.isnan(f["wait"].to_numpy())]
+                skew = int(np.sum(linked & (waits < 0)))
+                if skew:
+                    wchecks.append(Check("warning", "link-clock-skew",
+                                         f"{stage} wait: {skew:,} consumers linked to a producer in another "
+                                         "trace start before the producer ends (clock skew across the link); "
+                                         "kept, not clamped", stage, "wait"))
         out["wait"] = MeasurementResult(SampleDistribution(waits), provenance, tuple(wchecks))
     return out
 
@@ -323,7 +402,15 @@ def compare(stage: str, part: str, metric: Distribution, traced: Distribution,
                              f"[{a.low:.4g}..{a_hi:.4g}], traces {b.value:.4g}s [{b.low:.4g}..{b_hi:.4g}]",
                              stage, part))
     if metric.count and traced.count:
-        out.append(Check("info", "metrics-traces-count",
-                         f"{stage} {part}: {metric.count:,.0f} observations in metrics, {traced.count:,.0f} "
-                         f"traced items ({traced.count / metric.count:.1%}; sampling?)", stage, part))
+        counts = (f"{stage} {part}: {metric.count:,.0f} observations in metrics, {traced.count:,.0f} traced items "
+                  f"({traced.count / metric.count:.1%}")
+        if traced.count < metric.count:
+            out.append(Check("info", "metrics-traces-count", counts + "; sampling?)", stage, part))
+        elif traced.count > metric.count:
+            out.append(Check("warning", "traces-exceed-metrics",
+                             counts + "): more traced items than the metric observed; the metric misses "
+                             "observations (scrape gaps, a narrow selector, another window) or spans are "
+                             "matched to this stage that the metric does not time", stage, part))
+        else:
+            out.append(Check("info", "metrics-traces-count", counts + "; the counts agree)", stage, part))
     return out

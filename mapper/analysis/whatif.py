@@ -240,7 +240,8 @@ def _convolution(lm: LatencyMap, changes: Sequence[Change]) -> ConvolvedDistribu
     means = [p.mean for p in left]
     mean = None if any(m is None for m in means) else float(sum(means))  # type: ignore[arg-type]
     return ConvolvedDistribution(result, min(p.count for p in left), mean,
-                                 "what-if: convolution of the changed hop distributions, assuming independence")
+                                 "what-if: convolution of the changed hop distributions, assuming independence",
+                                 origin=str(getattr(lm.end_to_end, "origin", "metric histograms")))
 
 
 # --------------------------------------------------------------------------- output

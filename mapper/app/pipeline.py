@@ -113,6 +113,7 @@ def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
         reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(loaded.set_aside.items()))
         checks.append(Check("warning", "spans-set-aside", f"{loaded.origin}: spans set aside: {reasons}"))
     checks += [Check("warning", "spans-limited", note) for note in loaded.notes]
+    checks += list(table.checks)  # the span links' checks (mapper.analysis.items)
     results: dict[tuple[str, str], MeasurementResult] = {}
     for s in staged:
         m = s.traces

@@ -72,6 +72,8 @@ class ConvolvedDistribution:
     count: float
     mean: float | None
     note: str = "estimate: convolution of the hop distributions, assuming independence"
+    #: What the parts were, in words ("metric histograms", "trace samples" ...; see :func:`origin_of`).
+    origin: str = "metric histograms"
 
     def quantile(self, q: float) -> Estimate:
         if self.count <= 0:
@@ -102,8 +104,9 @@ def convolve(parts: Sequence[object]) -> ConvolvedDistribution | None:
     counts = [float(p.count) for p in parts]  # type: ignore[attr-defined]
     means = [p.mean for p in parts]  # type: ignore[attr-defined]
     mean = sum(means) if all(m is not None for m in means) else None  # type: ignore[misc]
+    origin = origin_of(parts)
     if min(counts) <= 0:
-        return ConvolvedDistribution({}, 0.0, mean)
+        return ConvolvedDistribution({}, 0.0, mean, origin=origin)
     result: dict[str, PointMasses] = {}
     for variant in VARIANTS:
         # Compress every part first: a sample part may hold millions of points.
@@ -113,4 +116,16 @@ def convolve(parts: Sequence[object]) -> ConvolvedDistribution | None:
         for m in compressed[1:]:
             acc = convolve_pair(acc, m, variant)
         result[variant] = acc
-    return ConvolvedDistribution(result, min(counts), mean)
+    return ConvolvedDistribution(result, min(counts), mean, origin=origin)
+
+
+#: Part types, in the words a report uses for where a convolution's parts came from.
+_ORIGINS = {"HistogramDistribution": "metric histograms", "SampleDistribution": "trace samples",
+            "SketchDistribution": "back-end sketches", "ConvolvedDistribution": "convolutions"}
+
+
+def origin_of(parts: Sequence[object]) -> str:
+    """The kinds of the parts, in words and in a stable order: never a source not used."""
+    kinds = {str(getattr(p, "origin", "convolutions")) if type(p).__name__ == "ConvolvedDistribution"
+             else _ORIGINS.get(type(p).__name__, type(p).__name__) for p in parts}
+    return " and ".join(sorted(kinds)) or "no parts"

@@ -7,6 +7,10 @@ span. The same columns are what the spool's Parquet files hold (see :data:`PARQU
 Ids: a trace id is 16 bytes, kept as two big-endian uint64 halves (``trace_hi``,
 ``trace_lo``) so that sorting and grouping are numeric; span ids are one uint64; 0 means
 "none" (no parent, no link).
+
+Links: a span has any number of links (a batch consumer links to every message it took).
+The ``link_*`` columns keep the *first* one (the spool's original schema); every link is in
+:attr:`SpanBatch.links`, one row per link (:class:`SpanLinks`).
 """
 
 from __future__ import annotations
@@ -50,10 +54,70 @@ _COLUMNS: dict[str, Any] = {
 
 
 @dataclass(frozen=True, eq=False)
+class SpanLinks:
+    """Every link of a batch's spans, one row per link, ordered by ``row``.
+
+    ``row`` is the linking span's row in its :class:`SpanBatch`; ``trace_hi``, ``trace_lo``,
+    ``span_id`` name the linked span. A link whose id was malformed on the wire is kept with
+    zeros (so it can be counted, never silently lost); a real link is never all zeros.
+    """
+
+    row: np.ndarray
+    trace_hi: np.ndarray
+    trace_lo: np.ndarray
+    span_id: np.ndarray
+
+    def __post_init__(self) -> None:
+        row = np.asarray(self.row, dtype=np.int64)
+        order = np.argsort(row, kind="stable") if row.size and np.any(row[1:] < row[:-1]) else None
+        for name, dt in (("row", np.int64), ("trace_hi", np.uint64), ("trace_lo", np.uint64), ("span_id", np.uint64)):
+            col = np.asarray(getattr(self, name), dtype=dt)
+            if col.shape != row.shape:
+                raise ValueError(f"link column {name} has shape {col.shape}, expected {row.shape}")
+            object.__setattr__(self, name, col if order is None else col[order])
+
+    def __len__(self) -> int:
+        return int(self.row.size)
+
+    @classmethod
+    def empty(cls) -> SpanLinks:
+        return cls(*(np.array([], dtype=dt) for dt in (np.int64, np.uint64, np.uint64, np.uint64)))
+
+    @classmethod
+    def first_of(cls, link_trace_hi: np.ndarray, link_trace_lo: np.ndarray, link_span_id: np.ndarray) -> SpanLinks:
+        """The links the ``link_*`` columns name (first links only: spools of the old schema)."""
+        rows = np.flatnonzero(np.asarray(link_span_id) != 0)
+        return cls(rows, np.asarray(link_trace_hi)[rows], np.asarray(link_trace_lo)[rows],
+                   np.asarray(link_span_id)[rows])
+
+    def counts(self, n: int) -> np.ndarray:
+        """Links per span of a batch of ``n`` rows."""
+        return np.bincount(self.row, minlength=n)
+
+    def take_rows(self, index: np.ndarray, n: int) -> SpanLinks:
+        """The links of the batch rows ``index`` (integer or boolean, of a batch of ``n``),
+        renumbered to the new rows. A row taken twice keeps its links once per copy."""
+        idx = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index, dtype=np.int64)
+        if self.row.size == 0:
+            return SpanLinks.empty()
+        starts = np.searchsorted(self.row, np.arange(n + 1))
+        per = (starts[1:] - starts[:-1])[idx]
+        if not per.any():
+            return SpanLinks.empty()
+        new_row = np.repeat(np.arange(idx.size), per)
+        # positions of the taken rows' links: each row's first link + 0..count-1
+        first = np.repeat(starts[:-1][idx], per)
+        offset = np.arange(new_row.size) - np.repeat(np.cumsum(per) - per, per)
+        at = first + offset
+        return SpanLinks(new_row, self.trace_hi[at], self.trace_lo[at], self.span_id[at])
+
+
+@dataclass(frozen=True, eq=False)
 class SpanBatch:
     """Equal-length columns, one row per span. String columns hold ``str`` or ``None``.
 
-    ``link_*`` is the span's first link (async hand-over when there is no parent).
+    ``link_*`` is the span's first link (async hand-over when there is no parent);
+    ``links`` holds every link (None when built: derived from the ``link_*`` columns).
     """
 
     trace_hi: np.ndarray
@@ -73,25 +137,41 @@ class SpanBatch:
     messaging_system: np.ndarray
     peer_service: np.ndarray
     db_system: np.ndarray
+    links: SpanLinks | None = None
 
     def __post_init__(self) -> None:
         n = len(self.trace_hi)
         for f in fields(self):
+            if f.name == "links":
+                continue
             col = np.asarray(getattr(self, f.name), dtype=_COLUMNS[f.name])
             if col.shape != (n,):
                 raise ValueError(f"column {f.name} has shape {col.shape}, expected ({n},)")
             object.__setattr__(self, f.name, col)
+        if self.links is None:
+            object.__setattr__(self, "links", SpanLinks.first_of(self.link_trace_hi, self.link_trace_lo,
+                                                                 self.link_span_id))
+        elif self.links.row.size and (self.links.row[-1] >= n or self.links.row[0] < 0):
+            raise ValueError(f"links name rows outside the batch of {n} spans")
+
+    @property
+    def all_links(self) -> SpanLinks:
+        """Every link (never None after construction)."""
+        assert self.links is not None  # set in __post_init__
+        return self.links
 
     def __len__(self) -> int:
         return int(self.trace_hi.size)
 
     @classmethod
     def empty(cls) -> SpanBatch:
-        return cls(**{name: np.array([], dtype=dt) for name, dt in _COLUMNS.items()})
+        empty: dict[str, Any] = {name: np.array([], dtype=dt) for name, dt in _COLUMNS.items()}
+        return cls(**empty)
 
     @classmethod
-    def from_columns(cls, columns: dict[str, Any]) -> SpanBatch:
-        """Build from a mapping of column name to sequence; missing string columns are None."""
+    def from_columns(cls, columns: dict[str, Any], links: SpanLinks | None = None) -> SpanBatch:
+        """Build from a mapping of column name to sequence; missing string columns are None.
+        ``links``: every link (default: the ``link_*`` columns' first links)."""
         n = len(columns["trace_hi"])
         full = {}
         for name, dt in _COLUMNS.items():
@@ -101,21 +181,27 @@ class SpanBatch:
                 full[name] = np.full(n, None, dtype=object)
             else:
                 full[name] = np.zeros(n, dtype=dt)
-        return cls(**full)
+        return cls(**full, links=links)
 
     def columns(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The equal-length span columns (``links`` is not one: see :attr:`all_links`)."""
+        return {name: getattr(self, name) for name in _COLUMNS}
 
     def take(self, index: np.ndarray) -> SpanBatch:
-        """The rows at ``index`` (an integer or boolean array)."""
-        return SpanBatch(**{k: v[index] for k, v in self.columns().items()})
+        """The rows at ``index`` (an integer or boolean array), with their links."""
+        return SpanBatch(**{k: v[index] for k, v in self.columns().items()},
+                         links=self.all_links.take_rows(index, len(self)))
 
     @staticmethod
     def concat(batches: list[SpanBatch]) -> SpanBatch:
         if not batches:
             return SpanBatch.empty()
+        offsets = np.cumsum([0] + [len(b) for b in batches])
+        links = SpanLinks(*(np.concatenate([getattr(b.all_links, name) + (off if name == "row" else 0)
+                                            for b, off in zip(batches, offsets, strict=False)])
+                            for name in ("row", "trace_hi", "trace_lo", "span_id")))
         return SpanBatch(**{name: np.concatenate([getattr(b, name) for b in batches])
-                            for name in _COLUMNS})
+                            for name in _COLUMNS}, links=links)
 
 
 def split_trace_id(raw: bytes) -> tuple[int, int]:
@@ -137,7 +223,7 @@ def parquet_schema() -> Any:
     import pyarrow as pa
 
     types = {np.uint64: pa.uint64(), np.int64: pa.int64(), np.int8: pa.int8(), object: pa.string()}
-    return pa.schema([(name, types[dt]) for name, dt in _COLUMNS.items()])
+    return pa.schema([*((name, types[dt]) for name, dt in _COLUMNS.items()), (LINKS_COLUMN, links_type())])
 
 
 def first_rows(hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray | None:
@@ -189,3 +275,14 @@ def in_window(batch: SpanBatch, window: Any, set_aside: Counter[str], deduplicat
         if dups:
             set_aside["duplicate span"] += dups
     return batch
+
+
+#: The spool column holding every link of a span (absent or null in spools of the old schema).
+LINKS_COLUMN = "links"
+
+
+def links_type() -> Any:
+    """``list<struct<trace_hi: uint64, trace_lo: uint64, span_id: uint64>>``: a span's links."""
+    import pyarrow as pa
+
+    return pa.list_(pa.struct([("trace_hi", pa.uint64()), ("trace_lo", pa.uint64()), ("span_id", pa.uint64())]))

@@ -44,7 +44,10 @@ def method_of(d: Distribution) -> str:
     if isinstance(d, HostAggregateDistribution):
         return f"{d.origin}: not combinable; interval = smallest..largest per-host value, no point estimate"
     if isinstance(d, ConvolvedDistribution):
-        return "convolution of independent parts; interval from bucket bounds"
+        if "metric histograms" in d.origin:
+            return f"convolution of independent parts ({d.origin}); interval from bucket bounds"
+        return (f"convolution of independent parts ({d.origin}); interval: the parts' resolution only, "
+                "not the dependence between them")
     return type(d).__name__
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from mapper.analysis.findings import Findings
 from mapper.analysis.latency import LatencyMap, StageResult
+from mapper.core.convolve import ConvolvedDistribution
 from mapper.core.distribution import (
     SampleDistribution,
     percentile_label,
@@ -44,6 +45,20 @@ from mapper.render.sections import findings_json, findings_lines, future_state_s
 from mapper.render.vsm_text import to_mermaid
 
 SCHEMA_VERSION = 1
+
+
+def _convolved_origin(lm: LatencyMap) -> str:
+    return lm.end_to_end.origin if isinstance(lm.end_to_end, ConvolvedDistribution) else "metrics"
+
+
+def end_to_end_source(lm: LatencyMap) -> str | None:
+    """Where the end-to-end numbers come from, naming only what the run used."""
+    if lm.end_to_end_method == "traces":
+        unit = "item (traces joined by span links)" if lm.traces is not None and lm.traces.link_edges else "trace"
+        return f"traces: lead time per complete {unit}, first stage start to last stage end"
+    if lm.end_to_end_method == "convolution":
+        return f"{_convolved_origin(lm)}: convolution of the hop distributions, assuming independence"
+    return None
 
 
 def _part_json(r: MeasurementResult | None, qs: tuple[float, ...]) -> dict[str, Any] | None:
@@ -83,10 +98,7 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
             "process": _part_json(s.process, qs),
             "total": latency_json(s.total, qs, total_source(s)),
         })
-    e2e = latency_json(lm.end_to_end, qs, {
-        "traces": "traces: lead time per complete trace, first stage start to last stage end",
-        "convolution": "metrics: convolution of the hop distributions, assuming independence",
-    }.get(lm.end_to_end_method))
+    e2e = latency_json(lm.end_to_end, qs, end_to_end_source(lm))
     fe = lm.flow_efficiency
     b = lm.bottleneck
     return {
@@ -172,9 +184,10 @@ def summary_lines(lm: LatencyMap) -> list[str]:
             out.append(f"bottleneck: {b.describe()} (hop {percentile_label(b.q)}; largest point estimate "
                        f"{b.stage}: {cell(b.estimate)})")
     if lm.end_to_end is not None and lm.end_to_end_method == "traces":
-        out.append(f"end to end from traces: lead time per trace ({lm.end_to_end.count:,.0f} complete traces)")
+        unit = "item (traces joined by span links)" if lm.traces is not None and lm.traces.link_edges else "trace"
+        out.append(f"end to end from traces: lead time per {unit} ({lm.end_to_end.count:,.0f} complete)")
     elif lm.end_to_end is not None and lm.end_to_end_method == "convolution":
-        out.append("end to end from metrics: convolution of the hops, assuming independence")
+        out.append(f"end to end from {_convolved_origin(lm)}: convolution of the hops, assuming independence")
     for o in lm.objectives:
         est = cell(o.estimate) if o.estimate else "no data"
         out.append(f"objective {o.objective.label} <= {format_duration(o.objective.threshold)}: "

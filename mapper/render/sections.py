@@ -121,8 +121,9 @@ def _future_source(fs: FutureState, which: str) -> str:
     if fs.method == TRACE_REPLAY:
         return ("traces: lead time per complete trace" if which == "current"
                 else "traces: lead time per complete trace with the changed hops replayed")
-    return ("metrics: convolution of the hop distributions, assuming independence" if which == "current"
-            else "metrics: convolution of the changed hop distributions, assuming independence")
+    origin = str(getattr(fs.current, "origin", "metrics"))  # what the hops were: never a source not used
+    return (f"{origin}: convolution of the hop distributions, assuming independence" if which == "current"
+            else f"{origin}: convolution of the changed hop distributions, assuming independence")
 
 
 def future_json(fs: FutureState, qs: tuple[float, ...]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Fixtures: tests/fixtures/otlp (Apache-2.0; see tests/fixtures/PROVENANCE.md).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,9 +102,11 @@ objectives: {{end_to_end: {{p99: 50ms}}}}
 """
 
 
-def received_traces(tmp: Path) -> Path:
-    """The known traces sent by the real SDK exporters to latmap's receiver: gateway and
-    pricing over OTLP/HTTP, alerting and notifier over OTLP/gRPC; returns the spool."""
+def received_traces(tmp: Path, make: Callable[[dict[str, trace.Tracer]], None] = make_known_spans,
+                    services: Sequence[str] = SERVICES,
+                    grpc_services: Sequence[str] = ("alerting", "notifier")) -> Path:
+    """The spans ``make`` writes (default: the known traces) sent by the real SDK exporters to
+    latmap's receiver: ``grpc_services`` over OTLP/gRPC, the others over OTLP/HTTP; returns the spool."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -115,14 +118,14 @@ def received_traces(tmp: Path) -> Path:
     with Spool(str(spool_dir)) as spool, Receiver(spool, http="127.0.0.1:0", grpc="127.0.0.1:0",
                                                   decode_workers=0) as rx:
         providers = {}
-        for svc in SERVICES:
+        for svc in services:
             exporter = (HttpExporter(endpoint=f"http://127.0.0.1:{rx.http_port}/v1/traces")
-                        if svc in ("gateway", "pricing")
+                        if svc not in grpc_services
                         else GrpcExporter(endpoint=f"127.0.0.1:{rx.grpc_port}", insecure=True))
             p = TracerProvider(resource=Resource.create({"service.name": svc}))
             p.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=20_000, max_export_batch_size=500))
             providers[svc] = p
-        make_known_spans({s: p.get_tracer("test") for s, p in providers.items()})
+        make({s: p.get_tracer("test") for s, p in providers.items()})
         for p in providers.values():
             assert p.force_flush(30_000)
             p.shutdown()

@@ -24,13 +24,17 @@ def _load_benchmark() -> ModuleType:
     return load_benchmark("analysis")  # type: ignore[no-any-return]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_quick_run_matches_the_naive_baseline() -> None:
     bench = _load_benchmark()
     # What ``main(["--quick"])`` runs (its exit code is 1 exactly when a check below fails).
     r = bench.run(bench.QUICK, baseline_traces=bench.QUICK, echo=False)
     assert r["checks_ok"], bench.report(r)
     assert not r["extrapolated"]
+    # the linked variant: the same parts of the four unbatched stages, every item joined across traces
+    linked = r["linked"]
+    assert linked["checks_ok"] and len(linked["checks"]) == 16
+    assert linked["items"] == bench.QUICK and linked["link_edges"] > 3 * bench.QUICK
     checks = r["checks"]
     # 5 stages x {process, wait} x {p50, p99} and the lead time's p50, p99; the first stage has no wait.
     assert len(checks) == 22

@@ -92,3 +92,12 @@ def test_the_data_exercise_the_edge_cases(run: dict[str, Any]) -> None:
     assert report["end_to_end"]["count"] < naive["traces"]  # traces that stop at pricing or alerting
     assert naive["parts"]["notification/wait"]["negative"] > 0
     assert any(c["code"] == "negative-wait" and c["stage"] == "notification" for c in report["checks"])
+
+
+def test_the_linked_variant_maps_the_same_waits_as_the_parent_variant(run: dict[str, Any]) -> None:
+    """Consumers in new traces with links (10% of notifications batched): the same waits and
+    counts before notification; no wall-time assertion (the quick run says nothing about it)."""
+    lk = run["result"].linked
+    assert lk is not None
+    assert lk.run.exit_code == 0
+    assert lk.cells == 20 and lk.differ == ()

@@ -232,8 +232,19 @@ def full_request() -> ExportTraceServiceRequest:
     link = consumer.links.add()
     link.trace_id = (0x0123456789ABCDEF_FEDCBA9876543210).to_bytes(16, "big")
     link.span_id = (0xA1).to_bytes(8, "big")
-    consumer.links.add().span_id = b"\x01" * 8  # only the first link is kept
+    second = consumer.links.add()  # a batch consumer: every link is kept, in order
+    second.trace_id, second.span_id = (0x0C0FFEE).to_bytes(16, "big"), b"\x01" * 8
     return req
+
+
+#: Every link of EXPECTED_FULL's spans: (row, trace_hi, trace_lo, span_id).
+EXPECTED_LINKS = [(1, 0x0123456789ABCDEF, 0xFEDCBA9876543210, 0xA1), (1, 0, 0x0C0FFEE, 0x0101010101010101)]
+
+
+def link_rows(batch: Any) -> list[tuple[int, int, int, int]]:
+    links = batch.all_links
+    return list(zip(links.row.tolist(), links.trace_hi.tolist(), links.trace_lo.tolist(), links.span_id.tolist(),
+                    strict=True))
 
 
 EXPECTED_FULL = [
@@ -253,6 +264,18 @@ def test_protobuf_round_trip_gives_the_same_values() -> None:
     decoded = decode_protobuf(full_request().SerializeToString())
     assert decoded.rejected == {} and decoded.warnings == {}
     assert rows(decoded.batch) == EXPECTED_FULL
+    assert link_rows(decoded.batch) == EXPECTED_LINKS
+
+
+def test_a_malformed_link_is_kept_with_zero_ids_and_counted() -> None:
+    req, scope = one_scope()
+    span = add_span(scope, 7, 0xB1)
+    span.links.add().span_id = b"\x01" * 8  # no trace id
+    ok = span.links.add()
+    ok.trace_id, ok.span_id = (9).to_bytes(16, "big"), (3).to_bytes(8, "big")
+    decoded = decode_protobuf(req.SerializeToString())
+    assert decoded.warnings == {"bad link id": 1}
+    assert link_rows(decoded.batch) == [(0, 0, 0, 0), (0, 0, 9, 3)]
 
 
 def test_traces_data_has_the_request_layout() -> None:
@@ -266,6 +289,7 @@ def test_protobuf_json_mapping_with_base64_ids_and_enum_names_decodes_the_same()
     text = json_format.MessageToJson(full_request())
     assert '"SPAN_KIND_PRODUCER"' in text and '"spanId": "AAAAAAAAAKE="' in text
     assert rows(decode_json(text).batch) == EXPECTED_FULL
+    assert link_rows(decode_json(text).batch) == EXPECTED_LINKS
 
 
 def test_lean_schema_field_numbers_match_opentelemetry_proto() -> None:

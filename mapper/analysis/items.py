@@ -1,0 +1,321 @@
+"""Items across traces: spans connected by parent edges *and* span links are one item.
+
+A message-driven consumer usually starts a new trace with a span link to the producer (the
+OpenTelemetry messaging conventions; every batch receive does). The unit of the value
+stream is therefore not a trace but an **item path**: a chain of traces joined by links,
+from a *root* trace (one that links to no other trace in the data) to a trace nothing links
+to. Traces are nodes, a link from a span of trace C to a span of trace P is an edge P -> C.
+
+* A trace linked from one consumer trace is one path: the two traces are one item.
+* A **batch** consumer span links to many producers: each linked producer's path continues
+  into the consumer's trace, so the consumer trace belongs to every one of those items (its
+  span's duration is each item's process time; each producer is one item handed over).
+* **Fan-out** by links (one tick, several alert traces linked to it) gives one path per
+  branch: one lead-time sample per path that reaches the last stage. (Fan-out by parent
+  edges inside one trace stays one trace, one sample: the trace's first start to its last
+  end.) Stage samples of a trace shared by the branches of one root are counted once.
+* A path leaves a trace only through producers at or below the span it entered by (the
+  deepest span linked to its producer), so per-message spans under a batch span keep each
+  message on its own path; when none is below it, through every producer of the trace.
+
+Everything is array work: the link targets are found by a sorted 64-bit key and verified
+against the full ids, cycles by :func:`scipy.sparse.csgraph.connected_components`, and the
+paths are grown one link level at a time over whole arrays (the depth is the number of
+link hops, not the number of spans).
+
+Bad input is counted with stable check codes, never dropped silently: ``link-malformed``
+(a link whose id was malformed on the wire), ``link-target-missing`` (the linked span is not
+in the data: producer not sampled, outside the window, or in no stage), ``link-cycle``
+(traces that link to each other in a circle: their links are not followed),
+``link-fan-in`` (a consumer span linked to more than :data:`MAX_FAN_IN` producers),
+``link-duplicate`` (the same link listed twice on a span: followed once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mapper.core.model import Check
+from mapper.core.spans import SpanBatch
+
+#: Links of one span beyond which a ``link-fan-in`` check is raised (each is still an item).
+MAX_FAN_IN = 1000
+#: Link hops followed from a root; deeper chains are cut and counted (``link-cycle``).
+MAX_DEPTH = 256
+#: Parent levels walked inside one trace (a parent cycle in bad data stops here).
+MAX_TREE_DEPTH = 256
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True)
+class Items:
+    """The item paths of a batch, as an expansion of its rows.
+
+    ``rows`` (None: the identity, no link joins traces) gives for each expanded row the
+    batch row it copies; ``unit`` its item path (dense codes ``0..n_units-1``); ``root``
+    each path's root trace code. ``edges`` counts the span links between traces followed.
+    """
+
+    rows: np.ndarray | None
+    unit: np.ndarray
+    n_units: int
+    root: np.ndarray
+    edges: int
+    checks: tuple[Check, ...] = ()
+
+
+def id_key(hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """A 64-bit key of a (trace id, span id); not unique in theory, so hits are verified."""
+    with np.errstate(over="ignore"):
+        return (np.asarray(span, np.uint64) ^ (np.asarray(hi, np.uint64) * _GOLDEN)
+                ^ ((np.asarray(lo, np.uint64) + np.uint64(1)) * np.uint64(0xC2B2AE3D27D4EB4F)))
+
+
+class SpanIndex:
+    """The rows of a batch by (trace id, span id): one sort, then binary searches."""
+
+    def __init__(self, b: SpanBatch) -> None:
+        self.b = b
+        key = id_key(b.trace_hi, b.trace_lo, b.span_id)
+        self.order = np.argsort(key, kind="stable")
+        self.keys = key[self.order]
+        self._parent = np.full(len(b), -2, dtype=np.int64)  # -2: not looked up yet
+
+    def find(self, hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray:
+        """Row holding each (trace id, span id), or -1. The first of duplicates wins."""
+        b = self.b
+        if len(b) == 0 or span.size == 0:
+            return np.full(span.size, -1, dtype=np.int64)
+        needles = id_key(hi, lo, span)
+        # Sorted needles let each binary search start where the previous one ended.
+        by_needle = np.argsort(needles)
+        at = np.empty(needles.size, dtype=np.int64)
+        at[by_needle] = np.searchsorted(self.keys, needles[by_needle])
+        cand = self.order[np.minimum(at, self.keys.size - 1)]
+        ok = (b.span_id[cand] == span) & (b.trace_hi[cand] == hi) & (b.trace_lo[cand] == lo) & (span != 0)
+        return np.where(ok, cand, -1)
+
+    def parent(self, rows: np.ndarray) -> np.ndarray:
+        """The parent's row of each row (-1: none in the data), looked up once per row."""
+        todo = rows[self._parent[rows] == -2]
+        if todo.size:
+            b = self.b
+            root = b.parent_id[todo] == 0
+            self._parent[todo[root]] = -1
+            todo = todo[~root]
+            self._parent[todo] = self.find(b.trace_hi[todo], b.trace_lo[todo], b.parent_id[todo])
+        return self._parent[rows]
+
+    def is_within(self, rows: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """Whether each row is ``top`` or below it in its trace's parent tree."""
+        hit = rows == top
+        cur = rows.copy()
+        live = np.flatnonzero(~hit)
+        for _ in range(MAX_TREE_DEPTH):
+            if not live.size:
+                break
+            up = self.parent(cur[live])
+            cur[live] = up
+            found = up == top[live]
+            hit[live[found]] = True
+            live = live[~found & (up >= 0)]
+        return hit
+
+    def depth(self, rows: np.ndarray) -> np.ndarray:
+        """Ancestors of each row in the data (capped at :data:`MAX_TREE_DEPTH`)."""
+        out = np.zeros(rows.size, dtype=np.int64)
+        cur = rows.copy()
+        live = np.arange(rows.size)
+        for _ in range(MAX_TREE_DEPTH):
+            up = self.parent(cur[live])
+            live, cur_up = live[up >= 0], up[up >= 0]
+            if not live.size:
+                break
+            out[live] += 1
+            cur[live] = cur_up
+        return out
+
+
+def find_spans(b: SpanBatch, hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """Row of ``b`` holding each (trace id, span id), or -1 (see :class:`SpanIndex`)."""
+    return SpanIndex(b).find(hi, lo, span)
+
+
+def first_of_each(key: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence of each distinct value of ``key``."""
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    return order[np.r_[True, k[1:] != k[:-1]]] if k.size else order
+
+
+def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated ranges ``starts[i] .. starts[i]+counts[i]-1``."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.array([], dtype=np.int64)
+    head = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(starts, counts) + (np.arange(total) - head)
+
+
+def build_items(b: SpanBatch, trace: np.ndarray, n_tr: int) -> Items:
+    """The item paths of ``b`` whose rows have dense trace codes ``trace`` (``0..n_tr-1``)."""
+    links = b.all_links
+    checks: list[Check] = []
+    identity = Items(None, trace, n_tr, np.arange(n_tr), 0)
+    if len(links) == 0:
+        return identity
+    malformed = (links.span_id == 0) | ((links.trace_hi == 0) & (links.trace_lo == 0))
+    if malformed.any():
+        checks.append(Check("warning", "link-malformed",
+                            f"{int(malformed.sum()):,} span links had a malformed trace or span id "
+                            f"(on {np.unique(links.row[malformed]).size:,} spans); not followed"))
+    per_span = links.counts(len(b))
+    if per_span.max(initial=0) > MAX_FAN_IN:
+        big = per_span > MAX_FAN_IN
+        checks.append(Check("warning", "link-fan-in",
+                            f"{int(big.sum()):,} spans link to more than {MAX_FAN_IN:,} producers each "
+                            f"(up to {int(per_span.max()):,}); each linked producer is one item, its "
+                            "duration that item's process time"))
+    good = np.flatnonzero(~malformed)
+    index = SpanIndex(b)
+    target = index.find(links.trace_hi[good], links.trace_lo[good], links.span_id[good])
+    missing = target < 0
+    if missing.any():
+        checks.append(Check("info", "link-target-missing",
+                            f"{int(missing.sum()):,} span links name a span that is not in the data (producer "
+                            "not sampled, outside the window, or in no stage); those consumers start their "
+                            "own item"))
+    src = links.row[good][~missing]
+    tgt = target[~missing]
+    cross = trace[tgt] != trace[src]
+    # (linking row, target row) listed twice is one hand-over
+    dup_key = np.sort(src.astype(np.int64) * len(b) + tgt)
+    n_dup = int(np.sum(dup_key[1:] == dup_key[:-1]))
+    if n_dup:
+        checks.append(Check("info", "link-duplicate",
+                            f"{n_dup:,} span links repeat another link of the same span; followed once"))
+    if not cross.any():
+        return Items(None, trace, n_tr, np.arange(n_tr), 0, tuple(checks))
+    # span-level edges (producer row -> linking row), each once
+    ekey = first_of_each(src[cross].astype(np.int64) * len(b) + tgt[cross])
+    q, r = tgt[cross][ekey], src[cross][ekey]
+    # Paths first: when every trace is on a path and no path hit the depth limit there is no
+    # cycle, and the strongly connected components need not be computed.
+    items, acyclic = _paths(trace, n_tr, q, r, index, tuple(checks))
+    if acyclic:
+        return items
+    keep, cut = _break_cycles(trace[q], trace[r], n_tr)
+    if cut:
+        checks.append(Check("warning", "link-cycle",
+                            f"{cut:,} traces link to each other in a circle; the links among them are not "
+                            "followed (each starts its own item)"))
+    return _paths(trace, n_tr, q[keep], r[keep], index, tuple(checks))[0]
+
+
+def _break_cycles(p_tr: np.ndarray, c_tr: np.ndarray, n_tr: int) -> tuple[np.ndarray, int]:
+    """Which edges are outside every strongly connected group of traces, and how many
+    traces are in such groups."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(p_tr.size, np.int8), (p_tr, c_tr)), shape=(n_tr, n_tr)).tocsr()
+    n_comp, label = connected_components(graph, directed=True, connection="strong")
+    if n_comp == n_tr:
+        return np.ones(p_tr.size, dtype=bool), 0
+    size = np.bincount(label, minlength=n_comp)
+    inside = (label[p_tr] == label[c_tr]) & (size[label[p_tr]] > 1)
+    return ~inside, int(np.sum(size[size > 1]))
+
+
+def _paths(trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray, index: SpanIndex,
+           checks: tuple[Check, ...]) -> tuple[Items, bool]:
+    """Grow every path from its root trace one link hop at a time; expand the rows.
+
+    Edges are span links: producer row ``q`` (trace P) -> linking row ``r`` (trace C). A
+    path remembers the span it entered its last trace by (the linking span, the deepest one
+    when several link to its producer) and leaves that trace only through producers at or
+    below that span, so per-message spans under a batch span keep each message's own path;
+    when no producer of the trace is below it (the batch span alone links, its producers are
+    siblings), every producer of the trace continues the path. Also returns whether the
+    graph is certainly acyclic (every trace on a path, no path cut).
+    """
+    p_all, c_all = trace[q], trace[r]
+    by_p = np.argsort(p_all)
+    q, r, c_all = q[by_p], r[by_p], c_all[by_p]
+    deg = np.bincount(p_all, minlength=n_tr)
+    out_start = np.cumsum(deg) - deg
+    has_in = np.bincount(c_all, minlength=n_tr) > 0
+    roots = np.flatnonzero(~has_in)
+    pair_u = [np.arange(roots.size)]
+    pair_t = [roots]
+    root_of = [roots]
+    f_u, f_t, f_e = pair_u[0], roots, np.full(roots.size, -1, dtype=np.int64)
+    n_units = int(roots.size)
+    depth = 0
+    extra: list[Check] = []
+    while f_t.size:
+        k = deg[f_t]
+        go = k > 0
+        if not go.any():
+            break
+        if depth == MAX_DEPTH:
+            extra.append(Check("warning", "link-cycle",
+                               f"{int(go.sum()):,} item paths are longer than {MAX_DEPTH} link hops; cut there"))
+            break
+        depth += 1
+        fu, ft, fe, fk = f_u[go], f_t[go], f_e[go], k[go]
+        cand = expand_ranges(out_start[ft], fk)
+        cf = np.repeat(np.arange(fu.size), fk)
+        entered = fe[cf] >= 0
+        below = np.ones(cand.size, dtype=bool)
+        if entered.any():
+            at = np.flatnonzero(entered)
+            below[at] = index.is_within(q[cand[at]], fe[cf[at]])
+        some = np.bincount(cf, weights=below, minlength=fu.size) > 0
+        keep = below | ~some[cf]
+        cand, cf = cand[keep], cf[keep]
+        # one step per (path, consumer trace): entered by its deepest linking span
+        child = c_all[cand]
+        order = np.argsort(cf * n_tr + child, kind="stable")
+        cand, cf, child = cand[order], cf[order], child[order]
+        first = np.r_[True, (cf[1:] != cf[:-1]) | (child[1:] != child[:-1])]
+        if not first.all():  # several spans of one trace link into the path: the deepest enters
+            group = np.cumsum(first) - 1
+            order = np.lexsort((-index.depth(r[cand]), group))
+            cand, cf, child = cand[order], cf[order], child[order]
+        cand, cf, child = cand[first], cf[first], child[first]
+        fk2 = np.bincount(cf, minlength=fu.size)
+        from_u = fu[cf]
+        branch = np.arange(cf.size) - np.repeat(np.cumsum(fk2) - fk2, fk2)
+        forks = branch > 0
+        new_u = from_u.copy()
+        n_new = int(forks.sum())
+        if n_new:
+            new_u[forks] = n_units + np.arange(n_new)
+            n_units += n_new
+            # a forked path carries a copy of the traces before the fork
+            all_u, all_t = np.concatenate(pair_u), np.concatenate(pair_t)
+            by_u = np.argsort(all_u, kind="stable")
+            cnt = np.bincount(all_u, minlength=n_units)
+            head = np.cumsum(cnt) - cnt
+            old = from_u[forks]
+            pair_u.append(np.repeat(new_u[forks], cnt[old]))
+            pair_t.append(all_t[by_u][expand_ranges(head[old], cnt[old])])
+            root_of.append(np.concatenate(root_of)[old])
+        pair_u.append(new_u)
+        pair_t.append(child)
+        f_u, f_t, f_e = new_u, child, r[cand]
+    units = np.concatenate(pair_u)
+    traces = np.concatenate(pair_t)
+    root = np.concatenate(root_of)
+    # rows of each trace, copied once per (unit, trace) pair
+    by_trace = np.argsort(trace, kind="stable")
+    cnt = np.bincount(trace, minlength=n_tr)
+    first = np.cumsum(cnt) - cnt
+    rows = by_trace[expand_ranges(first[traces], cnt[traces])]
+    unit = np.repeat(units, cnt[traces])
+    acyclic = not extra and bool(np.all(np.bincount(traces, minlength=n_tr) > 0))
+    return Items(rows, unit, n_units, root, int(q.size), checks + tuple(extra)), acyclic
