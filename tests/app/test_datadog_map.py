@@ -59,7 +59,7 @@ def test_one_map_from_prometheus_datadog_and_traces(prom_url: str, spool: Path, 
     md, al, no = (_stage(doc, n) for n in ("market-data", "alerting", "notification"))
     # Prometheus: bucket counts summed, interval = bucket bounds
     assert md["process"]["source"].startswith(
-        f"prom ({prom_url}): sum by (le) (increase(md_tick_process_seconds_bucket")
+        f"prom ({prom_url}): exact increase of ")  # exact window counts (issue 14), not increase()
     assert md["process"]["method"].startswith("histogram")
     # Datadog: its own percentiles, passed through with DDSketch's interval
     p = al["process"]
