@@ -57,9 +57,9 @@ def test_one_map_from_prometheus_datadog_and_traces(prom_url: str, spool: Path, 
         assert main(["map", "-c", str(spec), "--until", str(data.END), "--out", str(out), "--no-progress"]) == 0
     doc = json.loads((out / "report.json").read_text())
     md, al, no = (_stage(doc, n) for n in ("market-data", "alerting", "notification"))
-    # Prometheus: bucket counts summed, interval = bucket bounds
+    # Prometheus: exact bucket counts summed (issue 14: no longer increase()), interval = bucket bounds
     assert md["process"]["source"].startswith(
-        f"prom ({prom_url}): sum by (le) (increase(md_tick_process_seconds_bucket")
+        f"prom ({prom_url}): exact increase of md_tick_process_seconds_bucket")
     assert md["process"]["method"].startswith("histogram")
     # Datadog: its own percentiles, passed through with DDSketch's interval
     p = al["process"]
