@@ -6,11 +6,14 @@ serves them all.
 
 How a window distribution is read, and why:
 
-* classic histogram: ``sum by (le) (increase(x_bucket{sel}[window]))`` at the window's end.
-  The increase of every bucket over the whole window is the histogram of exactly the
-  observations in the window, across all instances; averaging per-step quantiles would not be.
+* classic histogram: the exact increase of every ``_bucket``, ``_count`` and ``_sum`` series
+  over the window (:mod:`collectors.promcount`: whole counts, series born in the window
+  counted from zero, resets handled), added by ``le`` across instances
+  (:mod:`collectors.promhist`). That is the histogram of exactly the observations in the
+  window; averaging per-step quantiles would not be.
 * native histogram: ``sum(increase(x{sel}[window]))``, read from its bucket list.
-* summary: the ``quantile`` series per instance, never averaged (a check says why).
+* summary: the ``quantile`` series per series, never averaged, never merged across
+  different label values (:mod:`collectors.promsummary`).
 """
 
 from __future__ import annotations

@@ -26,12 +26,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from mapper.core.quantiles import check_q, min_count, percentile_label
-from mapper.core.sumbounds import narrow
+from mapper.core.sumbounds import Buckets, narrow
 
 _T = TypeVar("_T")
 
@@ -179,6 +180,10 @@ class HistogramDistribution:
             return None
         return self.sum / self.count
 
+    @cached_property
+    def _buckets(self) -> Buckets:
+        return Buckets.of(self.lower, self.upper, self.counts)
+
     def bucket_of_rank(self, rank: np.ndarray | float) -> np.ndarray:
         """Index of the first bucket whose cumulative count reaches ``rank``."""
         idx = np.searchsorted(self._cum, rank, side="left")
@@ -211,7 +216,7 @@ class HistogramDistribution:
         value = float(self._interpolate(np.array([q * n]))[0])
         if self.sum is not None and low_out is not None:
             r_b = max(1, math.ceil(q * n - 1e-9))
-            low, high = narrow(self.lower, self.upper, self.counts, self.sum,
+            low, high = narrow(self._buckets, self.sum,
                                int(min(ranks.min(), r_b)), int(max(ranks.max(), r_b)), low, high)
             value = min(max(value, low), high)
             low_out = low

@@ -19,6 +19,8 @@ sum of the same observations. A relative slack of :data:`SLACK` absorbs float ro
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,43 +33,65 @@ def whole(counts: np.ndarray) -> bool:
     return bool(np.all(np.abs(counts - np.round(counts)) < 1e-6))
 
 
-def order_stat_bounds(lower: np.ndarray, upper: np.ndarray, counts: np.ndarray, total: float,
-                      rank: int) -> tuple[float, float]:
+@dataclass(frozen=True)
+class Buckets:
+    """A histogram's buckets as plain floats, computed once (the bounds are evaluated per
+    quantile, where numpy's per-call overhead on a dozen buckets would dominate)."""
+
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    counts: tuple[float, ...]
+    cum: tuple[float, ...]
+    whole: bool
+
+    @classmethod
+    def of(cls, lower: np.ndarray, upper: np.ndarray, counts: np.ndarray) -> Buckets:
+        return cls(tuple(lower.tolist()), tuple(upper.tolist()), tuple(counts.tolist()),
+                   tuple(np.cumsum(counts).tolist()), whole(counts))
+
+
+def _weighted(b: Buckets, bounds: tuple[float, ...], skip: int) -> float:
+    """``sum(c_j * bound_j)`` over the non-empty buckets but ``skip``; inf when one is unbounded."""
+    total = 0.0
+    for j, (c, x) in enumerate(zip(b.counts, bounds, strict=True)):
+        if j != skip and c > 0:
+            if not math.isfinite(x):
+                return math.inf
+            total += c * x
+    return total
+
+
+def order_stat_bounds(b: Buckets, total: float, rank: int) -> tuple[float, float]:
     """Bounds on the ``rank``-th smallest observation (1-based) implied by the sum ``total``,
     within its bucket's bounds. ``(-inf, inf)`` where the sum says nothing."""
-    cum = np.cumsum(counts)
-    n = float(cum[-1]) if cum.size else 0.0
+    n = b.cum[-1] if b.cum else 0.0
     if not 1 <= rank <= n or not math.isfinite(total):
         return -math.inf, math.inf
-    i = int(np.searchsorted(cum, rank - 0.5, side="left"))
-    c = float(counts[i])
-    k = rank - (float(cum[i - 1]) if i > 0 else 0.0)
-    lo_i, hi_i = float(lower[i]), float(upper[i])
-    others = np.arange(counts.size) != i
-    used = others & (counts > 0)
-    finite = used & np.isfinite(upper)
-    scale = abs(total) + float(np.sum(counts[finite] * np.abs(upper[finite])))
-    slack = SLACK * max(scale, 1e-12)
+    i = bisect_left(b.cum, rank - 0.5)
+    c = b.counts[i]
+    k = rank - (b.cum[i - 1] if i > 0 else 0.0)
+    lo_i, hi_i = b.lower[i], b.upper[i]
+    sum_lo, sum_hi = _weighted(b, b.lower, i), _weighted(b, b.upper, i)
+    slack = SLACK * (abs(total) + (sum_hi if math.isfinite(sum_hi) else 0.0)
+                     + (abs(sum_lo) if math.isfinite(sum_lo) else 0.0) + 1e-12)
     high = math.inf
-    if np.all(np.isfinite(lower[used])) and math.isfinite(lo_i):
-        b = total - float(np.sum(counts[used] * lower[used]))
-        high = (b - (k - 1) * lo_i) / (c - k + 1) + slack
+    if math.isfinite(sum_lo) and math.isfinite(lo_i):
+        high = (total - sum_lo - (k - 1) * lo_i) / (c - k + 1) + slack
     low = -math.inf
-    if np.all(np.isfinite(upper[used])) and (k == c or math.isfinite(hi_i)):
-        a = total - float(np.sum(counts[used] * upper[used]))
+    if math.isfinite(sum_hi) and (k == c or math.isfinite(hi_i)):
         tail = (c - k) * hi_i if c > k else 0.0
-        low = (a - tail) / k - slack
+        low = (total - sum_hi - tail) / k - slack
     return max(low, lo_i), min(high, hi_i)
 
 
-def narrow(lower: np.ndarray, upper: np.ndarray, counts: np.ndarray, total: float | None,
-           rank_lo: int, rank_hi: int, low: float, high: float) -> tuple[float, float]:
+def narrow(b: Buckets, total: float | None, rank_lo: int, rank_hi: int, low: float, high: float
+           ) -> tuple[float, float]:
     """``(low, high)`` narrowed by the sum for a quantile between order statistics
     ``rank_lo`` and ``rank_hi``; unchanged without a usable sum or whole counts."""
-    if total is None or not math.isfinite(total) or total < 0 or not whole(counts):
+    if total is None or not math.isfinite(total) or total < 0 or not b.whole:
         return low, high
-    lo_b, _ = order_stat_bounds(lower, upper, counts, total, rank_lo)
-    _, hi_b = order_stat_bounds(lower, upper, counts, total, rank_hi)
+    lo_b, _ = order_stat_bounds(b, total, rank_lo)
+    _, hi_b = order_stat_bounds(b, total, rank_hi)
     new_low, new_high = max(low, lo_b), min(high, hi_b)
     if new_low > new_high:  # inconsistent data (a sum not of these observations): say nothing more
         return low, high
