@@ -28,7 +28,9 @@ Bad input is counted with stable check codes, never dropped silently: ``link-mal
 in the data: producer not sampled, outside the window, or in no stage), ``link-cycle``
 (traces that link to each other in a circle: their links are not followed),
 ``link-fan-in`` (a consumer span linked to more than :data:`MAX_FAN_IN` producers),
-``link-duplicate`` (the same link listed twice on a span: followed once).
+``link-duplicate`` (the same link listed twice on a span: followed once),
+``link-paths-capped`` (links forking into more than :data:`PATHS_PER_TRACE` paths per trace
+and link: growth stops, so bad data cannot exhaust memory).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ MAX_FAN_IN = 1000
 MAX_DEPTH = 256
 #: Parent levels walked inside one trace (a parent cycle in bad data stops here).
 MAX_TREE_DEPTH = 256
+#: Item paths allowed per trace and link (fan-out and ambiguous batches multiply paths);
+#: beyond, paths are not forked further and ``link-paths-capped`` says so.
+PATHS_PER_TRACE = 4
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -204,7 +209,8 @@ def build_items(b: SpanBatch, trace: np.ndarray, n_tr: int) -> Items:
     q, r = tgt[cross][ekey], src[cross][ekey]
     # Paths first: when every trace is on a path and no path hit the depth limit there is no
     # cycle, and the strongly connected components need not be computed.
-    items, acyclic = _paths(trace, n_tr, q, r, index, tuple(checks))
+    cap = PATHS_PER_TRACE * (n_tr + int(q.size)) + 1000
+    items, acyclic = _paths(trace, n_tr, q, r, index, tuple(checks), cap, final=False)
     if acyclic:
         return items
     keep, cut = _break_cycles(trace[q], trace[r], n_tr)
@@ -212,7 +218,7 @@ def build_items(b: SpanBatch, trace: np.ndarray, n_tr: int) -> Items:
         checks.append(Check("warning", "link-cycle",
                             f"{cut:,} traces link to each other in a circle; the links among them are not "
                             "followed (each starts its own item)"))
-    return _paths(trace, n_tr, q[keep], r[keep], index, tuple(checks))[0]
+    return _paths(trace, n_tr, q[keep], r[keep], index, tuple(checks), cap, final=True)[0]
 
 
 def _break_cycles(p_tr: np.ndarray, c_tr: np.ndarray, n_tr: int) -> tuple[np.ndarray, int]:
@@ -231,7 +237,7 @@ def _break_cycles(p_tr: np.ndarray, c_tr: np.ndarray, n_tr: int) -> tuple[np.nda
 
 
 def _paths(trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray, index: SpanIndex,
-           checks: tuple[Check, ...]) -> tuple[Items, bool]:
+           checks: tuple[Check, ...], cap: int, final: bool) -> tuple[Items, bool]:
     """Grow every path from its root trace one link hop at a time; expand the rows.
 
     Edges are span links: producer row ``q`` (trace P) -> linking row ``r`` (trace C). A
@@ -240,7 +246,10 @@ def _paths(trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray, index: Sp
     below that span, so per-message spans under a batch span keep each message's own path;
     when no producer of the trace is below it (the batch span alone links, its producers are
     siblings), every producer of the trace continues the path. Also returns whether the
-    graph is certainly acyclic (every trace on a path, no path cut).
+    graph is certainly acyclic (every trace on a path, no path cut). More than ``cap``
+    paths (a cycle followed round, or many forks) stop the growth: a first attempt
+    (``final`` False) gives up so that cycles can be broken, the final one keeps the
+    paths grown so far and says so.
     """
     p_all, c_all = trace[q], trace[r]
     by_p = np.argsort(p_all)
@@ -260,6 +269,14 @@ def _paths(trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray, index: Sp
         k = deg[f_t]
         go = k > 0
         if not go.any():
+            break
+        if not final and (depth == MAX_DEPTH or n_units > cap):
+            extra.append(Check("warning", "link-cycle", "paths cut"))
+            break
+        if n_units > cap:
+            extra.append(Check("warning", "link-paths-capped",
+                               f"span links fork into more than {cap:,} item paths (fan-out, or batches whose "
+                               "messages cannot be told apart); the paths are not followed further"))
             break
         if depth == MAX_DEPTH:
             extra.append(Check("warning", "link-cycle",

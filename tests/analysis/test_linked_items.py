@@ -371,3 +371,13 @@ def test_a_batch_span_alone_continues_every_item_of_the_batch() -> None:
                [(2, 1, 11), (2, 2, 21), (5, 3, 34), (6, 3, 35)])
     table = build_trace_table(b, ABC, UP3)
     assert table.traces == 4 and table.lead.size == 4
+
+
+def test_a_cycle_behind_a_root_is_cut_not_followed_round() -> None:
+    """Root -> 2 <-> 3 (and 2 forks to 4): followed round, the paths would double each hop."""
+    b = _batch([(1, 11, 0, "a", 0, 10, PROD), (2, 21, 0, "b", 20, 30, CONS), (2, 22, 21, "b", 25, 30, PROD),
+                (3, 31, 0, "b", 40, 50, CONS), (3, 32, 31, "b", 45, 50, PROD), (4, 41, 0, "b", 60, 70, CONS)],
+               [(1, 1, 11), (1, 3, 32), (3, 2, 22), (5, 2, 22), (5, 3, 32)])
+    table = build_trace_table(b, AB, UP)
+    assert "link-cycle" in _codes(table)
+    assert table.traces <= 4
