@@ -9,9 +9,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mapper.core.redact import redact
+
 
 def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same directory, fsync, rename."""
+    """Write ``text`` to ``path`` via a temp file in the same directory, fsync, rename.
+
+    Remembered secrets are masked (:mod:`mapper.core.redact`): every report, dashboard and
+    provisioning file goes through here.
+    """
+    text = redact(text)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mapper.core.durations import parse_duration
 from mapper.core.errors import SpecError
+from mapper.core.sizes import parse_size
 from mapper.core.yamlload import LDict
 
 
@@ -69,3 +70,24 @@ def retries_timeout(node: LDict, where: str, p: Problems) -> tuple[int, float]:
         p.add(node.line_of("timeout"), f"{where}.timeout", "must be > 0")
         timeout = 30.0
     return retries, timeout
+
+
+#: A source's answers are read up to this many bytes by default (``max_response``): a
+#: latency query answers kilobytes, so 32 MiB is generous and still bounds the memory a
+#: misbehaving (or hostile) server can make latmap spend.
+DEFAULT_MAX_RESPONSE = 32 << 20
+
+
+def max_response_field(node: LDict, where: str, p: Problems) -> int:
+    """A remote source's ``max_response`` (a size, >= 1 KiB; default 32 MiB)."""
+    if "max_response" not in node:
+        return DEFAULT_MAX_RESPONSE
+    try:
+        size = parse_size(node["max_response"])
+    except ValueError as err:
+        p.add(node.line_of("max_response"), f"{where}.max_response", str(err))
+        return DEFAULT_MAX_RESPONSE
+    if size < 1024:
+        p.add(node.line_of("max_response"), f"{where}.max_response", "must be at least 1KiB")
+        return DEFAULT_MAX_RESPONSE
+    return size

@@ -17,10 +17,19 @@ from mapper.core.durations import UNITS, parse_duration
 from mapper.core.errors import SpecError
 from mapper.core.quantiles import percentile_label
 from mapper.core.spec import keys
-from mapper.core.spec._parse import Problems, check_keys, duration_field, retries_timeout, str_field
+from mapper.core.spec._parse import (
+    DEFAULT_MAX_RESPONSE,
+    Problems,
+    check_keys,
+    duration_field,
+    max_response_field,
+    retries_timeout,
+    str_field,
+)
 from mapper.core.spec.datadog import METRIC_NAME as DD_METRIC_NAME
 from mapper.core.spec.datadog import DatadogOptions, check_filter, parse_datadog
 from mapper.core.spec.extra import Change, EventWindow, Segments, parse_changes, parse_events, parse_segments
+from mapper.core.urls import CREDENTIALS_HINT, check_http_url
 from mapper.core.yamlload import LDict, LList, load_yaml, load_yaml_file
 
 SOURCE_KINDS = ("prometheus", "scrape", "traces", "datadog")
@@ -58,6 +67,7 @@ class SourceSpec:
     retries: int = 3
     path: str | None = None  # kind "traces": a spool directory, or OTLP files (file or dir)
     datadog: DatadogOptions | None = None  # kind "datadog": site, key names, limits
+    max_response: int = DEFAULT_MAX_RESPONSE  # bytes: a longer answer is refused, not read whole
 
 
 @dataclass(frozen=True)
@@ -154,10 +164,17 @@ class StreamSpec:
         raise KeyError(name)
 
     def with_source_url(self, kind: str, url: str) -> StreamSpec:
-        """A copy with every ``kind`` source pointed at ``url`` (CLI ``--prometheus``)."""
+        """A copy with every ``kind`` source pointed at ``url`` (CLI ``--prometheus``); a URL
+        with credentials is refused (UsageError), as it is in the spec."""
+        check_http_url(url, f"--{kind}")
         sources = {
             n: replace(s, url=url) if s.kind == kind else s for n, s in self.sources.items()
         }
+        return replace(self, sources=sources)
+
+    def with_timeout(self, seconds: float) -> StreamSpec:
+        """A copy whose remote sources answer within ``seconds`` per request (CLI ``--timeout``)."""
+        sources = {n: replace(s, timeout=seconds) if s.kind != "traces" else s for n, s in self.sources.items()}
         return replace(self, sources=sources)
 
 
@@ -170,7 +187,7 @@ def _source(name: str, node: Any, line: int, p: Problems) -> SourceSpec | None:
         api_base, options = parse_datadog(node, where, p)
         retries, timeout = retries_timeout(node, where, p)
         return SourceSpec(name=name, kind="datadog", url=api_base, place=p.at(line), timeout=timeout,
-                          retries=retries, datadog=options)
+                          retries=retries, datadog=options, max_response=max_response_field(node, where, p))
     if node.get("kind") == "traces":
         check_keys(node, keys.TRACES_SOURCE, where, p)
         path = str_field(node, "path", where, p, required=True) or ""
@@ -186,8 +203,7 @@ def _source(name: str, node: Any, line: int, p: Problems) -> SourceSpec | None:
     if url and not re.match(r"^https?://[^/\s]+", url):
         p.add(node.line_of("url"), f"{where}.url", f"not an http(s) URL: {url!r}")
     if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
-        p.add(node.line_of("url"), f"{where}.url",
-              "credentials in the URL are refused; use basic_auth with password_env")
+        p.add(node.line_of("url"), f"{where}.url", CREDENTIALS_HINT)
     basic = None
     if "basic_auth" in node:
         ba = node["basic_auth"]
@@ -230,7 +246,7 @@ def _source(name: str, node: Any, line: int, p: Problems) -> SourceSpec | None:
         bearer_token_env=str_field(node, "bearer_token_env", where, p),
         bearer_token_file=str_field(node, "bearer_token_file", where, p),
         basic_auth=basic, headers=headers, ca_file=ca_file, insecure_skip_verify=insecure,
-        timeout=timeout, retries=retries,
+        timeout=timeout, retries=retries, max_response=max_response_field(node, where, p),
     )
 
 
