@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from mapper.core.errors import SourceError
 from mapper.core.redact import remember, remember_basic, remote_text
@@ -156,7 +157,19 @@ def read_capped(resp: requests.Response, url: str, max_bytes: int, timeout: floa
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     size = 0
-    for chunk in resp.iter_content(_CHUNK):
+    while True:
+        # read1: what has arrived (decompressed), so a dripping server meets the deadline
+        # instead of holding one read until a whole chunk is there.
+        try:
+            chunk = resp.raw.read1(_CHUNK, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as err:
+            raise requests.Timeout(str(err)) from err
+        except urllib3.exceptions.DecodeError as err:
+            raise SourceError(f"{url}: answer cannot be decompressed ({type(err).__name__})") from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise requests.ConnectionError(str(err)) from err
+        if not chunk:
+            break
         size += len(chunk)
         if size > max_bytes:
             raise SourceError(f"{url}: answer larger than max_response ({max_bytes} bytes); narrow the "
