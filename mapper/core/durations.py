@@ -71,7 +71,11 @@ def _quote(text: object) -> str:
 
 
 def _kind(value: object) -> str:
-    return {list: "a list", dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "nothing" if value is None else type(value).__name__
 
 
 def format_duration(seconds: float) -> str:

@@ -23,6 +23,7 @@ from mapper.core.spec._parse import (
     check_keys,
     duration_field,
     max_response_field,
+    name_field,
     retries_timeout,
     str_field,
 )
@@ -430,7 +431,7 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
         if not isinstance(snode, LDict):
             p.add(line, where, "must be a mapping with name, owner, wait/process")
             continue
-        sname = str_field(snode, "name", where, p, required=True) or str(i)
+        sname = name_field(snode, "name", where, p, required=True) or str(i)
         check_keys(snode, keys.STAGE, f"stages[{sname}]", p)
         if sname in seen:
             p.add(snode.line_of("name"), f"{where}.name", f"duplicate stage {sname!r} (first at line {seen[sname]})")
@@ -455,7 +456,7 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
         if "objectives" in snode:
             objectives += _objectives(sname, snode["objectives"], snode.line_of("objectives"),
                                       f"{where}.objectives", p)
-        stages.append(Stage(name=sname, place=p.at(line), owner=str_field(snode, "owner", where, p),
+        stages.append(Stage(name=sname, place=p.at(line), owner=name_field(snode, "owner", where, p),
                             wait=wait, process=process, upstream=upstream,
                             description=str_field(snode, "description", where, p),
                             traces=_trace_match(snode["traces"], snode.line_of("traces"), f"{where}.traces",
@@ -469,6 +470,10 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
             if part and part.source in sources and sources[part.source].kind == "traces":
                 p.add(int(part.place.rsplit(":", 1)[1]), f"stages[{s.name}]",
                       f"source {part.source!r} holds traces: use `traces: {{source: {part.source}, service: ...}}`")
+    paths = _count_paths(stages)
+    if paths > MAX_PATHS:
+        p.add(doc.line_of("stages"), "stages", f"the upstream links make {paths if paths < 10**12 else 'over 10^12'} "
+              f"paths through the stream (at most {MAX_PATHS}): each is mapped end to end; link fewer stages")
     if "objectives" in doc:
         ob = doc["objectives"]
         if not isinstance(ob, LDict):
@@ -488,10 +493,24 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
     if baseline and not Path(baseline).is_absolute() and path not in ("<string>", "<demo>"):
         baseline = str(Path(path).parent / baseline)
     p.raise_if_any()
-    return StreamSpec(name=name, owner=str_field(doc, "owner", "", p), window=window,
+    return StreamSpec(name=name, owner=name_field(doc, "owner", "", p), window=window,
                       percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
                       objectives=tuple(objectives), path=path, version=1, segments=segments,
                       events=events, baseline=baseline, future=future)
+
+
+#: The most paths (first stage to last) a stream may have: each path's lead time is computed.
+MAX_PATHS = 1000
+
+
+def _count_paths(stages: list[Stage]) -> int:
+    """Paths from a stage with no upstream to one with no downstream, counted in flow order
+    (upstreams are earlier stages), in one pass: no walk, no recursion."""
+    into: dict[str, int] = {}
+    has_downstream = {u for s in stages for u in s.upstream}
+    for s in stages:
+        into[s.name] = sum(into.get(u, 0) for u in s.upstream) if s.upstream else 1
+    return sum(n for name, n in into.items() if name not in has_downstream)
 
 
 def load_spec(path: str | Path) -> StreamSpec:
