@@ -12,7 +12,6 @@ from mapper.core.redact import printable
 from mapper.core.sizes import parse_size
 from mapper.core.yamlload import LDict
 
-
 #: The longest problem line, and the most problems reported at once.
 MAX_MESSAGE = 400
 MAX_PROBLEMS = 50

@@ -492,8 +492,9 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
     baseline = str_field(doc, "baseline", "", p)
     if baseline and not Path(baseline).is_absolute() and path not in ("<string>", "<demo>"):
         baseline = str(Path(path).parent / baseline)
+    owner = name_field(doc, "owner", "", p)
     p.raise_if_any()
-    return StreamSpec(name=name, owner=name_field(doc, "owner", "", p), window=window,
+    return StreamSpec(name=name, owner=owner, window=window,
                       percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
                       objectives=tuple(objectives), path=path, version=1, segments=segments,
                       events=events, baseline=baseline, future=future)
