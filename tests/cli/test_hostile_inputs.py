@@ -187,4 +187,4 @@ def test_names_and_remote_words_reach_the_terminal_and_markdown_tamed(tmp_path: 
     prose = "".join(md.split("```")[::2])  # outside the fenced blocks, where Markdown and HTML act
     assert "<img" not in prose and not re.search(r"(?<!\\)\]\(javascript", prose)
     assert "&lt;img src=x onerror=alert(1)&gt; \\*\\[x\\](javascript:y)\\* \\| \\`z\\`" in md
-    assert "Prometheus warns:  ]0;pwned warn second line" in md
+    assert "Prometheus warns: \\]0;pwned warn second line" in md
