@@ -307,6 +307,11 @@ def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, 
     def ready(receiver: Any) -> None:
         echo(f"latmap serve: OTLP/HTTP port {receiver.http_port or 'off'}, OTLP/gRPC port "
              f"{receiver.grpc_port or 'off'}, spool {spool}", err=True)
+        moved = receiver.spool.quarantined_at_open
+        if moved:
+            echo(f"latmap serve: {len(moved)} damaged spool segment(s) moved aside to "
+                 f"{Path(spool) / '_wal' / 'quarantine'}: {', '.join(moved[:10])}"
+                 f"{' ...' if len(moved) > 10 else ''}; the rest of the spool is served", err=True)
         if (token_env or token_file) and not metrics_token and receiver.http_port:
             echo("latmap serve: /metrics needs no token (--metrics-public, the default; --metrics-token "
                  "asks for it)", err=True)

@@ -118,6 +118,11 @@ def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
         reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(loaded.set_aside.items()))
         checks.append(Check("warning", "spans-set-aside", f"{loaded.origin}: spans set aside: {reasons}"))
     checks += [Check("warning", "spans-limited", note) for note in loaded.notes]
+    if loaded.damaged:
+        checks.append(Check("warning", "spool-damaged", (
+            f"{loaded.origin}: {len(loaded.damaged)} damaged segment(s) not read, their spans missing from "
+            f"the map: {', '.join(loaded.damaged[:10])}{' ...' if len(loaded.damaged) > 10 else ''} "
+            "(latmap serve moves damaged segments into _wal/quarantine/ when it starts)")))
     results: dict[tuple[str, str], MeasurementResult] = {}
     for s in staged:
         m = s.traces
