@@ -25,6 +25,7 @@ import requests
 
 from collectors.http import USER_AGENT, read_secret, send
 from mapper.core.errors import QueryRejected, SourceError
+from mapper.core.redact import remote_text
 from mapper.core.spec import SourceSpec
 from mapper.core.spec.datadog import DatadogOptions
 
@@ -188,14 +189,14 @@ def errors_of(body: Any) -> str:
         return ""
     errs = body.get("errors")
     if not isinstance(errs, list):
-        return str(body.get("error") or "")
+        return remote_text(body.get("error") or "", 500)
     parts = []
     for e in errs:
         if isinstance(e, Mapping):
             parts.append(": ".join(str(e[k]) for k in ("title", "detail") if e.get(k)))
         else:
             parts.append(str(e))
-    return "; ".join(p.replace("\n", " ") for p in parts if p)[:500]
+    return remote_text("; ".join(p for p in parts if p), 500)
 
 
 class DatadogClient:
@@ -267,7 +268,7 @@ class DatadogClient:
             self.calls += 1
             # No redirects: requests would send the DD-API-KEY header on to another host.
             resp = send(self.session, method, url, self.spec.timeout, json=body, params=params,
-                        allow_redirects=False)
+                        allow_redirects=False, max_bytes=self.spec.max_response)
             if isinstance(resp, str):
                 last = resp
             else:
@@ -299,7 +300,7 @@ class DatadogClient:
             body = None
         status = resp.status_code
         if 300 <= status < 400:
-            target = resp.headers.get("Location", "?").split("?", 1)[0]
+            target = remote_text(resp.headers.get("Location", "?").split("?", 1)[0], 120)
             raise SourceError(f"{url}: HTTP {status} redirect to {target} not followed (the keys would go "
                               "with it); point the source's site or url at the API itself")
         if status in (401, 403):
@@ -308,10 +309,10 @@ class DatadogClient:
                 f"{url}: HTTP {status}{': ' + said if said else ''}: check {self.options.key_names} "
                 f"and the site ({self.site})")
         if status >= 400:
-            said = errors_of(body) or (resp.text.strip().replace("\n", " ")[:200] if body is None else "")
+            said = errors_of(body) or (remote_text(resp.text) if body is None else "")
             raise QueryRejected(f"{url}: HTTP {status}: Datadog rejected the query: {said or 'no reason given'}")
         if body is None:
-            ctype = resp.headers.get("Content-Type", "?")
+            ctype = remote_text(resp.headers.get("Content-Type", "?"), 60)
             raise SourceError(f"{url}: HTTP {status}, answer is not JSON (Content-Type {ctype}, "
                               f"{len(resp.content)} bytes; truncated, or not the Datadog API?)")
         return body
@@ -387,6 +388,6 @@ def _hint(resp: requests.Response) -> str:
     try:
         said = errors_of(resp.json())
     except ValueError:
-        said = resp.text.strip().replace("\n", " ")[:120]
+        said = remote_text(resp.text, 120)
     return f": {said}" if said else ""
 

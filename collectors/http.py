@@ -1,8 +1,13 @@
 """HTTP for collectors: auth from env vars or files, TLS, timeouts, retries with backoff.
 
-Secrets are read when the client is built and live only in the ``requests`` session; no
-error message, log line or report ever contains them (URLs are shown without credentials
-or query strings).
+Secrets are read when the client is built and live only in the ``requests`` session. Every
+secret is read by :func:`read_secret`, which remembers it with :mod:`mapper.core.redact`, so
+no error message, log line or report can show it even when a server echoes the request
+headers back; what a server says is quoted through ``remote_text`` (one line, capped).
+
+Every client (Prometheus, scrape, Datadog, Grafana) reads answers through :func:`send` /
+:func:`read_capped`: a body longer than the source's ``max_response`` is refused without
+being read whole, and the body must arrive within the source's timeout.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from mapper.core.errors import SourceError
+from mapper.core.redact import remember, remember_basic, remote_text
 from mapper.core.spec import SourceSpec
 
 log = logging.getLogger(__name__)
@@ -36,10 +43,10 @@ def read_secret(env: str | None, file: str | None, what: str) -> str | None:
         value = os.environ.get(env)
         if value is None or not value.strip():
             raise SourceError(f"{what}: environment variable {env} is not set")
-        return value.strip()
+        return remember(value.strip())
     if file:
         try:
-            return Path(file).read_text(encoding="utf-8").strip()
+            return remember(Path(file).read_text(encoding="utf-8").strip())
         except OSError as err:
             raise SourceError(f"{what}: cannot read {file}: {err.strerror}") from err
     return None
@@ -62,6 +69,7 @@ class HttpClient:
         if spec.basic_auth:
             password = read_secret(spec.basic_auth.password_env, spec.basic_auth.password_file, where)
             self.session.auth = (spec.basic_auth.username, password or "")
+            remember_basic(spec.basic_auth.username, password or "")
         if spec.insecure_skip_verify:
             self.session.verify = False
         elif spec.ca_file:
@@ -79,7 +87,8 @@ class HttpClient:
         for attempt in range(attempts):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            resp = send(self.session, method, url, self.spec.timeout, params=params, data=data)
+            resp = send(self.session, method, url, self.spec.timeout, params=params, data=data,
+                        max_bytes=self.spec.max_response)
             if isinstance(resp, str):
                 last = resp
             else:
@@ -103,7 +112,7 @@ class HttpClient:
         try:
             body = resp.json()
         except (ValueError, json.JSONDecodeError) as err:
-            ctype = resp.headers.get("Content-Type", "?")
+            ctype = remote_text(resp.headers.get("Content-Type", "?"), 60)
             raise SourceError(
                 f"{self.url(path)}: HTTP {resp.status_code}, answer is not JSON "
                 f"(Content-Type {ctype}, {len(resp.content)} bytes; truncated or not a "
@@ -112,17 +121,65 @@ class HttpClient:
         return resp.status_code, body
 
 
-def send(session: requests.Session, method: str, url: str, timeout: float, **kwargs: Any) -> requests.Response | str:
-    """One request: its response, or why there is none (no answer in time, no connection) as
-    a one-line message to retry on; any other request failure raises SourceError."""
+#: The default cap on an answer's size (a source's ``max_response`` overrides it).
+MAX_RESPONSE = 32 << 20
+_CHUNK = 1 << 16
+
+
+def send(session: requests.Session, method: str, url: str, timeout: float, max_bytes: int = MAX_RESPONSE,
+         **kwargs: Any) -> requests.Response | str:
+    """One request: its response (body read, at most ``max_bytes``), or why there is none (no
+    answer in time, no connection) as a one-line message to retry on; any other request
+    failure, and an answer beyond ``max_bytes``, raises SourceError."""
     try:
-        return session.request(method, url, timeout=timeout, **kwargs)
+        resp = session.request(method, url, timeout=timeout, stream=True, **kwargs)
+        try:
+            read_capped(resp, url, max_bytes, timeout)
+        finally:
+            resp.close()
+        return resp
     except requests.Timeout:
         return f"{url}: no answer within {timeout:g}s"
     except requests.ConnectionError as err:
         return f"{url}: cannot connect ({connection_reason(err)})"
     except requests.RequestException as err:
         raise SourceError(f"{url}: request failed: {type(err).__name__}") from err
+
+
+def read_capped(resp: requests.Response, url: str, max_bytes: int, timeout: float) -> bytes:
+    """Read the body of a ``stream=True`` response into it, refusing one beyond ``max_bytes``
+    (checked on ``Content-Length`` first, then while reading, after decompression) or one
+    still arriving ``timeout`` seconds after the headers (a server that drips bytes)."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:  # compressed or not: the body is no smaller
+        raise SourceError(f"{url}: answer of {int(declared)} bytes is larger than max_response "
+                          f"({max_bytes} bytes); narrow the query or raise the source's max_response")
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        # read1: what has arrived (decompressed), so a dripping server meets the deadline
+        # instead of holding one read until a whole chunk is there.
+        try:
+            chunk = resp.raw.read1(_CHUNK, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as err:
+            raise requests.Timeout(str(err)) from err
+        except urllib3.exceptions.DecodeError as err:
+            raise SourceError(f"{url}: answer cannot be decompressed ({type(err).__name__})") from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise requests.ConnectionError(str(err)) from err
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            raise SourceError(f"{url}: answer larger than max_response ({max_bytes} bytes); narrow the "
+                              "query or raise the source's max_response")
+        if time.monotonic() > deadline:
+            raise requests.Timeout(f"{url}: body still arriving after {timeout:g}s")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    resp._content = body  # what .content, .text and .json() answer from now on
+    return body
 
 
 def connection_reason(err: Exception) -> str:
@@ -139,8 +196,8 @@ def _body_hint(resp: requests.Response) -> str:
     try:
         body = resp.json()
         if isinstance(body, dict) and body.get("error"):
-            return f": {str(body['error'])[:200]}"
+            return f": {remote_text(body['error'])}"
     except ValueError:
         pass
-    text = resp.text.strip().replace("\n", " ")[:120]
+    text = remote_text(resp.text, 120)
     return f": {text}" if text else ""

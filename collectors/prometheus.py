@@ -35,6 +35,7 @@ from collectors.promsummary import SummarySeries, series_key, summary_result
 from mapper.core.durations import prom_duration
 from mapper.core.errors import SourceError
 from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.redact import remote_text
 from mapper.core.spec import Measurement, SourceSpec
 
 #: Prometheus refuses range queries of more than 11,000 points per series.
@@ -102,7 +103,7 @@ class PrometheusCollector:
         return f"{m.name if m.kind != 'query' else 'query'} ({m.place})"
 
     def _warnings(self, result: QueryResult, where: str) -> list[Check]:
-        return [Check("warning", "source-warning", f"{where}: Prometheus warns: {w}")
+        return [Check("warning", "source-warning", f"{where}: Prometheus warns: {remote_text(w, 500)}")
                 for w in result.warnings]
 
     def _histogram(self, m: Measurement, window: Window) -> MeasurementResult:

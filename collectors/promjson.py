@@ -18,6 +18,7 @@ import numpy as np
 
 from mapper.core.distribution import HistogramDistribution
 from mapper.core.errors import SourceError
+from mapper.core.redact import remote_text
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,8 @@ def decode_envelope(body: Any, url: str) -> dict[str, Any]:
     if not isinstance(body, dict) or "status" not in body:
         raise SourceError(f"{url}: not a Prometheus API answer (no 'status' field)")
     if body["status"] != "success":
-        kind = body.get("errorType", "error")
-        raise SourceError(f"{url}: Prometheus {kind}: {body.get('error', 'no error message')}")
+        kind = remote_text(body.get("errorType", "error"), 40)
+        raise SourceError(f"{url}: Prometheus {kind}: {remote_text(body.get('error', 'no error message'))}")
     if "data" not in body:
         raise SourceError(f"{url}: answer has no 'data' field")
     return body
@@ -205,4 +206,7 @@ def decode_metadata(body: Any, url: str) -> dict[str, list[dict[str, str]]]:
     data = decode_envelope(body, url)["data"]
     if not isinstance(data, dict):
         raise SourceError(f"{url}: data: expected a map of metric names")
+    for name, entries in data.items():
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise SourceError(f"{url}: data.{remote_text(name, 80)}: expected a list of {{type, help, unit}}")
     return data

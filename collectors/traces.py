@@ -14,7 +14,7 @@ from pathlib import Path
 
 from collectors.datadog import load_datadog_spans
 from collectors.otlp.files import read_trace_files
-from collectors.spool.store import looks_like_spool, scan_spool
+from collectors.spool.store import QUARANTINE_DIR, WAL_DIR, looks_like_spool, scan_spool
 from mapper.core.errors import SourceError
 from mapper.core.model import Window
 from mapper.core.spans import LoadedSpans, SpanBatch, in_window
@@ -49,6 +49,7 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ())
         if read.torn_records:
             set_aside["damaged spool records (torn by a crash)"] += read.torn_records
         origin = f"spool {path}"
+        damaged = (*read.damaged_segments, *(f"{WAL_DIR}/{QUARANTINE_DIR}/{n}" for n in read.quarantined))
     else:
         parts = []
         for decoded in read_trace_files(path):
@@ -56,5 +57,7 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ())
             set_aside.update(decoded.rejected)
         batch = SpanBatch.concat(parts)
         origin = f"OTLP files {path}"
+        damaged = ()
     # the spool's reader has deduplicated already
-    return LoadedSpans(in_window(batch, window, set_aside, deduplicate=not spool), dict(set_aside), origin)
+    return LoadedSpans(in_window(batch, window, set_aside, deduplicate=not spool), dict(set_aside), origin,
+                       damaged=damaged)

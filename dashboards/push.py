@@ -24,8 +24,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
-from collectors.http import USER_AGENT, read_secret
+from collectors.http import MAX_RESPONSE, USER_AGENT, read_capped, read_secret
 from mapper.core.errors import SourceError, UsageError
+from mapper.core.redact import remember, remote_text
+from mapper.core.urls import check_http_url
 
 __all__ = ["LATMAP_TAG", "PushResult", "push_dashboard", "token_from"]
 
@@ -70,6 +72,7 @@ class _Grafana:
         self.shown = _safe(url)
         self.folder = folder
         self.timeout = timeout
+        remember(token)  # a token passed in from Python, not read by read_secret
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT,
                                      "Accept": "application/json"})
@@ -78,7 +81,12 @@ class _Grafana:
              allow: tuple[int, ...] = ()) -> tuple[int, Any]:
         where = f"Grafana {self.shown}{path}"
         try:
-            resp = self.session.request(method, self.base + path, json=body, timeout=self.timeout)
+            resp = self.session.request(method, self.base + path, json=body, timeout=self.timeout,
+                                        stream=True, allow_redirects=False)  # the token stays here
+            try:
+                read_capped(resp, where, MAX_RESPONSE, self.timeout)
+            finally:
+                resp.close()
         except requests.Timeout as err:
             raise SourceError(f"{where}: no answer within {self.timeout:g}s") from err
         except requests.ConnectionError as err:
@@ -90,7 +98,7 @@ class _Grafana:
             data = resp.json() if resp.content else None
         except ValueError:
             data = None
-        message = str(data.get("message", "")) if isinstance(data, dict) else ""
+        message = remote_text(data.get("message", "")) if isinstance(data, dict) else ""
         if status in (401, 403):
             scope = f"folder {self.folder!r}" if self.folder else "the General folder"
             what = "refused the token" if status == 401 else "denied the token"
@@ -98,7 +106,7 @@ class _Grafana:
                 f"{where}: HTTP {status}: Grafana {what}: check --token-env/--token-file and "
                 f"that it has Editor rights on {scope}" + (f" ({message})" if message else ""))
         if status == 412:
-            kind = str(data.get("status", "")) if isinstance(data, dict) else ""
+            kind = remote_text(data.get("status", ""), 40) if isinstance(data, dict) else ""
             hint = {"version-mismatch": "the dashboard was changed in Grafana since it was read",
                     "name-exists": "another dashboard in the folder has the same title",
                     "plugin-dashboard": "a plugin provides this dashboard"}.get(
@@ -109,7 +117,7 @@ class _Grafana:
             if data is None and 200 <= status < 300:
                 raise SourceError(f"{where}: HTTP {status}, answer is not JSON (not Grafana's API?)")
             return status, data
-        raise SourceError(f"{where}: HTTP {status}" + (f": {message[:200]}" if message else ""))
+        raise SourceError(f"{where}: HTTP {status}" + (f": {message}" if message else ""))
 
 
 def _comparable(dashboard: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +143,7 @@ def push_dashboard(url: str, dashboard: dict[str, Any], folder: str | None, toke
     Idempotent: when Grafana already holds the same dashboard in that folder, nothing is
     written and the result's status is ``unchanged``. ``dashboard`` is not modified.
     """
+    check_http_url(url, "--push")
     uid = dashboard.get("uid")
     if not uid:
         raise UsageError("the dashboard has no uid: cannot upsert it idempotently")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,13 +23,22 @@ from mapper import analysis, app, demo, render
 from mapper.core.durations import parse_duration, parse_time
 from mapper.core.errors import LatmapError, UsageError
 from mapper.core.files import dumps, write_atomic
+from mapper.core.redact import RedactFilter, for_terminal
+from mapper.core.sizes import parse_size
 from mapper.core.spec import load_spec
+from mapper.core.urls import check_http_url
 
 EXIT_OK = 0
 EXIT_OBJECTIVE_BROKEN = 1
 EXIT_ERROR = 2
 
 FORMATS = ("table", "json", "markdown")
+
+
+def echo(text: str, err: bool = False, nl: bool = True) -> None:
+    """Print as every line of latmap is printed: remembered secrets masked, control
+    characters (terminal escapes) removed, whatever a source or a spec put in the text."""
+    click.echo(for_terminal(text), err=err, nl=nl)
 
 
 def exit_code(*, broken: bool, regressions: int = 0) -> int:
@@ -92,9 +100,22 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]
             bar.__exit__(None, None, None)
 
 
+def _remember_timeout(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``--timeout`` is kept in the context for :func:`load_spec_for_cli` (one place applies it)."""
+    if value is not None:
+        ctx.meta["latmap.timeout"] = _duration(value, "--timeout")
+
+
+#: ``--timeout`` for every command that talks to a source.
+_timeout_option = click.option(
+    "--timeout", metavar="DURATION", expose_value=False, callback=_remember_timeout,
+    help="Per-request timeout of every source (default: each source's own, 30s).")
+
+
 def _map_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that maps a stream takes: the spec, a Prometheus URL
-    override, the window's length and end."""
+    override, the window's length and end, the sources' timeout."""
+    command = _timeout_option(command)
     for option in reversed((
         click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
                      help="The stream spec (stream.yaml)."),
@@ -121,6 +142,9 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
                         format="latmap: %(levelname)s: %(message)s")
     logging.getLogger().setLevel(max(level, logging.DEBUG))  # also when a handler was already there
+    for handler in logging.getLogger().handlers:  # every log line of every module: secrets masked
+        if not any(isinstance(f, RedactFilter) for f in handler.filters):
+            handler.addFilter(RedactFilter())
     ctx.obj = {"debug": debug}
 
 
@@ -148,8 +172,8 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
     found = analysis.findings.find(lm, baseline)
     if out:
         for path in app.pipeline.write_reports(lm, out, found):
-            click.echo(f"wrote {path}", err=True)
-    click.echo(_render(fmt, lm, found), nl=False)
+            echo(f"wrote {path}", err=True)
+    echo(_render(fmt, lm, found), nl=False)
     raise SystemExit(exit_code(broken=lm.broken))
 
 
@@ -175,6 +199,8 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
     """
     if (out is None) == (history is None):
         raise UsageError("report: give exactly one of --out DIR or --history DIR")
+    if pushgateway:
+        check_http_url(pushgateway, "--pushgateway")
     length = _duration(window, "--window")
     end = _time(until, "--until")
     spec = load_spec_for_cli(config, prometheus)
@@ -186,17 +212,17 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
         except OSError as err:
             raise LatmapError(f"{err.filename or history}: cannot write the history: "
                               f"{err.strerror or err}; earlier runs are untouched") from err
-        click.echo(f"wrote {record.path}", err=True)
+        echo(f"wrote {record.path}", err=True)
         regressions = tuple(record.regressions)
     else:
         found = analysis.findings.find(lm, baseline)
         for path in app.pipeline.write_reports(lm, out or ".", found):
-            click.echo(f"wrote {path}", err=True)
+            echo(f"wrote {path}", err=True)
         regressions = found.comparison.regressions if found.comparison else ()
     for line in render.verdict.failure_lines(lm, regressions):
-        click.echo(line, err=True)
+        echo(line, err=True)
     if pushgateway:
-        app.pushgw.push_run(lm, pushgateway)
+        app.pushgw.push_run(lm, pushgateway, timeout=click.get_current_context().meta.get("latmap.timeout", 30.0))
     raise SystemExit(exit_code(broken=lm.broken, regressions=len(regressions)))
 
 
@@ -209,6 +235,7 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
               help="Write a starter stream.yaml to FILE.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+@_timeout_option
 def discover_command(prometheus: str | None, traces: str | None, window: str, write: str | None,
                      force: bool, fmt: str) -> None:
     """Find what can be mapped, and draft a stream spec from it.
@@ -222,27 +249,27 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
     if traces is not None:
         edges = app.pipeline.trace_graph(traces)
         if fmt == "json":
-            click.echo(json.dumps([{"client": e.client, "server": e.server, "connection_type": e.connection_type,
+            echo(json.dumps([{"client": e.client, "server": e.server, "connection_type": e.connection_type,
                                     "count": e.count} for e in edges], indent=2, sort_keys=True))
         else:
-            click.echo(app.discover.graph_table(edges), nl=False)
+            echo(app.discover.graph_table(edges), nl=False)
         text = app.discover.starter_spec_from_traces(edges, traces)
     else:
         assert prometheus is not None
-        if not prometheus.startswith(("http://", "https://")):
-            raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
-        found = app.discover.discover(prometheus, length or 86400.0)
+        check_http_url(prometheus, "--prometheus")
+        found = app.discover.discover(prometheus, length or 86400.0,
+                                      click.get_current_context().meta.get("latmap.timeout", 30.0))
         if fmt == "json":
-            click.echo(json.dumps(found.to_json(), indent=2, sort_keys=True))
+            echo(json.dumps(found.to_json(), indent=2, sort_keys=True))
         else:
-            click.echo(found.to_table(), nl=False)
+            echo(found.to_table(), nl=False)
         text = app.discover.starter_spec(found, prometheus)
     if write:
         path = Path(write)
         if path.exists() and not force:
             raise UsageError(f"{path}: exists; use --force to overwrite")
         write_atomic(path, text)
-        click.echo(f"wrote {path}", err=True)
+        echo(f"wrote {path}", err=True)
 
 
 @cli.command("serve")
@@ -260,36 +287,47 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
               help="Drop spool data older than this ('0' keeps everything).")
 @click.option("--decode-workers", type=click.IntRange(min=0), default=None,
               help="Decoding processes (default: one per CPU; 0 decodes in the server process).")
+@click.option("--metrics-token/--metrics-public", "metrics_token", default=False, show_default=True,
+              help="Whether GET /metrics asks the bearer token too. Public by default, on purpose: it "
+                   "holds the receiver's counters, never span data, and scrapers rarely carry the token.")
 def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, token_file: str | None,
-                  max_disk: str, retention: str, decode_workers: int | None) -> None:
+                  max_disk: str, retention: str, decode_workers: int | None, metrics_token: bool) -> None:
     """Receive OTLP traces (HTTP on 4318, gRPC on 4317) into a durable spool.
 
     Every span acknowledged is on disk (fsync before the answer). Listens on loopback unless
     told otherwise; stops cleanly on SIGTERM or Ctrl-C. /metrics on the HTTP port shows the
     receiver's own health.
     """
+    if metrics_token and not (token_env or token_file):
+        raise UsageError("--metrics-token needs --token-env VAR or --token-file FILE")
     keep = _duration(retention, "--retention") if retention not in ("0", "0s") else None
     limits = spool_pkg.store.SpoolLimits(max_disk_bytes=_size(max_disk, "--max-disk"),
                          retention_days=None if keep is None else keep / 86400)
 
     def ready(receiver: Any) -> None:
-        click.echo(f"latmap serve: OTLP/HTTP port {receiver.http_port or 'off'}, OTLP/gRPC port "
-                   f"{receiver.grpc_port or 'off'}, spool {spool}", err=True)
+        echo(f"latmap serve: OTLP/HTTP port {receiver.http_port or 'off'}, OTLP/gRPC port "
+             f"{receiver.grpc_port or 'off'}, spool {spool}", err=True)
+        moved = receiver.spool.quarantined_at_open
+        if moved:
+            echo(f"latmap serve: {len(moved)} damaged spool segment(s) moved aside to "
+                 f"{Path(spool) / '_wal' / 'quarantine'}: {', '.join(moved[:10])}"
+                 f"{' ...' if len(moved) > 10 else ''}; the rest of the spool is served", err=True)
+        if (token_env or token_file) and not metrics_token and receiver.http_port:
+            echo("latmap serve: /metrics needs no token (--metrics-public, the default; --metrics-token "
+                 "asks for it)", err=True)
 
     spool_pkg.receiver.serve_forever(
         spool, http=None if http == "off" else http, grpc=None if grpc_addr == "off" else grpc_addr,
-        token_env=token_env, token_file=token_file, limits=limits, decode_workers=decode_workers, on_ready=ready)
+        token_env=token_env, token_file=token_file, limits=limits, decode_workers=decode_workers,
+        metrics_public=not metrics_token, on_ready=ready)
 
 
 def _size(text: str, option: str) -> int:
     """Bytes from ``10GiB``, ``500MB``, ``1048576``."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(|B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", text)
-    if not m:
-        raise UsageError(f"{option}: not a size: {text!r} (use e.g. 500MiB, 10GiB)")
-    unit = m.group(2)
-    factor = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-              "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
-    return int(float(m.group(1)) * factor)
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise UsageError(f"{option}: {err}") from None
 
 
 @cli.command("deps")
@@ -305,7 +343,7 @@ def deps_command(stage: str, config: str, prometheus: str | None, window: str | 
         raise UsageError(f"{stage!r} is not a stage of {config} (stages: {', '.join(s.name for s in spec.stages)})")
     lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
                                                               _time(until, "--until")))
-    click.echo(render.report.dependencies(lm, stage), nl=False)
+    echo(render.report.dependencies(lm, stage), nl=False)
 
 
 @cli.command("whatif")
@@ -344,9 +382,9 @@ def whatif_command(config: str, prometheus: str | None, window: str | None, unti
                                                               _time(until, "--until")))
     fs = analysis.whatif.future_state(lm, planned or spec.future)
     if fmt == "json":
-        click.echo(dumps(render.sections.future_json(fs, spec.percentiles)), nl=False)
+        echo(dumps(render.sections.future_json(fs, spec.percentiles)), nl=False)
     else:
-        click.echo(render.sections.future_table(fs, spec.percentiles), nl=False)
+        echo(render.sections.future_table(fs, spec.percentiles), nl=False)
 
 
 @cli.command("dashboards")
@@ -363,6 +401,7 @@ def whatif_command(config: str, prometheus: str | None, window: str | None, unti
 @click.option("--token-file", metavar="FILE", help="Grafana token from FILE.")
 @click.option("--folder", metavar="NAME", help="Grafana folder title (created if missing; default: General).")
 @click.option("--force", is_flag=True, help="Overwrite a dashboard with the same uid that is not tagged latmap.")
+@_timeout_option
 def dashboards_command(config: str, out: str | None, prometheus: str | None, check: bool, push_url: str | None,
                        token_env: str | None, token_file: str | None, folder: str | None, force: bool) -> None:
     """Write the stream's Grafana dashboard, recording rules and provisioning files.
@@ -372,28 +411,30 @@ def dashboards_command(config: str, out: str | None, prometheus: str | None, che
     """
     if not out and not push_url and not check:
         raise UsageError("give --out DIR, --push URL or --check")
+    if push_url:
+        check_http_url(push_url, "--push")
     if (token_env or token_file or folder or force) and not push_url:
         raise UsageError("--token-env/--token-file/--folder/--force need --push URL")
     spec = load_spec_for_cli(config, prometheus)
     dashboard, missing = dashboards.grafana.build_dashboard(spec)
     for item in missing:
         where = f" ({item.place})" if item.place else ""
-        click.echo(f"latmap: not dashboardable: {item.what}{where}: {item.reason}", err=True)
+        echo(f"latmap: not dashboardable: {item.what}{where}: {item.reason}", err=True)
     if out:
         for path in dashboards.provisioning.write_provisioning(spec, out, prometheus):
-            click.echo(str(path))
+            echo(str(path))
     if push_url:
-        if not push_url.startswith(("http://", "https://")):
-            raise UsageError(f"--push: not an http(s) URL: {push_url!r}")
+        check_http_url(push_url, "--push")
         result = dashboards.push.push_dashboard(push_url, dashboard, folder,
                                                 dashboards.push.token_from(token_env, token_file), force=force,
-                                message=f"latmap: {spec.name} from {Path(config).name}")
-        click.echo(f"grafana: {result.uid} {result.status}"
+                                message=f"latmap: {spec.name} from {Path(config).name}",
+                                timeout=click.get_current_context().meta.get("latmap.timeout", 30.0))
+        echo(f"grafana: {result.uid} {result.status}"
                    + (f" (version {result.version})" if result.version is not None else ""), err=True)
     if check:
         problems = dashboards.provisioning.check_queries(spec, prometheus)
         for line in problems:
-            click.echo(f"latmap: check: {line}", err=True)
+            echo(f"latmap: check: {line}", err=True)
         if problems:
             raise SystemExit(EXIT_ERROR)
 
@@ -410,20 +451,23 @@ def rules_command(config: str, out: str | None, rate_window: str, interval: str 
     text = dashboards.rules.render_rules(spec, rate_window=_duration(rate_window, "--rate-window") or 300.0,
                         interval=_duration(interval, "--interval"))
     for line in dashboards.rules.not_recordable(spec):
-        click.echo(f"latmap: not recordable: {line}", err=True)
+        echo(f"latmap: not recordable: {line}", err=True)
     if out:
         write_atomic(Path(out), text)
-        click.echo(f"wrote {out}", err=True)
+        echo(f"wrote {out}", err=True)
     else:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
 
 
 def load_spec_for_cli(config: str, prometheus: str | None) -> Any:
-    """The spec, with ``--prometheus`` applied."""
-    if prometheus is not None and not prometheus.startswith(("http://", "https://")):
-        raise UsageError(f"--prometheus: not an http(s) URL: {prometheus!r}")
+    """The spec, with ``--prometheus`` (refused with credentials in it) and ``--timeout`` applied."""
+    if prometheus is not None:
+        check_http_url(prometheus, "--prometheus")
     spec = load_spec(config)
-    return spec.with_source_url("prometheus", prometheus) if prometheus else spec
+    spec = spec.with_source_url("prometheus", prometheus) if prometheus else spec
+    ctx = click.get_current_context(silent=True)
+    timeout = ctx.meta.get("latmap.timeout") if ctx is not None else None
+    return spec.with_timeout(timeout) if timeout else spec
 
 
 @cli.command("demo")
@@ -442,10 +486,10 @@ def demo_command(out: str, mode: str, seed: int, fmt: str) -> None:
     """
     if mode == "prometheus" and not demo.localprom.binaries_available():
         raise UsageError("--mode prometheus: no prometheus/promtool on PATH (apt-get install prometheus)")
-    click.echo(f"latmap demo: simulating a day of the trading chain (mode: {mode})", err=True)
+    echo(f"latmap demo: simulating a day of the trading chain (mode: {mode})", err=True)
     run = demo.run.run_demo(out, mode=mode, seed=seed)
-    click.echo(_render(fmt, run.latency_map, run.findings), nl=False)
-    click.echo(f"latmap demo: mapped through {run.mode}; outputs: "
+    echo(_render(fmt, run.latency_map, run.findings), nl=False)
+    echo(f"latmap demo: mapped through {run.mode}; outputs: "
                + ", ".join(str(p) for p in run.outputs), err=True)
 
 
@@ -470,22 +514,22 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:
         return int(done.code or 0)
     except click.exceptions.Abort:
-        click.echo("latmap: aborted", err=True)
+        echo("latmap: aborted", err=True)
         return EXIT_ERROR
     except click.ClickException as err:
         err.show()
         return EXIT_ERROR
     except LatmapError as err:
         for line in str(err).splitlines() or ["error"]:
-            click.echo(f"latmap: error: {line}", err=True)
+            echo(f"latmap: error: {line}", err=True)
         return err.exit_code
     except KeyboardInterrupt:
-        click.echo("latmap: interrupted", err=True)
+        echo("latmap: interrupted", err=True)
         return EXIT_ERROR
     except Exception as err:
         if debug:
             raise
-        click.echo(f"latmap: internal error: {type(err).__name__}: {err} "
+        echo(f"latmap: internal error: {type(err).__name__}: {err} "
                    "(a bug in latmap; rerun with --debug and report it)", err=True)
         return EXIT_ERROR
 

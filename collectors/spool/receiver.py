@@ -33,8 +33,10 @@ one core however many there are, so by default decoding runs in one worker proce
 IPC payload the spool writes. That, not the HTTP stack, is what reaches the throughput target
 (``benchmarks/trace_ingest.py``), so the HTTP side stays the stdlib ``ThreadingHTTPServer``
 (HTTP/1.1 keep-alive, a thread per connection; a fraction of a millisecond per request).
-``GET /metrics`` (no token needed) serves the receiver's own Prometheus registry (metric
-names below).
+``GET /metrics`` serves the receiver's own Prometheus registry (metric names below). It needs
+no token by default, a deliberate choice: a Prometheus scrape job rarely carries the export
+token, and the registry holds counts, never span data. ``metrics_public=False`` (CLI
+``--metrics-token``) asks the export token for it too (401 without it).
 
 The gRPC service is registered with the generated ``add_TraceServiceServicer_to_server``,
 so grpcio parses the request; the servicer re-serializes it (upb, a fraction of the decode
@@ -216,6 +218,7 @@ class Receiver:
 
     ``http`` / ``grpc`` are ``host:port`` (port 0 picks a free one; None disables the
     listener); ``token`` is the bearer token every export must carry (None: no auth).
+    ``metrics_public``: ``GET /metrics`` needs no token (False: the same token as exports).
     ``decode_workers``: worker processes that decode (see :class:`DecodePool`); None means
     one per CPU when there are several, 0 decodes in the request threads.
     The caller owns ``spool`` and closes it after :meth:`stop`.
@@ -231,12 +234,14 @@ class Receiver:
         max_body_bytes: int = MAX_BODY_BYTES,
         grpc_workers: int = 8,
         decode_workers: int | None = None,
+        metrics_public: bool = True,
     ) -> None:
         self.spool = spool
         self.max_body_bytes = max_body_bytes
         self._http_addr = parse_address(http, "--http") if http else None
         self._grpc_addr = parse_address(grpc, "--grpc") if grpc else None
         self._token = token.encode() if token else None
+        self.metrics_public = metrics_public
         self._grpc_workers = grpc_workers
         cpus = os.cpu_count() or 1
         self._decode_workers = decode_workers if decode_workers is not None else (cpus if cpus > 1 else 0)
@@ -426,6 +431,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] == METRICS_PATH:
+            receiver = self.server.receiver
+            if not receiver.metrics_public and not receiver.authorized(self.headers.get("Authorization")):
+                self._error(_Reply(401, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token"), False)
+                return
             self._send(200, generate_latest(self.server.receiver.registry), CONTENT_TYPE_LATEST)
         elif self.path.split("?", 1)[0] == TRACES_PATH:
             self._error(_Reply(405, grpc.StatusCode.UNIMPLEMENTED, "use POST"), False, {"Allow": "POST"})
@@ -625,6 +634,7 @@ def serve_forever(
     token_file: str | None = None,
     limits: SpoolLimits | None = None,
     decode_workers: int | None = None,
+    metrics_public: bool = True,
     stop: threading.Event | None = None,
     on_ready: Callable[[Receiver], None] | None = None,
 ) -> None:
@@ -647,7 +657,8 @@ def serve_forever(
             previous[sig] = signal.signal(sig, lambda *_: done.set())
     try:
         with Spool(spool_dir, limits) as spool, \
-                Receiver(spool, http=http, grpc=grpc, token=token, decode_workers=decode_workers) as receiver:
+                Receiver(spool, http=http, grpc=grpc, token=token, decode_workers=decode_workers,
+                         metrics_public=metrics_public) as receiver:
             log.info("OTLP receiver: http=%s grpc=%s spool=%s", receiver.http_port, receiver.grpc_port, spool_dir)
             if on_ready is not None:
                 on_ready(receiver)

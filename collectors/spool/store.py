@@ -52,6 +52,13 @@ A crash can leave a torn record at a segment's tail (short header, short payload
 Readers skip it, log a warning and count it; the other records and segments are read. Such a
 record was never acknowledged (its sync had not returned).
 
+Damaged segments. A segment that does not start with the magic (overwritten, replaced by
+other bytes) cannot be read at all: readers skip it, count it and name it (``SpoolRead``'s
+``damaged_segments``; the map shows a ``spool-damaged`` check) so the rest of the spool still
+maps, and the writer moves it aside into ``_wal/quarantine/`` when it opens the spool (or when
+compaction meets it), where it stays for a person to look at. Segments that hold nothing
+but the magic (or not even that: a write that failed with ENOSPC) are removed at open.
+
 Segments rotate by size and age; a closed segment is compacted into one Parquet file per
 (date, hour) it touches, each written to a temp name, fsynced and renamed, and only then is
 the segment removed (a crash in between leaves both, which readers deduplicate and the next
@@ -88,6 +95,7 @@ from mapper.core.errors import LatmapError
 from mapper.core.spans import LINKS_COLUMN, SpanBatch, SpanLinks, dedupe
 
 __all__ = [
+    "QUARANTINE_DIR",
     "SEGMENT_MAGIC",
     "Spool",
     "SpoolBusyError",
@@ -110,6 +118,8 @@ SEGMENT_MAGIC = b"LMSPOOL1"
 RECORD_MAGIC = b"LMR1"
 _HEADER = struct.Struct("<4sII")
 WAL_DIR = "_wal"
+#: Under ``_wal/``: damaged segments moved aside (never read, never deleted by latmap).
+QUARANTINE_DIR = "quarantine"
 SEGMENT_SUFFIX = ".wal"
 _HOUR_NS = 3_600_000_000_000
 _STRING_COLUMNS = [f.name for f in SCHEMA if pa.types.is_string(f.type)]
@@ -155,6 +165,7 @@ class SpoolStats:
     records: int  # records made durable since the spool was opened
     syncs: int  # group commits (one fdatasync each)
     torn_records: int  # damaged records skipped by compaction
+    quarantined: int = 0  # damaged segments moved aside since the spool was opened (at open included)
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,8 @@ class SpoolRead:
     batch: SpanBatch
     torn_records: int  # damaged records skipped while reading segments
     duplicates: int  # rows dropped as duplicates (retried exports, compaction overlap)
+    damaged_segments: tuple[str, ...] = ()  # segments skipped whole (not a segment: bad magic)
+    quarantined: tuple[str, ...] = ()  # segments moved aside earlier, in _wal/quarantine/
 
 
 # --- record payloads --------------------------------------------------------------------
@@ -319,11 +332,16 @@ def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None
         raise SpoolError(f"{root}: no such spool directory")
     tables: list[pa.Table] = []
     torn = 0
+    damaged: list[str] = []
     for seg in _segments(root):
         try:
             table, bad = read_segment(seg)
         except FileNotFoundError:
             continue  # compacted meanwhile: its Parquet files are listed below
+        except SpoolError as err:  # a whole segment unreadable: the others still count
+            log.warning("%s; skipped (latmap serve moves it aside at its next start)", err)
+            damaged.append(seg.name)
+            continue
         torn += bad
         tables.append(_time_filter(table, start_ns, end_ns))
     files = []
@@ -345,7 +363,9 @@ def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None
     tables = [t for t in tables if t.num_rows]
     batch = _table_to_batch(pa.concat_tables(tables)) if tables else SpanBatch.empty()
     batch, dups = dedupe(batch)
-    return SpoolRead(batch, torn, dups)
+    quarantine = root / WAL_DIR / QUARANTINE_DIR
+    moved = tuple(sorted(f.name for f in quarantine.iterdir())) if quarantine.is_dir() else ()
+    return SpoolRead(batch, torn, dups, tuple(damaged), moved)
 
 
 def read_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpanBatch:
@@ -428,6 +448,8 @@ class Spool:
         self._seq = 0
         self._records = self._syncs = self._torn = 0
         self._compact_lock = threading.Lock()
+        self.quarantined_at_open = self._tidy_segments()
+        self._quarantined = len(self.quarantined_at_open)
         self._disk = sum(f.stat().st_size for f in _segments(self.path))
         self._disk += sum(f.stat().st_size for _, p in _partitions(self.path) for f in p.glob("*.parquet"))
         self._n_segments = len(_segments(self.path))
@@ -441,6 +463,43 @@ class Spool:
 
     def __enter__(self) -> Spool:
         return self
+
+    def _tidy_segments(self) -> tuple[str, ...]:
+        """At open (the lock held, no segment active): remove empty segments, move damaged
+        ones into ``_wal/quarantine/``; answer the names moved aside."""
+        moved = []
+        for seg in _segments(self.path):
+            try:
+                with open(seg, "rb") as f:
+                    head = f.read(len(SEGMENT_MAGIC))
+                    more = f.read(1)
+            except OSError as err:
+                log.error("%s: cannot read (%s); moving it aside", seg, err.strerror)
+                head, more = b"", b"?"
+            if head == SEGMENT_MAGIC and more:
+                continue
+            if not more and SEGMENT_MAGIC.startswith(head):  # created, nothing written: nothing acked
+                log.info("%s: empty segment (a write that failed), removed", seg)
+                seg.unlink()
+                continue
+            moved.append(self._quarantine(seg, "not a spool segment (bad magic)"))
+        if moved:
+            _fsync_dir(self.wal)
+        return tuple(moved)
+
+    def _quarantine(self, seg: Path, why: str) -> str:
+        """Move ``seg`` into ``_wal/quarantine/`` (kept for a person to look at); its name there."""
+        folder = self.wal / QUARANTINE_DIR
+        folder.mkdir(exist_ok=True)
+        target = folder / seg.name
+        n = 0
+        while target.exists():
+            n += 1
+            target = folder / f"{seg.name}.{n}"
+        seg.rename(target)
+        _fsync_dir(folder)
+        log.error("%s: %s; moved aside to %s", seg, why, target)
+        return target.name
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -590,11 +649,13 @@ class Spool:
     def _compact_one(self, seg: Path) -> None:
         try:
             table, torn = read_segment(seg)
-        except SpoolError as err:
-            log.error("%s; moved aside as %s.corrupt", err, seg.name)
-            seg.rename(seg.with_suffix(".corrupt"))
+        except SpoolError:
+            size = seg.stat().st_size
+            self._quarantine(seg, "not a spool segment (bad magic)")
             with self._lock:
                 self._n_segments -= 1
+                self._disk -= size
+                self._quarantined += 1
             return
         with self._lock:
             self._torn += torn
@@ -663,7 +724,8 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         with self._lock:
-            return SpoolStats(self._disk, self._n_segments, self._pending, self._records, self._syncs, self._torn)
+            return SpoolStats(self._disk, self._n_segments, self._pending, self._records, self._syncs, self._torn,
+                              self._quarantined)
 
     def close(self) -> None:
         """Finish the queued appends, close the active segment and stop the threads."""

@@ -139,16 +139,14 @@ def _paths(spec: StreamSpec) -> list[tuple[str, ...]]:
         downstream[up].append(down)
     roots = [s.name for s in spec.stages if not s.upstream]
     out: list[tuple[str, ...]] = []
-
-    def walk(path: tuple[str, ...]) -> None:
+    # Iterative, depth-first in flow order: a chain of thousands of stages is no recursion.
+    todo: list[tuple[str, ...]] = [(r,) for r in reversed(roots)]
+    while todo:
+        path = todo.pop()
         nxt = downstream[path[-1]]
         if not nxt:
             out.append(path)
-        for n in nxt:
-            walk((*path, n))
-
-    for r in roots:
-        walk((r,))
+        todo.extend((*path, n) for n in reversed(nxt))
     return out
 
 

@@ -63,12 +63,13 @@ class Discovery:
         return "\n".join(lines) + "\n"
 
 
-def discover(url: str, window: float) -> Discovery:
-    """Look at the Prometheus at ``url`` (read-only) over the last ``window`` seconds."""
+def discover(url: str, window: float, timeout: float = 30.0) -> Discovery:
+    """Look at the Prometheus at ``url`` (read-only) over the last ``window`` seconds, giving
+    each request ``timeout`` seconds."""
     import time
 
     client = PrometheusClient(SourceSpec(name="discover", kind="prometheus", url=url.rstrip("/"),
-                                         place="--prometheus"))
+                                         place="--prometheus", timeout=timeout))
     end = time.time()
     start = end - window
     meta = client.metadata()

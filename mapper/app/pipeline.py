@@ -20,7 +20,8 @@ from mapper.analysis.segments import SegmentData, trace_samples
 from mapper.analysis.servicegraph import Edge, service_graph
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
 from mapper.core.distribution import Distribution, SampleDistribution
-from mapper.core.errors import QueryRejected, SourceError
+from mapper.core.durations import format_duration, format_time
+from mapper.core.errors import QueryRejected, SourceError, UsageError
 from mapper.core.files import dumps, write_atomic
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.spans import ATTRIBUTE_COLUMNS
@@ -42,7 +43,11 @@ Progress = Callable[[int, int, str], None]
 def window_for(spec: StreamSpec, length: float | None = None, until: float | None = None) -> Window:
     """The window to map: ``length`` (default: the spec's) ending at ``until`` (default: now)."""
     end = time.time() if until is None else until
-    return Window.ending(end, spec.window if length is None else length)
+    length = spec.window if length is None else length
+    if end - length < 0:
+        raise UsageError(f"--window/--until: the window of {format_duration(length)} ending at "
+                         f"{format_time(end)} would start before 1970")
+    return Window.ending(end, length)
 
 
 def measurements(spec: StreamSpec) -> list[tuple[str, str, Measurement]]:
@@ -114,6 +119,11 @@ def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
         checks.append(Check("warning", "spans-set-aside", f"{loaded.origin}: spans set aside: {reasons}"))
     checks += [Check("warning", "spans-limited", note) for note in loaded.notes]
     checks += list(table.checks)  # the span links' checks (mapper.analysis.items)
+    if loaded.damaged:
+        checks.append(Check("warning", "spool-damaged", (
+            f"{loaded.origin}: {len(loaded.damaged)} damaged segment(s) not read, their spans missing from "
+            f"the map: {', '.join(loaded.damaged[:10])}{' ...' if len(loaded.damaged) > 10 else ''} "
+            "(latmap serve moves damaged segments into _wal/quarantine/ when it starts)")))
     results: dict[tuple[str, str], MeasurementResult] = {}
     for s in staged:
         m = s.traces

@@ -26,6 +26,8 @@ from mapper.core.names import (
     OBJECTIVE_BROKEN,
     RUN_TIMESTAMP,
 )
+from mapper.core.redact import remote_text
+from mapper.core.urls import check_http_url
 
 
 def registry_for(lm: LatencyMap, now: float | None = None) -> CollectorRegistry:
@@ -84,8 +86,9 @@ def _safe(url: str) -> str:
 
 def push_run(lm: LatencyMap, url: str, job: str = JOB, timeout: float = 30.0) -> None:
     """Replace this stream's group (``job``, ``stream``) on the Pushgateway at ``url``."""
+    check_http_url(url, "--pushgateway")
     reg = registry_for(lm)
     try:
         push_to_gateway(url, job=job, registry=reg, grouping_key={"stream": lm.spec.name}, timeout=timeout)
     except (URLError, OSError, ValueError) as err:
-        raise SourceError(f"{_safe(url)}: cannot push to the Pushgateway: {err}") from err
+        raise SourceError(f"{_safe(url)}: cannot push to the Pushgateway: {remote_text(err)}") from err

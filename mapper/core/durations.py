@@ -24,16 +24,22 @@ UNITS: dict[str, float] = {
     "w": 7 * 86400.0,
 }
 
+#: Longer is a typo (``999999d``), not a duration: 100 years.
+MAX_DURATION = 100 * 365 * 86400.0
+#: The last second a datetime can show (9999-12-31T23:59:59Z).
+MAX_TIME = 253402300799.0
+
 _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h|d|w)")
 
 
 def parse_duration(text: str | int | float) -> float:
     """Return seconds for ``text`` (``"250ms"``, ``"1h30m"``, ``1.5``), or raise ValueError.
 
-    Negative, infinite and NaN durations are refused: nothing in latmap can use them.
+    Negative, infinite and NaN durations are refused: nothing in latmap can use them; nor
+    are durations beyond :data:`MAX_DURATION`. Messages quote at most 40 characters.
     """
-    if isinstance(text, bool):
-        raise ValueError(f"expected a duration, got {text!r}")
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"expected a duration like 24h, got {_kind(text)}")
     if isinstance(text, int | float):
         value = float(text)
     else:
@@ -49,11 +55,27 @@ def parse_duration(text: str | int | float) -> float:
                 pos = match.end()
             if pos != len(s) or not s:
                 raise ValueError(
-                    f"not a duration: {text!r} (use e.g. 250ms, 1.5s, 5m, 24h)"
+                    f"not a duration: {_quote(text)} (use e.g. 250ms, 1.5s, 5m, 24h)"
                 ) from None
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"not a duration: {text!r} (must be finite and >= 0)")
+        raise ValueError(f"not a duration: {_quote(text)} (must be finite and >= 0)")
+    if value > MAX_DURATION:
+        raise ValueError(f"not a duration: {_quote(text)} (longer than 100 years)")
     return value
+
+
+def _quote(text: object) -> str:
+    """``text`` as a message quotes it: repr, at most 40 characters."""
+    shown = repr(text)
+    return shown if len(shown) <= 40 else shown[:40] + "…"
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "nothing" if value is None else type(value).__name__
 
 
 def format_duration(seconds: float) -> str:
@@ -89,25 +111,38 @@ def prom_duration(seconds: float) -> str:
 
 
 def parse_time(text: str | int | float) -> float:
-    """Return unix seconds for an RFC 3339 timestamp, unix seconds, or ``now``."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return float(text)
-    s = str(text).strip()
+    """Return unix seconds for an RFC 3339 timestamp, unix seconds, or ``now``.
+
+    Only times from 1970 to the year 9999 are accepted (NaN, ``1e20`` and negative times are
+    refused): every time latmap takes becomes a window edge that reports show as a date.
+    """
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"expected a time, got {_kind(text)}")
+    if isinstance(text, int | float):
+        return _in_range(float(text), text)
+    s = text.strip()
     if s == "now":
         return datetime.now(UTC).timestamp()
     try:
-        return float(s)
-    except ValueError:
-        pass
+        return _in_range(float(s), text)
+    except ValueError as err:
+        if "out of range" in str(err):
+            raise
     try:
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
-            f"not a time: {text!r} (use RFC 3339 like 2026-11-25T06:00:00Z, or unix seconds)"
+            f"not a time: {_quote(text)} (use RFC 3339 like 2026-11-25T06:00:00Z, or unix seconds)"
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+    return _in_range(dt.timestamp(), text)
+
+
+def _in_range(ts: float, text: object) -> float:
+    if not math.isfinite(ts) or not 0 <= ts <= MAX_TIME:
+        raise ValueError(f"not a time: {_quote(text)} out of range (1970 to 9999, unix seconds or RFC 3339)")
+    return ts
 
 
 def format_time(ts: float) -> str:

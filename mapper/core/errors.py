@@ -7,6 +7,8 @@ Anything that is not a :class:`LatmapError` is a bug in latmap, not bad input.
 
 from __future__ import annotations
 
+from mapper.core.redact import redact
+
 
 class LatmapError(Exception):
     """Base class: a problem with the user's input or environment, with its place.
@@ -15,6 +17,11 @@ class LatmapError(Exception):
     """
 
     exit_code: int = 2
+
+    def __str__(self) -> str:
+        # Masked when shown, not when raised: a secret remembered after the error was made
+        # (or an error made before the client read its token) is masked all the same.
+        return redact(super().__str__())
 
 
 class SpecError(LatmapError):

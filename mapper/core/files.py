@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mapper.core.redact import redact
+
 
 def _file_mode() -> int:
     """What ``open()`` would give a new file: 0666 minus the umask (0644 under the usual 022)."""
@@ -21,7 +23,10 @@ def write_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` via a temp file in the same directory, fsync, rename.
 
     The file gets the mode a plain ``open()`` would give it (``mkstemp`` makes 0600, which a
-    web server serving the history could not read)."""
+    web server serving the history could not read). Remembered secrets are masked
+    (:mod:`mapper.core.redact`): every report, dashboard and provisioning file goes through here.
+    """
+    text = redact(text)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)

@@ -261,6 +261,7 @@ class LoadedSpans:
     set_aside: dict[str, int]  # reason -> spans not used
     origin: str
     notes: tuple[str, ...] = ()  # what else the reader has to say (a span limit reached ...)
+    damaged: tuple[str, ...] = ()  # files skipped whole, unreadable (a damaged spool segment)
 
 
 def in_window(batch: SpanBatch, window: Any, set_aside: Counter[str], deduplicate: bool = True) -> SpanBatch:

@@ -3,6 +3,11 @@
 Mappings load as :class:`LDict` and sequences as :class:`LList`; both are the plain types
 with a ``line`` (where the node starts) and ``lines`` (where each key or item starts).
 Duplicate keys are an error here, not silently the last one wins as in plain PyYAML.
+
+Hostile YAML is answered with one SpecError, not with memory or a RecursionError: aliases
+may be used (``<<: *defaults`` is honest YAML), but the document they expand to is capped at
+:data:`MAX_NODES` nodes (a "billion laughs" bomb of nine aliases to nine lists expands to
+10^9), a recursive alias is refused, and so is nesting deeper than :data:`MAX_DEPTH`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,11 @@ from typing import Any
 import yaml
 
 from mapper.core.errors import SpecError
+
+#: The most nodes a spec may expand to, aliases followed. A large real spec has a few thousand.
+MAX_NODES = 100_000
+#: The deepest nesting a spec may have (a real one is under 10 deep).
+MAX_DEPTH = 100
 
 
 class LDict(dict):  # type: ignore[type-arg]
@@ -76,18 +86,65 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
 
 
+def _check_size(root: yaml.Node, path: str) -> None:
+    """Refuse a node graph that expands (aliases followed) beyond :data:`MAX_NODES` nodes or
+    :data:`MAX_DEPTH` levels, or that contains itself. Linear in the nodes written: the
+    expanded size of a shared (aliased) node is computed once."""
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    # Iterative post-order walk: a deep document must not exhaust Python's stack here.
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            depths[key] = 1 + max((depths[id(c)] for c in children), default=0)
+            if sizes[key] > MAX_NODES:
+                line = node.start_mark.line + 1
+                raise SpecError(f"{path}:{line}: the document expands to more than {MAX_NODES} values "
+                                "(aliases followed): refused (a YAML alias bomb?)")
+            if depths[key] > MAX_DEPTH:
+                raise SpecError(f"{path}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise SpecError(f"{path}:{node.start_mark.line + 1}: a recursive alias (a node that contains itself)")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
 def load_yaml(text: str, path: str = "<string>") -> Any:
-    """Parse YAML text; syntax errors become :class:`SpecError` with ``path:line:col``."""
+    """Parse YAML text; syntax errors become :class:`SpecError` with ``path:line:col``;
+    documents too large, too deep or recursive are refused before anything is built."""
     loader_cls = type("_PathLoader", (_Loader,), {"path": path})
+    loader = loader_cls(text)
     try:
-        return yaml.load(text, Loader=loader_cls)  # noqa: S506 - a SafeLoader subclass
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, path)
+        return loader.construct_document(node)
+    except RecursionError as err:  # the parser's own recursion, before _check_size can look
+        raise SpecError(f"{path}: nested too deeply to read") from err
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
         problem = err.problem or err.context or "invalid YAML"
         raise SpecError(f"{where}: YAML syntax error: {problem}") from err
     except yaml.YAMLError as err:
-        raise SpecError(f"{path}: YAML error: {err}") from err
+        raise SpecError(f"{path}: YAML error: {str(err)[:200]}") from err
+    finally:
+        loader.dispose()
 
 
 def load_yaml_file(path: str | Path) -> Any:

@@ -40,6 +40,7 @@ from mapper.core.distribution import (
 )
 from mapper.core.durations import format_duration, format_time
 from mapper.core.model import MeasurementResult
+from mapper.core.redact import printable
 from mapper.render.cells import cell, estimate_json, latency_json, method_of, num
 from mapper.render.sections import findings_json, findings_lines, future_state_section, segments_json
 from mapper.render.vsm_text import to_mermaid
@@ -215,10 +216,24 @@ def to_table(lm: LatencyMap, findings: Findings | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
+
+
 def _md_escape(text: str) -> str:
-    """Markdown-safe text without HTML entities: ``|`` and a ``<`` that could open an HTML tag
-    (``<a``, ``</``, ``<!``, ``<?``) are backslash-escaped; ``<=``, ``>2.58s`` stay as they are."""
-    return re.sub(r"<(?=[A-Za-z/!?])", r"\\<", text.replace("|", "\\|"))
+    """``text`` as literal Markdown on one line, without HTML entities: every character Markdown
+    could act on (emphasis, links, images, code, tables, headings) backslash-escaped, as are a
+    ``<`` that could open an HTML tag and an ``&`` that could start an entity; control
+    characters and line breaks made spaces. A stage, owner or event name and a remote message
+    show as written and never as markup (``<img src=x onerror=...>`` stays text), while
+    ``<=`` and ``>2.58s`` read as they are."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", printable(text))
+    escaped = re.sub(r"<(?=[A-Za-z/!?])", r"\\<", escaped)
+    return re.sub(r"&(?=[A-Za-z#])", r"\\&", escaped)
+
+
+def _md_code(text: str) -> str:
+    """``text`` fit for a fenced code block: one line, and no fence of its own."""
+    return printable(text).replace("`" * 3, "'" * 3)
 
 
 def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
@@ -236,7 +251,7 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
     if findings:
         found = findings_lines(findings, lm.spec.percentiles)
         if found:
-            lines += ["", "## Where the time goes", "", "```", *found, "```"]
+            lines += ["", "## Where the time goes", "", "```", *map(_md_code, found), "```"]
     lines += _segment_lines(lm)
     checks = (*lm.checks, *(findings.checks if findings else ()))
     if checks:
@@ -249,7 +264,7 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
         for part in ("wait", "process"):
             r = s.part(part)
             if r is not None:
-                lines.append(f"- {_md_escape(s.stage.name)} {part}: `{r.provenance.replace('`', chr(39))}`")
+                lines.append(f"- {_md_escape(s.stage.name)} {part}: `{printable(r.provenance).replace('`', chr(39))}`")
     return "\n".join(lines) + "\n"
 
 
@@ -280,7 +295,7 @@ def _segment_lines(lm: LatencyMap) -> list[str]:
     out = ["", "## Segments", ""]
     out += [f"- {_md_escape(c.message)}" for c in lm.segments.checks if c.code == "daily-peak"]
     for c in lm.segments.events:
-        out.append(f"- **{_md_escape(c.name)}** ({c.stage} {c.part}, {len(c.occurrences)} occurrence(s); "
-                   f"quiet: {c.basis})")
+        out.append(f"- **{_md_escape(c.name)}** ({_md_escape(c.stage)} {_md_escape(c.part)}, "
+                   f"{len(c.occurrences)} occurrence(s); quiet: {_md_escape(c.basis)})")
         out += [f"  - {'**flagged** ' if d.flagged else ''}{_md_escape(d.message)}" for d in c.differences]
     return out

@@ -314,6 +314,23 @@ def test_metrics_expose_spans_requests_latency_and_spool(served: Receiver) -> No
     assert float(spool_bytes.split()[1]) > 0
 
 
+def test_metrics_is_public_by_choice_and_asks_the_token_with_metrics_token(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", SpoolLimits(compact_interval=3600))
+    guarded = Receiver(spool, http="127.0.0.1:0", grpc=None, token=TOKEN, decode_workers=0, metrics_public=False)
+    with guarded:
+        port = guarded.http_port or 0
+        assert post(port, b"", {}, path="/metrics", method="GET")[0] == 401
+        assert post(port, b"", {"Authorization": "Bearer nope"}, path="/metrics", method="GET")[0] == 401
+        status, _, body = post(port, b"", AUTH, path="/metrics", method="GET")
+        assert status == 200 and b"latmap_spool_bytes" in body
+    spool.close()
+
+
+def test_serve_metrics_token_needs_a_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--spool", str(tmp_path / "s"), "--metrics-token"]) == 2
+    assert capsys.readouterr().err == "latmap: error: --metrics-token needs --token-env VAR or --token-file FILE\n"
+
+
 def test_full_spool_answers_503_and_grpc_resource_exhausted_with_retry_info(small: tuple[Receiver, Spool]) -> None:
     receiver, spool = small
     body = otlp_request(1000, trace=0x55)

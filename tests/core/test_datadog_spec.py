@@ -26,7 +26,7 @@ stages:
 """
 GOOD_PROCESS = '{source: dd, distribution: trade.alert.latency, filter: "service:alerting"}'
 ALLOWED_SOURCE_KEYS = ("kind, site, url, api_key_env, api_key_file, app_key_env, app_key_file, "
-                       "relative_accuracy, spans_query, max_spans, max_wait, timeout, retries")
+                       "relative_accuracy, spans_query, max_spans, max_wait, timeout, retries, max_response")
 ALLOWED_MEASUREMENT_KEYS = "source, distribution, histogram, filter, unit"
 
 
@@ -139,7 +139,8 @@ def test_relative_accuracy_as_a_fraction_or_a_percentage(written: str, value: fl
     ("api_key_env: DD_API_KEY",
      "stream.yaml:5: sources.dd: give exactly one of site (US1, EU1, US3, US5, AP1 ...) or url"),
     ("url: https://k:s@proxy",
-     "stream.yaml:6: sources.dd.url: not an http(s) URL without credentials: 'https://k:s@proxy'"),
+     "stream.yaml:6: sources.dd.url: credentials in the URL are refused; use bearer_token_env/bearer_token_file "
+     "or basic_auth (password_env/password_file) in the spec, --token-env/--token-file for Grafana"),
     ("url: ftp://proxy",
      "stream.yaml:6: sources.dd.url: not an http(s) URL without credentials: 'ftp://proxy'"),
     ("site: US1\napi_key_env: DD_API_KEY\napi_key_file: /run/secrets/dd",

@@ -229,11 +229,12 @@ def test_unreachable_grafana_is_a_clear_error() -> None:
         push_dashboard(url, _dashboard(), None, TOKEN, timeout=5)
 
 
-def test_credentials_in_the_url_are_not_shown() -> None:
+def test_credentials_in_the_url_are_refused_and_not_shown() -> None:
     port = free_port()
-    with pytest.raises(SourceError) as err:
+    with pytest.raises(UsageError) as err:
         push_dashboard(f"http://admin:hunter2@127.0.0.1:{port}/", _dashboard(), None, TOKEN, timeout=5)
-    assert "hunter2" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
+    assert "hunter2" not in str(err.value) and f"http://127.0.0.1:{port}/" in str(err.value)
+    assert "--token-env/--token-file" in str(err.value)
 
 
 def test_token_comes_from_env_or_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from mapper.core.durations import parse_duration
 from mapper.core.spec._parse import Problems, check_keys, str_field
 from mapper.core.spec.keys import DATADOG_SOURCE
+from mapper.core.urls import CREDENTIALS_HINT, url_problem
 from mapper.core.yamlload import LDict
 
 #: Datadog sites by their documented names, and the API host of each.
@@ -84,7 +85,10 @@ def parse_datadog(node: LDict, where: str, p: Problems) -> tuple[str, DatadogOpt
         else:
             name, base = found
     elif url is not None:
-        if not re.match(r"^https?://[^/\s@]+(/\S*)?$", url):
+        problem = url_problem(url)
+        if problem == CREDENTIALS_HINT:  # not quoted: the URL holds the secret
+            p.add(node.line_of("url"), f"{where}.url", problem)
+        elif problem or not re.match(r"^https?://[^/\s@]+(/\S*)?$", url):
             p.add(node.line_of("url"), f"{where}.url", f"not an http(s) URL without credentials: {url!r}")
         base = url.rstrip("/")
     keys: dict[str, str | None] = {}

@@ -12,12 +12,13 @@ TOP = ("version", "name", "owner", "description", "window", "percentiles", "sour
        "segments", "events", "baseline", "future")
 #: A ``prometheus`` or ``scrape`` source.
 SOURCE = ("kind", "url", "bearer_token_env", "bearer_token_file", "basic_auth", "headers", "tls", "timeout",
-          "retries")
+          "retries", "max_response")
 #: A ``traces`` source (a spool directory or OTLP files).
 TRACES_SOURCE = ("kind", "path")
 #: A ``datadog`` source.
 DATADOG_SOURCE = ("kind", "site", "url", "api_key_env", "api_key_file", "app_key_env", "app_key_file",
-                  "relative_accuracy", "spans_query", "max_spans", "max_wait", "timeout", "retries")
+                  "relative_accuracy", "spans_query", "max_spans", "max_wait", "timeout", "retries",
+                  "max_response")
 BASIC_AUTH = ("username", "password_env", "password_file")
 TLS = ("ca_file", "insecure_skip_verify")
 STAGE = ("name", "owner", "description", "wait", "process", "traces", "upstream", "objectives")

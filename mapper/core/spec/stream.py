@@ -17,10 +17,20 @@ from mapper.core.durations import UNITS, parse_duration
 from mapper.core.errors import SpecError
 from mapper.core.quantiles import percentile_label
 from mapper.core.spec import keys
-from mapper.core.spec._parse import Problems, check_keys, duration_field, retries_timeout, str_field
+from mapper.core.spec._parse import (
+    DEFAULT_MAX_RESPONSE,
+    Problems,
+    check_keys,
+    duration_field,
+    max_response_field,
+    name_field,
+    retries_timeout,
+    str_field,
+)
 from mapper.core.spec.datadog import METRIC_NAME as DD_METRIC_NAME
 from mapper.core.spec.datadog import DatadogOptions, check_filter, parse_datadog
 from mapper.core.spec.extra import Change, EventWindow, Segments, parse_changes, parse_events, parse_segments
+from mapper.core.urls import CREDENTIALS_HINT, check_http_url
 from mapper.core.yamlload import LDict, LList, load_yaml, load_yaml_file
 
 SOURCE_KINDS = ("prometheus", "scrape", "traces", "datadog")
@@ -58,6 +68,7 @@ class SourceSpec:
     retries: int = 3
     path: str | None = None  # kind "traces": a spool directory, or OTLP files (file or dir)
     datadog: DatadogOptions | None = None  # kind "datadog": site, key names, limits
+    max_response: int = DEFAULT_MAX_RESPONSE  # bytes: a longer answer is refused, not read whole
 
 
 @dataclass(frozen=True)
@@ -154,10 +165,17 @@ class StreamSpec:
         raise KeyError(name)
 
     def with_source_url(self, kind: str, url: str) -> StreamSpec:
-        """A copy with every ``kind`` source pointed at ``url`` (CLI ``--prometheus``)."""
+        """A copy with every ``kind`` source pointed at ``url`` (CLI ``--prometheus``); a URL
+        with credentials is refused (UsageError), as it is in the spec."""
+        check_http_url(url, f"--{kind}")
         sources = {
             n: replace(s, url=url) if s.kind == kind else s for n, s in self.sources.items()
         }
+        return replace(self, sources=sources)
+
+    def with_timeout(self, seconds: float) -> StreamSpec:
+        """A copy whose remote sources answer within ``seconds`` per request (CLI ``--timeout``)."""
+        sources = {n: replace(s, timeout=seconds) if s.kind != "traces" else s for n, s in self.sources.items()}
         return replace(self, sources=sources)
 
 
@@ -170,7 +188,7 @@ def _source(name: str, node: Any, line: int, p: Problems) -> SourceSpec | None:
         api_base, options = parse_datadog(node, where, p)
         retries, timeout = retries_timeout(node, where, p)
         return SourceSpec(name=name, kind="datadog", url=api_base, place=p.at(line), timeout=timeout,
-                          retries=retries, datadog=options)
+                          retries=retries, datadog=options, max_response=max_response_field(node, where, p))
     if node.get("kind") == "traces":
         check_keys(node, keys.TRACES_SOURCE, where, p)
         path = str_field(node, "path", where, p, required=True) or ""
@@ -186,8 +204,7 @@ def _source(name: str, node: Any, line: int, p: Problems) -> SourceSpec | None:
     if url and not re.match(r"^https?://[^/\s]+", url):
         p.add(node.line_of("url"), f"{where}.url", f"not an http(s) URL: {url!r}")
     if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
-        p.add(node.line_of("url"), f"{where}.url",
-              "credentials in the URL are refused; use basic_auth with password_env")
+        p.add(node.line_of("url"), f"{where}.url", CREDENTIALS_HINT)
     basic = None
     if "basic_auth" in node:
         ba = node["basic_auth"]
@@ -230,7 +247,7 @@ def _source(name: str, node: Any, line: int, p: Problems) -> SourceSpec | None:
         bearer_token_env=str_field(node, "bearer_token_env", where, p),
         bearer_token_file=str_field(node, "bearer_token_file", where, p),
         basic_auth=basic, headers=headers, ca_file=ca_file, insecure_skip_verify=insecure,
-        timeout=timeout, retries=retries,
+        timeout=timeout, retries=retries, max_response=max_response_field(node, where, p),
     )
 
 
@@ -414,7 +431,7 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
         if not isinstance(snode, LDict):
             p.add(line, where, "must be a mapping with name, owner, wait/process")
             continue
-        sname = str_field(snode, "name", where, p, required=True) or str(i)
+        sname = name_field(snode, "name", where, p, required=True) or str(i)
         check_keys(snode, keys.STAGE, f"stages[{sname}]", p)
         if sname in seen:
             p.add(snode.line_of("name"), f"{where}.name", f"duplicate stage {sname!r} (first at line {seen[sname]})")
@@ -439,7 +456,7 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
         if "objectives" in snode:
             objectives += _objectives(sname, snode["objectives"], snode.line_of("objectives"),
                                       f"{where}.objectives", p)
-        stages.append(Stage(name=sname, place=p.at(line), owner=str_field(snode, "owner", where, p),
+        stages.append(Stage(name=sname, place=p.at(line), owner=name_field(snode, "owner", where, p),
                             wait=wait, process=process, upstream=upstream,
                             description=str_field(snode, "description", where, p),
                             traces=_trace_match(snode["traces"], snode.line_of("traces"), f"{where}.traces",
@@ -453,6 +470,10 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
             if part and part.source in sources and sources[part.source].kind == "traces":
                 p.add(int(part.place.rsplit(":", 1)[1]), f"stages[{s.name}]",
                       f"source {part.source!r} holds traces: use `traces: {{source: {part.source}, service: ...}}`")
+    paths = _count_paths(stages)
+    if paths > MAX_PATHS:
+        p.add(doc.line_of("stages"), "stages", f"the upstream links make {paths if paths < 10**12 else 'over 10^12'} "
+              f"paths through the stream (at most {MAX_PATHS}): each is mapped end to end; link fewer stages")
     if "objectives" in doc:
         ob = doc["objectives"]
         if not isinstance(ob, LDict):
@@ -471,11 +492,26 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
     baseline = str_field(doc, "baseline", "", p)
     if baseline and not Path(baseline).is_absolute() and path not in ("<string>", "<demo>"):
         baseline = str(Path(path).parent / baseline)
+    owner = name_field(doc, "owner", "", p)
     p.raise_if_any()
-    return StreamSpec(name=name, owner=str_field(doc, "owner", "", p), window=window,
+    return StreamSpec(name=name, owner=owner, window=window,
                       percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
                       objectives=tuple(objectives), path=path, version=1, segments=segments,
                       events=events, baseline=baseline, future=future)
+
+
+#: The most paths (first stage to last) a stream may have: each path's lead time is computed.
+MAX_PATHS = 1000
+
+
+def _count_paths(stages: list[Stage]) -> int:
+    """Paths from a stage with no upstream to one with no downstream, counted in flow order
+    (upstreams are earlier stages), in one pass: no walk, no recursion."""
+    into: dict[str, int] = {}
+    has_downstream = {u for s in stages for u in s.upstream}
+    for s in stages:
+        into[s.name] = sum(into.get(u, 0) for u in s.upstream) if s.upstream else 1
+    return sum(n for name, n in into.items() if name not in has_downstream)
 
 
 def load_spec(path: str | Path) -> StreamSpec:
