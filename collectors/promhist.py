@@ -31,7 +31,7 @@ def classic_histogram(query: Query, m: Measurement, window: Window, where: str
     if not b.series:
         return None
     if any("le" not in s.labels for s in b.series):
-        return None, [Check("error", "missing-le", f"{where}: _bucket series without an 'le' label")], b.exprs[0]
+        return None, [Check("error", "missing-le", f"{where}: _bucket series without an 'le' label")], buckets_sel
     c = exact_increases(query, promql.selector(m.name + "_count", m.selector), window, where, raw=True)
     s = exact_increases(query, promql.selector(m.name + "_sum", m.selector), window, where)
     checks = [*b.checks, *c.checks, *s.checks]
@@ -62,4 +62,4 @@ def classic_histogram(query: Query, m: Measurement, window: Window, where: str
             "warning", "count-mismatch",
             f"{where}: _count increased by {c.total:.0f} but the +Inf bucket by {dist.count:.0f}; "
             "the exporter is inconsistent (the buckets are used)"))
-    return dist, checks, b.exprs[0]
+    return dist, checks, buckets_sel

@@ -7,8 +7,9 @@ observations behind it, and a note when the data cannot support a number at all.
 Three kinds of data make a distribution:
 
 * :class:`HistogramDistribution`: bucket counts (classic or native Prometheus histograms,
-  OTLP histograms). The interval is the bounds of the bucket(s) the quantile's rank falls in;
-  it is exact, not statistical: the true quantile of the observations lies in it.
+  OTLP histograms). The interval is the bounds of the bucket(s) the quantile's rank falls in,
+  narrowed by the exact ``sum`` when the counts are whole (:mod:`mapper.sumbounds`); it is
+  exact, not statistical: the true quantile of the observations lies in it.
 * :class:`SampleDistribution`: raw observations (trace spans). The interval is a
   distribution-free 95% confidence interval from order statistics (binomial ranks).
 * :class:`SummaryDistribution`: quantiles a client already computed (Prometheus summaries).
