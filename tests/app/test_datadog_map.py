@@ -74,7 +74,10 @@ def test_one_map_from_prometheus_datadog_and_traces(prom_url: str, spool: Path, 
     assert no["process"]["count"] == 2000
     # one end to end over all three: the convolution (the stages share no trace)
     e2e = doc["end_to_end"]
-    assert e2e["source"].startswith("metrics: convolution") and e2e["p99"]["value"] is not None
+    assert e2e["source"] == ("back-end sketches and metric histograms and trace samples: convolution of the hop "
+                             "distributions, assuming independence")  # what the parts were, each one used
+    assert e2e["p99"]["value"] is not None
+    why = next(c["message"] for c in doc["checks"] if c["code"] == "lead-time-not-from-traces")
     assert e2e["p99"]["low"] <= e2e["p99"]["value"] <= e2e["p99"]["high"]
     assert doc["path"] == ["market-data", "alerting", "notification"]
     html = (out / "report.html").read_text()
