@@ -78,6 +78,7 @@ def test_one_map_from_prometheus_datadog_and_traces(prom_url: str, spool: Path, 
                              "distributions, assuming independence")  # what the parts were, each one used
     assert e2e["p99"]["value"] is not None
     why = next(c["message"] for c in doc["checks"] if c["code"] == "lead-time-not-from-traces")
+    assert why.endswith("market-data, alerting are not measured from traces")
     assert e2e["p99"]["low"] <= e2e["p99"]["value"] <= e2e["p99"]["high"]
     assert doc["path"] == ["market-data", "alerting", "notification"]
     html = (out / "report.html").read_text()
