@@ -145,7 +145,7 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
     win = app.pipeline.window_for(spec, length, end)
     with _progress(not no_progress) as progress:
         lm = app.pipeline.build_map(spec, win, progress)
-    found = analysis.findings.find(lm, baseline)
+    found = app.budgets.with_budgets(lm, analysis.findings.find(lm, baseline))
     if out:
         for path in app.pipeline.write_reports(lm, out, found):
             click.echo(f"wrote {path}", err=True)
@@ -347,6 +347,41 @@ def whatif_command(config: str, prometheus: str | None, window: str | None, unti
         click.echo(dumps(render.sections.future_json(fs, spec.percentiles)), nl=False)
     else:
         click.echo(render.sections.future_table(fs, spec.percentiles), nl=False)
+
+
+@cli.command("budgets")
+@_map_options
+@click.option("--format", "fmt", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True,
+              help="What to print on stdout.")
+@click.option("--write", "write", is_flag=True,
+              help="Add the budgets to the spec as each stage's objectives (comments and order kept).")
+def budgets_command(config: str, prometheus: str | None, window: str | None, until: str | None,
+                    fmt: str, write: bool) -> None:
+    """Per-hop budgets: split the end-to-end objective into one threshold per hop.
+
+    If every hop stays within its budget, the end-to-end objective holds (union bound; verified
+    by trace replay or convolution with every hop capped). Exits 2 when no split can be shown
+    to hold, 1 when a hop is already over its budget.
+    """
+    spec = load_spec_for_cli(config, prometheus)
+    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
+                                                              _time(until, "--until")))
+    plans = analysis.budgets.plan_budgets(lm)
+    if fmt == "json":
+        click.echo(dumps(render.budgets.budgets_json(plans)), nl=False)
+    elif fmt == "yaml":
+        click.echo(render.budgets.budgets_yaml(plans), nl=False)
+    else:
+        click.echo(render.budgets.budgets_table(plans), nl=False)
+    failed = [p for p in plans if not p.feasible or not p.holds]
+    for p in failed:
+        click.echo(f"latmap: error: {p.objective.place}: objectives.end_to_end: no budget split can be shown "
+                   f"to meet {p.objective.label} <= {p.objective.threshold:g}s (see the checks above)", err=True)
+    if failed:
+        raise SystemExit(EXIT_ERROR)
+    if write:
+        click.echo(f"wrote {app.budgets.write_budgets(config, plans)}", err=True)
+    raise SystemExit(exit_code(broken=any(h.over for p in plans for h in p.budgets)))
 
 
 @cli.command("dashboards")
