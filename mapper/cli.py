@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -439,18 +440,43 @@ def dashboards_command(config: str, out: str | None, prometheus: str | None, che
 @click.option("--out", metavar="FILE", help="Write the rule file here (default: stdout).")
 @click.option("--rate-window", default="5m", show_default=True, help="Range of rate() in the recorded series.")
 @click.option("--interval", default=None, help="Rule group evaluation interval (default: Prometheus's global).")
-def rules_command(config: str, out: str | None, rate_window: str, interval: str | None) -> None:
-    """Write Prometheus recording rules: per-hop bucket rates and percentiles."""
-    spec = load_spec(config)
+@click.option("--alerts", is_flag=True,
+              help="Also burn-rate alerts for every stage objective (multi-window, multi-burn-rate); needs the "
+                   "histograms' bucket bounds from Prometheus.")
+@click.option("--prometheus", metavar="URL", help="Where to read the bucket bounds (default: the spec's source).")
+@click.option("--period", default="30d", show_default=True, help="The error budget's window (--alerts).")
+@click.option("--tests", "tests_out", metavar="FILE",
+              help="With --alerts: also write a `promtool test rules` file (default: next to --out, .test.yml).")
+def rules_command(config: str, out: str | None, rate_window: str, interval: str | None, alerts: bool,
+                  prometheus: str | None, period: str, tests_out: str | None) -> None:
+    """Write Prometheus recording rules: per-hop bucket rates and percentiles (and, with
+    --alerts, burn-rate alerts for the objectives, with promtool unit tests)."""
+    spec = load_spec_for_cli(config, prometheus)
     text = dashboards.rules.render_rules(spec, rate_window=_duration(rate_window, "--rate-window") or 300.0,
                         interval=_duration(interval, "--interval"))
     for line in dashboards.rules.not_recordable(spec):
         click.echo(f"latmap: not recordable: {line}", err=True)
+    test_doc = None
+    if alerts:
+        policy = dashboards.alerts.Policy(period=_duration(period, "--period") or 30 * 86400.0)
+        layouts = dashboards.alerts.fetch_layouts(spec, time.time())
+        targets, checks = dashboards.alerts.alert_targets(spec, layouts)
+        for c in checks:
+            click.echo(f"latmap: check: {c.code}: {c.message}", err=True)
+        text = dashboards.alerts.with_alert_group(text, dashboards.alerts.alert_group(spec, targets, policy),
+                                                  dashboards.alerts.not_alertable(checks))
+        if out or tests_out:
+            rule_file = Path(out).name if out else "rules.yml"
+            test_doc = dashboards.alerts.promtool_tests(spec, targets, rule_file, policy)
     if out:
         write_atomic(Path(out), text)
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text, nl=False)
+    if test_doc is not None:
+        target = Path(tests_out) if tests_out else Path(str(out)).with_suffix(".test.yml")
+        write_atomic(target, dashboards.alerts.to_yaml(test_doc))
+        click.echo(f"wrote {target}", err=True)
 
 
 def load_spec_for_cli(config: str, prometheus: str | None) -> Any:
