@@ -385,6 +385,32 @@ def budgets_command(config: str, prometheus: str | None, window: str | None, unt
     raise SystemExit(exit_code(broken=any(h.over for p in plans for h in p.budgets)))
 
 
+@cli.command("buckets")
+@_map_options
+@click.option("--width", default="5%", show_default=True,
+              help="The widest interval to accept, as a share of each percentile's value (5% or 0.05).")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+def buckets_command(config: str, prometheus: str | None, window: str | None, until: str | None,
+                    width: str, fmt: str) -> None:
+    """Bucket advice: the fewest bounds putting one on every objective and budget threshold and
+    making each asked percentile's interval narrower than --width, with ready snippets."""
+    text = width.strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UsageError(f"--width: not a share like 5% or 0.05: {width!r}") from None
+    if not 0 < share < 1:
+        raise UsageError(f"--width: must be between 0% and 100%, got {width!r}")
+    spec = load_spec_for_cli(config, prometheus)
+    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
+                                                              _time(until, "--until")))
+    advice = analysis.buckets.advise(lm, share, app.budgets.budget_thresholds(lm))
+    if fmt == "json":
+        click.echo(dumps(render.buckets.buckets_json(advice)), nl=False)
+    else:
+        click.echo(render.buckets.buckets_table(advice, share), nl=False)
+
+
 @cli.command("dashboards")
 @click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
               help="The stream spec (stream.yaml).")

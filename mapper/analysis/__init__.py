@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from mapper.analysis import (
         attribution,
         baseline,
+        buckets,
         budgets,
         findings,
         items,
@@ -24,7 +25,18 @@ if TYPE_CHECKING:
         whatif,
     )
 
-__all__ = ["attribution", "baseline", "budgets", "findings", "items", "latency", "segments", "servicegraph", "traces",
-           "whatif"]
+__all__ = [
+    "attribution",
+    "baseline",
+    "buckets",
+    "budgets",
+    "findings",
+    "items",
+    "latency",
+    "segments",
+    "servicegraph",
+    "traces",
+    "whatif",
+]
 
 __getattr__ = lazy_getattr(__name__, __all__)

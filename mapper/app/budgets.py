@@ -27,7 +27,7 @@ from mapper.core.files import write_atomic
 from mapper.core.spec import loads_spec
 from mapper.render.budgets import budgets_json
 
-__all__ = ["budget_text", "spec_with_budgets", "with_budgets", "write_budgets"]
+__all__ = ["budget_text", "budget_thresholds", "spec_with_budgets", "with_budgets", "write_budgets"]
 
 
 def budget_text(seconds: float) -> str:
@@ -74,6 +74,18 @@ def write_budgets(spec_path: str | Path, plans: Sequence[BudgetPlan]) -> Path:
     p = Path(spec_path)
     text = p.read_text(encoding="utf-8")
     return write_atomic(p, spec_with_budgets(text, plans, str(p)))
+
+
+def budget_thresholds(lm: LatencyMap) -> list[tuple[str, float]]:
+    """``(stage, budget)`` of every feasible plan, for bucket advice; none when no plan can be
+    made (no end-to-end objective, no end to end)."""
+    if not any(o.target == "end_to_end" for o in lm.spec.objectives) or lm.end_to_end is None:
+        return []
+    try:
+        plans = plan_budgets(lm)
+    except LatmapError:
+        return []
+    return [(h.stage, h.threshold) for p in plans for h in p.budgets]
 
 
 def with_budgets(lm: LatencyMap, found: Findings) -> Findings:

@@ -71,3 +71,14 @@ def test_table_names_the_owner_and_the_verification(spec: Path, capsys: pytest.C
     out = capsys.readouterr().out
     assert "budgets at p99.8 per hop" in out and "pricing-team" in out
     assert "every hop capped at its budget (trace replay)" in out and "holds" in out
+
+
+def test_buckets_advises_every_traced_part(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["buckets", "-c", str(spec), *WINDOW, "--width", "10%", "--format", "json"]) == 0
+    advice = json.loads(capsys.readouterr().out)
+    assert {(a["stage"], a["part"]) for a in advice} >= {("pricing", "process"), ("notifier", "wait")}
+    for a in advice:
+        assert a["verified"]
+        for p in a["percentiles"]:
+            assert p["ok"] or p["note"]
+    assert main(["buckets", "-c", str(spec), "--width", "150%"]) == 2
