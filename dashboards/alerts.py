@@ -45,9 +45,9 @@ from mapper.core.model import Check
 from mapper.core.quantiles import percentile_label
 from mapper.core.spec import Measurement, Objective, StreamSpec
 
-__all__ = ["DEFAULT_POLICY", "AlertRule", "BurnWindow", "Layout", "Policy", "Target", "alert_group", "alert_rules",
-           "alert_targets", "bucket_layout_from", "fetch_layouts", "le_pattern", "not_alertable", "promtool_tests",
-           "ratio_record", "to_yaml", "with_alert_group"]
+__all__ = ["DEFAULT_POLICY", "AlertRule", "BurnWindow", "Layout", "ObjectiveSeries", "Policy", "Target",
+           "alert_group", "alert_rules", "alert_targets", "bucket_layout_from", "fetch_layouts", "le_pattern",
+           "not_alertable", "objective_series", "promtool_tests", "ratio_record", "to_yaml", "with_alert_group"]
 
 #: The recorded error ratio of a hop over a window: ``stage:<metric>:latency_errors:ratio_rate<w>``.
 RATIO = "stage:{metric}:latency_errors:ratio_rate{window}"
@@ -240,7 +240,7 @@ def alert_rules(targets: Sequence[Target], policy: Policy = DEFAULT_POLICY) -> l
     out: list[AlertRule] = []
     for t in targets:
         labels = _labels(t)
-        windows = sorted({w for bw in policy.windows for w in (bw.long, bw.short)})
+        windows = sorted({policy.period} | {w for bw in policy.windows for w in (bw.long, bw.short)})
         out += [AlertRule(_ratio_expr(t, w), record=ratio_record(t, w), labels=tuple(labels.items()))
                 for w in windows]
         match = ",".join(f'{k}="{escape_value(v)}"' for k, v in labels.items())
@@ -269,6 +269,41 @@ def alert_rules(targets: Sequence[Target], policy: Policy = DEFAULT_POLICY) -> l
             out.append(AlertRule(" or ".join(conds), alert=f"LatmapLatencyBurn{severity.capitalize()}",
                                  labels=tuple(alert_labels.items()), annotations=tuple(annotations.items()),
                                  for_="2m" if severity == "page" else "15m"))
+    return out
+
+
+@dataclass(frozen=True)
+class ObjectiveSeries:
+    """The dashboard's view of one alertable objective, from the alert rules' recorded error
+    ratios (so the panels and the alerts use the same expressions): the error budget left over
+    the budget window, and the burn rate over each alert window (seconds -> PromQL)."""
+
+    objective: Objective
+    stage: str
+    owner: str | None
+    budget_remaining: str
+    burn_rates: tuple[tuple[float, str], ...]
+
+
+def objective_series(spec: StreamSpec, policy: Policy = DEFAULT_POLICY) -> list[ObjectiveSeries]:
+    """One :class:`ObjectiveSeries` per stage objective on a one-histogram stage. Offline: the
+    recorded series exist once the rules of ``latmap rules --alerts`` are loaded."""
+    out = []
+    for o in spec.objectives:
+        if o.target == "end_to_end":
+            continue
+        found = _single_histogram(spec, o.target)
+        if isinstance(found, str):
+            continue
+        part, m = found
+        t = Target(o, o.target, part, spec.stage(o.target).owner, m, None, False)
+        match = ",".join(f'{k}="{escape_value(v)}"' for k, v in _labels(t).items())
+        budget = f"{1 - o.q:.6g}"
+        longs = sorted({bw.long for bw in policy.windows})
+        out.append(ObjectiveSeries(
+            o, o.target, t.owner,
+            f"1 - {ratio_record(t, policy.period)}{{{match}}} / {budget}",
+            tuple((w, f"{ratio_record(t, w)}{{{match}}} / {budget}") for w in longs)))
     return out
 
 

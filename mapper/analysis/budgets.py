@@ -6,8 +6,8 @@ sum of the hops' p99s is not the lead time's p99, and with dependent hops it nee
 bound it). The union bound does hold whatever the dependence: if each of ``k`` hops exceeds
 its budget ``b_i`` with probability at most ``m = (1 - q) / k``, the lead time exceeds
 ``sum(b_i)`` with probability at most ``1 - q``. So a p99 end-to-end objective over three
-hops becomes budgets at p99.7 (the per-hop miss ``(1 - q) / k`` is rounded *down* to one
-significant digit, which keeps the bound and gives a readable percentile), and the budgets
+hops becomes budgets at p99.7 (the per-hop miss ``(1 - q) / k`` is rounded *down* to a
+mantissa of 1, 1.5, 2, 2.5, 3, 4 ... 9, which keeps the bound and gives a readable percentile), and the budgets
 add up to the threshold.
 
 Time in the lead that no hop explains (gaps between stages in traces) is a *fixed part*:
@@ -44,6 +44,9 @@ from mapper.core.spec.extra import Change
 #: A cap this small removes a hop from the replayed lead time while keeping the hop on the
 #: path (what-if refuses removing every hop): what is left is the time no hop explains.
 _NEAR_ZERO = 1e-12
+#: Per-hop misses are rounded down to these mantissas: readable percentiles (p99.7, p99.85,
+#: p99.75), never a larger miss than the exact split.
+_MANTISSAS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
 
 
 @dataclass(frozen=True)
@@ -106,13 +109,14 @@ class BudgetPlan:
 
 
 def hop_quantile(q: float, k: int) -> float:
-    """The per-hop quantile for ``k`` union-bound terms: miss ``(1-q)/k`` rounded down to one
-    significant digit (never above the exact split, so the bound holds)."""
+    """The per-hop quantile for ``k`` union-bound terms: miss ``(1-q)/k`` rounded down to a
+    readable mantissa (never above the exact split, so the bound holds)."""
     if k < 1:
         raise ValueError("need at least one hop")
     miss = (1.0 - q) / k
     digits = math.floor(math.log10(miss))
-    rounded = math.floor(round(miss / 10**digits, 9)) * 10**digits
+    mantissa = round(miss / 10**digits, 9)
+    rounded = max(m for m in _MANTISSAS if m <= mantissa) * 10**digits
     return round(1.0 - rounded, 12)
 
 

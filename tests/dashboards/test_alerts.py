@@ -236,3 +236,22 @@ def test_real_prometheus_shows_the_page_alert_on_a_live_burn(tmp_path: Path) -> 
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def test_dashboard_objectives_row_reads_the_series_the_alerts_record() -> None:
+    from dashboards.grafana import build_dashboard, dashboard_queries
+
+    spec = _spec(_md(0.025, q=0.999))
+    doc, _ = build_dashboard(spec)
+    titles = [p["title"] for p in doc["panels"]]
+    assert "Objectives" in titles
+    assert titles.index("Objectives") < titles.index("Stage: market-data (md-team)")
+    queries = [e for t, e in dashboard_queries(doc) if t.startswith("market-data p99.9 <= 0.025s")]
+    targets, _ = alert_targets(spec, MD_LAYOUT)
+    recorded = {r.record for r in alert_rules(targets) if r.record}
+    used = {q.split("{")[0].removeprefix("1 - ") for q in queries}
+    assert used <= recorded and len(used) == 4  # 30d for the budget left; 1h, 6h, 3d burn rates
+    assert any(q.startswith("1 - stage:md_tick_process_seconds:latency_errors:ratio_rate30d{") and
+               q.endswith("} / 0.001") for q in queries)
+    # the demo as shipped has no objective on a one-histogram stage: no row, the golden file holds
+    assert "Objectives" not in [p["title"] for p in build_dashboard(_spec())[0]["panels"]]
