@@ -471,10 +471,13 @@ def dashboards_command(config: str, out: str | None, prometheus: str | None, che
                    "histograms' bucket bounds from Prometheus.")
 @click.option("--prometheus", metavar="URL", help="Where to read the bucket bounds (default: the spec's source).")
 @click.option("--period", default="30d", show_default=True, help="The error budget's window (--alerts).")
+@click.option("--burn", "burns", multiple=True, metavar="SEVERITY:SHARE:LONG:SHORT",
+              help="A burn window instead of the defaults (repeatable): alert at SEVERITY when SHARE of the "
+                   "budget burns in LONG, over LONG and SHORT: page:2%:1h:5m page:5%:6h:30m ticket:10%:3d:6h.")
 @click.option("--tests", "tests_out", metavar="FILE",
               help="With --alerts: also write a `promtool test rules` file (default: next to --out, .test.yml).")
 def rules_command(config: str, out: str | None, rate_window: str, interval: str | None, alerts: bool,
-                  prometheus: str | None, period: str, tests_out: str | None) -> None:
+                  prometheus: str | None, period: str, burns: tuple[str, ...], tests_out: str | None) -> None:
     """Write Prometheus recording rules: per-hop bucket rates and percentiles (and, with
     --alerts, burn-rate alerts for the objectives, with promtool unit tests)."""
     spec = load_spec_for_cli(config, prometheus)
@@ -485,6 +488,8 @@ def rules_command(config: str, out: str | None, rate_window: str, interval: str 
     test_doc = None
     if alerts:
         policy = dashboards.alerts.Policy(period=_duration(period, "--period") or 30 * 86400.0)
+        if burns:
+            policy = dashboards.alerts.Policy(policy.period, tuple(_burn(text) for text in burns))
         layouts = dashboards.alerts.fetch_layouts(spec, time.time())
         targets, checks = dashboards.alerts.alert_targets(spec, layouts)
         for c in checks:
@@ -503,6 +508,23 @@ def rules_command(config: str, out: str | None, rate_window: str, interval: str 
         target = Path(tests_out) if tests_out else Path(str(out)).with_suffix(".test.yml")
         write_atomic(target, dashboards.alerts.to_yaml(test_doc))
         click.echo(f"wrote {target}", err=True)
+
+
+def _burn(text: str) -> Any:
+    """``page:2%:1h:5m`` as a burn window (``--burn``)."""
+    fields = text.split(":")
+    if len(fields) != 4 or not fields[0].isidentifier() or not fields[1].endswith("%"):
+        raise UsageError(f"--burn {text!r}: use SEVERITY:SHARE%:LONG:SHORT, like page:2%:1h:5m")
+    try:
+        share = float(fields[1][:-1]) / 100
+    except ValueError:
+        raise UsageError(f"--burn {text!r}: {fields[1]!r} is not a share like 2%") from None
+    if not 0 < share <= 1:
+        raise UsageError(f"--burn {text!r}: the share must be in (0%, 100%]")
+    long, short = _duration(fields[2], "--burn") or 0.0, _duration(fields[3], "--burn") or 0.0
+    if short >= long:
+        raise UsageError(f"--burn {text!r}: the short window must be shorter than the long one")
+    return dashboards.alerts.BurnWindow(fields[0], share, long, short)
 
 
 def load_spec_for_cli(config: str, prometheus: str | None) -> Any:

@@ -193,9 +193,8 @@ def _plan(lm: LatencyMap, o: Objective, weighted: bool) -> BudgetPlan:
                 f"{label}: the hops' shares of the tail are unknown for {', '.join(unknown)}; give every stage "
                 "on the path a `weight` in the spec, or widen the window")))
             return BudgetPlan(o, hq, split, reserve, (), None, None, tuple(checks))
-        raw = {n: max(float(current[n].value), 0.0) for n in lm.path}  # type: ignore[union-attr, arg-type]
-        if sum(raw.values()) <= 0:
-            raw = {n: 1.0 for n in lm.path}
+        # A hop whose tail is zero still gets a sliver: a budget (a cap) must be > 0.
+        raw = {n: max(float(current[n].value), 1e-9) for n in lm.path}  # type: ignore[union-attr, arg-type]
     total = sum(raw.values())
     budgets = []
     for n in lm.path:

@@ -14,6 +14,7 @@ import requests
 import yaml
 
 from dashboards.alerts import (
+    BurnWindow,
     Layout,
     Policy,
     alert_group,
@@ -255,3 +256,24 @@ def test_dashboard_objectives_row_reads_the_series_the_alerts_record() -> None:
                q.endswith("} / 0.001") for q in queries)
     # the demo as shipped has no objective on a one-histogram stage: no row, the golden file holds
     assert "Objectives" not in [p["title"] for p in build_dashboard(_spec())[0]["panels"]]
+
+
+@pytest.mark.parametrize(("burn", "error"), [
+    ("page:2:1h:5m", "use SEVERITY:SHARE%:LONG:SHORT"),
+    ("page:0%:1h:5m", "the share must be in (0%, 100%]"),
+    ("page:2%:5m:1h", "the short window must be shorter than the long one"),
+])
+def test_bad_burn_windows_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], burn: str,
+                                           error: str) -> None:
+    spec = tmp_path / "stream.yaml"
+    spec.write_text(demo_spec(spool=None))
+    assert main(["rules", "-c", str(spec), "--alerts", "--burn", burn]) == 2
+    assert error in capsys.readouterr().err
+
+
+def test_custom_burn_windows_change_the_alerts() -> None:
+    (t,), _ = alert_targets(_spec(_md(0.025, q=0.999)), MD_LAYOUT)
+    policy = Policy(windows=(BurnWindow("page", 0.1, 3600.0, 300.0),))
+    rules = alert_rules([t], policy)
+    assert [r.alert for r in rules if r.alert] == ["LatmapLatencyBurnPage"]
+    assert "> 0.072 and" in next(r for r in rules if r.alert).expr  # 10% of 30d in 1h = 72x, x 0.1%
