@@ -2,10 +2,12 @@
 
 Layout, top to bottom: the value stream as a **Node Graph** (stages are nodes with their
 process p99, hops are edges with the wait p99 in front of the next stage); an end-to-end row
-(lead time p50/p99/p99.99 with the objectives as threshold lines, flow efficiency); one row
-per stage (wait and process quantiles, bucket heatmaps, request rate, the hop against its
-objectives). Template variables: the Prometheus data source and one per segment label; event
-windows are annotations.
+(lead time p50/p99/p99.99 with the objectives as threshold lines, flow efficiency); an
+objectives row when a stage objective sits on one histogram (the error budget left over the
+budget window and the burn rates, from the recorded error ratios of ``latmap rules --alerts``:
+the same series the alerts read); one row per stage (wait and process quantiles, bucket
+heatmaps, request rate, the hop against its objectives). Template variables: the Prometheus
+data source and one per segment label; event windows are annotations.
 
 Why Node Graph rather than Canvas: Node Graph lays out the stages and hops from two queries
 (nodes and edges), so a stream's shape never has to be drawn by hand, and it is the panel the
@@ -38,7 +40,9 @@ from grafana_foundation_sdk.models import heatmap as hm_model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from dashboards import queries as Q
+from dashboards.alerts import DEFAULT_POLICY, ObjectiveSeries, objective_series
 from dashboards.queries import NotDashboardable
+from mapper.core.durations import format_duration
 from mapper.core.spec import Measurement, Objective, Stage, StreamSpec
 
 SCHEMA_VERSION = 41
@@ -203,6 +207,33 @@ def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) 
     return panels
 
 
+def _objective_panels(o: ObjectiveSeries) -> list[Builder[Any]]:
+    """Budget left over the budget window and the burn rates: the alert rules' recorded
+    error ratios (``latmap rules --alerts``), so the panels show what the alerts see."""
+    name = f"{o.stage} {o.objective.label.split()[-1]} <= {o.objective.threshold:g}s"
+    period = format_duration(DEFAULT_POLICY.period)
+    left = (stat.Panel().title(f"{name}: error budget left ({period})").unit("percentunit")
+            .datasource(DATASOURCE).span(6).height(8).min(-1).max(1)
+            .description("1 - (observations above the threshold / all, over the budget window) / (1 - q); "
+                         "from the recorded error ratios of `latmap rules --alerts` (load them into Prometheus).")
+            .thresholds(db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps([
+                dm.Threshold(color="red", value=None), dm.Threshold(color="orange", value=0.0),
+                dm.Threshold(color="green", value=0.25)]))
+            .color_mode(common.BigValueColorMode.BACKGROUND)
+            .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+            .with_target(_target(o.budget_remaining, "budget left")))
+    burn = (timeseries.Panel().title(f"{name}: burn rate").unit("x").datasource(DATASOURCE).span(18).height(8)
+            .description("Error ratio / error budget per alert window; the page alert fires above 14.4 (1h) "
+                         "or 6 (6h) with its short window, the ticket above 1 (3d).")
+            .thresholds(db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps([
+                dm.Threshold(color="green", value=None), dm.Threshold(color="orange", value=1.0),
+                dm.Threshold(color="red", value=6.0)]))
+            .thresholds_style(GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.LINE)))
+    for i, (window, expr) in enumerate(o.burn_rates):
+        burn = burn.with_target(_target(expr, f"burn {format_duration(window)}", chr(ord("A") + i)))
+    return [left, burn]
+
+
 def build(spec: StreamSpec) -> tuple[db.Dashboard, list[NotDashboardable]]:
     """The dashboard builder and what was left out of it."""
     Q.check_labels(spec)
@@ -228,6 +259,12 @@ def build(spec: StreamSpec) -> tuple[db.Dashboard, list[NotDashboardable]]:
     d = d.with_row(db.Row("End to end"))
     for p in _end_to_end(spec, missing):
         d = d.with_panel(p)
+    objectives = objective_series(spec)
+    if objectives:
+        d = d.with_row(db.Row("Objectives"))
+        for o in objectives:
+            for p in _objective_panels(o):
+                d = d.with_panel(p)
     for stage in spec.stages:
         d = d.with_row(db.Row(f"Stage: {stage.name}" + (f" ({stage.owner})" if stage.owner else "")))
         for p in _stage_row(spec, stage, missing):

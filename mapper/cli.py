@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,7 +170,7 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
     win = app.pipeline.window_for(spec, length, end)
     with _progress(not no_progress) as progress:
         lm = app.pipeline.build_map(spec, win, progress)
-    found = analysis.findings.find(lm, baseline)
+    found = app.budgets.with_budgets(lm, analysis.findings.find(lm, baseline))
     if out:
         for path in app.pipeline.write_reports(lm, out, found):
             echo(f"wrote {path}", err=True)
@@ -387,6 +388,67 @@ def whatif_command(config: str, prometheus: str | None, window: str | None, unti
         echo(render.sections.future_table(fs, spec.percentiles), nl=False)
 
 
+@cli.command("budgets")
+@_map_options
+@click.option("--format", "fmt", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True,
+              help="What to print on stdout.")
+@click.option("--write", "write", is_flag=True,
+              help="Add the budgets to the spec as each stage's objectives (comments and order kept).")
+def budgets_command(config: str, prometheus: str | None, window: str | None, until: str | None,
+                    fmt: str, write: bool) -> None:
+    """Per-hop budgets: split the end-to-end objective into one threshold per hop.
+
+    If every hop stays within its budget, the end-to-end objective holds (union bound; verified
+    by trace replay or convolution with every hop capped). Exits 2 when no split can be shown
+    to hold, 1 when a hop is already over its budget.
+    """
+    spec = load_spec_for_cli(config, prometheus)
+    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
+                                                              _time(until, "--until")))
+    plans = analysis.budgets.plan_budgets(lm)
+    if fmt == "json":
+        echo(dumps(render.budgets.budgets_json(plans)), nl=False)
+    elif fmt == "yaml":
+        echo(render.budgets.budgets_yaml(plans), nl=False)
+    else:
+        echo(render.budgets.budgets_table(plans), nl=False)
+    failed = [p for p in plans if not p.feasible or not p.holds]
+    for p in failed:
+        echo(f"latmap: error: {p.objective.place}: objectives.end_to_end: no budget split can be shown "
+                   f"to meet {p.objective.label} <= {p.objective.threshold:g}s (see the checks above)", err=True)
+    if failed:
+        raise SystemExit(EXIT_ERROR)
+    if write:
+        echo(f"wrote {app.budgets.write_budgets(config, plans)}", err=True)
+    raise SystemExit(exit_code(broken=any(h.over for p in plans for h in p.budgets)))
+
+
+@cli.command("buckets")
+@_map_options
+@click.option("--width", default="5%", show_default=True,
+              help="The widest interval to accept, as a share of each percentile's value (5% or 0.05).")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+def buckets_command(config: str, prometheus: str | None, window: str | None, until: str | None,
+                    width: str, fmt: str) -> None:
+    """Bucket advice: the fewest bounds putting one on every objective and budget threshold and
+    making each asked percentile's interval narrower than --width, with ready snippets."""
+    text = width.strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UsageError(f"--width: not a share like 5% or 0.05: {width!r}") from None
+    if not 0 < share < 1:
+        raise UsageError(f"--width: must be between 0% and 100%, got {width!r}")
+    spec = load_spec_for_cli(config, prometheus)
+    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
+                                                              _time(until, "--until")))
+    advice = analysis.buckets.advise(lm, share, app.budgets.budget_thresholds(lm))
+    if fmt == "json":
+        echo(dumps(render.buckets.buckets_json(advice)), nl=False)
+    else:
+        echo(render.buckets.buckets_table(advice, share), nl=False)
+
+
 @cli.command("dashboards")
 @click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
               help="The stream spec (stream.yaml).")
@@ -445,18 +507,65 @@ def dashboards_command(config: str, out: str | None, prometheus: str | None, che
 @click.option("--out", metavar="FILE", help="Write the rule file here (default: stdout).")
 @click.option("--rate-window", default="5m", show_default=True, help="Range of rate() in the recorded series.")
 @click.option("--interval", default=None, help="Rule group evaluation interval (default: Prometheus's global).")
-def rules_command(config: str, out: str | None, rate_window: str, interval: str | None) -> None:
-    """Write Prometheus recording rules: per-hop bucket rates and percentiles."""
-    spec = load_spec(config)
+@click.option("--alerts", is_flag=True,
+              help="Also burn-rate alerts for every stage objective (multi-window, multi-burn-rate); needs the "
+                   "histograms' bucket bounds from Prometheus.")
+@click.option("--prometheus", metavar="URL", help="Where to read the bucket bounds (default: the spec's source).")
+@click.option("--period", default="30d", show_default=True, help="The error budget's window (--alerts).")
+@click.option("--burn", "burns", multiple=True, metavar="SEVERITY:SHARE:LONG:SHORT",
+              help="A burn window instead of the defaults (repeatable): alert at SEVERITY when SHARE of the "
+                   "budget burns in LONG, over LONG and SHORT: page:2%:1h:5m page:5%:6h:30m ticket:10%:3d:6h.")
+@click.option("--tests", "tests_out", metavar="FILE",
+              help="With --alerts: also write a `promtool test rules` file (default: next to --out, .test.yml).")
+def rules_command(config: str, out: str | None, rate_window: str, interval: str | None, alerts: bool,
+                  prometheus: str | None, period: str, burns: tuple[str, ...], tests_out: str | None) -> None:
+    """Write Prometheus recording rules: per-hop bucket rates and percentiles (and, with
+    --alerts, burn-rate alerts for the objectives, with promtool unit tests)."""
+    spec = load_spec_for_cli(config, prometheus)
     text = dashboards.rules.render_rules(spec, rate_window=_duration(rate_window, "--rate-window") or 300.0,
                         interval=_duration(interval, "--interval"))
     for line in dashboards.rules.not_recordable(spec):
         echo(f"latmap: not recordable: {line}", err=True)
+    test_doc = None
+    if alerts:
+        policy = dashboards.alerts.Policy(period=_duration(period, "--period") or 30 * 86400.0)
+        if burns:
+            policy = dashboards.alerts.Policy(policy.period, tuple(_burn(text) for text in burns))
+        layouts = dashboards.alerts.fetch_layouts(spec, time.time())
+        targets, checks = dashboards.alerts.alert_targets(spec, layouts)
+        for c in checks:
+            echo(f"latmap: check: {c.code}: {c.message}", err=True)
+        text = dashboards.alerts.with_alert_group(text, dashboards.alerts.alert_group(spec, targets, policy),
+                                                  dashboards.alerts.not_alertable(checks))
+        if out or tests_out:
+            rule_file = Path(out).name if out else "rules.yml"
+            test_doc = dashboards.alerts.promtool_tests(spec, targets, rule_file, policy)
     if out:
         write_atomic(Path(out), text)
         echo(f"wrote {out}", err=True)
     else:
         echo(text, nl=False)
+    if test_doc is not None:
+        target = Path(tests_out) if tests_out else Path(str(out)).with_suffix(".test.yml")
+        write_atomic(target, dashboards.alerts.to_yaml(test_doc))
+        echo(f"wrote {target}", err=True)
+
+
+def _burn(text: str) -> Any:
+    """``page:2%:1h:5m`` as a burn window (``--burn``)."""
+    fields = text.split(":")
+    if len(fields) != 4 or not fields[0].isidentifier() or not fields[1].endswith("%"):
+        raise UsageError(f"--burn {text!r}: use SEVERITY:SHARE%:LONG:SHORT, like page:2%:1h:5m")
+    try:
+        share = float(fields[1][:-1]) / 100
+    except ValueError:
+        raise UsageError(f"--burn {text!r}: {fields[1]!r} is not a share like 2%") from None
+    if not 0 < share <= 1:
+        raise UsageError(f"--burn {text!r}: the share must be in (0%, 100%]")
+    long, short = _duration(fields[2], "--burn") or 0.0, _duration(fields[3], "--burn") or 0.0
+    if short >= long:
+        raise UsageError(f"--burn {text!r}: the short window must be shorter than the long one")
+    return dashboards.alerts.BurnWindow(fields[0], share, long, short)
 
 
 def load_spec_for_cli(config: str, prometheus: str | None) -> Any:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from mapper.analysis import (
         attribution,
         baseline,
+        buckets,
+        budgets,
         findings,
         items,
         latency,
@@ -23,6 +25,18 @@ if TYPE_CHECKING:
         whatif,
     )
 
-__all__ = ["attribution", "baseline", "findings", "items", "latency", "segments", "servicegraph", "traces", "whatif"]
+__all__ = [
+    "attribution",
+    "baseline",
+    "buckets",
+    "budgets",
+    "findings",
+    "items",
+    "latency",
+    "segments",
+    "servicegraph",
+    "traces",
+    "whatif",
+]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -175,7 +175,8 @@ def _estimate_checks(stage: str, part: str, d: Distribution, qs: Sequence[float]
             out.append(Check(
                 "info", "bucket-too-coarse",
                 f"{stage} {part} {label}: interval {e.low:g}..{e.high:g}s is wider than the value "
-                f"{e.value:g}s; finer buckets around it would sharpen it", stage, part))
+                f"{e.value:g}s; finer buckets around it would sharpen it (`latmap buckets` advises the bounds)",
+                stage, part))
     return out
 
 

@@ -10,8 +10,21 @@ from typing import TYPE_CHECKING
 from mapper.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from mapper.render import cells, html, plots, report, sections, trend_svg, verdict, vsm_svg, vsm_text
+    from mapper.render import (
+        buckets,
+        budgets,
+        cells,
+        html,
+        plots,
+        report,
+        sections,
+        trend_svg,
+        verdict,
+        vsm_svg,
+        vsm_text,
+    )
 
-__all__ = ["cells", "html", "plots", "report", "sections", "trend_svg", "verdict", "vsm_svg", "vsm_text"]
+__all__ = ["buckets", "budgets", "cells", "html", "plots", "report", "sections", "trend_svg", "verdict", "vsm_svg",
+           "vsm_text"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

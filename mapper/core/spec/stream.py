@@ -7,6 +7,7 @@ frozen dataclasses below.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -131,6 +132,9 @@ class Stage:
     upstream: tuple[str, ...] = ()
     description: str | None = None
     traces: TraceMatch | None = None
+    #: The stage's share weight when ``latmap budgets`` splits an end-to-end objective
+    #: (``None``: split by the hops' current shares of the tail). Always > 0.
+    weight: float | None = None
 
 
 @dataclass(frozen=True)
@@ -362,6 +366,16 @@ def _trace_match(node: Any, line: int, where: str, sources: Mapping[str, SourceS
     return TraceMatch(source, service, p.at(node.line), str_field(node, "span_name", where, p), attributes)
 
 
+def _weight(node: LDict, where: str, p: Problems) -> float | None:
+    """A stage's budget weight: a finite number > 0 (a zero or negative share cannot be split)."""
+    v = node["weight"]
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    if not ok:
+        p.add(node.line_of("weight"), f"{where}.weight", f"must be a number > 0, got {v!r}")
+        return None
+    return float(v)
+
+
 def _objectives(target: str, node: Any, line: int, where: str, p: Problems) -> list[Objective]:
     if not isinstance(node, LDict):
         p.add(line, where, "must map percentiles to thresholds, like {p99: 250ms}")
@@ -456,8 +470,9 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
         if "objectives" in snode:
             objectives += _objectives(sname, snode["objectives"], snode.line_of("objectives"),
                                       f"{where}.objectives", p)
+        weight = _weight(snode, where, p) if "weight" in snode else None
         stages.append(Stage(name=sname, place=p.at(line), owner=name_field(snode, "owner", where, p),
-                            wait=wait, process=process, upstream=upstream,
+                            wait=wait, process=process, upstream=upstream, weight=weight,
                             description=str_field(snode, "description", where, p),
                             traces=_trace_match(snode["traces"], snode.line_of("traces"), f"{where}.traces",
                                                 sources, p) if "traces" in snode else None))

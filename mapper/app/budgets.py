@@ -1,0 +1,100 @@
+"""``latmap budgets``: per-hop budgets from the end-to-end objective, and ``--write``, which
+adds them to the spec as each stage's ``objectives:``.
+
+The spec is edited with ruamel.yaml's round-trip mode, so its comments, key order and
+quoting stay as the owner wrote them; only the budget keys are added (or replaced, when a
+stage already has an objective at that percentile). The file is written atomically and
+loaded back through the spec loader before it replaces the original, so a write never
+leaves a spec latmap cannot read.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from mapper.analysis.budgets import BudgetPlan, plan_budgets
+from mapper.analysis.findings import Findings
+from mapper.analysis.latency import LatencyMap
+from mapper.core.durations import format_duration
+from mapper.core.errors import LatmapError, SpecError
+from mapper.core.files import write_atomic
+from mapper.core.spec import loads_spec
+from mapper.render.budgets import budgets_json
+
+__all__ = ["budget_text", "budget_thresholds", "spec_with_budgets", "with_budgets", "write_budgets"]
+
+
+def budget_text(seconds: float) -> str:
+    """A budget as a spec duration that is never above the budget (``123.4ms`` rounded down
+    to whole microseconds), so the written objective is at least as strict as the plan."""
+    us = int(seconds * 1e6)
+    if us >= 1000 and us % 1000 == 0:
+        return f"{us // 1000}ms"
+    return f"{us}us"
+
+
+def spec_with_budgets(text: str, plans: Sequence[BudgetPlan], path: str = "<string>") -> str:
+    """The spec ``text`` with every feasible plan's budgets under its stages' ``objectives``.
+
+    Raises :class:`SpecError` when a stage is not found or the result does not load.
+    """
+    yaml = YAML()  # round trip: comments and order kept
+    yaml.preserve_quotes = True
+    yaml.width = 1_000_000
+    doc = yaml.load(text)
+    stages = {str(s.get("name")): s for s in doc.get("stages", []) if isinstance(s, CommentedMap)}
+    for plan in plans:
+        for h in plan.budgets:
+            node = stages.get(h.stage)
+            if node is None:
+                raise SpecError(f"{path}: stages: no stage {h.stage!r} to write its budget to")
+            objectives = node.get("objectives")
+            if not isinstance(objectives, CommentedMap):
+                objectives = CommentedMap()
+                node["objectives"] = objectives
+            objectives[h.label] = budget_text(h.threshold)
+            objectives.yaml_add_eol_comment(
+                f"budget for end_to_end {plan.objective.label.split()[-1]} <= "
+                f"{format_duration(plan.objective.threshold)} (latmap budgets)", h.label)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    written = out.getvalue()
+    loads_spec(written, path)  # refuses to write a spec latmap could not read back
+    return written
+
+
+def write_budgets(spec_path: str | Path, plans: Sequence[BudgetPlan]) -> Path:
+    """Add the budgets to the spec file in place (atomically); return its path."""
+    p = Path(spec_path)
+    text = p.read_text(encoding="utf-8")
+    return write_atomic(p, spec_with_budgets(text, plans, str(p)))
+
+
+def budget_thresholds(lm: LatencyMap) -> list[tuple[str, float]]:
+    """``(stage, budget)`` of every feasible plan, for bucket advice; none when no plan can be
+    made (no end-to-end objective, no end to end)."""
+    if not any(o.target == "end_to_end" for o in lm.spec.objectives) or lm.end_to_end is None:
+        return []
+    try:
+        plans = plan_budgets(lm)
+    except LatmapError:
+        return []
+    return [(h.stage, h.threshold) for p in plans for h in p.budgets]
+
+
+def with_budgets(lm: LatencyMap, found: Findings) -> Findings:
+    """``found`` with report.json's ``budgets`` section when the spec has an end-to-end
+    objective: the plans, or ``{"error": ...}`` when none can be made."""
+    if not any(o.target == "end_to_end" for o in lm.spec.objectives):
+        return found
+    try:
+        section: object = budgets_json(plan_budgets(lm))
+    except LatmapError as err:
+        section = {"error": str(err)}
+    return replace(found, sections={**found.sections, "budgets": section})
