@@ -116,3 +116,30 @@ def test_grpc_still_takes_real_exports(receiver: Receiver, tmp_path: Path) -> No
         call = channel.unary_unary(f"/{TRACE_SERVICE}/Export")
         answer = call(otlp_request(3, trace=0x4242), metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=10)
     assert answer == b""  # an empty ExportTraceServiceResponse: everything kept
+
+
+@pytest.mark.parametrize("cut", ["before the ready byte", "mid-request"])
+def test_a_decode_worker_whose_parent_is_gone_exits_without_a_traceback(cut: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.paths import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", "from collectors.spool.decode_pool import worker_main; "
+                             "worker_main()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    if cut == "before the ready byte":
+        proc.stdout.close()  # as if the parent was SIGKILLed during start-up
+        proc.stdin.close()
+    else:
+        assert proc.stdout.read(1) == b"R"
+        proc.stdin.write(struct.pack("<BI", 0, 1000) + b"\x0a\x05")  # a request header, then a cut body
+        proc.stdin.close()
+        proc.stdout.close()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 0 and b"Traceback" not in err, err.decode(errors="replace")
