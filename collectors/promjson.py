@@ -96,12 +96,21 @@ def parse_float(text: Any, where: str) -> float:
             return float(text)  # accepts "NaN", "+Inf", "-Inf", "1e-3"
         except ValueError:
             pass
-    raise SourceError(f"{where}: expected a number, got {str(text)[:40]!r}")
+    raise SourceError(f"{where}: expected a number, got {remote_text(repr(text), 40)}")
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    """An optional JSON list (missing or null: empty); anything else is the server's mistake."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SourceError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
 
 
 def _pair(item: Any, where: str) -> tuple[float, Any]:
     if not isinstance(item, list) or len(item) != 2:
-        raise SourceError(f"{where}: expected [timestamp, value], got {str(item)[:60]}")
+        raise SourceError(f"{where}: expected [timestamp, value], got {remote_text(item, 60)}")
     return parse_float(item[0], where), item[1]
 
 
@@ -111,15 +120,15 @@ def parse_native(obj: Any, where: str) -> NativeHistogram:
     count = parse_float(obj.get("count", "0"), f"{where}.count")
     total = parse_float(obj.get("sum", "0"), f"{where}.sum")
     buckets = []
-    for i, b in enumerate(obj.get("buckets") or []):
+    for i, b in enumerate(_list(obj.get("buckets"), f"{where}.buckets")):
         w = f"{where}.buckets[{i}]"
         if not isinstance(b, list) or len(b) != 4:
             raise SourceError(f"{w}: expected [rule, lower, upper, count]")
-        rule = int(parse_float(b[0], w))
+        rule_f = parse_float(b[0], w)
         lo, hi, c = (parse_float(x, w) for x in b[1:])
-        if rule not in (0, 1, 2, 3) or hi < lo or c < 0 or math.isnan(c):
-            raise SourceError(f"{w}: invalid bucket {b}")
-        buckets.append((rule, lo, hi, c))
+        if rule_f not in (0, 1, 2, 3) or hi < lo or c < 0 or math.isnan(c):
+            raise SourceError(f"{w}: invalid bucket {remote_text(b, 120)}")
+        buckets.append((int(rule_f), lo, hi, c))
     return NativeHistogram(count, total, tuple(buckets))
 
 
@@ -146,7 +155,7 @@ def decode_query(body: Any, url: str) -> QueryResult:
     """Decode a ``/api/v1/query`` or ``/api/v1/query_range`` answer."""
     env = decode_envelope(body, url)
     data = env["data"]
-    warnings = tuple(str(w) for w in env.get("warnings") or ())
+    warnings = tuple(remote_text(w, 500) for w in _list(env.get("warnings"), f"{url}: warnings"))
     if not isinstance(data, dict) or "resultType" not in data or "result" not in data:
         raise SourceError(f"{url}: data: expected resultType and result")
     rtype, result = data["resultType"], data["result"]
@@ -181,16 +190,16 @@ def decode_query(body: Any, url: str) -> QueryResult:
             if not isinstance(item, dict):
                 raise SourceError(f"{w}: expected an object")
             labels = _labels(item, w)
-            pairs = [_pair(p, f"{w}.values") for p in item.get("values") or []]
+            pairs = [_pair(p, f"{w}.values") for p in _list(item.get("values"), f"{w}.values")]
             times = np.array([p[0] for p in pairs], dtype=float)
             vs = np.array([parse_float(p[1], f"{w}.values") for p in pairs], dtype=float)
             hs = tuple(
                 (t, parse_native(h, f"{w}.histograms"))
-                for t, h in (_pair(p, f"{w}.histograms") for p in item.get("histograms") or [])
+                for t, h in (_pair(p, f"{w}.histograms") for p in _list(item.get("histograms"), f"{w}.histograms"))
             )
             series.append(SeriesValues(labels, times, vs, hs))
         return QueryResult("matrix", series=tuple(series), warnings=warnings)
-    raise SourceError(f"{url}: data.resultType: unknown {rtype!r}")
+    raise SourceError(f"{url}: data.resultType: unknown {remote_text(repr(rtype), 60)}")
 
 
 def decode_list(body: Any, url: str) -> list[Any]:

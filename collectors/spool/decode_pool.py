@@ -78,8 +78,19 @@ def _widen_pipe(fd: int) -> None:
 
 
 def worker_main() -> None:
-    """A decode worker: framed requests on stdin, framed :data:`DecodeResult` on stdout, until EOF."""
+    """A decode worker: framed requests on stdin, framed :data:`DecodeResult` on stdout, until EOF.
+
+    A parent that went away (killed with SIGKILL, even during start-up) closes the pipes: the
+    worker then exits quietly, without a BrokenPipe traceback per worker in the log.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
+    try:
+        _worker_loop()
+    except (BrokenPipeError, EOFError, ConnectionError):
+        os._exit(0)  # no flush of stdio into a pipe nobody reads
+
+
+def _worker_loop() -> None:
     out = os.dup(1)
     os.dup2(2, 1)  # anything printed by accident goes to stderr, not into the protocol
     _widen_pipe(0)

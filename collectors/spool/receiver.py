@@ -38,10 +38,10 @@ no token by default, a deliberate choice: a Prometheus scrape job rarely carries
 token, and the registry holds counts, never span data. ``metrics_public=False`` (CLI
 ``--metrics-token``) asks the export token for it too (401 without it).
 
-The gRPC service is registered with the generated ``add_TraceServiceServicer_to_server``,
-so grpcio parses the request; the servicer re-serializes it (upb, a fraction of the decode
-cost) to hand the codec the same bytes the HTTP path does. A body that is not protobuf at all
-is refused by grpcio itself, with INTERNAL.
+The gRPC service is registered as a generic handler that takes the request as bytes (no
+deserializer), so the token is checked before anything is parsed, and the codec decodes the
+same bytes the HTTP path does: a body that is not protobuf is INVALID_ARGUMENT with the
+codec's reason, never a traceback.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import zlib
@@ -102,6 +103,8 @@ DEFAULT_GRPC = "127.0.0.1:4317"
 MAX_BODY_BYTES = 20 << 20
 TRACES_PATH = "/v1/traces"
 METRICS_PATH = "/metrics"
+#: The OTLP trace service's full gRPC name (``/<service>/Export``).
+TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -282,7 +285,11 @@ class Receiver:
             futures.ThreadPoolExecutor(max_workers=self._grpc_workers, thread_name_prefix="otlp-grpc"),
             options=[("grpc.max_receive_message_length", self.max_body_bytes)],
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
+        service = _TraceService(self)
+        handler = grpc.unary_unary_rpc_method_handler(
+            service.Export, request_deserializer=None,  # bytes: checked, then decoded by the codec
+            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),))
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         bound = server.add_insecure_port(target)
         if not bound:
@@ -389,6 +396,15 @@ class _HttpServer(ThreadingHTTPServer):
             self._conns.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that resets or goes away is routine, not a traceback on stderr (anyone on
+        the port could flood the log with them); anything else is logged once, as a bug."""
+        err = sys.exc_info()[1]
+        if isinstance(err, ConnectionError | TimeoutError):
+            log.debug("%s: connection ended: %s", client_address, type(err).__name__)
+        else:
+            log.error("OTLP/HTTP: unexpected error on a connection from %s", client_address, exc_info=True)
+
     def close_connections(self, grace: float) -> None:
         """End keep-alive connections: reads see EOF, a request being answered finishes."""
         with self._conns_lock:
@@ -414,6 +430,21 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "latmap-otlp"
     timeout = 120  # an idle keep-alive connection is closed after this many seconds
     server: _HttpServer
+
+    def parse_request(self) -> bool:
+        """The stdlib's parse, then the framing rules of RFC 9112 6.1-6.3 that it leaves out:
+        a request whose body length is ambiguous (both Content-Length and Transfer-Encoding, a
+        Transfer-Encoding other than ``chunked``, two Content-Lengths, a length that is not a
+        number) is answered 400 and the connection closed, so the bytes after it can never be
+        read as a second request (request smuggling)."""
+        if not super().parse_request():
+            return False
+        problem = _framing_problem(self.headers.get_all("Content-Length") or [],
+                                   self.headers.get_all("Transfer-Encoding") or [])
+        if problem is not None:
+            self.send_error(400, problem)  # sends Connection: close and ends the connection
+            return False
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -519,7 +550,7 @@ class _Handler(BaseHTTPRequestHandler):
         if encoding not in ("identity", "gzip"):
             self._skip_body(limit)
             raise _Reply(415, grpc.StatusCode.INVALID_ARGUMENT, f"Content-Encoding {encoding!r}; use gzip")
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+        if self.headers.get("Transfer-Encoding"):  # exactly "chunked": parse_request checked
             raw = self._read_chunked(limit)
         else:
             length_text = self.headers.get("Content-Length")
@@ -571,6 +602,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.readline(8)
 
 
+def _framing_problem(lengths: list[str], encodings: list[str]) -> str | None:
+    """Why a request's body length is ambiguous, or None (see ``_Handler.parse_request``)."""
+    if encodings:
+        if lengths:
+            return "both Content-Length and Transfer-Encoding"
+        codings = [c.strip().lower() for e in encodings for c in e.split(",")]
+        if codings != ["chunked"]:
+            return "Transfer-Encoding other than chunked"
+        return None
+    if len(lengths) > 1:
+        return "more than one Content-Length"
+    if lengths and not lengths[0].strip().isdigit():
+        return "Content-Length is not a number"
+    return None
+
+
 # --- OTLP/gRPC --------------------------------------------------------------------------
 
 
@@ -590,7 +637,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         self.receiver = receiver
 
     def Export(  # the generated servicer's method name
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+        self, request: bytes, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         receiver = self.receiver
         started = time.perf_counter()
@@ -602,7 +649,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
                 code = "UNAUTHENTICATED"
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
             try:
-                outcome = receiver.export(request.SerializeToString(), "protobuf", "grpc")
+                outcome = receiver.export(bytes(request), "protobuf", "grpc")
             except PayloadError as err:
                 code = "INVALID_ARGUMENT"
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
