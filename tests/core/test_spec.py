@@ -66,7 +66,7 @@ def test_unknown_key_names_its_line_and_field() -> None:
     text = GOOD.replace("    process: {source: prom, histogram: notify_send_seconds",
                         "    procss: {source: prom, histogram: notify_send_seconds")
     assert _error(text) == ("stream.yaml:19: stages[notification].procss: unknown key "
-                            "(allowed: name, owner, description, wait, process, traces, upstream, objectives)")
+                            "(allowed: name, owner, description, wait, process, traces, upstream, objectives, weight)")
 
 
 def test_missing_source_names_the_known_ones() -> None:
