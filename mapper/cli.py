@@ -209,14 +209,15 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
         lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, length, end), progress)
     if history is not None:
         try:
-            record = app.history.record_run(lm, lambda m: analysis.findings.find(m, baseline), history, keep)
+            record = app.history.record_run(
+                lm, lambda m: app.budgets.with_budgets(m, analysis.findings.find(m, baseline)), history, keep)
         except OSError as err:
             raise LatmapError(f"{err.filename or history}: cannot write the history: "
                               f"{err.strerror or err}; earlier runs are untouched") from err
         echo(f"wrote {record.path}", err=True)
         regressions = tuple(record.regressions)
     else:
-        found = analysis.findings.find(lm, baseline)
+        found = app.budgets.with_budgets(lm, analysis.findings.find(lm, baseline))
         for path in app.pipeline.write_reports(lm, out or ".", found):
             echo(f"wrote {path}", err=True)
         regressions = found.comparison.regressions if found.comparison else ()
