@@ -191,6 +191,19 @@ def _objective(o: Objective, d: Distribution | None) -> ObjectiveResult:
     return ObjectiveResult(o, e, "unknown")
 
 
+def _straddles(e: Estimate, threshold: float) -> bool:
+    """The estimate says met or broken but its interval reaches the other side of ``threshold``."""
+    if e.value is None:
+        return False
+    low = -math.inf if e.low is None else e.low
+    high = math.inf if e.high is None else e.high
+    return low <= threshold < high if e.value <= threshold else low <= threshold
+
+
+def _bound(x: float | None) -> str:
+    return "unbounded" if x is None else f"{x:g}s"
+
+
 def analyse(spec: StreamSpec, window: Window,
             results: Mapping[tuple[str, str], MeasurementResult],
             traces: TraceTable | None = None, extra_checks: Sequence[Check] = (),
@@ -274,6 +287,12 @@ def analyse(spec: StreamSpec, window: Window,
             checks.append(Check("warning", "objective-unknown",
                                 f"objective {o.objective.label} <= {o.objective.threshold:g}s: cannot tell ({why})",
                                 None if o.objective.target == "end_to_end" else o.objective.target))
+        elif o.estimate is not None and _straddles(o.estimate, o.objective.threshold):
+            checks.append(Check("warning", "objective-uncertain", (
+                f"objective {o.objective.label} <= {o.objective.threshold:g}s: {o.status} by the estimate "
+                f"{o.estimate.value:g}s, but its interval [{_bound(o.estimate.low)}..{_bound(o.estimate.high)}] "
+                "crosses the threshold: the data cannot confirm the verdict"),
+                None if o.objective.target == "end_to_end" else o.objective.target))
     method = ("traces" if isinstance(end_to_end, SampleDistribution) and traces is not None
               and end_to_end.values.size == traces.lead.size else
               "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")

@@ -42,7 +42,12 @@ def test_demo_through_a_real_prometheus(tmp_path: Path, capsys: pytest.CaptureFi
     captured = capsys.readouterr()
     assert "market-data" in captured.out and "notification" in captured.out
     assert "mapped through prometheus" in captured.err and str(tmp_path / "report.json") in captured.err
-    _check_outputs(tmp_path)
+    doc = _check_outputs(tmp_path)
+    # alerting's hop p99 is met by the estimate (about 88ms) but its interval reaches 105ms,
+    # past the 100ms objective: the verdict stands, and a check says the data cannot confirm it.
+    uncertain = [c for c in doc["checks"] if c["code"] == "objective-uncertain"]
+    assert [c["stage"] for c in uncertain] == ["alerting"], uncertain
+    assert "crosses the threshold" in uncertain[0]["message"]
 
 
 def test_demo_through_the_scrape_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
