@@ -64,10 +64,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.duration_pb2 import Duration
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from grpc import Server as GrpcServer
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -75,6 +74,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from collectors.http import read_secret
 from collectors.otlp.codec import PayloadError
 from collectors.spool.decode_pool import DecodePool, DecodeResult, DecoderUnavailableError, decode_request, worker_main
+from collectors.spool.grpc_service import TraceService
 from collectors.spool.store import Spool, SpoolBusyError, SpoolError, SpoolFullError, SpoolLimits
 from mapper.core.errors import LatmapError, UsageError
 
@@ -285,7 +285,7 @@ class Receiver:
             futures.ThreadPoolExecutor(max_workers=self._grpc_workers, thread_name_prefix="otlp-grpc"),
             options=[("grpc.max_receive_message_length", self.max_body_bytes)],
         )
-        service = _TraceService(self)
+        service = TraceService(self)
         handler = grpc.unary_unary_rpc_method_handler(
             service.Export, request_deserializer=None,  # bytes: checked, then decoded by the codec
             response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
@@ -616,57 +616,6 @@ def _framing_problem(lengths: list[str], encodings: list[str]) -> str | None:
     if lengths and not lengths[0].strip().isdigit():
         return "Content-Length is not a number"
     return None
-
-
-# --- OTLP/gRPC --------------------------------------------------------------------------
-
-
-class _RichStatus(grpc.Status):
-    """A gRPC status carrying a ``google.rpc.Status`` with details (e.g. RetryInfo)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, retry_after: int) -> None:
-        detail = status_pb2.Status(code=code.value[0], message=message)
-        detail.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=Duration(seconds=retry_after)))
-        self.code = code
-        self.details = message
-        self.trailing_metadata = (("grpc-status-details-bin", detail.SerializeToString()),)
-
-
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, receiver: Receiver) -> None:
-        self.receiver = receiver
-
-    def Export(  # the generated servicer's method name
-        self, request: bytes, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        receiver = self.receiver
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            metadata = {k.lower(): v for k, v in context.invocation_metadata()}
-            auth = metadata.get("authorization")
-            if not receiver.authorized(auth if isinstance(auth, str) else None):
-                code = "UNAUTHENTICATED"
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-            try:
-                outcome = receiver.export(bytes(request), "protobuf", "grpc")
-            except PayloadError as err:
-                code = "INVALID_ARGUMENT"
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-            except (SpoolBusyError, SpoolFullError) as err:
-                code = "RESOURCE_EXHAUSTED"
-                context.abort_with_status(_RichStatus(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err), err.retry_after))
-            except (SpoolError, DecoderUnavailableError) as err:
-                code = "UNAVAILABLE"
-                context.abort_with_status(_RichStatus(grpc.StatusCode.UNAVAILABLE, str(err), 5))
-            resp = trace_service_pb2.ExportTraceServiceResponse()
-            if outcome.rejected:
-                resp.partial_success.rejected_spans = outcome.rejected_spans
-                resp.partial_success.error_message = outcome.message()
-            return resp
-        finally:
-            receiver.metrics.requests.labels("grpc", code).inc()
-            receiver.metrics.latency.labels("grpc").observe(time.perf_counter() - started)
 
 
 # --- running it -------------------------------------------------------------------------

@@ -153,11 +153,10 @@ def _findings(findings: Findings | None) -> str:
     return "\n".join(out)
 
 
-def _whatif(lm: LatencyMap) -> str:
+def _whatif(lm: LatencyMap, findings: Findings | None) -> str:
     if not lm.spec.future:
         return ""
-
-    doc: dict[str, Any] | None = future_state_section(lm)
+    doc: dict[str, Any] | None = future_state_section(lm, findings)
     if doc is None:
         return ""
     body = _ul(doc.get("changes", []))
@@ -204,7 +203,7 @@ def to_html(lm: LatencyMap, findings: Findings | None = None) -> str:
         _distributions(lm),
         _segments(lm),
         _findings(findings),
-        _whatif(lm),
+        _whatif(lm, findings),
         _section("Checks", _ul((f"{c.level}: [{c.code}] {c.message}" for c in checks),
                                (c.level for c in checks))),
         _provenance(lm),

@@ -133,7 +133,7 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
                    for c in (*lm.checks, *(findings.checks if findings else ()))],
         **(findings_json(findings) if findings else {}),
         "segments": None if lm.segments is None else segments_json(lm.segments, qs),
-        **({"future_state": future_state_section(lm)} if lm.spec.future else {}),
+        **({"future_state": future_state_section(lm, findings)} if lm.spec.future else {}),
     }
 
 

@@ -137,11 +137,16 @@ def future_json(fs: FutureState, qs: tuple[float, ...]) -> dict[str, Any]:
     }
 
 
-def future_state_section(lm: LatencyMap) -> dict[str, Any] | None:
+def future_state_section(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any] | None:
     """``report.json``'s ``future_state``: the spec's planned changes applied, ``None`` when
-    the spec plans none, ``{"changes", "error"}`` when they cannot be applied to this map."""
+    the spec plans none, ``{"changes", "error"}`` when they cannot be applied to this map.
+    The findings' future state is used when they hold one, so it is computed once per run."""
     if not lm.spec.future:
         return None
+    if findings is not None and findings.future is not None:
+        return future_json(findings.future, lm.spec.percentiles)
+    if findings is not None and findings.future_error is not None:
+        return {"changes": [c.describe() for c in lm.spec.future], "error": findings.future_error}
     try:
         return future_json(future_state(lm, lm.spec.future), lm.spec.percentiles)
     except (UsageError, DataError) as err:

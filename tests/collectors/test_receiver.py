@@ -546,7 +546,7 @@ def test_torn_or_corrupt_record_is_skipped_alone(tmp_path: Path) -> None:
 
 
 def _record_bytes(batch: S.SpanBatch) -> bytes:
-    from collectors.spool.store import _record
+    from collectors.spool.reader import record as _record
 
     return _record(encode_payload(batch))
 

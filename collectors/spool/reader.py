@@ -1,0 +1,268 @@
+"""Reading a spool: the on-disk format (segment and record framing) and the readers that
+turn a spool directory, or one segment, back into span columns for a window.
+
+What a reader can rely on: a record torn by a crash or damaged on disk is skipped alone and
+counted; a segment that is not a segment at all (its magic overwritten) is skipped whole and
+named, so the rest of the spool still reads; rows written twice (a retried export, a crash
+between compaction and the segment's removal) come back once. Writing is
+:mod:`collectors.spool.store`'s, which imports the format from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from collectors.spool.payload import SCHEMA, arrays, decode_payload
+from mapper.core.errors import LatmapError
+from mapper.core.spans import LINKS_COLUMN, SpanBatch, SpanLinks, dedupe
+
+log = logging.getLogger(__name__)
+
+SEGMENT_MAGIC = b"LMSPOOL1"
+RECORD_MAGIC = b"LMR1"
+HEADER = struct.Struct("<4sII")
+WAL_DIR = "_wal"
+#: Under ``_wal/``: damaged segments moved aside (never read, never deleted by latmap).
+QUARANTINE_DIR = "quarantine"
+SEGMENT_SUFFIX = ".wal"
+HOUR_NS = 3_600_000_000_000
+_STRING_COLUMNS = [f.name for f in SCHEMA if pa.types.is_string(f.type)]
+
+
+class SpoolError(LatmapError):
+    """The spool cannot be opened or written (the message names the path)."""
+
+
+@dataclass(frozen=True)
+class SpoolRead:
+    batch: SpanBatch
+    torn_records: int  # damaged records skipped while reading segments
+    duplicates: int  # rows dropped as duplicates (retried exports, compaction overlap)
+    damaged_segments: tuple[str, ...] = ()  # segments skipped whole (not a segment: bad magic)
+    quarantined: tuple[str, ...] = ()  # segments moved aside earlier, in _wal/quarantine/
+
+
+# --- record payloads --------------------------------------------------------------------
+
+
+def _table_to_batch(table: pa.Table) -> SpanBatch:
+    if table.num_rows == 0:
+        return SpanBatch.empty()
+    cols = {f.name: _column(table.column(f.name)) for f in SCHEMA if f.name != LINKS_COLUMN}
+    first = (cols["link_trace_hi"], cols["link_trace_lo"], cols["link_span_id"])
+    return SpanBatch(**cols, links=links_from_table(table, first))
+
+
+def _column(col: pa.ChunkedArray) -> np.ndarray:
+    """A column as numpy. Strings go through a dictionary, so the few distinct service and
+    span names become a few Python objects shared by every row (to_numpy would make one
+    object per row: 2.5 million strings for a million spans)."""
+    if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+        return col.to_numpy()
+    encoded = col.combine_chunks().dictionary_encode() if col.num_chunks else pa.array([], pa.string())
+    if len(encoded) == 0:
+        return np.array([], dtype=object)
+    values = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+    return values[encoded.indices.fill_null(len(values) - 1).to_numpy()]
+
+
+def _batch_to_table(batch: SpanBatch) -> pa.Table:
+    return pa.table(arrays(batch), schema=SCHEMA)
+
+
+def record(payload: Any) -> bytes:
+    view = memoryview(payload)
+    return HEADER.pack(RECORD_MAGIC, view.nbytes, zlib.crc32(view)) + view
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _valid_at(data: memoryview, off: int) -> int | None:
+    """The payload length of a valid record at ``off``, or None."""
+    if len(data) - off < HEADER.size:
+        return None
+    magic, length, crc = HEADER.unpack_from(data, off)
+    end = off + HEADER.size + length
+    if magic != RECORD_MAGIC or end > len(data):
+        return None
+    if zlib.crc32(data[off + HEADER.size:end]) != crc:
+        return None
+    return int(length)
+
+
+def _iter_records(path: Path, data: bytes) -> Iterator[memoryview | None]:
+    """Payloads of ``data`` (one segment file); ``None`` once per damaged stretch skipped."""
+    view = memoryview(data)
+    if len(data) < len(SEGMENT_MAGIC):
+        return  # crashed between creating the file and writing its magic: nothing acked
+    if bytes(view[:len(SEGMENT_MAGIC)]) != SEGMENT_MAGIC:
+        raise SpoolError(f"{path}: not a spool segment (bad magic)")
+    off = len(SEGMENT_MAGIC)
+    while off < len(data):
+        length = _valid_at(view, off)
+        if length is not None:
+            yield view[off + HEADER.size:off + HEADER.size + length]
+            off += HEADER.size + length
+            continue
+        log.warning("%s: damaged record at byte %d (torn write or corruption), skipped", path, off)
+        yield None
+        # Resynchronise: the next offset where a whole record with a good CRC starts.
+        nxt = data.find(RECORD_MAGIC, off + 1)
+        while nxt != -1 and _valid_at(view, nxt) is None:
+            nxt = data.find(RECORD_MAGIC, nxt + 1)
+        if nxt == -1:
+            return
+        off = nxt
+
+
+def read_segment(path: str | Path) -> tuple[pa.Table, int]:
+    """All good records of one segment as one table, and the number of damaged ones skipped."""
+    p = Path(path)
+    data = p.read_bytes()
+    tables: list[pa.Table] = []
+    torn = 0
+    for payload in _iter_records(p, data):
+        if payload is None:
+            torn += 1
+            continue
+        try:
+            tables.append(decode_payload(payload))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:  # CRC good, content not ours
+            log.error("%s: record does not decode as spans (%s), skipped", p, err)
+            torn += 1
+    if not tables:
+        return SCHEMA.empty_table(), torn
+    return pa.concat_tables(tables), torn
+
+
+def segments(path: Path) -> list[Path]:
+    wal = path / WAL_DIR
+    if not wal.is_dir():
+        return []
+    return sorted(wal.glob(f"*{SEGMENT_SUFFIX}"))
+
+
+def _hour_start(partition: Path) -> int | None:
+    """The partition's first nanosecond, from ``date=YYYY-MM-DD/hour=HH``; None if not one."""
+    if not partition.parent.name.startswith("date=") or not partition.name.startswith("hour="):
+        return None
+    try:
+        day = date.fromisoformat(partition.parent.name.removeprefix("date="))
+        hour = int(partition.name.removeprefix("hour="))
+    except ValueError:
+        return None
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return int(midnight.timestamp()) * 1_000_000_000 + hour * HOUR_NS
+
+
+def partitions(path: Path) -> list[tuple[int, Path]]:
+    found = []
+    for part in path.glob("date=*/hour=*"):
+        start = _hour_start(part)
+        if start is not None and part.is_dir():
+            found.append((start, part))
+    return sorted(found)
+
+
+def looks_like_spool(path: str | Path) -> bool:
+    """True when ``path`` holds a ``_wal/`` directory or ``date=`` partitions."""
+    p = Path(path)
+    return (p / WAL_DIR).is_dir() or any(p.glob("date=*"))
+
+
+def _time_filter(table: pa.Table, start_ns: int | None, end_ns: int | None) -> pa.Table:
+    if start_ns is None and end_ns is None:
+        return table
+    col = table.column("start_ns").to_numpy()
+    keep = np.ones(len(col), dtype=bool)
+    if start_ns is not None:
+        keep &= col >= start_ns
+    if end_ns is not None:
+        keep &= col <= end_ns
+    return table.filter(pa.array(keep))
+
+
+def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpoolRead:
+    """Spans that start in ``[start_ns, end_ns]`` (Unix ns, both ends inclusive, None = open).
+
+    Reads the hour partitions that can hold such spans plus every write-ahead segment not yet
+    compacted, then drops duplicates. Safe while a receiver writes and compacts: segments
+    are listed and read first, Parquet after, and compaction renames a segment's Parquet
+    files into place before it removes the segment, so no span falls between the two.
+    """
+
+    root = Path(path)
+    if not root.is_dir():
+        raise SpoolError(f"{root}: no such spool directory")
+    tables: list[pa.Table] = []
+    torn = 0
+    damaged: list[str] = []
+    for seg in segments(root):
+        try:
+            table, bad = read_segment(seg)
+        except FileNotFoundError:
+            continue  # compacted meanwhile: its Parquet files are listed below
+        except SpoolError as err:  # a whole segment unreadable: the others still count
+            log.warning("%s; skipped (latmap serve moves it aside at its next start)", err)
+            damaged.append(seg.name)
+            continue
+        torn += bad
+        tables.append(_time_filter(table, start_ns, end_ns))
+    files = []
+    for hour_start, part in partitions(root):
+        if start_ns is not None and hour_start + HOUR_NS <= start_ns:
+            continue
+        if end_ns is not None and hour_start > end_ns:
+            continue
+        files += [str(f) for f in sorted(part.glob("*.parquet")) if not f.name.startswith((".", "_"))]
+    if files:
+        dataset = ds.dataset(files, schema=SCHEMA, format="parquet")
+        expr = None
+        if start_ns is not None:
+            expr = ds.field("start_ns") >= start_ns
+        if end_ns is not None:
+            upper = ds.field("start_ns") <= end_ns
+            expr = upper if expr is None else expr & upper
+        tables.append(dataset.to_table(filter=expr))
+    tables = [t for t in tables if t.num_rows]
+    batch = _table_to_batch(pa.concat_tables(tables)) if tables else SpanBatch.empty()
+    batch, dups = dedupe(batch)
+    quarantine = root / WAL_DIR / QUARANTINE_DIR
+    moved = tuple(sorted(f.name for f in quarantine.iterdir())) if quarantine.is_dir() else ()
+    return SpoolRead(batch, torn, dups, tuple(damaged), moved)
+
+
+def read_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpanBatch:
+    """The deduplicated spans of a spool that start in ``[start_ns, end_ns]`` (see :func:`scan_spool`)."""
+    return scan_spool(path, start_ns, end_ns).batch
+
+
+def links_from_table(table: Any, first: tuple[np.ndarray, np.ndarray, np.ndarray]) -> SpanLinks:
+    """Every link of ``table``'s rows; rows whose ``links`` is null (old schema) or tables
+    without the column fall back to ``first`` (the ``link_*`` columns)."""
+    n = table.num_rows
+    if LINKS_COLUMN not in table.column_names:
+        return SpanLinks.first_of(*first)
+    col = table.column(LINKS_COLUMN).combine_chunks()
+    old = col.is_null().to_numpy(zero_copy_only=False)
+    rows = pc.list_parent_indices(col).to_numpy().astype(np.int64) if n else np.array([], np.int64)
+    flat = col.flatten()
+    parts = [(rows, *(flat.field(k).to_numpy(zero_copy_only=False).astype(np.uint64)
+                      for k in ("trace_hi", "trace_lo", "span_id")))]
+    if old.any():
+        legacy = SpanLinks.first_of(*(np.where(old, c, 0) for c in first))
+        parts.append((legacy.row, legacy.trace_hi, legacy.trace_lo, legacy.span_id))
+    return SpanLinks(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))
