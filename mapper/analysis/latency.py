@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, choose
 from mapper.analysis.segments import SegmentData, SegmentReport, build_segments
 from mapper.analysis.traces import TraceTable
 from mapper.core.convolve import convolve
@@ -111,6 +112,9 @@ class LatencyMap:
     #: How ``end_to_end`` was made: "traces" (lead time per trace), "convolution", "single".
     end_to_end_method: str = "convolution"
     segments: SegmentReport | None = None
+    #: Example items per part and percentile (:mod:`mapper.analysis.examples`), None when
+    #: no traces were read or the spec asks for none (``examples: {count: 0}``).
+    examples: Examples | None = None
 
     @property
     def broken(self) -> bool:
@@ -300,8 +304,38 @@ def analyse(spec: StreamSpec, window: Window,
                 if segment_data is not None else None)
     if segments is not None:
         checks += segments.checks
+    examples = (choose(traces, example_thresholds(spec.percentiles, stage_results, end_to_end),
+                       spec.examples.count)
+                if traces is not None and spec.examples.count > 0 else None)
     return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
-                      bottleneck, objectives, tuple(checks), traces, method, segments)
+                      bottleneck, objectives, tuple(checks), traces, method, segments, examples)
+
+
+def example_thresholds(qs: Sequence[float], stage_results: Sequence[StageResult],
+                       end_to_end: Distribution | None) -> dict[tuple[str, str, float], Threshold]:
+    """What qualifies as an example of each part and percentile: at or beyond the lower
+    bound of the interval the report prints (its value when it has no interval); the median
+    contrast inside the p50's interval. A percentile the data cannot support has none."""
+    dists: list[tuple[str, str, Distribution | None]] = [
+        (s.stage.name, p, r.distribution if r is not None else None)
+        for s in stage_results for p in PARTS for r in (s.part(p),)]
+    dists += [(s.stage.name, "hop", s.total) for s in stage_results]
+    dists.append((END_TO_END, "lead", end_to_end))
+    out: dict[tuple[str, str, float], Threshold] = {}
+    for target, part, d in dists:
+        if d is None or not d.count:
+            continue
+        for q in qs:
+            e = d.quantile(q)
+            low = e.low if e.low is not None else e.value
+            if low is not None and math.isfinite(low):
+                out[(target, part, q)] = Threshold(low)
+        m = d.quantile(0.5)
+        if m.value is not None:
+            lo = m.low if m.low is not None else m.value
+            hi = m.high if m.high is not None else m.value
+            out[(target, part, MEDIAN)] = Threshold(lo, hi, m.value)
+    return out
 
 
 def find_bottleneck(stage_results: Sequence[StageResult], q: float) -> Bottleneck | None:

@@ -37,7 +37,7 @@ import pandas as pd
 from mapper.analysis.items import build_items, expand_ranges, first_of_each
 from mapper.core.distribution import Distribution, SampleDistribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
-from mapper.core.spans import KIND_CLIENT, SpanBatch
+from mapper.core.spans import KIND_CLIENT, SpanBatch, trace_id_hex
 
 NS = 1e-9
 #: Observations beyond a percentile that both sources need before they are compared on it.
@@ -55,6 +55,33 @@ class StageMatch:
     service: str
     span_name: str | None = None
     attributes: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ItemTraces:
+    """Which traces each item spans, kept as references to arrays the table was built from
+    (nothing is computed until :meth:`trace_ids` is asked, for a few items).
+
+    ``unit`` is the item code of each (expanded) row, ``row`` its batch row (None: the
+    identity), ``hi``/``lo`` the batch's trace id halves.
+    """
+
+    unit: np.ndarray
+    row: np.ndarray | None
+    hi: np.ndarray
+    lo: np.ndarray
+
+    def trace_ids(self, items: np.ndarray, n_items: int) -> dict[int, tuple[str, ...]]:
+        """Every trace id (32 hex digits, sorted) of each item code in ``items``: one
+        gather over the rows, whatever the number of items asked."""
+        want = np.zeros(n_items, dtype=bool)
+        want[np.asarray(items, dtype=np.int64)] = True
+        at = np.flatnonzero(want[self.unit])
+        rows = at if self.row is None else self.row[at]
+        out: dict[int, set[str]] = {}
+        for u, h, lo in zip(self.unit[at].tolist(), self.hi[rows].tolist(), self.lo[rows].tolist(), strict=True):
+            out.setdefault(u, set()).add(trace_id_hex(h, lo))
+        return {u: tuple(sorted(ids)) for u, ids in out.items()}
 
 
 @dataclass(frozen=True)
@@ -83,6 +110,15 @@ class TraceTable:
     labels: Mapping[str, np.ndarray] = field(default_factory=dict)
     checks: tuple[Check, ...] = ()
     link_edges: int = 0
+    #: The trace ids behind each item (None: a table built without them).
+    ids: ItemTraces | None = None
+
+    def trace_ids(self, items: np.ndarray) -> dict[int, tuple[str, ...]]:
+        """Every trace id of each item code in ``items`` (an item joined across traces by
+        span links lists all of its traces); empty without :attr:`ids`."""
+        if self.ids is None or not len(items):
+            return {}
+        return self.ids.trace_ids(items, int(self.ids.unit.max(initial=-1)) + 1)
 
     def where(self, column: str, value: object) -> TraceTable:
         """The traces whose ``column`` label equals ``value``: a mask, no recomputation."""
@@ -91,7 +127,7 @@ class TraceTable:
         keep_lead = per_trace[self.lead_traces]
         return TraceTable(self.frame[rows], self.stages, int(per_trace.sum()), self.lead[keep_lead],
                           self.spans_used, self.lead_traces[keep_lead],
-                          {k: v for k, v in self.labels.items()}, self.checks, self.link_edges)
+                          {k: v for k, v in self.labels.items()}, self.checks, self.link_edges, self.ids)
 
     def stage_frame(self, stage: str) -> pd.DataFrame:
         """The stage's rows, each sample once (fan-out copies left out)."""
@@ -289,7 +325,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         per_trace[g_trace[tb]] = getattr(b, col)[brow[tb]]
         labels[col] = per_trace
     return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), g_trace[tb][complete], labels,
-                      items.checks, items.edges)
+                      items.checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo))
 
 
 def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trace: np.ndarray,

@@ -31,6 +31,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from mapper.analysis.examples import END_TO_END
 from mapper.analysis.findings import Findings
 from mapper.analysis.latency import LatencyMap, StageResult
 from mapper.core.convolve import ConvolvedDistribution
@@ -42,6 +43,7 @@ from mapper.core.durations import format_duration, format_time
 from mapper.core.model import MeasurementResult
 from mapper.core.redact import printable
 from mapper.render.cells import cell, estimate_json, latency_json, method_of, num
+from mapper.render.examples import add_examples, markdown_lines
 from mapper.render.sections import findings_json, findings_lines, future_state_section, segments_json
 from mapper.render.vsm_text import to_mermaid
 
@@ -95,11 +97,11 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
         stages.append({
             "name": s.stage.name,
             "owner": s.stage.owner,
-            "wait": _part_json(s.wait, qs),
-            "process": _part_json(s.process, qs),
-            "total": latency_json(s.total, qs, total_source(s)),
+            "wait": add_examples(_part_json(s.wait, qs), lm, s.stage.name, "wait"),
+            "process": add_examples(_part_json(s.process, qs), lm, s.stage.name, "process"),
+            "total": add_examples(latency_json(s.total, qs, total_source(s)), lm, s.stage.name, "hop"),
         })
-    e2e = latency_json(lm.end_to_end, qs, end_to_end_source(lm))
+    e2e = add_examples(latency_json(lm.end_to_end, qs, end_to_end_source(lm)), lm, END_TO_END, "lead")
     fe = lm.flow_efficiency
     b = lm.bottleneck
     return {
@@ -112,7 +114,8 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
         "percentiles": [percentile_label(q) for q in qs],
         "stages": stages,
         "hops": [{"from": h.source, "to": h.target,
-                  "latency": latency_json(h.latency, qs, total_source(by_name[h.target]))}
+                  "latency": add_examples(latency_json(h.latency, qs, total_source(by_name[h.target])), lm,
+                                          h.target, "hop")}
                  for h in lm.hops],
         "end_to_end": e2e,
         "path": list(lm.path),
@@ -253,6 +256,7 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
         if found:
             lines += ["", "## Where the time goes", "", "```", *map(_md_code, found), "```"]
     lines += _segment_lines(lm)
+    lines += markdown_lines(lm, _md_escape)
     checks = (*lm.checks, *(findings.checks if findings else ()))
     if checks:
         lines += ["", "## Checks", ""]

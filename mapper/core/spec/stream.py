@@ -31,6 +31,7 @@ from mapper.core.spec._parse import (
 from mapper.core.spec.datadog import METRIC_NAME as DD_METRIC_NAME
 from mapper.core.spec.datadog import DatadogOptions, check_filter, parse_datadog
 from mapper.core.spec.extra import Change, EventWindow, Segments, parse_changes, parse_events, parse_segments
+from mapper.core.spec.links import ExampleOptions, Links, parse_examples, parse_links
 from mapper.core.urls import CREDENTIALS_HINT, check_http_url
 from mapper.core.yamlload import LDict, LList, load_yaml, load_yaml_file
 
@@ -157,6 +158,8 @@ class StreamSpec:
     baseline: str | None = None  # a pinned baseline report.json (resolved against the spec's folder)
     future: tuple[Change, ...] = ()
     version: int = 1
+    examples: ExampleOptions = field(default_factory=ExampleOptions)
+    links: Links | None = None  # where a trace id opens (a trace viewer), if anywhere
 
     @property
     def hops(self) -> tuple[tuple[str, str], ...]:
@@ -508,8 +511,10 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
     if baseline and not Path(baseline).is_absolute() and path not in ("<string>", "<demo>"):
         baseline = str(Path(path).parent / baseline)
     owner = name_field(doc, "owner", "", p)
+    examples = parse_examples(doc["examples"], doc.line_of("examples"), p) if "examples" in doc else ExampleOptions()
+    links = parse_links(doc["links"], doc.line_of("links"), p) if "links" in doc else None
     p.raise_if_any()
-    return StreamSpec(name=name, owner=owner, window=window,
+    return StreamSpec(examples=examples, links=links, name=name, owner=owner, window=window,
                       percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
                       objectives=tuple(objectives), path=path, version=1, segments=segments,
                       events=events, baseline=baseline, future=future)
