@@ -120,3 +120,47 @@ def timeline_svg(e: Example, width: int = 360) -> str:
 
 def _title(e: Example) -> str:
     return f"{format_duration(e.value)} at {format_time(e.start)}: " + ", ".join(e.trace_ids)
+
+
+def slowest(lm: LatencyMap, target: str, part: str, q: float) -> list[Example]:
+    """The examples of a tail, slowest first (empty without examples)."""
+    if lm.examples is None:
+        return []
+    return sorted(lm.examples.get(target, part, q), key=lambda e: (-e.value, e.start, e.trace_ids))
+
+
+def tail_targets(lm: LatencyMap) -> list[tuple[str, str, str, float]]:
+    """(title, target, part, q) of the tails the HTML report illustrates: the p99 and
+    p99.99 (those asked; else the highest asked) of the lead time and of the bottleneck hop."""
+    qs = [q for q in (0.99, 0.9999) if q in lm.spec.percentiles] or [max(lm.spec.percentiles)]
+    out = [(f"lead time {percentile_label(q)}", END_TO_END, "lead", q) for q in qs]
+    b = lm.bottleneck
+    if b is not None:
+        out += [(f"bottleneck hop into {b.stage} {percentile_label(q)}", b.stage, "hop", q) for q in qs]
+    return out
+
+
+def html_section(lm: LatencyMap) -> str:
+    """The tail section's examples: per tail, each example as a timeline linked to its trace."""
+    if lm.examples is None:
+        return ""
+    links = lm.spec.links
+    blocks = []
+    for title, target, part, q in tail_targets(lm):
+        exs = slowest(lm, target, part, q)
+        body = [f'<h3>{escape(title)}</h3>']
+        if not exs:
+            body.append("<p>no example: no item at or beyond this percentile's lower bound "
+                        "(or the data cannot support the percentile)</p>")
+        for e in exs:
+            urls = trace_links(links, e)
+            ids = ", ".join(f'<a class="trace" href="{escape(u, quote=True)}">{escape(t)}</a>'
+                            for t, u in zip(e.trace_ids, urls, strict=True)) if urls else ", ".join(
+                f"<code>{escape(t)}</code>" for t in e.trace_ids)
+            svg = timeline_svg(e) if e.stages else ""
+            if svg and urls:
+                svg = f'<a class="timeline-link" href="{escape(urls[0], quote=True)}">{svg}</a>'
+            body.append(f'<div class="example">{svg}<p>{escape(format_duration(e.value))} at '
+                        f'{escape(format_time(e.start))} ({escape(e.source)}): {ids}</p></div>')
+        blocks.append("".join(body))
+    return "\n".join(blocks)

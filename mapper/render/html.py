@@ -17,6 +17,7 @@ from mapper.core.distribution import percentile_label
 from mapper.core.durations import format_duration, format_time
 from mapper.render import plots
 from mapper.render.cells import cell, method_of
+from mapper.render.examples import html_section
 from mapper.render.report import stage_rows, summary_lines, total_source
 from mapper.render.sections import future_state_section
 from mapper.render.vsm_svg import to_svg
@@ -31,7 +32,8 @@ table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;paddin
 td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}th{background:#f3f3f3}
 .charts{display:flex;flex-wrap:wrap;gap:8px}.chart svg{max-width:100%;height:auto}
 .map svg{max-width:100%;height:auto}.error{color:#b2182b}.warning{color:#a15c00}
-section{break-inside:avoid-page}
+section{break-inside:avoid-page}.example{display:inline-block;margin:4px;vertical-align:top}
+.example p{margin:0;font-size:11px;max-width:360px;word-break:break-all}
 @media print{body{max-width:none;font-size:11px}.chart{break-inside:avoid}}
 """
 
@@ -153,6 +155,15 @@ def _findings(findings: Findings | None) -> str:
     return "\n".join(out)
 
 
+def _examples(lm: LatencyMap) -> str:
+    body = html_section(lm)
+    if not body:
+        return ""
+    return _section("Examples behind the tails", "<p>Items at or beyond each percentile's lower bound, one per "
+                    "time slice first; each timeline shows the item's waits (light) and process times (dark) stage "
+                    "by stage and opens its trace.</p>" + body)
+
+
 def _whatif(lm: LatencyMap, findings: Findings | None) -> str:
     if not lm.spec.future:
         return ""
@@ -203,6 +214,7 @@ def to_html(lm: LatencyMap, findings: Findings | None = None) -> str:
         _distributions(lm),
         _segments(lm),
         _findings(findings),
+        _examples(lm),
         _whatif(lm, findings),
         _section("Checks", _ul((f"{c.level}: [{c.code}] {c.message}" for c in checks),
                                (c.level for c in checks))),

@@ -22,6 +22,7 @@ from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.durations import format_duration
 from mapper.core.model import MeasurementResult
 from mapper.render.cells import cell, short_cell
+from mapper.render.examples import slowest, trace_links
 
 PER_ROW = 6
 BOX_W = 210
@@ -180,6 +181,13 @@ def to_svg(lm: LatencyMap) -> str:
         dash = "" if data else ' stroke-dasharray="6 4"'
         stroke_w = 5 if bottleneck else 1.5
         cls = "stage bottleneck" if bottleneck else "stage" if data else "stage no-data"
+        rank_q = lm.bottleneck.q if lm.bottleneck is not None else 0.99
+        slow = slowest(lm, name, "hop", rank_q) if bottleneck else []
+        urls = [u for e in slow for u in trace_links(lm.spec.links, e)[:1]]
+        if urls:  # the bottleneck box opens its slowest example; each is numbered above the box
+            out.append(_text(x + BOX_W - 4 - 16 * len(urls), y - 4,
+                             f"slowest {percentile_label(rank_q)} examples:", size=10, anchor="end"))
+            out.append(f'<a class="bottleneck-example" href={quoteattr(urls[0])}>')
         out.append(f'<g class="{cls}" data-stage={quoteattr(name)}><title>{escape(name)}</title>')
         out.append(f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{box_h}" rx="3" fill="{FILLS[role]}" '
                    f'stroke="{INK}" stroke-width="{stroke_w}"{dash}/>')
@@ -192,6 +200,12 @@ def to_svg(lm: LatencyMap) -> str:
             ty += LINE
             out.append(_text(x + 8, ty, line, fill=ink, weight="bold" if line.startswith("BOTTLENECK") else "normal"))
         out.append("</g>")
+        if urls:
+            out.append("</a>")
+            for j, u in enumerate(urls):
+                out.append(f'<a class="bottleneck-example" href={quoteattr(u)}>'
+                           + _text(x + BOX_W - 4 - 16 * (len(urls) - 1 - j), y - 4, str(j + 1), size=10,
+                                   weight="bold", anchor="end", fill="#1f4e9a") + "</a>")
 
         # The wait slot left of the box: an arrow in from each upstream stage, labelled with the wait.
         mid = y + box_h / 2
