@@ -29,6 +29,7 @@ from collectors import promql
 from collectors.base import histogram_from_buckets, no_data, quantile_free_summary
 from collectors.http import HttpClient
 from collectors.promcount import LOOKBACK, exact_increases
+from collectors.promexemplars import decode_exemplars
 from collectors.promhist import classic_histogram
 from collectors.promjson import QueryResult, decode_list, decode_metadata, decode_query
 from collectors.promsummary import SummarySeries, series_key, summary_result
@@ -64,6 +65,12 @@ class PrometheusClient:
         step = max(step, (end - start) / (MAX_POINTS - 1), 0.001)
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}"}
         return self._call("/api/v1/query_range", params, decode_query)
+
+    def query_exemplars(self, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+        """The series with exemplars of ``expr`` in ``start``..``end`` (needs Prometheus's
+        ``--enable-feature=exemplar-storage``; without it the answer is empty)."""
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        return self._call("/api/v1/query_exemplars", params, decode_exemplars)  # type: ignore[no-any-return]
 
     def series(self, match: str, start: float, end: float) -> list[dict[str, str]]:
         params = {"match[]": match, "start": f"{start:.3f}", "end": f"{end:.3f}"}

@@ -279,3 +279,22 @@ def choose(table: TraceTable, thresholds: Mapping[Key, Threshold], k: int,
     """The examples of one table: :func:`merge` of its own :func:`propose`, slicing
     ``window`` (default: :func:`data_range`; partitions must all be given the same one)."""
     return merge([propose(table, thresholds, window or data_range(table), k)], thresholds, k)
+
+
+def from_exemplars(points: Sequence[tuple[str, float, float]], thresholds: Mapping[Key, Threshold],
+                   k: int) -> dict[Key, tuple[Example, ...]]:
+    """Examples of each key from exemplars ``(trace id, value seconds, timestamp)``: those
+    at or beyond the key's threshold (for a histogram, the lower bound of the percentile's
+    bucket), spread over their time span like trace examples; ``source`` ``exemplar``."""
+    if not points or k <= 0:
+        return {}
+    value = np.array([p[1] for p in points], dtype=np.float64)
+    start = np.array([p[2] for p in points], dtype=np.float64)
+    slices = slice_of(start, (float(start.min()), float(start.max())), k)
+    proposal: dict[Key, list[Example]] = {}
+    for key, t in thresholds.items():
+        at = _pick(value, start, slices, t, k)
+        if at.size:
+            proposal[key] = [Example((points[i][0],), float(start[i]), float(value[i]), source="exemplar",
+                                     slice=int(slices[i])) for i in at.tolist()]
+    return dict(merge([proposal], thresholds, k).by_key)

@@ -19,6 +19,7 @@ from mapper.analysis.latency import PARTS, LatencyMap, analyse
 from mapper.analysis.segments import SegmentData, trace_samples
 from mapper.analysis.servicegraph import Edge, service_graph
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
+from mapper.app.exemplars import attach_exemplars
 from mapper.core.distribution import Distribution, SampleDistribution
 from mapper.core.durations import format_duration, format_time
 from mapper.core.errors import QueryRejected, SourceError, UsageError
@@ -199,7 +200,8 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
             "no hour-of-day, weekday, label or event segments for it (its hour-by-hour series is charted)"),
             stage, part)
             for stage, part, m in measurements(spec) if spec.sources[m.source].kind == "datadog"]
-    return analyse(spec, window, results, table, checks, totals, segment_data)
+    lm = analyse(spec, window, results, table, checks, totals, segment_data)
+    return attach_exemplars(lm, spec, window, dict(collectors or {}))
 
 
 def write_reports(lm: LatencyMap, out: str | Path, findings: Findings | None = None) -> list[Path]:
