@@ -63,8 +63,10 @@ def dashboard_uid(name: str) -> str:
 
 
 def _target(expr: str, legend: str = "__auto", ref: str = "A", fmt: PromQueryFormat | None = None,
-            instant: bool = False) -> prom.Dataquery:
+            instant: bool = False, exemplar: bool = False) -> prom.Dataquery:
     t = prom.Dataquery().expr(expr).legend_format(legend).ref_id(ref).datasource(DATASOURCE)
+    if exemplar:  # the dots of the observations behind the line, each opening its trace
+        t = t.exemplar(True)
     if fmt is not None:
         t = t.format(fmt)
     return t.instant() if instant else t.range()
@@ -78,7 +80,7 @@ def _thresholds(objectives: Iterable[Objective], scale: float = 1.0) -> db.Thres
 
 
 def _quantile_panel(title: str, targets: list[tuple[str, str]], objectives: list[Objective],
-                    description: str = "") -> timeseries.Panel:
+                    description: str = "", exemplar: bool = False) -> timeseries.Panel:
     p = (timeseries.Panel().title(title).unit("s").datasource(DATASOURCE).span(12).height(8)
          .thresholds(_thresholds(objectives))
          .thresholds_style(GraphThresholdsStyleConfig().mode(
@@ -86,7 +88,7 @@ def _quantile_panel(title: str, targets: list[tuple[str, str]], objectives: list
     if description:
         p = p.description(description)
     for i, (legend, expr) in enumerate(targets):
-        p = p.with_target(_target(expr, legend, chr(ord("A") + i)))
+        p = p.with_target(_target(expr, legend, chr(ord("A") + i), exemplar=exemplar))
     return p
 
 
@@ -175,7 +177,8 @@ def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) 
                else Q.q_label(q), Q.quantile(spec, m, q)) for q in _percentiles(spec)]
         desc = ("Per series: summary quantiles cannot be aggregated across instances."
                 if m.kind == "summary" else "")
-        panels.append(_quantile_panel(f"{stage.name} {part} time", qs, [], desc))
+        # a histogram's exemplars show as dots on its percentile lines (summaries have none)
+        panels.append(_quantile_panel(f"{stage.name} {part} time", qs, [], desc, exemplar=m.kind == "histogram"))
         hm = Q.heatmap(spec, m)
         if hm:
             panels.append(_heatmap(f"{stage.name} {part} buckets", hm, m))

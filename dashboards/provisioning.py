@@ -32,6 +32,7 @@ from dashboards.rules import render_rules
 from mapper.core.errors import LatmapError, SourceError, UsageError
 from mapper.core.files import dumps, write_atomic
 from mapper.core.spec import StreamSpec
+from mapper.core.tracelinks import viewer_destination
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,34 @@ def source_url(spec: StreamSpec) -> str:
     raise UsageError(f"{spec.path}: the stream has no prometheus source; give --prometheus URL")
 
 
-def datasources_yaml(url: str) -> str:
+def exemplar_destinations(spec: StreamSpec) -> list[dict[str, str]]:
+    """Grafana's ``exemplarTraceIdDestinations``: for each exemplar label that holds a trace
+    id, the trace viewer of the spec's ``links:`` (a Tempo data source by uid, else the URL
+    with Grafana's ``${__value.raw}``, its ``$`` doubled because Grafana expands environment
+    variables in provisioning files); none without ``links:``."""
+    if spec.links is None:
+        return []
+    dest = viewer_destination(spec.links)
+    if dest is None:
+        return []
+    kind, value = dest
+    out = []
+    for label in spec.examples.trace_id_labels:
+        if kind == "datasourceUid":
+            out.append({"name": label, "datasourceUid": value})
+        else:
+            out.append({"name": label, "url": value.replace("$", "$$"), "urlDisplayLabel": "Open the trace"})
+    return out
+
+
+def datasources_yaml(url: str, destinations: list[dict[str, str]] | None = None) -> str:
+    json_data: dict[str, object] = {"httpMethod": "POST", "timeInterval": "15s"}
+    if destinations:
+        json_data["exemplarTraceIdDestinations"] = destinations
     doc = {"apiVersion": 1, "datasources": [{
         "name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": "prometheus", "access": "proxy",
         "url": url, "isDefault": True, "editable": False,
-        "jsonData": {"httpMethod": "POST", "timeInterval": "15s"},
+        "jsonData": json_data,
     }]}
     return "# Written by latmap: the Prometheus the stream's dashboards read.\n" + yaml.safe_dump(doc, sort_keys=False)
 
@@ -88,7 +112,7 @@ def write_provisioning(spec: StreamSpec, out_dir: str | Path, datasource_url: st
     path = dashboards_path or str((out / "dashboards").resolve())
     written.append(write_atomic(prov / "dashboards" / "latmap.yaml", dashboards_yaml(path)))
     written.append(write_atomic(prov / "datasources" / "latmap.yaml",
-                                datasources_yaml(datasource_url or source_url(spec))))
+                                datasources_yaml(datasource_url or source_url(spec), exemplar_destinations(spec))))
     return written
 
 
@@ -146,4 +170,4 @@ def check_queries(spec: StreamSpec, prometheus_url: str | None = None, at: float
 
 
 __all__ = ["DATASOURCE_NAME", "DATASOURCE_UID", "FOLDER", "check_queries", "concrete",
-           "dashboards_yaml", "datasources_yaml", "source_url", "write_provisioning"]
+           "dashboards_yaml", "datasources_yaml", "exemplar_destinations", "source_url", "write_provisioning"]

@@ -184,3 +184,27 @@ def test_node_graph_frames_carry_ids_and_p99s(prom_url: str) -> None:
         ("alerting->notification", "alerting", "notification"),
         ("market-data->alerting", "market-data", "alerting")]
     assert all(s.value is not None and 0 < s.value < 10 for s in (*nodes, *edges))
+
+
+def test_percentile_panels_show_exemplars_and_the_data_source_links_them_to_the_viewer(tmp_path: Path) -> None:
+    from mapper.core.spec.links import Links
+
+    doc, _ = build_dashboard(demo())
+    timed = [p for p in doc["panels"] if p["type"] == "timeseries" and p["title"].endswith(" time")]
+    assert timed and all(t.get("exemplar") is True for p in timed for t in p["targets"])
+    # no links: no destinations
+    write_provisioning(demo(), tmp_path / "a", "http://prom:9090")
+    ds = yaml.safe_load((tmp_path / "a/provisioning/datasources/latmap.yaml").read_text())
+    assert "exemplarTraceIdDestinations" not in ds["datasources"][0]["jsonData"]
+    tempo = replace(demo(), links=Links(preset="grafana-tempo", url="http://grafana", datasource="tempo-1"))
+    write_provisioning(tempo, tmp_path / "b", "http://prom:9090")
+    ds = yaml.safe_load((tmp_path / "b/provisioning/datasources/latmap.yaml").read_text())
+    assert ds["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"] == [
+        {"name": "trace_id", "datasourceUid": "tempo-1"}, {"name": "traceID", "datasourceUid": "tempo-1"}]
+    jaeger = replace(demo(), links=Links(preset="jaeger", url="http://jaeger:16686"))
+    write_provisioning(jaeger, tmp_path / "c", "http://prom:9090")
+    ds = yaml.safe_load((tmp_path / "c/provisioning/datasources/latmap.yaml").read_text())
+    dest = ds["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"][0]
+    # $$ in a provisioning file is a literal $ once Grafana has expanded environment variables
+    assert dest == {"name": "trace_id", "url": "http://jaeger:16686/trace/$${__value.raw}",
+                    "urlDisplayLabel": "Open the trace"}
