@@ -348,6 +348,29 @@ def deps_command(stage: str, config: str, prometheus: str | None, window: str | 
     echo(render.report.dependencies(lm, stage), nl=False)
 
 
+@cli.command("examples")
+@_map_options
+@click.option("--stage", metavar="STAGE", help="The stage (not needed for --part lead).")
+@click.option("--part", type=click.Choice(("wait", "process", "hop", "lead")), required=True,
+              help="wait or process of the stage, its hop (wait + process), or the lead time end to end.")
+@click.option("--percentile", type=float, default=99.0, show_default=True, metavar="P",
+              help="The percentile whose items to show, e.g. 99 or 99.9.")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True,
+              help="What to print on stdout.")
+def examples_command(config: str, prometheus: str | None, window: str | None, until: str | None,
+                     stage: str | None, part: str, percentile: float, fmt: str) -> None:
+    """The items behind a percentile: their trace ids, links into the trace viewer and breakdown.
+
+    Items at or beyond the percentile's lower bound, spread over the window (`examples:
+    {count: K}` in the spec, default 3), from traces, or from Prometheus exemplars; and
+    median items for contrast. Links need `links:` in the spec.
+    """
+    spec = load_spec_for_cli(config, prometheus)
+    doc = app.examples.examples(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
+                                                              _time(until, "--until")), stage, part, percentile)
+    echo(dumps(doc) if fmt == "json" else render.examples.examples_text(doc), nl=fmt == "json")
+
+
 @cli.command("whatif")
 @_map_options
 @click.option("--hop", metavar="STAGE", help="The hop to change, with one of --scale, --cap, --remove, --parallel.")

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from mapper.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from mapper.app import budgets, discover, draft, history, pipeline, pushgw
+    from mapper.app import budgets, discover, draft, examples, exemplars, history, pipeline, pushgw
 
-__all__ = ["budgets", "discover", "draft", "history", "pipeline", "pushgw"]
+__all__ = ["budgets", "discover", "draft", "examples", "exemplars", "history", "pipeline", "pushgw"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         buckets,
         budgets,
         cells,
+        examples,
         html,
         plots,
         report,
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
         vsm_text,
     )
 
-__all__ = ["buckets", "budgets", "cells", "html", "plots", "report", "sections", "trend_svg", "verdict", "vsm_svg",
-           "vsm_text"]
+__all__ = ["buckets", "budgets", "cells", "examples", "html", "plots", "report", "sections", "trend_svg", "verdict",
+           "vsm_svg", "vsm_text"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -164,3 +164,45 @@ def html_section(lm: LatencyMap) -> str:
                         f'{escape(format_time(e.start))} ({escape(e.source)}): {ids}</p></div>')
         blocks.append("".join(body))
     return "\n".join(blocks)
+
+
+def examples_doc(lm: LatencyMap, target: str, part: str, q: float) -> dict[str, Any]:
+    """What ``latmap examples`` prints as JSON: the percentile's estimate, its examples
+    (slowest first) and the median contrast."""
+    d = (lm.end_to_end if part == "lead" else
+         lm.stage_result(target).total if part == "hop" else
+         (r.distribution if (r := lm.stage_result(target).part(part)) is not None else None))
+    est = d.quantile(q) if d is not None else None
+    links = lm.spec.links
+    return {
+        "stage": None if target == END_TO_END else target, "part": part, "percentile": percentile_label(q),
+        "value": num(est.value) if est else None, "low": num(est.low) if est else None,
+        "high": num(est.high) if est else None, "note": est.note if est else "no data",
+        "count": num(d.count) if d is not None else 0,
+        "viewer": links.name if links else None,
+        "examples": [example_json(e, links) for e in slowest(lm, target, part, q)],
+        "median_examples": [example_json(e, links) for e in
+                            (lm.examples.get(target, part, MEDIAN) if lm.examples else ())],
+    }
+
+
+def examples_text(doc: dict[str, Any]) -> str:
+    """The examples for people: one block per example, its trace links and breakdown."""
+    what = "lead time" if doc["part"] == "lead" else f"{doc['stage']} {doc['part']}"
+    low = "n/a" if doc["low"] is None else format_duration(doc["low"])
+    lines = [f"{what} {doc['percentile']}: "
+             + ("n/a" if doc["value"] is None else format_duration(doc["value"]))
+             + f" (examples at or beyond {low}, n={doc['count'] or 0:,.0f})"]
+    for title, key in (("examples", "examples"), ("median, for contrast", "median_examples")):
+        lines.append(f"{title}:")
+        if not doc[key]:
+            lines.append("  none" + (f" ({doc['note']})" if key == "examples" and doc["note"] else ""))
+        for e in doc[key]:
+            lines.append(f"  {format_duration(e['value'])} at {e['start']} ({e['source']})")
+            for i, t in enumerate(e["trace_ids"]):
+                lines.append(f"    trace {t}" + (f"  {e['links'][i]}" if e["links"] else ""))
+            if e["stages"]:
+                lines.append("    " + " | ".join(
+                    f"{s['stage']}: " + ("" if s["wait"] is None else f"wait {format_duration(s['wait'])}, ")
+                    + f"process {format_duration(s['process'])}" for s in e["stages"]))
+    return "\n".join(lines) + "\n"

@@ -162,3 +162,20 @@ def test_merge_prefers_one_per_slice_then_the_next_largest() -> None:
     got = merge([a, b], {("x", "wait", 0.99): Threshold(1.0)}, 3).get("x", "wait", 0.99)
     assert [e.value for e in got] == [9, 2, 8]
     assert slice_of(np.array([0.0, 5.0, 10.0]), (0.0, 10.0), 3).tolist() == [0, 1, 2]
+
+
+def test_the_examples_command_prints_them_with_links(runs: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = str(runs["linked"]["spec"])
+    base = ["examples", "-c", spec, "--until", "2026-09-22T00:00:00Z", "--window", "2d"]
+    assert main([*base, "--stage", "alerting", "--part", "wait", "--percentile", "99", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["percentile"] == "p99" and doc["viewer"] == "jaeger" and len(doc["examples"]) == 3
+    assert all(e["value"] >= doc["low"] and len(e["links"]) == 3 for e in doc["examples"])
+    assert [e["value"] for e in doc["examples"]] == sorted((e["value"] for e in doc["examples"]), reverse=True)
+    assert main([*base, "--part", "lead", "--percentile", "99.9"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("lead time p99.9: ") and "http://jaeger.test:16686/trace/" in text
+    assert "median, for contrast:" in text
+    assert main([*base, "--part", "wait"]) == 2
+    assert "--stage: give the stage" in capsys.readouterr().err
+    assert main([*base, "--stage", "nope", "--part", "wait"]) == 2
