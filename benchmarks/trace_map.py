@@ -399,6 +399,7 @@ class PartB:
     missed: tuple[str, ...]  # targets missed
     failed: tuple[str, ...]  # the run itself failed: a process exited badly, or the numbers disagree
     linked: LinkedRun | None = None  # the linked variant, when run
+    examples: ExamplesRun | None = None  # map with and without examples, when run
 
     @property
     def ratio(self) -> float:
@@ -420,6 +421,67 @@ class LinkedRun:
 
 #: The linked variant's time over the parent variant's, at most.
 TARGET_LINKED_RATIO = 1.3
+#: ``latmap map`` choosing examples (the default, 3 per percentile) over the same map without
+#: (``examples: {count: 0}``), at most (issue 17).
+TARGET_EXAMPLES_RATIO = 1.10
+#: Runs of each, interleaved, whose medians are compared (the machine is shared).
+EXAMPLE_REPEATS = 3
+
+
+@dataclass(frozen=True)
+class ExamplesRun:
+    """``latmap map`` with and without examples over the same spool, runs interleaved; and,
+    in this process, the selection alone against the library's map without it."""
+
+    with_seconds: tuple[float, ...]
+    without_seconds: tuple[float, ...]
+    with_cpu: tuple[float, ...]
+    without_cpu: tuple[float, ...]
+    library_map_seconds: float  # build_map without examples, in this process
+    choose_seconds: float  # choosing the examples of that map, in this process
+    chosen: int  # examples chosen (all parts and percentiles, the median contrast included)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.with_seconds) / statistics.median(self.without_seconds)
+
+    @property
+    def cpu_ratio(self) -> float:
+        return statistics.median(self.with_cpu) / statistics.median(self.without_cpu)
+
+    @property
+    def library_ratio(self) -> float:
+        return (self.library_map_seconds + self.choose_seconds) / self.library_map_seconds
+
+
+def examples_overhead(spec: Path, work: Path, until: int, window: int, repeats: int = EXAMPLE_REPEATS) -> ExamplesRun:
+    """Time ``latmap map`` with examples (the spec as written) and without (``examples:
+    {count: 0}``), ``repeats`` times each, alternating so that load on the machine hits both."""
+    from mapper.analysis.examples import choose
+    from mapper.analysis.latency import example_thresholds
+    from mapper.app.pipeline import build_map
+    from mapper.core.model import Window
+    from mapper.core.spec import load_spec
+
+    without = work / "stream-no-examples.yaml"
+    without.write_text(spec.read_text() + "examples: {count: 0}\n")
+    runs: dict[bool, list[MapRun]] = {True: [], False: []}
+    for i in range(repeats):
+        for with_examples in ((True, False) if i % 2 == 0 else (False, True)):
+            cmd = [sys.executable, "-m", "mapper", "map", "-c", str(spec if with_examples else without),
+                   "--until", str(until), "--window", f"{window}s", "--format", "json", "--no-progress"]
+            runs[with_examples].append(run_measured("examples" if with_examples else "no-examples", cmd,
+                                                    work / f"examples-{with_examples}-{i}.json"))
+    plain = load_spec(without)
+    t0 = time.perf_counter()
+    lm = build_map(plain, Window(float(until - window), float(until)))
+    t1 = time.perf_counter()
+    assert lm.traces is not None
+    chosen = choose(lm.traces, example_thresholds(plain.percentiles, lm.stages, lm.end_to_end), 3)
+    t2 = time.perf_counter()
+    return ExamplesRun(tuple(r.seconds for r in runs[True]), tuple(r.seconds for r in runs[False]),
+                       tuple(r.cpu_seconds for r in runs[True]), tuple(r.cpu_seconds for r in runs[False]),
+                       t1 - t0, t2 - t1, sum(len(v) for v in chosen.by_key.values()))
 
 
 def linked_variant(total_spans: int, end_ns: int, work: Path, parent: MapRun, parent_report: Path,
@@ -448,12 +510,17 @@ def linked_variant(total_spans: int, end_ns: int, work: Path, parent: MapRun, pa
             for part, keys in (("wait", ("count", "mean", "p50", "p99")), ("process", ("count",))):
                 for key in keys:
                     cells += 1
-                    x = None if a[part] is None else a[part][key]
-                    y = None if b[part] is None else b[part][key]
+                    x = None if a[part] is None else _numbers(a[part][key])
+                    y = None if b[part] is None else _numbers(b[part][key])
                     if x != y:
                         differ.append(f"{a['name']} {part} {key}: parent {x!r}, linked {y!r}")
     return LinkedRun(spans, run, run.seconds / parent.seconds, run.cpu_seconds / parent.cpu_seconds, cells,
                      tuple(differ), codes)
+
+
+def _numbers(cell: Any) -> Any:
+    """A report cell without its examples (they name different traces in the two variants)."""
+    return {k: v for k, v in cell.items() if k != "examples"} if isinstance(cell, dict) else cell
 
 
 def run_measured(run: str, cmd: Sequence[str], out: Path) -> MapRun:
@@ -556,7 +623,8 @@ def cross_check(latmap: dict[str, Any], naive: dict[str, Any], against: str) -> 
     return out
 
 
-def part_b(total_spans: int, workdir: Path | None = None, with_linked: bool = True) -> PartB:
+def part_b(total_spans: int, workdir: Path | None = None, with_linked: bool = True,
+           example_repeats: int = EXAMPLE_REPEATS) -> PartB:
     """Build the spool, then time ``latmap map`` and the naive map over it, each in its own process."""
     with tempfile.TemporaryDirectory(prefix="latmap-bench-map-") as tmp:
         work = workdir or Path(tmp)
@@ -610,6 +678,10 @@ def part_b(total_spans: int, workdir: Path | None = None, with_linked: bool = Tr
                               "ambiguous, so waits may legitimately differ")
             failed += [f"latmap ({c.against}) and the naive map disagree on {c.what} {c.stat}: {c.latmap!r} vs "
                        f"{c.naive!r} {c.note}" for c in checks if not c.ok]
+        examples = None
+        if not failed and example_repeats > 0:
+            print("latmap map with and without examples...", flush=True)
+            examples = examples_overhead(spec, work, until, window, example_repeats)
         linked = None
         if not failed and with_linked:
             print("linked variant: every consumer in a new trace, 10% of notifications batched...", flush=True)
@@ -620,6 +692,8 @@ def part_b(total_spans: int, workdir: Path | None = None, with_linked: bool = Tr
     missed = []
     if linked is not None and linked.ratio > TARGET_LINKED_RATIO:
         missed.append(f"linked variant {linked.ratio:.2f}x the parent variant's time > {TARGET_LINKED_RATIO}x")
+    if examples is not None and examples.ratio > TARGET_EXAMPLES_RATIO:
+        missed.append(f"examples add {examples.ratio - 1:.1%} to latmap map > {TARGET_EXAMPLES_RATIO - 1:.0%}")
     if latmap.seconds >= TARGET_MAP_SECONDS:
         missed.append(f"latmap map {latmap.seconds:.2f} s >= {TARGET_MAP_SECONDS} s")
     if naive.seconds / latmap.seconds < TARGET_MAP_RATIO:
@@ -627,7 +701,7 @@ def part_b(total_spans: int, workdir: Path | None = None, with_linked: bool = Tr
     if latmap.peak_rss_mib * 2**20 >= TARGET_RSS:
         missed.append(f"latmap map peak RSS {latmap.peak_rss_mib:.0f} MiB >= 1 GiB")
     return PartB(spans, n_requests, traces, files, size / 2**20, latmap, naive, tuple(checks), tuple(missed),
-                 tuple(failed), linked)
+                 tuple(failed), linked, examples)
 
 
 def print_table_b(r: PartB) -> None:
@@ -649,6 +723,14 @@ def print_table_b(r: PartB) -> None:
               f"(target <= {TARGET_LINKED_RATIO:g}x: {'met' if lk.ratio <= TARGET_LINKED_RATIO else 'MISSED'}); "
               f"{lk.cells} cells (waits, process counts) before notification equal to the parent variant's: "
               f"{'yes' if not lk.differ else 'NO'}; checks: {', '.join(lk.codes) or 'none'}")
+    if r.examples is not None:
+        ex = r.examples
+        print(f"examples: latmap map with examples (3 per percentile) {statistics.median(ex.with_seconds):.2f} s, "
+              f"without {statistics.median(ex.without_seconds):.2f} s (medians of {len(ex.with_seconds)} interleaved "
+              f"runs each): {ex.ratio:.3f}x wall, {ex.cpu_ratio:.3f}x CPU (target <= {TARGET_EXAMPLES_RATIO:g}x: "
+              f"{'met' if ex.ratio <= TARGET_EXAMPLES_RATIO else 'MISSED'}); in this process the selection alone "
+              f"takes {ex.choose_seconds * 1000:.0f} ms for {ex.chosen} examples against "
+              f"{ex.library_map_seconds:.2f} s for the map ({ex.library_ratio:.3f}x)")
     targets = [(f"latmap map < {TARGET_MAP_SECONDS:g} s", r.latmap.seconds < TARGET_MAP_SECONDS),
                (f">= {TARGET_MAP_RATIO:g}x the naive map", r.ratio >= TARGET_MAP_RATIO),
                ("latmap peak RSS < 1 GiB", r.latmap.peak_rss_mib * 2**20 < TARGET_RSS)]

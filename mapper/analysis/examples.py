@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from mapper.analysis.traces import TraceTable
 
@@ -119,17 +120,31 @@ def slice_of(start: np.ndarray, window: tuple[float, float], k: int) -> np.ndarr
     return np.clip(((np.asarray(start) - w0) / width * k).astype(np.int64), 0, max(k - 1, 0))
 
 
-def _pick(value: np.ndarray, start: np.ndarray, slices: np.ndarray, t: Threshold, k: int) -> np.ndarray:
-    """Indices of the up to ``k`` best qualifying items of each slice, best first."""
-    ok = np.flatnonzero((value >= t.low) & (value <= t.high))
-    if not ok.size:
-        return ok
-    score = -value[ok] if t.median is None else np.abs(value[ok] - t.median)
-    order = np.lexsort((start[ok], score, slices[ok]))
-    s = slices[ok][order]
-    head = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    rank = np.arange(s.size) - np.repeat(head, np.diff(np.r_[head, s.size]))
-    return ok[order[rank < k]]
+def by_slice(slices: np.ndarray, k: int) -> list[np.ndarray]:
+    """The indices of each slice ``0..k-1``, each in index order (one stable sort)."""
+    order = np.argsort(slices, kind="stable")
+    cuts = np.searchsorted(slices[order], np.arange(1, k))
+    return np.split(order, cuts)
+
+
+def _pick(value: np.ndarray, start: np.ndarray, groups: Sequence[np.ndarray], t: Threshold, k: int) -> np.ndarray:
+    """Indices of the up to ``k`` best qualifying items of each slice (``groups``: each
+    slice's indices), best first within a slice; ties by start, then index. One pass over
+    the values plus a partial selection per slice (no full sort of the qualifying items)."""
+    out = []
+    for idx in groups:
+        v = value[idx]
+        ok = idx[(v >= t.low) & (v <= t.high)]
+        if not ok.size:
+            continue
+        score = -value[ok] if t.median is None else np.abs(value[ok] - t.median)
+        if ok.size > k:  # keep the k best and everything tied with the k-th
+            kth = np.partition(score, k - 1)[k - 1]
+            keep = score <= kth
+            ok, score = ok[keep], score[keep]
+        order = np.lexsort((ok, start[ok], score))[:k]
+        out.append(ok[order])
+    return np.concatenate(out) if out else np.array([], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -141,19 +156,25 @@ class PartValues:
     start: np.ndarray
 
 
-def part_values(table: TraceTable, target: str, part: str, item_start: np.ndarray) -> PartValues | None:
-    """The values of ``part`` of ``target`` per item (None: the table does not measure it)."""
+def part_values(table: TraceTable, target: str, part: str, item_start: np.ndarray,
+                frames: dict[str, pd.DataFrame] | None = None) -> PartValues | None:
+    """The values of ``part`` of ``target`` per item (None: the table does not measure it);
+    ``frames`` caches each stage's rows across calls."""
     if part == "lead":
         items = table.lead_traces
         return PartValues(table.lead, items, item_start[items]) if table.lead.size else None
     if target not in table.stages:
         return None
-    f = table.stage_frame(target)
+    cache = {} if frames is None else frames
+    f = cache.get(target)
+    if f is None:
+        f = cache[target] = table.stage_frame(target)
     if f.empty:
         return None
     items = f["trace"].to_numpy()
-    if part == "hop":
-        v = table.totals(target)
+    if part == "hop":  # as TraceTable.totals: the wait (none for a first stage) plus the process
+        w = f["wait"].to_numpy()
+        v = np.where(np.isnan(w), 0.0, w) + f["process"].to_numpy()
     else:
         v = f[part].to_numpy()
         keep = ~np.isnan(v)
@@ -226,16 +247,18 @@ def propose(table: TraceTable, thresholds: Mapping[Key, Threshold], window: tupl
     starts = item_starts(table)
     chosen: dict[Key, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     slices: dict[Key, np.ndarray] = {}
-    cache: dict[tuple[str, str], PartValues | None] = {}
+    cache: dict[tuple[str, str], tuple[PartValues, np.ndarray, list[np.ndarray]] | None] = {}
+    frames: dict[str, pd.DataFrame] = {}
     for key, t in thresholds.items():
         target, part, _q = key
-        pv = cache.get((target, part))
         if (target, part) not in cache:
-            pv = cache[(target, part)] = part_values(table, target, part, starts)
-        if pv is None:
+            pv = part_values(table, target, part, starts, frames)
+            cache[(target, part)] = None if pv is None else (pv, sl := slice_of(pv.start, window, k), by_slice(sl, k))
+        got = cache[(target, part)]
+        if got is None:
             continue
-        sl = slice_of(pv.start, window, k)
-        at = _pick(pv.value, pv.start, sl, t, k)
+        pv, sl, groups = got
+        at = _pick(pv.value, pv.start, groups, t, k)
         if at.size:
             chosen[key] = (pv.item[at], pv.value[at], pv.start[at])
             slices[key] = sl[at]
@@ -291,9 +314,10 @@ def from_exemplars(points: Sequence[tuple[str, float, float]], thresholds: Mappi
     value = np.array([p[1] for p in points], dtype=np.float64)
     start = np.array([p[2] for p in points], dtype=np.float64)
     slices = slice_of(start, (float(start.min()), float(start.max())), k)
+    groups = by_slice(slices, k)
     proposal: dict[Key, list[Example]] = {}
     for key, t in thresholds.items():
-        at = _pick(value, start, slices, t, k)
+        at = _pick(value, start, groups, t, k)
         if at.size:
             proposal[key] = [Example((points[i][0],), float(start[i]), float(value[i]), source="exemplar",
                                      slice=int(slices[i])) for i in at.tolist()]

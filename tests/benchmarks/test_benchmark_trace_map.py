@@ -101,3 +101,11 @@ def test_the_linked_variant_maps_the_same_waits_as_the_parent_variant(run: dict[
     assert lk is not None
     assert lk.run.exit_code == 0
     assert lk.cells == 20 and lk.differ == ()
+
+
+def test_the_map_was_timed_with_and_without_examples(bench: ModuleType, run: dict[str, Any]) -> None:
+    ex = run["result"].examples
+    assert ex is not None and len(ex.with_seconds) == len(ex.without_seconds) == bench.EXAMPLE_REPEATS
+    assert ex.chosen > 0 and ex.ratio > 0 and ex.library_ratio >= 1.0  # figures printed, never asserted
+    # the run with examples wrote them; the one without did not
+    assert run["report"]["end_to_end"]["p99"]["examples"]
