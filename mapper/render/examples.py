@@ -131,12 +131,14 @@ def slowest(lm: LatencyMap, target: str, part: str, q: float) -> list[Example]:
 
 def tail_targets(lm: LatencyMap) -> list[tuple[str, str, str, float]]:
     """(title, target, part, q) of the tails the HTML report illustrates: the p99 and
-    p99.99 (those asked; else the highest asked) of the lead time and of the bottleneck hop."""
+    p99.99 (those asked; else the highest asked) of the lead time and of the bottleneck hop,
+    then median items of the lead time for contrast."""
     qs = [q for q in (0.99, 0.9999) if q in lm.spec.percentiles] or [max(lm.spec.percentiles)]
     out = [(f"lead time {percentile_label(q)}", END_TO_END, "lead", q) for q in qs]
     b = lm.bottleneck
     if b is not None:
         out += [(f"bottleneck hop into {b.stage} {percentile_label(q)}", b.stage, "hop", q) for q in qs]
+    out.append(("lead time around the median, for contrast", END_TO_END, "lead", MEDIAN))
     return out
 
 

@@ -23,6 +23,10 @@
 A latency object: ``{"count": n, "unit": "s", "source": provenance|null, "mean": s|null,
 "method": str, "p50": {"value", "low", "high", "note"}, ...}`` with a key per asked
 percentile; ``value`` is ``null`` when the data cannot support a number (``note`` says why).
+With examples (:mod:`mapper.analysis.examples`: traces or Prometheus exemplars), each
+percentile object of a stage part, hop and the lead time also has ``examples`` (items at or
+beyond its ``low``) and the latency object ``median_examples`` (see
+:func:`mapper.render.examples.example_json` and the README for the example's keys).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A box per stage (name, owner, process percentiles with n, trace completeness), a
 each stage labelled with its wait, the bottleneck drawn dark with a thick border and a
 hatched band, a stage without data dashed, and under each row of boxes the VSM timeline
 ladder (wait on the upper step, process on the lower). The lead time p50/p99 and the flow
-efficiency close the picture.
+efficiency close the picture. With examples and ``links:`` in the spec, the bottleneck box
+opens its slowest example's trace and numbered links above it open the others.
 
 What a caller can rely on: the output is well-formed XML; every string taken from the spec
 or the data passes through :func:`xml.sax.saxutils.escape` / ``quoteattr``; meaning is never

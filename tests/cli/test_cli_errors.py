@@ -153,7 +153,7 @@ def test_unknown_option_and_missing_config(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    commands = ("map", "discover", "demo", "serve", "deps", "whatif", "dashboards", "rules", "report")
+    commands = ("map", "discover", "demo", "serve", "deps", "examples", "whatif", "dashboards", "rules", "report")
     for cmd in ([], *([c] for c in commands)):
         assert main([*cmd, "--help"]) == 0
         assert "Usage: latmap" in capsys.readouterr().out
