@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from mapper.analysis.examples import Example, StageTime
+from mapper.cli import main
 from mapper.core.errors import SpecError
 from mapper.core.spec import loads_spec
 from mapper.core.spec.links import Links
 from mapper.core.tracelinks import trace_url, viewer_destination
 from mapper.render.examples import timeline_svg
 from tests.analysis.test_examples import runs  # noqa: F401 - the module fixture
+from tests.analysis.test_linked_items import SPEC
 from tests.render.test_html_report import _CHROMIUM_FLAGS
 from tests.servers import require_binary
 
@@ -94,3 +96,16 @@ def test_chromium_shows_the_timelines_and_their_links(runs: dict, tmp_path: Path
     ET.fromstring(svg)
     assert svg.count('class="bottleneck-example" href="http://jaeger.test:16686/trace/') == 4
     assert 'class="bottleneck-example"' in dom
+
+
+def test_without_links_the_examples_show_their_trace_ids_as_text(runs: dict, tmp_path: Path) -> None:  # noqa: F811
+    spec = tmp_path / "stream.yaml"
+    spec.write_text(SPEC.format(path=runs["linked"]["spool"]))
+    main(["map", "-c", str(spec), "--until", "2026-09-22T00:00:00Z", "--window", "2d", "--out", str(tmp_path / "o")])
+    doc = (tmp_path / "o" / "report.html").read_text()
+    section = doc[doc.index("Examples behind the tails"):]
+    assert 'class="timeline"' in section and "<code>" in section
+    assert "timeline-link" not in section and 'class="trace"' not in section
+    assert "bottleneck-example" not in (tmp_path / "o" / "map.svg").read_text()
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "## Examples" in md and "](http" not in md
