@@ -65,6 +65,11 @@ def _table_to_batch(table: pa.Table) -> SpanBatch:
     return SpanBatch(**cols, links=links_from_table(table, first))
 
 
+def payload_batch(payload: Any) -> SpanBatch:
+    """A record's payload (the Arrow IPC stream a decode worker returns) as a span batch."""
+    return _table_to_batch(decode_payload(payload))
+
+
 def _column(col: pa.ChunkedArray) -> np.ndarray:
     """A column as numpy. Strings go through a dictionary, so the few distinct service and
     span names become a few Python objects shared by every row (to_numpy would make one

@@ -1,0 +1,186 @@
+"""``latmap serve --stream``: known spans through the OTel SDK into the live value stream, scraped
+by a real Prometheus, read back with ``latmap map`` and ``latmap dashboards --check``.
+
+The chain is the known one of :mod:`tests.app.test_traces_map` (a synchronous call, a hand-over
+by parent through a topic, one by span link only, with per-item timings), sent by the SDK's
+OTLP/HTTP and OTLP/gRPC exporters to a ``latmap serve`` subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from mapper.cli import main
+from mapper.demo.localprom import free_port, running_prometheus, stop_process
+from tests.app.test_traces_map import SERVICES, SPEC, N, make_known_spans
+from tests.servers import require_binary
+
+LIVE_SPEC = """\
+name: quotes
+sources:
+  prom: {{kind: prometheus, url: "{url}"}}
+stages:
+{stages}
+objectives: {{end_to_end: {{p99: 50ms}}}}
+"""
+
+
+def live_stage(name: str, first: bool) -> str:
+    parts = [f"process: {{source: prom, histogram: latmap_stage_process_seconds, "
+             f"selector: {{stream: quotes, stage: {name}}}}}"]
+    if not first:
+        parts.insert(0, f"wait: {{source: prom, histogram: latmap_stage_wait_seconds, "
+                        f"selector: {{stream: quotes, stage: {name}}}}}")
+    return f"  - {{name: {name}, {', '.join(parts)}}}"
+
+
+def _query(url: str, expr: str) -> list[dict[str, Any]]:
+    body = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=5).json()
+    return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    require_binary("prometheus")
+    tmp = tmp_path_factory.mktemp("live")
+    spool = tmp / "spool"
+    spec = tmp / "stream.yaml"
+    spec.write_text(SPEC.format(path=spool))
+    http_port, grpc_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    log = (tmp / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mapper", "serve", "--spool", str(spool), "--http", f"127.0.0.1:{http_port}",
+         "--grpc", f"127.0.0.1:{grpc_port}", "--decode-workers", "0", "--stream", str(spec),
+         "--live-settle", "1s", "--live-ttl", "60s"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    config = (f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: latmap\n"
+              f"    static_configs: [{{targets: ['127.0.0.1:{http_port}']}}]\n")
+    try:
+        _wait(lambda: _up(http_port), 60, "latmap serve listening")
+        with running_prometheus(config=config, extra_args=["--enable-feature=exemplar-storage"]) as url:
+            providers = {}
+            for svc in SERVICES:
+                exporter = (GrpcExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True)
+                            if svc in ("alerting", "notifier")
+                            else HttpExporter(endpoint=f"http://127.0.0.1:{http_port}/v1/traces"))
+                p = TracerProvider(resource=Resource.create({"service.name": svc}))
+                p.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=20_000, max_export_batch_size=500))
+                providers[svc] = p
+            make_known_spans({s: p.get_tracer("test") for s, p in providers.items()})
+            for p in providers.values():
+                assert p.force_flush(30_000)
+                p.shutdown()
+            _wait(lambda: [r for r in _query(url, 'latmap_live_items_completed_total{stream="quotes"}')
+                           if float(r["value"][1]) >= N], 60, "every item completed and scraped")
+            _wait(lambda: [r for r in _query(url, 'latmap_lead_time_seconds_count{stream="quotes"}')
+                           if float(r["value"][1]) >= N], 30, "lead times scraped")
+            yield {"url": url, "tmp": tmp, "spec": spec, "http_port": http_port}
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def _up(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _report(tmp: Path, name: str, argv: list[str]) -> dict[str, Any]:
+    out = tmp / name
+    assert main([*argv, "--out", str(out)]) in (0, 1)
+    return json.loads((out / "report.json").read_text())  # type: ignore[no-any-return]
+
+
+def _stage(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in report["stages"] if s["name"] == name)
+
+
+def test_prometheus_series_give_the_known_values_and_agree_with_the_spool(live: dict[str, Any]) -> None:
+    tmp, url = live["tmp"], live["url"]
+    stages = "\n".join(live_stage(s, i == 0) for i, s in enumerate(SERVICES))
+    spec = tmp / "live.yaml"
+    spec.write_text(LIVE_SPEC.format(url=url, stages=stages))
+    from_prom = _report(tmp, "prom", ["map", "-c", str(spec), "--window", "10m"])
+    from_spool = _report(tmp, "spool", ["map", "-c", str(live["spec"]), "--until", "2026-09-22T00:00:00Z",
+                                        "--window", "2d"])
+    i = np.arange(N)
+    known = {
+        ("pricing", "wait"): np.full(N, 0.1e-3),  # client start -> server start (a call)
+        ("alerting", "wait"): 5e-3 + i * 1e-5,  # by parent, through a topic
+        ("notifier", "wait"): np.full(N, 7e-3),  # by span link only
+        ("pricing", "process"): 2e-3 + i * 1e-6,
+        ("alerting", "process"): np.full(N, 3e-3),
+        ("notifier", "process"): np.full(N, 4e-3),
+    }
+    for (stage, part), exact in known.items():
+        prom = _stage(from_prom, stage)[part]
+        spool = _stage(from_spool, stage)[part]
+        assert prom["count"] == pytest.approx(N), (stage, part)
+        for key, q in (("p50", 0.5), ("p99", 0.99)):
+            pe, se = prom[key], spool[key]
+            truth = float(np.quantile(exact, q))
+            assert pe["low"] <= truth * (1 + 1e-9) and truth <= pe["high"] * (1 + 1e-9), (stage, part, key, pe)
+            # agreement: the spool's interval overlaps the bucket interval from Prometheus
+            assert se["low"] <= pe["high"] * (1 + 1e-9) and pe["low"] <= se["high"] * (1 + 1e-9), (stage, part, key)
+    lead = 1.1e-3 + 2e-3 + i * 1e-6 + 5e-3 + i * 1e-5 + 3e-3 + 7e-3 + 4e-3
+    e2e = from_prom["end_to_end"]
+    for key, q in (("p50", 0.5), ("p99", 0.99)):
+        est = e2e[key]
+        assert est["low"] <= np.quantile(lead, q) <= est["high"], (key, est)
+        spool_est = from_spool["end_to_end"][key]
+        assert spool_est["low"] <= est["high"] and est["low"] <= spool_est["high"]
+    # the lead-time histogram itself: every item, and its p50 bucket holds the known p50
+    count = float(_query(url, 'latmap_lead_time_seconds_count{stream="quotes"}')[0]["value"][1])
+    assert count == N
+    p50 = float(_query(url, 'histogram_quantile(0.5, sum by (le) (latmap_lead_time_seconds_bucket))')[0]["value"][1])
+    assert 0.01 <= p50 <= 0.025 and 0.01 < np.quantile(lead, 0.5) <= 0.025  # the bucket (10ms, 25ms]
+
+
+def test_exemplars_carry_trace_ids(live: dict[str, Any]) -> None:
+    text = requests.get(f"http://127.0.0.1:{live['http_port']}/metrics",
+                        headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=5).text
+    line = next(x for x in text.splitlines()
+                if x.startswith("latmap_stage_wait_seconds_bucket") and 'stage="notifier"' in x and "# {" in x)
+    assert 'trace_id="' in line and len(line.split('trace_id="')[1].split('"')[0]) == 32
+
+
+def test_the_dashboard_of_a_traces_only_stream_has_panels_with_data(live: dict[str, Any],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = live["tmp"] / "dash"
+    assert main(["dashboards", "-c", str(live["spec"]), "--prometheus", live["url"], "--out", str(out),
+                 "--check"]) == 0
+    err = capsys.readouterr().err
+    assert "not dashboardable" not in err
+    board = json.loads(next((out / "dashboards").glob("*.json")).read_text())
+    exprs = json.dumps(board)
+    for stage in SERVICES:
+        assert f'stage=\\"{stage}\\"' in exprs
+    assert "latmap_stage_wait_seconds_bucket" in exprs and "latmap_stage_process_seconds_bucket" in exprs
