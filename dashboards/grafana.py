@@ -188,10 +188,11 @@ def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) 
         else:
             missing.append(NotDashboardable(f"{stage.name} {part} request rate",
                                             "a raw query gives no count of items", m.place))
-    if stage.traces is not None:
+    if stage.traces is not None and not Q.parts(stage):
         missing.append(NotDashboardable(
             f"{stage.name} traces", "traces live in latmap's spool, not in a Grafana data source; "
-            "use span metrics (latmap discover) for panels", stage.traces.place))
+            "`latmap serve --stream` exposes them as histograms (read with mapper.core.spec.with_live_series, "
+            "as `latmap dashboards` does)", stage.traces.place))
     if not panels:
         missing.append(NotDashboardable(stage.name, "no wait or process measured by Prometheus", stage.place))
         return panels

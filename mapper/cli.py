@@ -26,7 +26,7 @@ from mapper.core.errors import LatmapError, UsageError
 from mapper.core.files import dumps, write_atomic
 from mapper.core.redact import RedactFilter, for_terminal
 from mapper.core.sizes import parse_size
-from mapper.core.spec import load_spec
+from mapper.core.spec import load_spec, with_live_series
 from mapper.core.urls import check_http_url
 
 EXIT_OK = 0
@@ -506,7 +506,7 @@ def dashboards_command(config: str, out: str | None, prometheus: str | None, che
         check_http_url(push_url, "--push")
     if (token_env or token_file or folder or force) and not push_url:
         raise UsageError("--token-env/--token-file/--folder/--force need --push URL")
-    spec = load_spec_for_cli(config, prometheus)
+    spec = load_spec_for_cli(config, prometheus, live=True)
     dashboard, missing = dashboards.grafana.build_dashboard(spec)
     for item in missing:
         where = f" ({item.place})" if item.place else ""
@@ -550,7 +550,7 @@ def rules_command(config: str, out: str | None, rate_window: str, interval: str 
                   prometheus: str | None, period: str, burns: tuple[str, ...], tests_out: str | None) -> None:
     """Write Prometheus recording rules: per-hop bucket rates and percentiles (and, with
     --alerts, burn-rate alerts for the objectives, with promtool unit tests)."""
-    spec = load_spec_for_cli(config, prometheus)
+    spec = load_spec_for_cli(config, prometheus, live=True)
     text = dashboards.rules.render_rules(spec, rate_window=_duration(rate_window, "--rate-window") or 300.0,
                         interval=_duration(interval, "--interval"))
     for line in dashboards.rules.not_recordable(spec):
@@ -597,11 +597,13 @@ def _burn(text: str) -> Any:
     return dashboards.alerts.BurnWindow(fields[0], share, long, short)
 
 
-def load_spec_for_cli(config: str, prometheus: str | None) -> Any:
-    """The spec, with ``--prometheus`` (refused with credentials in it) and ``--timeout`` applied."""
+def load_spec_for_cli(config: str, prometheus: str | None, live: bool = False) -> Any:
+    """The spec, with ``--prometheus`` (refused with credentials in it) and ``--timeout`` applied;
+    ``live``: traced stages read from ``latmap serve --stream``'s series (dashboards, rules)."""
     if prometheus is not None:
         check_http_url(prometheus, "--prometheus")
     spec = load_spec(config)
+    spec = with_live_series(spec) if live else spec
     spec = spec.with_source_url("prometheus", prometheus) if prometheus else spec
     ctx = click.get_current_context(silent=True)
     timeout = ctx.meta.get("latmap.timeout") if ctx is not None else None

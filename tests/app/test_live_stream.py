@@ -184,3 +184,20 @@ def test_the_dashboard_of_a_traces_only_stream_has_panels_with_data(live: dict[s
     for stage in SERVICES:
         assert f'stage=\\"{stage}\\"' in exprs
     assert "latmap_stage_wait_seconds_bucket" in exprs and "latmap_stage_process_seconds_bucket" in exprs
+
+
+def test_rules_and_burn_rate_alerts_cover_the_traced_stages(live: dict[str, Any], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "stream.yaml"
+    spec.write_text(live["spec"].read_text().replace("objectives: {end_to_end: {p99: 50ms}}",
+                                                     "objectives: {end_to_end: {p99: 50ms}, notifier: {p99: 20ms}}"))
+    out = tmp_path / "rules.yml"
+    assert main(["rules", "-c", str(spec), "--prometheus", live["url"], "--alerts", "--out", str(out)]) == 0
+    text = out.read_text()
+    for stage in SERVICES:
+        assert f'stage="{stage}"' in text
+    assert "latmap_stage_process_seconds_bucket" in text
+    # the end-to-end objective: one histogram now (every stage traced), so it has burn-rate alerts
+    assert 'latmap_lead_time_seconds_bucket{stream="quotes",le=~"0\\\\.05"}' in text.replace("'", '"')
+    assert "alert:" in text
+    assert "not recordable" not in capsys.readouterr().err

@@ -8,6 +8,7 @@ share.
 """
 
 from mapper.core.spec.extra import Change, EventWindow, Segments
+from mapper.core.spec.live import LIVE_SOURCE, live_lead_time, with_live_series
 from mapper.core.spec.stream import (
     TRACE_SOURCE_KINDS,
     BasicAuth,
@@ -23,6 +24,7 @@ from mapper.core.spec.stream import (
 )
 
 __all__ = [
+    "LIVE_SOURCE",
     "TRACE_SOURCE_KINDS",
     "BasicAuth",
     "Change",
@@ -36,5 +38,7 @@ __all__ = [
     "TraceMatch",
     "load_spec",
     "loads_spec",
+    "live_lead_time",
     "parse_spec",
+    "with_live_series",
 ]
