@@ -43,6 +43,7 @@ from dashboards import queries as Q
 from dashboards.alerts import DEFAULT_POLICY, ObjectiveSeries, objective_series
 from dashboards.queries import NotDashboardable
 from mapper.core.durations import format_duration
+from mapper.core.names import STAGE_PROCESS, STAGE_WAIT
 from mapper.core.spec import Measurement, Objective, Stage, StreamSpec
 
 SCHEMA_VERSION = 41
@@ -188,7 +189,7 @@ def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) 
         else:
             missing.append(NotDashboardable(f"{stage.name} {part} request rate",
                                             "a raw query gives no count of items", m.place))
-    if stage.traces is not None and not Q.parts(stage):
+    if stage.traces is not None and not any(m.name in (STAGE_WAIT, STAGE_PROCESS) for _, m in Q.parts(stage)):
         missing.append(NotDashboardable(
             f"{stage.name} traces", "traces live in latmap's spool, not in a Grafana data source; "
             "`latmap serve --stream` exposes them as histograms (read with mapper.core.spec.with_live_series, "

@@ -14,6 +14,9 @@ from mapper.core.spans import SpanBatch
 
 
 class SpanSink(Protocol):
-    """Takes the spans of each acknowledged export."""
+    """Takes the spans of each acknowledged export; ``services``: the ``service.name`` values
+    whose spans it wants (None: every span), so the others are never decoded for it."""
+
+    services: frozenset[str] | None
 
     def accept(self, batch: SpanBatch) -> None: ...

@@ -36,9 +36,9 @@ __all__ = [
     "Stage",
     "StreamSpec",
     "TraceMatch",
+    "live_lead_time",
     "load_spec",
     "loads_spec",
-    "live_lead_time",
     "parse_spec",
     "with_live_series",
 ]
