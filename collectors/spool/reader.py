@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -65,13 +65,9 @@ def _table_to_batch(table: pa.Table) -> SpanBatch:
     return SpanBatch(**cols, links=links_from_table(table, first))
 
 
-def payload_batch(payload: Any, services: Collection[str] | None = None) -> SpanBatch:
-    """A record's payload (the Arrow IPC stream a decode worker returns) as a span batch; only
-    the spans of ``services`` when given (filtered in Arrow, before any Python object is made)."""
-    table = decode_payload(payload)
-    if services is not None:
-        table = table.filter(pc.is_in(table.column("service"), pa.array(sorted(services), pa.string())))
-    return _table_to_batch(table)
+def payload_batch(payload: Any) -> SpanBatch:
+    """A record's payload (the Arrow IPC stream a decode worker returns) as a span batch."""
+    return _table_to_batch(decode_payload(payload))
 
 
 def _column(col: pa.ChunkedArray) -> np.ndarray:

@@ -368,8 +368,7 @@ class Receiver:
     def _to_sinks(self, payload: bytes) -> None:
         """Hand the durable spans to every sink; a sink's failure never fails the export."""
         try:
-            wanted = [sink.services for sink in self.sinks]
-            batch = payload_batch(payload, None if None in wanted else frozenset().union(*wanted))  # type: ignore[arg-type]
+            batch = payload_batch(payload)
             for sink in self.sinks:
                 sink.accept(batch)
         except Exception:

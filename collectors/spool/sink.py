@@ -14,9 +14,6 @@ from mapper.core.spans import SpanBatch
 
 
 class SpanSink(Protocol):
-    """Takes the spans of each acknowledged export; ``services``: the ``service.name`` values
-    whose spans it wants (None: every span), so the others are never decoded for it."""
-
-    services: frozenset[str] | None
+    """Takes the spans of each acknowledged export."""
 
     def accept(self, batch: SpanBatch) -> None: ...

@@ -108,7 +108,6 @@ class LiveDeriver:
         self.clock = clock
         self.histograms = LiveHistograms(max_label_values)
         self._stores = [(p, JoinStore(p.stream, self.limits)) for p in plans]
-        self.services: frozenset[str] | None = _services(plans)
         self._retired: list[JoinStore] = []  # stores replaced by a reload: their counts stay
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,7 +165,6 @@ class LiveDeriver:
                 store.drop_all()
                 self._retired.append(store)
             self._stores = [(p, JoinStore(p.stream, self.limits)) for p in plans]
-            self.services = _services(plans)
 
     # -- the collector -------------------------------------------------------------------
 
@@ -195,8 +193,7 @@ class LiveDeriver:
         completed = CounterMetricFamily(N.LIVE_ITEMS_COMPLETED, "Items that passed every stage.", labels=["stream"])
         incomplete = CounterMetricFamily(N.LIVE_ITEMS_INCOMPLETE, "Groups of spans dropped before their item "
                                          "was complete, by reason (ttl, limit, reload).", labels=["stream", "reason"])
-        unmatched = CounterMetricFamily(N.LIVE_SPANS_UNMATCHED, "Spans of the selected services that matched "
-                                      "no stage (other services' spans are not decoded).", labels=["stream"])
+        unmatched = CounterMetricFamily(N.LIVE_SPANS_UNMATCHED, "Spans that matched no stage.", labels=["stream"])
         dropped = CounterMetricFamily(N.LIVE_SPANS_DROPPED, "Spans not held: the store was full.", labels=["stream"])
         expired = CounterMetricFamily(N.LIVE_PRODUCER_EXPIRED, "Consumer spans whose linked producer had "
                                       "expired from the store.", labels=["stream"])
@@ -235,12 +232,6 @@ class LiveDeriver:
             open_items.add_metric([p.stream.name], s.open_items)
             held.add_metric([p.stream.name], s.held_spans)
         yield from (completed, incomplete, unmatched, dropped, expired, negative, cut, open_items, held)
-
-
-def _services(plans: Sequence[LivePlan]) -> frozenset[str]:
-    """Every service a stage selects: the spans of other services are not decoded for the stores
-    (they cannot match a stage; counted as unmatched only among the services' own spans)."""
-    return frozenset(m.service for p in plans for m in p.stream.matches)
 
 
 def _buckets(s: Series) -> list[tuple[str, float, PromExemplar] | tuple[str, float]]:
