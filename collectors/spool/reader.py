@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -68,6 +68,13 @@ def _table_to_batch(table: pa.Table) -> SpanBatch:
 def payload_batch(payload: Any) -> SpanBatch:
     """A record's payload (the Arrow IPC stream a decode worker returns) as a span batch."""
     return _table_to_batch(decode_payload(payload))
+
+
+def payloads_batch(payloads: Sequence[Any]) -> SpanBatch:
+    """Several records' payloads as one span batch, in order (one conversion for them all)."""
+    if not payloads:
+        return SpanBatch.empty()
+    return _table_to_batch(pa.concat_tables([decode_payload(p) for p in payloads]))
 
 
 def _column(col: pa.ChunkedArray) -> np.ndarray:

@@ -75,7 +75,6 @@ from collectors.http import read_secret
 from collectors.otlp.codec import PayloadError
 from collectors.spool.decode_pool import DecodePool, DecodeResult, DecoderUnavailableError, decode_request, worker_main
 from collectors.spool.grpc_service import TraceService
-from collectors.spool.reader import payload_batch
 from collectors.spool.sink import SpanSink
 from collectors.spool.store import Spool, SpoolBusyError, SpoolError, SpoolFullError, SpoolLimits
 from mapper.core.errors import LatmapError, UsageError
@@ -356,7 +355,7 @@ class Receiver:
         if rows:
             self.spool.append_payload(payload)
             if self.sinks:
-                self._to_sinks(payload)
+                self._to_sinks(payload, rows)
         outcome = ExportOutcome(rows, rejected)
         self.metrics.accepted.labels(transport).inc(outcome.accepted)
         for reason, n in outcome.rejected.items():
@@ -365,12 +364,11 @@ class Receiver:
             self.metrics.repaired.labels(reason).inc(n)
         return outcome
 
-    def _to_sinks(self, payload: bytes) -> None:
+    def _to_sinks(self, payload: bytes, rows: int) -> None:
         """Hand the durable spans to every sink; a sink's failure never fails the export."""
         try:
-            batch = payload_batch(payload)
             for sink in self.sinks:
-                sink.accept(batch)
+                sink.accept(payload, rows)
         except Exception:
             log.exception("a span sink failed; the spans are in the spool")
             self.metrics.sink_errors.inc()

@@ -131,8 +131,9 @@ class JoinStore:
 
     # -- taking spans in -----------------------------------------------------------------
 
-    def accept(self, batch: SpanBatch, now: float) -> None:
-        """Keep ``batch``'s spans that match a stage; count the others."""
+    def accept(self, batch: SpanBatch, now: float | np.ndarray) -> None:
+        """Keep ``batch``'s spans that match a stage; count the others. ``now``: when the spans
+        arrived, one time for all or one per span."""
         if len(batch) == 0:
             return
         stage_i = match_stages(batch, self.stream.matches)
@@ -148,7 +149,8 @@ class JoinStore:
             self.counts.spans_matched += keep.size
             self._pending += keep.size
             taken = batch if keep.size == len(batch) else batch.take(keep)
-            self._chunks.append((taken, np.full(keep.size, now)))
+            arrival = np.broadcast_to(np.asarray(now, dtype=np.float64), (len(batch),))[keep]
+            self._chunks.append((taken, arrival))
 
     @property
     def open_items(self) -> int:

@@ -32,11 +32,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import scipy.sparse.csgraph  # noqa: F401  (the stores' grouping: loaded here, not in the first flush)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.samples import Exemplar as PromExemplar
 
 from collectors.spool import receiver as spool_receiver
+from collectors.spool.reader import payloads_batch
 from collectors.spool.store import SpoolLimits
 from mapper.analysis.live import JoinStore, LiveStream, StoreLimits, Values
 from mapper.analysis.livehist import LiveHistograms, Series, bucket_bounds
@@ -110,15 +112,43 @@ class LiveDeriver:
         self._stores = [(p, JoinStore(p.stream, self.limits)) for p in plans]
         self._retired: list[JoinStore] = []  # stores replaced by a reload: their counts stay
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[tuple[bytes, int, float]] = []  # (payload, spans, arrival)
+        self._queued = 0
+        self.dropped = 0  # spans not queued: over max_spans between two flushes
 
     # -- the sink ------------------------------------------------------------------------
 
-    def accept(self, batch: SpanBatch) -> None:
+    def accept(self, payload: bytes, spans: int) -> None:
+        """Queue an export's payload (decoded at the next flush, many at once); beyond
+        ``max_spans`` queued spans the export is not queued, counted as dropped."""
+        with self._queue_lock:
+            if self._queued + spans > self.limits.max_spans:
+                self.dropped += spans
+                return
+            self._queue.append((payload, spans, self.clock()))
+            self._queued += spans
+            if self._queued >= self.limits.max_spans // 2:
+                self._wake.set()  # flush early rather than drop at the limit
+
+    def accept_batch(self, batch: SpanBatch) -> None:
+        """Take decoded spans directly (tests, and callers that have a batch already)."""
         now = self.clock()
         for _, store in self._stores:
             store.accept(batch, now)
+
+    def _take_queue(self) -> None:
+        with self._queue_lock:
+            queue, self._queue, self._queued = self._queue, [], 0
+        if not queue:
+            return
+        batch = payloads_batch([q[0] for q in queue])
+        arrival = np.repeat(np.array([q[2] for q in queue]), [q[1] for q in queue])
+        for _, store in self._stores:
+            store.accept(batch, arrival)
 
     # -- flushing ------------------------------------------------------------------------
 
@@ -126,6 +156,7 @@ class LiveDeriver:
         """Flush every store now; returns the items completed."""
         done = 0
         with self._flush_lock:
+            self._take_queue()
             for p, store in self._stores:
                 out = store.flush(self.clock())
                 done += out.completed
@@ -146,7 +177,11 @@ class LiveDeriver:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 self.flush()
             except Exception:  # a bug must not stop the receiver; it is logged every time
@@ -154,6 +189,7 @@ class LiveDeriver:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
@@ -213,6 +249,7 @@ class LiveDeriver:
             for stage, n in c.negative_waits.items():
                 agg["negative"][stage] = agg["negative"].get(stage, 0) + n
         for name, agg in sums.items():
+            agg["dropped"] += self.dropped  # not queued: lost to every stream
             completed.add_metric([name], agg["completed"])
             unmatched.add_metric([name], agg["unmatched"])
             dropped.add_metric([name], agg["dropped"])
