@@ -184,6 +184,8 @@ def test_the_dashboard_of_a_traces_only_stream_has_panels_with_data(live: dict[s
     for stage in SERVICES:
         assert f'stage=\\"{stage}\\"' in exprs
     assert "latmap_stage_wait_seconds_bucket" in exprs and "latmap_stage_process_seconds_bucket" in exprs
+    titles = [p["title"] for p in board["panels"]]
+    assert "Lead time per item (latmap serve --stream)" in titles and "Lead time buckets" in titles
 
 
 def test_rules_and_burn_rate_alerts_cover_the_traced_stages(live: dict[str, Any], tmp_path: Path,
