@@ -45,7 +45,7 @@ from mapper.analysis.livehist import LiveHistograms, Series, bucket_bounds
 from mapper.analysis.traces import StageMatch
 from mapper.core import names as N
 from mapper.core.errors import LatmapError, UsageError
-from mapper.core.spans import ATTRIBUTE_COLUMNS, SpanBatch
+from mapper.core.spans import ATTRIBUTE_COLUMNS
 from mapper.core.spec import StreamSpec, load_spec
 
 log = logging.getLogger(__name__)
@@ -133,12 +133,6 @@ class LiveDeriver:
             self._queued += spans
             if self._queued >= self.limits.max_spans // 2:
                 self._wake.set()  # flush early rather than drop at the limit
-
-    def accept_batch(self, batch: SpanBatch) -> None:
-        """Take decoded spans directly (tests, and callers that have a batch already)."""
-        now = self.clock()
-        for _, store in self._stores:
-            store.accept(batch, now)
 
     def _take_queue(self) -> None:
         with self._queue_lock:
