@@ -65,11 +65,6 @@ def _table_to_batch(table: pa.Table) -> SpanBatch:
     return SpanBatch(**cols, links=links_from_table(table, first))
 
 
-def payload_batch(payload: Any) -> SpanBatch:
-    """A record's payload (the Arrow IPC stream a decode worker returns) as a span batch."""
-    return _table_to_batch(decode_payload(payload))
-
-
 def payloads_batch(payloads: Sequence[Any]) -> SpanBatch:
     """Several records' payloads as one span batch, in order (one conversion for them all)."""
     if not payloads:

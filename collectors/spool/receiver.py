@@ -228,6 +228,8 @@ class Receiver:
     ``metrics_public``: ``GET /metrics`` needs no token (False: the same token as exports).
     ``decode_workers``: worker processes that decode (see :class:`DecodePool`); None means
     one per CPU when there are several, 0 decodes in the request threads.
+    ``sinks`` get each export's payload once the spool has it (:class:`SpanSink`; ``latmap
+    serve --stream``); ``collectors`` are added to the ``/metrics`` registry.
     The caller owns ``spool`` and closes it after :meth:`stop`.
     """
 
