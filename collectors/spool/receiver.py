@@ -36,7 +36,9 @@ IPC payload the spool writes. That, not the HTTP stack, is what reaches the thro
 ``GET /metrics`` serves the receiver's own Prometheus registry (metric names below). It needs
 no token by default, a deliberate choice: a Prometheus scrape job rarely carries the export
 token, and the registry holds counts, never span data. ``metrics_public=False`` (CLI
-``--metrics-token``) asks the export token for it too (401 without it).
+``--metrics-token``) asks the export token for it too (401 without it). The body's format
+follows the scraper's ``Accept`` (:func:`collectors.spool.exposition.metrics_response`): the
+protobuf exposition (native histograms) when Prometheus asks for it, else OpenMetrics or text.
 
 The gRPC service is registered as a generic handler that takes the request as bytes (no
 deserializer), so the token is checked before anything is parsed, and the codec decodes the
@@ -69,11 +71,11 @@ from grpc import Server as GrpcServer
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import choose_encoder
 
 from collectors.http import read_secret
 from collectors.otlp.codec import PayloadError
 from collectors.spool.decode_pool import DecodePool, DecodeResult, DecoderUnavailableError, decode_request, worker_main
+from collectors.spool.exposition import metrics_response
 from collectors.spool.grpc_service import TraceService
 from collectors.spool.sink import SpanSink
 from collectors.spool.store import Spool, SpoolBusyError, SpoolError, SpoolFullError, SpoolLimits
@@ -488,8 +490,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not receiver.metrics_public and not receiver.authorized(self.headers.get("Authorization")):
                 self._error(_Reply(401, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token"), False)
                 return
-            encoder, content_type = choose_encoder(self.headers.get("Accept") or "")  # OpenMetrics: exemplars
-            self._send(200, encoder(self.server.receiver.registry), content_type)
+            body, content_type = metrics_response(receiver.registry, self.headers.get("Accept") or "")
+            self._send(200, body, content_type)
         elif self.path.split("?", 1)[0] == TRACES_PATH:
             self._error(_Reply(405, grpc.StatusCode.UNIMPLEMENTED, "use POST"), False, {"Allow": "POST"})
         else:

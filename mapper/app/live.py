@@ -8,8 +8,12 @@ timer thread flushes the stores (``interval`` seconds) and adds the completed it
 ``latmap_stage_process_seconds``, ``latmap_lead_time_seconds``), with exemplars carrying the
 item's trace id in the OpenMetrics exposition (Prometheus asks for it by default).
 
-Native histograms are not exposed: prometheus-client (0.26) cannot write them, and Prometheus
-reads them only from its protobuf exposition; the classic buckets carry a boundary at every
+Each histogram series is also a native histogram (schema 3: buckets 9.05% wide, see
+:mod:`mapper.analysis.livehist`), carried as prometheus-client's ``NativeHistogram`` sample
+beside the classic buckets; prometheus-client cannot write it, so
+:func:`collectors.spool.exposition.metrics_response` encodes the protobuf exposition (classic
+and native buckets in one message, exemplars with both) when the scraper asks for it, and
+leaves the native sample out of the text formats. The classic buckets carry a boundary at every
 objective of the spec, so an objective's verdict from them is exact.
 
 Labels: ``stream``, ``stage`` (not on the lead time), and each of the spec's
@@ -36,12 +40,14 @@ import numpy as np
 import scipy.sparse.csgraph  # noqa: F401  (the stores' grouping: loaded here, not in the first flush)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.samples import Exemplar as PromExemplar
+from prometheus_client.samples import Sample
 
 from collectors.spool import receiver as spool_receiver
+from collectors.spool.exposition import native_histogram
 from collectors.spool.reader import payloads_batch
 from collectors.spool.store import SpoolLimits
 from mapper.analysis.live import JoinStore, LiveStream, StoreLimits, Values
-from mapper.analysis.livehist import LiveHistograms, Series, bucket_bounds
+from mapper.analysis.livehist import NATIVE_SCHEMA, ZERO_THRESHOLD, LiveHistograms, Series, bucket_bounds
 from mapper.analysis.traces import StageMatch
 from mapper.core import names as N
 from mapper.core.errors import LatmapError, UsageError
@@ -214,7 +220,10 @@ class LiveDeriver:
         for metric, labels, series in self.histograms.series():
             fam = families[metric]
             keys = ["stream", "stage", *label_names] if metric != N.LIVE_LEAD_TIME else ["stream", *label_names]
-            fam.add_metric([labels.get(k, "") for k in keys], _buckets(series), series.total)
+            values = [labels.get(k, "") for k in keys]
+            fam.add_metric(values, _buckets(series), series.total)
+            fam.samples.append(Sample(metric, dict(zip(keys, values, strict=True)), 0.0,
+                                      native_histogram=_native(series)))
         yield from families.values()
         yield from self._counters()
 
@@ -275,6 +284,13 @@ def _buckets(s: Series) -> list[tuple[str, float, PromExemplar] | tuple[str, flo
         else:
             out.append((le, float(n), PromExemplar({"trace_id": ex.trace_id}, ex.value, ex.timestamp)))
     return out
+
+
+def _native(s: Series) -> Any:
+    n = s.native
+    exemplars = [PromExemplar({"trace_id": ex.trace_id}, ex.value, ex.timestamp) for ex in s.exemplars if ex]
+    return native_histogram(NATIVE_SCHEMA, ZERO_THRESHOLD, n.zero, int(s.counts.sum()), s.total,
+                            n.positive.counts, n.positive.first, n.negative.counts, n.negative.first, exemplars)
 
 
 def load_plans(paths: Sequence[str]) -> list[LivePlan]:

@@ -26,10 +26,17 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from collectors.spool.exposition import PROTOBUF_TYPE
+from mapper.analysis.livehist import native_index
 from mapper.cli import main
 from mapper.demo.localprom import free_port, running_prometheus, stop_process
 from tests.app.test_traces_map import SERVICES, SPEC, N, make_known_spans
+from tests.native_exposition import PROMETHEUS_242_ACCEPT, decode_delimited
 from tests.servers import require_binary
+
+#: The second Prometheus scrapes the protobuf exposition (native histograms; 2.42 has no
+#: ``scrape_classic_histograms``, so it stores the native series of a histogram that has both).
+NATIVE_FEATURES = ["--enable-feature=native-histograms,exemplar-storage"]
 
 LIVE_SPEC = """\
 name: quotes
@@ -83,7 +90,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
               f"    static_configs: [{{targets: ['127.0.0.1:{http_port}']}}]\n")
     try:
         _wait(lambda: _up(http_port), 60, "latmap serve listening")
-        with running_prometheus(config=config, extra_args=["--enable-feature=exemplar-storage"]) as url:
+        with running_prometheus(config=config, extra_args=["--enable-feature=exemplar-storage"]) as url, \
+                running_prometheus(config=config, extra_args=NATIVE_FEATURES) as native_url:
             providers = {}
             for svc in SERVICES:
                 exporter = (GrpcExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True)
@@ -100,7 +108,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                            if float(r["value"][1]) >= N], 60, "every item completed and scraped")
             _wait(lambda: [r for r in _query(url, 'latmap_lead_time_seconds_count{stream="quotes"}')
                            if float(r["value"][1]) >= N], 30, "lead times scraped")
-            yield {"url": url, "tmp": tmp, "spec": spec, "http_port": http_port}
+            _wait(lambda: [r for r in _query(native_url, 'histogram_count(latmap_lead_time_seconds{stream="quotes"})')
+                           if float(r["value"][1]) >= N], 30, "native lead times scraped")
+            yield {"url": url, "tmp": tmp, "spec": spec, "http_port": http_port, "native_url": native_url}
     finally:
         stop_process(proc)
         log.close()
@@ -203,3 +213,34 @@ def test_rules_and_burn_rate_alerts_cover_the_traced_stages(live: dict[str, Any]
     assert 'latmap_lead_time_seconds_bucket{stream="quotes",le=~"0\\\\.05"}' in text.replace("'", '"')
     assert "alert:" in text
     assert "not recordable" not in capsys.readouterr().err
+
+
+def test_native_histograms_scraped_from_the_protobuf_exposition(live: dict[str, Any]) -> None:
+    url = live["native_url"]
+    i = np.arange(N)
+    lead = 1.1e-3 + 2e-3 + i * 1e-6 + 5e-3 + i * 1e-5 + 3e-3 + 7e-3 + 4e-3
+    truth = float(np.quantile(lead, 0.99))
+    # every item completes within one or two flushes, before the series' first scrape, so a
+    # rate() over the window is zero: the cumulative histogram is the whole run's distribution
+    got = _query(url, 'histogram_quantile(0.99, sum(latmap_lead_time_seconds{stream="quotes"}))')
+    p99 = float(got[0]["value"][1])
+    # schema 3: the quantile sits in the native bucket holding the truth, 9.05% wide
+    k = int(native_index(np.array([truth]))[0])
+    low, high = 2.0 ** ((k - 1) / 8), 2.0 ** (k / 8)
+    assert low <= p99 <= high, (p99, low, high, truth)
+    assert low < truth <= high
+    count = float(_query(url, 'histogram_count(latmap_lead_time_seconds{stream="quotes"})')[0]["value"][1])
+    assert count == N
+    # per stage too (wait and process are native as well)
+    waits = _query(url, 'histogram_count(latmap_stage_wait_seconds{stream="quotes", stage="notifier"})')
+    assert float(waits[0]["value"][1]) == N
+    # the same scrape body carries the classic buckets (the first Prometheus reads them as _bucket)
+    body = requests.get(f"http://127.0.0.1:{live['http_port']}/metrics",
+                        headers={"Accept": PROMETHEUS_242_ACCEPT}, timeout=5)
+    assert body.headers["Content-Type"] == PROTOBUF_TYPE
+    fams = {f.name: f for f in decode_delimited(body.content)}
+    lead_h = fams["latmap_lead_time_seconds"].metric[0].histogram
+    assert lead_h.schema == 3 and lead_h.sample_count == N and len(lead_h.bucket) >= 18
+    assert any(b.exemplar.label for b in lead_h.bucket)
+    assert fams["latmap_live_items_completed_total"].type == 0  # every family, counters included
+    assert _query(live["url"], 'count(latmap_lead_time_seconds_bucket{stream="quotes"})')
