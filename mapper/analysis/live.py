@@ -25,6 +25,23 @@ waits (clock skew; kept, not clamped, as the map keeps them).
 
 A group that is incomplete is never emitted: a receiver that sees part of an item (its other
 spans went to another receiver) reports it as incomplete, never a wrong wait.
+
+**Busy groups** (settle starvation): a group that has a span of every stage but never goes
+quiet for ``settle`` (a long-lived trace that keeps getting spans, a loop of consumers linked
+into one component) reaches ``ttl`` still receiving spans. It is dropped with its own reason,
+``busy`` (not ``ttl``, which means a stage never showed up), and not emitted: its next span
+could change its lead time or add a stage visit, so any value emitted from it might be wrong.
+A stream with such items needs a longer ``--live-ttl`` or a shorter ``--live-settle``, or its
+traces are sessions rather than items. Spans of a busy group's traces that come after it was
+dropped are counted as late (below), not as a new group.
+
+**Late spans**: a span that arrives after its item was emitted (its trace ended the quiet
+time, then one more span came) is not a new item. The store remembers the traces it emitted
+(the last ``max_spans`` of them, a bounded ring of 64-bit keys); a group containing one of
+them, or linked to one of them (a consumer in a new trace), at a flush is dropped and its
+spans counted as ``spans_late``, not as an incomplete group.
+The emitted values stand (the late span was not in them). A span later than the ring's memory
+falls back to an incomplete group (``ttl``).
 """
 
 from __future__ import annotations
@@ -44,6 +61,10 @@ from mapper.core.spans import SpanBatch
 EXPIRED_TTL = "ttl"
 EXPIRED_LIMIT = "limit"
 EXPIRED_RELOAD = "reload"
+#: A complete group that never went quiet for ``settle`` before ``ttl`` (settle starvation).
+EXPIRED_BUSY = "busy"
+#: Every reason, as ``/metrics`` lists them.
+INCOMPLETE_REASONS = (EXPIRED_TTL, EXPIRED_BUSY, EXPIRED_LIMIT, EXPIRED_RELOAD)
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,7 @@ class Counts:
     lead_times: int = 0
     incomplete: Counter[str] = field(default_factory=Counter)  # reason -> groups
     producer_expired: int = 0  # consumer spans linked to a span that expired before
+    spans_late: int = 0  # spans of a trace whose item had already left (emitted, or dropped as busy)
     negative_waits: Counter[str] = field(default_factory=Counter)  # stage -> waits < 0
 
 
@@ -128,6 +150,9 @@ class JoinStore:
         # Keys of spans dropped incomplete (bounded ring): a consumer linked to one of them
         # is counted as "producer expired" instead of waiting for it in vain.
         self._expired = np.zeros(0, dtype=np.uint64)
+        # Keys of traces emitted (bounded ring): a later span of one of them is late.
+        self._emitted = np.zeros(0, dtype=np.uint64)
+        self._emitted_sorted = self._emitted  # the same keys sorted, for the lookups
 
     # -- taking spans in -----------------------------------------------------------------
 
@@ -186,10 +211,25 @@ class JoinStore:
         np.minimum.at(first, group, arrival)
         last = np.full(n_groups, -np.inf)
         np.maximum.at(last, group, arrival)
-        ready = present.all(axis=1) & (now - last >= lim.settle)
-        expired = ~ready & (now - first >= lim.ttl)
+        late = np.zeros(n_groups, dtype=bool)
+        fresh = len(held[0]) if held is not None else 0  # held spans were checked when they came
+        if self._emitted_sorted.size and fresh < len(b):
+            hi, lo = b.trace_hi[fresh:], b.trace_lo[fresh:]
+            hit = _in_sorted(id_key(hi, lo, np.zeros(hi.size, np.uint64)), self._emitted_sorted)
+            late[group[fresh:][hit]] = True
+            links = b.all_links  # a consumer in a new trace linked to an emitted producer's trace
+            new = links.row >= fresh
+            if new.any():
+                lhi, llo = links.trace_hi[new], links.trace_lo[new]
+                hit = _in_sorted(id_key(lhi, llo, np.zeros(lhi.size, np.uint64)), self._emitted_sorted)
+                late[group[links.row[new][hit]]] = True
+        complete = present.all(axis=1) & ~late
+        ready = complete & (now - last >= lim.settle)
+        expired = ~ready & ~late & (now - first >= lim.ttl)
+        busy = expired & complete
+        expired &= ~busy
         # Over the limits: the oldest open groups go first.
-        open_g = np.flatnonzero(~ready & ~expired)
+        open_g = np.flatnonzero(~ready & ~expired & ~busy & ~late)
         size = np.bincount(group, minlength=n_groups)
         by_age = open_g[np.argsort(first[open_g], kind="stable")]
         newest_first = by_age[::-1]
@@ -201,16 +241,20 @@ class JoinStore:
         if ready.any():
             rows = np.flatnonzero(ready[group])
             values, completed = self._emit(b.take(rows))
-        gone = expired | cut
+            self._remember_emitted(b, rows)
+        if busy.any():  # its later spans are late too, not a new group
+            self._remember_emitted(b, np.flatnonzero(busy[group]))
+        gone = expired | busy | cut
         if gone.any():
             self._remember_expired(b, np.flatnonzero(gone[group]))
-        keep_g = ~ready & ~gone
+        keep_g = ~ready & ~gone & ~late
         keep = np.flatnonzero(keep_g[group])
         kept = (b.take(keep), arrival[keep]) if keep.size else None
-        expired_n = {EXPIRED_TTL: int(expired.sum()), EXPIRED_LIMIT: int(cut.sum())}
+        expired_n = {EXPIRED_TTL: int(expired.sum()), EXPIRED_BUSY: int(busy.sum()), EXPIRED_LIMIT: int(cut.sum())}
         with self._lock:
             self._held = kept
             self._open_items = int(keep_g.sum())
+            self.counts.spans_late += int(late[group].sum())
             self.counts.items_completed += completed
             for reason, n in expired_n.items():
                 if n:
@@ -261,6 +305,12 @@ class JoinStore:
             self.counts.lead_times += int(table.lead.size)
         return tuple(out), int(table.traces)
 
+    def _remember_emitted(self, b: SpanBatch, rows: np.ndarray) -> None:
+        """Remember the traces of emitted (or busy) rows (bounded: the last ``max_spans`` traces)."""
+        keys = np.unique(id_key(b.trace_hi[rows], b.trace_lo[rows], np.zeros(rows.size, np.uint64)))
+        self._emitted = np.concatenate([self._emitted, keys])[-self.limits.max_spans:]
+        self._emitted_sorted = np.sort(self._emitted)
+
     def _remember_expired(self, b: SpanBatch, rows: np.ndarray) -> None:
         """Count links to spans that expired earlier, then remember these spans (bounded)."""
         links = b.all_links
@@ -273,6 +323,18 @@ class JoinStore:
                     self.counts.producer_expired += late
         keys = id_key(b.trace_hi[rows], b.trace_lo[rows], b.span_id[rows])
         self._expired = np.concatenate([self._expired, keys])[-self.limits.max_spans:]
+
+
+def _in_sorted(keys: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Whether each key is in ``ring`` (sorted): the keys sorted first, then one binary search
+    each (cache-friendly: 7 ms for 80k keys against 200k, against 80 ms for ``np.isin``)."""
+    order = np.argsort(keys)
+    k = keys[order]
+    at = np.searchsorted(ring, k)
+    at[at == ring.size] = 0
+    out = np.empty(keys.size, dtype=bool)
+    out[order] = ring[at] == k
+    return out
 
 
 def _groups(b: SpanBatch) -> tuple[np.ndarray, int]:

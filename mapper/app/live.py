@@ -46,7 +46,7 @@ from collectors.spool import receiver as spool_receiver
 from collectors.spool.exposition import native_histogram
 from collectors.spool.reader import payloads_batch
 from collectors.spool.store import SpoolLimits
-from mapper.analysis.live import JoinStore, LiveStream, StoreLimits, Values
+from mapper.analysis.live import INCOMPLETE_REASONS, JoinStore, LiveStream, StoreLimits, Values
 from mapper.analysis.livehist import NATIVE_SCHEMA, ZERO_THRESHOLD, LiveHistograms, Series, bucket_bounds
 from mapper.analysis.traces import StageMatch
 from mapper.core import names as N
@@ -231,8 +231,11 @@ class LiveDeriver:
         every = [(p.stream.name, s) for p, s in self._stores] + [(s.stream.name, s) for s in self._retired]
         completed = CounterMetricFamily(N.LIVE_ITEMS_COMPLETED, "Items that passed every stage.", labels=["stream"])
         incomplete = CounterMetricFamily(N.LIVE_ITEMS_INCOMPLETE, "Groups of spans dropped before their item "
-                                         "was complete, by reason (ttl, limit, reload).", labels=["stream", "reason"])
+                                         "was complete, by reason (ttl, busy, limit, reload).",
+                                         labels=["stream", "reason"])
         unmatched = CounterMetricFamily(N.LIVE_SPANS_UNMATCHED, "Spans that matched no stage.", labels=["stream"])
+        late = CounterMetricFamily(N.LIVE_SPANS_LATE, "Spans that arrived after their item was emitted.",
+                                   labels=["stream"])
         dropped = CounterMetricFamily(N.LIVE_SPANS_DROPPED, "Spans not held: the store was full.", labels=["stream"])
         expired = CounterMetricFamily(N.LIVE_PRODUCER_EXPIRED, "Consumer spans whose linked producer had "
                                       "expired from the store.", labels=["stream"])
@@ -241,13 +244,14 @@ class LiveDeriver:
         sums: dict[str, Any] = {}
         for name, s in every:
             c = s.counts
-            agg = sums.setdefault(name, {"completed": 0, "unmatched": 0, "dropped": 0, "expired": 0,
+            agg = sums.setdefault(name, {"completed": 0, "unmatched": 0, "dropped": 0, "expired": 0, "late": 0,
                                          "incomplete": {}, "negative": {}})
             agg["completed"] += c.items_completed
             agg["unmatched"] += c.spans_unmatched
             agg["dropped"] += c.spans_dropped
             agg["expired"] += c.producer_expired
-            for reason in ("ttl", "limit", "reload"):
+            agg["late"] += c.spans_late
+            for reason in INCOMPLETE_REASONS:
                 agg["incomplete"][reason] = agg["incomplete"].get(reason, 0) + c.incomplete[reason]
             for stage, n in c.negative_waits.items():
                 agg["negative"][stage] = agg["negative"].get(stage, 0) + n
@@ -257,6 +261,7 @@ class LiveDeriver:
             unmatched.add_metric([name], agg["unmatched"])
             dropped.add_metric([name], agg["dropped"])
             expired.add_metric([name], agg["expired"])
+            late.add_metric([name], agg["late"])
             for reason, n in agg["incomplete"].items():
                 incomplete.add_metric([name, reason], n)
             for stage, n in agg["negative"].items():
@@ -271,7 +276,7 @@ class LiveDeriver:
         for p, s in self._stores:
             open_items.add_metric([p.stream.name], s.open_items)
             held.add_metric([p.stream.name], s.held_spans)
-        yield from (completed, incomplete, unmatched, dropped, expired, negative, cut, open_items, held)
+        yield from (completed, incomplete, unmatched, late, dropped, expired, negative, cut, open_items, held)
 
 
 def _buckets(s: Series) -> list[tuple[str, float, PromExemplar] | tuple[str, float]]:

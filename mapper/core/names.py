@@ -36,12 +36,15 @@ STAGE_PROCESS = "latmap_stage_process_seconds"
 LIVE_LEAD_TIME = LEAD_TIME
 #: Counter: items that passed every stage (``_total`` is added by the exposition).
 LIVE_ITEMS_COMPLETED = "latmap_live_items_completed"
-#: Counter: groups of spans dropped before they were complete (label ``reason``: ttl, limit, reload).
+#: Counter: groups of spans dropped before they were complete (label ``reason``: ttl, busy,
+#: limit, reload).
 LIVE_ITEMS_INCOMPLETE = "latmap_live_items_incomplete"
 #: Counter: spans that matched no stage of the stream.
 LIVE_SPANS_UNMATCHED = "latmap_live_spans_unmatched"
 #: Counter: spans not held because the store was at ``max_spans`` between two flushes.
 LIVE_SPANS_DROPPED = "latmap_live_spans_dropped"
+#: Counter: spans that arrived after their item had been emitted (not a new item).
+LIVE_SPANS_LATE = "latmap_live_spans_late"
 #: Counter: consumer spans linked to a producer that had already expired from the store.
 LIVE_PRODUCER_EXPIRED = "latmap_live_producer_expired"
 #: Counter: waits below zero (clock skew between hosts; kept, not clamped), label ``stage``.

@@ -138,3 +138,56 @@ def test_the_store_stays_within_its_limits_under_items_that_never_complete() -> 
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="ttl"):
         StoreLimits(ttl=0)
+
+
+def _extra_notify(i: int, span_id: int, t0: int = 0) -> SpanBatch:
+    """One more notify span in item ``i``'s consumer trace (a retry, a trickle)."""
+    return SpanBatch.from_columns({
+        "trace_hi": [2], "trace_lo": [1001 + 2 * i], "span_id": [span_id], "parent_id": [21],
+        "start_ns": [t0 + 60 * MS], "end_ns": [t0 + 61 * MS], "kind": [KIND_CONSUMER], "service": ["notify"],
+        "name": ["send"], "destination": ["eu"],
+    })
+
+
+def test_a_complete_group_that_never_goes_quiet_expires_as_busy_not_emitted() -> None:
+    store = JoinStore(STREAM, StoreLimits(ttl=5, settle=1))
+    producer, consumer = chain(0)
+    store.accept(producer, now=0.0)
+    store.accept(consumer, now=0.0)
+    for k in range(1, 12):  # a span every 0.5s: never quiet for `settle`
+        store.accept(_extra_notify(0, 100 + k), now=k * 0.5)
+        out = store.flush(now=k * 0.5 + 0.1)
+        assert out.completed == 0
+    assert store.counts.incomplete == {"busy": 1}  # its own reason: every stage was there
+    assert store.open_items == 0 and store.counts.items_completed == 0
+    assert store.counts.spans_late == 1  # the span after it was dropped: not a new group
+
+
+def test_a_span_after_its_item_was_emitted_is_late_not_a_new_group() -> None:
+    store = JoinStore(STREAM, StoreLimits(ttl=5, settle=0))
+    producer, consumer = chain(0)
+    store.accept(producer, now=0.0)
+    store.accept(consumer, now=0.0)
+    assert store.flush(now=0.5).completed == 1
+    store.accept(_extra_notify(0, 200), now=1.0)  # the consumer trace again
+    late_consumer = chain(0)[1].take(np.array([0]))  # a consumer linked to the emitted producer
+    store.accept(late_consumer, now=1.0)
+    out = store.flush(now=1.5)
+    assert out.completed == 0 and out.open_items == 0 and out.held_spans == 0
+    assert store.counts.spans_late == 2
+    # a consumer in a trace of its own, linked to the emitted producer: late as well
+    linked = SpanBatch.from_columns({"trace_hi": [7], "trace_lo": [7], "span_id": [1], "parent_id": [0],
+                                     "start_ns": [20 * MS], "end_ns": [21 * MS], "kind": [KIND_CONSUMER],
+                                     "service": ["alerting"], "name": ["evaluate"], "destination": ["eu"]},
+                                    links=SpanLinks(np.array([0]), np.array([1], np.uint64),
+                                                    np.array([1000], np.uint64), np.array([10], np.uint64)))
+    store.accept(linked, now=2.0)
+    store.flush(now=2.5)
+    assert store.counts.spans_late == 3
+    store.flush(now=30.0)
+    assert not store.counts.incomplete  # never counted as an incomplete group
+    # an unrelated item afterwards is not late
+    p1, c1 = chain(1)
+    store.accept(p1, now=31.0)
+    store.accept(c1, now=31.0)
+    assert store.flush(now=31.5).completed == 1 and store.counts.spans_late == 3

@@ -14,6 +14,7 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
+from collectors.spool.exposition import metrics_response
 from collectors.spool.payload import encode_payload
 from mapper.analysis.live import StoreLimits
 from mapper.app.live import LiveDeriver, plan
@@ -65,8 +66,11 @@ def test_payloads_become_openmetrics_histograms_with_exemplars_and_counters() ->
     assert d.flush() == 20
     registry = CollectorRegistry(auto_describe=False)
     registry.register(d)
-    text = generate_latest(registry).decode()
+    text = metrics_response(registry, "application/openmetrics-text; version=1.0.0")[0].decode()
     assert 'latmap_stage_wait_seconds_count{destination="eu",stage="notify",stream="alerts"} 20.0' in text
+    assert 'latmap_lead_time_seconds{' not in text  # the native sample: protobuf only
+    assert 'latmap_live_spans_late_total{stream="alerts"} 0.0' in text
+    assert 'latmap_live_items_incomplete_total{reason="busy",stream="alerts"} 0.0' in text
     assert 'latmap_lead_time_seconds_bucket{destination="eu",le="0.06",stream="alerts"} 20.0' in text
     # the notify objective (17ms) is a bucket bound; process 12ms sits below it, with its exemplar
     bucket = next(x for x in text.splitlines() if x.startswith(
