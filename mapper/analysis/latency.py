@@ -114,6 +114,9 @@ class LatencyMap:
     segments: SegmentReport | None = None
     #: The spec's measured lead time as collected (``end_to_end:``), whether or not it had data.
     measured_lead: MeasurementResult | None = None
+    #: With a measured lead time: the one computed from the stages (what-ifs change the stages,
+    #: so they compare against it, like for like).
+    computed_end_to_end: Distribution | None = None
 
     @property
     def broken(self) -> bool:
@@ -326,7 +329,8 @@ def analyse(spec: StreamSpec, window: Window,
     if segments is not None:
         checks += segments.checks
     return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
-                      bottleneck, objectives, tuple(checks), traces, method, segments, measured_lead)
+                      bottleneck, objectives, tuple(checks), traces, method, segments, measured_lead,
+                      computed if lead_measured else None)
 
 
 def _disagreement(measured: Distribution, computed: Distribution, q: float) -> list[Check]:
