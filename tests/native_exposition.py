@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.internal.decoder import _DecodeVarint  # type: ignore[attr-defined]
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
@@ -103,7 +102,14 @@ def decode_delimited(body: bytes) -> list[Any]:
     """The MetricFamily messages of a delimited protobuf exposition."""
     out, pos = [], 0
     while pos < len(body):
-        size, pos = _DecodeVarint(body, pos)
+        size = shift = 0
+        while True:  # the length prefix: a varint
+            byte = body[pos]
+            pos += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
         fam = _FAMILY()
         fam.ParseFromString(body[pos:pos + size])
         out.append(fam)
