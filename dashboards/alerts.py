@@ -43,7 +43,7 @@ from mapper.core.durations import format_duration, prom_duration
 from mapper.core.errors import SourceError
 from mapper.core.model import Check
 from mapper.core.quantiles import percentile_label
-from mapper.core.spec import Measurement, Objective, StreamSpec
+from mapper.core.spec import Measurement, Objective, StreamSpec, live_lead_time
 
 __all__ = ["DEFAULT_POLICY", "AlertRule", "BurnWindow", "Layout", "ObjectiveSeries", "Policy", "Target",
            "alert_group", "alert_rules", "alert_targets", "bucket_layout_from", "fetch_layouts", "le_pattern",
@@ -149,6 +149,11 @@ def le_pattern(bound: float) -> str:
 
 
 def _single_histogram(spec: StreamSpec, stage: str) -> tuple[str, Measurement] | str:
+    if stage == "end_to_end":  # one histogram only when `latmap serve --stream` measures every stage
+        lead = live_lead_time(spec)
+        return ("lead", lead) if lead is not None else (
+            "the lead time is not one histogram in Prometheus; alert on the per-hop budgets "
+            "(`latmap budgets --write`), or trace every stage and run `latmap serve --stream`")
     s = spec.stage(stage)
     parts = [(p, m) for p in ("wait", "process") if (m := getattr(s, p)) is not None]
     if len(parts) != 1:
@@ -168,11 +173,6 @@ def alert_targets(spec: StreamSpec, layouts: Mapping[tuple[str, str], Layout]) -
     targets: list[Target] = []
     checks: list[Check] = []
     for o in spec.objectives:
-        if o.target == "end_to_end":
-            checks.append(Check("info", "objective-not-alertable", (
-                f"objective {o.label} <= {o.threshold:g}s ({o.place}): the lead time is not one histogram in "
-                "Prometheus; alert on the per-hop budgets (`latmap budgets --write`)")))
-            continue
         found = _single_histogram(spec, o.target)
         if isinstance(found, str):
             checks.append(Check("info", "objective-not-alertable",
@@ -185,7 +185,7 @@ def alert_targets(spec: StreamSpec, layouts: Mapping[tuple[str, str], Layout]) -
                 f"objective {o.label} <= {o.threshold:g}s ({o.place}): the bucket layout of {m.name} is unknown "
                 "(no series in Prometheus?); give --prometheus URL so the rules can use its bounds"), o.target, part))
             continue
-        owner = spec.stage(o.target).owner
+        owner = spec.owner if o.target == "end_to_end" else spec.stage(o.target).owner
         if layout.native:
             targets.append(Target(o, o.target, part, owner, m, None, False))
             continue
@@ -290,13 +290,12 @@ def objective_series(spec: StreamSpec, policy: Policy = DEFAULT_POLICY) -> list[
     recorded series exist once the rules of ``latmap rules --alerts`` are loaded."""
     out = []
     for o in spec.objectives:
-        if o.target == "end_to_end":
-            continue
         found = _single_histogram(spec, o.target)
         if isinstance(found, str):
             continue
         part, m = found
-        t = Target(o, o.target, part, spec.stage(o.target).owner, m, None, False)
+        owner = spec.owner if o.target == "end_to_end" else spec.stage(o.target).owner
+        t = Target(o, o.target, part, owner, m, None, False)
         match = ",".join(f'{k}="{escape_value(v)}"' for k, v in _labels(t).items())
         budget = f"{1 - o.q:.6g}"
         longs = sorted({bw.long for bw in policy.windows})
@@ -323,8 +322,6 @@ def fetch_layouts(spec: StreamSpec, now: float, lookback: float = 86400.0) -> di
     clients: dict[str, PrometheusClient] = {}
     out: dict[tuple[str, str], Layout] = {}
     for o in spec.objectives:
-        if o.target == "end_to_end":
-            continue
         found = _single_histogram(spec, o.target)
         if isinstance(found, str) or (o.target, found[0]) in out:
             continue

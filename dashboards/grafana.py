@@ -43,7 +43,8 @@ from dashboards import queries as Q
 from dashboards.alerts import DEFAULT_POLICY, ObjectiveSeries, objective_series
 from dashboards.queries import NotDashboardable
 from mapper.core.durations import format_duration
-from mapper.core.spec import Measurement, Objective, Stage, StreamSpec
+from mapper.core.names import STAGE_PROCESS, STAGE_WAIT
+from mapper.core.spec import Measurement, Objective, Stage, StreamSpec, live_lead_time
 
 SCHEMA_VERSION = 41
 TAG = "latmap"
@@ -142,6 +143,16 @@ def _end_to_end(spec: StreamSpec, missing: list[NotDashboardable]) -> list[Build
         "The lead time's percentiles as latmap computed them (per trace, or the convolution of the "
         "hops' distributions), pushed by each `latmap report --pushgateway` run: one point per run. "
         "Empty until a run has pushed.")]
+    measured = live_lead_time(spec)
+    if measured is not None:  # every stage traced: `latmap serve --stream` measures each item's lead time
+        per_item = [(Q.q_label(q), Q.quantile(spec, measured, q, per_segment=False)) for q in _percentiles(spec)]
+        panels.append(_quantile_panel(
+            "Lead time per item (latmap serve --stream)", per_item, objectives,
+            "The lead time of each item that passed every stage, measured live from its spans: a real "
+            "lead-time percentile, from bucket rates."))
+        hm = Q.heatmap(spec, measured)
+        if hm:
+            panels.append(_heatmap("Lead time buckets", hm, measured))
     lead = [(Q.q_label(q), e) for q in _percentiles(spec) if (e := Q.lead_time_quantile(spec, q))]
     if lead:
         panels.append(_quantile_panel(
@@ -191,10 +202,11 @@ def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) 
         else:
             missing.append(NotDashboardable(f"{stage.name} {part} request rate",
                                             "a raw query gives no count of items", m.place))
-    if stage.traces is not None:
+    if stage.traces is not None and not any(m.name in (STAGE_WAIT, STAGE_PROCESS) for _, m in Q.parts(stage)):
         missing.append(NotDashboardable(
             f"{stage.name} traces", "traces live in latmap's spool, not in a Grafana data source; "
-            "use span metrics (latmap discover) for panels", stage.traces.place))
+            "`latmap serve --stream` exposes them as histograms (read with mapper.core.spec.with_live_series, "
+            "as `latmap dashboards` does)", stage.traces.place))
     if not panels:
         missing.append(NotDashboardable(stage.name, "no wait or process measured by Prometheus", stage.place))
         return panels

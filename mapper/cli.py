@@ -26,7 +26,7 @@ from mapper.core.errors import LatmapError, UsageError
 from mapper.core.files import dumps, write_atomic
 from mapper.core.redact import RedactFilter, for_terminal
 from mapper.core.sizes import parse_size
-from mapper.core.spec import load_spec
+from mapper.core.spec import load_spec, with_live_series
 from mapper.core.urls import check_http_url
 
 EXIT_OK = 0
@@ -292,13 +292,28 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
 @click.option("--metrics-token/--metrics-public", "metrics_token", default=False, show_default=True,
               help="Whether GET /metrics asks the bearer token too. Public by default, on purpose: it "
                    "holds the receiver's counters, never span data, and scrapers rarely carry the token.")
+@click.option("--stream", "streams", multiple=True, metavar="SPEC", type=click.Path(dir_okay=False),
+              help="A stream spec whose `traces:` stages to measure live: per-stage wait, process and "
+                   "lead-time histograms on /metrics (repeatable; SIGHUP reloads the specs).")
+@click.option("--live-ttl", default="10s", show_default=True, metavar="DURATION",
+              help="With --stream: drop an item still incomplete after this long (counted).")
+@click.option("--live-settle", default="1s", show_default=True, metavar="DURATION",
+              help="With --stream: emit a complete item once no span of it arrived for this long.")
+@click.option("--live-max-items", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="With --stream: open items held per stream; the oldest beyond are dropped (counted).")
+@click.option("--live-max-spans", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="With --stream: spans held per stream (memory bound); the oldest items beyond are dropped.")
+@click.option("--live-label-limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="With --stream: distinct values per segment label; later ones become __other__ (counted).")
 def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, token_file: str | None,
-                  max_disk: str, retention: str, decode_workers: int | None, metrics_token: bool) -> None:
+                  max_disk: str, retention: str, decode_workers: int | None, metrics_token: bool,
+                  streams: tuple[str, ...], live_ttl: str, live_settle: str, live_max_items: int,
+                  live_max_spans: int, live_label_limit: int) -> None:
     """Receive OTLP traces (HTTP on 4318, gRPC on 4317) into a durable spool.
 
     Every span acknowledged is on disk (fsync before the answer). Listens on loopback unless
     told otherwise; stops cleanly on SIGTERM or Ctrl-C. /metrics on the HTTP port shows the
-    receiver's own health.
+    receiver's own health and, with --stream, the live value stream's histograms.
     """
     if metrics_token and not (token_env or token_file):
         raise UsageError("--metrics-token needs --token-env VAR or --token-file FILE")
@@ -317,11 +332,24 @@ def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, 
         if (token_env or token_file) and not metrics_token and receiver.http_port:
             echo("latmap serve: /metrics needs no token (--metrics-public, the default; --metrics-token "
                  "asks for it)", err=True)
+        if streams:
+            echo(f"latmap serve: live value stream of {', '.join(streams)} on /metrics", err=True)
 
-    spool_pkg.receiver.serve_forever(
-        spool, http=None if http == "off" else http, grpc=None if grpc_addr == "off" else grpc_addr,
-        token_env=token_env, token_file=token_file, limits=limits, decode_workers=decode_workers,
+    common: dict[str, Any] = dict(
+        http=None if http == "off" else http, grpc=None if grpc_addr == "off" else grpc_addr,
+        token_env=token_env, token_file=token_file, decode_workers=decode_workers,
         metrics_public=not metrics_token, on_ready=ready)
+    if not streams:
+        spool_pkg.receiver.serve_forever(spool, limits=limits, **common)
+        return
+    try:
+        store_limits = analysis.live.StoreLimits(
+            ttl=_duration(live_ttl, "--live-ttl") or 0.0, settle=_duration(live_settle, "--live-settle") or 0.0,
+            max_items=live_max_items, max_spans=live_max_spans)
+    except ValueError as err:
+        raise UsageError(f"--live-ttl/--live-settle: {err}") from None
+    app.live.serve(spool, streams, limits=store_limits, max_label_values=live_label_limit,
+                   spool_limits=limits, **common)
 
 
 def _size(text: str, option: str) -> int:
@@ -501,7 +529,7 @@ def dashboards_command(config: str, out: str | None, prometheus: str | None, che
         check_http_url(push_url, "--push")
     if (token_env or token_file or folder or force) and not push_url:
         raise UsageError("--token-env/--token-file/--folder/--force need --push URL")
-    spec = load_spec_for_cli(config, prometheus)
+    spec = load_spec_for_cli(config, prometheus, live=True)
     dashboard, missing = dashboards.grafana.build_dashboard(spec)
     for item in missing:
         where = f" ({item.place})" if item.place else ""
@@ -545,7 +573,7 @@ def rules_command(config: str, out: str | None, rate_window: str, interval: str 
                   prometheus: str | None, period: str, burns: tuple[str, ...], tests_out: str | None) -> None:
     """Write Prometheus recording rules: per-hop bucket rates and percentiles (and, with
     --alerts, burn-rate alerts for the objectives, with promtool unit tests)."""
-    spec = load_spec_for_cli(config, prometheus)
+    spec = load_spec_for_cli(config, prometheus, live=True)
     text = dashboards.rules.render_rules(spec, rate_window=_duration(rate_window, "--rate-window") or 300.0,
                         interval=_duration(interval, "--interval"))
     for line in dashboards.rules.not_recordable(spec):
@@ -592,11 +620,13 @@ def _burn(text: str) -> Any:
     return dashboards.alerts.BurnWindow(fields[0], share, long, short)
 
 
-def load_spec_for_cli(config: str, prometheus: str | None) -> Any:
-    """The spec, with ``--prometheus`` (refused with credentials in it) and ``--timeout`` applied."""
+def load_spec_for_cli(config: str, prometheus: str | None, live: bool = False) -> Any:
+    """The spec, with ``--prometheus`` (refused with credentials in it) and ``--timeout`` applied;
+    ``live``: traced stages read from ``latmap serve --stream``'s series (dashboards, rules)."""
     if prometheus is not None:
         check_http_url(prometheus, "--prometheus")
     spec = load_spec(config)
+    spec = with_live_series(spec) if live else spec
     spec = spec.with_source_url("prometheus", prometheus) if prometheus else spec
     ctx = click.get_current_context(silent=True)
     timeout = ctx.meta.get("latmap.timeout") if ctx is not None else None

@@ -2,7 +2,9 @@
 before the ack, compaction into hive-partitioned Parquet), ``reader`` (the on-disk format,
 reading a window back), ``payload`` (a record's Arrow IPC payload, the links column),
 ``receiver`` (OTLP/HTTP and OTLP/gRPC, ``latmap serve``; the gRPC service in
-``grpc_service``) and ``decode_pool`` (decoding in worker processes).
+``grpc_service``; ``/metrics`` content negotiation and the protobuf exposition in ``exposition``)
+and ``decode_pool`` (decoding in worker processes), ``sink`` (what takes acknowledged spans
+as they arrive: the live value stream).
 """
 
 from typing import TYPE_CHECKING
@@ -10,8 +12,8 @@ from typing import TYPE_CHECKING
 from mapper.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from collectors.spool import decode_pool, grpc_service, payload, reader, receiver, store
+    from collectors.spool import decode_pool, exposition, grpc_service, payload, reader, receiver, sink, store
 
-__all__ = ["decode_pool", "grpc_service", "payload", "reader", "receiver", "store"]
+__all__ = ["decode_pool", "exposition", "grpc_service", "payload", "reader", "receiver", "sink", "store"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -36,7 +36,9 @@ IPC payload the spool writes. That, not the HTTP stack, is what reaches the thro
 ``GET /metrics`` serves the receiver's own Prometheus registry (metric names below). It needs
 no token by default, a deliberate choice: a Prometheus scrape job rarely carries the export
 token, and the registry holds counts, never span data. ``metrics_public=False`` (CLI
-``--metrics-token``) asks the export token for it too (401 without it).
+``--metrics-token``) asks the export token for it too (401 without it). The body's format
+follows the scraper's ``Accept`` (:func:`collectors.spool.exposition.metrics_response`): the
+protobuf exposition (native histograms) when Prometheus asks for it, else OpenMetrics or text.
 
 The gRPC service is registered as a generic handler that takes the request as bytes (no
 deserializer), so the token is checked before anything is parsed, and the codec decodes the
@@ -56,7 +58,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,14 +69,15 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from grpc import Server as GrpcServer
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collectors.http import read_secret
 from collectors.otlp.codec import PayloadError
 from collectors.spool.decode_pool import DecodePool, DecodeResult, DecoderUnavailableError, decode_request, worker_main
+from collectors.spool.exposition import metrics_response
 from collectors.spool.grpc_service import TraceService
+from collectors.spool.sink import SpanSink
 from collectors.spool.store import Spool, SpoolBusyError, SpoolError, SpoolFullError, SpoolLimits
 from mapper.core.errors import LatmapError, UsageError
 
@@ -119,6 +122,7 @@ M_SPOOL_SEGMENTS = "latmap_spool_segments"
 M_SPOOL_PENDING = "latmap_spool_pending_bytes"
 M_SPOOL_SYNCS = "latmap_spool_syncs"
 M_SPOOL_TORN = "latmap_spool_torn_records"
+M_SINK_ERRORS = "latmap_receiver_sink_errors"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -214,6 +218,8 @@ class _Metrics:
         self.latency = Histogram(M_LATENCY, "Export request time, receipt to answer.", ["transport"],
                                  buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(_SpoolCollector(spool))  # type: ignore[arg-type]
+        self.sink_errors = Counter(M_SINK_ERRORS, "Exports whose spans a sink (--stream) failed to take.",
+                                   registry=self.registry)
 
 
 class Receiver:
@@ -224,6 +230,8 @@ class Receiver:
     ``metrics_public``: ``GET /metrics`` needs no token (False: the same token as exports).
     ``decode_workers``: worker processes that decode (see :class:`DecodePool`); None means
     one per CPU when there are several, 0 decodes in the request threads.
+    ``sinks`` get each export's payload once the spool has it (:class:`SpanSink`; ``latmap
+    serve --stream``); ``collectors`` are added to the ``/metrics`` registry.
     The caller owns ``spool`` and closes it after :meth:`stop`.
     """
 
@@ -238,8 +246,11 @@ class Receiver:
         grpc_workers: int = 8,
         decode_workers: int | None = None,
         metrics_public: bool = True,
+        sinks: Sequence[SpanSink] = (),
+        collectors: Sequence[Any] = (),
     ) -> None:
         self.spool = spool
+        self.sinks = tuple(sinks)
         self.max_body_bytes = max_body_bytes
         self._http_addr = parse_address(http, "--http") if http else None
         self._grpc_addr = parse_address(grpc, "--grpc") if grpc else None
@@ -250,6 +261,8 @@ class Receiver:
         self._decode_workers = decode_workers if decode_workers is not None else (cpus if cpus > 1 else 0)
         self._pool: DecodePool | None = None
         self.metrics = _Metrics(spool)
+        for extra in collectors:  # e.g. the live value stream's histograms (``--stream``)
+            self.metrics.registry.register(extra)
         self._http: _HttpServer | None = None
         self._http_thread: threading.Thread | None = None
         self._grpc: GrpcServer | None = None  # (``grpc`` is a parameter here)
@@ -345,6 +358,8 @@ class Receiver:
         rows, rejected, warnings, payload = pool.decode(body, encoding) if pool else decode_request(body, encoding)
         if rows:
             self.spool.append_payload(payload)
+            if self.sinks:
+                self._to_sinks(payload, rows)
         outcome = ExportOutcome(rows, rejected)
         self.metrics.accepted.labels(transport).inc(outcome.accepted)
         for reason, n in outcome.rejected.items():
@@ -352,6 +367,15 @@ class Receiver:
         for reason, n in warnings.items():
             self.metrics.repaired.labels(reason).inc(n)
         return outcome
+
+    def _to_sinks(self, payload: bytes, rows: int) -> None:
+        """Hand the durable spans to every sink; a sink's failure never fails the export."""
+        try:
+            for sink in self.sinks:
+                sink.accept(payload, rows)
+        except Exception:
+            log.exception("a span sink failed; the spans are in the spool")
+            self.metrics.sink_errors.inc()
 
 
 # --- OTLP/HTTP --------------------------------------------------------------------------
@@ -466,7 +490,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not receiver.metrics_public and not receiver.authorized(self.headers.get("Authorization")):
                 self._error(_Reply(401, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token"), False)
                 return
-            self._send(200, generate_latest(self.server.receiver.registry), CONTENT_TYPE_LATEST)
+            body, content_type = metrics_response(receiver.registry, self.headers.get("Accept") or "")
+            self._send(200, body, content_type)
         elif self.path.split("?", 1)[0] == TRACES_PATH:
             self._error(_Reply(405, grpc.StatusCode.UNIMPLEMENTED, "use POST"), False, {"Allow": "POST"})
         else:
@@ -631,6 +656,8 @@ def serve_forever(
     limits: SpoolLimits | None = None,
     decode_workers: int | None = None,
     metrics_public: bool = True,
+    sinks: Sequence[SpanSink] = (),
+    collectors: Sequence[Any] = (),
     stop: threading.Event | None = None,
     on_ready: Callable[[Receiver], None] | None = None,
 ) -> None:
@@ -654,7 +681,7 @@ def serve_forever(
     try:
         with Spool(spool_dir, limits) as spool, \
                 Receiver(spool, http=http, grpc=grpc, token=token, decode_workers=decode_workers,
-                         metrics_public=metrics_public) as receiver:
+                         metrics_public=metrics_public, sinks=sinks, collectors=collectors) as receiver:
             log.info("OTLP receiver: http=%s grpc=%s spool=%s", receiver.http_port, receiver.grpc_port, spool_dir)
             if on_ready is not None:
                 on_ready(receiver)

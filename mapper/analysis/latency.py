@@ -109,12 +109,18 @@ class LatencyMap:
     objectives: tuple[ObjectiveResult, ...]
     checks: tuple[Check, ...]
     traces: TraceTable | None = None
-    #: How ``end_to_end`` was made: "traces" (lead time per trace), "convolution", "single".
+    #: How ``end_to_end`` was made: "traces" (lead time per trace), "convolution", "single",
+    #: "measured" (the spec's ``end_to_end:`` histogram, one observation per item).
     end_to_end_method: str = "convolution"
     segments: SegmentReport | None = None
     #: Example items per part and percentile (:mod:`mapper.analysis.examples`), None when
     #: no traces were read or the spec asks for none (``examples: {count: 0}``).
     examples: Examples | None = None
+    #: The spec's measured lead time as collected (``end_to_end:``), whether or not it had data.
+    measured_lead: MeasurementResult | None = None
+    #: With a measured lead time: the one computed from the stages (what-ifs change the stages,
+    #: so they compare against it, like for like).
+    computed_end_to_end: Distribution | None = None
 
     @property
     def broken(self) -> bool:
@@ -212,12 +218,17 @@ def analyse(spec: StreamSpec, window: Window,
             results: Mapping[tuple[str, str], MeasurementResult],
             traces: TraceTable | None = None, extra_checks: Sequence[Check] = (),
             totals: Mapping[str, Distribution] | None = None,
-            segment_data: SegmentData | None = None) -> LatencyMap:
+            segment_data: SegmentData | None = None,
+            measured_lead: MeasurementResult | None = None) -> LatencyMap:
     """Build the latency map from each ``(stage, part)``'s collected result.
 
     With ``traces``, a path whose every stage is measured from traces gets its lead time
     per trace (exact) instead of the convolution of its parts; ``totals`` likewise gives a
-    stage's hop (wait + process) per item where it is known.
+    stage's hop (wait + process) per item where it is known. ``measured_lead`` (the spec's
+    ``end_to_end:``) replaces the computed lead time when it has data: it was measured per
+    item, so it needs neither every stage in the traces nor the independence of a convolution;
+    the computed one is compared with it (``lead-time-disagrees`` when their intervals at the
+    ranking percentile do not overlap).
     """
     checks: list[Check] = list(extra_checks)
     stage_results: list[StageResult] = []
@@ -263,10 +274,13 @@ def analyse(spec: StreamSpec, window: Window,
         if _rank_value(e2e, q_rank) >= best[0]:
             best = (_rank_value(e2e, q_rank), path, e2e)
     _, path, end_to_end = best
-    if (end_to_end is not None and traces is not None and len(path) > 1
+    lead_measured = measured_lead is not None and measured_lead.distribution is not None
+    if (not lead_measured and end_to_end is not None and traces is not None and len(path) > 1
             and not (isinstance(end_to_end, SampleDistribution) and end_to_end.values.size == traces.lead.size)):
         checks.append(Check("warning", "lead-time-not-from-traces", _why_not_from_traces(path, traces)))
-    if end_to_end is None and missing:
+    if lead_measured:
+        pass  # the lead time was measured: a computed one missing is no gap in the map
+    elif end_to_end is None and missing:
         checks.append(Check("warning", "no-end-to-end",
                             f"no end-to-end lead time: no data for {', '.join(sorted(missing))}"))
     elif end_to_end is None and len(path) > 1:
@@ -278,6 +292,19 @@ def analyse(spec: StreamSpec, window: Window,
                 f"no end-to-end lead time: {', '.join(blockers)} cannot be added to the other parts "
                 "(percentiles computed per instance or per host are not a distribution)")))
 
+    computed = end_to_end
+    if measured_lead is not None:
+        checks += [Check(c.level, c.code, f"end to end: {c.message}") for c in measured_lead.checks]
+        if measured_lead.distribution is None:
+            checks.append(Check("warning", "no-end-to-end", (
+                f"the measured lead time ({measured_lead.provenance}) has no data in the window: "
+                "the end to end is computed from the stages")))
+        else:
+            end_to_end = measured_lead.distribution
+            checks += [Check(c.level, c.code, c.message)
+                       for c in _estimate_checks("end to end", "lead time", end_to_end, spec.percentiles)]
+            if computed is not None:
+                checks += _disagreement(measured_lead.distribution, computed, q_rank)
     flow = _flow_efficiency([by_name[n] for n in path], end_to_end)
     bottleneck = find_bottleneck(stage_results, q_rank)
 
@@ -297,7 +324,8 @@ def analyse(spec: StreamSpec, window: Window,
                 f"{o.estimate.value:g}s, but its interval [{_bound(o.estimate.low)}..{_bound(o.estimate.high)}] "
                 "crosses the threshold: the data cannot confirm the verdict"),
                 None if o.objective.target == "end_to_end" else o.objective.target))
-    method = ("traces" if isinstance(end_to_end, SampleDistribution) and traces is not None
+    method = ("measured" if lead_measured else
+              "traces" if isinstance(end_to_end, SampleDistribution) and traces is not None
               and end_to_end.values.size == traces.lead.size else
               "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
     segments = (build_segments(spec, window, segment_data.hourly, segment_data.samples, segment_data.labels)
@@ -308,7 +336,8 @@ def analyse(spec: StreamSpec, window: Window,
                        spec.examples.count)
                 if traces is not None and spec.examples.count > 0 else None)
     return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
-                      bottleneck, objectives, tuple(checks), traces, method, segments, examples)
+                      bottleneck, objectives, tuple(checks), traces, method, segments, examples,
+                      measured_lead, computed if lead_measured else None)
 
 
 def example_thresholds(qs: Sequence[float], stage_results: Sequence[StageResult],
@@ -336,6 +365,20 @@ def example_thresholds(qs: Sequence[float], stage_results: Sequence[StageResult]
             hi = m.high if m.high is not None else m.value
             out[(target, part, MEDIAN)] = Threshold(lo, hi, m.value)
     return out
+
+
+def _disagreement(measured: Distribution, computed: Distribution, q: float) -> list[Check]:
+    """An info check when the measured and the computed lead time's intervals at ``q`` miss
+    each other: the stages do not explain the items' lead time (gaps, a missing stage, or
+    dependent hops for a convolution)."""
+    m, c = measured.quantile(q), computed.quantile(q)
+    if None in (m.low, m.high, c.low, c.high):
+        return []
+    if m.high < c.low or c.high < m.low:  # type: ignore[operator]
+        return [Check("info", "lead-time-disagrees", (
+            f"end to end {percentile_label(q)}: measured [{m.low:g}..{m.high:g}]s, computed from the stages "
+            f"[{c.low:g}..{c.high:g}]s: the stages do not add up to the measured lead time"))]
+    return []
 
 
 def find_bottleneck(stage_results: Sequence[StageResult], q: float) -> Bottleneck | None:

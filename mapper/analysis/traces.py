@@ -229,7 +229,7 @@ def _mix(trace: np.ndarray, span_id: np.ndarray) -> np.ndarray:
         return np.asarray(span_id, dtype=np.uint64) ^ (trace.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
 
 
-def _trace_codes(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+def trace_codes(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """A dense integer per distinct 128-bit trace id, in C: each half factorized on its own,
     then the pair of codes (a tuple per row would cost a Python object each)."""
     lo_codes, lo_uniques = pd.factorize(lo)
@@ -258,7 +258,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     all_used = bool(used.all())
     b = batch if all_used else batch.take(np.flatnonzero(used))
     si_b = (stage_i if all_used else stage_i[used]).astype(np.int64)
-    trace_b = _trace_codes(b.trace_hi, b.trace_lo).astype(np.int64)
+    trace_b = trace_codes(b.trace_hi, b.trace_lo).astype(np.int64)
     items = build_items(b, trace_b, int(trace_b.max()) + 1)
     rows = items.rows
     n_tr = items.n_units

@@ -127,6 +127,13 @@ def future_state(lm: LatencyMap, changes: Sequence[Change]) -> FutureState:
         raise DataError("no end-to-end lead time to change: a stage on the path has no data")
     if lm.end_to_end_method == "traces" and lm.traces is not None:
         return FutureState(SampleDistribution(lm.traces.lead), _replay(lm, changes), changes, TRACE_REPLAY)
+    if lm.end_to_end_method == "measured":
+        # the future comes from the stages: "now" must too, or the difference between the
+        # measured and the computed lead time would read as the effect of the changes
+        if lm.computed_end_to_end is None:
+            raise DataError("the lead time was measured (the spec's end_to_end) but the stages give none "
+                            "to change: a stage on the path has no data")
+        return FutureState(lm.computed_end_to_end, _convolution(lm, changes), changes, CONVOLUTION)
     return FutureState(lm.end_to_end, _convolution(lm, changes), changes, CONVOLUTION)
 
 

@@ -51,6 +51,10 @@ def window_for(spec: StreamSpec, length: float | None = None, until: float | Non
     return Window.ending(end, length)
 
 
+#: The key of the measured lead time (the spec's top-level ``end_to_end:``) in :func:`collect`'s results.
+END_TO_END = ("end_to_end", "lead")
+
+
 def measurements(spec: StreamSpec) -> list[tuple[str, str, Measurement]]:
     """Every ``(stage, part, measurement)`` of the spec, in flow order."""
     out = []
@@ -74,6 +78,8 @@ def collect(spec: StreamSpec, window: Window, progress: Progress | None = None,
 
     made = dict(collectors or {})
     todo = measurements(spec)
+    if spec.end_to_end is not None:  # the measured lead time, under END_TO_END
+        todo.append((*END_TO_END, spec.end_to_end))
     results: dict[tuple[str, str], MeasurementResult] = {}
     for i, (stage, part, m) in enumerate(todo):
         if m.source not in made:
@@ -181,6 +187,7 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
               collectors: dict[str, Collector] | None = None) -> LatencyMap:
     """Collect and analyse: the latency map of the stream over the window."""
     metric_results = collect(spec, window, progress, collectors)
+    measured_lead = metric_results.pop(END_TO_END, None)
     table, traced, checks = collect_traces(spec, window)
     results = dict(traced)
     for key, r in metric_results.items():
@@ -200,7 +207,7 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
             "no hour-of-day, weekday, label or event segments for it (its hour-by-hour series is charted)"),
             stage, part)
             for stage, part, m in measurements(spec) if spec.sources[m.source].kind == "datadog"]
-    lm = analyse(spec, window, results, table, checks, totals, segment_data)
+    lm = analyse(spec, window, results, table, checks, totals, segment_data, measured_lead)
     return attach_exemplars(lm, spec, window, dict(collectors or {}))
 
 

@@ -22,3 +22,36 @@ LEAD_COUNT = "latmap_lead_time_count"
 OBJECTIVE_BROKEN = "latmap_objective_broken"
 #: Gauge: when the run ended, unix seconds.
 RUN_TIMESTAMP = "latmap_run_timestamp_seconds"
+
+# The live value stream (``latmap serve --stream``): histograms on the receiver's /metrics,
+# one observation per completed item, labels ``stream``, ``stage`` (not on the lead time) and
+# the spec's segment labels that name a span column. The lead-time histogram shares its family
+# name with the pushed gauge above on purpose: the gauge's series carry ``percentile``, the
+# histogram's are ``_bucket`` / ``_sum`` / ``_count``, so the two never meet in one query.
+#: Histogram: the wait before a stage (hand-over to the stage's first span), seconds.
+STAGE_WAIT = "latmap_stage_wait_seconds"
+#: Histogram: a stage's process (self) time, seconds.
+STAGE_PROCESS = "latmap_stage_process_seconds"
+#: Histogram: an item's lead time, first stage's start to last stage's end, seconds.
+LIVE_LEAD_TIME = LEAD_TIME
+#: Counter: items that passed every stage (``_total`` is added by the exposition).
+LIVE_ITEMS_COMPLETED = "latmap_live_items_completed"
+#: Counter: groups of spans dropped before they were complete (label ``reason``: ttl, busy,
+#: limit, reload).
+LIVE_ITEMS_INCOMPLETE = "latmap_live_items_incomplete"
+#: Counter: spans that matched no stage of the stream.
+LIVE_SPANS_UNMATCHED = "latmap_live_spans_unmatched"
+#: Counter: spans not held because the store was at ``max_spans`` between two flushes.
+LIVE_SPANS_DROPPED = "latmap_live_spans_dropped"
+#: Counter: spans that arrived after their item had been emitted (not a new item).
+LIVE_SPANS_LATE = "latmap_live_spans_late"
+#: Counter: consumer spans linked to a producer that had already expired from the store.
+LIVE_PRODUCER_EXPIRED = "latmap_live_producer_expired"
+#: Counter: waits below zero (clock skew between hosts; kept, not clamped), label ``stage``.
+LIVE_NEGATIVE_WAITS = "latmap_live_negative_waits"
+#: Counter: label values replaced by ``__other__`` past the per-label limit, label ``label``.
+LIVE_LABEL_VALUES_CUT = "latmap_live_label_values_cut"
+#: Gauge: groups of spans held, waiting for the rest of their item.
+LIVE_OPEN_ITEMS = "latmap_live_open_items"
+#: Gauge: spans held by the store.
+LIVE_HELD_SPANS = "latmap_live_held_spans"

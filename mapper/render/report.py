@@ -60,6 +60,8 @@ def _convolved_origin(lm: LatencyMap) -> str:
 
 def end_to_end_source(lm: LatencyMap) -> str | None:
     """Where the end-to-end numbers come from, naming only what the run used."""
+    if lm.end_to_end_method == "measured" and lm.measured_lead is not None:
+        return f"measured: {lm.measured_lead.provenance}, one observation per item (the spec's end_to_end)"
     if lm.end_to_end_method == "traces":
         unit = "item (traces joined by span links)" if lm.traces is not None and lm.traces.link_edges else "trace"
         return f"traces: lead time per complete {unit}, first stage start to last stage end"
@@ -194,6 +196,8 @@ def summary_lines(lm: LatencyMap) -> list[str]:
     if lm.end_to_end is not None and lm.end_to_end_method == "traces":
         unit = "item (traces joined by span links)" if lm.traces is not None and lm.traces.link_edges else "trace"
         out.append(f"end to end from traces: lead time per {unit} ({lm.end_to_end.count:,.0f} complete)")
+    elif lm.end_to_end is not None and lm.end_to_end_method == "measured" and lm.measured_lead is not None:
+        out.append(f"end to end measured: {lm.measured_lead.provenance} ({lm.end_to_end.count:,.0f} items)")
     elif lm.end_to_end is not None and lm.end_to_end_method == "convolution":
         out.append(f"end to end from {_convolved_origin(lm)}: convolution of the hops, assuming independence")
     for o in lm.objectives:

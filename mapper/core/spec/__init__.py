@@ -8,6 +8,7 @@ share.
 """
 
 from mapper.core.spec.extra import Change, EventWindow, Segments
+from mapper.core.spec.live import LIVE_SOURCE, live_lead_time, with_live_series
 from mapper.core.spec.stream import (
     TRACE_SOURCE_KINDS,
     BasicAuth,
@@ -23,6 +24,7 @@ from mapper.core.spec.stream import (
 )
 
 __all__ = [
+    "LIVE_SOURCE",
     "TRACE_SOURCE_KINDS",
     "BasicAuth",
     "Change",
@@ -34,7 +36,9 @@ __all__ = [
     "Stage",
     "StreamSpec",
     "TraceMatch",
+    "live_lead_time",
     "load_spec",
     "loads_spec",
     "parse_spec",
+    "with_live_series",
 ]

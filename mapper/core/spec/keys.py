@@ -8,8 +8,10 @@ keys under ``objectives`` are not fixed names: percentiles (``p99``) under a sta
 
 from __future__ import annotations
 
+#: ``end_to_end`` at the top level is a measurement (the keys of ``MEASUREMENT`` or
+#: ``DATADOG_MEASUREMENT``): the measured lead time, e.g. ``latmap_lead_time_seconds``.
 TOP = ("version", "name", "owner", "description", "window", "percentiles", "sources", "stages", "objectives",
-       "segments", "events", "baseline", "future", "examples", "links")
+       "segments", "events", "baseline", "future", "examples", "links", "end_to_end")
 #: A ``prometheus`` or ``scrape`` source.
 SOURCE = ("kind", "url", "bearer_token_env", "bearer_token_file", "basic_auth", "headers", "tls", "timeout",
           "retries", "max_response")

@@ -160,6 +160,11 @@ class StreamSpec:
     version: int = 1
     examples: ExampleOptions = field(default_factory=ExampleOptions)
     links: Links | None = None  # where a trace id opens (a trace viewer), if anywhere
+    #: The measured lead time (top-level ``end_to_end:``, a measurement like a stage's ``wait``):
+    #: one observation per item, first stage's start to last stage's end, e.g. the
+    #: ``latmap_lead_time_seconds`` histogram of ``latmap serve --stream``. When given, the
+    #: map's end-to-end lead time is this histogram rather than one computed from the stages.
+    end_to_end: Measurement | None = None
 
     @property
     def hops(self) -> tuple[tuple[str, str], ...]:
@@ -488,6 +493,11 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
             if part and part.source in sources and sources[part.source].kind == "traces":
                 p.add(int(part.place.rsplit(":", 1)[1]), f"stages[{s.name}]",
                       f"source {part.source!r} holds traces: use `traces: {{source: {part.source}, service: ...}}`")
+    end_to_end = (_measurement(doc["end_to_end"], doc.line_of("end_to_end"), "end_to_end", src, p)
+                  if "end_to_end" in doc else None)
+    if end_to_end and end_to_end.source in sources and sources[end_to_end.source].kind == "traces":
+        p.add(doc.line_of("end_to_end"), "end_to_end", f"source {end_to_end.source!r} holds traces: the lead "
+              "time from traces is computed on its own when every stage has `traces:`")
     paths = _count_paths(stages)
     if paths > MAX_PATHS:
         p.add(doc.line_of("stages"), "stages", f"the upstream links make {paths if paths < 10**12 else 'over 10^12'} "
@@ -517,7 +527,7 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
     return StreamSpec(examples=examples, links=links, name=name, owner=owner, window=window,
                       percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
                       objectives=tuple(objectives), path=path, version=1, segments=segments,
-                      events=events, baseline=baseline, future=future)
+                      events=events, baseline=baseline, future=future, end_to_end=end_to_end)
 
 
 #: The most paths (first stage to last) a stream may have: each path's lead time is computed.

@@ -1,0 +1,366 @@
+"""The live value stream: a bounded join store that turns arriving spans into per-item values.
+
+``latmap serve --stream`` hands every acknowledged batch to :meth:`JoinStore.accept`. The spans
+of one item arrive in different requests, from different services, seconds apart, so the
+store holds the spans that match a stage of the stream until their item is complete, then
+computes the item's values with the very kernels the map uses
+(:func:`mapper.analysis.traces.build_trace_table`: stage matching, self time, hand-over by
+parent or span link, lead time), so a live value equals the map's value for the same spans.
+
+What the store holds is grouped at each :meth:`JoinStore.flush` (a timer calls it, about once
+a second): traces joined by a span link in either direction are one **group** (the item, or
+the items of a fan-out or a batch, exactly the paths :mod:`mapper.analysis.items` follows).
+A group is **complete** when it has a span of every stage and no span of it arrived for
+``settle`` seconds (a stage's spans of one item come in one or a few requests; the quiet time
+lets the late ones join). Then its items are emitted and its spans dropped.
+
+Bounds (:class:`StoreLimits`, like the Collector's servicegraph connector's ``store``): a group
+open for longer than ``ttl`` is dropped as **incomplete**; beyond ``max_items`` open groups or
+``max_spans`` spans held, the oldest groups are dropped (also incomplete, reason ``limit``);
+between two flushes at most ``max_spans`` more spans are taken in, the rest counted as
+``dropped`` and not held. So memory never grows past about ``2 * max_spans`` spans, whatever
+arrives. Everything is counted (:class:`Counts`): spans that match no stage, items completed,
+groups expired incomplete (by reason), consumers whose producer had already expired, negative
+waits (clock skew; kept, not clamped, as the map keeps them).
+
+A group that is incomplete is never emitted: a receiver that sees part of an item (its other
+spans went to another receiver) reports it as incomplete, never a wrong wait.
+
+**Busy groups** (settle starvation): a group that has a span of every stage but never goes
+quiet for ``settle`` (a long-lived trace that keeps getting spans, a loop of consumers linked
+into one component) reaches ``ttl`` still receiving spans. It is dropped with its own reason,
+``busy`` (not ``ttl``, which means a stage never showed up), and not emitted: its next span
+could change its lead time or add a stage visit, so any value emitted from it might be wrong.
+A stream with such items needs a longer ``--live-ttl`` or a shorter ``--live-settle``, or its
+traces are sessions rather than items. Spans of a busy group's traces that come after it was
+dropped are counted as late (below), not as a new group.
+
+**Late spans**: a span that arrives after its item was emitted (its trace ended the quiet
+time, then one more span came) is not a new item. The store remembers the traces it emitted
+(the last ``max_spans`` of them, a bounded ring of 64-bit keys); a group containing one of
+them, or linked to one of them (a consumer in a new trace), at a flush is dropped and its
+spans counted as ``spans_late``, not as an incomplete group.
+The emitted values stand (the late span was not in them). A span later than the ring's memory
+falls back to an incomplete group (``ttl``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mapper.analysis.items import SpanIndex, id_key
+from mapper.analysis.traces import StageMatch, build_trace_table, match_stages, trace_codes
+from mapper.core.spans import SpanBatch
+
+#: Why a group left the store without being emitted.
+EXPIRED_TTL = "ttl"
+EXPIRED_LIMIT = "limit"
+EXPIRED_RELOAD = "reload"
+#: A complete group that never went quiet for ``settle`` before ``ttl`` (settle starvation).
+EXPIRED_BUSY = "busy"
+#: Every reason, as ``/metrics`` lists them.
+INCOMPLETE_REASONS = (EXPIRED_TTL, EXPIRED_BUSY, EXPIRED_LIMIT, EXPIRED_RELOAD)
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """How much the store may hold, and for how long (seconds, items, spans)."""
+
+    ttl: float = 10.0
+    max_items: int = 10_000
+    max_spans: int = 200_000
+    settle: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.ttl > 0 and self.settle >= 0 and self.max_items > 0 and self.max_spans > 0):
+            raise ValueError("store limits: ttl and the maxima must be > 0, settle >= 0")
+
+
+@dataclass(frozen=True)
+class LiveStream:
+    """What the store needs of a stream spec: its stages' selectors in flow order, each
+    stage's upstream stage (None: first), and the span columns kept per item as labels."""
+
+    name: str
+    matches: tuple[StageMatch, ...]
+    upstream: Mapping[str, str | None]
+    label_columns: tuple[str, ...] = ()
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return tuple(m.stage for m in self.matches)
+
+
+@dataclass(frozen=True)
+class Values:
+    """One part's values of completed items: seconds, the trace id (hex) of each item for the
+    exemplar, and each label column's value per value (``str`` or None)."""
+
+    stage: str | None  # None: the lead time
+    part: str  # "wait" | "process" | "lead"
+    seconds: np.ndarray
+    trace_ids: np.ndarray
+    labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Counts:
+    """Running totals since the store started (what ``/metrics`` shows as counters)."""
+
+    spans_matched: int = 0
+    spans_unmatched: int = 0
+    spans_dropped: int = 0  # taken in over the per-flush bound: not held
+    items_completed: int = 0
+    lead_times: int = 0
+    incomplete: Counter[str] = field(default_factory=Counter)  # reason -> groups
+    producer_expired: int = 0  # consumer spans linked to a span that expired before
+    spans_late: int = 0  # spans of a trace whose item had already left (emitted, or dropped as busy)
+    negative_waits: Counter[str] = field(default_factory=Counter)  # stage -> waits < 0
+
+
+@dataclass(frozen=True)
+class Flush:
+    """What one flush emitted, and what the store holds after it."""
+
+    values: tuple[Values, ...]
+    completed: int
+    expired: Mapping[str, int]
+    open_items: int
+    held_spans: int
+
+
+class JoinStore:
+    """Spans of one stream until their item is complete; thread-safe (accept from request
+    threads, flush from a timer). Times are the caller's clock (``time.monotonic()``)."""
+
+    def __init__(self, stream: LiveStream, limits: StoreLimits | None = None) -> None:
+        self.stream = stream
+        self.limits = limits or StoreLimits()
+        self.counts = Counts()
+        self._lock = threading.Lock()
+        self._chunks: list[tuple[SpanBatch, np.ndarray]] = []  # (matched spans, arrival per span)
+        self._pending = 0  # spans accepted since the last flush
+        self._held: tuple[SpanBatch, np.ndarray] | None = None  # what the last flush kept
+        self._open_items = 0
+        # Keys of spans dropped incomplete (bounded ring): a consumer linked to one of them
+        # is counted as "producer expired" instead of waiting for it in vain.
+        self._expired = np.zeros(0, dtype=np.uint64)
+        # Keys of traces emitted (bounded ring): a later span of one of them is late.
+        self._emitted = np.zeros(0, dtype=np.uint64)
+        self._emitted_sorted = self._emitted  # the same keys sorted, for the lookups
+
+    # -- taking spans in -----------------------------------------------------------------
+
+    def accept(self, batch: SpanBatch, now: float | np.ndarray) -> None:
+        """Keep ``batch``'s spans that match a stage; count the others. ``now``: when the spans
+        arrived, one time for all or one per span."""
+        if len(batch) == 0:
+            return
+        stage_i = match_stages(batch, self.stream.matches)
+        keep = np.flatnonzero(stage_i >= 0)
+        with self._lock:
+            self.counts.spans_unmatched += len(batch) - keep.size
+            room = self.limits.max_spans - self._pending
+            if keep.size > room:
+                self.counts.spans_dropped += keep.size - max(room, 0)
+                keep = keep[:max(room, 0)]
+            if not keep.size:
+                return
+            self.counts.spans_matched += keep.size
+            self._pending += keep.size
+            taken = batch if keep.size == len(batch) else batch.take(keep)
+            arrival = np.broadcast_to(np.asarray(now, dtype=np.float64), (len(batch),))[keep]
+            self._chunks.append((taken, arrival))
+
+    @property
+    def open_items(self) -> int:
+        """Groups held after the last flush."""
+        return self._open_items
+
+    @property
+    def held_spans(self) -> int:
+        with self._lock:
+            held = len(self._held[0]) if self._held is not None else 0
+            return held + self._pending
+
+    # -- grouping, emitting, expiring ----------------------------------------------------
+
+    def flush(self, now: float) -> Flush:
+        """Group what is held; emit complete groups, drop expired ones, enforce the limits."""
+        with self._lock:
+            chunks, self._chunks, self._pending = self._chunks, [], 0
+            held = self._held
+        if held is not None:
+            chunks.insert(0, held)
+        if not chunks:
+            return Flush((), 0, {}, 0, 0)
+        b = SpanBatch.concat([c[0] for c in chunks]) if len(chunks) > 1 else chunks[0][0]
+        arrival = np.concatenate([c[1] for c in chunks]) if len(chunks) > 1 else chunks[0][1]
+        group, n_groups = _groups(b)
+        lim = self.limits
+        n_st = len(self.stream.matches)
+        stage_i = match_stages(b, self.stream.matches).astype(np.int64)
+        present = np.zeros((n_groups, n_st), dtype=bool)
+        present[group, stage_i] = True
+        first = np.full(n_groups, np.inf)
+        np.minimum.at(first, group, arrival)
+        last = np.full(n_groups, -np.inf)
+        np.maximum.at(last, group, arrival)
+        late = np.zeros(n_groups, dtype=bool)
+        fresh = len(held[0]) if held is not None else 0  # held spans were checked when they came
+        if self._emitted_sorted.size and fresh < len(b):
+            hi, lo = b.trace_hi[fresh:], b.trace_lo[fresh:]
+            hit = _in_sorted(id_key(hi, lo, np.zeros(hi.size, np.uint64)), self._emitted_sorted)
+            late[group[fresh:][hit]] = True
+            links = b.all_links  # a consumer in a new trace linked to an emitted producer's trace
+            new = links.row >= fresh
+            if new.any():
+                lhi, llo = links.trace_hi[new], links.trace_lo[new]
+                hit = _in_sorted(id_key(lhi, llo, np.zeros(lhi.size, np.uint64)), self._emitted_sorted)
+                late[group[links.row[new][hit]]] = True
+        complete = present.all(axis=1) & ~late
+        ready = complete & (now - last >= lim.settle)
+        expired = ~ready & ~late & (now - first >= lim.ttl)
+        busy = expired & complete
+        expired &= ~busy
+        # Over the limits: the oldest open groups go first.
+        open_g = np.flatnonzero(~ready & ~expired & ~busy & ~late)
+        size = np.bincount(group, minlength=n_groups)
+        by_age = open_g[np.argsort(first[open_g], kind="stable")]
+        newest_first = by_age[::-1]
+        fits = (np.arange(newest_first.size) < lim.max_items) & (np.cumsum(size[newest_first]) <= lim.max_spans)
+        cut = np.zeros(n_groups, dtype=bool)
+        cut[newest_first[~fits]] = True
+        values: tuple[Values, ...] = ()
+        completed = 0
+        if ready.any():
+            rows = np.flatnonzero(ready[group])
+            values, completed = self._emit(b.take(rows))
+            self._remember_emitted(b, rows)
+        if busy.any():  # its later spans are late too, not a new group
+            self._remember_emitted(b, np.flatnonzero(busy[group]))
+        gone = expired | busy | cut
+        if gone.any():
+            self._remember_expired(b, np.flatnonzero(gone[group]))
+        keep_g = ~ready & ~gone & ~late
+        keep = np.flatnonzero(keep_g[group])
+        kept = (b.take(keep), arrival[keep]) if keep.size else None
+        expired_n = {EXPIRED_TTL: int(expired.sum()), EXPIRED_BUSY: int(busy.sum()), EXPIRED_LIMIT: int(cut.sum())}
+        with self._lock:
+            self._held = kept
+            self._open_items = int(keep_g.sum())
+            self.counts.spans_late += int(late[group].sum())
+            self.counts.items_completed += completed
+            for reason, n in expired_n.items():
+                if n:
+                    self.counts.incomplete[reason] += n
+        return Flush(values, completed, {k: v for k, v in expired_n.items() if v}, int(keep_g.sum()),
+                     int(keep.size))
+
+    def drop_all(self, reason: str = EXPIRED_RELOAD) -> int:
+        """Drop every open group (a spec reload), counted as incomplete; returns how many."""
+        with self._lock:
+            chunks, self._chunks, self._pending = self._chunks, [], 0
+            if self._held is not None:
+                chunks.insert(0, self._held)
+            self._held, self._open_items = None, 0
+        n = _groups(SpanBatch.concat([c[0] for c in chunks]))[1] if chunks else 0
+        if n:
+            with self._lock:
+                self.counts.incomplete[reason] += n
+        return n
+
+    def _emit(self, b: SpanBatch) -> tuple[tuple[Values, ...], int]:
+        """The values of the complete groups in ``b``: the map's kernel over their spans."""
+        s = self.stream
+        cols = ("trace_hi", "trace_lo", *s.label_columns)
+        table = build_trace_table(b, s.matches, s.upstream, cols)
+        hi = table.labels["trace_hi"]
+        lo = table.labels["trace_lo"]
+        ids = np.array([f"{int(h):016x}{int(v):016x}" for h, v in zip(hi, lo, strict=True)], dtype=object)
+        out: list[Values] = []
+        for stage in s.stages:
+            f = table.stage_frame(stage)
+            item = f["trace"].to_numpy()
+            labels = {c: table.labels[c][item] for c in s.label_columns}
+            out.append(Values(stage, "process", f["process"].to_numpy(), ids[item], labels))
+            wait = f["wait"].to_numpy()
+            has = ~np.isnan(wait)
+            if has.any():
+                neg = int(np.sum(wait[has] < 0))
+                if neg:
+                    with self._lock:
+                        self.counts.negative_waits[stage] += neg
+                out.append(Values(stage, "wait", wait[has], ids[item][has],
+                                  {c: v[has] for c, v in labels.items()}))
+        lead_items = table.lead_traces
+        out.append(Values(None, "lead", table.lead, ids[lead_items],
+                          {c: table.labels[c][lead_items] for c in s.label_columns}))
+        with self._lock:
+            self.counts.lead_times += int(table.lead.size)
+        return tuple(out), int(table.traces)
+
+    def _remember_emitted(self, b: SpanBatch, rows: np.ndarray) -> None:
+        """Remember the traces of emitted (or busy) rows (bounded: the last ``max_spans`` traces)."""
+        keys = np.unique(id_key(b.trace_hi[rows], b.trace_lo[rows], np.zeros(rows.size, np.uint64)))
+        self._emitted = np.concatenate([self._emitted, keys])[-self.limits.max_spans:]
+        self._emitted_sorted = np.sort(self._emitted)
+
+    def _remember_expired(self, b: SpanBatch, rows: np.ndarray) -> None:
+        """Count links to spans that expired earlier, then remember these spans (bounded)."""
+        links = b.all_links
+        if len(links) and self._expired.size:
+            mine = np.isin(links.row, rows)
+            keys = id_key(links.trace_hi[mine], links.trace_lo[mine], links.span_id[mine])
+            late = int(np.isin(keys, self._expired).sum())
+            if late:
+                with self._lock:
+                    self.counts.producer_expired += late
+        keys = id_key(b.trace_hi[rows], b.trace_lo[rows], b.span_id[rows])
+        self._expired = np.concatenate([self._expired, keys])[-self.limits.max_spans:]
+
+
+def _in_sorted(keys: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Whether each key is in ``ring`` (sorted): the keys sorted first, then one binary search
+    each (cache-friendly: 7 ms for 80k keys against 200k, against 80 ms for ``np.isin``)."""
+    order = np.argsort(keys)
+    k = keys[order]
+    at = np.searchsorted(ring, k)
+    at[at == ring.size] = 0
+    out = np.empty(keys.size, dtype=bool)
+    out[order] = ring[at] == k
+    return out
+
+
+def _groups(b: SpanBatch) -> tuple[np.ndarray, int]:
+    """Group code of every row: its trace's connected component over span links (both ways)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    trace = trace_codes(b.trace_hi, b.trace_lo).astype(np.int64)
+    n_tr = int(trace.max()) + 1 if trace.size else 0
+    links = b.all_links
+    if len(links) == 0:
+        return trace, n_tr
+    good = np.flatnonzero(links.span_id != 0)
+    target = SpanIndex(b).find(links.trace_hi[good], links.trace_lo[good], links.span_id[good])
+    ok = target >= 0
+    src = trace[links.row[good][ok]]
+    dst = trace[target[ok]]
+    cross = src != dst
+    if not cross.any():
+        return trace, n_tr
+    graph = coo_matrix((np.ones(int(cross.sum()), np.int8), (src[cross], dst[cross])), shape=(n_tr, n_tr))
+    n, label = connected_components(graph.tocsr(), directed=False)
+    return label[trace].astype(np.int64), int(n)
+
+
+def live_stream(name: str, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
+                label_columns: Sequence[str] = ()) -> LiveStream:
+    """A :class:`LiveStream` (a convenience for callers that build the selectors themselves)."""
+    return LiveStream(name, tuple(matches), dict(upstream), tuple(label_columns))
