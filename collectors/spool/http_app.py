@@ -353,24 +353,18 @@ class _HeadTooLargeError(Exception):
 
 class _Protocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus two limits it lacks: the request head's size and the
-    time from its first byte to its end (a slowloris client that drips headers is closed)."""
+    time from its first byte to its end (a slowloris client that drips headers is closed).
+    Counted per chunk received, not per header, to keep the hot path short."""
 
     limits = HttpLimits()  # replaced per server by a subclass (see HttpServer)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_bytes = 0
+        self._began = 0
+        self._in_head = True  # a new connection owes a request head
         self._head_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
-        self._arm_head_timer()
-
-    def _arm_head_timer(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
-
-    def _disarm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -378,30 +372,40 @@ class _Protocol(HttpToolsProtocol):
             log.debug("%s: request head not received in %g s; closing", self.client, self.limits.head_timeout)
             self.transport.close()
 
+    def data_received(self, data: bytes) -> None:
+        began = self._began
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():
+            # every byte since the head began is head (a pipelined chunk may add the end of
+            # the previous body: an over-count of at most one chunk)
+            self._head_bytes = len(data) if self._began != began else self._head_bytes + len(data)
+            if self._head_bytes > self.limits.max_head_bytes:
+                self._head_too_large()
+
+    def _head_too_large(self) -> None:
+        log.debug("%s: request head over %d bytes; closing", self.client, self.limits.max_head_bytes)
+        self.send_400_response("Request head too large.")
+
     def on_message_begin(self) -> None:
-        self._head_bytes = 0
-        self._arm_head_timer()
+        self._in_head = True
+        self._began += 1
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
         super().on_message_begin()
 
-    def _count(self, n: int) -> None:
-        self._head_bytes += n
-        if self._head_bytes > self.limits.max_head_bytes:
-            raise _HeadTooLargeError  # the parser turns it into an error: 400 and close
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        self._disarm_head_timer()
+        self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > self.limits.max_head_bytes:
+            raise _HeadTooLargeError  # the parser turns it into a parse error: 400 and close
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().connection_lost(exc)
 
 

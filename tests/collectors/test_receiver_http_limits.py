@@ -72,6 +72,17 @@ def test_a_head_over_the_limit_is_400_and_closed(receiver: Receiver) -> None:
         assert out.startswith(b"HTTP/1.1 400") and closed
 
 
+def test_a_head_over_the_limit_in_many_pieces_is_400_and_closed(receiver: Receiver) -> None:
+    with socket.create_connection(("127.0.0.1", receiver.http_port or 0)) as sock:
+        sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+        with contextlib.suppress(OSError):
+            for i in range(12):  # 12 x ~500 bytes, each its own segment, never a blank line
+                sock.sendall(b"X-Part-%d: " % i + b"a" * 500 + b"\r\n")
+                time.sleep(0.02)
+        out, closed = _read_all(sock)
+        assert out.startswith(b"HTTP/1.1 400") and closed
+
+
 def test_a_body_that_does_not_arrive_in_time_is_408_and_closed(receiver: Receiver) -> None:
     with socket.create_connection(("127.0.0.1", receiver.http_port or 0)) as sock:
         sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
