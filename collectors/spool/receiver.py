@@ -121,6 +121,7 @@ M_SPOOL_SEGMENTS = "latmap_spool_segments"
 M_SPOOL_PENDING = "latmap_spool_pending_bytes"
 M_SPOOL_SYNCS = "latmap_spool_syncs"
 M_SPOOL_TORN = "latmap_spool_torn_records"
+M_SPOOL_QUARANTINED = "latmap_spool_quarantined_segments"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -167,6 +168,8 @@ class _SpoolCollector:
         yield GaugeMetricFamily(M_SPOOL_SYNCS, "Group commits (one fdatasync each) since start.", value=s.syncs)
         yield GaugeMetricFamily(M_SPOOL_TORN, "Damaged records skipped by compaction since start.",
                                 value=s.torn_records)
+        yield GaugeMetricFamily(M_SPOOL_QUARANTINED, "Damaged segments moved aside into _wal/quarantine/ "
+                                "since the spool was opened (at open included).", value=s.quarantined)
 
 
 class _Metrics:

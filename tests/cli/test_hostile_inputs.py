@@ -69,6 +69,28 @@ def test_spec_mistakes_are_one_line_naming_the_field(tmp_path: Path, capsys: pyt
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"latmap: error: {path}{expected}"), lines
 
 
+EVENT = "  - {name: %s, start: '2026-01-05T14:00:00Z', end: '2026-01-05T15:00:00Z'}\n"
+
+
+@pytest.mark.parametrize(("events", "expected"), [
+    (EVENT % "''", "events[0].name: must not be empty"),
+    (EVENT % "42", "events[0].name: must be a string"),
+    (EVENT % "{a: 1}", "events[0].name: must be a string"),
+    (EVENT % '"x\\e]0;title\\a"', "events[0].name: must not contain control characters"),
+    (EVENT % '"<img src=x onerror=alert(1)>\\nrow"', "events[0].name: must not contain control characters"),
+    (EVENT % ("x" * 300), "events[0].name: longer than 200 characters"),
+    ("  - {start: '2026-01-05T14:00:00Z', end: '2026-01-05T15:00:00Z'}\n", "events[0].name: is required"),
+    (EVENT % "fomc" + EVENT % "fomc", "events[1].name: a second event named 'fomc'"),
+])
+def test_event_names_are_validated_like_stage_names(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    events: str, expected: str) -> None:
+    old = '  - {name: daily-news, cron: "0 14 * * *", duration: 15m}\n'
+    assert old in BASE
+    text = BASE.replace(old, events, 1)
+    code, lines = _run(["map", "-c", _spec(tmp_path, text)], capsys)
+    assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     (["--window", "999999d"], "latmap: error: --window: not a duration: '999999d' (longer than 100 years)"),
     (["--window", "nan"], "latmap: error: --window: not a duration: 'nan' (must be finite and >= 0)"),

@@ -168,3 +168,27 @@ def test_a_decode_worker_whose_parent_is_gone_exits_without_a_traceback(cut: str
     err = proc.stderr.read()
     proc.stderr.close()
     assert proc.wait(timeout=60) == 0 and b"Traceback" not in err, err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("after", [0.3, 1.5])
+def test_sigkill_of_serve_during_start_up_leaves_no_worker_traceback(tmp_path: Path, after: float) -> None:
+    """``latmap serve`` killed with SIGKILL while its decode workers start (or just after):
+    the workers find their pipes closed and exit without a word."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.paths import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "mapper", "serve", "--spool", str(tmp_path / "spool"),
+                             "--http", "127.0.0.1:0", "--grpc", "off", "--decode-workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    assert proc.stderr is not None
+    time.sleep(after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    err = proc.stderr.read()  # EOF once every worker (which shares this stderr) has exited too
+    proc.stderr.close()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode(errors="replace")
