@@ -162,6 +162,26 @@ def test_discover_with_a_wrong_metadata_shape(capsys: pytest.CaptureFixture[str]
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"latmap: error: {url}/api/v1/metadata: data"), lines
 
 
+def test_an_answer_nested_too_deeply_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    body = b'{"status": "success", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with loopback_server(lambda req: reply(req, 200, body)) as url:
+        code, lines = _run(["discover", "--prometheus", url, "--timeout", "5s"], capsys)
+    assert code == 2 and len(lines) == 1 and "answer is JSON nested too deeply" in lines[0], lines
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "big"])
+def test_a_spec_that_is_not_a_file_of_sane_size_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          source: str) -> None:
+    path = source
+    if source == "big":
+        path = str(tmp_path / "big.yaml")
+        with open(path, "wb") as f:
+            f.truncate(20 << 20)  # 20 MiB (sparse)
+    code, lines = _run(["map", "-c", path], capsys)
+    assert code == 2 and len(lines) == 1 and lines[0] == f"latmap: error: {path}: larger than 16 MiB; not a " \
+                                                         "stream spec", lines
+
+
 def test_discover_against_a_hanging_server_obeys_timeout(capsys: pytest.CaptureFixture[str]) -> None:
     def hang(req: BaseHTTPRequestHandler) -> None:
         time.sleep(5)
