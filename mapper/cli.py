@@ -292,8 +292,11 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
 @click.option("--metrics-token/--metrics-public", "metrics_token", default=False, show_default=True,
               help="Whether GET /metrics asks the bearer token too. Public by default, on purpose: it "
                    "holds the receiver's counters, never span data, and scrapers rarely carry the token.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+              help="OTLP/HTTP connections or requests in flight; past it a new request is answered 503.")
 def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, token_file: str | None,
-                  max_disk: str, retention: str, decode_workers: int | None, metrics_token: bool) -> None:
+                  max_disk: str, retention: str, decode_workers: int | None, metrics_token: bool,
+                  max_connections: int) -> None:
     """Receive OTLP traces (HTTP on 4318, gRPC on 4317) into a durable spool.
 
     Every span acknowledged is on disk (fsync before the answer). Listens on loopback unless
@@ -321,7 +324,8 @@ def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, 
     spool_pkg.receiver.serve_forever(
         spool, http=None if http == "off" else http, grpc=None if grpc_addr == "off" else grpc_addr,
         token_env=token_env, token_file=token_file, limits=limits, decode_workers=decode_workers,
-        metrics_public=not metrics_token, on_ready=ready)
+        metrics_public=not metrics_token, on_ready=ready,
+        http_limits=spool_pkg.receiver.HttpLimits(max_connections=max_connections))
 
 
 def _size(text: str, option: str) -> int:

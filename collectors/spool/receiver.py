@@ -340,10 +340,12 @@ def serve_forever(
     metrics_public: bool = True,
     stop: threading.Event | None = None,
     on_ready: Callable[[Receiver], None] | None = None,
+    http_limits: HttpLimits | None = None,
 ) -> None:
     """Open the spool, serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down cleanly.
 
-    ``http`` / ``grpc`` None disables that listener. ``on_ready`` is called once listening
+    ``http`` / ``grpc`` None disables that listener; ``http_limits`` bounds the HTTP listener
+    (:class:`HttpLimits`). ``on_ready`` is called once listening
     (the CLI prints the ports). Clean shutdown: stop accepting, finish requests in flight,
     sync and close the spool (not compacted: the next start compacts what is left). Raises
     LatmapError (bad token source, spool locked or unwritable, address in use) before
@@ -361,7 +363,7 @@ def serve_forever(
     try:
         with Spool(spool_dir, limits) as spool, \
                 Receiver(spool, http=http, grpc=grpc, token=token, decode_workers=decode_workers,
-                         metrics_public=metrics_public) as receiver:
+                         metrics_public=metrics_public, http_limits=http_limits) as receiver:
             log.info("OTLP receiver: http=%s grpc=%s spool=%s", receiver.http_port, receiver.grpc_port, spool_dir)
             if on_ready is not None:
                 on_ready(receiver)

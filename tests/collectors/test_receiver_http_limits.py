@@ -5,16 +5,22 @@ in time, more connections than allowed; a slow client does not hold up the other
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from collectors.spool.receiver import HttpLimits, Receiver
 from collectors.spool.store import Spool, SpoolLimits
+from mapper.demo.localprom import free_port
 from tests.collectors.test_receiver import otlp_request, post
+from tests.paths import ROOT
 
 LIMITS = HttpLimits(max_connections=8, max_head_bytes=4096, head_timeout=1.0, body_timeout=1.0, keep_alive=2)
 
@@ -144,3 +150,32 @@ def test_a_slow_client_does_not_hold_up_the_others(receiver: Receiver) -> None:
     finally:
         stop.set()
         t.join()
+
+
+def test_serve_max_connections_flag_caps_connections(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mapper", "serve", "--spool", str(tmp_path / "spool"), "--http",
+                             f"127.0.0.1:{port}", "--grpc", "off", "--decode-workers", "0", "--max-connections", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    held: list[socket.socket] = []
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith(b"latmap serve: OTLP/HTTP port")
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        time.sleep(0.2)
+        status, _, _ = post(port, otlp_request(1), {"Content-Type": "application/x-protobuf"})
+        assert status == 503
+        for s in held:
+            s.close()
+        held = []
+        time.sleep(0.3)
+        status, _, _ = post(port, otlp_request(1), {"Content-Type": "application/x-protobuf"})
+        assert status == 200
+    finally:
+        for s in held:
+            s.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
