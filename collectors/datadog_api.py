@@ -296,7 +296,7 @@ class DatadogClient:
     def _decode(self, resp: requests.Response, url: str) -> Any:
         try:
             body = resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         status = resp.status_code
         if 300 <= status < 400:
@@ -387,7 +387,7 @@ def _limit_text(resp: requests.Response) -> str:
 def _hint(resp: requests.Response) -> str:
     try:
         said = errors_of(resp.json())
-    except ValueError:
+    except (ValueError, RecursionError):
         said = remote_text(resp.text, 120)
     return f": {said}" if said else ""
 

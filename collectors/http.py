@@ -111,6 +111,9 @@ class HttpClient:
         resp = self.request(method, path, params=params, data=data)
         try:
             body = resp.json()
+        except RecursionError as err:
+            raise SourceError(f"{self.url(path)}: HTTP {resp.status_code}, answer is JSON nested too deeply "
+                              f"({len(resp.content)} bytes); not a Prometheus API?") from err
         except (ValueError, json.JSONDecodeError) as err:
             ctype = remote_text(resp.headers.get("Content-Type", "?"), 60)
             raise SourceError(
@@ -197,7 +200,7 @@ def _body_hint(resp: requests.Response) -> str:
         body = resp.json()
         if isinstance(body, dict) and body.get("error"):
             return f": {remote_text(body['error'])}"
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     text = remote_text(resp.text, 120)
     return f": {text}" if text else ""

@@ -96,7 +96,7 @@ class _Grafana:
         status = resp.status_code
         try:
             data = resp.json() if resp.content else None
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         message = remote_text(data.get("message", "")) if isinstance(data, dict) else ""
         if status in (401, 403):

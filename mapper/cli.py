@@ -305,10 +305,12 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
               help="With --stream: spans held per stream (memory bound); the oldest items beyond are dropped.")
 @click.option("--live-label-limit", type=click.IntRange(min=1), default=100, show_default=True,
               help="With --stream: distinct values per segment label; later ones become __other__ (counted).")
+@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+              help="OTLP/HTTP connections or requests in flight; past it a new request is answered 503.")
 def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, token_file: str | None,
                   max_disk: str, retention: str, decode_workers: int | None, metrics_token: bool,
                   streams: tuple[str, ...], live_ttl: str, live_settle: str, live_max_items: int,
-                  live_max_spans: int, live_label_limit: int) -> None:
+                  live_max_spans: int, live_label_limit: int, max_connections: int) -> None:
     """Receive OTLP traces (HTTP on 4318, gRPC on 4317) into a durable spool.
 
     Every span acknowledged is on disk (fsync before the answer). Listens on loopback unless
@@ -338,7 +340,8 @@ def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, 
     common: dict[str, Any] = dict(
         http=None if http == "off" else http, grpc=None if grpc_addr == "off" else grpc_addr,
         token_env=token_env, token_file=token_file, decode_workers=decode_workers,
-        metrics_public=not metrics_token, on_ready=ready)
+        metrics_public=not metrics_token, on_ready=ready,
+        http_limits=spool_pkg.receiver.HttpLimits(max_connections=max_connections))
     if not streams:
         spool_pkg.receiver.serve_forever(spool, limits=limits, **common)
         return

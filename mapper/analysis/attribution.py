@@ -197,6 +197,21 @@ def shares(lm: LatencyMap, parts: pd.DataFrame | None = None) -> tuple[StageShar
         lo, hi = np.quantile(lead, MEDIAN_BAND)
         med = parts[(lead >= lo) & (lead <= hi)].mean()
         tail = parts[lead >= np.quantile(lead, 0.99)].mean()
+    quantiles: dict[tuple[str, str, float], float] = {}  # (stage, part, q) -> value: once each, not once a stage
+    totals = {0.5: 0.0, 0.99: 0.0}
+    if parts is None:
+        for st in lm.stages:
+            if st.stage.name not in lm.path:
+                continue
+            for p in PARTS:
+                r = st.part(p)
+                if r is None or r.distribution is None:
+                    continue
+                for q in totals:
+                    v = r.distribution.quantile(q).value
+                    if v is not None:
+                        quantiles[(st.stage.name, p, q)] = v
+                        totals[q] += v
     for s in lm.stages:
         name = s.stage.name
         if name not in lm.path:
@@ -212,21 +227,8 @@ def shares(lm: LatencyMap, parts: pd.DataFrame | None = None) -> tuple[StageShar
             out.append(StageShare(name, _share(med, name, "wait"), _share(med, name, "process"),
                                   _share(tail, name, "wait"), _share(tail, name, "process"), fe))
         else:
-            vals = {}
-            for q in (0.5, 0.99):
-                tot = 0.0
-                mine: dict[str, float | None] = {}
-                for st in lm.stages:
-                    if st.stage.name not in lm.path:
-                        continue
-                    for p in PARTS:
-                        r = st.part(p)
-                        v = r.distribution.quantile(q).value if r is not None and r.distribution is not None else None
-                        if v is not None:
-                            tot += v
-                            if st.stage.name == name:
-                                mine[p] = v
-                vals[q] = {p: (v / tot if (v := mine.get(p)) is not None and tot > 0 else None) for p in PARTS}
+            vals = {q: {p: (v / tot if (v := quantiles.get((name, p, q))) is not None and tot > 0 else None)
+                        for p in PARTS} for q, tot in totals.items()}
             out.append(StageShare(name, vals[0.5]["wait"], vals[0.5]["process"], vals[0.99]["wait"],
                                   vals[0.99]["process"], fe))
     return tuple(out)

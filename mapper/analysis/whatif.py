@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from mapper.analysis.latency import LatencyMap
-from mapper.core.convolve import VARIANTS, ConvolvedDistribution, compress, convolve_pair
+from mapper.core.convolve import VARIANTS, ConvolvedDistribution, compress, sum_masses
 from mapper.core.distribution import Distribution, PointMasses, SampleDistribution
 from mapper.core.errors import DataError, UsageError
 from mapper.core.spec.extra import CHANGE_KINDS, Change, change_from
@@ -240,10 +240,7 @@ def _convolution(lm: LatencyMap, changes: Sequence[Change]) -> ConvolvedDistribu
         raise UsageError("the changes remove every hop of the path; nothing would be left to measure")
     result = {}
     for v in VARIANTS:
-        acc = left[0].masses[v]
-        for p in left[1:]:
-            acc = convolve_pair(acc, p.masses[v], v)
-        result[v] = acc
+        result[v] = sum_masses([p.masses[v] for p in left], v)
     means = [p.mean for p in left]
     mean = None if any(m is None for m in means) else float(sum(means))  # type: ignore[arg-type]
     return ConvolvedDistribution(result, min(p.count for p in left), mean,

@@ -147,11 +147,19 @@ def load_yaml(text: str, path: str = "<string>") -> Any:
         loader.dispose()
 
 
+#: A spec larger than this is refused before it is parsed (``-c /dev/zero`` must not eat the memory).
+MAX_FILE_BYTES = 16 << 20
+
+
 def load_yaml_file(path: str | Path) -> Any:
-    """Read and parse a YAML file; unreadable files are a :class:`SpecError` too."""
+    """Read and parse a YAML file; unreadable or oversized files are a :class:`SpecError` too."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise SpecError(f"{p}: larger than {MAX_FILE_BYTES >> 20} MiB; not a stream spec")
+        text = data.decode("utf-8")
     except FileNotFoundError as err:
         raise SpecError(f"{p}: no such file") from err
     except (OSError, UnicodeDecodeError) as err:

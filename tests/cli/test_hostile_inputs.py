@@ -69,6 +69,28 @@ def test_spec_mistakes_are_one_line_naming_the_field(tmp_path: Path, capsys: pyt
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"latmap: error: {path}{expected}"), lines
 
 
+EVENT = "  - {name: %s, start: '2026-01-05T14:00:00Z', end: '2026-01-05T15:00:00Z'}\n"
+
+
+@pytest.mark.parametrize(("events", "expected"), [
+    (EVENT % "''", "events[0].name: must not be empty"),
+    (EVENT % "42", "events[0].name: must be a string"),
+    (EVENT % "{a: 1}", "events[0].name: must be a string"),
+    (EVENT % '"x\\e]0;title\\a"', "events[0].name: must not contain control characters"),
+    (EVENT % '"<img src=x onerror=alert(1)>\\nrow"', "events[0].name: must not contain control characters"),
+    (EVENT % ("x" * 300), "events[0].name: longer than 200 characters"),
+    ("  - {start: '2026-01-05T14:00:00Z', end: '2026-01-05T15:00:00Z'}\n", "events[0].name: is required"),
+    (EVENT % "fomc" + EVENT % "fomc", "events[1].name: a second event named 'fomc'"),
+])
+def test_event_names_are_validated_like_stage_names(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    events: str, expected: str) -> None:
+    old = '  - {name: daily-news, cron: "0 14 * * *", duration: 15m}\n'
+    assert old in BASE
+    text = BASE.replace(old, events, 1)
+    code, lines = _run(["map", "-c", _spec(tmp_path, text)], capsys)
+    assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     (["--window", "999999d"], "latmap: error: --window: not a duration: '999999d' (longer than 100 years)"),
     (["--window", "nan"], "latmap: error: --window: not a duration: 'nan' (must be finite and >= 0)"),
@@ -138,6 +160,26 @@ def test_discover_with_a_wrong_metadata_shape(capsys: pytest.CaptureFixture[str]
     with loopback_server(lambda req: reply(req, 200, body)) as url:
         code, lines = _run(["discover", "--prometheus", url], capsys)
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"latmap: error: {url}/api/v1/metadata: data"), lines
+
+
+def test_an_answer_nested_too_deeply_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    body = b'{"status": "success", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with loopback_server(lambda req: reply(req, 200, body)) as url:
+        code, lines = _run(["discover", "--prometheus", url, "--timeout", "5s"], capsys)
+    assert code == 2 and len(lines) == 1 and "answer is JSON nested too deeply" in lines[0], lines
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "big"])
+def test_a_spec_that_is_not_a_file_of_sane_size_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          source: str) -> None:
+    path = source
+    if source == "big":
+        path = str(tmp_path / "big.yaml")
+        with open(path, "wb") as f:
+            f.truncate(20 << 20)  # 20 MiB (sparse)
+    code, lines = _run(["map", "-c", path], capsys)
+    assert code == 2 and len(lines) == 1 and lines[0] == f"latmap: error: {path}: larger than 16 MiB; not a " \
+                                                         "stream spec", lines
 
 
 def test_discover_against_a_hanging_server_obeys_timeout(capsys: pytest.CaptureFixture[str]) -> None:

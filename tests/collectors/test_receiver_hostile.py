@@ -51,23 +51,48 @@ HEAD = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.
     b"\r\nContent-Type: application/x-protobuf\r\n"
 
 
-@pytest.mark.parametrize(("headers", "body", "reason"), [
-    (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n" + SMUGGLED,
-     b"both Content-Length and Transfer-Encoding"),
-    (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", b"0\r\n\r\n" + SMUGGLED,
-     b"both Content-Length and Transfer-Encoding"),
-    (b"Transfer-Encoding: xchunked\r\n", b"0\r\n\r\n" + SMUGGLED, b"Transfer-Encoding other than chunked"),
-    (b"Transfer-Encoding: chunked, identity\r\n", b"0\r\n\r\n" + SMUGGLED, b"Transfer-Encoding other than chunked"),
-    (b"Content-Length: 0\r\nContent-Length: 38\r\n", SMUGGLED, b"more than one Content-Length"),
-    (b"Content-Length: 0\r\nContent-Length: 0\r\n", SMUGGLED, b"more than one Content-Length"),
-    (b"Content-Length: +5\r\n", SMUGGLED, b"Content-Length is not a number"),
+@pytest.mark.parametrize("headers", [
+    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    b"Transfer-Encoding: xchunked\r\n",
+    b"Transfer-Encoding: chunked, identity\r\n",
+    b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding:\r\n chunked\r\n",  # obs-fold
+    b"Transfer-Encoding : chunked\r\n",
+    b"Content-Length: 0\r\nContent-Length: 38\r\n",
+    b"Content-Length: 0\r\nContent-Length: 0\r\n",
+    b"Content-Length: 0, 0\r\n",
+    b"Content-Length: +5\r\n",
 ])
-def test_ambiguous_framing_is_400_and_the_connection_closes(receiver: Receiver, headers: bytes, body: bytes,
-                                                            reason: bytes) -> None:
+def test_ambiguous_framing_is_refused_by_the_parser_and_the_connection_closes(receiver: Receiver,
+                                                                              headers: bytes) -> None:
+    """The parser (llhttp) refuses these itself: 400 and close, before the app is called."""
+    body = b"0\r\n\r\n" + SMUGGLED if b"chunked" in headers else SMUGGLED
     answer = _exchange(receiver.http_port or 0, HEAD + headers + b"\r\n" + body)
-    assert answer.startswith(b"HTTP/1.1 400 ") and reason in answer
+    assert answer.startswith(b"HTTP/1.1 400 ")
     assert answer.count(b"HTTP/1.") == 1, "the smuggled request was answered"
-    assert b"Connection: close" in answer
+    assert b"connection: close" in answer.lower()
+
+
+def test_a_transfer_coding_before_chunked_is_refused_by_the_app(receiver: Receiver) -> None:
+    """llhttp lets ``gzip, chunked`` through (the last coding is chunked); the app refuses it."""
+    answer = _exchange(receiver.http_port or 0, HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+                       + SMUGGLED)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Transfer-Encoding other than chunked" in answer
+    assert answer.count(b"HTTP/1.") == 1 and b"connection: close" in answer.lower()
+
+
+def test_malformed_requests_do_not_flood_the_log(receiver: Receiver, capfd: pytest.CaptureFixture[str],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    for _ in range(30):
+        _exchange(receiver.http_port or 0, b"POST /v1/traces HTTP/1.1\r\nContent-Length: 1\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        _exchange(receiver.http_port or 0, b"\x16\x03\x01 not http at all\r\n\r\n")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records][:5]
+    assert any("Invalid HTTP request" in r.getMessage() for r in caplog.records)  # at debug
 
 
 def test_clients_that_reset_leave_no_traceback(receiver: Receiver, capfd: pytest.CaptureFixture[str],
@@ -143,3 +168,27 @@ def test_a_decode_worker_whose_parent_is_gone_exits_without_a_traceback(cut: str
     err = proc.stderr.read()
     proc.stderr.close()
     assert proc.wait(timeout=60) == 0 and b"Traceback" not in err, err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("after", [0.3, 1.5])
+def test_sigkill_of_serve_during_start_up_leaves_no_worker_traceback(tmp_path: Path, after: float) -> None:
+    """``latmap serve`` killed with SIGKILL while its decode workers start (or just after):
+    the workers find their pipes closed and exit without a word."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.paths import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "mapper", "serve", "--spool", str(tmp_path / "spool"),
+                             "--http", "127.0.0.1:0", "--grpc", "off", "--decode-workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    assert proc.stderr is not None
+    time.sleep(after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    err = proc.stderr.read()  # EOF once every worker (which shares this stderr) has exited too
+    proc.stderr.close()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode(errors="replace")

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from collectors.spool.receiver import Receiver
 from collectors.spool.store import QUARANTINE_DIR, SEGMENT_MAGIC, Spool, SpoolLimits, scan_spool
 from collectors.traces import load_spans
 from mapper.cli import main
 from mapper.core import spans as S
 from mapper.core.model import Window
 from mapper.core.spec import SourceSpec
+from tests.collectors.test_receiver import post
 from tests.paths import ROOT
 
 
@@ -88,6 +90,15 @@ def test_the_writer_quarantines_damaged_segments_and_removes_empty_ones(tmp_path
     read = scan_spool(tmp_path)
     assert read.damaged_segments == () and sorted(set(read.batch.trace_lo.tolist())) == [3, 4, 9]
     assert read.quarantined == (segments[0].name, segments[1].name)
+
+
+def test_metrics_count_the_quarantined_segments(tmp_path: Path) -> None:
+    _damaged_spool(tmp_path)
+    with Spool(tmp_path, SpoolLimits(compact_interval=3600), compact=False) as spool, \
+            Receiver(spool, http="127.0.0.1:0", grpc=None, decode_workers=0) as receiver:
+        status, _, body = post(receiver.http_port or 0, b"", {}, path="/metrics", method="GET")
+    assert status == 200
+    assert "latmap_spool_quarantined_segments 2.0" in body.decode().splitlines()
 
 
 def test_serve_says_at_start_that_it_moved_segments_aside(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from mapper.core.calendar import check_cron, cron_starts, zone
 from mapper.core.durations import parse_duration, parse_time
 from mapper.core.spec import keys
-from mapper.core.spec._parse import Problems
+from mapper.core.spec._parse import Problems, name_field
 from mapper.core.spec.keys import CHANGE_KINDS
 from mapper.core.yamlload import LDict, LList
 
@@ -83,6 +83,7 @@ def parse_events(node: Any, line: int, p: Problems) -> tuple[EventWindow, ...]:
         p.add(line, "events", "must be a list of {name, start, end} or {name, cron, duration}")
         return ()
     out = []
+    seen: set[str] = set()
     for i, ev in enumerate(node):
         where = f"events[{i}]"
         at = node.line_of(i)
@@ -92,9 +93,12 @@ def parse_events(node: Any, line: int, p: Problems) -> tuple[EventWindow, ...]:
         for key in ev:
             if key not in keys.EVENT:
                 p.add(ev.line_of(key), f"{where}.{key}", f"unknown key (allowed: {', '.join(keys.EVENT)})")
-        name = str(ev.get("name") or "")
-        if not name:
-            p.add(at, f"{where}.name", "is required")
+        # a name people read in the events table: the same rules as a stage's name
+        name = name_field(ev, "name", where, p, required=True) or ""
+        if name in seen:
+            p.add(ev.line_of("name"), f"{where}.name", f"a second event named {name!r}")
+        elif name:
+            seen.add(name)
         if "cron" in ev:
             cron = str(ev["cron"])
             try:
