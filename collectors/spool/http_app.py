@@ -252,6 +252,8 @@ class OtlpHttpApp:
                 if length_text is None:
                     raise _Reply(411, grpc.StatusCode.INVALID_ARGUMENT, "Content-Length is required", close=True)
                 if int(length_text) > limit:
+                    if int(length_text) <= 2 * limit:  # read it, so the client gets the 413, not a reset
+                        await self._drain(receive)
                     raise BodyTooLargeError(f"body of {int(length_text)} bytes is over the {limit}-byte limit")
             body = await self._read_body(receive, limit)
             loop = asyncio.get_running_loop()
@@ -289,6 +291,16 @@ class OtlpHttpApp:
         finally:
             receiver.metrics.requests.labels("http", str(status)).inc()
             receiver.metrics.latency.labels("http").observe(time.perf_counter() - started)
+
+    async def _drain(self, receive: Receive) -> None:
+        """Read and drop a body that will not be used, within the body deadline (a client
+        still sending gets the answer rather than a reset, as RFC 9110 9.3.3 allows)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.limits.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect" or not message.get("more_body"):
+                        return
 
     async def _read_body(self, receive: Receive, limit: int) -> bytes:
         """The whole body, within ``limit`` bytes and the body deadline."""
