@@ -1,0 +1,158 @@
+"""OpenTelemetry messaging shapes (tests/messaging.py, made by the real SDK) through the map's
+kernel, the examples and the live join store: every value is the known one, the live store
+emits exactly the map's values for the same spans (or counts the item as incomplete or late,
+never a different value), and the examples name every trace of their item."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from mapper.analysis.examples import END_TO_END, Threshold, choose
+from mapper.analysis.live import JoinStore, StoreLimits, Values
+from mapper.analysis.traces import build_trace_table
+from mapper.core.spans import SpanBatch
+from tests.messaging import STREAM, Known, batch_consumer, batch_producer, child_consumers
+
+
+def _map_values(b: SpanBatch) -> dict[tuple[str | None, str], list[float]]:
+    t = build_trace_table(b, STREAM.matches, STREAM.upstream)
+    out: dict[tuple[str | None, str], list[float]] = {}
+    for stage in STREAM.stages:
+        f = t.stage_frame(stage)
+        out[(stage, "process")] = f["process"].tolist()
+        w = f["wait"].to_numpy()
+        if (~np.isnan(w)).any():
+            out[(stage, "wait")] = w[~np.isnan(w)].tolist()
+    out[(None, "lead")] = t.lead.tolist()
+    return out
+
+
+def _live_values(values: tuple[Values, ...]) -> dict[tuple[str | None, str], list[float]]:
+    out: dict[tuple[str | None, str], list[float]] = {}
+    for v in values:
+        out.setdefault((v.stage, v.part), []).extend(v.seconds.tolist())
+    return out
+
+
+def _same(got: dict, want: dict, what: str) -> None:
+    assert set(got) == set(want), what
+    for key in want:
+        assert sorted(got[key]) == pytest.approx(sorted(want[key]), abs=1e-9), (what, key)
+
+
+def _within(got: dict, want: dict, what: str) -> None:
+    """Every value of ``got`` is one of ``want``'s (a multiset subset): nothing different."""
+    for key, vals in got.items():
+        pool = Counter(round(v, 9) for v in want.get(key, []))
+        for v in vals:
+            assert pool[round(v, 9)] > 0, (what, key, v, sorted(want.get(key, [])))
+            pool[round(v, 9)] -= 1
+
+
+def _requests(b: SpanBatch, n: int, rng: np.random.Generator) -> list[SpanBatch]:
+    """The spans cut into ``n`` requests of random rows (a batch's spans from several
+    exporters), in random order."""
+    cut = rng.integers(0, n, len(b))
+    return [b.take(np.flatnonzero(cut == k)) for k in rng.permutation(n) if (cut == k).any()]
+
+
+SHAPES = {
+    "batch consumer N=1": lambda: batch_consumer(1),
+    "batch consumer N=5": lambda: batch_consumer(5),
+    "batch consumer N=100": lambda: batch_consumer(100),
+    "batch producer of 6": lambda: batch_producer(6),
+    "child consumers": lambda: child_consumers(20),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_the_map_gives_the_known_values(shape: str) -> None:
+    b, known = SHAPES[shape]()
+    _same(_map_values(b), known.parts, shape)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_live_values_equal_the_maps_when_spans_arrive_split_and_out_of_order(shape: str) -> None:
+    b, known = SHAPES[shape]()
+    rng = np.random.default_rng(5)
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=1))
+    values: list[Values] = []
+    for k, req in enumerate(_requests(b, 7, rng)):
+        store.accept(req, now=k * 0.1)
+        out = store.flush(now=k * 0.1 + 0.05)
+        values += out.values
+    values += store.flush(now=5.0).values
+    _same(_live_values(tuple(values)), known.parts, shape)
+    assert not store.counts.incomplete and store.counts.spans_late == 0
+
+
+def test_clock_skew_gives_the_maps_negative_waits_live_too() -> None:
+    b, known = batch_consumer(5, skew=40 * 1_000_000)  # billing's clock 40ms behind: waits < 0
+    waits = known.parts[("billing", "wait")]
+    assert min(waits) < 0
+    want = _map_values(b)
+    assert sorted(want[("billing", "wait")]) == pytest.approx(sorted(waits), abs=1e-9)
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=0))
+    for k, req in enumerate(_requests(b, 4, np.random.default_rng(1))):
+        store.accept(req, now=float(k))
+    _same(_live_values(store.flush(now=10.0).values), want, "skew live")
+    assert store.counts.negative_waits["billing"] == sum(w < 0 for w in waits)
+
+
+def test_a_batch_consumer_linked_to_producers_that_never_arrive() -> None:
+    b, known = batch_consumer(5, missing=2)  # 2 of the 5 linked producers outside the window
+    _same(_map_values(b), known.parts, "missing map")
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=0))
+    store.accept(b, now=0.0)
+    _same(_live_values(store.flush(now=1.0).values), known.parts, "missing live")
+
+
+def test_a_consumer_whose_only_producer_never_arrives_is_incomplete_live() -> None:
+    b, _ = batch_consumer(1, missing=1)
+    store = JoinStore(STREAM, StoreLimits(ttl=5, settle=0))
+    store.accept(b, now=0.0)
+    assert store.flush(now=1.0).completed == 0
+    out = store.flush(now=6.0)
+    assert out.values == () and out.expired == {"ttl": 1}
+
+
+def test_fan_out_consumers_arriving_after_the_item_was_emitted_are_late_never_different() -> None:
+    b, known = batch_producer(6)
+    order = np.argsort(b.start_ns, kind="stable")
+    first, rest = b.take(order[: len(b) // 2]), b.take(order[len(b) // 2:])
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=1))
+    store.accept(first, now=0.0)
+    values = list(store.flush(now=2.0).values)
+    store.accept(rest, now=3.0)
+    values += store.flush(now=5.0).values
+    values += store.flush(now=40.0).values
+    got = _live_values(tuple(values))
+    _within(got, known.parts, "fan-out")
+    held = store.counts
+    assert held.items_completed + held.spans_late + sum(held.incomplete.values()) > 0
+
+
+def _lead_thresholds(known: Known, q: float) -> dict:
+    leads = np.array(known.parts[(None, "lead")])
+    return {(END_TO_END, "lead", 0.99): Threshold(float(np.quantile(leads, q)))}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_examples_name_every_trace_of_their_item_and_add_up(shape: str) -> None:
+    b, known = SHAPES[shape]()
+    table = build_trace_table(b, STREAM.matches, STREAM.upstream)
+    th = _lead_thresholds(known, 0.5)
+    ex = choose(table, th, 3).get(END_TO_END, "lead", 0.99)
+    assert ex, shape
+    by_value = {round(v, 9): ids for v, ids in known.items}
+    for e in ex:
+        assert e.value >= th[(END_TO_END, "lead", 0.99)].low
+        assert e.lead == pytest.approx(e.value, abs=1e-9)
+        assert set(e.trace_ids) == by_value[round(e.value, 9)], (shape, e)
+        assert e.unaccounted is not None
+        total = sum((s.wait or 0.0) + s.process for s in e.stages) + e.unaccounted
+        assert total == pytest.approx(e.lead, abs=1e-9)
+        assert [s.stage for s in e.stages] == list(STREAM.stages)
