@@ -18,7 +18,9 @@ Bounds (:class:`StoreLimits`, like the Collector's servicegraph connector's ``st
 open for longer than ``ttl`` is dropped as **incomplete**; beyond ``max_items`` open groups or
 ``max_spans`` spans held, the oldest groups are dropped (also incomplete, reason ``limit``);
 between two flushes at most ``max_spans`` more spans are taken in, the rest counted as
-``dropped`` and not held. So memory never grows past about ``2 * max_spans`` spans, whatever
+``dropped`` and not held; the traces such a drop cut into are never emitted (their values
+would miss the dropped spans): their groups leave as incomplete (``limit``) and their later
+spans count as late. So memory never grows past about ``2 * max_spans`` spans, whatever
 arrives. Everything is counted (:class:`Counts`): spans that match no stage, items completed,
 groups expired incomplete (by reason), consumers whose producer had already expired, negative
 waits (clock skew; kept, not clamped, as the map keeps them).
@@ -153,6 +155,9 @@ class JoinStore:
         # Keys of traces emitted (bounded ring): a later span of one of them is late.
         self._emitted = np.zeros(0, dtype=np.uint64)
         self._emitted_sorted = self._emitted  # the same keys sorted, for the lookups
+        # Keys of traces some of whose spans were dropped at accept since the last flush.
+        self._truncated: list[np.ndarray] = []
+        self._truncated_n = 0
 
     # -- taking spans in -----------------------------------------------------------------
 
@@ -168,6 +173,14 @@ class JoinStore:
             room = self.limits.max_spans - self._pending
             if keep.size > room:
                 self.counts.spans_dropped += keep.size - max(room, 0)
+                # The traces cut into must not be emitted with part of their spans: remember
+                # them (bounded like the other rings) so the flush drops them as incomplete.
+                gone = keep[max(room, 0):]
+                if self._truncated_n < self.limits.max_spans:
+                    keys = np.unique(id_key(batch.trace_hi[gone], batch.trace_lo[gone],
+                                            np.zeros(gone.size, np.uint64)))[:self.limits.max_spans]
+                    self._truncated.append(keys)
+                    self._truncated_n += keys.size
                 keep = keep[:max(room, 0)]
             if not keep.size:
                 return
@@ -195,6 +208,11 @@ class JoinStore:
         with self._lock:
             chunks, self._chunks, self._pending = self._chunks, [], 0
             held = self._held
+            truncated, self._truncated, self._truncated_n = self._truncated, [], 0
+        if truncated:  # their later spans are late, never a new (partial) item
+            keys = np.unique(np.concatenate(truncated))
+            self._emitted = np.concatenate([self._emitted, keys])[-self.limits.max_spans:]
+            self._emitted_sorted = np.sort(self._emitted)
         if held is not None:
             chunks.insert(0, held)
         if not chunks:
@@ -236,6 +254,16 @@ class JoinStore:
         fits = (np.arange(newest_first.size) < lim.max_items) & (np.cumsum(size[newest_first]) <= lim.max_spans)
         cut = np.zeros(n_groups, dtype=bool)
         cut[newest_first[~fits]] = True
+        if truncated:  # spans of these groups were dropped at accept: incomplete, never emitted
+            keys = np.sort(np.concatenate(truncated))
+            hit = _in_sorted(id_key(b.trace_hi, b.trace_lo, np.zeros(len(b), np.uint64)), keys)
+            trunc = np.zeros(n_groups, dtype=bool)
+            trunc[group[hit]] = True
+            cut |= trunc
+            ready &= ~trunc
+            expired &= ~trunc
+            busy &= ~trunc
+            late &= ~trunc
         values: tuple[Values, ...] = ()
         completed = 0
         if ready.any():

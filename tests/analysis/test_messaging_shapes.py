@@ -156,3 +156,41 @@ def test_examples_name_every_trace_of_their_item_and_add_up(shape: str) -> None:
         total = sum((s.wait or 0.0) + s.process for s in e.stages) + e.unaccounted
         assert total == pytest.approx(e.lead, abs=1e-9)
         assert [s.stage for s in e.stages] == list(STREAM.stages)
+
+
+def _huge_trace(n: int) -> SpanBatch:
+    """One item in one trace of ``n`` spans: orders -> billing (child) -> mailer (child), then
+    ``n - 3`` more mailer spans (a fan of sends), the last ending 1 s after the item began."""
+    ms = 1_000_000
+    k = n - 3
+    start = np.r_[0, 5 * ms, 9 * ms, 10 * ms + np.arange(k) * (990 * ms // max(k, 1))]
+    end = np.r_[4 * ms, 8 * ms, 12 * ms, start[3:] + ms]
+    end[-1] = 1000 * ms
+    return SpanBatch.from_columns({
+        "trace_hi": [7] * n, "trace_lo": [7] * n, "span_id": np.arange(1, n + 1),
+        "parent_id": np.r_[0, 1, 2, np.full(k, 3)], "start_ns": start, "end_ns": end,
+        "kind": [0] * n, "service": ["orders", "billing"] + ["mailer"] * (n - 2), "name": ["x"] * n})
+
+
+def test_a_trace_of_100k_spans_gives_the_maps_values_live() -> None:
+    b = _huge_trace(100_000)
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=0, max_spans=200_000))
+    for k, req in enumerate(_requests(b, 10, np.random.default_rng(3))):
+        store.accept(req, now=float(k) * 0.01)
+    out = store.flush(now=1.0)
+    _same(_live_values(out.values), _map_values(b), "100k spans")
+    assert _live_values(out.values)[(None, "lead")] == pytest.approx([b.end_ns.max() / 1e9])
+    assert store.held_spans == 0
+
+
+def test_a_trace_cut_by_the_span_limit_is_never_emitted_with_a_partial_value() -> None:
+    b = _huge_trace(100_000)  # more spans than the store may take in between two flushes
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=0, max_spans=50_000))
+    store.accept(b, now=0.0)
+    out = store.flush(now=1.0)
+    assert out.values == () and out.completed == 0  # its last spans were dropped: its lead unknown
+    assert store.counts.spans_dropped == 50_000
+    assert store.counts.incomplete["limit"] == 1
+    late = _huge_trace(10).take(np.array([9]))  # one more span of it afterwards: not a new item
+    store.accept(late, now=2.0)
+    assert store.flush(now=3.0).values == () and store.flush(now=60.0).values == ()
