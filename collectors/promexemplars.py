@@ -35,7 +35,7 @@ _TRACE_ID = re.compile(r"^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")
 
 @dataclass(frozen=True)
 class Exemplar:
-    """One exemplar: its trace id (lower-case hex), observed value (seconds), timestamp
+    """One exemplar: its trace id (32 lower-case hex digits), observed value (seconds), timestamp
     (Unix seconds) and the upper bound of its bucket (seconds; None: a native histogram)."""
 
     trace_id: str
@@ -87,7 +87,9 @@ def parse_exemplars(series: Sequence[dict[str, Any]], m: Measurement, window: Wi
             elif not window.start <= ts <= window.end:
                 bad["exemplar-outside-window"] += 1
             else:
-                out.append(Exemplar(tid.lower(), value * m.scale, ts,
+                # a 64-bit id is the W3C trace id with 16 leading zeros (as OTLP carries it),
+                # so an exemplar names a trace the way the spool and the live series do
+                out.append(Exemplar(tid.lower().rjust(32, "0"), value * m.scale, ts,
                                     bucket * m.scale if bucket is not None and math.isfinite(bucket) else None))
     said = {"exemplar-no-trace-id": f"without a trace id label ({', '.join(trace_labels)})",
             "exemplar-malformed-trace-id": "whose trace id is not 16 or 32 hex digits",
