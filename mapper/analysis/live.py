@@ -18,12 +18,14 @@ Bounds (:class:`StoreLimits`, like the Collector's servicegraph connector's ``st
 open for longer than ``ttl`` is dropped as **incomplete**; beyond ``max_items`` open groups or
 ``max_spans`` spans held, the oldest groups are dropped (also incomplete, reason ``limit``);
 between two flushes at most ``max_spans`` more spans are taken in, the rest counted as
-``dropped`` and not held; the traces such a drop cut into are never emitted (their values
-would miss the dropped spans): their groups leave as incomplete (``limit``) and their later
-spans count as late. So memory never grows past about ``2 * max_spans`` spans, whatever
-arrives. Everything is counted (:class:`Counts`): spans that match no stage, items completed,
-groups expired incomplete (by reason), consumers whose producer had already expired, negative
-waits (clock skew; kept, not clamped, as the map keeps them).
+``dropped`` and not held (a span counts as one plus its span links, for both bounds: a link
+costs about what a span does, and batch consumers carry hundreds); the traces such a drop cut
+into are never emitted (their values would miss the dropped spans): their groups leave as
+incomplete (``limit``) and their later spans count as late. So memory never grows past about
+``2 * max_spans`` spans, whatever arrives. Everything is counted (:class:`Counts`): spans that
+match no stage, items completed, groups expired incomplete (by reason), consumers whose
+producer had already expired, negative waits (clock skew; kept, not clamped, as the map keeps
+them).
 
 A group that is incomplete is never emitted: a receiver that sees part of an item (its other
 spans went to another receiver) reports it as incomplete, never a wrong wait.
@@ -146,7 +148,8 @@ class JoinStore:
         self.counts = Counts()
         self._lock = threading.Lock()
         self._chunks: list[tuple[SpanBatch, np.ndarray]] = []  # (matched spans, arrival per span)
-        self._pending = 0  # spans accepted since the last flush
+        self._pending = 0  # spans accepted since the last flush, plus their links (the bound's cost)
+        self._pending_rows = 0  # spans accepted since the last flush
         self._held: tuple[SpanBatch, np.ndarray] | None = None  # what the last flush kept
         self._open_items = 0
         # Keys of spans dropped incomplete (bounded ring): a consumer linked to one of them
@@ -171,21 +174,27 @@ class JoinStore:
         with self._lock:
             self.counts.spans_unmatched += len(batch) - keep.size
             room = self.limits.max_spans - self._pending
-            if keep.size > room:
-                self.counts.spans_dropped += keep.size - max(room, 0)
+            # A span link costs about what a span does (four 64-bit columns): each span counts
+            # as itself plus its links, so batch consumers with 100 links each cannot hold 100x
+            # the memory the bound promises.
+            cost = np.cumsum(1 + batch.all_links.counts(len(batch))[keep])
+            fit = int(np.searchsorted(cost, room, side="right"))
+            if fit < keep.size:
+                self.counts.spans_dropped += keep.size - fit
                 # The traces cut into must not be emitted with part of their spans: remember
                 # them (bounded like the other rings) so the flush drops them as incomplete.
-                gone = keep[max(room, 0):]
+                gone = keep[fit:]
                 if self._truncated_n < self.limits.max_spans:
                     keys = np.unique(id_key(batch.trace_hi[gone], batch.trace_lo[gone],
                                             np.zeros(gone.size, np.uint64)))[:self.limits.max_spans]
                     self._truncated.append(keys)
                     self._truncated_n += keys.size
-                keep = keep[:max(room, 0)]
+                keep, cost = keep[:fit], cost[:fit]
             if not keep.size:
                 return
             self.counts.spans_matched += keep.size
-            self._pending += keep.size
+            self._pending += int(cost[-1])
+            self._pending_rows += keep.size
             taken = batch if keep.size == len(batch) else batch.take(keep)
             arrival = np.broadcast_to(np.asarray(now, dtype=np.float64), (len(batch),))[keep]
             self._chunks.append((taken, arrival))
@@ -199,14 +208,14 @@ class JoinStore:
     def held_spans(self) -> int:
         with self._lock:
             held = len(self._held[0]) if self._held is not None else 0
-            return held + self._pending
+            return held + self._pending_rows
 
     # -- grouping, emitting, expiring ----------------------------------------------------
 
     def flush(self, now: float) -> Flush:
         """Group what is held; emit complete groups, drop expired ones, enforce the limits."""
         with self._lock:
-            chunks, self._chunks, self._pending = self._chunks, [], 0
+            chunks, self._chunks, self._pending, self._pending_rows = self._chunks, [], 0, 0
             held = self._held
             truncated, self._truncated, self._truncated_n = self._truncated, [], 0
         if truncated:  # their later spans are late, never a new (partial) item
@@ -248,7 +257,7 @@ class JoinStore:
         expired &= ~busy
         # Over the limits: the oldest open groups go first.
         open_g = np.flatnonzero(~ready & ~expired & ~busy & ~late)
-        size = np.bincount(group, minlength=n_groups)
+        size = np.bincount(group, weights=1 + b.all_links.counts(len(b)), minlength=n_groups)  # links count
         by_age = open_g[np.argsort(first[open_g], kind="stable")]
         newest_first = by_age[::-1]
         fits = (np.arange(newest_first.size) < lim.max_items) & (np.cumsum(size[newest_first]) <= lim.max_spans)
@@ -293,7 +302,7 @@ class JoinStore:
     def drop_all(self, reason: str = EXPIRED_RELOAD) -> int:
         """Drop every open group (a spec reload), counted as incomplete; returns how many."""
         with self._lock:
-            chunks, self._chunks, self._pending = self._chunks, [], 0
+            chunks, self._chunks, self._pending, self._pending_rows = self._chunks, [], 0, 0
             if self._held is not None:
                 chunks.insert(0, self._held)
             self._held, self._open_items = None, 0

@@ -194,3 +194,36 @@ def test_a_trace_cut_by_the_span_limit_is_never_emitted_with_a_partial_value() -
     late = _huge_trace(10).take(np.array([9]))  # one more span of it afterwards: not a new item
     store.accept(late, now=2.0)
     assert store.flush(now=3.0).values == () and store.flush(now=60.0).values == ()
+
+
+def _link_flood(second: int, n: int, links: int) -> SpanBatch:
+    """``n`` billing batch consumers, each in its own trace and linked to ``links`` producers
+    that never arrive (a consumer group fed by a topic whose producers are not traced)."""
+    rows = np.arange(n)
+    base = second * n + rows
+    link_rows = np.repeat(rows, links)
+    from mapper.core.spans import SpanLinks
+    return SpanBatch.from_columns({
+        "trace_hi": np.full(n, 3), "trace_lo": base + 1, "span_id": np.full(n, 1), "parent_id": np.zeros(n, int),
+        "start_ns": np.zeros(n, int), "end_ns": np.full(n, 5_000_000), "kind": np.full(n, 5),
+        "service": ["billing"] * n, "name": ["orders process"] * n},
+        links=SpanLinks(link_rows, np.full(link_rows.size, 4, np.uint64),
+                        (np.repeat(base, links) * 1000 + np.tile(np.arange(links), n)).astype(np.uint64),
+                        np.full(link_rows.size, 9, np.uint64)))
+
+
+def test_a_flood_of_link_only_consumers_keeps_the_store_bounded_links_included() -> None:
+    limits = StoreLimits(ttl=60, max_items=5_000, max_spans=2_000, settle=0)
+    store = JoinStore(STREAM, limits)
+    peak = 0
+    for second in range(20):
+        for _ in range(3):
+            store.accept(_link_flood(second, 1_000, 100), now=float(second))
+        pending = sum(len(c[0].all_links) + len(c[0]) for c in store._chunks)
+        peak = max(peak, pending)
+        store.flush(now=second + 0.5)
+        held = store._held
+        peak = max(peak, (len(held[0].all_links) + len(held[0])) if held else 0)
+    assert store.counts.items_completed == 0
+    # spans and their links together stay within the limits (a link costs about what a span does)
+    assert peak <= 2 * limits.max_spans
