@@ -27,6 +27,13 @@ match no stage, items completed, groups expired incomplete (by reason), consumer
 producer had already expired, negative waits (clock skew; kept, not clamped, as the map keeps
 them).
 
+A stage present only through a child span is not complete yet: a held INTERNAL, CLIENT or
+PRODUCER span whose parent is not held (in a stage matched by service alone, that parent is
+the same service's, so the same stage's, typically exported later on its SDK's own timer)
+keeps its group waiting, since the stage's wait and process would be the child's. Such a
+span whose parent never comes (an instrumentation that parents an INTERNAL span on a remote
+span of an untraced service) leaves its group incomplete at ``ttl``, never with a wrong value.
+
 A group that is incomplete is never emitted: a receiver that sees part of an item (its other
 spans went to another receiver) reports it as incomplete, never a wrong wait.
 
@@ -59,7 +66,7 @@ import numpy as np
 
 from mapper.analysis.items import SpanIndex, id_key
 from mapper.analysis.traces import StageMatch, build_trace_table, match_stages, trace_codes
-from mapper.core.spans import SpanBatch
+from mapper.core.spans import KIND_CLIENT, KIND_INTERNAL, KIND_PRODUCER, SpanBatch
 
 #: Why a group left the store without being emitted.
 EXPIRED_TTL = "ttl"
@@ -228,12 +235,24 @@ class JoinStore:
             return Flush((), 0, {}, 0, 0)
         b = SpanBatch.concat([c[0] for c in chunks]) if len(chunks) > 1 else chunks[0][0]
         arrival = np.concatenate([c[1] for c in chunks]) if len(chunks) > 1 else chunks[0][1]
-        group, n_groups = _groups(b)
+        index = SpanIndex(b)
+        group, n_groups = _groups(b, index)
         lim = self.limits
         n_st = len(self.stream.matches)
         stage_i = match_stages(b, self.stream.matches).astype(np.int64)
         present = np.zeros((n_groups, n_st), dtype=bool)
         present[group, stage_i] = True
+        # A span made inside an operation of its own service (INTERNAL, CLIENT, PRODUCER) whose
+        # parent is not held yet: the parent is of the same service, so of the same stage when
+        # the stage is matched by service alone, and comes in a later export (each service's
+        # SDK exports on its own timer). Until it comes the stage's wait and process would be
+        # the child's, not the stage's: the group waits (and expires at ttl if it never comes).
+        by_service = np.array([m.span_name is None and not m.attributes for m in self.stream.matches])
+        inner = np.flatnonzero(np.isin(b.kind, (KIND_INTERNAL, KIND_CLIENT, KIND_PRODUCER))
+                               & (b.parent_id != 0) & by_service[stage_i])
+        if inner.size:
+            orphan = inner[index.find(b.trace_hi[inner], b.trace_lo[inner], b.parent_id[inner]) < 0]
+            present[group[orphan], :] = False
         first = np.full(n_groups, np.inf)
         np.minimum.at(first, group, arrival)
         last = np.full(n_groups, -np.inf)
@@ -374,7 +393,7 @@ def _in_sorted(keys: np.ndarray, ring: np.ndarray) -> np.ndarray:
     return out
 
 
-def _groups(b: SpanBatch) -> tuple[np.ndarray, int]:
+def _groups(b: SpanBatch, index: SpanIndex | None = None) -> tuple[np.ndarray, int]:
     """Group code of every row: its trace's connected component over span links (both ways)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -385,7 +404,7 @@ def _groups(b: SpanBatch) -> tuple[np.ndarray, int]:
     if len(links) == 0:
         return trace, n_tr
     good = np.flatnonzero(links.span_id != 0)
-    target = SpanIndex(b).find(links.trace_hi[good], links.trace_lo[good], links.span_id[good])
+    target = (index or SpanIndex(b)).find(links.trace_hi[good], links.trace_lo[good], links.span_id[good])
     ok = target >= 0
     src = trace[links.row[good][ok]]
     dst = trace[target[ok]]

@@ -227,3 +227,23 @@ def test_a_flood_of_link_only_consumers_keeps_the_store_bounded_links_included()
     assert store.counts.items_completed == 0
     # spans and their links together stay within the limits (a link costs about what a span does)
     assert peak <= 2 * limits.max_spans
+
+
+@pytest.mark.parametrize("shape", ["batch consumer N=5", "child consumers"])
+def test_a_stage_whose_entry_span_comes_in_a_later_export_is_not_emitted_from_its_child(shape: str) -> None:
+    """The SDK's batch processor exports each service on its own timer (5 s by default), so
+    billing's CONSUMER span may come in a later export than its own publish child (which ended
+    first) and the mailer's spans. Until it comes, the billing stage is only that child: its
+    wait and process would be wrong. The store waits for an in-process parent (the parent of an
+    INTERNAL, CLIENT or PRODUCER span is in its own service, so in its stage)."""
+    b, known = SHAPES[shape]()
+    entry = (b.service == "billing") & (b.kind == 5)  # billing's CONSUMER spans
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=1))
+    store.accept(b.take(np.flatnonzero(~entry)), now=0.0)
+    values = list(store.flush(now=2.0).values)
+    assert values == []  # nothing emitted from a stage without its entry span
+    store.accept(b.take(np.flatnonzero(entry)), now=4.0)  # the next export of billing
+    values += store.flush(now=4.5).values
+    values += store.flush(now=6.0).values
+    _same(_live_values(tuple(values)), known.parts, shape)
+    assert store.counts.spans_late == 0 and not store.counts.incomplete
