@@ -191,11 +191,7 @@ class JoinStore:
                 # The traces cut into must not be emitted with part of their spans: remember
                 # them (bounded like the other rings) so the flush drops them as incomplete.
                 gone = keep[fit:]
-                if self._truncated_n < self.limits.max_spans:
-                    keys = np.unique(id_key(batch.trace_hi[gone], batch.trace_lo[gone],
-                                            np.zeros(gone.size, np.uint64)))[:self.limits.max_spans]
-                    self._truncated.append(keys)
-                    self._truncated_n += keys.size
+                self._note_cut(batch.trace_hi[gone], batch.trace_lo[gone])
                 keep, cost = keep[:fit], cost[:fit]
             if not keep.size:
                 return
@@ -205,6 +201,19 @@ class JoinStore:
             taken = batch if keep.size == len(batch) else batch.take(keep)
             arrival = np.broadcast_to(np.asarray(now, dtype=np.float64), (len(batch),))[keep]
             self._chunks.append((taken, arrival))
+
+    def cut_traces(self, trace_hi: np.ndarray, trace_lo: np.ndarray) -> None:
+        """Spans of these traces were lost before reaching the store (an export dropped under
+        load): their items are left incomplete (``limit``) and never emitted from the rest."""
+        with self._lock:
+            self._note_cut(np.asarray(trace_hi, np.uint64), np.asarray(trace_lo, np.uint64))
+
+    def _note_cut(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        """Remember traces cut into (the lock held), bounded like the other rings."""
+        if self._truncated_n < self.limits.max_spans and hi.size:
+            keys = np.unique(id_key(hi, lo, np.zeros(hi.size, np.uint64)))[:self.limits.max_spans]
+            self._truncated.append(keys)
+            self._truncated_n += keys.size
 
     @property
     def open_items(self) -> int:

@@ -44,6 +44,7 @@ from prometheus_client.samples import Sample
 
 from collectors.spool import receiver as spool_receiver
 from collectors.spool.exposition import native_histogram
+from collectors.spool.payload import decode_payload
 from collectors.spool.reader import payloads_batch
 from collectors.spool.store import SpoolLimits
 from mapper.analysis.live import INCOMPLETE_REASONS, JoinStore, LiveStream, StoreLimits, Values
@@ -130,15 +131,24 @@ class LiveDeriver:
 
     def accept(self, payload: bytes, spans: int) -> None:
         """Queue an export's payload (decoded at the next flush, many at once); beyond
-        ``max_spans`` queued spans the export is not queued, counted as dropped."""
+        ``max_spans`` queued spans the export is not queued, counted as dropped, and its
+        traces are cut in the stores (never emitted from their other spans)."""
         with self._queue_lock:
-            if self._queued + spans > self.limits.max_spans:
+            full = self._queued + spans > self.limits.max_spans
+            if full:
                 self.dropped += spans
-                return
-            self._queue.append((payload, spans, self.clock()))
-            self._queued += spans
-            if self._queued >= self.limits.max_spans // 2:
-                self._wake.set()  # flush early rather than drop at the limit
+            else:
+                self._queue.append((payload, spans, self.clock()))
+                self._queued += spans
+                if self._queued >= self.limits.max_spans // 2:
+                    self._wake.set()  # flush early rather than drop at the limit
+        if full:
+            # The items this export's spans belong to are cut: tell the stores, so they never
+            # emit them from the spans that did arrive (their values would miss these).
+            table = decode_payload(payload)
+            hi, lo = table.column("trace_hi").to_numpy(), table.column("trace_lo").to_numpy()
+            for _, store in self._stores:
+                store.cut_traces(hi, lo)
 
     def _take_queue(self) -> None:
         with self._queue_lock:
