@@ -53,6 +53,8 @@ class Known:
     parts: dict[tuple[str | None, str], list[float]] = field(default_factory=dict)
     #: the trace ids (32 hex) of each item, by its lead time value
     items: list[tuple[float, frozenset[str]]] = field(default_factory=list)
+    #: the trace ids of each item, by its billing wait (distinct per item in a batch consumer)
+    waits: list[tuple[float, frozenset[str]]] = field(default_factory=list)
 
     def add(self, stage: str | None, part: str, seconds: float) -> None:
         self.parts.setdefault((stage, part), []).append(seconds)
@@ -134,6 +136,7 @@ def batch_consumer(n: int, seed: int = 1, skew: int = 0, missing: int = 0) -> tu
             known.add("mailer", "process", 4e-3)
             known.add(None, "lead", (m_end - s0) / 1e9)
             known.items.append(((m_end - s0) / 1e9, frozenset({tid(srv), tid(con)})))
+            known.waits.append(((c0 - e0) / 1e9, frozenset({tid(srv), tid(con)})))
 
     b = sdk_batch(make)
     if missing:  # the last producers' traces never reach latmap

@@ -247,3 +247,35 @@ def test_a_stage_whose_entry_span_comes_in_a_later_export_is_not_emitted_from_it
     values += store.flush(now=6.0).values
     _same(_live_values(tuple(values)), known.parts, shape)
     assert store.counts.spans_late == 0 and not store.counts.incomplete
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_an_export_retried_after_a_timeout_counts_once(shape: str) -> None:
+    """An OTLP exporter retries a request whose answer timed out: the spans arrive twice."""
+    b, known = SHAPES[shape]()
+    reqs = _requests(b, 4, np.random.default_rng(11))
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=1))
+    for k, req in enumerate([*reqs, reqs[0]]):
+        store.accept(req, now=k * 0.2)
+    values = store.flush(now=5.0).values
+    _same(_live_values(values), known.parts, shape)
+    _same(_map_values(SpanBatch.concat([b, reqs[0]])), known.parts, shape)
+
+
+@pytest.mark.parametrize("n", [5, 100])
+def test_a_batch_consumers_wait_examples_name_the_producer_they_waited_for(n: int) -> None:
+    b, known = batch_consumer(n)
+    table = build_trace_table(b, STREAM.matches, STREAM.upstream)
+    waits = np.array([w for w, _ in known.waits])
+    for part in ("wait", "hop"):
+        key = ("billing", part, 0.99)
+        th = {key: Threshold(float(np.quantile(waits, 0.5)) + (0.007 if part == "hop" else 0.0))}
+        ex = choose(table, th, 3).get(*key)
+        assert ex
+        by_wait = {round(w, 9): ids for w, ids in known.waits}
+        for e in ex:
+            assert e.value >= th[key].low
+            wait = e.value - (0.007 if part == "hop" else 0.0)
+            assert set(e.trace_ids) == by_wait[round(wait, 9)], (part, e)
+            billing = next(s for s in e.stages if s.stage == "billing")
+            assert billing.wait == pytest.approx(wait, abs=1e-9)
