@@ -16,7 +16,7 @@ from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, ch
 from mapper.analysis.segments import SegmentData, SegmentReport, build_segments
 from mapper.analysis.traces import TraceTable
 from mapper.core.convolve import convolve
-from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label
+from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label, too_few_note
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.spec import Objective, Stage, StreamSpec
 
@@ -355,6 +355,8 @@ def example_thresholds(qs: Sequence[float], stage_results: Sequence[StageResult]
         if d is None or not d.count:
             continue
         for q in qs:
+            if too_few_note(q, d.count):  # no percentile, so no item is "behind" it
+                continue
             e = d.quantile(q)
             low = e.low if e.low is not None else e.value
             if low is not None and math.isfinite(low):

@@ -60,3 +60,11 @@ def test_a_percentile_in_the_inf_bucket_has_examples_beyond_the_last_bound_and_n
     # the p50 of a coarse first bucket: its interval starts at 0, so every exemplar qualifies
     assert d.quantile(0.5).low == 0.0
     assert len(ex[(END_TO_END, "lead", 0.5)]) == 3
+
+
+def test_a_percentile_the_data_cannot_support_has_no_examples() -> None:
+    # 100 observations cannot give a p99.99 (10,000 needed): its "low" is only the top bucket's
+    d = HistogramDistribution.from_cumulative([0.5, 1.0, float("inf")], [50, 99, 100])
+    assert d.quantile(0.9999).value is None and "too few" in (d.quantile(0.9999).note or "")
+    th = example_thresholds([0.99, 0.9999], [], d)
+    assert (END_TO_END, "lead", 0.9999) not in th and (END_TO_END, "lead", 0.99) in th
