@@ -195,3 +195,44 @@ def child_consumers(n: int, seed: int = 3) -> tuple[SpanBatch, Known]:
             known.items.append(((m_end - s0) / 1e9, frozenset({tid(srv)})))
 
     return sdk_batch(make), known
+
+
+def batch_receive_per_message(n: int, seed: int = 4) -> tuple[SpanBatch, Known]:
+    """The messaging conventions' batch receive with per-message processing: ONE billing
+    ``receive`` CONSUMER span linked to all ``n`` producers, with one ``process`` child per
+    message linked to its own producer, each ``process`` with a ``publish`` child; every
+    publish consumed by a mailer span in a NEW trace linked to it. Known: the trace ids of each
+    item (orders trace, the batch's trace, its mailer trace), its lead time and the mailer's
+    values."""
+    rng = np.random.default_rng(seed)
+    known = Known()
+    works = rng.integers(1 * MS, 5 * MS, n)
+    starts = T0 + np.cumsum(rng.integers(1 * MS, 10 * MS, n))
+    ends: list[tuple[int, int, frozenset[str]]] = []
+
+    def make(t: dict[str, trace.Tracer]) -> None:
+        pubs = [_order(t, int(starts[i]), int(works[i])) for i in range(n)]
+        r0 = int(starts[-1] + works[-1]) + 2 * MS
+        recv = _msg(t["billing"], "orders receive", SpanKind.CONSUMER, r0,
+                    links=[Link(p.get_span_context()) for _, p in pubs])
+        at = r0 + MS
+        for i, (srv, pub) in enumerate(pubs):
+            proc = _msg(t["billing"], "orders process", SpanKind.CONSUMER, at, recv,
+                        links=[Link(pub.get_span_context())])
+            out = _msg(t["billing"], "invoices publish", SpanKind.PRODUCER, at + MS, proc)
+            out.end(at + 2 * MS)
+            proc.end(at + 2 * MS)
+            m0 = at + 2 * MS + int(rng.integers(1 * MS, 20 * MS))
+            mail = _msg(t["mailer"], "invoices process", SpanKind.CONSUMER, m0, links=[Link(out.get_span_context())])
+            mail.end(m0 + 3 * MS)
+            known.add("mailer", "wait", (m0 - at - 2 * MS) / 1e9)
+            known.add("mailer", "process", 3e-3)
+            ends.append((int(starts[i]), m0 + 3 * MS, frozenset({tid(srv), tid(recv), tid(mail)})))
+            at += 2 * MS
+        recv.end(at + MS)
+        # The map's lead time: the item's first start to its last end, and the batch's receive
+        # span is part of every message's billing stage (it ends after the whole batch).
+        for s0, m_end, ids in ends:
+            known.items.append(((max(m_end, at + MS) - s0) / 1e9, ids))
+
+    return sdk_batch(make), known

@@ -14,7 +14,7 @@ from mapper.analysis.examples import END_TO_END, Threshold, choose
 from mapper.analysis.live import JoinStore, StoreLimits, Values
 from mapper.analysis.traces import build_trace_table
 from mapper.core.spans import SpanBatch
-from tests.messaging import STREAM, Known, batch_consumer, batch_producer, child_consumers
+from tests.messaging import STREAM, Known, batch_consumer, batch_producer, batch_receive_per_message, child_consumers
 
 
 def _map_values(b: SpanBatch) -> dict[tuple[str | None, str], list[float]]:
@@ -279,3 +279,25 @@ def test_a_batch_consumers_wait_examples_name_the_producer_they_waited_for(n: in
             assert set(e.trace_ids) == by_wait[round(wait, 9)], (part, e)
             billing = next(s for s in e.stages if s.stage == "billing")
             assert billing.wait == pytest.approx(wait, abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 5, 100])
+def test_batch_receive_with_per_message_spans_live_equals_the_map_and_examples_name_each_path(n: int) -> None:
+    b, known = batch_receive_per_message(n)
+    want = _map_values(b)
+    assert sorted(want[("mailer", "wait")]) == pytest.approx(sorted(known.parts[("mailer", "wait")]), abs=1e-9)
+    assert sorted(want[(None, "lead")]) == pytest.approx(sorted(v for v, _ in known.items), abs=1e-9)
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=1))
+    values: list[Values] = []
+    for k, req in enumerate(_requests(b, 6, np.random.default_rng(n))):
+        store.accept(req, now=k * 0.1)
+        values += store.flush(now=k * 0.1 + 0.05).values
+    values += store.flush(now=5.0).values
+    _same(_live_values(tuple(values)), want, f"receive+process n={n}")
+    table = build_trace_table(b, STREAM.matches, STREAM.upstream)
+    th = {(END_TO_END, "lead", 0.99): Threshold(float(np.quantile([v for v, _ in known.items], 0.5)))}
+    by_value = {round(v, 9): ids for v, ids in known.items}
+    for e in choose(table, th, 3).get(END_TO_END, "lead", 0.99):
+        assert set(e.trace_ids) == by_value[round(e.value, 9)]  # its orders trace, the batch's, its mail's
+        total = sum((s.wait or 0.0) + s.process for s in e.stages) + (e.unaccounted or 0.0)
+        assert total == pytest.approx(e.value, abs=1e-9)
