@@ -10,11 +10,23 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mapper.analysis.examples import END_TO_END, Threshold, choose
+from mapper.analysis.examples import END_TO_END, MEDIAN, Threshold, choose
+from mapper.analysis.latency import analyse
 from mapper.analysis.live import JoinStore, StoreLimits, Values
-from mapper.analysis.traces import build_trace_table
+from mapper.analysis.traces import build_trace_table, part_results
+from mapper.core.distribution import SampleDistribution
+from mapper.core.model import MeasurementResult, Window
 from mapper.core.spans import SpanBatch
-from tests.messaging import STREAM, Known, batch_consumer, batch_producer, batch_receive_per_message, child_consumers
+from mapper.core.spec import loads_spec
+from tests.messaging import (
+    STREAM,
+    T0,
+    Known,
+    batch_consumer,
+    batch_producer,
+    batch_receive_per_message,
+    child_consumers,
+)
 
 
 def _map_values(b: SpanBatch) -> dict[tuple[str | None, str], list[float]]:
@@ -301,3 +313,32 @@ def test_batch_receive_with_per_message_spans_live_equals_the_map_and_examples_n
         assert set(e.trace_ids) == by_value[round(e.value, 9)]  # its orders trace, the batch's, its mail's
         total = sum((s.wait or 0.0) + s.process for s in e.stages) + (e.unaccounted or 0.0)
         assert total == pytest.approx(e.value, abs=1e-9)
+
+
+MIXED = """\
+name: orders
+sources:
+  spans: {kind: traces, path: ./spool}
+  prom: {kind: prometheus, url: "http://127.0.0.1:9090"}
+stages:
+  - {name: orders, traces: {source: spans, service: orders}}
+  - {name: billing, traces: {source: spans, service: billing}}
+  - {name: mailer, process: {source: prom, histogram: mailer_seconds}}
+"""
+
+
+def test_lead_examples_only_where_the_lead_time_is_the_traces() -> None:
+    """Two stages traced, the third from a metric: the lead time is a convolution, and the
+    traces' items only span the traced stages. Their partial lead is not a lead-time example."""
+    b, _ = child_consumers(200)
+    spec = loads_spec(MIXED, "s.yaml")
+    two = STREAM.matches[:2]
+    table = build_trace_table(b, two, {"orders": None, "billing": "orders"})
+    results = {(s, p): r for s in ("orders", "billing") for p, r in part_results(table, s, "traces").items()}
+    mail = np.random.default_rng(2).uniform(0.0001, 0.0002, 200)  # small: the partial leads would qualify
+    results[("mailer", "process")] = MeasurementResult(SampleDistribution(mail), "prom: mailer_seconds")
+    lm = analyse(spec, Window(T0 / 1e9 - 60, T0 / 1e9 + 3600), results, traces=table)
+    assert lm.end_to_end_method == "convolution"
+    assert lm.examples is not None
+    assert not lm.examples.get(END_TO_END, "lead", 0.99) and not lm.examples.get(END_TO_END, "lead", MEDIAN)
+    assert lm.examples.get("billing", "wait", 0.99)  # the traced parts keep theirs
