@@ -236,3 +236,24 @@ def batch_receive_per_message(n: int, seed: int = 4) -> tuple[SpanBatch, Known]:
             known.items.append(((max(m_end, at + MS) - s0) / 1e9, ids))
 
     return sdk_batch(make), known
+
+
+def fan_in_fan_out(n_in: int, n_out: int, seed: int = 5) -> SpanBatch:
+    """``n_in`` orders taken by ONE billing span (a batch receive linked to all of them) that
+    publishes ONE message consumed by ``n_out`` mailers, each in a new trace linked to it."""
+    rng = np.random.default_rng(seed)
+
+    def make(t: dict[str, trace.Tracer]) -> None:
+        pubs = [_order(t, T0 + i * 3 * MS, int(rng.integers(1 * MS, 4 * MS)))[1] for i in range(n_in)]
+        r0 = T0 + n_in * 3 * MS + 5 * MS
+        recv = _msg(t["billing"], "orders receive", SpanKind.CONSUMER, r0,
+                    links=[Link(p.get_span_context()) for p in pubs])
+        out = _msg(t["billing"], "invoices publish", SpanKind.PRODUCER, r0 + 4 * MS, recv)
+        out.end(r0 + 5 * MS)
+        recv.end(r0 + 5 * MS)
+        for _ in range(n_out):
+            m0 = r0 + 5 * MS + int(rng.integers(1 * MS, 30 * MS))
+            _msg(t["mailer"], "invoices process", SpanKind.CONSUMER, m0,
+                 links=[Link(out.get_span_context())]).end(m0 + 2 * MS)
+
+    return sdk_batch(make)

@@ -26,6 +26,7 @@ from tests.messaging import (
     batch_producer,
     batch_receive_per_message,
     child_consumers,
+    fan_in_fan_out,
 )
 
 
@@ -76,6 +77,7 @@ SHAPES = {
     "batch consumer N=5": lambda: batch_consumer(5),
     "batch consumer N=100": lambda: batch_consumer(100),
     "batch producer of 6": lambda: batch_producer(6),
+    "batch producer of 100": lambda: batch_producer(100),
     "child consumers": lambda: child_consumers(20),
 }
 
@@ -342,3 +344,16 @@ def test_lead_examples_only_where_the_lead_time_is_the_traces() -> None:
     assert lm.examples is not None
     assert not lm.examples.get(END_TO_END, "lead", 0.99) and not lm.examples.get(END_TO_END, "lead", MEDIAN)
     assert lm.examples.get("billing", "wait", 0.99)  # the traced parts keep theirs
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(5, 3), (100, 2), (3, 10)])
+def test_fan_in_then_fan_out_live_equals_the_map(n_in: int, n_out: int) -> None:
+    b = fan_in_fan_out(n_in, n_out)
+    want = _map_values(b)
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=1))
+    values: list[Values] = []
+    for k, req in enumerate(_requests(b, 5, np.random.default_rng(n_in))):
+        store.accept(req, now=k * 0.1)
+        values += store.flush(now=k * 0.1 + 0.05).values
+    values += store.flush(now=5.0).values
+    _same(_live_values(tuple(values)), want, f"fan-in {n_in} fan-out {n_out}")
