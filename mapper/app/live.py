@@ -75,6 +75,9 @@ class LivePlan:
     stream: LiveStream
     stage_bounds: dict[str, tuple[float, ...]]
     lead_bounds: tuple[float, ...]
+    #: Whether every stage of the spec is traced: only then is an item's first start to last
+    #: end in the spans its lead time (else it is a part of it, and no lead time is emitted).
+    lead: bool = True
 
 
 def plan(spec: StreamSpec) -> LivePlan:
@@ -99,8 +102,13 @@ def plan(spec: StreamSpec) -> LivePlan:
     for o in spec.objectives:
         by_target.setdefault(o.target, []).append(o.threshold)
     stage_bounds = {s.name: bucket_bounds(by_target.get(s.name, ())) for s in staged}
+    lead = len(staged) == len(spec.stages)
+    if not lead:
+        log.warning("%s: stages %s are not traced: the live series carry their traced stages' waits and "
+                    "process times, and no lead time", spec.path,
+                    ", ".join(s.name for s in spec.stages if s.traces is None))
     return LivePlan(LiveStream(spec.name, matches, upstream, tuple(labels)), stage_bounds,
-                    bucket_bounds(by_target.get("end_to_end", ())))
+                    bucket_bounds(by_target.get("end_to_end", ())), lead)
 
 
 class LiveDeriver:
@@ -176,6 +184,8 @@ class LiveDeriver:
         return done
 
     def _observe(self, p: LivePlan, v: Values, stamp: float) -> None:
+        if v.stage is None and not p.lead:
+            return  # the traced stages' span of an item is not its lead time
         fixed = {"stream": p.stream.name}
         if v.stage is not None:
             fixed["stage"] = v.stage

@@ -52,3 +52,30 @@ def test_an_export_dropped_at_the_queue_bound_leaves_its_items_incomplete_not_wr
     text = metrics_response(registry, "application/openmetrics-text; version=1.0.0")[0].decode()
     assert 'latmap_live_items_incomplete_total{reason="limit",stream="orders"} 20.0' in text
     assert 'latmap_live_items_completed_total{stream="orders"} 0.0' in text
+
+
+PARTIAL = SPEC.replace("  - {name: mailer, traces: {source: spans, service: mailer}}\n",
+                       "  - {name: mailer, process: {source: prom, histogram: mailer_seconds}}\n").replace(
+    "  spans: {kind: traces, path: ./spool}\n",
+    "  spans: {kind: traces, path: ./spool}\n  prom: {kind: prometheus, url: \"http://127.0.0.1:9090\"}\n")
+
+
+def test_a_stream_not_every_stage_of_which_is_traced_emits_no_lead_time() -> None:
+    """orders and billing traced, the mailer from a metric: an item's first start to last end
+    in the spans misses the mailer; latmap_lead_time_seconds would be read back (end_to_end:)
+    as the whole lead time. Its stages' waits and process times are emitted."""
+    b, _ = child_consumers(20)
+    clock = Clock()
+    p = plan(loads_spec(PARTIAL, "stream.yaml"))
+    assert not p.lead
+    d = LiveDeriver([p], StoreLimits(ttl=30, settle=1), clock=clock)
+    d.accept(encode_payload(b).to_pybytes(), len(b))
+    d.flush()
+    clock.now = 5.0
+    assert d.flush() == 20
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(d)
+    text = metrics_response(registry, "application/openmetrics-text; version=1.0.0")[0].decode()
+    assert "latmap_lead_time_seconds_count" not in text
+    assert 'latmap_stage_wait_seconds_count{stage="billing",stream="orders"} 20.0' in text
+    assert plan(loads_spec(SPEC, "stream.yaml")).lead
