@@ -244,28 +244,30 @@ class JoinStore:
             return Flush((), 0, {}, 0, 0)
         b = SpanBatch.concat([c[0] for c in chunks]) if len(chunks) > 1 else chunks[0][0]
         arrival = np.concatenate([c[1] for c in chunks]) if len(chunks) > 1 else chunks[0][1]
-        index = SpanIndex(b)
-        group, n_groups = _groups(b, index)
+        group, n_groups = _groups(b)
         lim = self.limits
         n_st = len(self.stream.matches)
         stage_i = match_stages(b, self.stream.matches).astype(np.int64)
         present = np.zeros((n_groups, n_st), dtype=bool)
         present[group, stage_i] = True
+        first = np.full(n_groups, np.inf)
+        np.minimum.at(first, group, arrival)
+        last = np.full(n_groups, -np.inf)
+        np.maximum.at(last, group, arrival)
         # A span made inside an operation of its own service (INTERNAL, CLIENT, PRODUCER) whose
         # parent is not held yet: the parent is of the same service, so of the same stage when
         # the stage is matched by service alone, and comes in a later export (each service's
         # SDK exports on its own timer). Until it comes the stage's wait and process would be
         # the child's, not the stage's: the group waits (and expires at ttl if it never comes).
+        # Looked up only in the groups that would be emitted now (every stage, quiet).
+        rows = np.flatnonzero((present.all(axis=1) & (now - last >= lim.settle))[group])
         by_service = np.array([m.span_name is None and not m.attributes for m in self.stream.matches])
-        inner = np.flatnonzero(np.isin(b.kind, (KIND_INTERNAL, KIND_CLIENT, KIND_PRODUCER))
-                               & (b.parent_id != 0) & by_service[stage_i])
+        inner = rows[np.isin(b.kind[rows], (KIND_INTERNAL, KIND_CLIENT, KIND_PRODUCER))
+                     & (b.parent_id[rows] != 0) & by_service[stage_i[rows]]]
         if inner.size:
-            orphan = inner[index.find(b.trace_hi[inner], b.trace_lo[inner], b.parent_id[inner]) < 0]
-            present[group[orphan], :] = False
-        first = np.full(n_groups, np.inf)
-        np.minimum.at(first, group, arrival)
-        last = np.full(n_groups, -np.inf)
-        np.maximum.at(last, group, arrival)
+            held_keys = np.sort(id_key(b.trace_hi[rows], b.trace_lo[rows], b.span_id[rows]))
+            orphan = ~_in_sorted(id_key(b.trace_hi[inner], b.trace_lo[inner], b.parent_id[inner]), held_keys)
+            present[group[inner[orphan]], :] = False
         late = np.zeros(n_groups, dtype=bool)
         fresh = len(held[0]) if held is not None else 0  # held spans were checked when they came
         if self._emitted_sorted.size and fresh < len(b):
@@ -402,7 +404,7 @@ def _in_sorted(keys: np.ndarray, ring: np.ndarray) -> np.ndarray:
     return out
 
 
-def _groups(b: SpanBatch, index: SpanIndex | None = None) -> tuple[np.ndarray, int]:
+def _groups(b: SpanBatch) -> tuple[np.ndarray, int]:
     """Group code of every row: its trace's connected component over span links (both ways)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -413,7 +415,7 @@ def _groups(b: SpanBatch, index: SpanIndex | None = None) -> tuple[np.ndarray, i
     if len(links) == 0:
         return trace, n_tr
     good = np.flatnonzero(links.span_id != 0)
-    target = (index or SpanIndex(b)).find(links.trace_hi[good], links.trace_lo[good], links.span_id[good])
+    target = SpanIndex(b).find(links.trace_hi[good], links.trace_lo[good], links.span_id[good])
     ok = target >= 0
     src = trace[links.row[good][ok]]
     dst = trace[target[ok]]
