@@ -30,7 +30,7 @@ from mapper.core.errors import SourceError
 from mapper.core.model import Check, Window
 from mapper.core.spec import Measurement
 
-_TRACE_ID = re.compile(r"^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")
+_TRACE_ID = re.compile(r"(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})")  # whole value: fullmatch
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def parse_exemplars(series: Sequence[dict[str, Any]], m: Measurement, window: Wi
             tid = next((str(el[k]) for k in trace_labels if k in el), None)
             if tid is None:
                 bad["exemplar-no-trace-id"] += 1
-            elif not _TRACE_ID.match(tid) or not tid.strip("0"):
+            elif not _TRACE_ID.fullmatch(tid) or not tid.strip("0"):
                 bad["exemplar-malformed-trace-id"] += 1
             elif not window.start <= ts <= window.end:
                 bad["exemplar-outside-window"] += 1

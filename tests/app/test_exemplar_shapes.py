@@ -32,7 +32,10 @@ SERIES = [
     _series("1", ({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4737", "http_route": "/cart"}, "0.93", T + 3)),
     _series("+Inf", ({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4738"}, "7.5", T + 4),
             ({"trace_id": "12345678901234567890"}, "9", T + 5),  # a decimal 64-bit id (Datadog style)
-            ({"span_id": "53995c3f42cd8ad8"}, "8", T + 6)),
+            ({"span_id": "53995c3f42cd8ad8"}, "8", T + 6),
+            # a label value may hold a newline: '$' would match before it, and the id would
+            # carry it into report.md's lines
+            ({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4739\n"}, "8", T + 7)),
 ]
 
 
