@@ -357,3 +357,19 @@ def test_fan_in_then_fan_out_live_equals_the_map(n_in: int, n_out: int) -> None:
         values += store.flush(now=k * 0.1 + 0.05).values
     values += store.flush(now=5.0).values
     _same(_live_values(tuple(values)), want, f"fan-in {n_in} fan-out {n_out}")
+
+
+def test_a_message_whose_consumer_is_missing_is_not_paired_with_the_others_consumers() -> None:
+    """Batch receive with per-message spans: message k's mailer is not in the data (not
+    sampled, outside the window). Its path ends in the batch's trace; it must not continue
+    through the other messages' publishes (5 phantom items with the others' mail times)."""
+    b, known = batch_receive_per_message(6)
+    mailer = np.flatnonzero(b.service == "mailer")
+    gone = mailer[np.argmax(b.end_ns[mailer])]
+    lost = (b.trace_hi == b.trace_hi[gone]) & (b.trace_lo == b.trace_lo[gone])
+    table = build_trace_table(b.take(np.flatnonzero(~lost)), STREAM.matches, STREAM.upstream)
+    assert table.traces == 6 and table.lead.size == 5
+    lost_id = f"{int(b.trace_hi[gone]):016x}{int(b.trace_lo[gone]):016x}"
+    leads = sorted(v for v, ids in known.items if lost_id not in ids)
+    assert sorted(table.lead) == pytest.approx(leads, abs=1e-9)
+    assert len(table.stage_frame("mailer")) == 5 and len(table.stage_frame("billing")) == 6
