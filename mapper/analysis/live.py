@@ -12,7 +12,11 @@ a second): traces joined by a span link in either direction are one **group** (t
 the items of a fan-out or a batch, exactly the paths :mod:`mapper.analysis.items` follows).
 A group is **complete** when it has a span of every stage and no span of it arrived for
 ``settle`` seconds (a stage's spans of one item come in one or a few requests; the quiet time
-lets the late ones join). Then its items are emitted and its spans dropped.
+lets the late ones join), and each of its items that has started is through every stage (a
+group of a batch or a fan-out has every stage as soon as one item is through; the slow ones,
+the tail, come later and must not be cut off as late). Then its items are emitted and its
+spans dropped. A group whose items are not all through at ``ttl`` emits those that are and
+counts the others as incomplete (``ttl``, one per item).
 
 Bounds (:class:`StoreLimits`, like the Collector's servicegraph connector's ``store``): a group
 open for longer than ``ttl`` is dropped as **incomplete**; beyond ``max_items`` open groups or
@@ -65,7 +69,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mapper.analysis.items import SpanIndex, id_key
-from mapper.analysis.traces import StageMatch, build_trace_table, match_stages, trace_codes
+from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, match_stages, trace_codes
 from mapper.core.spans import KIND_CLIENT, KIND_INTERNAL, KIND_PRODUCER, SpanBatch
 
 #: Why a group left the store without being emitted.
@@ -285,6 +289,22 @@ class JoinStore:
         expired = ~ready & ~late & (now - first >= lim.ttl)
         busy = expired & complete
         expired &= ~busy
+        # A group of several items (a batch, a fan-out) has every stage once one item is through;
+        # its other items' last spans may still come (the slow ones: the tail). It waits until
+        # each item that has started is through, or until ttl, when the items through are
+        # emitted and the others counted incomplete.
+        table = None
+        stragglers = 0
+        if ready.any():
+            rows = np.flatnonzero(ready[group])
+            table = self._table(b.take(rows))
+            items_n, done_n = _items_per_group(table, b, rows, group, n_groups)
+            short = ready & (done_n < items_n)
+            wait_more = short & (now - first < lim.ttl)
+            stragglers = int((items_n - done_n)[short & ~wait_more].sum())
+            if wait_more.any():
+                ready &= ~wait_more
+                table = None  # built again for the groups that are ready
         # Over the limits: the oldest open groups go first.
         open_g = np.flatnonzero(~ready & ~expired & ~busy & ~late)
         size = np.bincount(group, weights=1 + b.all_links.counts(len(b)), minlength=n_groups)  # links count
@@ -293,6 +313,7 @@ class JoinStore:
         fits = (np.arange(newest_first.size) < lim.max_items) & (np.cumsum(size[newest_first]) <= lim.max_spans)
         cut = np.zeros(n_groups, dtype=bool)
         cut[newest_first[~fits]] = True
+        trunc_any = False
         if truncated:  # spans of these groups were dropped at accept: incomplete, never emitted
             keys = np.sort(np.concatenate(truncated))
             hit = _in_sorted(id_key(b.trace_hi, b.trace_lo, np.zeros(len(b), np.uint64)), keys)
@@ -303,11 +324,15 @@ class JoinStore:
             expired &= ~trunc
             busy &= ~trunc
             late &= ~trunc
+            trunc_any = bool(trunc.any())
         values: tuple[Values, ...] = ()
         completed = 0
         if ready.any():
             rows = np.flatnonzero(ready[group])
-            values, completed = self._emit(b.take(rows))
+            if table is None or trunc_any:
+                table = self._table(b.take(rows))
+            values, completed = self._emit(table)
+            completed -= stragglers  # emitted with their group, but not through: counted incomplete
             self._remember_emitted(b, rows)
         if busy.any():  # its later spans are late too, not a new group
             self._remember_emitted(b, np.flatnonzero(busy[group]))
@@ -317,7 +342,8 @@ class JoinStore:
         keep_g = ~ready & ~gone & ~late
         keep = np.flatnonzero(keep_g[group])
         kept = (b.take(keep), arrival[keep]) if keep.size else None
-        expired_n = {EXPIRED_TTL: int(expired.sum()), EXPIRED_BUSY: int(busy.sum()), EXPIRED_LIMIT: int(cut.sum())}
+        expired_n = {EXPIRED_TTL: int(expired.sum()) + stragglers, EXPIRED_BUSY: int(busy.sum()),
+                     EXPIRED_LIMIT: int(cut.sum())}
         with self._lock:
             self._held = kept
             self._open_items = int(keep_g.sum())
@@ -342,11 +368,14 @@ class JoinStore:
                 self.counts.incomplete[reason] += n
         return n
 
-    def _emit(self, b: SpanBatch) -> tuple[tuple[Values, ...], int]:
-        """The values of the complete groups in ``b``: the map's kernel over their spans."""
+    def _table(self, b: SpanBatch) -> TraceTable:
+        """The map's kernel over ``b`` (whole groups), with the trace ids and label columns."""
         s = self.stream
-        cols = ("trace_hi", "trace_lo", *s.label_columns)
-        table = build_trace_table(b, s.matches, s.upstream, cols)
+        return build_trace_table(b, s.matches, s.upstream, ("trace_hi", "trace_lo", *s.label_columns))
+
+    def _emit(self, table: TraceTable) -> tuple[tuple[Values, ...], int]:
+        """The values of the complete groups in ``table`` (:meth:`_table` of their spans)."""
+        s = self.stream
         hi = table.labels["trace_hi"]
         lo = table.labels["trace_lo"]
         ids = np.array([f"{int(h):016x}{int(v):016x}" for h, v in zip(hi, lo, strict=True)], dtype=object)
@@ -390,6 +419,26 @@ class JoinStore:
                     self.counts.producer_expired += late
         keys = id_key(b.trace_hi[rows], b.trace_lo[rows], b.span_id[rows])
         self._expired = np.concatenate([self._expired, keys])[-self.limits.max_spans:]
+
+
+def _items_per_group(table: TraceTable, b: SpanBatch, rows: np.ndarray, group: np.ndarray,
+                     n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: the items of ``table`` (built over ``b``'s ``rows``) in it, and those with a
+    lead time (through every stage). An item's group is its first span's trace's."""
+    codes = np.unique(table.frame["trace"].to_numpy())
+    if not codes.size:
+        return np.zeros(n_groups, np.int64), np.zeros(n_groups, np.int64)
+    zero = np.zeros(rows.size, np.uint64)
+    row_keys = id_key(b.trace_hi[rows], b.trace_lo[rows], zero)
+    order = np.argsort(row_keys)
+    item_keys = id_key(np.asarray(table.labels["trace_hi"][codes], np.uint64),
+                       np.asarray(table.labels["trace_lo"][codes], np.uint64), np.zeros(codes.size, np.uint64))
+    at = order[np.minimum(np.searchsorted(row_keys[order], item_keys), rows.size - 1)]
+    item_group = np.full(int(codes.max()) + 1, -1, np.int64)
+    item_group[codes] = group[rows[at]]
+    items_n = np.bincount(item_group[codes], minlength=n_groups)
+    done_n = np.bincount(item_group[table.lead_traces], minlength=n_groups)
+    return items_n, done_n
 
 
 def _in_sorted(keys: np.ndarray, ring: np.ndarray) -> np.ndarray:

@@ -359,6 +359,27 @@ def test_fan_in_then_fan_out_live_equals_the_map(n_in: int, n_out: int) -> None:
     _same(_live_values(tuple(values)), want, f"fan-in {n_in} fan-out {n_out}")
 
 
+@pytest.mark.parametrize("shape", ["batch producer of 6", "batch receive per message"])
+def test_the_slowest_branch_of_a_group_is_not_censored(shape: str) -> None:
+    """A group holding several items (a batch, a fan-out) has every stage as soon as one of its
+    items is through; the slowest item's last span comes later (its queue was long: the tail).
+    Emitting the group then would drop that item as late, so the live tail would miss exactly
+    the slow items. The group waits until each of its items is through (or ttl)."""
+    b, _ = SHAPES[shape]() if shape in SHAPES else batch_receive_per_message(6)
+    mailer = np.flatnonzero(b.service == "mailer")
+    slowest = mailer[np.argmax(b.end_ns[mailer])]
+    slow_trace = (b.trace_hi == b.trace_hi[slowest]) & (b.trace_lo == b.trace_lo[slowest])
+    slow = slow_trace & (b.service == "mailer")
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=1))
+    store.accept(b.take(np.flatnonzero(~slow)), now=0.0)
+    values = list(store.flush(now=2.0).values)
+    store.accept(b.take(np.flatnonzero(slow)), now=3.0)  # 3 s later: after `settle`
+    values += store.flush(now=3.5).values
+    values += store.flush(now=5.0).values
+    _same(_live_values(tuple(values)), _map_values(b), shape)
+    assert store.counts.spans_late == 0
+
+
 def test_a_message_whose_consumer_is_missing_is_not_paired_with_the_others_consumers() -> None:
     """Batch receive with per-message spans: message k's mailer is not in the data (not
     sampled, outside the window). Its path ends in the batch's trace; it must not continue
@@ -373,3 +394,18 @@ def test_a_message_whose_consumer_is_missing_is_not_paired_with_the_others_consu
     leads = sorted(v for v, ids in known.items if lost_id not in ids)
     assert sorted(table.lead) == pytest.approx(leads, abs=1e-9)
     assert len(table.stage_frame("mailer")) == 5 and len(table.stage_frame("billing")) == 6
+
+
+def test_a_branch_that_never_finishes_lets_the_others_out_at_ttl() -> None:
+    b, _ = batch_producer(6)
+    mailer = np.flatnonzero(b.service == "mailer")
+    never = mailer[np.argmax(b.end_ns[mailer])]
+    rest = b.take(np.flatnonzero(np.arange(len(b)) != never))
+    store = JoinStore(STREAM, StoreLimits(ttl=10, settle=1))
+    store.accept(rest, now=0.0)
+    assert store.flush(now=5.0).values == ()  # waiting for its sixth item
+    out = store.flush(now=11.0)
+    assert out.completed == 5 and out.expired == {"ttl": 1}
+    got = _live_values(out.values)
+    _same(got, _map_values(rest), "at ttl")
+    assert len(got[(None, "lead")]) == 5
