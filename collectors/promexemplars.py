@@ -30,12 +30,12 @@ from mapper.core.errors import SourceError
 from mapper.core.model import Check, Window
 from mapper.core.spec import Measurement
 
-_TRACE_ID = re.compile(r"^(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")
+_TRACE_ID = re.compile(r"(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})")  # whole value: fullmatch
 
 
 @dataclass(frozen=True)
 class Exemplar:
-    """One exemplar: its trace id (lower-case hex), observed value (seconds), timestamp
+    """One exemplar: its trace id (32 lower-case hex digits), observed value (seconds), timestamp
     (Unix seconds) and the upper bound of its bucket (seconds; None: a native histogram)."""
 
     trace_id: str
@@ -82,12 +82,14 @@ def parse_exemplars(series: Sequence[dict[str, Any]], m: Measurement, window: Wi
             tid = next((str(el[k]) for k in trace_labels if k in el), None)
             if tid is None:
                 bad["exemplar-no-trace-id"] += 1
-            elif not _TRACE_ID.match(tid) or not tid.strip("0"):
+            elif not _TRACE_ID.fullmatch(tid) or not tid.strip("0"):
                 bad["exemplar-malformed-trace-id"] += 1
             elif not window.start <= ts <= window.end:
                 bad["exemplar-outside-window"] += 1
             else:
-                out.append(Exemplar(tid.lower(), value * m.scale, ts,
+                # a 64-bit id is the W3C trace id with 16 leading zeros (as OTLP carries it),
+                # so an exemplar names a trace the way the spool and the live series do
+                out.append(Exemplar(tid.lower().rjust(32, "0"), value * m.scale, ts,
                                     bucket * m.scale if bucket is not None and math.isfinite(bucket) else None))
     said = {"exemplar-no-trace-id": f"without a trace id label ({', '.join(trace_labels)})",
             "exemplar-malformed-trace-id": "whose trace id is not 16 or 32 hex digits",

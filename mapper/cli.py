@@ -302,7 +302,8 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
 @click.option("--live-max-items", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="With --stream: open items held per stream; the oldest beyond are dropped (counted).")
 @click.option("--live-max-spans", type=click.IntRange(min=1), default=200_000, show_default=True,
-              help="With --stream: spans held per stream (memory bound); the oldest items beyond are dropped.")
+              help="With --stream: spans held per stream, each with its span links (memory bound); the oldest "
+                   "items beyond are dropped.")
 @click.option("--live-label-limit", type=click.IntRange(min=1), default=100, show_default=True,
               help="With --stream: distinct values per segment label; later ones become __other__ (counted).")
 @click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,

@@ -206,28 +206,24 @@ def _describe(table: TraceTable, chosen: Mapping[Key, tuple[np.ndarray, np.ndarr
     want[every] = True
     rows = np.flatnonzero(want[codes]) if every.size else np.array([], np.int64)
     stages_of: dict[int, list[StageTime]] = {}
-    span_of: dict[int, list[float]] = {}
     sub = f.iloc[rows]
-    for code, stage, wait, proc, s, e in zip(codes[rows].tolist(), sub["stage"].astype(str).tolist(),
-                                             sub["wait"].tolist(), sub["process"].tolist(),
-                                             sub["start"].tolist(), sub["end"].tolist(), strict=True):
+    for code, stage, wait, proc in zip(codes[rows].tolist(), sub["stage"].astype(str).tolist(),
+                                       sub["wait"].tolist(), sub["process"].tolist(), strict=True):
         stages_of.setdefault(code, []).append(StageTime(stage, None if wait != wait else float(wait), float(proc)))
-        lo_hi = span_of.setdefault(code, [s, e])
-        lo_hi[0], lo_hi[1] = min(lo_hi[0], s), max(lo_hi[1], e)
     order = {n: i for i, n in enumerate(table.stages)}
-    complete = set(table.lead_traces.tolist()) if every.size else set()
+    # The lead time the map computed (from integer nanoseconds), not one recomputed from the
+    # frame's Unix seconds: a float64 near 1.8e9 s keeps only ~0.24 us, so a lead rebuilt from
+    # them differed from the item's value and left a phantom 'unaccounted'.
+    hit = np.flatnonzero(np.isin(table.lead_traces, every)) if every.size else np.array([], np.int64)
+    lead_of = dict(zip(table.lead_traces[hit].tolist(), table.lead[hit].tolist(), strict=True))
     out: dict[Key, list[Example]] = {}
     for key, (items, values, _starts) in chosen.items():
         sl = slices_of[key]
         exs = []
         for code, v, s_i in zip(items.tolist(), values.tolist(), sl.tolist(), strict=True):
             st = tuple(sorted(stages_of.get(code, []), key=lambda x: order.get(x.stage, 0)))
-            lead = None
-            rest = None
-            if code in complete:
-                lo, hi = span_of[code]
-                lead = hi - lo
-                rest = lead - sum((x.wait or 0.0) + x.process for x in st)
+            lead = lead_of.get(code)
+            rest = None if lead is None else lead - sum((x.wait or 0.0) + x.process for x in st)
             exs.append(Example(ids.get(code, ()), float(item_start[code]), float(v), st, lead, rest,
                                "traces", int(s_i)))
         out[key] = exs

@@ -16,7 +16,9 @@ to. Traces are nodes, a link from a span of trace C to a span of trace P is an e
   end.) Stage samples of a trace shared by the branches of one root are counted once.
 * A path leaves a trace only through producers at or below the span it entered by (the
   deepest span linked to its producer), so per-message spans under a batch span keep each
-  message on its own path; when none is below it, through every producer of the trace.
+  message on its own path; when none is below it, through every producer of the trace,
+  unless the entry span has PRODUCER spans of its own below it whose consumers are not in the
+  data: then the path ends there (it is not paired with the other messages' consumers).
 
 Everything is array work: the link targets are found by a sorted 64-bit key and verified
 against the full ids, cycles by :func:`scipy.sparse.csgraph.connected_components`, and the
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mapper.core.model import Check
-from mapper.core.spans import SpanBatch
+from mapper.core.spans import KIND_PRODUCER, SpanBatch
 
 #: Links of one span beyond which a ``link-fan-in`` check is raised (each is still an item).
 MAX_FAN_IN = 1000
@@ -88,6 +90,7 @@ class SpanIndex:
         self.order = np.argsort(key, kind="stable")
         self.keys = key[self.order]
         self._parent = np.full(len(b), -2, dtype=np.int64)  # -2: not looked up yet
+        self._above_producer: np.ndarray | None = None
 
     def find(self, hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray:
         """Row holding each (trace id, span id), or -1. The first of duplicates wins."""
@@ -128,6 +131,21 @@ class SpanIndex:
             hit[live[found]] = True
             live = live[~found & (up >= 0)]
         return hit
+
+    def above_producer(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each row has a PRODUCER span below it in its trace (computed once for all)."""
+        if self._above_producer is None:
+            above = np.zeros(len(self.b), dtype=bool)
+            cur = np.flatnonzero(self.b.kind == KIND_PRODUCER)
+            for _ in range(MAX_TREE_DEPTH):
+                if not cur.size:
+                    break
+                up = self.parent(cur)
+                up = np.unique(up[up >= 0])
+                cur = up[~above[up]]
+                above[cur] = True
+            self._above_producer = above
+        return self._above_producer[rows]
 
     def depth(self, rows: np.ndarray) -> np.ndarray:
         """Ancestors of each row in the data (capped at :data:`MAX_TREE_DEPTH`)."""
@@ -293,6 +311,14 @@ def _paths(trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray, index: Sp
             below[at] = index.is_within(q[cand[at]], fe[cf[at]])
         some = np.bincount(cf, weights=below, minlength=fu.size) > 0
         keep = below | ~some[cf]
+        # No producer below the entry span links on, but the entry span has PRODUCER spans of
+        # its own below it (a per-message span whose publish nobody in the data consumed: the
+        # consumer not sampled, outside the window, not arrived yet): the message went there,
+        # so the path ends; following every producer of the trace would pair it with the
+        # other messages' consumers, items that do not exist.
+        fallback = np.flatnonzero(entered & ~some[cf])
+        if fallback.size:
+            keep[fallback] = ~index.above_producer(fe[cf[fallback]])
         cand, cf = cand[keep], cf[keep]
         # one step per (path, consumer trace): entered by its deepest linking span
         child = c_all[cand]

@@ -16,7 +16,7 @@ from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, ch
 from mapper.analysis.segments import SegmentData, SegmentReport, build_segments
 from mapper.analysis.traces import TraceTable
 from mapper.core.convolve import convolve
-from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label
+from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label, too_few_note
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.spec import Objective, Stage, StreamSpec
 
@@ -332,9 +332,14 @@ def analyse(spec: StreamSpec, window: Window,
                 if segment_data is not None else None)
     if segments is not None:
         checks += segments.checks
-    examples = (choose(traces, example_thresholds(spec.percentiles, stage_results, end_to_end),
-                       spec.examples.count)
-                if traces is not None and spec.examples.count > 0 else None)
+    examples = None
+    if traces is not None and spec.examples.count > 0:
+        thresholds = example_thresholds(spec.percentiles, stage_results, end_to_end)
+        if not all(n in traces.stages for n in path):
+            # The traces' items span only the traced stages: their lead is part of the lead
+            # time, not an example of it (the lead time is a convolution or a measurement).
+            thresholds = {k: t for k, t in thresholds.items() if k[0] != END_TO_END}
+        examples = choose(traces, thresholds, spec.examples.count)
     return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments, examples,
                       measured_lead, computed if lead_measured else None)
@@ -355,6 +360,8 @@ def example_thresholds(qs: Sequence[float], stage_results: Sequence[StageResult]
         if d is None or not d.count:
             continue
         for q in qs:
+            if too_few_note(q, d.count):  # no percentile, so no item is "behind" it
+                continue
             e = d.quantile(q)
             low = e.low if e.low is not None else e.value
             if low is not None and math.isfinite(low):

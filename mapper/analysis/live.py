@@ -12,16 +12,31 @@ a second): traces joined by a span link in either direction are one **group** (t
 the items of a fan-out or a batch, exactly the paths :mod:`mapper.analysis.items` follows).
 A group is **complete** when it has a span of every stage and no span of it arrived for
 ``settle`` seconds (a stage's spans of one item come in one or a few requests; the quiet time
-lets the late ones join). Then its items are emitted and its spans dropped.
+lets the late ones join), and each of its items that has started is through every stage (a
+group of a batch or a fan-out has every stage as soon as one item is through; the slow ones,
+the tail, come later and must not be cut off as late). Then its items are emitted and its
+spans dropped. A group whose items are not all through at ``ttl`` emits those that are and
+counts the others as incomplete (``ttl``, one per item).
 
 Bounds (:class:`StoreLimits`, like the Collector's servicegraph connector's ``store``): a group
 open for longer than ``ttl`` is dropped as **incomplete**; beyond ``max_items`` open groups or
 ``max_spans`` spans held, the oldest groups are dropped (also incomplete, reason ``limit``);
 between two flushes at most ``max_spans`` more spans are taken in, the rest counted as
-``dropped`` and not held. So memory never grows past about ``2 * max_spans`` spans, whatever
-arrives. Everything is counted (:class:`Counts`): spans that match no stage, items completed,
-groups expired incomplete (by reason), consumers whose producer had already expired, negative
-waits (clock skew; kept, not clamped, as the map keeps them).
+``dropped`` and not held (a span counts as one plus its span links, for both bounds: a link
+costs about what a span does, and batch consumers carry hundreds); the traces such a drop cut
+into are never emitted (their values would miss the dropped spans): their groups leave as
+incomplete (``limit``) and their later spans count as late. So memory never grows past about
+``2 * max_spans`` spans, whatever arrives. Everything is counted (:class:`Counts`): spans that
+match no stage, items completed, groups expired incomplete (by reason), consumers whose
+producer had already expired, negative waits (clock skew; kept, not clamped, as the map keeps
+them).
+
+A stage present only through a child span is not complete yet: a held INTERNAL, CLIENT or
+PRODUCER span whose parent is not held (in a stage matched by service alone, that parent is
+the same service's, so the same stage's, typically exported later on its SDK's own timer)
+keeps its group waiting, since the stage's wait and process would be the child's. Such a
+span whose parent never comes (an instrumentation that parents an INTERNAL span on a remote
+span of an untraced service) leaves its group incomplete at ``ttl``, never with a wrong value.
 
 A group that is incomplete is never emitted: a receiver that sees part of an item (its other
 spans went to another receiver) reports it as incomplete, never a wrong wait.
@@ -54,8 +69,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mapper.analysis.items import SpanIndex, id_key
-from mapper.analysis.traces import StageMatch, build_trace_table, match_stages, trace_codes
-from mapper.core.spans import SpanBatch
+from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, match_stages, trace_codes
+from mapper.core.spans import KIND_CLIENT, KIND_INTERNAL, KIND_PRODUCER, SpanBatch
 
 #: Why a group left the store without being emitted.
 EXPIRED_TTL = "ttl"
@@ -144,7 +159,8 @@ class JoinStore:
         self.counts = Counts()
         self._lock = threading.Lock()
         self._chunks: list[tuple[SpanBatch, np.ndarray]] = []  # (matched spans, arrival per span)
-        self._pending = 0  # spans accepted since the last flush
+        self._pending = 0  # spans accepted since the last flush, plus their links (the bound's cost)
+        self._pending_rows = 0  # spans accepted since the last flush
         self._held: tuple[SpanBatch, np.ndarray] | None = None  # what the last flush kept
         self._open_items = 0
         # Keys of spans dropped incomplete (bounded ring): a consumer linked to one of them
@@ -153,6 +169,9 @@ class JoinStore:
         # Keys of traces emitted (bounded ring): a later span of one of them is late.
         self._emitted = np.zeros(0, dtype=np.uint64)
         self._emitted_sorted = self._emitted  # the same keys sorted, for the lookups
+        # Keys of traces some of whose spans were dropped at accept since the last flush.
+        self._truncated: list[np.ndarray] = []
+        self._truncated_n = 0
 
     # -- taking spans in -----------------------------------------------------------------
 
@@ -166,16 +185,39 @@ class JoinStore:
         with self._lock:
             self.counts.spans_unmatched += len(batch) - keep.size
             room = self.limits.max_spans - self._pending
-            if keep.size > room:
-                self.counts.spans_dropped += keep.size - max(room, 0)
-                keep = keep[:max(room, 0)]
+            # A span link costs about what a span does (four 64-bit columns): each span counts
+            # as itself plus its links, so batch consumers with 100 links each cannot hold 100x
+            # the memory the bound promises.
+            cost = np.cumsum(1 + batch.all_links.counts(len(batch))[keep])
+            fit = int(np.searchsorted(cost, room, side="right"))
+            if fit < keep.size:
+                self.counts.spans_dropped += keep.size - fit
+                # The traces cut into must not be emitted with part of their spans: remember
+                # them (bounded like the other rings) so the flush drops them as incomplete.
+                gone = keep[fit:]
+                self._note_cut(batch.trace_hi[gone], batch.trace_lo[gone])
+                keep, cost = keep[:fit], cost[:fit]
             if not keep.size:
                 return
             self.counts.spans_matched += keep.size
-            self._pending += keep.size
+            self._pending += int(cost[-1])
+            self._pending_rows += keep.size
             taken = batch if keep.size == len(batch) else batch.take(keep)
             arrival = np.broadcast_to(np.asarray(now, dtype=np.float64), (len(batch),))[keep]
             self._chunks.append((taken, arrival))
+
+    def cut_traces(self, trace_hi: np.ndarray, trace_lo: np.ndarray) -> None:
+        """Spans of these traces were lost before reaching the store (an export dropped under
+        load): their items are left incomplete (``limit``) and never emitted from the rest."""
+        with self._lock:
+            self._note_cut(np.asarray(trace_hi, np.uint64), np.asarray(trace_lo, np.uint64))
+
+    def _note_cut(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        """Remember traces cut into (the lock held), bounded like the other rings."""
+        if self._truncated_n < self.limits.max_spans and hi.size:
+            keys = np.unique(id_key(hi, lo, np.zeros(hi.size, np.uint64)))[:self.limits.max_spans]
+            self._truncated.append(keys)
+            self._truncated_n += keys.size
 
     @property
     def open_items(self) -> int:
@@ -186,15 +228,20 @@ class JoinStore:
     def held_spans(self) -> int:
         with self._lock:
             held = len(self._held[0]) if self._held is not None else 0
-            return held + self._pending
+            return held + self._pending_rows
 
     # -- grouping, emitting, expiring ----------------------------------------------------
 
     def flush(self, now: float) -> Flush:
         """Group what is held; emit complete groups, drop expired ones, enforce the limits."""
         with self._lock:
-            chunks, self._chunks, self._pending = self._chunks, [], 0
+            chunks, self._chunks, self._pending, self._pending_rows = self._chunks, [], 0, 0
             held = self._held
+            truncated, self._truncated, self._truncated_n = self._truncated, [], 0
+        if truncated:  # their later spans are late, never a new (partial) item
+            keys = np.unique(np.concatenate(truncated))
+            self._emitted = np.concatenate([self._emitted, keys])[-self.limits.max_spans:]
+            self._emitted_sorted = np.sort(self._emitted)
         if held is not None:
             chunks.insert(0, held)
         if not chunks:
@@ -211,6 +258,20 @@ class JoinStore:
         np.minimum.at(first, group, arrival)
         last = np.full(n_groups, -np.inf)
         np.maximum.at(last, group, arrival)
+        # A span made inside an operation of its own service (INTERNAL, CLIENT, PRODUCER) whose
+        # parent is not held yet: the parent is of the same service, so of the same stage when
+        # the stage is matched by service alone, and comes in a later export (each service's
+        # SDK exports on its own timer). Until it comes the stage's wait and process would be
+        # the child's, not the stage's: the group waits (and expires at ttl if it never comes).
+        # Looked up only in the groups that would be emitted now (every stage, quiet).
+        rows = np.flatnonzero((present.all(axis=1) & (now - last >= lim.settle))[group])
+        by_service = np.array([m.span_name is None and not m.attributes for m in self.stream.matches])
+        inner = rows[np.isin(b.kind[rows], (KIND_INTERNAL, KIND_CLIENT, KIND_PRODUCER))
+                     & (b.parent_id[rows] != 0) & by_service[stage_i[rows]]]
+        if inner.size:
+            held_keys = np.sort(id_key(b.trace_hi[rows], b.trace_lo[rows], b.span_id[rows]))
+            orphan = ~_in_sorted(id_key(b.trace_hi[inner], b.trace_lo[inner], b.parent_id[inner]), held_keys)
+            present[group[inner[orphan]], :] = False
         late = np.zeros(n_groups, dtype=bool)
         fresh = len(held[0]) if held is not None else 0  # held spans were checked when they came
         if self._emitted_sorted.size and fresh < len(b):
@@ -228,19 +289,50 @@ class JoinStore:
         expired = ~ready & ~late & (now - first >= lim.ttl)
         busy = expired & complete
         expired &= ~busy
+        # A group of several items (a batch, a fan-out) has every stage once one item is through;
+        # its other items' last spans may still come (the slow ones: the tail). It waits until
+        # each item that has started is through, or until ttl, when the items through are
+        # emitted and the others counted incomplete.
+        table = None
+        stragglers = 0
+        if ready.any():
+            rows = np.flatnonzero(ready[group])
+            table = self._table(b.take(rows))
+            items_n, done_n = _items_per_group(table, b, rows, group, n_groups)
+            short = ready & (done_n < items_n)
+            wait_more = short & (now - first < lim.ttl)
+            stragglers = int((items_n - done_n)[short & ~wait_more].sum())
+            if wait_more.any():
+                ready &= ~wait_more
+                table = None  # built again for the groups that are ready
         # Over the limits: the oldest open groups go first.
         open_g = np.flatnonzero(~ready & ~expired & ~busy & ~late)
-        size = np.bincount(group, minlength=n_groups)
+        size = np.bincount(group, weights=1 + b.all_links.counts(len(b)), minlength=n_groups)  # links count
         by_age = open_g[np.argsort(first[open_g], kind="stable")]
         newest_first = by_age[::-1]
         fits = (np.arange(newest_first.size) < lim.max_items) & (np.cumsum(size[newest_first]) <= lim.max_spans)
         cut = np.zeros(n_groups, dtype=bool)
         cut[newest_first[~fits]] = True
+        trunc_any = False
+        if truncated:  # spans of these groups were dropped at accept: incomplete, never emitted
+            keys = np.sort(np.concatenate(truncated))
+            hit = _in_sorted(id_key(b.trace_hi, b.trace_lo, np.zeros(len(b), np.uint64)), keys)
+            trunc = np.zeros(n_groups, dtype=bool)
+            trunc[group[hit]] = True
+            cut |= trunc
+            ready &= ~trunc
+            expired &= ~trunc
+            busy &= ~trunc
+            late &= ~trunc
+            trunc_any = bool(trunc.any())
         values: tuple[Values, ...] = ()
         completed = 0
         if ready.any():
             rows = np.flatnonzero(ready[group])
-            values, completed = self._emit(b.take(rows))
+            if table is None or trunc_any:
+                table = self._table(b.take(rows))
+            values, completed = self._emit(table)
+            completed -= stragglers  # emitted with their group, but not through: counted incomplete
             self._remember_emitted(b, rows)
         if busy.any():  # its later spans are late too, not a new group
             self._remember_emitted(b, np.flatnonzero(busy[group]))
@@ -250,7 +342,8 @@ class JoinStore:
         keep_g = ~ready & ~gone & ~late
         keep = np.flatnonzero(keep_g[group])
         kept = (b.take(keep), arrival[keep]) if keep.size else None
-        expired_n = {EXPIRED_TTL: int(expired.sum()), EXPIRED_BUSY: int(busy.sum()), EXPIRED_LIMIT: int(cut.sum())}
+        expired_n = {EXPIRED_TTL: int(expired.sum()) + stragglers, EXPIRED_BUSY: int(busy.sum()),
+                     EXPIRED_LIMIT: int(cut.sum())}
         with self._lock:
             self._held = kept
             self._open_items = int(keep_g.sum())
@@ -265,7 +358,7 @@ class JoinStore:
     def drop_all(self, reason: str = EXPIRED_RELOAD) -> int:
         """Drop every open group (a spec reload), counted as incomplete; returns how many."""
         with self._lock:
-            chunks, self._chunks, self._pending = self._chunks, [], 0
+            chunks, self._chunks, self._pending, self._pending_rows = self._chunks, [], 0, 0
             if self._held is not None:
                 chunks.insert(0, self._held)
             self._held, self._open_items = None, 0
@@ -275,11 +368,14 @@ class JoinStore:
                 self.counts.incomplete[reason] += n
         return n
 
-    def _emit(self, b: SpanBatch) -> tuple[tuple[Values, ...], int]:
-        """The values of the complete groups in ``b``: the map's kernel over their spans."""
+    def _table(self, b: SpanBatch) -> TraceTable:
+        """The map's kernel over ``b`` (whole groups), with the trace ids and label columns."""
         s = self.stream
-        cols = ("trace_hi", "trace_lo", *s.label_columns)
-        table = build_trace_table(b, s.matches, s.upstream, cols)
+        return build_trace_table(b, s.matches, s.upstream, ("trace_hi", "trace_lo", *s.label_columns))
+
+    def _emit(self, table: TraceTable) -> tuple[tuple[Values, ...], int]:
+        """The values of the complete groups in ``table`` (:meth:`_table` of their spans)."""
+        s = self.stream
         hi = table.labels["trace_hi"]
         lo = table.labels["trace_lo"]
         ids = np.array([f"{int(h):016x}{int(v):016x}" for h, v in zip(hi, lo, strict=True)], dtype=object)
@@ -323,6 +419,26 @@ class JoinStore:
                     self.counts.producer_expired += late
         keys = id_key(b.trace_hi[rows], b.trace_lo[rows], b.span_id[rows])
         self._expired = np.concatenate([self._expired, keys])[-self.limits.max_spans:]
+
+
+def _items_per_group(table: TraceTable, b: SpanBatch, rows: np.ndarray, group: np.ndarray,
+                     n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: the items of ``table`` (built over ``b``'s ``rows``) in it, and those with a
+    lead time (through every stage). An item's group is its first span's trace's."""
+    codes = np.unique(table.frame["trace"].to_numpy())
+    if not codes.size:
+        return np.zeros(n_groups, np.int64), np.zeros(n_groups, np.int64)
+    zero = np.zeros(rows.size, np.uint64)
+    row_keys = id_key(b.trace_hi[rows], b.trace_lo[rows], zero)
+    order = np.argsort(row_keys)
+    item_keys = id_key(np.asarray(table.labels["trace_hi"][codes], np.uint64),
+                       np.asarray(table.labels["trace_lo"][codes], np.uint64), np.zeros(codes.size, np.uint64))
+    at = order[np.minimum(np.searchsorted(row_keys[order], item_keys), rows.size - 1)]
+    item_group = np.full(int(codes.max()) + 1, -1, np.int64)
+    item_group[codes] = group[rows[at]]
+    items_n = np.bincount(item_group[codes], minlength=n_groups)
+    done_n = np.bincount(item_group[table.lead_traces], minlength=n_groups)
+    return items_n, done_n
 
 
 def _in_sorted(keys: np.ndarray, ring: np.ndarray) -> np.ndarray:

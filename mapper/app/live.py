@@ -44,6 +44,7 @@ from prometheus_client.samples import Sample
 
 from collectors.spool import receiver as spool_receiver
 from collectors.spool.exposition import native_histogram
+from collectors.spool.payload import decode_payload
 from collectors.spool.reader import payloads_batch
 from collectors.spool.store import SpoolLimits
 from mapper.analysis.live import INCOMPLETE_REASONS, JoinStore, LiveStream, StoreLimits, Values
@@ -74,6 +75,9 @@ class LivePlan:
     stream: LiveStream
     stage_bounds: dict[str, tuple[float, ...]]
     lead_bounds: tuple[float, ...]
+    #: Whether every stage of the spec is traced: only then is an item's first start to last
+    #: end in the spans its lead time (else it is a part of it, and no lead time is emitted).
+    lead: bool = True
 
 
 def plan(spec: StreamSpec) -> LivePlan:
@@ -98,8 +102,13 @@ def plan(spec: StreamSpec) -> LivePlan:
     for o in spec.objectives:
         by_target.setdefault(o.target, []).append(o.threshold)
     stage_bounds = {s.name: bucket_bounds(by_target.get(s.name, ())) for s in staged}
+    lead = len(staged) == len(spec.stages)
+    if not lead:
+        log.warning("%s: stages %s are not traced: the live series carry their traced stages' waits and "
+                    "process times, and no lead time", spec.path,
+                    ", ".join(s.name for s in spec.stages if s.traces is None))
     return LivePlan(LiveStream(spec.name, matches, upstream, tuple(labels)), stage_bounds,
-                    bucket_bounds(by_target.get("end_to_end", ())))
+                    bucket_bounds(by_target.get("end_to_end", ())), lead)
 
 
 class LiveDeriver:
@@ -130,15 +139,24 @@ class LiveDeriver:
 
     def accept(self, payload: bytes, spans: int) -> None:
         """Queue an export's payload (decoded at the next flush, many at once); beyond
-        ``max_spans`` queued spans the export is not queued, counted as dropped."""
+        ``max_spans`` queued spans the export is not queued, counted as dropped, and its
+        traces are cut in the stores (never emitted from their other spans)."""
         with self._queue_lock:
-            if self._queued + spans > self.limits.max_spans:
+            full = self._queued + spans > self.limits.max_spans
+            if full:
                 self.dropped += spans
-                return
-            self._queue.append((payload, spans, self.clock()))
-            self._queued += spans
-            if self._queued >= self.limits.max_spans // 2:
-                self._wake.set()  # flush early rather than drop at the limit
+            else:
+                self._queue.append((payload, spans, self.clock()))
+                self._queued += spans
+                if self._queued >= self.limits.max_spans // 2:
+                    self._wake.set()  # flush early rather than drop at the limit
+        if full:
+            # The items this export's spans belong to are cut: tell the stores, so they never
+            # emit them from the spans that did arrive (their values would miss these).
+            table = decode_payload(payload)
+            hi, lo = table.column("trace_hi").to_numpy(), table.column("trace_lo").to_numpy()
+            for _, store in self._stores:
+                store.cut_traces(hi, lo)
 
     def _take_queue(self) -> None:
         with self._queue_lock:
@@ -166,6 +184,8 @@ class LiveDeriver:
         return done
 
     def _observe(self, p: LivePlan, v: Values, stamp: float) -> None:
+        if v.stage is None and not p.lead:
+            return  # the traced stages' span of an item is not its lead time
         fixed = {"stream": p.stream.name}
         if v.stage is not None:
             fixed["stage"] = v.stage

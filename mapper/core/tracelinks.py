@@ -22,13 +22,26 @@ def _ms(t: float) -> str:
     return str(int(t * 1000))
 
 
+#: What RFC 3986 allows in a URI unescaped (unreserved, reserved, and '%' of an escape).
+_URI_SAFE = "-._~:/?#[]@!$&'()*+,;=%"
+
+
+def _uri(text: str) -> str:
+    """``text`` with every character a URI may not hold (``<``, ``>``, ``"``, backtick, braces,
+    non-ASCII...) percent-escaped, escapes already in it kept: a template's own text then
+    cannot close an HTML attribute or a Markdown link, and the result is one valid URL."""
+    return quote(text, safe=_URI_SAFE)
+
+
 def trace_url(links: Links, trace_id: str, start: float | None = None, end: float | None = None) -> str:
     """The URL that opens ``trace_id`` (escaped); ``start``/``end`` narrow the viewer's range."""
     tid = quote(trace_id, safe="")
     lo = _ms(start - MARGIN) if start is not None else ""
     hi = _ms((end if end is not None else start) + MARGIN) if start is not None else ""
     if links.template is not None:
-        return links.template.replace("{trace_id}", tid).replace("{start}", lo).replace("{end}", hi)
+        parts = [_uri(p).replace("%7Bstart%7D", lo).replace("%7Bend%7D", hi)
+                 for p in links.template.split("{trace_id}")]
+        return tid.join(parts)
     base = links.url or ""
     if links.preset == "jaeger":
         return f"{base}/trace/{tid}"
@@ -50,6 +63,6 @@ def viewer_destination(links: Links) -> tuple[str, str] | None:
     if links.preset == "grafana-tempo":
         return ("datasourceUid", links.datasource or "")
     if links.template is not None:
-        return ("url", links.template.replace("{trace_id}", "${__value.raw}").replace("{start}", "")
-                .replace("{end}", ""))
+        return ("url", "${__value.raw}".join(_uri(p).replace("%7Bstart%7D", "").replace("%7Bend%7D", "")
+                                              for p in links.template.split("{trace_id}")))
     return ("url", trace_url(links, "\x00").replace("%00", "${__value.raw}"))

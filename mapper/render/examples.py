@@ -74,7 +74,7 @@ def markdown_lines(lm: LatencyMap, md_escape: Callable[[str], str]) -> list[str]
         out += ["", f"- **{md_escape(what)} {tail}**"]
         for e in exs:
             urls = trace_links(lm.spec.links, e)
-            ids = (", ".join(f"[`{t}`]({u.replace(')', '%29').replace(' ', '%20')})"
+            ids = (", ".join(f"[`{t}`]({u.replace('(', '%28').replace(')', '%29').replace(' ', '%20')})"
                              for t, u in zip(e.trace_ids, urls, strict=True)) if urls
                    else ", ".join(f"`{t}`" for t in e.trace_ids))
             out.append(f"  - {format_duration(e.value)} at {format_time(e.start)} ({e.source}): {ids}")
