@@ -39,6 +39,7 @@ DecodeResult = tuple[int, dict[str, int], dict[str, int], bytes]
 _ENCODINGS = ("protobuf", "json")
 _REQ = struct.Struct("<BI")  # encoding index, body length
 _RESP = struct.Struct("<BII")  # status (0 ok, 1 bad payload, 2 internal), meta length, payload length
+_ANSWER_READ = 1 << 20  # an answer's first read takes this much if it is there (the pipe's size)
 
 
 def decode_request(body: bytes, encoding: str) -> DecodeResult:
@@ -83,6 +84,19 @@ def _write_all(fd: int, data: bytes) -> None:
             select.select([], [fd], [])
 
 
+def _writev_all(fd: int, parts: list[bytes]) -> None:
+    """Write ``parts`` back to back, in one system call when the pipe has room: the reader
+    (often an event loop) then wakes once for the whole answer."""
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= views[0].nbytes:
+            n -= views[0].nbytes
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+
+
 async def _ready(loop: asyncio.AbstractEventLoop, fd: int, write: bool) -> None:
     """Wait on the event loop until ``fd`` can be read (or written), without a thread."""
     fut: asyncio.Future[None] = loop.create_future()
@@ -113,13 +127,14 @@ async def _write_all_async(loop: asyncio.AbstractEventLoop, fd: int, data: bytes
             await _ready(loop, fd, True)
 
 
-async def _read_exact_async(loop: asyncio.AbstractEventLoop, fd: int, n: int) -> bytes:
-    """``n`` bytes from the non-blocking ``fd``, waiting on the loop; EOFError on EOF."""
+async def _read_exact_async(loop: asyncio.AbstractEventLoop, fd: int, n: int, most: int = 0) -> bytes:
+    """``n`` bytes from the non-blocking ``fd`` (up to ``most`` when more are there), waiting
+    on the loop; EOFError on EOF."""
     parts: list[bytes] = []
     got = 0
     while got < n:
         try:
-            chunk = os.read(fd, min(n - got, 1 << 20))
+            chunk = os.read(fd, max(min(n - got, 1 << 20), most))
         except BlockingIOError:
             await _ready(loop, fd, False)
             continue
@@ -172,8 +187,7 @@ def _worker_loop() -> None:
             status, meta, payload = 1, str(err).encode(), b""
         except Exception as err:  # a bug: answer it (HTTP 500) rather than die
             status, meta, payload = 2, f"{type(err).__name__}: {err}".encode(), b""
-        _write_all(out, _RESP.pack(status, len(meta), len(payload)) + meta)
-        _write_all(out, payload)
+        _writev_all(out, [_RESP.pack(status, len(meta), len(payload)) + meta, payload])
 
 
 def _answer(status: int, meta: bytes, payload: bytes) -> DecodeResult:
@@ -230,10 +244,19 @@ class _Worker:
         await _write_all_async(loop, self.w, head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             await _write_all_async(loop, self.w, body)
-        status, meta_len, payload_len = _RESP.unpack(await _read_exact_async(loop, self.r, _RESP.size))
-        meta = await _read_exact_async(loop, self.r, meta_len) if meta_len else b""
-        payload = await _read_exact_async(loop, self.r, payload_len) if payload_len else b""
-        return status, meta, payload
+        # one answer is outstanding, so a read of "whatever is there" never takes the next one's bytes
+        first = b""
+        while len(first) < _RESP.size:
+            first += await _read_exact_async(loop, self.r, _RESP.size - len(first), _ANSWER_READ)
+        status, meta_len, payload_len = _RESP.unpack_from(first)
+        got = len(first) - _RESP.size
+        rest = meta_len + payload_len - got
+        if rest < 0:
+            raise EOFError("decode worker sent more than one answer")
+        if rest:
+            first += await _read_exact_async(loop, self.r, rest)
+        data = memoryview(first)[_RESP.size:]
+        return status, bytes(data[:meta_len]), bytes(data[meta_len:])
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -301,7 +324,12 @@ class DecodePool:
                 else:
                     fut.set_result(w)
 
+            loop_thread = threading.get_ident()
+
             def give(w: _Worker) -> None:  # any thread
+                if threading.get_ident() == loop_thread:
+                    hand(w)  # given back by another request on this loop: no wake-up needed
+                    return
                 try:
                     loop.call_soon_threadsafe(hand, w)
                 except RuntimeError:  # the loop is closed: nobody waits there any more

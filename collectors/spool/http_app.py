@@ -359,6 +359,11 @@ async def _answer(send: Send, reply: _Reply, json_body: bool, headers: Mapping[s
 # --- the server -------------------------------------------------------------------------
 
 
+#: Bytes of a request body gathered per connection before the app is woken (and reading paused
+#: until it takes them): an export of a few thousand spans reaches the app in one piece.
+BODY_BUFFER = 1 << 20
+
+
 class _HeadTooLargeError(Exception):
     pass
 
@@ -397,6 +402,19 @@ class _Protocol(HttpToolsProtocol):
     def _head_too_large(self) -> None:
         log.debug("%s: request head over %d bytes; closing", self.client, self.limits.max_head_bytes)
         self.send_400_response("Request head too large.")
+
+    def on_body(self, body: bytes) -> None:
+        # uvicorn wakes the app for every piece of a body and stops reading past 64 KiB until
+        # the app took it: a 200 KiB export made several round trips through the app's task
+        # and was copied once more to be joined. The app wants the whole body anyway, so up to
+        # BODY_BUFFER it is gathered here and the app woken once, when the request is complete;
+        # past that, uvicorn's own flow control (the app reads the body in pieces).
+        cycle = self.cycle
+        if (len(cycle.body) + len(body) <= BODY_BUFFER and not cycle.response_complete
+                and not self.parser.should_upgrade()):
+            cycle.body += body
+            return
+        super().on_body(body)
 
     def on_message_begin(self) -> None:
         self._in_head = True
