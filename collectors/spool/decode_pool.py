@@ -8,15 +8,19 @@ one 503 and is replaced. ``decode_workers=0`` decodes in the calling process ins
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
-import queue
+import select
 import signal
 import struct
 import subprocess
 import sys
+import threading
+from collections import deque
+from collections.abc import Callable
 
 from collectors.otlp.codec import PayloadError, decode_protobuf
 from collectors.otlp.json import decode_json
@@ -35,6 +39,7 @@ DecodeResult = tuple[int, dict[str, int], dict[str, int], bytes]
 _ENCODINGS = ("protobuf", "json")
 _REQ = struct.Struct("<BI")  # encoding index, body length
 _RESP = struct.Struct("<BII")  # status (0 ok, 1 bad payload, 2 internal), meta length, payload length
+_ANSWER_READ = 1 << 20  # an answer's first read takes this much if it is there (the pipe's size)
 
 
 def decode_request(body: bytes, encoding: str) -> DecodeResult:
@@ -47,13 +52,20 @@ def decode_request(body: bytes, encoding: str) -> DecodeResult:
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
-    """``n`` bytes from ``fd``; None on EOF before the first byte, EOFError on EOF after it."""
+    """``n`` bytes from ``fd``; None on EOF before the first byte, EOFError on EOF after it.
+
+    ``fd`` may be non-blocking (the receiver's ends of the pipes are: see :class:`_Worker`).
+    """
     if n == 0:
         return b""
     parts: list[bytes] = []
     got = 0
     while got < n:
-        chunk = os.read(fd, min(n - got, 1 << 20))
+        try:
+            chunk = os.read(fd, min(n - got, 1 << 20))
+        except BlockingIOError:
+            select.select([fd], [], [])
+            continue
         if not chunk:
             if got == 0:
                 return None
@@ -66,7 +78,71 @@ def _read_exact(fd: int, n: int) -> bytes | None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:  # a non-blocking fd whose pipe is full
+            select.select([], [fd], [])
+
+
+def _writev_all(fd: int, parts: list[bytes]) -> None:
+    """Write ``parts`` back to back, in one system call when the pipe has room: the reader
+    (often an event loop) then wakes once for the whole answer."""
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= views[0].nbytes:
+            n -= views[0].nbytes
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, write: bool) -> None:
+    """Wait on the event loop until ``fd`` can be read (or written), without a thread."""
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    if write:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await fut
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
+async def _write_all_async(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            await _ready(loop, fd, True)
+
+
+async def _read_exact_async(loop: asyncio.AbstractEventLoop, fd: int, n: int, most: int = 0) -> bytes:
+    """``n`` bytes from the non-blocking ``fd`` (up to ``most`` when more are there), waiting
+    on the loop; EOFError on EOF."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        try:
+            chunk = os.read(fd, max(min(n - got, 1 << 20), most))
+        except BlockingIOError:
+            await _ready(loop, fd, False)
+            continue
+        if not chunk:
+            raise EOFError(f"pipe closed after {got} of {n} bytes")
+        parts.append(chunk)
+        got += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _widen_pipe(fd: int) -> None:
@@ -111,12 +187,22 @@ def _worker_loop() -> None:
             status, meta, payload = 1, str(err).encode(), b""
         except Exception as err:  # a bug: answer it (HTTP 500) rather than die
             status, meta, payload = 2, f"{type(err).__name__}: {err}".encode(), b""
-        _write_all(out, _RESP.pack(status, len(meta), len(payload)) + meta)
-        _write_all(out, payload)
+        _writev_all(out, [_RESP.pack(status, len(meta), len(payload)) + meta, payload])
+
+
+def _answer(status: int, meta: bytes, payload: bytes) -> DecodeResult:
+    if status == 1:
+        raise PayloadError(meta.decode())
+    if status == 2:
+        raise RuntimeError(f"decode worker: {meta.decode()}")
+    rows, rejected, warnings = json.loads(meta)
+    return int(rows), rejected, warnings, payload
 
 
 class _Worker:
-    """One decode subprocess; used by one request thread at a time."""
+    """One decode subprocess; used by one request at a time, from a thread (:meth:`call`) or
+    from an event loop (:meth:`call_async`). The receiver's ends of its pipes are non-blocking
+    so that the event loop can wait on them; the blocking calls wait in ``select``."""
 
     def __init__(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,6 +215,8 @@ class _Worker:
             raise LatmapError("decode worker has no pipes")
         self.w, self.r = stdin.fileno(), stdout.fileno()
         _widen_pipe(self.w)
+        os.set_blocking(self.w, False)
+        os.set_blocking(self.r, False)
 
     def wait_ready(self) -> None:
         """Block until the worker has imported everything (about a second)."""
@@ -146,12 +234,29 @@ class _Worker:
         payload = _read_exact(self.r, payload_len)
         if meta is None or payload is None:
             raise EOFError("decode worker exited mid-answer")
-        if status == 1:
-            raise PayloadError(meta.decode())
-        if status == 2:
-            raise RuntimeError(f"decode worker: {meta.decode()}")
-        rows, rejected, warnings = json.loads(meta)
-        return int(rows), rejected, warnings, payload
+        return _answer(status, meta, payload)
+
+    async def call_async(self, body: bytes, encoding: str) -> tuple[int, bytes, bytes]:
+        """:meth:`call` on the running event loop (the pipes are waited on, not a thread);
+        the answer's (status, meta, payload) for :func:`_answer`."""
+        loop = asyncio.get_running_loop()
+        head = _REQ.pack(_ENCODINGS.index(encoding), len(body))
+        await _write_all_async(loop, self.w, head + body if len(body) < 65536 else head)
+        if len(body) >= 65536:
+            await _write_all_async(loop, self.w, body)
+        # one answer is outstanding, so a read of "whatever is there" never takes the next one's bytes
+        first = b""
+        while len(first) < _RESP.size:
+            first += await _read_exact_async(loop, self.r, _RESP.size - len(first), _ANSWER_READ)
+        status, meta_len, payload_len = _RESP.unpack_from(first)
+        got = len(first) - _RESP.size
+        rest = meta_len + payload_len - got
+        if rest < 0:
+            raise EOFError("decode worker sent more than one answer")
+        if rest:
+            first += await _read_exact_async(loop, self.r, rest)
+        data = memoryview(first)[_RESP.size:]
+        return status, bytes(data[:meta_len]), bytes(data[meta_len:])
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -173,32 +278,131 @@ class DecodePool:
     a process running gRPC threads, no pickling): the body goes in, the Arrow IPC payload the
     spool writes comes back, so the receiving process only moves bytes. A worker that dies is
     replaced; its request answers 503 and is retried by the client.
+
+    :meth:`decode` blocks its thread (gRPC); :meth:`decode_async` waits on the event loop
+    (OTLP/HTTP), so a request there costs no thread hand-off. Both share the idle workers:
+    a request that finds none waits in line (first come, first served) for the next one.
     """
 
     def __init__(self, workers: int) -> None:
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle: deque[_Worker] = deque()
+        self._waiters: deque[Callable[[_Worker], None]] = deque()
         self._all = [_Worker() for _ in range(workers)]
         for w in self._all:
             w.wait_ready()  # they start in parallel; the first request must not wait for imports
-            self._idle.put(w)
+            self._idle.append(w)
         self._closed = False
 
+    # -- lending workers ----------------------------------------------------------------
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            if self._idle:
+                return self._idle.popleft()
+            got: list[_Worker] = []
+            ready = threading.Event()
+
+            def give(w: _Worker) -> None:
+                got.append(w)
+                ready.set()
+
+            self._waiters.append(give)
+        ready.wait()
+        return got[0]
+
+    async def _take_async(self) -> _Worker:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._idle:
+                return self._idle.popleft()
+            fut: asyncio.Future[_Worker] = loop.create_future()
+
+            def hand(w: _Worker) -> None:  # on the loop
+                if fut.cancelled():
+                    self._give_back(w)  # its request is gone: the next in line gets it
+                else:
+                    fut.set_result(w)
+
+            loop_thread = threading.get_ident()
+
+            def give(w: _Worker) -> None:  # any thread
+                if threading.get_ident() == loop_thread:
+                    hand(w)  # given back by another request on this loop: no wake-up needed
+                    return
+                try:
+                    loop.call_soon_threadsafe(hand, w)
+                except RuntimeError:  # the loop is closed: nobody waits there any more
+                    self._give_back(w)
+
+            self._waiters.append(give)
+        return await fut
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if not self._waiters:
+                self._idle.append(worker)
+                return
+            give = self._waiters.popleft()
+        give(worker)
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        """A new worker in place of ``worker`` (which failed); blocks about a second."""
+        worker.close()
+        replacement = _Worker()
+        try:
+            replacement.wait_ready()
+        except BaseException:
+            replacement.close()
+            raise
+        with self._lock:
+            self._all = [replacement if w is worker else w for w in self._all]
+        return replacement
+
+    def _replace_and_give_back(self, worker: _Worker) -> None:
+        if self._closed:
+            worker.close()
+            return
+        try:
+            self._give_back(self._replace(worker))
+        except Exception as err:  # pragma: no cover (a worker that cannot start)
+            log.error("cannot start a decode worker: %s", err)
+
+    # -- decoding -----------------------------------------------------------------------
+
     def decode(self, body: bytes, encoding: str) -> DecodeResult:
-        worker = self._idle.get()
+        worker = self._take()
         try:
             return worker.call(body, encoding)
         except (OSError, EOFError) as err:
             if self._closed:
                 raise DecoderUnavailableError("receiver is stopping; retry") from err
             log.error("decode worker %d failed (%s); starting another", worker.proc.pid, err)
-            worker.close()
-            replacement = _Worker()
-            replacement.wait_ready()
-            self._all = [replacement if w is worker else w for w in self._all]
-            worker = replacement
+            worker = self._replace(worker)
             raise DecoderUnavailableError("decode worker failed; retry") from err
         finally:
-            self._idle.put(worker)
+            self._give_back(worker)
+
+    async def decode_async(self, body: bytes, encoding: str) -> DecodeResult:
+        """:meth:`decode` on the running event loop (which it never blocks)."""
+        worker = await self._take_async()
+        try:
+            answer = await worker.call_async(body, encoding)
+        except (OSError, EOFError) as err:
+            if self._closed:
+                self._give_back(worker)
+                raise DecoderUnavailableError("receiver is stopping; retry") from err
+            log.error("decode worker %d failed (%s); starting another", worker.proc.pid, err)
+            threading.Thread(target=self._replace_and_give_back, args=(worker,), name="decode-respawn",
+                             daemon=True).start()
+            raise DecoderUnavailableError("decode worker failed; retry") from err
+        except BaseException:
+            # cancelled mid-conversation: the worker's pipes hold half a frame; start afresh
+            threading.Thread(target=self._replace_and_give_back, args=(worker,), name="decode-respawn",
+                             daemon=True).start()
+            raise
+        self._give_back(worker)
+        return _answer(*answer)
 
     @property
     def pids(self) -> list[int]:

@@ -14,8 +14,10 @@ answer is sent after :meth:`Receiver.export` returned, i.e. after the spool's fs
 commit: the exports in flight share one); gzip bodies inflate in bounded steps
 (:func:`inflate_gzip`); the OTLP status table with ``google.rpc.Status`` bodies in the
 request's encoding and ``Retry-After``; the bearer token compared in constant time;
-``/metrics`` public or behind the token. Decoding, inflating and the durable append run in a
-thread pool sized to the decode pool, never on the event loop.
+``/metrics`` public or behind the token. Nothing blocks the event loop: an export waits on the
+loop itself for its decode worker's pipe and for the spool's group commit
+(:meth:`Receiver.export_async`: no thread hand-off each way); gunzip, ``/metrics`` and
+in-process decoding (no decode workers) run in a thread pool.
 
 Limits (:class:`HttpLimits`): connections and requests in flight (uvicorn's
 ``limit_concurrency``: past it a new request is answered 503), the request head (URL and
@@ -256,11 +258,9 @@ class OtlpHttpApp:
                         await self._drain(receive)
                     raise BodyTooLargeError(f"body of {int(length_text)} bytes is over the {limit}-byte limit")
             body = await self._read_body(receive, limit)
-            loop = asyncio.get_running_loop()
-            if encoding == "gzip":
-                body = await loop.run_in_executor(self.executor, inflate_gzip, body, limit)
-            outcome = await loop.run_in_executor(self.executor, receiver.export, body,
-                                                 "json" if json_body else "protobuf", "http")
+            if encoding == "gzip":  # CPU (bounded): in the pool, not on the loop
+                body = await asyncio.get_running_loop().run_in_executor(self.executor, inflate_gzip, body, limit)
+            outcome = await receiver.export_async(body, "json" if json_body else "protobuf", "http", self.executor)
             status = 200
             await _send(send, 200, export_response_body(outcome, json_body), JSON if json_body else PROTOBUF)
         except _Reply as reply:
@@ -359,6 +359,11 @@ async def _answer(send: Send, reply: _Reply, json_body: bool, headers: Mapping[s
 # --- the server -------------------------------------------------------------------------
 
 
+#: Bytes of a request body gathered per connection before the app is woken (and reading paused
+#: until it takes them): an export of a few thousand spans reaches the app in one piece.
+BODY_BUFFER = 1 << 20
+
+
 class _HeadTooLargeError(Exception):
     pass
 
@@ -397,6 +402,19 @@ class _Protocol(HttpToolsProtocol):
     def _head_too_large(self) -> None:
         log.debug("%s: request head over %d bytes; closing", self.client, self.limits.max_head_bytes)
         self.send_400_response("Request head too large.")
+
+    def on_body(self, body: bytes) -> None:
+        # uvicorn wakes the app for every piece of a body and stops reading past 64 KiB until
+        # the app took it: a 200 KiB export made several round trips through the app's task
+        # and was copied once more to be joined. The app wants the whole body anyway, so up to
+        # BODY_BUFFER it is gathered here and the app woken once, when the request is complete;
+        # past that, uvicorn's own flow control (the app reads the body in pieces).
+        cycle = self.cycle
+        if (len(cycle.body) + len(body) <= BODY_BUFFER and not cycle.response_complete
+                and not self.parser.should_upgrade()):
+            cycle.body += body
+            return
+        super().on_body(body)
 
     def on_message_begin(self) -> None:
         self._in_head = True

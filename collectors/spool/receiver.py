@@ -33,7 +33,8 @@ one core however many there are, so by default decoding runs in one worker proce
 IPC payload the spool writes. That, not the HTTP stack, is what reaches the throughput target
 (``benchmarks/trace_ingest.py``). OTLP/HTTP is served by uvicorn with the httptools (llhttp)
 parser behind a small ASGI app (:mod:`collectors.spool.http_app`: why that parser, the limits,
-the framing rules); exports run in a thread pool sized to the decode pool, off the event loop.
+the framing rules); an HTTP export waits on the event loop for its decode worker and for the
+group commit (:meth:`Receiver.export_async`), gRPC's in its own thread (:meth:`Receiver.export`).
 ``GET /metrics`` serves the receiver's own Prometheus registry (metric names below). It needs
 no token by default, a deliberate choice: a Prometheus scrape job rarely carries the export
 token, and the registry holds counts, never span data. ``metrics_public=False`` (CLI
@@ -49,6 +50,7 @@ codec's reason, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -56,6 +58,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -323,14 +326,37 @@ class Receiver:
 
         Raises PayloadError (bad body), SpoolBusyError / SpoolFullError (full: retry later),
         SpoolError (write failed) or DecoderUnavailableError. Returns only after the fsync.
+        Blocks the calling thread (gRPC's); an event loop calls :meth:`export_async`.
         """
         self.spool.check_capacity()  # cheap refusal before decoding when full
         pool = self._pool
         rows, rejected, warnings, payload = pool.decode(body, encoding) if pool else decode_request(body, encoding)
         if rows:
             self.spool.append_payload(payload)
-            if self.sinks:
-                self._to_sinks(payload, rows)
+        return self._done(rows, rejected, warnings, payload, transport)
+
+    async def export_async(self, body: bytes, encoding: str, transport: str,
+                           executor: Executor | None = None) -> ExportOutcome:
+        """:meth:`export` for a caller on an event loop (OTLP/HTTP), with the same promises,
+        errors and metrics, never blocking the loop: the decode worker's pipe and the spool's
+        group commit are waited on by the loop itself (one wake-up each, no thread hand-off).
+        Without decode workers decoding is CPU in this process: :meth:`export` then runs in
+        ``executor`` (None: the loop's default)."""
+        pool = self._pool
+        if pool is None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor, self.export, body, encoding, transport)
+        self.spool.check_capacity()
+        rows, rejected, warnings, payload = await pool.decode_async(body, encoding)
+        if rows:
+            await self.spool.append_payload_async(payload)
+        return self._done(rows, rejected, warnings, payload, transport)
+
+    def _done(self, rows: int, rejected: dict[str, int], warnings: dict[str, int], payload: bytes,
+              transport: str) -> ExportOutcome:
+        """After the fsync: the sinks get the spans, the counters move; the export's outcome."""
+        if rows and self.sinks:
+            self._to_sinks(payload, rows)
         outcome = ExportOutcome(rows, rejected)
         self.metrics.accepted.labels(transport).inc(outcome.accepted)
         for reason, n in outcome.rejected.items():

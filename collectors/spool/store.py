@@ -70,6 +70,7 @@ Capacity: bytes on disk and bytes queued for the writer are bounded; past either
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -181,12 +182,25 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Append:
-    __slots__ = ("done", "error", "record")
+    __slots__ = ("done", "error", "future", "loop", "record")
 
     def __init__(self, record: bytes) -> None:
         self.record = record
         self.done = False
         self.error: BaseException | None = None
+        # set when an event loop waits for it (append_payload_async): the writer wakes it there
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: asyncio.Future[None] | None = None
+
+
+def _wake(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    """On the waiters' event loop: complete their futures (a cancelled one is left alone)."""
+    for fut in futures:
+        if not fut.done():
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
 
 
 class _Segment:
@@ -338,6 +352,38 @@ class Spool:
         if item.error is not None:
             raise SpoolError(f"{self.path}: write failed: {item.error}") from item.error
 
+    async def append_payload_async(self, payload: Any) -> None:
+        """:meth:`append_payload` on the running event loop: the same queue and group commit,
+        but the caller waits on the loop (the writer completes a future there once the record
+        is fsynced) instead of parking a thread. Same errors, same promise."""
+        loop = asyncio.get_running_loop()
+        item = _Append(record(payload))
+        item.loop, item.future = loop, loop.create_future()
+        with self._lock:
+            self._check(len(item.record))
+            self._queue.append(item)
+            self._pending += len(item.record)
+            self._work.notify()
+        watchdog = loop.call_later(1.0, self._watch, item)
+        try:
+            await item.future
+        except SpoolError:
+            raise
+        except Exception as err:
+            raise SpoolError(f"{self.path}: write failed: {err}") from err
+        finally:
+            watchdog.cancel()
+
+    def _watch(self, item: _Append) -> None:
+        """Every second an async append waits: fail it if the writer thread is gone."""
+        fut, loop = item.future, item.loop
+        if fut is None or loop is None or fut.done():
+            return
+        if self._writer.is_alive():
+            loop.call_later(1.0, self._watch, item)
+        else:
+            fut.set_exception(SpoolError(f"{self.path}: the spool writer has stopped"))
+
     def _write_loop(self) -> None:
         while True:
             with self._lock:
@@ -357,17 +403,24 @@ class Spool:
                     error = err
                     force = True  # the file's state is unknown after a failed sync: start afresh
             self._maybe_rotate(force)
+            waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             with self._lock:
                 for item in batch:
                     item.done, item.error = True, error
                     self._pending -= len(item.record)
+                    if item.loop is not None and item.future is not None:
+                        waiting.setdefault(item.loop, []).append(item.future)
                 if batch and error is None:
                     self._records += len(batch)
                     self._syncs += 1
                 self._rotating = False
                 self._done.notify_all()
-                if closing and not self._queue:
-                    return
+                stop = closing and not self._queue
+            for loop, futures in waiting.items():  # one wake-up per loop for the whole batch
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_wake, futures, error)
+            if stop:
+                return
 
     def _idle_timeout(self) -> float | None:
         if self._active is None:
