@@ -107,6 +107,17 @@ def _remember_timeout(ctx: click.Context, _param: click.Parameter, value: str | 
         ctx.meta["latmap.timeout"] = _duration(value, "--timeout")
 
 
+def _remember_engine(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``--engine`` is kept in the context for :func:`load_spec_for_cli`, like ``--timeout``."""
+    if value is not None:
+        ctx.meta["latmap.engine"] = value
+
+
+#: ``--engine`` for every command that maps a stream.
+_engine_option = click.option(
+    "--engine", metavar="ENGINE", expose_value=False, callback=_remember_engine,
+    help="Where traces are analysed: local (default) or dask://host:8786 (overrides the spec's engine).")
+
 #: ``--timeout`` for every command that talks to a source.
 _timeout_option = click.option(
     "--timeout", metavar="DURATION", expose_value=False, callback=_remember_timeout,
@@ -117,6 +128,7 @@ def _map_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that maps a stream takes: the spec, a Prometheus URL
     override, the window's length and end, the sources' timeout."""
     command = _timeout_option(command)
+    command = _engine_option(command)
     for option in reversed((
         click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
                      help="The stream spec (stream.yaml)."),
@@ -577,6 +589,8 @@ def load_spec_for_cli(config: str, prometheus: str | None) -> Any:
     spec = spec.with_source_url("prometheus", prometheus) if prometheus else spec
     ctx = click.get_current_context(silent=True)
     timeout = ctx.meta.get("latmap.timeout") if ctx is not None else None
+    engine = ctx.meta.get("latmap.engine") if ctx is not None else None
+    spec = spec.with_engine(engine) if engine else spec
     return spec.with_timeout(timeout) if timeout else spec
 
 

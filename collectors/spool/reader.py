@@ -57,7 +57,8 @@ class SpoolRead:
 # --- record payloads --------------------------------------------------------------------
 
 
-def _table_to_batch(table: pa.Table) -> SpanBatch:
+def table_to_batch(table: pa.Table) -> SpanBatch:
+    """A table of :data:`SCHEMA`'s columns as a span batch."""
     if table.num_rows == 0:
         return SpanBatch.empty()
     cols = {f.name: _column(table.column(f.name)) for f in SCHEMA if f.name != LINKS_COLUMN}
@@ -238,11 +239,69 @@ def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None
             expr = upper if expr is None else expr & upper
         tables.append(dataset.to_table(filter=expr))
     tables = [t for t in tables if t.num_rows]
-    batch = _table_to_batch(pa.concat_tables(tables)) if tables else SpanBatch.empty()
+    batch = table_to_batch(pa.concat_tables(tables)) if tables else SpanBatch.empty()
     batch, dups = dedupe(batch)
     quarantine = root / WAL_DIR / QUARANTINE_DIR
     moved = tuple(sorted(f.name for f in quarantine.iterdir())) if quarantine.is_dir() else ()
     return SpoolRead(batch, torn, dups, tuple(damaged), moved)
+
+
+@dataclass(frozen=True)
+class SpoolFiles:
+    """What a partitioned scan reads: the write-ahead segments and the Parquet files that
+    can hold spans of the window, listed once (see :func:`read_spool_file`)."""
+
+    root: str
+    segments: tuple[str, ...]
+    parquet: tuple[str, ...]
+    quarantined: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*self.segments, *self.parquet)
+
+
+def spool_files(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpoolFiles:
+    """The files of a spool that :func:`scan_spool` would read for the window, listed once."""
+    root = Path(path)
+    if not root.is_dir():
+        raise SpoolError(f"{root}: no such spool directory")
+    files = []
+    for hour_start, part in partitions(root):
+        if start_ns is not None and hour_start + HOUR_NS <= start_ns:
+            continue
+        if end_ns is not None and hour_start > end_ns:
+            continue
+        files += [str(f) for f in sorted(part.glob("*.parquet")) if not f.name.startswith((".", "_"))]
+    quarantine = root / WAL_DIR / QUARANTINE_DIR
+    moved = tuple(sorted(f.name for f in quarantine.iterdir())) if quarantine.is_dir() else ()
+    return SpoolFiles(str(root), tuple(str(s) for s in segments(root)), tuple(files), moved)
+
+
+def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None = None,
+                    columns: list[str] | None = None) -> tuple[pa.Table, int]:
+    """One file listed by :func:`spool_files`: its rows that start in ``[start_ns, end_ns]``
+    (``columns`` only, ``start_ns`` always read) and the damaged records skipped.
+
+    Raises :class:`SpoolError` for a segment that is not one (bad magic) and
+    ``FileNotFoundError`` for a file gone since it was listed (compacted meanwhile).
+    """
+    if name.endswith(SEGMENT_SUFFIX):
+        table, torn = read_segment(name)
+        table = _time_filter(table, start_ns, end_ns)
+        return (table.select(columns) if columns else table), torn
+    expr = None
+    if start_ns is not None:
+        expr = ds.field("start_ns") >= start_ns
+    if end_ns is not None:
+        upper = ds.field("start_ns") <= end_ns
+        expr = upper if expr is None else expr & upper
+    try:
+        return ds.dataset([name], schema=SCHEMA, format="parquet").to_table(columns=columns, filter=expr), 0
+    except (pa.ArrowInvalid, OSError) as err:
+        if not Path(name).exists():
+            raise FileNotFoundError(name) from err
+        raise SpoolError(f"{name}: not a readable Parquet file ({err})") from err
 
 
 def read_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpanBatch:

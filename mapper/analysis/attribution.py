@@ -114,7 +114,7 @@ class StageShare:
 def trace_parts(lm: LatencyMap) -> pd.DataFrame | None:
     """One row per complete trace: lead time and each (stage, part) duration, seconds."""
     t = lm.traces
-    if t is None or lm.end_to_end_method != "traces":
+    if t is None or lm.end_to_end_method != "traces" or not t.per_item:
         return None
     f = t.frame[t.frame["stage"].isin(lm.path)]
     wide = f.pivot_table(index="trace", columns="stage", values=["wait", "process"], aggfunc="first")

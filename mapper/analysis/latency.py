@@ -208,13 +208,16 @@ def analyse(spec: StreamSpec, window: Window,
             results: Mapping[tuple[str, str], MeasurementResult],
             traces: TraceTable | None = None, extra_checks: Sequence[Check] = (),
             totals: Mapping[str, Distribution] | None = None,
-            segment_data: SegmentData | None = None) -> LatencyMap:
+            segment_data: SegmentData | None = None, lead: Distribution | None = None) -> LatencyMap:
     """Build the latency map from each ``(stage, part)``'s collected result.
 
     With ``traces``, a path whose every stage is measured from traces gets its lead time
     per trace (exact) instead of the convolution of its parts; ``totals`` likewise gives a
-    stage's hop (wait + process) per item where it is known.
+    stage's hop (wait + process) per item where it is known. ``lead`` is that lead time when
+    it was computed elsewhere (a partitioned analysis: ``traces`` then has no per-item rows).
     """
+    if lead is None and traces is not None and traces.lead.size:
+        lead = SampleDistribution(traces.lead)
     checks: list[Check] = list(extra_checks)
     stage_results: list[StageResult] = []
     for stage in spec.stages:
@@ -254,13 +257,13 @@ def analyse(spec: StreamSpec, window: Window,
         parts_d = [d for n in path for p in PARTS
                    if (r := by_name[n].part(p)) is not None and (d := r.distribution) is not None]
         # Lead time per trace is exact; it needs every stage of the path in the traces.
-        from_traces = traces is not None and traces.lead.size > 0 and all(n in traces.stages for n in path)
-        e2e = SampleDistribution(traces.lead) if from_traces and traces is not None else sum_of(parts_d)
+        from_traces = (traces is not None and lead is not None and lead.count > 0
+                       and all(n in traces.stages for n in path))
+        e2e = lead if from_traces else sum_of(parts_d)
         if _rank_value(e2e, q_rank) >= best[0]:
             best = (_rank_value(e2e, q_rank), path, e2e)
     _, path, end_to_end = best
-    if (end_to_end is not None and traces is not None and len(path) > 1
-            and not (isinstance(end_to_end, SampleDistribution) and end_to_end.values.size == traces.lead.size)):
+    if end_to_end is not None and traces is not None and len(path) > 1 and end_to_end is not lead:
         checks.append(Check("warning", "lead-time-not-from-traces", _why_not_from_traces(path, traces)))
     if end_to_end is None and missing:
         checks.append(Check("warning", "no-end-to-end",
@@ -293,8 +296,7 @@ def analyse(spec: StreamSpec, window: Window,
                 f"{o.estimate.value:g}s, but its interval [{_bound(o.estimate.low)}..{_bound(o.estimate.high)}] "
                 "crosses the threshold: the data cannot confirm the verdict"),
                 None if o.objective.target == "end_to_end" else o.objective.target))
-    method = ("traces" if isinstance(end_to_end, SampleDistribution) and traces is not None
-              and end_to_end.values.size == traces.lead.size else
+    method = ("traces" if end_to_end is not None and end_to_end is lead and traces is not None else
               "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
     segments = (build_segments(spec, window, segment_data.hourly, segment_data.samples, segment_data.labels)
                 if segment_data is not None else None)

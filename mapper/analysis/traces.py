@@ -83,6 +83,11 @@ class TraceTable:
     labels: Mapping[str, np.ndarray] = field(default_factory=dict)
     checks: tuple[Check, ...] = ()
     link_edges: int = 0
+    #: Rows per stage when ``frame`` does not hold them (a partitioned analysis's summary).
+    stage_rows: Mapping[str, int] | None = None
+    #: False for a partitioned analysis's summary: no per-item rows (empty ``frame`` and
+    #: ``lead``); the figures that need them say so instead of reading an empty table.
+    per_item: bool = True
 
     def where(self, column: str, value: object) -> TraceTable:
         """The traces whose ``column`` label equals ``value``: a mask, no recomputation."""
@@ -104,6 +109,8 @@ class TraceTable:
         """Share of traces (that touch any stage) in which ``stage`` appears."""
         if self.traces == 0:
             return 0.0
+        if self.stage_rows is not None:
+            return self.stage_rows.get(stage, 0) / self.traces
         return float((self.frame["stage"] == stage).sum()) / self.traces
 
     def totals(self, stage: str) -> np.ndarray:

@@ -9,7 +9,7 @@ keys under ``objectives`` are not fixed names: percentiles (``p99``) under a sta
 from __future__ import annotations
 
 TOP = ("version", "name", "owner", "description", "window", "percentiles", "sources", "stages", "objectives",
-       "segments", "events", "baseline", "future")
+       "segments", "events", "baseline", "future", "engine")
 #: A ``prometheus`` or ``scrape`` source.
 SOURCE = ("kind", "url", "bearer_token_env", "bearer_token_file", "basic_auth", "headers", "tls", "timeout",
           "retries", "max_response")
@@ -37,6 +37,8 @@ EVENT = ("name", "start", "end", "cron", "duration", "tz")
 #: The kinds of a planned change (one per ``future`` item, beside ``hop``).
 CHANGE_KINDS = ("scale", "cap", "remove", "parallel")
 CHANGE = ("hop", *CHANGE_KINDS)
+#: ``engine:`` as a mapping (see :mod:`mapper.core.spec.engine`).
+ENGINE = ("kind", "scheduler", "partition_spans", "memory_budget", "scratch")
 
 #: Where each list applies, as the README's spec reference names the places.
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -53,4 +55,5 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "segments": SEGMENTS,
     "events[]": EVENT,
     "future[]": CHANGE,
+    "engine": ENGINE,
 }

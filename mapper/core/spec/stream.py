@@ -30,6 +30,7 @@ from mapper.core.spec._parse import (
 )
 from mapper.core.spec.datadog import METRIC_NAME as DD_METRIC_NAME
 from mapper.core.spec.datadog import DatadogOptions, check_filter, parse_datadog
+from mapper.core.spec.engine import EngineSpec, parse_engine, with_engine
 from mapper.core.spec.extra import Change, EventWindow, Segments, parse_changes, parse_events, parse_segments
 from mapper.core.urls import CREDENTIALS_HINT, check_http_url
 from mapper.core.yamlload import LDict, LList, load_yaml, load_yaml_file
@@ -157,6 +158,7 @@ class StreamSpec:
     baseline: str | None = None  # a pinned baseline report.json (resolved against the spec's folder)
     future: tuple[Change, ...] = ()
     version: int = 1
+    engine: EngineSpec = field(default_factory=EngineSpec)
 
     @property
     def hops(self) -> tuple[tuple[str, str], ...]:
@@ -176,6 +178,11 @@ class StreamSpec:
             n: replace(s, url=url) if s.kind == kind else s for n, s in self.sources.items()
         }
         return replace(self, sources=sources)
+
+    def with_engine(self, text: str) -> StreamSpec:
+        """A copy analysing traces on ``text`` (CLI ``--engine``: ``local`` or ``dask://host:port``);
+        the spec's other engine settings are kept. A UsageError for anything else."""
+        return replace(self, engine=with_engine(self.engine, text))
 
     def with_timeout(self, seconds: float) -> StreamSpec:
         """A copy whose remote sources answer within ``seconds`` per request (CLI ``--timeout``)."""
@@ -508,11 +515,12 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
     if baseline and not Path(baseline).is_absolute() and path not in ("<string>", "<demo>"):
         baseline = str(Path(path).parent / baseline)
     owner = name_field(doc, "owner", "", p)
+    engine = parse_engine(doc["engine"], doc.line_of("engine"), p) if "engine" in doc else EngineSpec()
     p.raise_if_any()
     return StreamSpec(name=name, owner=owner, window=window,
                       percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
                       objectives=tuple(objectives), path=path, version=1, segments=segments,
-                      events=events, baseline=baseline, future=future)
+                      events=events, baseline=baseline, future=future, engine=engine)
 
 
 #: The most paths (first stage to last) a stream may have: each path's lead time is computed.

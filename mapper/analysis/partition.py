@@ -1,0 +1,141 @@
+"""Partitions that keep every item whole, and the per-partition kernel.
+
+An item is the spans tied by parents *and* span links, across traces
+(:mod:`mapper.analysis.items`), so bucketing spans by trace id alone would split the items
+whose consumer trace links to its producer. The trace-to-item map comes first
+(:func:`linked_groups`, a cheap pass over the trace ids and the link targets only: the
+traces joined by links, grouped by connected components); every trace of a group goes to
+the partition of the group's smallest trace key, every other trace to the partition of its
+own key (:func:`partition_of`). A superset of the links the analysis follows (links from
+spans in no stage, links to spans outside the window) only puts more traces together:
+items stay whole, the results do not change.
+
+:func:`partition_vectors` runs today's array kernel (:func:`~mapper.analysis.traces.build_trace_table`)
+on one partition and returns its samples (per stage wait, process and hop; the lead time)
+with the counts the checks need; :mod:`mapper.analysis.merge` merges them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mapper.analysis.traces import StageMatch, build_trace_table
+from mapper.core.distribution import Distribution
+from mapper.core.model import Check, MeasurementResult
+from mapper.core.spans import SpanBatch
+
+LEAD = ("", "lead")
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def trace_hash(trace_lo: np.ndarray) -> np.ndarray:
+    """A well-mixed 64-bit hash of the low half of a trace id (sequential ids spread too)."""
+    with np.errstate(over="ignore"):
+        return (np.asarray(trace_lo, np.uint64) * _MIX) >> np.uint64(17)
+
+
+def linked_groups(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union-find over trace keys joined by links (``src[i]`` links to ``dst[i]``).
+
+    Returns the distinct linked keys (sorted) and, for each, its group's smallest key.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    cross = src != dst
+    src, dst = np.asarray(src, np.uint64)[cross], np.asarray(dst, np.uint64)[cross]
+    keys, inv = np.unique(np.concatenate([src, dst]), return_inverse=True)
+    if not keys.size:
+        return keys, keys
+    e = src.size
+    graph = coo_matrix((np.ones(e, np.int8), (inv[:e], inv[e:])), shape=(keys.size, keys.size))
+    _, label = connected_components(graph, directed=True, connection="weak")
+    smallest = np.full(label.max() + 1, np.iinfo(np.uint64).max, np.uint64)
+    np.minimum.at(smallest, label, keys)
+    return keys, smallest[label]
+
+
+def partition_of(trace_lo: np.ndarray, linked: np.ndarray, group: np.ndarray, n_parts: int) -> np.ndarray:
+    """The partition of each row, by its trace key (the low 64 bits of the trace id)."""
+    key = np.asarray(trace_lo, np.uint64)
+    if linked.size:
+        at = np.minimum(np.searchsorted(linked, key), linked.size - 1)
+        key = np.where(linked[at] == key, group[at], key)
+    return (trace_hash(key) % np.uint64(n_parts)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class PartVectors:
+    """One partition's samples and counts (every field adds up across partitions)."""
+
+    vectors: Mapping[tuple[str, str], np.ndarray]
+    traces: int = 0
+    spans_used: int = 0
+    link_edges: int = 0
+    stage_rows: Mapping[str, int] = field(default_factory=dict)
+    negative_waits: Mapping[str, int] = field(default_factory=dict)
+    min_wait: Mapping[str, float] = field(default_factory=dict)
+    skewed_links: Mapping[str, int] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+
+
+def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
+                      upstream: Mapping[str, str | None]) -> PartVectors:
+    """The samples of one partition (whole items): ``(stage, part)`` -> seconds, part one of
+    ``wait`` (NaN-free: items with a hand-over), ``process``, ``total``; ``LEAD`` the lead
+    time of the complete items."""
+    table = build_trace_table(batch, matches, upstream)
+    vectors: dict[tuple[str, str], np.ndarray] = {LEAD: np.asarray(table.lead, np.float64)}
+    rows, neg, low, skew = {}, {}, {}, {}
+    for m in matches:
+        s = m.stage
+        f = table.stage_frame(s)
+        w = f["wait"].to_numpy(dtype=np.float64)
+        has = ~np.isnan(w)
+        vectors[(s, "process")] = f["process"].to_numpy(dtype=np.float64)
+        vectors[(s, "wait")] = w[has]
+        vectors[(s, "total")] = table.totals(s)
+        rows[s] = int((table.frame["stage"] == s).sum())
+        neg[s] = int(np.sum(w[has] < 0))
+        low[s] = float(w[has].min()) if has.any() else 0.0
+        skew[s] = int(np.sum(f["linked"].to_numpy()[has] & (w[has] < 0))) if "linked" in f else 0
+    return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
+                       table.checks)
+
+
+def merged_part_results(stage: str, provenance: str, dists: Mapping[tuple[str, str], Distribution],
+                        sums: PartVectors) -> dict[str, MeasurementResult]:
+    """:func:`~mapper.analysis.traces.part_results` from merged partitions: the same
+    results and checks, the counts summed, the distributions merged."""
+    process = dists.get((stage, "process"))
+    if process is None or process.count == 0:
+        msg = f"{stage}: no spans match the stage in the window"
+        return {"process": MeasurementResult(None, provenance, (Check("warning", "no-data", msg, stage),))}
+    checks: list[Check] = []
+    share = sums.stage_rows.get(stage, 0) / sums.traces if sums.traces else 0.0
+    if share < 1.0:
+        unit = "items (traces joined by span links)" if sums.link_edges else "traces"
+        checks.append(Check("info", "incomplete-traces",
+                            f"{stage}: present in {share:.1%} of {sums.traces:,} {unit}; those without it "
+                            "are left out of the lead time", stage))
+    out = {"process": MeasurementResult(process, provenance, tuple(checks))}
+    wait = dists.get((stage, "wait"))
+    if wait is not None and wait.count:
+        wchecks = []
+        neg = sums.negative_waits.get(stage, 0)
+        if neg:
+            wchecks.append(Check("warning", "negative-wait",
+                                 f"{stage} wait: {neg:,} of {int(wait.count):,} items start before their hand-over "
+                                 f"(clock skew between hosts, by up to {-sums.min_wait[stage]:.3g}s); kept, not "
+                                 "clamped", stage, "wait"))
+            skew = sums.skewed_links.get(stage, 0)
+            if skew:
+                wchecks.append(Check("warning", "link-clock-skew",
+                                     f"{stage} wait: {skew:,} consumers linked to a producer in another "
+                                     "trace start before the producer ends (clock skew across the link); "
+                                     "kept, not clamped", stage, "wait"))
+        out["wait"] = MeasurementResult(wait, provenance, tuple(wchecks))
+    return out
