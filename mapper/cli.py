@@ -301,11 +301,15 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
               help="Drop spool data older than this ('0' keeps everything).")
 @click.option("--decode-workers", type=click.IntRange(min=0), default=None,
               help="Decoding processes (default: one per CPU; 0 decodes in the server process).")
+@click.option("--writer-id", metavar="ID",
+              help="This receiver's id among several sharing one spool directory (replicas behind a load "
+                   "balancer; e.g. the pod name): its own lock, segments and compaction. Default: the only writer.")
 @click.option("--metrics-token/--metrics-public", "metrics_token", default=False, show_default=True,
               help="Whether GET /metrics asks the bearer token too. Public by default, on purpose: it "
                    "holds the receiver's counters, never span data, and scrapers rarely carry the token.")
 def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, token_file: str | None,
-                  max_disk: str, retention: str, decode_workers: int | None, metrics_token: bool) -> None:
+                  max_disk: str, retention: str, decode_workers: int | None, metrics_token: bool,
+                  writer_id: str | None) -> None:
     """Receive OTLP traces (HTTP on 4318, gRPC on 4317) into a durable spool.
 
     Every span acknowledged is on disk (fsync before the answer). Listens on loopback unless
@@ -316,7 +320,7 @@ def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, 
         raise UsageError("--metrics-token needs --token-env VAR or --token-file FILE")
     keep = _duration(retention, "--retention") if retention not in ("0", "0s") else None
     limits = spool_pkg.store.SpoolLimits(max_disk_bytes=_size(max_disk, "--max-disk"),
-                         retention_days=None if keep is None else keep / 86400)
+                         retention_days=None if keep is None else keep / 86400, writer_id=writer_id)
 
     def ready(receiver: Any) -> None:
         echo(f"latmap serve: OTLP/HTTP port {receiver.http_port or 'off'}, OTLP/gRPC port "

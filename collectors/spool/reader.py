@@ -11,6 +11,7 @@ between compaction and the segment's removal) come back once. Writing is
 from __future__ import annotations
 
 import logging
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -39,6 +40,14 @@ QUARANTINE_DIR = "quarantine"
 SEGMENT_SUFFIX = ".wal"
 HOUR_NS = 3_600_000_000_000
 _STRING_COLUMNS = [f.name for f in SCHEMA if pa.types.is_string(f.type)]
+#: A writer id (``latmap serve --writer-id``): it names the writer's lock and segments.
+WRITER_ID = re.compile(r"[A-Za-z0-9_.-]{1,63}")
+
+
+def writer_of(segment: Path) -> str | None:
+    """The id of the writer that wrote ``segment`` (``<ns>-<n>@<id>.wal``); None: the only writer."""
+    stem = segment.name.removesuffix(SEGMENT_SUFFIX)
+    return stem.split("@", 1)[1] if "@" in stem else None
 
 
 class SpoolError(LatmapError):

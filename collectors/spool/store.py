@@ -6,6 +6,14 @@ Layout (``DIR`` is what ``latmap serve --spool DIR`` names)::
     DIR/_wal/<created-ns>-<n>.wal              write-ahead segments, appended then compacted
     DIR/date=YYYY-MM-DD/hour=HH/<segment>.parquet
 
+Several writers (``latmap serve --writer-id ID`` replicas behind one load balancer, sharing
+one directory, e.g. a ReadWriteMany volume) each hold a *shared* flock on ``_wal/LOCK`` and an
+exclusive one on ``_wal/LOCK.<ID>`` (a second writer with the same id is refused at start; a
+writer without an id, which compacts every segment, excludes them all and is excluded by
+them), and name their segments ``<created-ns>-<n>@<ID>.wal``. Each compacts and tidies only
+its own segments, so its Parquet files carry its id too: no file is written by two
+processes. Readers read every writer's segments and files.
+
 The Parquet side is a plain hive-partitioned dataset: ``pyarrow.dataset.dataset(DIR,
 partitioning="hive")`` (or DuckDB, Spark) reads it directly, since dataset discovery ignores
 names starting with ``_`` or ``.`` (the WAL and temp files). One row per span, partitioned by
@@ -92,6 +100,7 @@ from collectors.spool.reader import (
     SEGMENT_MAGIC,
     SEGMENT_SUFFIX,
     WAL_DIR,
+    WRITER_ID,
     SpoolError,
     SpoolRead,
     looks_like_spool,
@@ -101,6 +110,7 @@ from collectors.spool.reader import (
     record,
     scan_spool,
     segments,
+    writer_of,
 )
 from mapper.core.spans import SpanBatch
 
@@ -150,6 +160,9 @@ class SpoolLimits:
     segment_age: float = 60.0
     compact_interval: float = 30.0
     retention_days: float | None = 7.0
+    #: This writer's id among several sharing the directory (None: the only writer); see
+    #: the module docstring. Carried here so that whatever opens the spool passes it on.
+    writer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,16 +229,10 @@ class Spool:
         self.path = Path(path)
         self.limits = limits or SpoolLimits()
         self.wal = self.path / WAL_DIR
-        try:
-            self.wal.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.wal / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as err:
-            raise SpoolError(f"{self.path}: cannot open spool: {err.strerror}") from err
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._lock_fd)
-            raise SpoolError(f"{self.path}: another process is writing to this spool") from None
+        self.writer_id = self.limits.writer_id
+        if self.writer_id is not None and not WRITER_ID.fullmatch(self.writer_id):
+            raise SpoolError(f"{self.path}: writer id {self.writer_id[:70]!r}: use 1-63 letters, digits, '.', '_', '-'")
+        self._lock_fds = self._take_locks()
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
@@ -242,7 +249,7 @@ class Spool:
         self._quarantined = len(self.quarantined_at_open)
         self._disk = sum(f.stat().st_size for f in segments(self.path))
         self._disk += sum(f.stat().st_size for _, p in partitions(self.path) for f in p.glob("*.parquet"))
-        self._n_segments = len(segments(self.path))
+        self._n_segments = len(self._own_segments())
         self._writer = threading.Thread(target=self._write_loop, name="spool-writer", daemon=True)
         self._writer.start()
         self._stop = threading.Event()
@@ -254,11 +261,52 @@ class Spool:
     def __enter__(self) -> Spool:
         return self
 
+    def _take_locks(self) -> list[int]:
+        """The directory lock (exclusive without a writer id, shared with one) and the
+        writer's own exclusive lock; a SpoolError naming the conflict otherwise."""
+        fds: list[int] = []
+        wanted = [("LOCK", fcntl.LOCK_EX if self.writer_id is None else fcntl.LOCK_SH)]
+        if self.writer_id is not None:
+            wanted.append((f"LOCK.{self.writer_id}", fcntl.LOCK_EX))
+        try:
+            self.wal.mkdir(parents=True, exist_ok=True)
+            for name, mode in wanted:
+                fd = os.open(self.wal / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fds.append(fd)
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                except OSError:
+                    raise SpoolError(self._conflict(name)) from None
+        except OSError as err:
+            for fd in fds:
+                os.close(fd)
+            raise SpoolError(f"{self.path}: cannot open spool: {err.strerror}") from err
+        except SpoolError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
+    def _conflict(self, lock: str) -> str:
+        if self.writer_id is None:
+            return f"{self.path}: another process is writing to this spool"
+        if lock == "LOCK":
+            return (f"{self.path}: a writer without --writer-id holds this spool; every writer sharing a "
+                    "spool needs its own --writer-id")
+        return f"{self.path}: writer id {self.writer_id!r} is already writing to this spool (ids must be unique)"
+
+    def _own(self, seg: Path) -> bool:
+        """Whether ``seg`` is this writer's segment."""
+        return writer_of(seg) == self.writer_id
+
+    def _own_segments(self) -> list[Path]:
+        return [s for s in segments(self.path) if self._own(s)]
+
     def _tidy_segments(self) -> tuple[str, ...]:
         """At open (the lock held, no segment active): remove empty segments, move damaged
         ones into ``_wal/quarantine/``; answer the names moved aside."""
         moved = []
-        for seg in segments(self.path):
+        for seg in self._own_segments():
             try:
                 with open(seg, "rb") as f:
                     head = f.read(len(SEGMENT_MAGIC))
@@ -378,7 +426,8 @@ class Spool:
         if self._active is None:
             with self._lock:
                 self._seq += 1
-                self._active_path = self.wal / f"{time.time_ns():020d}-{self._seq:06d}{SEGMENT_SUFFIX}"
+                tag = "" if self.writer_id is None else f"@{self.writer_id}"
+                self._active_path = self.wal / f"{time.time_ns():020d}-{self._seq:06d}{tag}{SEGMENT_SUFFIX}"
             try:
                 self._active = _Segment(self._active_path)
             except OSError:
@@ -422,7 +471,7 @@ class Spool:
     def _closed_segments(self) -> list[Path]:
         # List first, then read the active name: a segment created after the listing is not
         # in it, and the writer names a segment (under the lock) before it creates it.
-        found = segments(self.path)
+        found = self._own_segments()
         with self._lock:
             active = self._active_path
         return [s for s in found if s != active]
@@ -492,10 +541,12 @@ class Spool:
                 continue
             freed = 0
             for f in part.iterdir():
-                freed += f.stat().st_size
-                f.unlink()
-            part.rmdir()
+                with contextlib.suppress(FileNotFoundError):  # another writer's retention got there first
+                    size = f.stat().st_size
+                    f.unlink()
+                    freed += size
             with contextlib.suppress(OSError):
+                part.rmdir()  # not when another writer compacted into it meanwhile
                 part.parent.rmdir()  # only when the day is now empty
             with self._lock:
                 self._disk -= freed
@@ -526,5 +577,6 @@ class Spool:
         self._writer.join()
         if self._compactor is not None:
             self._compactor.join()
-        with contextlib.suppress(OSError):
-            os.close(self._lock_fd)
+        for fd in self._lock_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
