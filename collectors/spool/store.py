@@ -477,22 +477,51 @@ class Spool:
         return [s for s in found if s != active]
 
     def compact(self) -> int:
-        """Compact every closed segment into Parquet now; returns how many were compacted."""
+        """Compact every closed segment into Parquet now; returns how many were compacted
+        (those of writers that are gone included: see :meth:`adopt_orphans`)."""
         with self._compact_lock:
             done = 0
             for seg in self._closed_segments():
                 self._compact_one(seg)
                 done += 1
-            return done
+            return done + self.adopt_orphans()
 
-    def _compact_one(self, seg: Path) -> None:
+    def adopt_orphans(self) -> int:
+        """Compact the segments of writers that are gone (a replica replaced under a new pod
+        name): a writer id whose lock nobody holds has no process left, and holding its lock
+        while compacting keeps both a returning writer of that id and other adopters out.
+        Returns how many segments were compacted."""
+        if self.writer_id is None:
+            return 0  # the only writer compacts every segment anyway
+        done = 0
+        for other in sorted({w for s in segments(self.path) if (w := writer_of(s)) not in (None, self.writer_id)}):
+            try:
+                fd = os.open(self.wal / f"LOCK.{other}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue  # alive
+            try:
+                for seg in segments(self.path):
+                    if writer_of(seg) == other:
+                        log.info("%s: writer %r is gone; compacting its segment", seg, other)
+                        self._compact_one(seg, own=False)
+                        done += 1
+            finally:
+                os.close(fd)
+        return done
+
+    def _compact_one(self, seg: Path, own: bool = True) -> None:
         try:
             table, torn = read_segment(seg)
         except SpoolError:
             size = seg.stat().st_size
             self._quarantine(seg, "not a spool segment (bad magic)")
             with self._lock:
-                self._n_segments -= 1
+                self._n_segments -= 1 if own else 0
                 self._disk -= size
                 self._quarantined += 1
             return
@@ -512,7 +541,7 @@ class Spool:
         _fsync_dir(self.wal)
         with self._lock:
             self._disk += written - size
-            self._n_segments -= 1
+            self._n_segments -= 1 if own else 0
         log.info("%s: compacted %d spans into Parquet (%d damaged records skipped)", seg, table.num_rows, torn)
 
     def _write_partition(self, hour: int, stem: str, table: pa.Table) -> int:

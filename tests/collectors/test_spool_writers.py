@@ -140,3 +140,14 @@ def test_two_serve_processes_share_one_spool_and_one_map_reads_both(tmp_path: Pa
     assert main(["map", "-c", str(spec), "--until", until, "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["stages"][0]["process"]["count"] == 240  # one item per trace, from both writers
+
+
+def test_a_replacement_writer_compacts_the_segments_of_one_that_is_gone(tmp_path: Path) -> None:
+    with Spool(tmp_path, _ids("rx-old")) as old:
+        old.append(_batch(10, 1))  # closed at exit, never compacted (the pod was replaced)
+    with Spool(tmp_path, _ids("rx-live")) as live, Spool(tmp_path, _ids("rx-new")) as new:
+        live.append(_batch(5, 2))  # alive: its active segment must not be adopted
+        assert new.compact() == 1
+        left = {writer_of(s) for s in (tmp_path / "_wal").glob("*.wal")}
+        assert left == {"rx-live"}
+        assert len(scan_spool(tmp_path).batch) == 15
