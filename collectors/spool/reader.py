@@ -287,6 +287,39 @@ def spool_files(path: str | Path, start_ns: int | None = None, end_ns: int | Non
     return SpoolFiles(str(root), tuple(str(s) for s in segments(root)), tuple(files), moved)
 
 
+def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None = None,
+                    columns: list[str] | None = None, batch_rows: int = 500_000) -> Iterator[tuple[pa.Table, int]]:
+    """:func:`read_spool_file` in pieces of at most ``batch_rows`` rows (a Parquet file is
+    streamed, never read whole); each piece comes with the damaged records it skipped."""
+    if name.endswith(SEGMENT_SUFFIX):  # bounded by the receiver's segment size
+        table, torn = read_spool_file(name, start_ns, end_ns, columns)
+        for at in range(0, max(table.num_rows, 1), batch_rows):
+            yield table.slice(at, batch_rows), torn if at == 0 else 0
+        return
+    expr = None
+    if start_ns is not None:
+        expr = ds.field("start_ns") >= start_ns
+    if end_ns is not None:
+        upper = ds.field("start_ns") <= end_ns
+        expr = upper if expr is None else expr & upper
+    try:
+        dataset = ds.dataset([name], schema=SCHEMA, format="parquet")
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in dataset.to_batches(columns=columns, filter=expr, batch_size=batch_rows):
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= batch_rows:
+                yield pa.Table.from_batches(pending), 0
+                pending, rows = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending), 0
+    except (pa.ArrowInvalid, OSError) as err:
+        if not Path(name).exists():
+            raise FileNotFoundError(name) from err
+        raise SpoolError(f"{name}: not a readable Parquet file ({err})") from err
+
+
 def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None = None,
                     columns: list[str] | None = None) -> tuple[pa.Table, int]:
     """One file listed by :func:`spool_files`: its rows that start in ``[start_ns, end_ns]``

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from collectors.spool.payload import SCHEMA
-from collectors.spool.reader import SpoolError, SpoolFiles, read_spool_file, spool_files, table_to_batch
+from collectors.spool.reader import SpoolError, SpoolFiles, iter_spool_file, spool_files, table_to_batch
 from mapper.analysis.attribution import MEDIAN_BAND, TAILS
 from mapper.analysis.budgets import hop_quantile
 from mapper.analysis.merge import (
@@ -48,7 +48,7 @@ from mapper.analysis.merge import (
     ranks_needed,
     values_in,
 )
-from mapper.analysis.partition import PartVectors, linked_groups, partition_of, partition_vectors
+from mapper.analysis.partition import PartVectors, group_key, linked_groups, partition_of, partition_vectors
 from mapper.analysis.traces import StageMatch
 from mapper.core.errors import SourceError, UsageError
 from mapper.core.model import Check
@@ -94,13 +94,28 @@ class Merged:
 
 def ids_of_file(name: str, lo: int, hi: int) -> FileIds:
     """Rows of one spool file in the window, and (linking trace, linked trace) key pairs."""
+    srcs, dsts, n, torn = [], [], 0, 0
     try:
-        table, torn = read_spool_file(name, lo, hi, columns=_ID_COLUMNS)
+        for table, bad in iter_spool_file(name, lo, hi, columns=_ID_COLUMNS):
+            s, d = _link_pairs(table)
+            srcs.append(s)
+            dsts.append(d)
+            n += table.num_rows
+            torn += bad
     except SpoolError as err:
         log.warning("%s; skipped", err)
-        return FileIds(name, 0, np.array([], np.uint64), np.array([], np.uint64), damaged=True)
+        return FileIds(name, 0, np.array([], np.uint32), np.array([], np.uint32), damaged=True)
     except FileNotFoundError:
         raise SourceError(f"{name}: compacted while the map read the spool; run the map again") from None
+    src, dst = np.concatenate(srcs or [np.array([], np.uint32)]), np.concatenate(dsts or [np.array([], np.uint32)])
+    if src.size:
+        pair = np.unique((src.astype(np.uint64) << np.uint64(32)) | dst.astype(np.uint64))
+        src, dst = (pair >> np.uint64(32)).astype(np.uint32), (pair & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return FileIds(name, n, src, dst, torn)
+
+
+def _link_pairs(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(linking trace, linked trace) group keys of a piece's cross-trace links."""
     trace = table.column("trace_lo").to_numpy()
     col = table.column("links").combine_chunks()
     rows = pc.list_parent_indices(col).to_numpy().astype(np.int64) if table.num_rows else np.array([], np.int64)
@@ -110,31 +125,38 @@ def ids_of_file(name: str, lo: int, hi: int) -> FileIds:
     src = np.concatenate([trace[rows], trace[old]]).astype(np.uint64)
     dst = np.concatenate([dst, table.column("link_trace_lo").to_numpy()[old]]).astype(np.uint64)
     cross = (src != dst) & (dst != 0)
-    pairs = np.unique(np.stack([src[cross], dst[cross]]), axis=1) if cross.any() else np.zeros((2, 0), np.uint64)
-    return FileIds(name, table.num_rows, pairs[0], pairs[1], torn)
+    return group_key(src[cross]), group_key(dst[cross])
 
 
 def spill_file(name: str, index: int, lo: int, hi: int, linked: np.ndarray, group: np.ndarray,
                n_parts: int, scratch: str) -> np.ndarray:
     """Write one spool file's window rows into ``scratch/p=K/fINDEX.parquet`` by partition;
     returns the rows written per partition."""
+    total = np.zeros(n_parts, np.int64)
+    writers: dict[int, pq.ParquetWriter] = {}
     try:
-        table, _ = read_spool_file(name, lo, hi)
+        for table, _ in iter_spool_file(name, lo, hi):
+            part = partition_of(table.column("trace_lo").to_numpy(), linked, group, n_parts)
+            order = np.argsort(part, kind="stable")
+            counts = np.bincount(part, minlength=n_parts)
+            table = table.take(pa.array(order))
+            at = 0
+            for p in np.flatnonzero(counts).tolist():
+                if p not in writers:
+                    d = Path(scratch) / f"p={p}"
+                    d.mkdir(parents=True, exist_ok=True)
+                    writers[p] = pq.ParquetWriter(d / f"f{index}.parquet", SCHEMA)
+                writers[p].write_table(table.slice(at, int(counts[p])))
+                at += int(counts[p])
+            total += counts
     except SpoolError:
         return np.zeros(n_parts, np.int64)  # counted as damaged by ids_of_file
     except FileNotFoundError:
         raise SourceError(f"{name}: compacted while the map read the spool; run the map again") from None
-    part = partition_of(table.column("trace_lo").to_numpy(), linked, group, n_parts)
-    order = np.argsort(part, kind="stable")
-    counts = np.bincount(part, minlength=n_parts)
-    table = table.take(pa.array(order))
-    at = 0
-    for p in np.flatnonzero(counts):
-        d = Path(scratch) / f"p={p}"
-        d.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table.slice(at, int(counts[p])), d / f"f{index}.parquet")
-        at += int(counts[p])
-    return counts
+    finally:
+        for w in writers.values():
+            w.close()
+    return total
 
 
 def _partition_batch(scratch: str, p: int) -> Any:
@@ -255,8 +277,9 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
     n_parts = math.ceil(spans / engine.partition_spans)
     if n_parts <= 1:
         return None
-    linked, group = linked_groups(np.concatenate([i.src for i in ids] or [np.array([], np.uint64)]),
-                                  np.concatenate([i.dst for i in ids] or [np.array([], np.uint64)]))
+    linked, group = linked_groups(np.concatenate([i.src for i in ids] or [np.array([], np.uint32)]),
+                                  np.concatenate([i.dst for i in ids] or [np.array([], np.uint32)]))
+    ids = [FileIds(i.name, i.rows, i.src[:0], i.dst[:0], i.torn, i.damaged) for i in ids]  # the pairs: freed
     base = engine.scratch
     if base:
         Path(base).mkdir(parents=True, exist_ok=True)

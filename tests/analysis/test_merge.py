@@ -17,7 +17,7 @@ from mapper.analysis.merge import (
     ranks_needed,
     values_in,
 )
-from mapper.analysis.partition import linked_groups, partition_of
+from mapper.analysis.partition import group_key, linked_groups, partition_of
 from mapper.core.distribution import SampleDistribution
 
 QS = (0.5, 0.9, 0.99, 0.999, 0.9999)
@@ -62,7 +62,8 @@ def test_an_unasked_percentile_is_an_error_not_a_guess() -> None:
 
 def test_linked_traces_share_a_partition() -> None:
     # 10 -> 11 -> 12 (a chain of links), 20 <- 21 and 21 <- 22 (a batch), 30 alone
-    linked, group = linked_groups(np.array([11, 12, 21, 22], np.uint64), np.array([10, 11, 20, 21], np.uint64))
+    src, dst = np.array([11, 12, 21, 22], np.uint64), np.array([10, 11, 20, 21], np.uint64)
+    linked, group = linked_groups(group_key(src), group_key(dst))
     traces = np.array([10, 11, 12, 20, 21, 22, 30], np.uint64)
     for n_parts in (2, 3, 7, 64):
         part = partition_of(traces, linked, group, n_parts)
