@@ -130,8 +130,9 @@ def chain(first: int, n: int, seed: int = 7) -> SpanBatch:
     return SpanBatch.from_columns(cols, links)
 
 
-def write_spool(root: Path, n_items: int, chunk: int = 500_000, seed: int = 7) -> int:
-    """A spool of ``n_items`` chains as Parquet files in hour partitions; returns spans."""
+def write_spool(root: Path, n_items: int, chunk: int = 70_000, seed: int = 7) -> int:
+    """A spool of ``n_items`` chains as Parquet files in hour partitions; returns spans.
+    Files of ~490k spans, as compaction writes them (one per 64 MiB segment and hour)."""
     from collectors.spool.payload import arrays
 
     total = 0
@@ -141,7 +142,7 @@ def write_spool(root: Path, n_items: int, chunk: int = 500_000, seed: int = 7) -
         hour = time.gmtime(int(b.start_ns.min()) // 1_000_000_000)
         d = root / time.strftime("date=%Y-%m-%d", hour) / time.strftime("hour=%H", hour)
         d.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, d / f"bench-{f:012d}.parquet")
+        pq.write_table(table, d / f"bench-{f:012d}.parquet", compression="zstd")
         total += len(b)
     return total
 

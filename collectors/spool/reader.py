@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from collectors.spool.payload import SCHEMA, arrays, decode_payload
 from mapper.core.errors import LatmapError
@@ -296,28 +297,34 @@ def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
         for at in range(0, max(table.num_rows, 1), batch_rows):
             yield table.slice(at, batch_rows), torn if at == 0 else 0
         return
-    expr = None
-    if start_ns is not None:
-        expr = ds.field("start_ns") >= start_ns
-    if end_ns is not None:
-        upper = ds.field("start_ns") <= end_ns
-        expr = upper if expr is None else expr & upper
+    # Row group by row group, no read-ahead, one thread: a file costs one row group of memory
+    # (the dataset scanner keeps many batches in flight). Spans outside the window are
+    # dropped here; columns an old file lacks come back null, as the dataset reader does.
     try:
-        dataset = ds.dataset([name], schema=SCHEMA, format="parquet")
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for batch in dataset.to_batches(columns=columns, filter=expr, batch_size=batch_rows):
-            pending.append(batch)
-            rows += batch.num_rows
-            if rows >= batch_rows:
-                yield pa.Table.from_batches(pending), 0
-                pending, rows = [], 0
-        if pending:
-            yield pa.Table.from_batches(pending), 0
+        pf = pq.ParquetFile(name, pre_buffer=False)
+        have = set(pf.schema_arrow.names)
+        want = list(columns) if columns else [f.name for f in SCHEMA]
+        read = [c for c in {*want, "start_ns"} if c in have]
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=read, use_threads=False):
+            table = _time_filter(pa.Table.from_batches([batch]), start_ns, end_ns)
+            yield _conform(table, want), 0
     except (pa.ArrowInvalid, OSError) as err:
         if not Path(name).exists():
             raise FileNotFoundError(name) from err
         raise SpoolError(f"{name}: not a readable Parquet file ({err})") from err
+
+
+def _conform(table: pa.Table, columns: list[str]) -> pa.Table:
+    """``columns`` of ``table`` in :data:`SCHEMA`'s types, absent ones null."""
+    out = []
+    for c in columns:
+        field = SCHEMA.field(c)
+        if c in table.column_names:
+            col = table.column(c)
+            out.append(col if col.type == field.type else col.cast(field.type))
+        else:
+            out.append(pa.nulls(table.num_rows, field.type))
+    return pa.table(out, schema=pa.schema([SCHEMA.field(c) for c in columns]))
 
 
 def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None = None,
