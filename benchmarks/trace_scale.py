@@ -164,7 +164,7 @@ engine: {engine}
 UNTIL = "2026-09-22T12:00:00Z"
 
 
-def write_spec(path: Path, spool: Path, engine: str = "{kind: local}") -> Path:
+def write_spec(path: Path, spool: Path | str, engine: str = "{kind: local}") -> Path:
     path.write_text(SPEC.format(path=spool, engine=engine))
     return path
 

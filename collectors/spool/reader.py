@@ -140,9 +140,10 @@ def _iter_records(path: Path, data: bytes) -> Iterator[memoryview | None]:
 
 
 def read_segment(path: str | Path) -> tuple[pa.Table, int]:
-    """All good records of one segment as one table, and the number of damaged ones skipped."""
+    """All good records of one segment as one table, and the number of damaged ones skipped.
+    ``path`` may be an fsspec URL."""
     p = Path(path)
-    data = p.read_bytes()
+    data = _open(str(path)).read() if "://" in str(path) else p.read_bytes()
     tables: list[pa.Table] = []
     torn = 0
     for payload in _iter_records(p, data):
@@ -271,8 +272,45 @@ class SpoolFiles:
         return (*self.segments, *self.parquet)
 
 
+def _open(url: str) -> Any:
+    """A binary file object of an fsspec URL (``s3://``, ``gs://``, ``file://`` ...)."""
+    import fsspec  # only spools given by URL need it (installed with latmap[dask])
+
+    try:
+        return fsspec.open(url, "rb").open()
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, ImportError) as err:
+        raise SpoolError(f"{url}: cannot open: {err}") from err
+
+
+def _url_files(url: str, start_ns: int | None, end_ns: int | None) -> SpoolFiles:
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+        segs = sorted(fs.glob(f"{root}/{WAL_DIR}/*{SEGMENT_SUFFIX}"))
+        files = []
+        for f in sorted(fs.glob(f"{root}/date=*/hour=*/*.parquet")):
+            *_, day, hour, name = f.split("/")
+            start = _hour_start(Path(day) / hour)
+            if start is None or name.startswith((".", "_")):
+                continue
+            if (start_ns is not None and start + HOUR_NS <= start_ns) or (end_ns is not None and start > end_ns):
+                continue
+            files.append(f)
+        moved = tuple(sorted(Path(f).name for f in fs.glob(f"{root}/{WAL_DIR}/{QUARANTINE_DIR}/*")))
+    except (OSError, ValueError, ImportError) as err:
+        raise SpoolError(f"{url}: cannot list the spool: {err}") from err
+    return SpoolFiles(url, tuple(fs.unstrip_protocol(s) for s in segs), tuple(fs.unstrip_protocol(f) for f in files),
+                      moved)
+
+
 def spool_files(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpoolFiles:
-    """The files of a spool that :func:`scan_spool` would read for the window, listed once."""
+    """The files of a spool that :func:`scan_spool` would read for the window, listed once.
+    ``path`` may be an fsspec URL (``s3://bucket/spool``): the files are then URLs too."""
+    if "://" in str(path):
+        return _url_files(str(path), start_ns, end_ns)
     root = Path(path)
     if not root.is_dir():
         raise SpoolError(f"{root}: no such spool directory")
@@ -301,7 +339,7 @@ def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
     # (the dataset scanner keeps many batches in flight). Spans outside the window are
     # dropped here; columns an old file lacks come back null, as the dataset reader does.
     try:
-        pf = pq.ParquetFile(name, pre_buffer=False)
+        pf = pq.ParquetFile(_open(name) if "://" in name else name, pre_buffer=False)
         have = set(pf.schema_arrow.names)
         want = list(columns) if columns else [f.name for f in SCHEMA]
         read = [c for c in {*want, "start_ns"} if c in have]
@@ -309,7 +347,7 @@ def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
             table = _time_filter(pa.Table.from_batches([batch]), start_ns, end_ns)
             yield _conform(table, want), 0
     except (pa.ArrowInvalid, OSError) as err:
-        if not Path(name).exists():
+        if isinstance(err, FileNotFoundError) or ("://" not in name and not Path(name).exists()):
             raise FileNotFoundError(name) from err
         raise SpoolError(f"{name}: not a readable Parquet file ({err})") from err
 

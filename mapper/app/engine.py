@@ -15,7 +15,7 @@ The steps, each a function a Dask task can run (module-level, arguments picklabl
 
 Memory: one spool file (steps 1, 2) or one partition (3, 4) at a time per worker, plus the
 linked trace keys and the merged bin counts on the client; the window's length does not
-show. A window of fewer spans than ``engine.partition_spans`` is analysed whole, as before.
+show. A window whose spans fit ``engine.memory_budget`` is analysed whole, as before.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from mapper.core.errors import SourceError, UsageError
 from mapper.core.model import Check
 from mapper.core.spans import dedupe
 from mapper.core.spec import StreamSpec
-from mapper.core.spec.engine import EngineSpec
+from mapper.core.spec.engine import BYTES_PER_SPAN, EngineSpec
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,17 @@ def _dask_map(client: Any) -> Mapper:
         if not args:
             return []
         futures = client.map(fn, *zip(*args, strict=True), pure=False)
-        return list(client.gather(futures))
+        out = []
+        for a, f in zip(args, futures, strict=True):
+            try:
+                out.append(f.result())
+            except SourceError:
+                raise  # names its file or partition already
+            except Exception as err:  # a worker killed (KilledWorker), a task that failed on it
+                what = f"partition {a[1]}" if fn in (pass_one, pass_two) else f"file {a[0]}"
+                raise SourceError(f"engine dask: {fn.__name__} of {what} failed: {type(err).__name__}: "
+                                  f"{str(err)[:300]}") from err
+        return out
     return run
 
 
@@ -257,7 +267,7 @@ def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpe
                         matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
                         qs: Sequence[float], client: Any = None) -> Merged | None:
     """The merged analysis of a spool's spans that start in ``(start_ns, end_ns]``, or None
-    when the window has at most ``engine.partition_spans`` spans (analyse it whole)."""
+    when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole."""
     files = spool_files(path, start_ns + 1, end_ns)
     own_client = None
     if engine.kind == "dask" and client is None:
@@ -274,9 +284,9 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
          upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper) -> Merged | None:
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
     spans = sum(i.rows for i in ids)
-    n_parts = math.ceil(spans / engine.partition_spans)
-    if n_parts <= 1:
+    if spans * BYTES_PER_SPAN <= engine.memory_budget:
         return None
+    n_parts = max(1, math.ceil(spans / engine.partition_spans))
     linked, group = linked_groups(np.concatenate([i.src for i in ids] or [np.array([], np.uint32)]),
                                   np.concatenate([i.dst for i in ids] or [np.array([], np.uint32)]))
     ids = [FileIds(i.name, i.rows, i.src[:0], i.dst[:0], i.torn, i.damaged) for i in ids]  # the pairs: freed

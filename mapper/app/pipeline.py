@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -32,7 +33,7 @@ from mapper.core.files import dumps, write_atomic
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.spans import ATTRIBUTE_COLUMNS
 from mapper.core.spec import Measurement, SourceSpec, StreamSpec
-from mapper.core.spec.engine import BYTES_PER_SPAN
+from mapper.core.spec.engine import BYTES_PER_SPAN, is_url
 from mapper.render.html import to_html
 from mapper.render.report import to_json, to_markdown
 from mapper.render.vsm_svg import to_svg
@@ -126,15 +127,18 @@ def collect_traces(spec: StreamSpec, window: Window) -> Traced:
                           {ATTRIBUTE_COLUMNS[k]: v for k, v in s.traces.attributes.items()})  # type: ignore[union-attr]
                for s in staged]
     upstream = {s.name: next((u for u in s.upstream if u in names), None) for s in staged}
-    if source.kind == "traces" and source.path and is_spool(Path(source.path)):
+    url = source.kind == "traces" and bool(source.path) and is_url(source.path or "")
+    if url or (source.kind == "traces" and source.path and is_spool(Path(source.path))):
         qs = needed_qs(spec)
         try:
-            merged = analyse_partitioned(source.path, int(window.start * 1e9), int(window.end * 1e9),
-                                         spec.engine, matches, upstream, qs)
+            # A spool given by URL is only read partition by partition, whatever its size.
+            engine = replace(spec.engine, memory_budget=-1) if url else spec.engine
+            merged = analyse_partitioned(source.path or "", int(window.start * 1e9), int(window.end * 1e9),
+                                         engine, matches, upstream, qs)
         except SourceError as err:
             raise SourceError(f"traces from {source.name!r}: {err}") from err
         if merged is not None:
-            return _from_partitions(spec, window, source, staged, matches, upstream, merged)
+            return _from_partitions(spec, source, staged, matches, merged)
     try:
         loaded = load_spans(source, window, [s.traces.service for s in staged])  # type: ignore[union-attr]
     except SourceError as err:
@@ -169,10 +173,10 @@ def _damaged_check(origin: str, damaged: list[str]) -> Check:
         "(latmap serve moves damaged segments into _wal/quarantine/ when it starts)"))
 
 
-def _from_partitions(spec: StreamSpec, window: Window, source: SourceSpec, staged: list[Any],
-                     matches: list[StageMatch], upstream: dict[str, str | None], merged: Merged) -> Traced:
-    """The trace side from merged partitions; the per-item figures from an in-memory pass
-    only when the window fits ``engine.memory_budget``, else a check says what is missing."""
+def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[Any],
+                     matches: list[StageMatch], merged: Merged) -> Traced:
+    """The trace side from merged partitions (a window over ``engine.memory_budget``): the
+    distributions exact; a check says which per-item figures are approximate."""
     origin = f"spool {source.path}"
     sums = merged.parts
     checks = [Check("info", "traces-partitioned", (
@@ -186,24 +190,18 @@ def _from_partitions(spec: StreamSpec, window: Window, source: SourceSpec, stage
     if damaged:
         checks.append(_damaged_check(origin, damaged))
     need = merged.spans * BYTES_PER_SPAN
-    if need <= spec.engine.memory_budget:
-        loaded = load_spans(source, window)
-        table = build_trace_table(loaded.batch, matches, upstream)
-        checks.append(Check("info", "per-item-figures-in-memory", (
-            f"{origin}: tail attribution, trace-replay what-if and trace segments come from an in-memory pass "
-            f"(the window's {merged.spans:,} spans, ~{need / 2**30:.2g} GiB, fit engine.memory_budget "
-            f"{spec.engine.memory_budget / 2**30:.3g} GiB); the percentiles from the merge")))
-    else:
-        empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
-        table = TraceTable(empty, tuple(m.stage for m in matches), sums.traces, np.array([]), sums.spans_used,
-                           link_edges=sums.link_edges, stage_rows=dict(sums.stage_rows), per_item=False)
-        checks.append(Check("warning", "per-item-figures-approximate", (
-            f"{origin}: the window's {merged.spans:,} spans (~{need / 2**30:.2g} GiB in memory) exceed "
-            f"engine.memory_budget ({spec.engine.memory_budget / 2**30:.3g} GiB) and the partition merge does "
-            "not make every per-item figure yet: the tail attribution and the time shares are approximated "
-            "from the parts' distributions, what-if futures are convolutions of the parts, budgets assume "
-            "no unexplained time, and there are no hour-of-day, weekday or event segments from traces; raise "
-            "engine.memory_budget for the exact ones")))
+    empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
+    table = TraceTable(empty, tuple(m.stage for m in matches), sums.traces, np.array([]), sums.spans_used,
+                       link_edges=sums.link_edges, stage_rows=dict(sums.stage_rows), per_item=False)
+    why = (f"a spool given by URL is read partition by partition only ({merged.spans:,} spans)"
+           if is_url(source.path or "") else
+           f"the window's {merged.spans:,} spans (~{need / 2**30:.2g} GiB in memory) exceed "
+           f"engine.memory_budget ({spec.engine.memory_budget / 2**30:.3g} GiB)")
+    checks.append(Check("warning", "per-item-figures-approximate", (
+        f"{origin}: {why}, and the partition merge does not make every per-item figure yet: the tail "
+        "attribution and the time shares are approximated from the parts' distributions, what-if futures "
+        "are convolutions of the parts, budgets assume no unexplained time, and there are no hour-of-day, "
+        "weekday or event segments from traces; a window within engine.memory_budget gets the exact ones")))
     results: dict[tuple[str, str], MeasurementResult] = {}
     totals: dict[str, Distribution] = {}
     for s in staged:

@@ -30,7 +30,7 @@ from mapper.core.spec._parse import (
 )
 from mapper.core.spec.datadog import METRIC_NAME as DD_METRIC_NAME
 from mapper.core.spec.datadog import DatadogOptions, check_filter, parse_datadog
-from mapper.core.spec.engine import EngineSpec, parse_engine, with_engine
+from mapper.core.spec.engine import EngineSpec, is_url, parse_engine, with_engine
 from mapper.core.spec.extra import Change, EventWindow, Segments, parse_changes, parse_events, parse_segments
 from mapper.core.urls import CREDENTIALS_HINT, check_http_url
 from mapper.core.yamlload import LDict, LList, load_yaml, load_yaml_file
@@ -204,7 +204,7 @@ def _source(name: str, node: Any, line: int, p: Problems) -> SourceSpec | None:
         check_keys(node, keys.TRACES_SOURCE, where, p)
         path = str_field(node, "path", where, p, required=True) or ""
         base = Path(p.path).parent if p.path not in ("<string>", "<demo>") else Path(".")
-        resolved = path if Path(path).is_absolute() else str(base / path)
+        resolved = path if Path(path).is_absolute() or is_url(path) else str(base / path)
         return SourceSpec(name=name, kind="traces", url="", place=p.at(line), path=resolved)
     check_keys(node, keys.SOURCE, where, p)
     kind = str_field(node, "kind", where, p, required=True)
