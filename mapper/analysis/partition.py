@@ -45,29 +45,46 @@ def group_key(trace_lo: np.ndarray) -> np.ndarray:
 
 
 def linked_groups(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union-find over trace group keys joined by links (``src[i]`` links to ``dst[i]``),
-    as connected components.
+    """Union-find over trace group keys joined by links (``src[i]`` links to ``dst[i]``).
 
     Returns the distinct linked keys (sorted) and, for each, its group's smallest key.
+    Connected components by hooking and pointer jumping over int32 arrays (each round links
+    every edge's larger root to its smaller, then every node to its root), so the memory is
+    a few int32 per edge and per key (scipy's csgraph needs CSR copies several times that).
+    Consumes ``src`` and ``dst`` (the caller drops its references to save their memory).
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    cross = src != dst
-    src, dst = np.asarray(src, np.uint32)[cross], np.asarray(dst, np.uint32)[cross]
-    keys = np.unique(np.concatenate([src, dst]))
+    keys = np.concatenate([src, dst]).astype(np.uint32, copy=False)
+    keys.sort()
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else keys
     if not keys.size:
         return keys, keys
-    si = np.searchsorted(keys, src).astype(np.int32)
-    di = np.searchsorted(keys, dst).astype(np.int32)
-    del src, dst
-    graph = coo_matrix((np.ones(si.size, np.int8), (si, di)), shape=(keys.size, keys.size))
-    del si, di
-    _, label = connected_components(graph, directed=True, connection="weak")
-    del graph
-    smallest = np.full(int(label.max()) + 1, np.iinfo(np.uint32).max, np.uint32)
-    np.minimum.at(smallest, label, keys)
-    return keys, smallest[label]
+    si = _codes(keys, src)
+    del src
+    di = _codes(keys, dst)
+    del dst
+    label = np.arange(keys.size, dtype=np.int32)
+    while si.size:
+        a, b = label[si], label[di]
+        live = a != b
+        if not live.any():
+            break
+        si, di, a, b = si[live], di[live], a[live], b[live]
+        np.minimum.at(label, np.maximum(a, b), np.minimum(a, b))
+        while True:  # pointer jumping: every node straight to its root
+            up = label[label]
+            if np.array_equal(up, label):
+                break
+            label = up
+    # Hooking always goes to the smaller index, so a group's root is its smallest key.
+    return keys, keys[label]
+
+
+def _codes(keys: np.ndarray, values: np.ndarray, chunk: int = 4_000_000) -> np.ndarray:
+    """The index of each value in sorted ``keys``, as int32, in chunks (searchsorted gives int64)."""
+    out = np.empty(values.size, np.int32)
+    for at in range(0, values.size, chunk):
+        out[at:at + chunk] = np.searchsorted(keys, values[at:at + chunk])
+    return out
 
 
 def partition_of(trace_lo: np.ndarray, linked: np.ndarray, group: np.ndarray, n_parts: int) -> np.ndarray:

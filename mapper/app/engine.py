@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 #: objectives': what the renderers, the bottleneck and the attribution read.
 STANDARD_QS = (0.5, 0.9, 0.95, 0.99, 0.999, 0.9999, *TAILS, *MEDIAN_BAND)
 _ID_COLUMNS = ["trace_lo", "links", "link_trace_lo"]
+#: Spill tasks on Dask at most (each writes one file per partition).
+SPILL_TASKS = 16
 
 Key = tuple[str, str]
 
@@ -128,12 +130,25 @@ def _link_pairs(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return group_key(src[cross]), group_key(dst[cross])
 
 
-def spill_file(name: str, index: int, lo: int, hi: int, linked: np.ndarray, group: np.ndarray,
-               n_parts: int, scratch: str) -> np.ndarray:
-    """Write one spool file's window rows into ``scratch/p=K/fINDEX.parquet`` by partition;
-    returns the rows written per partition."""
+def spill_files(names: Sequence[str], index: int, lo: int, hi: int, linked: np.ndarray, group: np.ndarray,
+                n_parts: int, scratch: str) -> np.ndarray:
+    """Write some spool files' window rows into ``scratch/p=K/fINDEX.parquet`` by partition
+    (one file per partition and task, whatever the number of spool files); returns the rows
+    written per partition."""
     total = np.zeros(n_parts, np.int64)
     writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        for name in names:
+            total += _spill_one(name, lo, hi, linked, group, n_parts, scratch, index, writers)
+    finally:
+        for w in writers.values():
+            w.close()
+    return total
+
+
+def _spill_one(name: str, lo: int, hi: int, linked: np.ndarray, group: np.ndarray, n_parts: int, scratch: str,
+               index: int, writers: dict[int, Any]) -> np.ndarray:
+    total = np.zeros(n_parts, np.int64)
     try:
         for table, _ in iter_spool_file(name, lo, hi):
             part = partition_of(table.column("trace_lo").to_numpy(), linked, group, n_parts)
@@ -153,9 +168,6 @@ def spill_file(name: str, index: int, lo: int, hi: int, linked: np.ndarray, grou
         return np.zeros(n_parts, np.int64)  # counted as damaged by ids_of_file
     except FileNotFoundError:
         raise SourceError(f"{name}: compacted while the map read the spool; run the map again") from None
-    finally:
-        for w in writers.values():
-            w.close()
     return total
 
 
@@ -228,7 +240,7 @@ def _dask_map(client: Any) -> Mapper:
             except SourceError:
                 raise  # names its file or partition already
             except Exception as err:  # a worker killed (KilledWorker), a task that failed on it
-                what = f"partition {a[1]}" if fn in (pass_one, pass_two) else f"file {a[0]}"
+                what = f"partition {a[1]}" if fn in (pass_one, pass_two) else f"files {a[0]}"
                 raise SourceError(f"engine dask: {fn.__name__} of {what} failed: {type(err).__name__}: "
                                   f"{str(err)[:300]}") from err
         return out
@@ -287,15 +299,22 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
     if spans * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     n_parts = max(1, math.ceil(spans / engine.partition_spans))
-    linked, group = linked_groups(np.concatenate([i.src for i in ids] or [np.array([], np.uint32)]),
-                                  np.concatenate([i.dst for i in ids] or [np.array([], np.uint32)]))
+    src = np.concatenate([i.src for i in ids] or [np.array([], np.uint32)])
+    dst = np.concatenate([i.dst for i in ids] or [np.array([], np.uint32)])
     ids = [FileIds(i.name, i.rows, i.src[:0], i.dst[:0], i.torn, i.damaged) for i in ids]  # the pairs: freed
+    linked, group = linked_groups(src, dst)
+    del src, dst
     base = engine.scratch
     if base:
         Path(base).mkdir(parents=True, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="latmap-partitions-", dir=base)
     try:
-        run(spill_file, [(f, i, lo, hi, linked, group, n_parts, scratch) for i, f in enumerate(files.files)])
+        # Spill tasks over groups of files: one spill file per partition and task (many small
+        # files per partition would cost an open each when the partition is read).
+        names = files.files
+        per_task = len(names) if run is _local_map else max(1, math.ceil(len(names) / SPILL_TASKS))
+        groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
+        run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group
         first = run(pass_one, [(scratch, p, matches, upstream) for p in range(n_parts)])
         keys = sorted({k for _, s in first for k in s})
