@@ -2,7 +2,8 @@
 
 ``pipeline`` (collect -> analyse -> write the reports), ``history`` (the nightly report's
 dated runs), ``discover`` (draft a spec from what a Prometheus or a spool holds), ``pushgw``
-(push a run to a Pushgateway). The CLI calls these; so can any Python program.
+(push a run to a Pushgateway), ``engine`` (traces partition by partition, locally or on
+Dask). The CLI calls these; so can any Python program.
 """
 
 from typing import TYPE_CHECKING
@@ -10,8 +11,8 @@ from typing import TYPE_CHECKING
 from mapper.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from mapper.app import budgets, discover, draft, history, pipeline, pushgw
+    from mapper.app import budgets, discover, draft, engine, history, pipeline, pushgw
 
-__all__ = ["budgets", "discover", "draft", "history", "pipeline", "pushgw"]
+__all__ = ["budgets", "discover", "draft", "engine", "history", "pipeline", "pushgw"]
 
 __getattr__ = lazy_getattr(__name__, __all__)
