@@ -44,7 +44,7 @@ def group_key(trace_lo: np.ndarray) -> np.ndarray:
     return (trace_hash(trace_lo) >> np.uint64(15)).astype(np.uint32)
 
 
-def linked_groups(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def linked_groups(src: np.ndarray, dst: np.ndarray, chunk: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
     """Union-find over trace group keys joined by links (``src[i]`` links to ``dst[i]``).
 
     Returns the distinct linked keys (sorted) and, for each, its group's smallest key.
@@ -63,13 +63,17 @@ def linked_groups(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndar
     di = _codes(keys, dst)
     del dst
     label = np.arange(keys.size, dtype=np.int32)
-    while si.size:
-        a, b = label[si], label[di]
-        live = a != b
-        if not live.any():
+    while True:
+        hooked = False
+        for at in range(0, si.size, chunk):  # in chunks: the temporaries stay small
+            a, b = label[si[at:at + chunk]], label[di[at:at + chunk]]
+            live = a != b
+            if live.any():
+                hooked = True
+                a, b = a[live], b[live]
+                np.minimum.at(label, np.maximum(a, b), np.minimum(a, b))
+        if not hooked:
             break
-        si, di, a, b = si[live], di[live], a[live], b[live]
-        np.minimum.at(label, np.maximum(a, b), np.minimum(a, b))
         while True:  # pointer jumping: every node straight to its root
             up = label[label]
             if np.array_equal(up, label):

@@ -299,9 +299,7 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
     if spans * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     n_parts = max(1, math.ceil(spans / engine.partition_spans))
-    src = np.concatenate([i.src for i in ids] or [np.array([], np.uint32)])
-    dst = np.concatenate([i.dst for i in ids] or [np.array([], np.uint32)])
-    ids = [FileIds(i.name, i.rows, i.src[:0], i.dst[:0], i.torn, i.damaged) for i in ids]  # the pairs: freed
+    src, dst = _take_pairs(ids)
     linked, group = linked_groups(src, dst)
     del src, dst
     base = engine.scratch
@@ -327,6 +325,19 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                   sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined)
+
+
+def _take_pairs(ids: list[FileIds]) -> tuple[np.ndarray, np.ndarray]:
+    """Every file's link pairs in two arrays, each file's freed as it is copied (the pairs
+    are the client's largest memory: ~8 bytes per link between traces)."""
+    total = sum(i.src.size for i in ids)
+    src, dst = np.empty(total, np.uint32), np.empty(total, np.uint32)
+    at = 0
+    for k, i in enumerate(ids):
+        src[at:at + i.src.size], dst[at:at + i.src.size] = i.src, i.dst
+        at += i.src.size
+        ids[k] = FileIds(i.name, i.rows, i.src[:0].copy(), i.dst[:0].copy(), i.torn, i.damaged)
+    return src, dst
 
 
 def _sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:

@@ -70,3 +70,22 @@ def test_linked_traces_share_a_partition() -> None:
         assert part[0] == part[1] == part[2]
         assert part[3] == part[4] == part[5]
         assert np.all((part >= 0) & (part < n_parts))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_linked_groups_are_the_connected_components(seed: int) -> None:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(seed)
+    n, e = int(rng.integers(2, 3000)), int(rng.integers(1, 5000))
+    src = rng.integers(0, n, e).astype(np.uint32) * 7 + 3
+    dst = rng.integers(0, n, e).astype(np.uint32) * 7 + 3
+    keys, group = linked_groups(src.copy(), dst.copy(), chunk=int(rng.integers(1, 2000)))
+    want, inv = np.unique(np.concatenate([src, dst]), return_inverse=True)
+    graph = coo_matrix((np.ones(e), (inv[:e], inv[e:])), shape=(want.size, want.size))
+    _, label = connected_components(graph, directed=True, connection="weak")
+    smallest = np.full(label.max() + 1, 2**32 - 1, np.uint64)
+    np.minimum.at(smallest, label, want.astype(np.uint64))
+    assert np.array_equal(keys, want)
+    assert np.array_equal(group, smallest[label])
