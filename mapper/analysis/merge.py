@@ -66,7 +66,7 @@ class Summary:
 
     @classmethod
     def of(cls, values: np.ndarray) -> Summary:
-        v = np.asarray(values, dtype=np.float64)
+        v = np.asarray(values, dtype=np.float64) + 0.0  # -0.0 -> 0.0: one bin for equal floats
         bins, counts = np.unique(bin_of(v), return_counts=True)
         return cls(bins, counts.astype(np.int64), float(v.sum()), int(v.size))
 
@@ -109,30 +109,38 @@ def bins_for_ranks(s: Summary, ranks: Sequence[int]) -> np.ndarray:
     return np.unique(s.bins[np.searchsorted(cum, np.asarray(ranks), side="left")])
 
 
-def values_in(values: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """Pass 2 in one partition: the values that fall in ``bins``."""
+def values_in(values: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 2 in one partition: the distinct values that fall in ``bins``, with their counts
+    (a stage whose every item takes the same time sends one value, not millions)."""
     if not bins.size or not values.size:
-        return np.array([], np.float64)
-    v = np.asarray(values, dtype=np.float64)
-    return v[np.isin(bin_of(v), bins)]
+        return np.array([], np.float64), np.array([], np.int64)
+    v = np.asarray(values, dtype=np.float64) + 0.0
+    u, c = np.unique(v[np.isin(bin_of(v), bins)], return_counts=True)
+    return u, c.astype(np.int64)
 
 
-def merged_samples(s: Summary, ranks: Sequence[int], pulled: Iterable[np.ndarray]) -> MergedSamples:
+def merged_samples(s: Summary, ranks: Sequence[int],
+                   pulled: Iterable[tuple[np.ndarray, np.ndarray]]) -> MergedSamples:
     """The order statistics at ``ranks`` from the merged counts and the pulled values."""
-    vals = np.sort(np.concatenate([np.asarray(p, np.float64) for p in pulled] or [np.array([])]))
+    pulled = list(pulled)
     if not s.n:
         return MergedSamples(0, 0.0, {}, s.bins, s.counts)
-    cum = np.cumsum(s.counts)
+    all_u = np.concatenate([p[0] for p in pulled] or [np.array([], np.float64)])
+    all_c = np.concatenate([p[1] for p in pulled] or [np.array([], np.int64)])
+    vals, inv = np.unique(all_u, return_inverse=True)
+    counts = np.bincount(inv.ravel(), weights=all_c, minlength=vals.size).astype(np.int64)
     vb = bin_of(vals)
+    cum = np.cumsum(s.counts)
     stats = {}
     for r in ranks:
         i = int(np.searchsorted(cum, r, side="left"))
         before = int(cum[i - 1]) if i else 0
-        in_bin = vals[vb == s.bins[i]]
-        if in_bin.size != s.counts[i]:
+        here = vb == s.bins[i]
+        in_bin, n_in = vals[here], np.cumsum(counts[here])
+        if not n_in.size or n_in[-1] != s.counts[i]:
             raise ValueError(f"partition merge: bin {i} holds {s.counts[i]} values in pass 1, "
-                             f"{in_bin.size} in pass 2 (data changed between passes?)")
-        stats[int(r)] = float(in_bin[r - before - 1])
+                             f"{int(n_in[-1]) if n_in.size else 0} in pass 2 (data changed between passes?)")
+        stats[int(r)] = float(in_bin[int(np.searchsorted(n_in, r - before, side="left"))])
     return MergedSamples(s.n, s.total, stats, s.bins, s.counts)
 
 

@@ -203,8 +203,8 @@ def pass_one(scratch: str, p: int, matches: Sequence[StageMatch],
                        pv.min_wait, pv.skewed_links, pv.checks), summaries
 
 
-def pass_two(scratch: str, p: int, wanted: Mapping[Key, np.ndarray]) -> dict[Key, np.ndarray]:
-    """Partition ``p``'s values in the ``wanted`` bins, per sample vector."""
+def pass_two(scratch: str, p: int, wanted: Mapping[Key, np.ndarray]) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
+    """Partition ``p``'s distinct values (and their counts) in the ``wanted`` bins, per sample vector."""
     d = Path(scratch) / f"p={p}"
     if not (d / "vectors.json").exists():
         return {}
@@ -232,7 +232,12 @@ def _dask_map(client: Any) -> Mapper:
     def run(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
         if not args:
             return []
-        futures = client.map(fn, *zip(*args, strict=True), pure=False)
+        columns = [list(c) for c in zip(*args, strict=True)]
+        for c in columns:  # one large array for every task (the trace-to-item map): sent once
+            if isinstance(c[0], np.ndarray) and c[0].nbytes > 1 << 20 and all(x is c[0] for x in c):
+                shared = client.scatter(c[0], broadcast=True, hash=False)
+                c[:] = [shared] * len(c)
+        futures = client.map(fn, *columns, pure=False)
         out = []
         for a, f in zip(args, futures, strict=True):
             try:
