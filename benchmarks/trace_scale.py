@@ -203,6 +203,14 @@ def run_map(spec: Path, out: Path) -> dict[str, Any]:
     return result
 
 
+def _partitions(report: dict[str, Any]) -> int:
+    """How many partitions the map used (from its ``traces-partitioned`` check)."""
+    for c in report["checks"]:
+        if c["code"] == "traces-partitioned":
+            return int(c["message"].split(" spans analysed in ")[1].split(" ")[0])
+    return 1
+
+
 def _fmt(r: dict[str, Any]) -> str:
     return f"{r['seconds']:8.1f} s  {r['rss'] / 2**20:8.0f} MiB"
 
@@ -220,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     base = args.keep or Path(tempfile.mkdtemp(prefix="latmap-trace-scale-"))
     print(f"load average at start: {os.getloadavg()}, cores: {os.cpu_count()}")
     rows = []
-    engine = f"{{kind: local, partition_spans: {args.partition_spans}}}"
+    # memory_budget 0: always partitioned (a small --items run too), never the in-memory path.
+    engine = f"{{kind: local, partition_spans: {args.partition_spans}, memory_budget: 0}}"
     try:
         for n in args.items:
             spool = base / f"spool-{n}"
@@ -231,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
             spec = write_spec(base / f"spec-{n}.yaml", spool, engine)
             r = run_map(spec, base / f"out-{n}")
             rows.append((n, r))
-            print(f"local  {n:>11,} items: {_fmt(r)}  (load {os.getloadavg()[0]:.2f})")
+            parts = _partitions(r["report"])
+            print(f"local  {n:>11,} items: {_fmt(r)}  {parts} partitions, {r['seconds'] / max(parts, 1):.1f} s "
+                  f"per partition  (load {os.getloadavg()[0]:.2f})")
         if len(rows) > 1:
             (n0, a), (n1, b) = rows[0], rows[-1]
             print(f"ratio {n1:,} / {n0:,}: time {b['seconds'] / a['seconds']:.2f}x (target <= {TARGET_TIME_RATIO}x "
@@ -259,7 +270,7 @@ def run_dask(base: Path, spool: Path, n: int, args: argparse.Namespace) -> dict[
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=args.worker_memory,
                       dashboard_address=None, host="127.0.0.1") as cluster:
         engine = (f"{{kind: dask, scheduler: \"{cluster.scheduler_address}\", "
-                  f"partition_spans: {args.partition_spans}, scratch: \"{base / 'scratch'}\"}}")
+                  f"partition_spans: {args.partition_spans}, memory_budget: 0, scratch: \"{base / 'scratch'}\"}}")
         spec = write_spec(base / f"spec-dask-{n}.yaml", spool, engine)
         return run_map(spec, base / f"out-dask-{n}")
 
