@@ -64,6 +64,9 @@ STANDARD_QS = (0.5, 0.9, 0.95, 0.99, 0.999, 0.9999, *TAILS, *MEDIAN_BAND)
 _ID_COLUMNS = ["trace_lo", "links", "link_trace_lo"]
 #: Spill tasks on Dask at most (each writes one file per partition).
 SPILL_TASKS = 16
+#: Fewest bytes a span takes in a write-ahead segment (Arrow IPC columns: 8 uint64 and 2
+#: int64 alone are 80), for an upper bound of the spans a segment holds.
+SEGMENT_BYTES_PER_SPAN = 40
 
 Key = tuple[str, str]
 
@@ -297,8 +300,27 @@ def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpe
             own_client.close()
 
 
+def most_spans(files: SpoolFiles) -> int:
+    """An upper bound of the spans the files hold, from Parquet footers and segment sizes
+    (no data read): a window under the budget by this bound needs no ids pass."""
+    rows = 0
+    for name in files.parquet:
+        try:
+            rows += pq.read_metadata(name).num_rows
+        except (OSError, pa.ArrowInvalid):
+            return 2**62  # unreadable here: let the ids pass say which
+    for name in files.segments:
+        try:
+            rows += Path(name).stat().st_size // SEGMENT_BYTES_PER_SPAN + 1
+        except OSError:
+            continue  # compacted meanwhile: its Parquet file is listed (or the ids pass says so)
+    return rows
+
+
 def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Sequence[StageMatch],
          upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper) -> Merged | None:
+    if engine.memory_budget >= 0 and most_spans(files) * BYTES_PER_SPAN <= engine.memory_budget:
+        return None
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
     spans = sum(i.rows for i in ids)
     if spans * BYTES_PER_SPAN <= engine.memory_budget:
