@@ -329,9 +329,23 @@ def spool_files(path: str | Path, start_ns: int | None = None, end_ns: int | Non
 def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None = None,
                     columns: list[str] | None = None, batch_rows: int = 500_000) -> Iterator[tuple[pa.Table, int]]:
     """:func:`read_spool_file` in pieces of at most ``batch_rows`` rows (a Parquet file is
-    streamed, never read whole); each piece comes with the damaged records it skipped."""
+    streamed, never read whole); each piece comes with the damaged records it skipped.
+
+    A local segment compacted since it was listed is read from the Parquet files compaction
+    made of it (``date=*/hour=*/<segment>.parquet``: renamed into place before the segment
+    is removed), so a map over a live spool reads the same spans in every pass.
+    """
     if name.endswith(SEGMENT_SUFFIX):  # bounded by the receiver's segment size
-        table, torn = read_spool_file(name, start_ns, end_ns, columns)
+        try:
+            table, torn = read_spool_file(name, start_ns, end_ns, columns)
+        except FileNotFoundError:
+            seg = Path(name)
+            made = sorted(seg.parent.parent.glob(f"date=*/hour=*/{seg.name.removesuffix(SEGMENT_SUFFIX)}.parquet"))
+            if "://" in name or not made:
+                raise
+            for f in made:
+                yield from iter_spool_file(str(f), start_ns, end_ns, columns, batch_rows)
+            return
         for at in range(0, max(table.num_rows, 1), batch_rows):
             yield table.slice(at, batch_rows), torn if at == 0 else 0
         return

@@ -151,3 +151,16 @@ def test_a_replacement_writer_compacts_the_segments_of_one_that_is_gone(tmp_path
         left = {writer_of(s) for s in (tmp_path / "_wal").glob("*.wal")}
         assert left == {"rx-live"}
         assert len(scan_spool(tmp_path).batch) == 15
+
+
+def test_a_segment_compacted_after_listing_is_read_from_its_parquet(tmp_path: Path) -> None:
+    from collectors.spool.reader import iter_spool_file, spool_files
+
+    with Spool(tmp_path, _ids("rx-a")) as a:
+        a.append(_batch(12, 7))
+        a.rotate()
+        listed = spool_files(tmp_path)
+        assert len(listed.segments) == 1 and not listed.parquet
+        assert a.compact() == 1  # a live receiver compacts between the map's passes
+    rows = sum(t.num_rows for t, _ in iter_spool_file(listed.segments[0]))
+    assert rows == 12
