@@ -187,6 +187,11 @@ class MergedSamples:
             return Estimate(q, None, low, None, float(n), note)
         return Estimate(q, _lerp_quantile(self._at, n, q), low, high, float(n))
 
+    def exact(self, q: float) -> float:
+        """``np.quantile`` of all the values at ``q`` (no minimum count), for a ``q`` whose
+        order statistics were pulled."""
+        return _lerp_quantile(self._at, self.n, q)
+
     def point_masses(self, variant: str) -> PointMasses:
         """The bin counts as weighted points: at each bin's lowest float (``low``), highest
         (``high``), or its middle (``mid``)."""

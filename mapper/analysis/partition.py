@@ -21,13 +21,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
+from mapper.analysis.attribution import item_parts
 from mapper.analysis.traces import StageMatch, build_trace_table
 from mapper.core.distribution import Distribution
 from mapper.core.model import Check, MeasurementResult
 from mapper.core.spans import SpanBatch
 
 LEAD = ("", "lead")
+#: The lead time as the tail attribution reads it (first start to last end of the path's
+#: stages, in seconds as the trace table holds them), one per item of :data:`ItemParts`.
+PARTS_LEAD = ("", "parts_lead")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -117,10 +122,12 @@ class PartVectors:
     min_wait: Mapping[str, float] = field(default_factory=dict)
     skewed_links: Mapping[str, int] = field(default_factory=dict)
     checks: tuple[Check, ...] = ()
+    #: With a ``path``: per item of the path, its lead and parts (``attribution.item_parts``).
+    items: pd.DataFrame | None = None
 
 
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
-                      upstream: Mapping[str, str | None]) -> PartVectors:
+                      upstream: Mapping[str, str | None], path: Sequence[str] | None = None) -> PartVectors:
     """The samples of one partition (whole items): ``(stage, part)`` -> seconds, part one of
     ``wait`` (NaN-free: items with a hand-over), ``process``, ``total``; ``LEAD`` the lead
     time of the complete items."""
@@ -139,8 +146,23 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
         neg[s] = int(np.sum(w[has] < 0))
         low[s] = float(w[has].min()) if has.any() else 0.0
         skew[s] = int(np.sum(f["linked"].to_numpy()[has] & (w[has] < 0))) if "linked" in f else 0
+    items = item_parts(table, path) if path else None
+    if items is not None:
+        vectors[PARTS_LEAD] = items["lead"].to_numpy(dtype=np.float64)
     return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
-                       table.checks)
+                       table.checks, items)
+
+
+def set_sums(items: pd.DataFrame, thresholds: Mapping[str, tuple[float, float]]) -> dict[str, tuple[int, np.ndarray]]:
+    """Per named set of items (lead within ``[low, high]``), its count and the sums of every
+    column of ``items``: the tail attribution's means, added up across partitions."""
+    lead = items["lead"].to_numpy()
+    values = items.to_numpy(dtype=np.float64)
+    out = {}
+    for name, (low, high) in thresholds.items():
+        sel = (lead >= low) & (lead <= high)
+        out[name] = (int(sel.sum()), values[sel].sum(axis=0))
+    return out
 
 
 def merged_part_results(stage: str, provenance: str, dists: Mapping[tuple[str, str], Distribution],

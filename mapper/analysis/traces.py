@@ -88,6 +88,11 @@ class TraceTable:
     #: False for a partitioned analysis's summary: no per-item rows (empty ``frame`` and
     #: ``lead``); the figures that need them say so instead of reading an empty table.
     per_item: bool = True
+    #: A partitioned analysis's merged per-item means for the tail attribution and the time
+    #: shares: ``"median"`` (the items of the median band) and a percentile label (``"p99"``:
+    #: the items at or above it) -> (mean lead and parts, as ``attribution.item_parts`` names
+    #: them; the number of items).
+    part_means: Mapping[str, tuple[pd.Series, int]] | None = None
 
     def where(self, column: str, value: object) -> TraceTable:
         """The traces whose ``column`` label equals ``value``: a mask, no recomputation."""

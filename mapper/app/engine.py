@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -48,8 +49,17 @@ from mapper.analysis.merge import (
     ranks_needed,
     values_in,
 )
-from mapper.analysis.partition import PartVectors, group_key, linked_groups, partition_of, partition_vectors
+from mapper.analysis.partition import (
+    PARTS_LEAD,
+    PartVectors,
+    group_key,
+    linked_groups,
+    partition_of,
+    partition_vectors,
+    set_sums,
+)
 from mapper.analysis.traces import StageMatch
+from mapper.core.distribution import percentile_label
 from mapper.core.errors import SourceError, UsageError
 from mapper.core.model import Check
 from mapper.core.spans import dedupe
@@ -92,6 +102,8 @@ class Merged:
     torn: int
     damaged: tuple[str, ...]
     quarantined: tuple[str, ...]
+    #: With a single path: the tail attribution's merged means (``TraceTable.part_means``).
+    part_means: Mapping[str, tuple[pd.Series, int]] | None = None
 
 
 # --- the tasks -----------------------------------------------------------------------
@@ -186,21 +198,24 @@ def _partition_batch(scratch: str, p: int) -> Any:
     return dedupe(table_to_batch(table))[0]
 
 
-def pass_one(scratch: str, p: int, matches: Sequence[StageMatch],
-             upstream: Mapping[str, str | None]) -> tuple[PartVectors, dict[Key, Summary]]:
+def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
+             path: Sequence[str] | None = None) -> tuple[PartVectors, dict[Key, Summary]]:
     """Partition ``p``'s analysis: its counts (vectors dropped) and its samples' bin counts;
     the samples are kept in the partition's directory for :func:`pass_two`."""
     batch = _partition_batch(scratch, p)
     if batch is None:
         return PartVectors({}), {}
     try:
-        pv = partition_vectors(batch, matches, upstream)
+        pv = partition_vectors(batch, matches, upstream, path)
     except Exception as err:  # a partition that fails names itself; the run fails
         raise SourceError(f"partition {p}: analysis failed: {type(err).__name__}: {err}") from err
     keys = sorted(pv.vectors)
     d = Path(scratch) / f"p={p}"
     np.save(d / "vectors.npy", np.concatenate([pv.vectors[k] for k in keys]))
     (d / "vectors.json").write_text(json.dumps([[*k, int(pv.vectors[k].size)] for k in keys]))
+    if pv.items is not None:
+        np.save(d / "items.npy", pv.items.to_numpy(dtype=np.float64))
+        (d / "items.json").write_text(json.dumps(list(pv.items.columns)))
     summaries = {k: Summary.of(v) for k, v in pv.vectors.items()}
     return PartVectors({}, pv.traces, pv.spans_used, pv.link_edges, pv.stage_rows, pv.negative_waits,
                        pv.min_wait, pv.skewed_links, pv.checks), summaries
@@ -219,6 +234,16 @@ def pass_two(scratch: str, p: int, wanted: Mapping[Key, np.ndarray]) -> dict[Key
             out[k] = values_in(values[at:at + size], wanted[k])
         at += size
     return out
+
+
+def pass_three(scratch: str, p: int, thresholds: Mapping[str, tuple[float, float]]
+               ) -> tuple[list[str], dict[str, tuple[int, np.ndarray]]]:
+    """Partition ``p``'s item counts and column sums per set of items (by lead time)."""
+    d = Path(scratch) / f"p={p}"
+    if not (d / "items.json").exists():
+        return [], {}
+    columns = json.loads((d / "items.json").read_text())
+    return columns, set_sums(pd.DataFrame(np.load(d / "items.npy"), columns=columns), thresholds)
 
 
 # --- orchestration -------------------------------------------------------------------
@@ -285,7 +310,8 @@ def needed_qs(spec: StreamSpec) -> tuple[float, ...]:
 
 def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpec,
                         matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
-                        qs: Sequence[float], client: Any = None) -> Merged | None:
+                        qs: Sequence[float], client: Any = None,
+                        item_path: Sequence[str] | None = None) -> Merged | None:
     """The merged analysis of a spool's spans that start in ``(start_ns, end_ns]``, or None
     when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole."""
     files = spool_files(path, start_ns + 1, end_ns)
@@ -294,7 +320,7 @@ def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpe
         client = own_client = connect(engine)
     run = _dask_map(client) if engine.kind == "dask" else _local_map
     try:
-        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run)
+        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path)
     finally:
         if own_client is not None:
             own_client.close()
@@ -318,7 +344,8 @@ def most_spans(files: SpoolFiles) -> int:
 
 
 def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Sequence[StageMatch],
-         upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper) -> Merged | None:
+         upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper,
+         item_path: Sequence[str] | None = None) -> Merged | None:
     if engine.memory_budget >= 0 and most_spans(files) * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
@@ -341,17 +368,39 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
         run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group
-        first = run(pass_one, [(scratch, p, matches, upstream) for p in range(n_parts)])
+        first = run(pass_one, [(scratch, p, matches, upstream, item_path) for p in range(n_parts)])
         keys = sorted({k for _, s in first for k in s})
         merged = {k: merge_summaries(s[k] for _, s in first if k in s) for k in keys}
         ranks = {k: ranks_needed(m.n, qs) for k, m in merged.items()}
         wanted = {k: bins_for_ranks(merged[k], ranks[k]) for k in keys}
         second = run(pass_two, [(scratch, p, wanted) for p in range(n_parts)])
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
+        means = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
-                  sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined)
+                  sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined,
+                  means)
+
+
+def _part_means(lead: MergedSamples | None, scratch: str, n_parts: int,
+                run: Mapper) -> dict[str, tuple[pd.Series, int]] | None:
+    """Pass 3: the mean lead and parts of the median-band items and of each tail's items,
+    with the band's and tails' thresholds exact (merged order statistics of the lead)."""
+    if lead is None or not lead.n:
+        return None
+    lo, hi = (lead.exact(q) for q in MEDIAN_BAND)
+    sets = {"median": (lo, hi), **{percentile_label(q): (lead.exact(q), math.inf) for q in (*TAILS, 0.99)}}
+    third = run(pass_three, [(scratch, p, sets) for p in range(n_parts)])
+    columns = next((c for c, _ in third if c), None)
+    if columns is None:
+        return None
+    out = {}
+    for name in sets:
+        n = sum(s[name][0] for _, s in third if name in s)
+        total = sum((s[name][1] for _, s in third if name in s), np.zeros(len(columns)))
+        out[name] = (pd.Series(total / n if n else np.full(len(columns), np.nan), index=columns), n)
+    return out
 
 
 def _take_pairs(ids: list[FileIds]) -> tuple[np.ndarray, np.ndarray]:

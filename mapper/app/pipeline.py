@@ -134,7 +134,7 @@ def collect_traces(spec: StreamSpec, window: Window) -> Traced:
             # A spool given by URL is only read partition by partition, whatever its size.
             engine = replace(spec.engine, memory_budget=-1) if url else spec.engine
             merged = analyse_partitioned(source.path or "", int(window.start * 1e9), int(window.end * 1e9),
-                                         engine, matches, upstream, qs)
+                                         engine, matches, upstream, qs, item_path=single_path(spec))
         except SourceError as err:
             raise SourceError(f"traces from {source.name!r}: {err}") from err
         if merged is not None:
@@ -166,6 +166,17 @@ def collect_traces(spec: StreamSpec, window: Window) -> Traced:
     return Traced(table, results, checks, totals)
 
 
+def single_path(spec: StreamSpec) -> tuple[str, ...] | None:
+    """The stream's stages in order when they form one path, every stage measured from
+    traces (then a partitioned analysis merges the tail attribution too); else None."""
+    stages = spec.stages
+    if not stages or any(s.traces is None for s in stages) or stages[0].upstream:
+        return None
+    if any(s.upstream != (stages[i].name,) for i, s in enumerate(stages[1:])):
+        return None
+    return tuple(s.name for s in stages)
+
+
 def _damaged_check(origin: str, damaged: list[str]) -> Check:
     return Check("warning", "spool-damaged", (
         f"{origin}: {len(damaged)} damaged segment(s) not read, their spans missing from "
@@ -192,16 +203,19 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[Any],
     need = merged.spans * BYTES_PER_SPAN
     empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
     table = TraceTable(empty, tuple(m.stage for m in matches), sums.traces, np.array([]), sums.spans_used,
-                       link_edges=sums.link_edges, stage_rows=dict(sums.stage_rows), per_item=False)
+                       link_edges=sums.link_edges, stage_rows=dict(sums.stage_rows), per_item=False,
+                       part_means=merged.part_means)
     why = (f"a spool given by URL is read partition by partition only ({merged.spans:,} spans)"
            if is_url(source.path or "") else
            f"the window's {merged.spans:,} spans (~{need / 2**30:.2g} GiB in memory) exceed "
            f"engine.memory_budget ({spec.engine.memory_budget / 2**30:.3g} GiB)")
+    approx = ("" if merged.part_means is not None else
+              "the tail attribution and the time shares are approximated from the parts' distributions, ")
     checks.append(Check("warning", "per-item-figures-approximate", (
-        f"{origin}: {why}, and the partition merge does not make every per-item figure yet: the tail "
-        "attribution and the time shares are approximated from the parts' distributions, what-if futures "
-        "are convolutions of the parts, budgets assume no unexplained time, and there are no hour-of-day, "
-        "weekday or event segments from traces; a window within engine.memory_budget gets the exact ones")))
+        f"{origin}: {why}, and the partition merge does not make every per-item figure yet: {approx}what-if "
+        "futures are convolutions of the parts, budgets assume no unexplained time, and there are no "
+        "hour-of-day, weekday or event segments from traces; a window within engine.memory_budget gets "
+        "the exact ones")))
     results: dict[tuple[str, str], MeasurementResult] = {}
     totals: dict[str, Distribution] = {}
     for s in staged:

@@ -75,10 +75,13 @@ def test_partitioned_numbers_equal_in_memory(reports: dict[str, dict[str, Any]])
 def test_over_budget_says_which_figures_are_approximate(reports: dict[str, dict[str, Any]]) -> None:
     merged, memory = reports["merged"], reports["memory"]
     assert "per-item-figures-approximate" in _codes(merged)
-    # every figure not named in that check is identical
-    named = ("attribution", "time_shares", "budgets", "segments")
+    # every figure not named in that check is identical: the tail attribution and the time
+    # shares too (merged in a third pass: one path, every stage from traces)
+    named = ("budgets", "segments")
     assert _without(merged, *named) == _without(memory, *named)
-    assert all(a["method"] != "traces" for a in merged["attribution"].values())
+    assert all(a["method"] == "traces" for a in merged["attribution"].values())
+    assert "tail attribution" not in next(c["message"] for c in merged["checks"]
+                                          if c["code"] == "per-item-figures-approximate")
 
 
 def test_every_interval_contains_the_known_value(reports: dict[str, dict[str, Any]]) -> None:
