@@ -107,6 +107,17 @@ def _remember_timeout(ctx: click.Context, _param: click.Parameter, value: str | 
         ctx.meta["latmap.timeout"] = _duration(value, "--timeout")
 
 
+def _remember_engine(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``--engine`` is kept in the context for :func:`load_spec_for_cli`, like ``--timeout``."""
+    if value is not None:
+        ctx.meta["latmap.engine"] = value
+
+
+#: ``--engine`` for every command that maps a stream.
+_engine_option = click.option(
+    "--engine", metavar="ENGINE", expose_value=False, callback=_remember_engine,
+    help="Where traces are analysed: local (default) or dask://host:8786 (overrides the spec's engine).")
+
 #: ``--timeout`` for every command that talks to a source.
 _timeout_option = click.option(
     "--timeout", metavar="DURATION", expose_value=False, callback=_remember_timeout,
@@ -117,6 +128,7 @@ def _map_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that maps a stream takes: the spec, a Prometheus URL
     override, the window's length and end, the sources' timeout."""
     command = _timeout_option(command)
+    command = _engine_option(command)
     for option in reversed((
         click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
                      help="The stream spec (stream.yaml)."),
@@ -289,6 +301,9 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
               help="Drop spool data older than this ('0' keeps everything).")
 @click.option("--decode-workers", type=click.IntRange(min=0), default=None,
               help="Decoding processes (default: one per CPU; 0 decodes in the server process).")
+@click.option("--writer-id", metavar="ID",
+              help="This receiver's id among several sharing one spool directory (replicas behind a load "
+                   "balancer; e.g. the pod name): its own lock, segments and compaction. Default: the only writer.")
 @click.option("--metrics-token/--metrics-public", "metrics_token", default=False, show_default=True,
               help="Whether GET /metrics asks the bearer token too. Public by default, on purpose: it "
                    "holds the receiver's counters, never span data, and scrapers rarely carry the token.")
@@ -311,7 +326,8 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
 def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, token_file: str | None,
                   max_disk: str, retention: str, decode_workers: int | None, metrics_token: bool,
                   streams: tuple[str, ...], live_ttl: str, live_settle: str, live_max_items: int,
-                  live_max_spans: int, live_label_limit: int, max_connections: int) -> None:
+                  live_max_spans: int, live_label_limit: int, max_connections: int,
+                  writer_id: str | None) -> None:
     """Receive OTLP traces (HTTP on 4318, gRPC on 4317) into a durable spool.
 
     Every span acknowledged is on disk (fsync before the answer). Listens on loopback unless
@@ -322,7 +338,7 @@ def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, 
         raise UsageError("--metrics-token needs --token-env VAR or --token-file FILE")
     keep = _duration(retention, "--retention") if retention not in ("0", "0s") else None
     limits = spool_pkg.store.SpoolLimits(max_disk_bytes=_size(max_disk, "--max-disk"),
-                         retention_days=None if keep is None else keep / 86400)
+                         retention_days=None if keep is None else keep / 86400, writer_id=writer_id)
 
     def ready(receiver: Any) -> None:
         echo(f"latmap serve: OTLP/HTTP port {receiver.http_port or 'off'}, OTLP/gRPC port "
@@ -634,6 +650,8 @@ def load_spec_for_cli(config: str, prometheus: str | None, live: bool = False) -
     spec = spec.with_source_url("prometheus", prometheus) if prometheus else spec
     ctx = click.get_current_context(silent=True)
     timeout = ctx.meta.get("latmap.timeout") if ctx is not None else None
+    engine = ctx.meta.get("latmap.engine") if ctx is not None else None
+    spec = spec.with_engine(engine) if engine else spec
     return spec.with_timeout(timeout) if timeout else spec
 
 

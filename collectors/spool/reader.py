@@ -11,6 +11,7 @@ between compaction and the segment's removal) come back once. Writing is
 from __future__ import annotations
 
 import logging
+import re
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from collectors.spool.payload import SCHEMA, arrays, decode_payload
 from mapper.core.errors import LatmapError
@@ -39,6 +41,14 @@ QUARANTINE_DIR = "quarantine"
 SEGMENT_SUFFIX = ".wal"
 HOUR_NS = 3_600_000_000_000
 _STRING_COLUMNS = [f.name for f in SCHEMA if pa.types.is_string(f.type)]
+#: A writer id (``latmap serve --writer-id``): it names the writer's lock and segments.
+WRITER_ID = re.compile(r"[A-Za-z0-9_.-]{1,63}")
+
+
+def writer_of(segment: Path) -> str | None:
+    """The id of the writer that wrote ``segment`` (``<ns>-<n>@<id>.wal``); None: the only writer."""
+    stem = segment.name.removesuffix(SEGMENT_SUFFIX)
+    return stem.split("@", 1)[1] if "@" in stem else None
 
 
 class SpoolError(LatmapError):
@@ -57,7 +67,8 @@ class SpoolRead:
 # --- record payloads --------------------------------------------------------------------
 
 
-def _table_to_batch(table: pa.Table) -> SpanBatch:
+def table_to_batch(table: pa.Table) -> SpanBatch:
+    """A table of :data:`SCHEMA`'s columns as a span batch."""
     if table.num_rows == 0:
         return SpanBatch.empty()
     cols = {f.name: _column(table.column(f.name)) for f in SCHEMA if f.name != LINKS_COLUMN}
@@ -69,7 +80,7 @@ def payloads_batch(payloads: Sequence[Any]) -> SpanBatch:
     """Several records' payloads as one span batch, in order (one conversion for them all)."""
     if not payloads:
         return SpanBatch.empty()
-    return _table_to_batch(pa.concat_tables([decode_payload(p) for p in payloads]))
+    return table_to_batch(pa.concat_tables([decode_payload(p) for p in payloads]))
 
 
 def _column(col: pa.ChunkedArray) -> np.ndarray:
@@ -136,9 +147,10 @@ def _iter_records(path: Path, data: bytes) -> Iterator[memoryview | None]:
 
 
 def read_segment(path: str | Path) -> tuple[pa.Table, int]:
-    """All good records of one segment as one table, and the number of damaged ones skipped."""
+    """All good records of one segment as one table, and the number of damaged ones skipped.
+    ``path`` may be an fsspec URL."""
     p = Path(path)
-    data = p.read_bytes()
+    data = _open(str(path)).read() if "://" in str(path) else p.read_bytes()
     tables: list[pa.Table] = []
     torn = 0
     for payload in _iter_records(p, data):
@@ -245,11 +257,159 @@ def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None
             expr = upper if expr is None else expr & upper
         tables.append(dataset.to_table(filter=expr))
     tables = [t for t in tables if t.num_rows]
-    batch = _table_to_batch(pa.concat_tables(tables)) if tables else SpanBatch.empty()
+    batch = table_to_batch(pa.concat_tables(tables)) if tables else SpanBatch.empty()
     batch, dups = dedupe(batch)
     quarantine = root / WAL_DIR / QUARANTINE_DIR
     moved = tuple(sorted(f.name for f in quarantine.iterdir())) if quarantine.is_dir() else ()
     return SpoolRead(batch, torn, dups, tuple(damaged), moved)
+
+
+@dataclass(frozen=True)
+class SpoolFiles:
+    """What a partitioned scan reads: the write-ahead segments and the Parquet files that
+    can hold spans of the window, listed once (see :func:`read_spool_file`)."""
+
+    root: str
+    segments: tuple[str, ...]
+    parquet: tuple[str, ...]
+    quarantined: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*self.segments, *self.parquet)
+
+
+def _open(url: str) -> Any:
+    """A binary file object of an fsspec URL (``s3://``, ``gs://``, ``file://`` ...)."""
+    import fsspec  # only spools given by URL need it (installed with latmap[dask])
+
+    try:
+        return fsspec.open(url, "rb").open()
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, ImportError) as err:
+        raise SpoolError(f"{url}: cannot open: {err}") from err
+
+
+def _url_files(url: str, start_ns: int | None, end_ns: int | None) -> SpoolFiles:
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+        segs = sorted(fs.glob(f"{root}/{WAL_DIR}/*{SEGMENT_SUFFIX}"))
+        files = []
+        for f in sorted(fs.glob(f"{root}/date=*/hour=*/*.parquet")):
+            *_, day, hour, name = f.split("/")
+            start = _hour_start(Path(day) / hour)
+            if start is None or name.startswith((".", "_")):
+                continue
+            if (start_ns is not None and start + HOUR_NS <= start_ns) or (end_ns is not None and start > end_ns):
+                continue
+            files.append(f)
+        moved = tuple(sorted(Path(f).name for f in fs.glob(f"{root}/{WAL_DIR}/{QUARANTINE_DIR}/*")))
+    except (OSError, ValueError, ImportError) as err:
+        raise SpoolError(f"{url}: cannot list the spool: {err}") from err
+    return SpoolFiles(url, tuple(fs.unstrip_protocol(s) for s in segs), tuple(fs.unstrip_protocol(f) for f in files),
+                      moved)
+
+
+def spool_files(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpoolFiles:
+    """The files of a spool that :func:`scan_spool` would read for the window, listed once.
+    ``path`` may be an fsspec URL (``s3://bucket/spool``): the files are then URLs too."""
+    if "://" in str(path):
+        return _url_files(str(path), start_ns, end_ns)
+    root = Path(path)
+    if not root.is_dir():
+        raise SpoolError(f"{root}: no such spool directory")
+    files = []
+    for hour_start, part in partitions(root):
+        if start_ns is not None and hour_start + HOUR_NS <= start_ns:
+            continue
+        if end_ns is not None and hour_start > end_ns:
+            continue
+        files += [str(f) for f in sorted(part.glob("*.parquet")) if not f.name.startswith((".", "_"))]
+    quarantine = root / WAL_DIR / QUARANTINE_DIR
+    moved = tuple(sorted(f.name for f in quarantine.iterdir())) if quarantine.is_dir() else ()
+    return SpoolFiles(str(root), tuple(str(s) for s in segments(root)), tuple(files), moved)
+
+
+def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None = None,
+                    columns: list[str] | None = None, batch_rows: int = 500_000) -> Iterator[tuple[pa.Table, int]]:
+    """:func:`read_spool_file` in pieces of at most ``batch_rows`` rows (a Parquet file is
+    streamed, never read whole); each piece comes with the damaged records it skipped.
+
+    A local segment compacted since it was listed is read from the Parquet files compaction
+    made of it (``date=*/hour=*/<segment>.parquet``: renamed into place before the segment
+    is removed), so a map over a live spool reads the same spans in every pass.
+    """
+    if name.endswith(SEGMENT_SUFFIX):  # bounded by the receiver's segment size
+        try:
+            table, torn = read_spool_file(name, start_ns, end_ns, columns)
+        except FileNotFoundError:
+            seg = Path(name)
+            made = sorted(seg.parent.parent.glob(f"date=*/hour=*/{seg.name.removesuffix(SEGMENT_SUFFIX)}.parquet"))
+            if "://" in name or not made:
+                raise
+            for f in made:
+                yield from iter_spool_file(str(f), start_ns, end_ns, columns, batch_rows)
+            return
+        for at in range(0, max(table.num_rows, 1), batch_rows):
+            yield table.slice(at, batch_rows), torn if at == 0 else 0
+        return
+    # Row group by row group, no read-ahead, one thread: a file costs one row group of memory
+    # (the dataset scanner keeps many batches in flight). Spans outside the window are
+    # dropped here; columns an old file lacks come back null, as the dataset reader does.
+    try:
+        pf = pq.ParquetFile(_open(name) if "://" in name else name, pre_buffer=False)
+        have = set(pf.schema_arrow.names)
+        want = list(columns) if columns else [f.name for f in SCHEMA]
+        read = [c for c in {*want, "start_ns"} if c in have]
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=read, use_threads=False):
+            table = _time_filter(pa.Table.from_batches([batch]), start_ns, end_ns)
+            yield _conform(table, want), 0
+    except (pa.ArrowInvalid, OSError) as err:
+        if isinstance(err, FileNotFoundError) or ("://" not in name and not Path(name).exists()):
+            raise FileNotFoundError(name) from err
+        raise SpoolError(f"{name}: not a readable Parquet file ({err})") from err
+
+
+def _conform(table: pa.Table, columns: list[str]) -> pa.Table:
+    """``columns`` of ``table`` in :data:`SCHEMA`'s types, absent ones null."""
+    out = []
+    for c in columns:
+        field = SCHEMA.field(c)
+        if c in table.column_names:
+            col = table.column(c)
+            out.append(col if col.type == field.type else col.cast(field.type))
+        else:
+            out.append(pa.nulls(table.num_rows, field.type))
+    return pa.table(out, schema=pa.schema([SCHEMA.field(c) for c in columns]))
+
+
+def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None = None,
+                    columns: list[str] | None = None) -> tuple[pa.Table, int]:
+    """One file listed by :func:`spool_files`: its rows that start in ``[start_ns, end_ns]``
+    (``columns`` only, ``start_ns`` always read) and the damaged records skipped.
+
+    Raises :class:`SpoolError` for a segment that is not one (bad magic) and
+    ``FileNotFoundError`` for a file gone since it was listed (compacted meanwhile).
+    """
+    if name.endswith(SEGMENT_SUFFIX):
+        table, torn = read_segment(name)
+        table = _time_filter(table, start_ns, end_ns)
+        return (table.select(columns) if columns else table), torn
+    expr = None
+    if start_ns is not None:
+        expr = ds.field("start_ns") >= start_ns
+    if end_ns is not None:
+        upper = ds.field("start_ns") <= end_ns
+        expr = upper if expr is None else expr & upper
+    try:
+        return ds.dataset([name], schema=SCHEMA, format="parquet").to_table(columns=columns, filter=expr), 0
+    except (pa.ArrowInvalid, OSError) as err:
+        if not Path(name).exists():
+            raise FileNotFoundError(name) from err
+        raise SpoolError(f"{name}: not a readable Parquet file ({err})") from err
 
 
 def read_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpanBatch:

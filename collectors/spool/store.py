@@ -6,6 +6,14 @@ Layout (``DIR`` is what ``latmap serve --spool DIR`` names)::
     DIR/_wal/<created-ns>-<n>.wal              write-ahead segments, appended then compacted
     DIR/date=YYYY-MM-DD/hour=HH/<segment>.parquet
 
+Several writers (``latmap serve --writer-id ID`` replicas behind one load balancer, sharing
+one directory, e.g. a ReadWriteMany volume) each hold a *shared* flock on ``_wal/LOCK`` and an
+exclusive one on ``_wal/LOCK.<ID>`` (a second writer with the same id is refused at start; a
+writer without an id, which compacts every segment, excludes them all and is excluded by
+them), and name their segments ``<created-ns>-<n>@<ID>.wal``. Each compacts and tidies only
+its own segments, so its Parquet files carry its id too: no file is written by two
+processes. Readers read every writer's segments and files.
+
 The Parquet side is a plain hive-partitioned dataset: ``pyarrow.dataset.dataset(DIR,
 partitioning="hive")`` (or DuckDB, Spark) reads it directly, since dataset discovery ignores
 names starting with ``_`` or ``.`` (the WAL and temp files). One row per span, partitioned by
@@ -93,6 +101,7 @@ from collectors.spool.reader import (
     SEGMENT_MAGIC,
     SEGMENT_SUFFIX,
     WAL_DIR,
+    WRITER_ID,
     SpoolError,
     SpoolRead,
     looks_like_spool,
@@ -102,6 +111,7 @@ from collectors.spool.reader import (
     record,
     scan_spool,
     segments,
+    writer_of,
 )
 from mapper.core.spans import SpanBatch
 
@@ -151,6 +161,9 @@ class SpoolLimits:
     segment_age: float = 60.0
     compact_interval: float = 30.0
     retention_days: float | None = 7.0
+    #: This writer's id among several sharing the directory (None: the only writer); see
+    #: the module docstring. Carried here so that whatever opens the spool passes it on.
+    writer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,16 +243,10 @@ class Spool:
         self.path = Path(path)
         self.limits = limits or SpoolLimits()
         self.wal = self.path / WAL_DIR
-        try:
-            self.wal.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.wal / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as err:
-            raise SpoolError(f"{self.path}: cannot open spool: {err.strerror}") from err
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._lock_fd)
-            raise SpoolError(f"{self.path}: another process is writing to this spool") from None
+        self.writer_id = self.limits.writer_id
+        if self.writer_id is not None and not WRITER_ID.fullmatch(self.writer_id):
+            raise SpoolError(f"{self.path}: writer id {self.writer_id[:70]!r}: use 1-63 letters, digits, '.', '_', '-'")
+        self._lock_fds = self._take_locks()
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
@@ -256,7 +263,7 @@ class Spool:
         self._quarantined = len(self.quarantined_at_open)
         self._disk = sum(f.stat().st_size for f in segments(self.path))
         self._disk += sum(f.stat().st_size for _, p in partitions(self.path) for f in p.glob("*.parquet"))
-        self._n_segments = len(segments(self.path))
+        self._n_segments = len(self._own_segments())
         self._writer = threading.Thread(target=self._write_loop, name="spool-writer", daemon=True)
         self._writer.start()
         self._stop = threading.Event()
@@ -268,11 +275,52 @@ class Spool:
     def __enter__(self) -> Spool:
         return self
 
+    def _take_locks(self) -> list[int]:
+        """The directory lock (exclusive without a writer id, shared with one) and the
+        writer's own exclusive lock; a SpoolError naming the conflict otherwise."""
+        fds: list[int] = []
+        wanted = [("LOCK", fcntl.LOCK_EX if self.writer_id is None else fcntl.LOCK_SH)]
+        if self.writer_id is not None:
+            wanted.append((f"LOCK.{self.writer_id}", fcntl.LOCK_EX))
+        try:
+            self.wal.mkdir(parents=True, exist_ok=True)
+            for name, mode in wanted:
+                fd = os.open(self.wal / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fds.append(fd)
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                except OSError:
+                    raise SpoolError(self._conflict(name)) from None
+        except OSError as err:
+            for fd in fds:
+                os.close(fd)
+            raise SpoolError(f"{self.path}: cannot open spool: {err.strerror}") from err
+        except SpoolError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
+    def _conflict(self, lock: str) -> str:
+        if self.writer_id is None:
+            return f"{self.path}: another process is writing to this spool"
+        if lock == "LOCK":
+            return (f"{self.path}: a writer without --writer-id holds this spool; every writer sharing a "
+                    "spool needs its own --writer-id")
+        return f"{self.path}: writer id {self.writer_id!r} is already writing to this spool (ids must be unique)"
+
+    def _own(self, seg: Path) -> bool:
+        """Whether ``seg`` is this writer's segment."""
+        return writer_of(seg) == self.writer_id
+
+    def _own_segments(self) -> list[Path]:
+        return [s for s in segments(self.path) if self._own(s)]
+
     def _tidy_segments(self) -> tuple[str, ...]:
         """At open (the lock held, no segment active): remove empty segments, move damaged
         ones into ``_wal/quarantine/``; answer the names moved aside."""
         moved = []
-        for seg in segments(self.path):
+        for seg in self._own_segments():
             try:
                 with open(seg, "rb") as f:
                     head = f.read(len(SEGMENT_MAGIC))
@@ -431,7 +479,8 @@ class Spool:
         if self._active is None:
             with self._lock:
                 self._seq += 1
-                self._active_path = self.wal / f"{time.time_ns():020d}-{self._seq:06d}{SEGMENT_SUFFIX}"
+                tag = "" if self.writer_id is None else f"@{self.writer_id}"
+                self._active_path = self.wal / f"{time.time_ns():020d}-{self._seq:06d}{tag}{SEGMENT_SUFFIX}"
             try:
                 self._active = _Segment(self._active_path)
             except OSError:
@@ -475,28 +524,57 @@ class Spool:
     def _closed_segments(self) -> list[Path]:
         # List first, then read the active name: a segment created after the listing is not
         # in it, and the writer names a segment (under the lock) before it creates it.
-        found = segments(self.path)
+        found = self._own_segments()
         with self._lock:
             active = self._active_path
         return [s for s in found if s != active]
 
     def compact(self) -> int:
-        """Compact every closed segment into Parquet now; returns how many were compacted."""
+        """Compact every closed segment into Parquet now; returns how many were compacted
+        (those of writers that are gone included: see :meth:`adopt_orphans`)."""
         with self._compact_lock:
             done = 0
             for seg in self._closed_segments():
                 self._compact_one(seg)
                 done += 1
-            return done
+            return done + self.adopt_orphans()
 
-    def _compact_one(self, seg: Path) -> None:
+    def adopt_orphans(self) -> int:
+        """Compact the segments of writers that are gone (a replica replaced under a new pod
+        name): a writer id whose lock nobody holds has no process left, and holding its lock
+        while compacting keeps both a returning writer of that id and other adopters out.
+        Returns how many segments were compacted."""
+        if self.writer_id is None:
+            return 0  # the only writer compacts every segment anyway
+        done = 0
+        for other in sorted({w for s in segments(self.path) if (w := writer_of(s)) not in (None, self.writer_id)}):
+            try:
+                fd = os.open(self.wal / f"LOCK.{other}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue  # alive
+            try:
+                for seg in segments(self.path):
+                    if writer_of(seg) == other:
+                        log.info("%s: writer %r is gone; compacting its segment", seg, other)
+                        self._compact_one(seg, own=False)
+                        done += 1
+            finally:
+                os.close(fd)
+        return done
+
+    def _compact_one(self, seg: Path, own: bool = True) -> None:
         try:
             table, torn = read_segment(seg)
         except SpoolError:
             size = seg.stat().st_size
             self._quarantine(seg, "not a spool segment (bad magic)")
             with self._lock:
-                self._n_segments -= 1
+                self._n_segments -= 1 if own else 0
                 self._disk -= size
                 self._quarantined += 1
             return
@@ -516,7 +594,7 @@ class Spool:
         _fsync_dir(self.wal)
         with self._lock:
             self._disk += written - size
-            self._n_segments -= 1
+            self._n_segments -= 1 if own else 0
         log.info("%s: compacted %d spans into Parquet (%d damaged records skipped)", seg, table.num_rows, torn)
 
     def _write_partition(self, hour: int, stem: str, table: pa.Table) -> int:
@@ -545,10 +623,12 @@ class Spool:
                 continue
             freed = 0
             for f in part.iterdir():
-                freed += f.stat().st_size
-                f.unlink()
-            part.rmdir()
+                with contextlib.suppress(FileNotFoundError):  # another writer's retention got there first
+                    size = f.stat().st_size
+                    f.unlink()
+                    freed += size
             with contextlib.suppress(OSError):
+                part.rmdir()  # not when another writer compacted into it meanwhile
                 part.parent.rmdir()  # only when the day is now empty
             with self._lock:
                 self._disk -= freed
@@ -579,5 +659,6 @@ class Spool:
         self._writer.join()
         if self._compactor is not None:
             self._compactor.join()
-        with contextlib.suppress(OSError):
-            os.close(self._lock_fd)
+        for fd in self._lock_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -2,7 +2,8 @@
 
 Data in, data out, no formatting: the latency map (``latency``), per-item trace tables
 (``traces``), the service graph (``servicegraph``), segments, tail attribution, the baseline
-comparison, the what-if future state, and the findings that gather them. Imports the core
+comparison, the what-if future state, and the findings that gather them; ``partition`` and ``merge``
+analyse a window partition by partition and merge exact percentiles. Imports the core
 model only; the renderers (:mod:`mapper.render`) format what it returns.
 """
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
         latency,
         live,
         livehist,
+        merge,
+        partition,
         segments,
         servicegraph,
         traces,
@@ -39,6 +42,8 @@ __all__ = [
     "latency",
     "live",
     "livehist",
+    "merge",
+    "partition",
     "segments",
     "servicegraph",
     "traces",

@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from mapper.analysis.latency import PARTS, LatencyMap
+from mapper.analysis.traces import TraceTable
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import format_duration
 
@@ -114,18 +115,23 @@ class StageShare:
 def trace_parts(lm: LatencyMap) -> pd.DataFrame | None:
     """One row per complete trace: lead time and each (stage, part) duration, seconds."""
     t = lm.traces
-    if t is None or lm.end_to_end_method != "traces":
+    if t is None or lm.end_to_end_method != "traces" or not t.per_item:
         return None
-    f = t.frame[t.frame["stage"].isin(lm.path)]
+    return item_parts(t, lm.path)
+
+
+def item_parts(t: TraceTable, path: Sequence[str]) -> pd.DataFrame | None:
+    """:func:`trace_parts` of a trace table for the stages of ``path``."""
+    f = t.frame[t.frame["stage"].isin(path)]
     wide = f.pivot_table(index="trace", columns="stage", values=["wait", "process"], aggfunc="first")
-    wide = wide.dropna(subset=[("process", s) for s in lm.path if ("process", s) in wide.columns])
+    wide = wide.dropna(subset=[("process", s) for s in path if ("process", s) in wide.columns])
     if wide.empty:
         return None
     first = f.groupby("trace")["start"].min()
     last = f.groupby("trace")["end"].max()
     out = pd.DataFrame(index=wide.index)
     out["lead"] = (last - first).reindex(wide.index)
-    for s in lm.path:
+    for s in path:
         for p in PARTS:
             if (p, s) in wide.columns:
                 out[f"{s}\x00{p}"] = wide[(p, s)].fillna(0.0)
@@ -139,7 +145,18 @@ def attribute(lm: LatencyMap, tails: Sequence[float] = TAILS,
     parts = trace_parts(lm) if parts is None else parts
     if parts is not None:
         return tuple(_from_traces(parts, q) for q in tails)
+    merged = _merged_means(lm)
+    if merged is not None and all(percentile_label(q) in merged for q in tails):
+        return tuple(_from_means(q, merged["median"][0], *merged[percentile_label(q)]) for q in tails)
     return tuple(_from_metrics(lm, q) for q in tails)
+
+
+def _merged_means(lm: LatencyMap) -> Mapping[str, tuple[pd.Series, int]] | None:
+    """The per-item means a partitioned analysis merged (``TraceTable.part_means``), if any."""
+    t = lm.traces
+    if t is None or lm.end_to_end_method != "traces" or t.part_means is None:
+        return None
+    return t.part_means
 
 
 def _from_traces(df: pd.DataFrame, q: float) -> TailAttribution:
@@ -147,18 +164,23 @@ def _from_traces(df: pd.DataFrame, q: float) -> TailAttribution:
     lo, hi = np.quantile(lead, MEDIAN_BAND)
     median_items = df[(lead >= lo) & (lead <= hi)]
     tail_items = df[lead >= np.quantile(lead, q)]
-    cols = [c for c in df.columns if c != "lead"]
-    extra = tail_items[cols].mean() - median_items[cols].mean()
-    total = float(tail_items["lead"].mean() - median_items["lead"].mean())
+    return _from_means(q, median_items.mean(), tail_items.mean(), len(tail_items))
+
+
+def _from_means(q: float, median: pd.Series, tail: pd.Series, n_tail: int) -> TailAttribution:
+    """The attribution from the median-band and tail items' mean lead and parts."""
+    cols = [c for c in median.index if c != "lead"]
+    extra = tail[cols] - median[cols]
+    total = float(tail["lead"] - median["lead"])
     denom = float(extra[extra > 0].sum()) or 1.0
     contributions = sorted(
         (Contribution(c.split("\x00")[0], c.split("\x00")[1], float(v), float(v) / denom)
          for c, v in extra.items() if abs(float(v)) > NO_DIFFERENCE), key=lambda c: -c.extra_seconds)
     note = None
-    if len(tail_items) < MIN_TAIL_ITEMS:
-        note = (f"only {len(tail_items)} traced item(s) in the {percentile_label(q)} tail: indicative, "
+    if n_tail < MIN_TAIL_ITEMS:
+        note = (f"only {n_tail} traced item(s) in the {percentile_label(q)} tail: indicative, "
                 f"not significant")
-    return TailAttribution(q, "traces", total, len(tail_items), tuple(contributions), note)
+    return TailAttribution(q, "traces", total, n_tail, tuple(contributions), note)
 
 
 def _from_metrics(lm: LatencyMap, q: float) -> TailAttribution:
@@ -192,11 +214,14 @@ def shares(lm: LatencyMap, parts: pd.DataFrame | None = None) -> tuple[StageShar
     own flow efficiency from the mean wait and process."""
     parts = trace_parts(lm) if parts is None else parts
     out = []
+    merged = _merged_means(lm) if parts is None else None
     if parts is not None:
         lead = parts["lead"].to_numpy()
         lo, hi = np.quantile(lead, MEDIAN_BAND)
         med = parts[(lead >= lo) & (lead <= hi)].mean()
         tail = parts[lead >= np.quantile(lead, 0.99)].mean()
+    elif merged is not None and "p99" in merged:
+        med, tail = merged["median"][0], merged["p99"][0]
     quantiles: dict[tuple[str, str, float], float] = {}  # (stage, part, q) -> value: once each, not once a stage
     totals = {0.5: 0.0, 0.99: 0.0}
     if parts is None:
@@ -223,7 +248,7 @@ def shares(lm: LatencyMap, parts: pd.DataFrame | None = None) -> tuple[StageShar
             w = means["wait"] or 0.0
             total = w + means["process"]
             fe = means["process"] / total if total > 0 else None
-        if parts is not None:
+        if parts is not None or (merged is not None and "p99" in merged):
             out.append(StageShare(name, _share(med, name, "wait"), _share(med, name, "process"),
                                   _share(tail, name, "wait"), _share(tail, name, "process"), fe))
         else:

@@ -143,7 +143,7 @@ def plan_budgets(lm: LatencyMap) -> tuple[BudgetPlan, ...]:
 
 def _unexplained(lm: LatencyMap) -> SampleDistribution | None:
     """Per traced item, the lead time no hop explains (gaps, overlap), or ``None`` (metrics)."""
-    if lm.end_to_end_method != "traces" or lm.traces is None:
+    if lm.end_to_end_method != "traces" or lm.traces is None or not lm.traces.per_item:
         return None
     fs = future_state(lm, [Change(n, "cap", _NEAR_ZERO) for n in lm.path])
     assert isinstance(fs.future, SampleDistribution)

@@ -219,7 +219,7 @@ def analyse(spec: StreamSpec, window: Window,
             traces: TraceTable | None = None, extra_checks: Sequence[Check] = (),
             totals: Mapping[str, Distribution] | None = None,
             segment_data: SegmentData | None = None,
-            measured_lead: MeasurementResult | None = None) -> LatencyMap:
+            measured_lead: MeasurementResult | None = None, lead: Distribution | None = None) -> LatencyMap:
     """Build the latency map from each ``(stage, part)``'s collected result.
 
     With ``traces``, a path whose every stage is measured from traces gets its lead time
@@ -228,8 +228,12 @@ def analyse(spec: StreamSpec, window: Window,
     ``end_to_end:``) replaces the computed lead time when it has data: it was measured per
     item, so it needs neither every stage in the traces nor the independence of a convolution;
     the computed one is compared with it (``lead-time-disagrees`` when their intervals at the
-    ranking percentile do not overlap).
+    ranking percentile do not overlap). ``lead`` is the
+    per-item lead time when it was computed elsewhere (a partitioned analysis: ``traces`` then
+    has no per-item rows).
     """
+    if lead is None and traces is not None and traces.lead.size:
+        lead = SampleDistribution(traces.lead)
     checks: list[Check] = list(extra_checks)
     stage_results: list[StageResult] = []
     for stage in spec.stages:
@@ -269,14 +273,15 @@ def analyse(spec: StreamSpec, window: Window,
         parts_d = [d for n in path for p in PARTS
                    if (r := by_name[n].part(p)) is not None and (d := r.distribution) is not None]
         # Lead time per trace is exact; it needs every stage of the path in the traces.
-        from_traces = traces is not None and traces.lead.size > 0 and all(n in traces.stages for n in path)
-        e2e = SampleDistribution(traces.lead) if from_traces and traces is not None else sum_of(parts_d)
+        from_traces = (traces is not None and lead is not None and lead.count > 0
+                       and all(n in traces.stages for n in path))
+        e2e = lead if from_traces else sum_of(parts_d)
         if _rank_value(e2e, q_rank) >= best[0]:
             best = (_rank_value(e2e, q_rank), path, e2e)
     _, path, end_to_end = best
     lead_measured = measured_lead is not None and measured_lead.distribution is not None
     if (not lead_measured and end_to_end is not None and traces is not None and len(path) > 1
-            and not (isinstance(end_to_end, SampleDistribution) and end_to_end.values.size == traces.lead.size)):
+            and end_to_end is not lead):
         checks.append(Check("warning", "lead-time-not-from-traces", _why_not_from_traces(path, traces)))
     if lead_measured:
         pass  # the lead time was measured: a computed one missing is no gap in the map
@@ -325,8 +330,7 @@ def analyse(spec: StreamSpec, window: Window,
                 "crosses the threshold: the data cannot confirm the verdict"),
                 None if o.objective.target == "end_to_end" else o.objective.target))
     method = ("measured" if lead_measured else
-              "traces" if isinstance(end_to_end, SampleDistribution) and traces is not None
-              and end_to_end.values.size == traces.lead.size else
+              "traces" if end_to_end is not None and end_to_end is lead and traces is not None else
               "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
     segments = (build_segments(spec, window, segment_data.hourly, segment_data.samples, segment_data.labels)
                 if segment_data is not None else None)

@@ -125,7 +125,7 @@ def future_state(lm: LatencyMap, changes: Sequence[Change]) -> FutureState:
     _validate(lm, changes)
     if lm.end_to_end is None:
         raise DataError("no end-to-end lead time to change: a stage on the path has no data")
-    if lm.end_to_end_method == "traces" and lm.traces is not None:
+    if lm.end_to_end_method == "traces" and lm.traces is not None and lm.traces.per_item:
         return FutureState(SampleDistribution(lm.traces.lead), _replay(lm, changes), changes, TRACE_REPLAY)
     if lm.end_to_end_method == "measured":
         # the future comes from the stages: "now" must too, or the difference between the

@@ -2,8 +2,9 @@
 
 ``pipeline`` (collect -> analyse -> write the reports), ``history`` (the nightly report's
 dated runs), ``discover`` (draft a spec from what a Prometheus or a spool holds), ``pushgw``
-(push a run to a Pushgateway), ``live`` (``latmap serve --stream``: the live value stream).
-The CLI calls these; so can any Python program.
+(push a run to a Pushgateway), ``live`` (``latmap serve --stream``: the live value stream),
+``engine`` (traces partition by partition, locally or on Dask). The CLI calls these; so can
+any Python program.
 """
 
 from typing import TYPE_CHECKING
@@ -11,8 +12,9 @@ from typing import TYPE_CHECKING
 from mapper.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from mapper.app import budgets, discover, draft, examples, exemplars, history, live, pipeline, pushgw
+    from mapper.app import budgets, discover, draft, engine, examples, exemplars, history, live, pipeline, pushgw
 
-__all__ = ["budgets", "discover", "draft", "examples", "exemplars", "history", "live", "pipeline", "pushgw"]
+__all__ = ["budgets", "discover", "draft", "engine", "examples", "exemplars", "history", "live", "pipeline",
+           "pushgw"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

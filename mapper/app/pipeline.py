@@ -8,17 +8,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
 
 from collectors.prom_segments import hourly_buckets, label_buckets
 from collectors.prometheus import PrometheusClient, PrometheusCollector
 from collectors.sources import make_collector
-from collectors.traces import load_spans
+from collectors.spool.reader import QUARANTINE_DIR, WAL_DIR
+from collectors.traces import is_spool, load_spans
 from mapper.analysis.latency import PARTS, LatencyMap, analyse
+from mapper.analysis.partition import LEAD, merged_part_results
 from mapper.analysis.segments import SegmentData, trace_samples
 from mapper.analysis.servicegraph import Edge, service_graph
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
+from mapper.app.engine import Merged, analyse_partitioned, needed_qs
 from mapper.app.exemplars import attach_exemplars
 from mapper.core.distribution import Distribution, SampleDistribution
 from mapper.core.durations import format_duration, format_time
@@ -27,6 +34,7 @@ from mapper.core.files import dumps, write_atomic
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.spans import ATTRIBUTE_COLUMNS
 from mapper.core.spec import Measurement, SourceSpec, StreamSpec
+from mapper.core.spec.engine import BYTES_PER_SPAN, is_url
 from mapper.render.html import to_html
 from mapper.render.report import to_json, to_markdown
 from mapper.render.vsm_svg import to_svg
@@ -97,28 +105,51 @@ def collect(spec: StreamSpec, window: Window, progress: Progress | None = None,
     return results
 
 
-def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
-                                                               dict[tuple[str, str], MeasurementResult],
-                                                               list[Check]]:
+class Traced(NamedTuple):
+    """The trace side of a map: the per-item table (a summary without rows when the window
+    was merged from partitions and does not fit the memory budget), the stage results, the
+    checks, each stage's hop per item and the lead time (None: from ``table``)."""
+
+    table: TraceTable | None
+    results: dict[tuple[str, str], MeasurementResult]
+    checks: list[Check]
+    totals: dict[str, Distribution]
+    lead: Distribution | None = None
+
+
+def collect_traces(spec: StreamSpec, window: Window) -> Traced:
     """Per-trace stage timings for the stages measured from traces, and their results.
 
     A part the spec also measures with metrics keeps the metric result in the map; the two
-    are compared in checks.
+    are compared in checks. A spool window of more spans than ``engine.partition_spans`` is
+    analysed partition by partition (:mod:`mapper.app.engine`).
     """
     staged = [s for s in spec.stages if s.traces is not None]
     if not staged:
-        return None, {}, []
+        return Traced(None, {}, [], {})
 
     source = spec.sources[staged[0].traces.source]  # type: ignore[union-attr]
-    try:
-        loaded = load_spans(source, window, [s.traces.service for s in staged])  # type: ignore[union-attr]
-    except SourceError as err:
-        raise SourceError(f"traces from {source.name!r}: {err}") from err
     names = {s.name for s in staged}
     matches = [StageMatch(s.name, s.traces.service, s.traces.span_name,  # type: ignore[union-attr]
                           {ATTRIBUTE_COLUMNS[k]: v for k, v in s.traces.attributes.items()})  # type: ignore[union-attr]
                for s in staged]
     upstream = {s.name: next((u for u in s.upstream if u in names), None) for s in staged}
+    url = source.kind == "traces" and bool(source.path) and is_url(source.path or "")
+    if url or (source.kind == "traces" and source.path and is_spool(Path(source.path))):
+        qs = needed_qs(spec)
+        try:
+            # A spool given by URL is only read partition by partition, whatever its size.
+            engine = replace(spec.engine, memory_budget=-1) if url else spec.engine
+            merged = analyse_partitioned(source.path or "", int(window.start * 1e9), int(window.end * 1e9),
+                                         engine, matches, upstream, qs, item_path=single_path(spec))
+        except SourceError as err:
+            raise SourceError(f"traces from {source.name!r}: {err}") from err
+        if merged is not None:
+            return _from_partitions(spec, source, staged, matches, merged)
+    try:
+        loaded = load_spans(source, window, [s.traces.service for s in staged])  # type: ignore[union-attr]
+    except SourceError as err:
+        raise SourceError(f"traces from {source.name!r}: {err}") from err
     table = build_trace_table(loaded.batch, matches, upstream)
     checks = []
     if loaded.set_aside:
@@ -127,11 +158,9 @@ def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
     checks += [Check("warning", "spans-limited", note) for note in loaded.notes]
     checks += list(table.checks)  # the span links' checks (mapper.analysis.items)
     if loaded.damaged:
-        checks.append(Check("warning", "spool-damaged", (
-            f"{loaded.origin}: {len(loaded.damaged)} damaged segment(s) not read, their spans missing from "
-            f"the map: {', '.join(loaded.damaged[:10])}{' ...' if len(loaded.damaged) > 10 else ''} "
-            "(latmap serve moves damaged segments into _wal/quarantine/ when it starts)")))
+        checks.append(_damaged_check(loaded.origin, list(loaded.damaged)))
     results: dict[tuple[str, str], MeasurementResult] = {}
+    totals: dict[str, Distribution] = {}
     for s in staged:
         m = s.traces
         where = f"{source.name} ({loaded.origin}): service={m.service}"  # type: ignore[union-attr]
@@ -139,7 +168,75 @@ def collect_traces(spec: StreamSpec, window: Window) -> tuple[TraceTable | None,
             where += f" span={m.span_name}"  # type: ignore[union-attr]
         for part, r in part_results(table, s.name, where).items():
             results[(s.name, part)] = r
-    return table, results, checks
+        if s.wait is None and s.process is None and not table.stage_frame(s.name).empty:
+            totals[s.name] = SampleDistribution(table.totals(s.name))
+    return Traced(table, results, checks, totals)
+
+
+def single_path(spec: StreamSpec) -> tuple[str, ...] | None:
+    """The stream's stages in order when they form one path, every stage measured from
+    traces (then a partitioned analysis merges the tail attribution too); else None."""
+    stages = spec.stages
+    if not stages or any(s.traces is None for s in stages) or stages[0].upstream:
+        return None
+    if any(s.upstream != (stages[i].name,) for i, s in enumerate(stages[1:])):
+        return None
+    return tuple(s.name for s in stages)
+
+
+def _damaged_check(origin: str, damaged: list[str]) -> Check:
+    return Check("warning", "spool-damaged", (
+        f"{origin}: {len(damaged)} damaged segment(s) not read, their spans missing from "
+        f"the map: {', '.join(damaged[:10])}{' ...' if len(damaged) > 10 else ''} "
+        "(latmap serve moves damaged segments into _wal/quarantine/ when it starts)"))
+
+
+def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[Any],
+                     matches: list[StageMatch], merged: Merged) -> Traced:
+    """The trace side from merged partitions (a window over ``engine.memory_budget``): the
+    distributions exact; a check says which per-item figures are approximate."""
+    origin = f"spool {source.path}"
+    sums = merged.parts
+    checks = [Check("info", "traces-partitioned", (
+        f"{origin}: {merged.spans:,} spans analysed in {merged.partitions} partitions ({spec.engine.label} "
+        "engine); percentiles, intervals and counts are exact (merged order statistics)"))]
+    if merged.torn:
+        checks.append(Check("warning", "spans-set-aside",
+                            f"{origin}: spans set aside: {merged.torn:,} damaged spool records (torn by a crash)"))
+    checks += list(sums.checks)
+    damaged = [*merged.damaged, *(f"{WAL_DIR}/{QUARANTINE_DIR}/{n}" for n in merged.quarantined)]
+    if damaged:
+        checks.append(_damaged_check(origin, damaged))
+    need = merged.spans * BYTES_PER_SPAN
+    empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
+    table = TraceTable(empty, tuple(m.stage for m in matches), sums.traces, np.array([]), sums.spans_used,
+                       link_edges=sums.link_edges, stage_rows=dict(sums.stage_rows), per_item=False,
+                       part_means=merged.part_means)
+    why = (f"a spool given by URL is read partition by partition only ({merged.spans:,} spans)"
+           if is_url(source.path or "") else
+           f"the window's {merged.spans:,} spans (~{need / 2**30:.2g} GiB in memory) exceed "
+           f"engine.memory_budget ({spec.engine.memory_budget / 2**30:.3g} GiB)")
+    approx = ("" if merged.part_means is not None else
+              "the tail attribution and the time shares are approximated from the parts' distributions, ")
+    checks.append(Check("warning", "per-item-figures-approximate", (
+        f"{origin}: {why}, and the partition merge does not make every per-item figure yet: {approx}what-if "
+        "futures are convolutions of the parts, budgets assume no unexplained time, and there are no "
+        "hour-of-day, weekday or event segments from traces; a window within engine.memory_budget gets "
+        "the exact ones")))
+    results: dict[tuple[str, str], MeasurementResult] = {}
+    totals: dict[str, Distribution] = {}
+    for s in staged:
+        m = s.traces
+        where = f"{source.name} ({origin}): service={m.service}"
+        if m.span_name:
+            where += f" span={m.span_name}"
+        for part, r in merged_part_results(s.name, where, merged.distributions, sums).items():
+            results[(s.name, part)] = r
+        total = merged.distributions.get((s.name, "total"))
+        if s.wait is None and s.process is None and total is not None and total.count:
+            totals[s.name] = total
+    lead = merged.distributions.get(LEAD)
+    return Traced(table, results, checks, totals, lead if lead is not None and lead.count else None)
 
 
 def trace_graph(path: str) -> list[Edge]:
@@ -174,7 +271,7 @@ def collect_segments(spec: StreamSpec, window: Window, table: TraceTable | None 
         except SourceError as err:
             raise SourceError(f"{stage} {part} segments: {err}") from err
     samples = {}
-    if table is not None:
+    if table is not None and table.per_item:
         for s in spec.stages:
             if s.traces is not None:
                 for part, tv in trace_samples(table, s.name).items():
@@ -188,18 +285,15 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
     """Collect and analyse: the latency map of the stream over the window."""
     metric_results = collect(spec, window, progress, collectors)
     measured_lead = metric_results.pop(END_TO_END, None)
-    table, traced, checks = collect_traces(spec, window)
+    tr = collect_traces(spec, window)
+    table, traced, checks = tr.table, tr.results, tr.checks
     results = dict(traced)
     for key, r in metric_results.items():
         t = traced.get(key)
         if t is not None and t.distribution is not None and r.distribution is not None:
             checks += compare(key[0], key[1], r.distribution, t.distribution, spec.percentiles)
         results[key] = r
-    totals: dict[str, Distribution] = {}
-    if table is not None:
-        for s in spec.stages:
-            if s.traces is not None and s.wait is None and s.process is None and not table.stage_frame(s.name).empty:
-                totals[s.name] = SampleDistribution(table.totals(s.name))
+    totals = tr.totals
     segment_data = collect_segments(spec, window, table, collectors)
     if segment_data is not None:
         checks += [Check("info", "segments-not-from-datadog", (
@@ -207,7 +301,7 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
             "no hour-of-day, weekday, label or event segments for it (its hour-by-hour series is charted)"),
             stage, part)
             for stage, part, m in measurements(spec) if spec.sources[m.source].kind == "datadog"]
-    lm = analyse(spec, window, results, table, checks, totals, segment_data, measured_lead)
+    lm = analyse(spec, window, results, table, checks, totals, segment_data, measured_lead, tr.lead)
     return attach_exemplars(lm, spec, window, dict(collectors or {}))
 
 

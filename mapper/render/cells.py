@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mapper.analysis.merge import MergedSamples
 from mapper.core.convolve import ConvolvedDistribution
 from mapper.core.distribution import (
     Distribution,
@@ -34,7 +35,7 @@ def method_of(d: Distribution) -> str:
     """How a distribution's percentiles were computed, in words for the report."""
     if isinstance(d, HistogramDistribution):
         return "histogram: interval = bucket bounds; estimate = monotone interpolation in the bucket"
-    if isinstance(d, SampleDistribution):
+    if isinstance(d, SampleDistribution | MergedSamples):  # merged: the same order statistics
         return "samples: interval = 95% order-statistic confidence interval"
     if isinstance(d, SummaryDistribution):
         return f"client-computed quantiles ({d.origin}); not aggregatable"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mapper.analysis.merge import MergedSamples, bin_bounds
 from mapper.core.distribution import (
     Distribution,
     HistogramDistribution,
@@ -114,6 +115,16 @@ def distribution_svg(dist: Distribution | None, qs: Sequence[float], title: str)
             inf = float(n[~np.isfinite(hi)].sum())
             if inf > 0:
                 note = f" (+Inf bucket: {inf / dist.count:.2%})"
+        elif isinstance(dist, MergedSamples):  # its fine bins, regrouped as the samples' bars below
+            lo, hi = bin_bounds(dist.bins)
+            pos = lo > 0
+            if pos.any():
+                mids = np.sqrt(lo[pos] * hi[pos])
+                edges = (np.geomspace(mids.min(), mids.max() * 1.0001, 41) if mids.max() > mids.min()
+                         else np.array([mids.min() / 1.1, mids.min() * 1.1]))
+                counts, _ = np.histogram(mids, bins=edges, weights=dist.counts[pos])
+                ax.bar(edges[:-1], counts / dist.count, width=np.diff(edges), align="edge",
+                       color="#9ecae1", edgecolor="#3182bd", linewidth=0.3)
         elif isinstance(dist, SampleDistribution):
             v = dist.values[dist.values > 0]
             if v.size:

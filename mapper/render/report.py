@@ -38,6 +38,7 @@ from typing import Any
 from mapper.analysis.examples import END_TO_END
 from mapper.analysis.findings import Findings
 from mapper.analysis.latency import LatencyMap, StageResult
+from mapper.analysis.merge import MergedSamples
 from mapper.core.convolve import ConvolvedDistribution
 from mapper.core.distribution import (
     SampleDistribution,
@@ -86,7 +87,7 @@ def total_source(s: StageResult) -> str | None:
         return None
     parts = [(p, r) for p in ("wait", "process") if (r := s.part(p)) is not None and r.distribution is not None]
     traced_only = s.stage.traces is not None and s.stage.wait is None and s.stage.process is None
-    if isinstance(s.total, SampleDistribution) and traced_only:
+    if isinstance(s.total, SampleDistribution | MergedSamples) and traced_only:
         return f"traces: wait + process of {s.stage.name} per traced item"
     if len(parts) == 1:
         return f"{parts[0][0]} of {s.stage.name} alone: {parts[0][1].provenance}"

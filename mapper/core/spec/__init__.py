@@ -7,6 +7,7 @@ listing every problem as ``file:line: field: message``. The parsers live in ``st
 share.
 """
 
+from mapper.core.spec.engine import EngineSpec
 from mapper.core.spec.extra import Change, EventWindow, Segments
 from mapper.core.spec.live import LIVE_SOURCE, live_lead_time, with_live_series
 from mapper.core.spec.stream import (
@@ -28,6 +29,7 @@ __all__ = [
     "TRACE_SOURCE_KINDS",
     "BasicAuth",
     "Change",
+    "EngineSpec",
     "EventWindow",
     "Measurement",
     "Objective",

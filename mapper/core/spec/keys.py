@@ -11,7 +11,7 @@ from __future__ import annotations
 #: ``end_to_end`` at the top level is a measurement (the keys of ``MEASUREMENT`` or
 #: ``DATADOG_MEASUREMENT``): the measured lead time, e.g. ``latmap_lead_time_seconds``.
 TOP = ("version", "name", "owner", "description", "window", "percentiles", "sources", "stages", "objectives",
-       "segments", "events", "baseline", "future", "examples", "links", "end_to_end")
+       "segments", "events", "baseline", "future", "examples", "links", "end_to_end", "engine")
 #: A ``prometheus`` or ``scrape`` source.
 SOURCE = ("kind", "url", "bearer_token_env", "bearer_token_file", "basic_auth", "headers", "tls", "timeout",
           "retries", "max_response")
@@ -43,6 +43,8 @@ CHANGE = ("hop", *CHANGE_KINDS)
 EXAMPLES = ("count", "trace_id_labels")
 #: Where a trace id opens: a preset (with url, datasource) or a URL template.
 LINKS = ("preset", "url", "datasource", "template")
+#: ``engine:`` as a mapping (see :mod:`mapper.core.spec.engine`).
+ENGINE = ("kind", "scheduler", "partition_spans", "memory_budget", "scratch")
 
 #: Where each list applies, as the README's spec reference names the places.
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -61,4 +63,5 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "future[]": CHANGE,
     "examples": EXAMPLES,
     "links": LINKS,
+    "engine": ENGINE,
 }

@@ -30,6 +30,7 @@ from mapper.core.spec._parse import (
 )
 from mapper.core.spec.datadog import METRIC_NAME as DD_METRIC_NAME
 from mapper.core.spec.datadog import DatadogOptions, check_filter, parse_datadog
+from mapper.core.spec.engine import EngineSpec, is_url, parse_engine, with_engine
 from mapper.core.spec.extra import Change, EventWindow, Segments, parse_changes, parse_events, parse_segments
 from mapper.core.spec.links import ExampleOptions, Links, parse_examples, parse_links
 from mapper.core.urls import CREDENTIALS_HINT, check_http_url
@@ -165,6 +166,7 @@ class StreamSpec:
     #: ``latmap_lead_time_seconds`` histogram of ``latmap serve --stream``. When given, the
     #: map's end-to-end lead time is this histogram rather than one computed from the stages.
     end_to_end: Measurement | None = None
+    engine: EngineSpec = field(default_factory=EngineSpec)
 
     @property
     def hops(self) -> tuple[tuple[str, str], ...]:
@@ -184,6 +186,11 @@ class StreamSpec:
             n: replace(s, url=url) if s.kind == kind else s for n, s in self.sources.items()
         }
         return replace(self, sources=sources)
+
+    def with_engine(self, text: str) -> StreamSpec:
+        """A copy analysing traces on ``text`` (CLI ``--engine``: ``local`` or ``dask://host:port``);
+        the spec's other engine settings are kept. A UsageError for anything else."""
+        return replace(self, engine=with_engine(self.engine, text))
 
     def with_timeout(self, seconds: float) -> StreamSpec:
         """A copy whose remote sources answer within ``seconds`` per request (CLI ``--timeout``)."""
@@ -205,7 +212,7 @@ def _source(name: str, node: Any, line: int, p: Problems) -> SourceSpec | None:
         check_keys(node, keys.TRACES_SOURCE, where, p)
         path = str_field(node, "path", where, p, required=True) or ""
         base = Path(p.path).parent if p.path not in ("<string>", "<demo>") else Path(".")
-        resolved = path if Path(path).is_absolute() else str(base / path)
+        resolved = path if Path(path).is_absolute() or is_url(path) else str(base / path)
         return SourceSpec(name=name, kind="traces", url="", place=p.at(line), path=resolved)
     check_keys(node, keys.SOURCE, where, p)
     kind = str_field(node, "kind", where, p, required=True)
@@ -523,11 +530,12 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
     owner = name_field(doc, "owner", "", p)
     examples = parse_examples(doc["examples"], doc.line_of("examples"), p) if "examples" in doc else ExampleOptions()
     links = parse_links(doc["links"], doc.line_of("links"), p) if "links" in doc else None
+    engine = parse_engine(doc["engine"], doc.line_of("engine"), p) if "engine" in doc else EngineSpec()
     p.raise_if_any()
     return StreamSpec(examples=examples, links=links, name=name, owner=owner, window=window,
                       percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
                       objectives=tuple(objectives), path=path, version=1, segments=segments,
-                      events=events, baseline=baseline, future=future, end_to_end=end_to_end)
+                      events=events, baseline=baseline, future=future, end_to_end=end_to_end, engine=engine)
 
 
 #: The most paths (first stage to last) a stream may have: each path's lead time is computed.

@@ -1,0 +1,200 @@
+"""Partitions that keep every item whole, and the per-partition kernel.
+
+An item is the spans tied by parents *and* span links, across traces
+(:mod:`mapper.analysis.items`), so bucketing spans by trace id alone would split the items
+whose consumer trace links to its producer. The trace-to-item map comes first
+(:func:`linked_groups`, a cheap pass over the trace ids and the link targets only: the
+traces joined by links, grouped by connected components); every trace of a group goes to
+the partition of the group's smallest trace key, every other trace to the partition of its
+own key (:func:`partition_of`). A superset of the links the analysis follows (links from
+spans in no stage, links to spans outside the window) only puts more traces together:
+items stay whole, the results do not change.
+
+:func:`partition_vectors` runs today's array kernel (:func:`~mapper.analysis.traces.build_trace_table`)
+on one partition and returns its samples (per stage wait, process and hop; the lead time)
+with the counts the checks need; :mod:`mapper.analysis.merge` merges them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mapper.analysis.attribution import item_parts
+from mapper.analysis.traces import StageMatch, build_trace_table
+from mapper.core.distribution import Distribution
+from mapper.core.model import Check, MeasurementResult
+from mapper.core.spans import SpanBatch
+
+LEAD = ("", "lead")
+#: The lead time as the tail attribution reads it (first start to last end of the path's
+#: stages, in seconds as the trace table holds them), one per item of :data:`ItemParts`.
+PARTS_LEAD = ("", "parts_lead")
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def trace_hash(trace_lo: np.ndarray) -> np.ndarray:
+    """A well-mixed 64-bit hash of the low half of a trace id (sequential ids spread too)."""
+    with np.errstate(over="ignore"):
+        return (np.asarray(trace_lo, np.uint64) * _MIX) >> np.uint64(17)
+
+
+def group_key(trace_lo: np.ndarray) -> np.ndarray:
+    """A 32-bit key per trace for grouping. Two traces that share one (about 1 in 10^9 per
+    pair) only go to the same partition: items stay whole, nothing changes but the balance.
+    Half the memory of the 64-bit ids for the trace-to-item map."""
+    return (trace_hash(trace_lo) >> np.uint64(15)).astype(np.uint32)
+
+
+def linked_groups(src: np.ndarray, dst: np.ndarray, chunk: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Union-find over trace group keys joined by links (``src[i]`` links to ``dst[i]``).
+
+    Returns the distinct linked keys (sorted) and, for each, its group's smallest key.
+    Connected components by hooking and pointer jumping over int32 arrays (each round links
+    every edge's larger root to its smaller, then every node to its root), so the memory is
+    a few int32 per edge and per key (scipy's csgraph needs CSR copies several times that).
+    Consumes ``src`` and ``dst`` (the caller drops its references to save their memory).
+    """
+    keys = np.concatenate([src, dst]).astype(np.uint32, copy=False)
+    keys.sort()
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else keys
+    if not keys.size:
+        return keys, keys
+    si = _codes(keys, src)
+    del src
+    di = _codes(keys, dst)
+    del dst
+    label = np.arange(keys.size, dtype=np.int32)
+    while True:
+        hooked = False
+        for at in range(0, si.size, chunk):  # in chunks: the temporaries stay small
+            a, b = label[si[at:at + chunk]], label[di[at:at + chunk]]
+            live = a != b
+            if live.any():
+                hooked = True
+                a, b = a[live], b[live]
+                np.minimum.at(label, np.maximum(a, b), np.minimum(a, b))
+        if not hooked:
+            break
+        while True:  # pointer jumping: every node straight to its root
+            up = label[label]
+            if np.array_equal(up, label):
+                break
+            label = up
+    # Hooking always goes to the smaller index, so a group's root is its smallest key.
+    return keys, keys[label]
+
+
+def _codes(keys: np.ndarray, values: np.ndarray, chunk: int = 4_000_000) -> np.ndarray:
+    """The index of each value in sorted ``keys``, as int32, in chunks (searchsorted gives int64)."""
+    out = np.empty(values.size, np.int32)
+    for at in range(0, values.size, chunk):
+        out[at:at + chunk] = np.searchsorted(keys, values[at:at + chunk])
+    return out
+
+
+def partition_of(trace_lo: np.ndarray, linked: np.ndarray, group: np.ndarray, n_parts: int) -> np.ndarray:
+    """The partition of each row, by its trace (the low 64 bits of its id): the partition
+    of its group's key when links join it to other traces (:func:`linked_groups`), else of
+    its own."""
+    key = group_key(trace_lo)
+    if linked.size:
+        at = np.minimum(np.searchsorted(linked, key), linked.size - 1)
+        key = np.where(linked[at] == key, group[at], key)
+    with np.errstate(over="ignore"):
+        mixed = key.astype(np.uint64) * _MIX
+    return ((mixed >> np.uint64(20)) % np.uint64(n_parts)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class PartVectors:
+    """One partition's samples and counts (every field adds up across partitions)."""
+
+    vectors: Mapping[tuple[str, str], np.ndarray]
+    traces: int = 0
+    spans_used: int = 0
+    link_edges: int = 0
+    stage_rows: Mapping[str, int] = field(default_factory=dict)
+    negative_waits: Mapping[str, int] = field(default_factory=dict)
+    min_wait: Mapping[str, float] = field(default_factory=dict)
+    skewed_links: Mapping[str, int] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+    #: With a ``path``: per item of the path, its lead and parts (``attribution.item_parts``).
+    items: pd.DataFrame | None = None
+
+
+def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
+                      upstream: Mapping[str, str | None], path: Sequence[str] | None = None) -> PartVectors:
+    """The samples of one partition (whole items): ``(stage, part)`` -> seconds, part one of
+    ``wait`` (NaN-free: items with a hand-over), ``process``, ``total``; ``LEAD`` the lead
+    time of the complete items."""
+    table = build_trace_table(batch, matches, upstream)
+    vectors: dict[tuple[str, str], np.ndarray] = {LEAD: np.asarray(table.lead, np.float64)}
+    rows, neg, low, skew = {}, {}, {}, {}
+    for m in matches:
+        s = m.stage
+        f = table.stage_frame(s)
+        w = f["wait"].to_numpy(dtype=np.float64)
+        has = ~np.isnan(w)
+        vectors[(s, "process")] = f["process"].to_numpy(dtype=np.float64)
+        vectors[(s, "wait")] = w[has]
+        vectors[(s, "total")] = table.totals(s)
+        rows[s] = int((table.frame["stage"] == s).sum())
+        neg[s] = int(np.sum(w[has] < 0))
+        low[s] = float(w[has].min()) if has.any() else 0.0
+        skew[s] = int(np.sum(f["linked"].to_numpy()[has] & (w[has] < 0))) if "linked" in f else 0
+    items = item_parts(table, path) if path else None
+    if items is not None:
+        vectors[PARTS_LEAD] = items["lead"].to_numpy(dtype=np.float64)
+    return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
+                       table.checks, items)
+
+
+def set_sums(items: pd.DataFrame, thresholds: Mapping[str, tuple[float, float]]) -> dict[str, tuple[int, np.ndarray]]:
+    """Per named set of items (lead within ``[low, high]``), its count and the sums of every
+    column of ``items``: the tail attribution's means, added up across partitions."""
+    lead = items["lead"].to_numpy()
+    values = items.to_numpy(dtype=np.float64)
+    out = {}
+    for name, (low, high) in thresholds.items():
+        sel = (lead >= low) & (lead <= high)
+        out[name] = (int(sel.sum()), values[sel].sum(axis=0))
+    return out
+
+
+def merged_part_results(stage: str, provenance: str, dists: Mapping[tuple[str, str], Distribution],
+                        sums: PartVectors) -> dict[str, MeasurementResult]:
+    """:func:`~mapper.analysis.traces.part_results` from merged partitions: the same
+    results and checks, the counts summed, the distributions merged."""
+    process = dists.get((stage, "process"))
+    if process is None or process.count == 0:
+        msg = f"{stage}: no spans match the stage in the window"
+        return {"process": MeasurementResult(None, provenance, (Check("warning", "no-data", msg, stage),))}
+    checks: list[Check] = []
+    share = sums.stage_rows.get(stage, 0) / sums.traces if sums.traces else 0.0
+    if share < 1.0:
+        unit = "items (traces joined by span links)" if sums.link_edges else "traces"
+        checks.append(Check("info", "incomplete-traces",
+                            f"{stage}: present in {share:.1%} of {sums.traces:,} {unit}; those without it "
+                            "are left out of the lead time", stage))
+    out = {"process": MeasurementResult(process, provenance, tuple(checks))}
+    wait = dists.get((stage, "wait"))
+    if wait is not None and wait.count:
+        wchecks = []
+        neg = sums.negative_waits.get(stage, 0)
+        if neg:
+            wchecks.append(Check("warning", "negative-wait",
+                                 f"{stage} wait: {neg:,} of {int(wait.count):,} items start before their hand-over "
+                                 f"(clock skew between hosts, by up to {-sums.min_wait[stage]:.3g}s); kept, not "
+                                 "clamped", stage, "wait"))
+            skew = sums.skewed_links.get(stage, 0)
+            if skew:
+                wchecks.append(Check("warning", "link-clock-skew",
+                                     f"{stage} wait: {skew:,} consumers linked to a producer in another "
+                                     "trace start before the producer ends (clock skew across the link); "
+                                     "kept, not clamped", stage, "wait"))
+        out["wait"] = MeasurementResult(wait, provenance, tuple(wchecks))
+    return out

@@ -1,0 +1,132 @@
+"""Traces at any scale: the partitioned analysis (local engine, Dask engine) gives the same
+report.json numbers as the in-memory path, on a chain with known timings whose consumers
+are linked from other traces and whose queue has a 500 ms tail (1% of items).
+
+The spool holds Parquet hour partitions (written vectorised by ``benchmarks/trace_scale.py``)
+plus a write-ahead segment (written by latmap's :class:`~collectors.spool.store.Spool`) with a
+retried export (duplicated spans): partitions must keep each item whole across traces and
+files, and drop the duplicates the in-memory path drops.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from collectors.spool.store import Spool
+from mapper.cli import main
+from tests.servers import load_benchmark
+
+N_PARQUET = 3_000
+N_WAL = 500
+N = N_PARQUET + N_WAL
+PARTITION_SPANS = 4_000  # ~6 partitions of the 24,500 spans
+
+bench = load_benchmark("trace_scale")
+
+
+@pytest.fixture(scope="module")
+def spool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("scale") / "spool"
+    bench.write_spool(root, N_PARQUET, chunk=700)
+    with Spool(root, compact=False) as s:
+        s.append(bench.chain(N_PARQUET, N_WAL))
+        s.append(bench.chain(N_PARQUET, 100))  # a retried export: the same spans again
+    return root
+
+
+def _map(tmp: Path, spool: Path | str, name: str, engine: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    spec = bench.write_spec(tmp / f"{name}.yaml", spool, engine)
+    code = main(["map", "-c", str(spec), "--until", bench.UNTIL, "--out", str(tmp / name), *extra])
+    report = json.loads((tmp / name / "report.json").read_text()) if code in (0, 1) else {}
+    return code, report
+
+
+@pytest.fixture(scope="module")
+def reports(spool: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("maps")
+    out = {}
+    for name, engine in (("memory", "local"),  # 24,500 spans fit the default budget: analysed whole
+                         ("merged", f"{{kind: local, partition_spans: {PARTITION_SPANS}, memory_budget: 0}}")):
+        code, out[name] = _map(tmp, spool, name, engine)
+        assert code == 0, name
+    return out
+
+
+def _codes(report: dict[str, Any]) -> list[str]:
+    return [c["code"] for c in report["checks"]]
+
+
+def _without(report: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k not in ("checks", "generated_at", *keys)}
+
+
+def test_partitioned_numbers_equal_in_memory(reports: dict[str, dict[str, Any]]) -> None:
+    assert bench.numbers(reports["merged"]) == bench.numbers(reports["memory"])
+    assert reports["memory"]["end_to_end"]["count"] == N
+    assert "traces-partitioned" in _codes(reports["merged"])
+    assert "traces-partitioned" not in _codes(reports["memory"])
+
+
+def test_over_budget_says_which_figures_are_approximate(reports: dict[str, dict[str, Any]]) -> None:
+    merged, memory = reports["merged"], reports["memory"]
+    assert "per-item-figures-approximate" in _codes(merged)
+    # every figure not named in that check is identical: the tail attribution and the time
+    # shares too (merged in a third pass: one path, every stage from traces)
+    named = ("budgets", "segments")
+    assert _without(merged, *named) == _without(memory, *named)
+    assert all(a["method"] == "traces" for a in merged["attribution"].values())
+    assert "tail attribution" not in next(c["message"] for c in merged["checks"]
+                                          if c["code"] == "per-item-figures-approximate")
+
+
+def test_every_interval_contains_the_known_value(reports: dict[str, dict[str, Any]]) -> None:
+    exact = bench.expected([*bench.ranges(N_PARQUET, 700), (N_PARQUET, N_WAL)])
+    stage = {s["name"]: s for s in reports["merged"]["stages"]}
+    cells = {"alerting wait": stage["alerting"]["wait"], "notifier wait": stage["notifier"]["wait"],
+             "pricing process": stage["pricing"]["process"], "lead": reports["merged"]["end_to_end"]}
+    for name, cell in cells.items():
+        assert cell["count"] == N, name
+        for label, q in (("p50", 0.5), ("p99", 0.99), ("p99.99", 0.9999)):
+            e, known = cell[label], float(np.quantile(exact[name], q))
+            assert e["low"] <= known * (1 + 1e-9), (name, label)
+            assert e["high"] is None or known <= e["high"] * (1 + 1e-9), (name, label)
+            if label != "p99.99":  # 3,500 items are too few for a p99.99 estimate (its bounds hold)
+                assert e["value"] == pytest.approx(known, rel=1e-8), (name, label)
+
+
+def test_engine_flag_and_unreachable_scheduler(spool: Path, tmp_path: Path) -> None:
+    code, _ = _map(tmp_path, spool, "bad", f"{{kind: local, partition_spans: {PARTITION_SPANS}, memory_budget: 0}}",
+                   "--engine", "dask://127.0.0.1:9")
+    assert code == 2
+    code, _ = _map(tmp_path, spool, "bad2", "local", "--engine", "spark://x")
+    assert code == 2
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_identical_numbers(spool: Path, reports: dict[str, dict[str, Any]],
+                                                      tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
+                      dashboard_address=None, host="127.0.0.1") as cluster:
+        engine = (f"{{kind: dask, scheduler: \"{cluster.scheduler_address}\", partition_spans: {PARTITION_SPANS}, "
+                  f"memory_budget: 0, scratch: \"{tmp_path / 'scratch'}\"}}")
+        code, report = _map(tmp_path, spool, "dask", engine)
+    assert code == 0
+    assert bench.numbers(report) == bench.numbers(reports["memory"])
+    assert _without(report) == _without(reports["merged"])
+    assert any("dask tcp://127.0.0.1" in c["message"] for c in report["checks"] if c["code"] == "traces-partitioned")
+
+
+def test_a_spool_given_by_fsspec_url_maps_to_the_same_numbers(spool: Path, reports: dict[str, dict[str, Any]],
+                                                                tmp_path: Path) -> None:
+    code, report = _map(tmp_path, f"file://{spool}", "url", f"{{kind: local, partition_spans: {PARTITION_SPANS}}}")
+    assert code == 0
+    assert bench.numbers(report) == bench.numbers(reports["memory"])
+    assert "a spool given by URL" in next(c["message"] for c in report["checks"]
+                                          if c["code"] == "per-item-figures-approximate")
