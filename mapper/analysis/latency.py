@@ -219,7 +219,8 @@ def analyse(spec: StreamSpec, window: Window,
             traces: TraceTable | None = None, extra_checks: Sequence[Check] = (),
             totals: Mapping[str, Distribution] | None = None,
             segment_data: SegmentData | None = None,
-            measured_lead: MeasurementResult | None = None, lead: Distribution | None = None) -> LatencyMap:
+            measured_lead: MeasurementResult | None = None, lead: Distribution | None = None,
+            examples: Examples | None = None) -> LatencyMap:
     """Build the latency map from each ``(stage, part)``'s collected result.
 
     With ``traces``, a path whose every stage is measured from traces gets its lead time
@@ -230,7 +231,8 @@ def analyse(spec: StreamSpec, window: Window,
     the computed one is compared with it (``lead-time-disagrees`` when their intervals at the
     ranking percentile do not overlap). ``lead`` is the
     per-item lead time when it was computed elsewhere (a partitioned analysis: ``traces`` then
-    has no per-item rows).
+    has no per-item rows), and ``examples`` its examples (merged from every partition's
+    proposals for the thresholds :func:`map_example_thresholds` gives of this map).
     """
     if lead is None and traces is not None and traces.lead.size:
         lead = SampleDistribution(traces.lead)
@@ -336,17 +338,33 @@ def analyse(spec: StreamSpec, window: Window,
                 if segment_data is not None else None)
     if segments is not None:
         checks += segments.checks
-    examples = None
-    if traces is not None and spec.examples.count > 0:
-        thresholds = example_thresholds(spec.percentiles, stage_results, end_to_end)
-        if not all(n in traces.stages for n in path):
-            # The traces' items span only the traced stages: their lead is part of the lead
-            # time, not an example of it (the lead time is a convolution or a measurement).
-            thresholds = {k: t for k, t in thresholds.items() if k[0] != END_TO_END}
-        examples = choose(traces, thresholds, spec.examples.count)
+    if traces is None or spec.examples.count <= 0:
+        examples = None
+    elif traces.per_item:
+        examples = choose(traces, _map_thresholds(spec, stage_results, end_to_end, path, traces),
+                          spec.examples.count)
+    # else: partitioned (no rows to choose from): ``examples`` as merged from the partitions
     return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments, examples,
                       measured_lead, computed if lead_measured else None)
+
+
+def _map_thresholds(spec: StreamSpec, stage_results: Sequence[StageResult], end_to_end: Distribution | None,
+                    path: Sequence[str], traces: TraceTable) -> dict[tuple[str, str, float], Threshold]:
+    thresholds = example_thresholds(spec.percentiles, stage_results, end_to_end)
+    if not all(n in traces.stages for n in path):
+        # The traces' items span only the traced stages: their lead is part of the lead
+        # time, not an example of it (the lead time is a convolution or a measurement).
+        thresholds = {k: t for k, t in thresholds.items() if k[0] != END_TO_END}
+    return thresholds
+
+
+def map_example_thresholds(lm: LatencyMap) -> dict[tuple[str, str, float], Threshold]:
+    """The thresholds :func:`analyse` chooses ``lm``'s examples with (none without traces):
+    for a partitioned analysis, whose partitions propose the examples."""
+    if lm.traces is None:
+        return {}
+    return _map_thresholds(lm.spec, lm.stages, lm.end_to_end, lm.path, lm.traces)
 
 
 def example_thresholds(qs: Sequence[float], stage_results: Sequence[StageResult],

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mapper.analysis.attribution import item_parts
+from mapper.analysis.examples import data_range
 from mapper.analysis.traces import StageMatch, build_trace_table
 from mapper.core.distribution import Distribution
 from mapper.core.model import Check, MeasurementResult
@@ -124,6 +125,9 @@ class PartVectors:
     checks: tuple[Check, ...] = ()
     #: With a ``path``: per item of the path, its lead and parts (``attribution.item_parts``).
     items: pd.DataFrame | None = None
+    #: First and last start of the partition's stage rows (Unix seconds; None: no rows): the
+    #: window's range the examples' time slices cut (``examples.data_range``).
+    starts: tuple[float, float] | None = None
 
 
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
@@ -149,8 +153,9 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
     items = item_parts(table, path) if path else None
     if items is not None:
         vectors[PARTS_LEAD] = items["lead"].to_numpy(dtype=np.float64)
+    starts = data_range(table) if len(table.frame) else None
     return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
-                       table.checks, items)
+                       table.checks, items, starts)
 
 
 def set_sums(items: pd.DataFrame, thresholds: Mapping[str, tuple[float, float]]) -> dict[str, tuple[int, np.ndarray]]:

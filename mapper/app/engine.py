@@ -12,6 +12,10 @@ The steps, each a function a Dask task can run (module-level, arguments picklabl
 4. **pass 2** (:func:`pass_two`): per partition, only the values in the bins that hold the
    order statistics the report reads; the client merges them into exact percentiles
    (:mod:`mapper.analysis.merge`).
+5. **pass 4** (:func:`pass_four`, when the map asks for examples): per partition, its
+   candidate example items for the global thresholds (the merged percentiles' intervals)
+   over the window's global time range; the client merges them
+   (:func:`~mapper.analysis.examples.merge`): the examples of the in-memory path.
 
 Memory: one spool file (steps 1, 2) or one partition (3, 4) at a time per worker, plus the
 linked trace keys and the merged bin counts on the client; the window's length does not
@@ -40,6 +44,8 @@ from collectors.spool.payload import SCHEMA
 from collectors.spool.reader import SpoolError, SpoolFiles, iter_spool_file, spool_files, table_to_batch
 from mapper.analysis.attribution import MEDIAN_BAND, TAILS
 from mapper.analysis.budgets import hop_quantile
+from mapper.analysis.examples import Example, Examples, Threshold, merge, propose
+from mapper.analysis.examples import Key as ExampleKey
 from mapper.analysis.merge import (
     MergedSamples,
     Summary,
@@ -58,7 +64,7 @@ from mapper.analysis.partition import (
     partition_vectors,
     set_sums,
 )
-from mapper.analysis.traces import StageMatch
+from mapper.analysis.traces import StageMatch, build_trace_table
 from mapper.core.distribution import percentile_label
 from mapper.core.errors import SourceError, UsageError
 from mapper.core.model import Check
@@ -104,6 +110,19 @@ class Merged:
     quarantined: tuple[str, ...]
     #: With a single path: the tail attribution's merged means (``TraceTable.part_means``).
     part_means: Mapping[str, tuple[pd.Series, int]] | None = None
+    #: The example items, merged from every partition's proposals (pass 4), when asked for.
+    examples: Examples | None = None
+
+
+@dataclass(frozen=True)
+class ExampleRequest:
+    """Examples asked of a partitioned analysis: up to ``count`` per key, with the
+    thresholds ``thresholds`` makes of the merged distributions (what
+    :func:`~mapper.analysis.latency.analyse` would make of them: the caller knows the
+    metric results and the measured lead time that may replace them)."""
+
+    count: int
+    thresholds: Callable[[Merged], Mapping[ExampleKey, Threshold]]
 
 
 # --- the tasks -----------------------------------------------------------------------
@@ -218,7 +237,7 @@ def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapp
         (d / "items.json").write_text(json.dumps(list(pv.items.columns)))
     summaries = {k: Summary.of(v) for k, v in pv.vectors.items()}
     return PartVectors({}, pv.traces, pv.spans_used, pv.link_edges, pv.stage_rows, pv.negative_waits,
-                       pv.min_wait, pv.skewed_links, pv.checks), summaries
+                       pv.min_wait, pv.skewed_links, pv.checks, starts=pv.starts), summaries
 
 
 def pass_two(scratch: str, p: int, wanted: Mapping[Key, np.ndarray]) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
@@ -244,6 +263,21 @@ def pass_three(scratch: str, p: int, thresholds: Mapping[str, tuple[float, float
         return [], {}
     columns = json.loads((d / "items.json").read_text())
     return columns, set_sums(pd.DataFrame(np.load(d / "items.npy"), columns=columns), thresholds)
+
+
+def pass_four(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
+              thresholds: Mapping[ExampleKey, Threshold], window: tuple[float, float],
+              k: int) -> dict[ExampleKey, list[Example]]:
+    """Partition ``p``'s candidate examples (:func:`~mapper.analysis.examples.propose`) for
+    the global ``thresholds`` and the window's global time range ``window``: the partition's
+    trace table built again from its spilled rows (the same table as pass 1's)."""
+    batch = _partition_batch(scratch, p)
+    if batch is None:
+        return {}
+    try:
+        return propose(build_trace_table(batch, matches, upstream), thresholds, window, k)
+    except Exception as err:  # a partition that fails names itself; the run fails
+        raise SourceError(f"partition {p}: examples failed: {type(err).__name__}: {err}") from err
 
 
 # --- orchestration -------------------------------------------------------------------
@@ -311,16 +345,18 @@ def needed_qs(spec: StreamSpec) -> tuple[float, ...]:
 def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpec,
                         matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
                         qs: Sequence[float], client: Any = None,
-                        item_path: Sequence[str] | None = None) -> Merged | None:
+                        item_path: Sequence[str] | None = None,
+                        examples: ExampleRequest | None = None) -> Merged | None:
     """The merged analysis of a spool's spans that start in ``(start_ns, end_ns]``, or None
-    when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole."""
+    when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole.
+    With ``examples``, a fourth pass gives ``Merged.examples``."""
     files = spool_files(path, start_ns + 1, end_ns)
     own_client = None
     if engine.kind == "dask" and client is None:
         client = own_client = connect(engine)
     run = _dask_map(client) if engine.kind == "dask" else _local_map
     try:
-        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path)
+        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, examples)
     finally:
         if own_client is not None:
             own_client.close()
@@ -345,7 +381,7 @@ def most_spans(files: SpoolFiles) -> int:
 
 def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Sequence[StageMatch],
          upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper,
-         item_path: Sequence[str] | None = None) -> Merged | None:
+         item_path: Sequence[str] | None = None, examples: ExampleRequest | None = None) -> Merged | None:
     if engine.memory_budget >= 0 and most_spans(files) * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
@@ -376,11 +412,31 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         second = run(pass_two, [(scratch, p, wanted) for p in range(n_parts)])
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
         means = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
+        chosen = _examples(examples, Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
+                                            0, (), (), means),
+                           [pv.starts for pv, _ in first], scratch, matches, upstream, run)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                   sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined,
-                  means)
+                  means, chosen)
+
+
+def _examples(request: ExampleRequest | None, merged: Merged, starts: Sequence[tuple[float, float] | None],
+              scratch: str, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
+              run: Mapper) -> Examples | None:
+    """Pass 4: the examples, from the thresholds of the merged distributions and the first
+    to last start over every partition (as ``examples.choose`` slices one whole table)."""
+    if request is None or request.count <= 0:
+        return None
+    ranges = [s for s in starts if s is not None]
+    thresholds = dict(request.thresholds(merged))
+    if not ranges or not thresholds:
+        return Examples(request.count, {})
+    window = (min(r[0] for r in ranges), max(r[1] for r in ranges))
+    proposals = run(pass_four, [(scratch, p, matches, upstream, thresholds, window, request.count)
+                                for p in range(merged.partitions)])
+    return merge(proposals, thresholds, request.count)
 
 
 def _part_means(lead: MergedSamples | None, scratch: str, n_parts: int,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -20,12 +20,14 @@ from collectors.prometheus import PrometheusClient, PrometheusCollector
 from collectors.sources import make_collector
 from collectors.spool.reader import QUARANTINE_DIR, WAL_DIR
 from collectors.traces import is_spool, load_spans
-from mapper.analysis.latency import PARTS, LatencyMap, analyse
+from mapper.analysis.examples import Examples, Threshold
+from mapper.analysis.examples import Key as ExampleKey
+from mapper.analysis.latency import PARTS, LatencyMap, analyse, map_example_thresholds
 from mapper.analysis.partition import LEAD, merged_part_results
 from mapper.analysis.segments import SegmentData, trace_samples
 from mapper.analysis.servicegraph import Edge, service_graph
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
-from mapper.app.engine import Merged, analyse_partitioned, needed_qs
+from mapper.app.engine import ExampleRequest, Merged, analyse_partitioned, needed_qs
 from mapper.app.exemplars import attach_exemplars
 from mapper.core.distribution import Distribution, SampleDistribution
 from mapper.core.durations import format_duration, format_time
@@ -115,14 +117,18 @@ class Traced(NamedTuple):
     checks: list[Check]
     totals: dict[str, Distribution]
     lead: Distribution | None = None
+    #: A partitioned analysis's examples (merged from the partitions' proposals).
+    examples: Examples | None = None
 
 
-def collect_traces(spec: StreamSpec, window: Window) -> Traced:
+def collect_traces(spec: StreamSpec, window: Window,
+                   thresholds_of: Callable[[Traced], Mapping[ExampleKey, Threshold]] | None = None) -> Traced:
     """Per-trace stage timings for the stages measured from traces, and their results.
 
     A part the spec also measures with metrics keeps the metric result in the map; the two
     are compared in checks. A spool window of more spans than ``engine.partition_spans`` is
-    analysed partition by partition (:mod:`mapper.app.engine`).
+    analysed partition by partition (:mod:`mapper.app.engine`); then ``thresholds_of`` (the
+    thresholds the map chooses examples with, from the merged trace side) gets the examples.
     """
     staged = [s for s in spec.stages if s.traces is not None]
     if not staged:
@@ -140,8 +146,11 @@ def collect_traces(spec: StreamSpec, window: Window) -> Traced:
         try:
             # A spool given by URL is only read partition by partition, whatever its size.
             engine = replace(spec.engine, memory_budget=-1) if url else spec.engine
+            wanted = None if thresholds_of is None or spec.examples.count <= 0 else ExampleRequest(
+                spec.examples.count, lambda m: thresholds_of(_from_partitions(spec, source, staged, matches, m)))
             merged = analyse_partitioned(source.path or "", int(window.start * 1e9), int(window.end * 1e9),
-                                         engine, matches, upstream, qs, item_path=single_path(spec))
+                                         engine, matches, upstream, qs, item_path=single_path(spec),
+                                         examples=wanted)
         except SourceError as err:
             raise SourceError(f"traces from {source.name!r}: {err}") from err
         if merged is not None:
@@ -236,7 +245,8 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[Any],
         if s.wait is None and s.process is None and total is not None and total.count:
             totals[s.name] = total
     lead = merged.distributions.get(LEAD)
-    return Traced(table, results, checks, totals, lead if lead is not None and lead.count else None)
+    return Traced(table, results, checks, totals, lead if lead is not None and lead.count else None,
+                  merged.examples)
 
 
 def trace_graph(path: str) -> list[Edge]:
@@ -285,7 +295,14 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
     """Collect and analyse: the latency map of the stream over the window."""
     metric_results = collect(spec, window, progress, collectors)
     measured_lead = metric_results.pop(END_TO_END, None)
-    tr = collect_traces(spec, window)
+
+    def thresholds_of(partial: Traced) -> Mapping[ExampleKey, Threshold]:
+        # The map as analyse makes it of the merged trace side (metrics win, as below).
+        lm = analyse(spec, window, {**partial.results, **metric_results}, partial.table, (), partial.totals,
+                     None, measured_lead, partial.lead)
+        return map_example_thresholds(lm)
+
+    tr = collect_traces(spec, window, thresholds_of)
     table, traced, checks = tr.table, tr.results, tr.checks
     results = dict(traced)
     for key, r in metric_results.items():
@@ -301,7 +318,7 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
             "no hour-of-day, weekday, label or event segments for it (its hour-by-hour series is charted)"),
             stage, part)
             for stage, part, m in measurements(spec) if spec.sources[m.source].kind == "datadog"]
-    lm = analyse(spec, window, results, table, checks, totals, segment_data, measured_lead, tr.lead)
+    lm = analyse(spec, window, results, table, checks, totals, segment_data, measured_lead, tr.lead, tr.examples)
     return attach_exemplars(lm, spec, window, dict(collectors or {}))
 
 

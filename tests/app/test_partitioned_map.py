@@ -11,6 +11,7 @@ files, and drop the duplicates the in-memory path drops.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,11 @@ import numpy as np
 import pytest
 
 from collectors.spool.store import Spool
+from mapper.analysis.latency import analyse, map_example_thresholds
+from mapper.app.pipeline import collect_traces
 from mapper.cli import main
+from mapper.core.model import Window
+from mapper.core.spec import load_spec
 from tests.servers import load_benchmark
 
 N_PARQUET = 3_000
@@ -84,6 +89,56 @@ def test_over_budget_says_which_figures_are_approximate(reports: dict[str, dict[
                                           if c["code"] == "per-item-figures-approximate")
 
 
+def _examples(report: dict[str, Any]) -> dict[str, Any]:
+    """Every ``examples`` and ``median_examples`` list of a report.json, by its place."""
+    out: dict[str, Any] = {}
+
+    def walk(x: Any, at: str) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k in ("examples", "median_examples"):
+                    out[f"{at}/{k}"] = v
+                else:
+                    walk(v, f"{at}/{k}")
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                walk(v, f"{at}/{i}")
+
+    walk(report, "")
+    return out
+
+
+def test_partitions_propose_the_examples_of_the_in_memory_path(reports: dict[str, dict[str, Any]]) -> None:
+    memory, merged = _examples(reports["memory"]), _examples(reports["merged"])
+    listed = [e for v in memory.values() for e in v]
+    # every part and the lead have tail and median examples, with trace ids and breakdowns
+    assert sum(bool(v) for v in memory.values()) > 20
+    assert all(e["trace_ids"] and e["stages"] for e in listed)
+    assert {e["source"] for e in listed} == {"traces"}
+    # the queue's 500 ms tail (1% of items) behind the lead time's p99
+    assert all(e["value"] >= 0.5 for e in reports["memory"]["end_to_end"]["p99"]["examples"])
+    assert merged == memory
+
+
+def test_analyse_never_chooses_examples_from_a_partitioned_table(spool: Path, tmp_path: Path) -> None:
+    """Without the thresholds hook (no fourth pass) a partitioned table has no rows to choose
+    from: no examples, rather than examples chosen from an empty frame."""
+    spec = load_spec(bench.write_spec(tmp_path / "s.yaml", spool,
+                                      f"{{kind: local, partition_spans: {PARTITION_SPANS}, memory_budget: 0}}"))
+    end = datetime.fromisoformat(bench.UNTIL.replace("Z", "+00:00")).timestamp()
+    window = Window(end - 2 * 86400, end)
+    tr = collect_traces(spec, window)
+    assert tr.table is not None and not tr.table.per_item and tr.examples is None
+    lm = analyse(spec, window, tr.results, tr.table, (), tr.totals, None, None, tr.lead)
+    assert lm.examples is None
+    # with the hook, the fourth pass proposes them for the map's own thresholds
+    hooked = collect_traces(spec, window, lambda t: map_example_thresholds(
+        analyse(spec, window, t.results, t.table, (), t.totals, None, None, t.lead)))
+    assert hooked.examples is not None and hooked.examples.get("end_to_end", "lead", 0.99)
+    assert analyse(spec, window, tr.results, tr.table, (), tr.totals, None, None, tr.lead,
+                   hooked.examples).examples is hooked.examples
+
+
 def test_every_interval_contains_the_known_value(reports: dict[str, dict[str, Any]]) -> None:
     exact = bench.expected([*bench.ranges(N_PARQUET, 700), (N_PARQUET, N_WAL)])
     stage = {s["name"]: s for s in reports["merged"]["stages"]}
@@ -120,6 +175,7 @@ def test_dask_local_cluster_gives_identical_numbers(spool: Path, reports: dict[s
     assert code == 0
     assert bench.numbers(report) == bench.numbers(reports["memory"])
     assert _without(report) == _without(reports["merged"])
+    assert _examples(report) == _examples(reports["memory"]) != {}
     assert any("dask tcp://127.0.0.1" in c["message"] for c in report["checks"] if c["code"] == "traces-partitioned")
 
 
@@ -128,5 +184,6 @@ def test_a_spool_given_by_fsspec_url_maps_to_the_same_numbers(spool: Path, repor
     code, report = _map(tmp_path, f"file://{spool}", "url", f"{{kind: local, partition_spans: {PARTITION_SPANS}}}")
     assert code == 0
     assert bench.numbers(report) == bench.numbers(reports["memory"])
+    assert _examples(report) == _examples(reports["memory"]) != {}
     assert "a spool given by URL" in next(c["message"] for c in report["checks"]
                                           if c["code"] == "per-item-figures-approximate")
