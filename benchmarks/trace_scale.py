@@ -15,7 +15,9 @@ Known timings per item (so tests can check every interval against the exact valu
 ``notifier`` wait 7 ms + Exp(1 ms) and process 4 ms; the lead time is their sum.
 
 Run ``python benchmarks/trace_scale.py`` (full: 1M, 10M, Dask 10M; takes long on 2 cores)
-or ``--items 20000`` to run small. Targets: peak RSS at 10M < 2 GiB and within 1.5x of 1M;
+or ``--items 20000`` to run small; ``--examples ROUNDS`` times the partitioned map with
+examples (the default ``count: 3``: the fourth pass) against the same map without
+(``examples: {count: 0}``), in alternating rounds. Targets: peak RSS at 10M < 2 GiB and within 1.5x of 1M;
 time at 10M within 12x of 1M; Dask identical numbers.
 """
 
@@ -224,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partition-spans", type=int, default=1_000_000)
     ap.add_argument("--worker-memory", default="2GiB")
     ap.add_argument("--keep", type=Path, help="generate into this directory and keep it")
+    ap.add_argument("--examples", type=int, default=0, metavar="ROUNDS",
+                    help="instead: the cost of examples on the first --items, ROUNDS alternating rounds each")
     args = ap.parse_args(argv)
+    if args.examples:
+        return examples_cost(args)
     base = args.keep or Path(tempfile.mkdtemp(prefix="latmap-trace-scale-"))
     print(f"load average at start: {os.getloadavg()}, cores: {os.cpu_count()}")
     rows = []
@@ -261,6 +267,48 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     return 0
+
+
+def examples_cost(args: argparse.Namespace) -> int:
+    """``latmap map`` with examples (count 3, the fourth pass) against without (count 0,
+    the baseline), partitioned (local engine), alternating rounds; best and median of each."""
+    n = args.items[0]
+    base = args.keep or Path(tempfile.mkdtemp(prefix="latmap-trace-scale-"))
+    engine = f"{{kind: local, partition_spans: {args.partition_spans}, memory_budget: 0}}"
+    print(f"load average at start: {os.getloadavg()}, cores: {os.cpu_count()}")
+    try:
+        spool = base / f"spool-{n}"
+        if not spool.exists():
+            print(f"{n:,} items: {write_spool(spool, n):,} spans generated")
+        specs = {"without": write_spec(base / "spec-without.yaml", spool, engine),
+                 "with": write_spec(base / "spec-with.yaml", spool, engine)}
+        with specs["without"].open("a") as f:
+            f.write("examples: {count: 0}\n")
+        times: dict[str, list[float]] = {"without": [], "with": []}
+        reports = {}
+        for i in range(args.examples):
+            for name in (("without", "with") if i % 2 == 0 else ("with", "without")):
+                r = run_map(specs[name], base / f"out-{name}")
+                times[name].append(r["seconds"])
+                reports[name] = r["report"]
+                print(f"round {i + 1} {name:>7} examples: {_fmt(r)}  (load {os.getloadavg()[0]:.2f})")
+        parts = _partitions(reports["with"])
+        same = _no_examples(numbers(reports["with"])) == numbers(reports["without"])
+        best = min(times["with"]) / min(times["without"])
+        med = float(np.median(times["with"]) / np.median(times["without"]))
+        print(f"{n:,} items, {parts} partitions: with examples / without: best {best:.2f}x, median {med:.2f}x "
+              f"({args.examples} rounds each); numbers unchanged: {same}")
+        return 0 if same else 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _no_examples(x: Any) -> Any:
+    """``x`` without its ``examples`` and ``median_examples`` lists."""
+    if isinstance(x, dict):
+        return {k: _no_examples(v) for k, v in x.items() if k not in ("examples", "median_examples")}
+    return [_no_examples(v) for v in x] if isinstance(x, list) else x
 
 
 def run_dask(base: Path, spool: Path, n: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -17,7 +17,7 @@ with the counts the checks need; :mod:`mapper.analysis.merge` merges them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +25,7 @@ import pandas as pd
 
 from mapper.analysis.attribution import item_parts
 from mapper.analysis.examples import data_range
-from mapper.analysis.traces import StageMatch, build_trace_table
+from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table
 from mapper.core.distribution import Distribution
 from mapper.core.model import Check, MeasurementResult
 from mapper.core.spans import SpanBatch
@@ -131,11 +131,15 @@ class PartVectors:
 
 
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
-                      upstream: Mapping[str, str | None], path: Sequence[str] | None = None) -> PartVectors:
+                      upstream: Mapping[str, str | None], path: Sequence[str] | None = None,
+                      on_table: Callable[[TraceTable], None] | None = None) -> PartVectors:
     """The samples of one partition (whole items): ``(stage, part)`` -> seconds, part one of
     ``wait`` (NaN-free: items with a hand-over), ``process``, ``total``; ``LEAD`` the lead
-    time of the complete items."""
+    time of the complete items. ``on_table`` is given the partition's trace table (to keep
+    it for a later pass)."""
     table = build_trace_table(batch, matches, upstream)
+    if on_table is not None:
+        on_table(table)
     vectors: dict[tuple[str, str], np.ndarray] = {LEAD: np.asarray(table.lead, np.float64)}
     rows, neg, low, skew = {}, {}, {}, {}
     for m in matches:

@@ -31,6 +31,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ from mapper.analysis.partition import (
     partition_vectors,
     set_sums,
 )
-from mapper.analysis.traces import StageMatch, build_trace_table
+from mapper.analysis.traces import ItemTraces, StageMatch, TraceTable, build_trace_table
 from mapper.core.distribution import percentile_label
 from mapper.core.errors import SourceError, UsageError
 from mapper.core.model import Check
@@ -83,6 +84,8 @@ SPILL_TASKS = 16
 #: Fewest bytes a span takes in a write-ahead segment (Arrow IPC columns: 8 uint64 and 2
 #: int64 alone are 80), for an upper bound of the spans a segment holds.
 SEGMENT_BYTES_PER_SPAN = 40
+#: A partition's trace table, kept by pass 1 for pass 4 when the map asks for examples.
+TABLE_FILE = "table.npz"
 
 Key = tuple[str, str]
 
@@ -218,14 +221,16 @@ def _partition_batch(scratch: str, p: int) -> Any:
 
 
 def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
-             path: Sequence[str] | None = None) -> tuple[PartVectors, dict[Key, Summary]]:
+             path: Sequence[str] | None = None, keep_table: bool = False) -> tuple[PartVectors, dict[Key, Summary]]:
     """Partition ``p``'s analysis: its counts (vectors dropped) and its samples' bin counts;
-    the samples are kept in the partition's directory for :func:`pass_two`."""
+    the samples are kept in the partition's directory for :func:`pass_two` (and with
+    ``keep_table`` its trace table, for :func:`pass_four`)."""
     batch = _partition_batch(scratch, p)
     if batch is None:
         return PartVectors({}), {}
     try:
-        pv = partition_vectors(batch, matches, upstream, path)
+        pv = partition_vectors(batch, matches, upstream, path,
+                               partial(_save_table, Path(scratch) / f"p={p}") if keep_table else None)
     except Exception as err:  # a partition that fails names itself; the run fails
         raise SourceError(f"partition {p}: analysis failed: {type(err).__name__}: {err}") from err
     keys = sorted(pv.vectors)
@@ -270,14 +275,57 @@ def pass_four(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Map
               k: int) -> dict[ExampleKey, list[Example]]:
     """Partition ``p``'s candidate examples (:func:`~mapper.analysis.examples.propose`) for
     the global ``thresholds`` and the window's global time range ``window``: the partition's
-    trace table built again from its spilled rows (the same table as pass 1's)."""
-    batch = _partition_batch(scratch, p)
-    if batch is None:
-        return {}
+    trace table as pass 1 kept it (else built again from its spilled rows: the same table)."""
+    kept = Path(scratch) / f"p={p}" / TABLE_FILE
     try:
-        return propose(build_trace_table(batch, matches, upstream), thresholds, window, k)
+        if kept.exists():
+            table = _load_table(kept)
+        else:
+            batch = _partition_batch(scratch, p)
+            if batch is None:
+                return {}
+            table = build_trace_table(batch, matches, upstream)
+        return propose(table, thresholds, window, k)
     except Exception as err:  # a partition that fails names itself; the run fails
         raise SourceError(f"partition {p}: examples failed: {type(err).__name__}: {err}") from err
+
+
+#: The frame columns examples read (``examples.propose``), kept by :func:`_save_table`.
+_TABLE_COLUMNS = ("trace", "start", "process", "wait", "primary")
+
+
+def _save_table(d: Path, table: TraceTable) -> None:
+    """Keep what :func:`~mapper.analysis.examples.propose` reads of a partition's trace
+    table in its directory for :func:`pass_four`, as plain arrays (no pickle: the scratch
+    directory may be shared with the workers)."""
+    d.mkdir(parents=True, exist_ok=True)
+    f = table.frame
+    arrays = {c: f[c].to_numpy() for c in _TABLE_COLUMNS}
+    arrays["stage"] = pd.Categorical(f["stage"], categories=table.stages).codes
+    arrays["lead"], arrays["lead_traces"] = table.lead, table.lead_traces
+    arrays["traces"] = np.array([table.traces, table.spans_used])
+    arrays["stages"] = np.array(table.stages, dtype=str)
+    if table.ids is not None:
+        arrays["ids_unit"], arrays["ids_hi"], arrays["ids_lo"] = table.ids.unit, table.ids.hi, table.ids.lo
+        if table.ids.row is not None:
+            arrays["ids_row"] = table.ids.row
+    with (d / TABLE_FILE).open("wb") as out:
+        np.savez(out, **arrays)
+
+
+def _load_table(path: Path) -> TraceTable:
+    """The table :func:`_save_table` kept (its frame only the columns examples read)."""
+    with np.load(path, allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    stages = tuple(str(s) for s in a["stages"])
+    frame = pd.DataFrame({c: a[c] for c in _TABLE_COLUMNS})
+    frame.insert(1, "stage", pd.Categorical.from_codes(a["stage"], categories=stages))
+    ids = (ItemTraces(a["ids_unit"], a.get("ids_row"), a["ids_hi"], a["ids_lo"]) if "ids_unit" in a else None)
+    return TraceTable(frame, stages, int(a["traces"][0]), a["lead"], int(a["traces"][1]), a["lead_traces"], ids=ids)
+
+
+def _wants(request: ExampleRequest | None) -> bool:
+    return request is not None and request.count > 0
 
 
 # --- orchestration -------------------------------------------------------------------
@@ -404,7 +452,7 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
         run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group
-        first = run(pass_one, [(scratch, p, matches, upstream, item_path) for p in range(n_parts)])
+        first = run(pass_one, [(scratch, p, matches, upstream, item_path, _wants(examples)) for p in range(n_parts)])
         keys = sorted({k for _, s in first for k in s})
         merged = {k: merge_summaries(s[k] for _, s in first if k in s) for k in keys}
         ranks = {k: ranks_needed(m.n, qs) for k, m in merged.items()}

@@ -18,8 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from collectors.spool.reader import spool_files
 from collectors.spool.store import Spool
+from mapper.analysis.examples import MEDIAN, Threshold
 from mapper.analysis.latency import analyse, map_example_thresholds
+from mapper.analysis.traces import StageMatch
+from mapper.app.engine import TABLE_FILE, pass_four, pass_one, spill_files
 from mapper.app.pipeline import collect_traces
 from mapper.cli import main
 from mapper.core.model import Window
@@ -137,6 +141,25 @@ def test_analyse_never_chooses_examples_from_a_partitioned_table(spool: Path, tm
     assert hooked.examples is not None and hooked.examples.get("end_to_end", "lead", 0.99)
     assert analyse(spec, window, tr.results, tr.table, (), tr.totals, None, None, tr.lead,
                    hooked.examples).examples is hooked.examples
+
+
+def test_pass_four_reads_the_kept_table_as_the_rebuilt_one(spool: Path, tmp_path: Path) -> None:
+    """Pass 1 keeps each partition's trace table (plain arrays) for pass 4; without it pass 4
+    builds the table again from the spilled rows: the same candidates either way."""
+    files = spool_files(str(spool), 1, 2**62)
+    matches = [StageMatch(s, s) for s in bench.STAGES]
+    upstream = dict(zip(bench.STAGES, (None, *bench.STAGES[:-1]), strict=True))
+    none = np.array([], np.uint32)
+    spill_files(files.files, 0, 1, 2**62, none, none, 2, str(tmp_path))
+    pv, _ = pass_one(str(tmp_path), 1, matches, upstream, None, True)
+    assert pv.starts is not None and (tmp_path / "p=1" / TABLE_FILE).exists()
+    thresholds = {("alerting", "wait", 0.99): Threshold(0.4), ("notifier", "hop", MEDIAN): Threshold(0.0, 1.0, 0.012),
+                  ("end_to_end", "lead", 0.5): Threshold(0.0)}
+    kept = pass_four(str(tmp_path), 1, matches, upstream, thresholds, pv.starts, 3)
+    (tmp_path / "p=1" / TABLE_FILE).unlink()
+    assert pass_four(str(tmp_path), 1, matches, upstream, thresholds, pv.starts, 3) == kept
+    assert all(len(kept[k]) >= 3 for k in thresholds)
+    assert all(e.trace_ids and e.stages for v in kept.values() for e in v)
 
 
 def test_every_interval_contains_the_known_value(reports: dict[str, dict[str, Any]]) -> None:
