@@ -188,8 +188,9 @@ sys.path.insert(0, {root!r})
 from mapper.cli import main
 t = time.perf_counter()
 code = main(["map", "-c", {spec!r}, "--until", {until!r}, "--out", {out!r}])
-print(json.dumps({{"code": code, "seconds": time.perf_counter() - t,
-                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+u = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({{"code": code, "seconds": time.perf_counter() - t, "rss": u.ru_maxrss * 1024,
+                  "cpu": u.ru_utime + u.ru_stime}}))
 """
 
 
@@ -285,19 +286,25 @@ def examples_cost(args: argparse.Namespace) -> int:
         with specs["without"].open("a") as f:
             f.write("examples: {count: 0}\n")
         times: dict[str, list[float]] = {"without": [], "with": []}
+        cpu: dict[str, list[float]] = {"without": [], "with": []}
         reports = {}
         for i in range(args.examples):
             for name in (("without", "with") if i % 2 == 0 else ("with", "without")):
                 r = run_map(specs[name], base / f"out-{name}")
                 times[name].append(r["seconds"])
+                cpu[name].append(r["cpu"])
                 reports[name] = r["report"]
-                print(f"round {i + 1} {name:>7} examples: {_fmt(r)}  (load {os.getloadavg()[0]:.2f})")
+                print(f"round {i + 1} {name:>7} examples: {_fmt(r)}  {r['cpu']:6.1f} CPU-s  "
+                      f"(load {os.getloadavg()[0]:.2f})")
         parts = _partitions(reports["with"])
         same = _no_examples(numbers(reports["with"])) == numbers(reports["without"])
         best = min(times["with"]) / min(times["without"])
         med = float(np.median(times["with"]) / np.median(times["without"]))
-        print(f"{n:,} items, {parts} partitions: with examples / without: best {best:.2f}x, median {med:.2f}x "
-              f"({args.examples} rounds each); numbers unchanged: {same}")
+        cpu_best = min(cpu["with"]) / min(cpu["without"])
+        cpu_med = float(np.median(cpu["with"]) / np.median(cpu["without"]))
+        print(f"{n:,} items, {parts} partitions: with examples / without: wall best {best:.2f}x, median {med:.2f}x; "
+              f"CPU time best {cpu_best:.2f}x, median {cpu_med:.2f}x ({args.examples} rounds each); "
+              f"numbers unchanged: {same}")
         return 0 if same else 1
     finally:
         if not args.keep:

@@ -355,7 +355,7 @@ def _dask_map(client: Any) -> Mapper:
             except SourceError:
                 raise  # names its file or partition already
             except Exception as err:  # a worker killed (KilledWorker), a task that failed on it
-                what = f"partition {a[1]}" if fn in (pass_one, pass_two) else f"files {a[0]}"
+                what = f"partition {a[1]}" if fn in (pass_one, pass_two, pass_three, pass_four) else f"files {a[0]}"
                 raise SourceError(f"engine dask: {fn.__name__} of {what} failed: {type(err).__name__}: "
                                   f"{str(err)[:300]}") from err
         return out
