@@ -124,6 +124,9 @@ class PartVectors:
     checks: tuple[Check, ...] = ()
     #: With a ``path``: per item of the path, its lead and parts (``attribution.item_parts``).
     items: pd.DataFrame | None = None
+    #: Per ``(stage, "process" | "wait")``: each sample's time (the stage's start, unix
+    #: seconds), aligned with ``vectors``: what the segments slot them by.
+    times: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
@@ -134,11 +137,14 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
     table = build_trace_table(batch, matches, upstream)
     vectors: dict[tuple[str, str], np.ndarray] = {LEAD: np.asarray(table.lead, np.float64)}
     rows, neg, low, skew = {}, {}, {}, {}
+    times = {}
     for m in matches:
         s = m.stage
         f = table.stage_frame(s)
         w = f["wait"].to_numpy(dtype=np.float64)
         has = ~np.isnan(w)
+        start = f["start"].to_numpy(dtype=np.float64)
+        times[(s, "process")], times[(s, "wait")] = start, start[has]
         vectors[(s, "process")] = f["process"].to_numpy(dtype=np.float64)
         vectors[(s, "wait")] = w[has]
         vectors[(s, "total")] = table.totals(s)
@@ -150,7 +156,7 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
     if items is not None:
         vectors[PARTS_LEAD] = items["lead"].to_numpy(dtype=np.float64)
     return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
-                       table.checks, items)
+                       table.checks, items, times)
 
 
 def set_sums(items: pd.DataFrame, thresholds: Mapping[str, tuple[float, float]]) -> dict[str, tuple[int, np.ndarray]]:

@@ -58,6 +58,14 @@ from mapper.analysis.partition import (
     partition_vectors,
     set_sums,
 )
+from mapper.analysis.segments import (
+    PEAK_CONFIDENCE,
+    PEAK_PERCENTILE,
+    MergedSegment,
+    SamplePlan,
+    Slot,
+    sample_slots,
+)
 from mapper.analysis.traces import StageMatch
 from mapper.core.distribution import percentile_label
 from mapper.core.errors import SourceError, UsageError
@@ -104,6 +112,8 @@ class Merged:
     quarantined: tuple[str, ...]
     #: With a single path: the tail attribution's merged means (``TraceTable.part_means``).
     part_means: Mapping[str, tuple[pd.Series, int]] | None = None
+    #: With a :class:`SamplePlan`: each planned traced part's segments, merged exactly.
+    segments: Mapping[Key, MergedSegment] | None = None
 
 
 # --- the tasks -----------------------------------------------------------------------
@@ -213,6 +223,7 @@ def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapp
     d = Path(scratch) / f"p={p}"
     np.save(d / "vectors.npy", np.concatenate([pv.vectors[k] for k in keys]))
     (d / "vectors.json").write_text(json.dumps([[*k, int(pv.vectors[k].size)] for k in keys]))
+    _save_times(d, pv, keys)
     if pv.items is not None:
         np.save(d / "items.npy", pv.items.to_numpy(dtype=np.float64))
         (d / "items.json").write_text(json.dumps(list(pv.items.columns)))
@@ -273,7 +284,7 @@ def _dask_map(client: Any) -> Mapper:
             except SourceError:
                 raise  # names its file or partition already
             except Exception as err:  # a worker killed (KilledWorker), a task that failed on it
-                what = f"partition {a[1]}" if fn in (pass_one, pass_two) else f"files {a[0]}"
+                what = f"partition {a[1]}" if fn in (pass_one, pass_two, *PARTITION_TASKS) else f"files {a[0]}"
                 raise SourceError(f"engine dask: {fn.__name__} of {what} failed: {type(err).__name__}: "
                                   f"{str(err)[:300]}") from err
         return out
@@ -311,16 +322,17 @@ def needed_qs(spec: StreamSpec) -> tuple[float, ...]:
 def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpec,
                         matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
                         qs: Sequence[float], client: Any = None,
-                        item_path: Sequence[str] | None = None) -> Merged | None:
+                        item_path: Sequence[str] | None = None, segments: SamplePlan | None = None) -> Merged | None:
     """The merged analysis of a spool's spans that start in ``(start_ns, end_ns]``, or None
-    when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole."""
+    when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole.
+    With ``segments``: the traced parts' segments too (:func:`merge_segments`)."""
     files = spool_files(path, start_ns + 1, end_ns)
     own_client = None
     if engine.kind == "dask" and client is None:
         client = own_client = connect(engine)
     run = _dask_map(client) if engine.kind == "dask" else _local_map
     try:
-        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path)
+        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, segments)
     finally:
         if own_client is not None:
             own_client.close()
@@ -345,7 +357,7 @@ def most_spans(files: SpoolFiles) -> int:
 
 def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Sequence[StageMatch],
          upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper,
-         item_path: Sequence[str] | None = None) -> Merged | None:
+         item_path: Sequence[str] | None = None, plan: SamplePlan | None = None) -> Merged | None:
     if engine.memory_budget >= 0 and most_spans(files) * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
@@ -376,11 +388,12 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         second = run(pass_two, [(scratch, p, wanted) for p in range(n_parts)])
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
         means = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
+        segments = merge_segments(scratch, n_parts, run, plan) if plan is not None else None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                   sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined,
-                  means)
+                  means, segments)
 
 
 def _part_means(lead: MergedSamples | None, scratch: str, n_parts: int,
@@ -433,3 +446,77 @@ def _sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
     return PartVectors({}, sum(pv.traces for pv in parts), sum(pv.spans_used for pv in parts),
                        sum(pv.link_edges for pv in parts), add("stage_rows"), add("negative_waits"), low,
                        add("skewed_links"), checks)
+
+
+# --- segments: the traced parts' samples by hour of day, weekday, hour and event ------
+
+
+SegmentKey = tuple[Key, Slot]
+
+
+def _save_times(d: Path, pv: PartVectors, keys: Sequence[Key]) -> None:
+    """Each sample's time beside ``vectors.npy`` (same order), for the segment passes."""
+    timed = [k for k in keys if k in pv.times]
+    if timed:
+        np.save(d / "times.npy", np.concatenate([pv.times[k] for k in timed]))
+        (d / "times.json").write_text(json.dumps([[*k, int(pv.times[k].size)] for k in timed]))
+
+
+def _timed_samples(scratch: str, p: int, keys: Sequence[Key]) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
+    """Partition ``p``'s (times, values) of each of ``keys`` (from pass 1's files)."""
+    d = Path(scratch) / f"p={p}"
+    if not (d / "times.json").exists():
+        return {}
+
+    def spans(name: str) -> dict[Key, slice]:
+        out, at = {}, 0
+        for stage, part, size in json.loads((d / name).read_text()):
+            out[(stage, part)] = slice(at, at + size)
+            at += size
+        return out
+
+    vs, ts = spans("vectors.json"), spans("times.json")
+    values, times = np.load(d / "vectors.npy"), np.load(d / "times.npy")
+    return {k: (times[ts[k]], values[vs[k]]) for k in keys if k in ts and k in vs}
+
+
+def segment_pass_one(scratch: str, p: int, plan: SamplePlan) -> dict[SegmentKey, Summary]:
+    """Partition ``p``'s bin counts per planned part and segment slot."""
+    out = {}
+    for k, (t, v) in _timed_samples(scratch, p, plan.keys).items():
+        for slot, mask in sample_slots(t, plan.events):
+            if mask.any():
+                out[(k, slot)] = Summary.of(v[mask])
+    return out
+
+
+def segment_pass_two(scratch: str, p: int, plan: SamplePlan, wanted: Mapping[SegmentKey, np.ndarray]
+                     ) -> dict[SegmentKey, tuple[np.ndarray, np.ndarray]]:
+    """Partition ``p``'s distinct values (and counts) in the ``wanted`` bins, per part and slot."""
+    out = {}
+    for k, (t, v) in _timed_samples(scratch, p, plan.keys).items():
+        for slot, mask in sample_slots(t, plan.events):
+            if (k, slot) in wanted:
+                out[(k, slot)] = values_in(v[mask], wanted[(k, slot)])
+    return out
+
+
+PARTITION_TASKS: tuple[Callable[..., Any], ...] = (segment_pass_one, segment_pass_two)
+
+
+def merge_segments(scratch: str, n_parts: int, run: Mapper, plan: SamplePlan) -> dict[Key, MergedSegment]:
+    """Two more passes over pass 1's samples: per planned part and segment slot, the same
+    two-pass merge as the distributions (bin counts, then the values of the bins holding
+    the ranks the segments read), so every segment's percentiles and intervals are exact."""
+    first = run(segment_pass_one, [(scratch, p, plan) for p in range(n_parts)])
+    keys = {k for s in first for k in s}
+    merged = {k: merge_summaries(s[k] for s in first if k in s) for k in keys}
+    ranks = {k: sorted({*ranks_needed(m.n, plan.qs), *ranks_needed(m.n, (PEAK_PERCENTILE,), PEAK_CONFIDENCE)})
+             for k, m in merged.items()}
+    wanted = {k: bins_for_ranks(merged[k], ranks[k]) for k in keys}
+    second = run(segment_pass_two, [(scratch, p, plan, wanted) for p in range(n_parts)])
+    slots: dict[Key, dict[Slot, MergedSamples]] = {k: {} for k in plan.keys}
+    for k in keys:
+        slots.setdefault(k[0], {})[k[1]] = merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s])
+    empty = merged_samples(merge_summaries([]), [], [])
+    return {k: MergedSegment.of(slots[k], plan, empty) for k in plan.keys}

@@ -39,8 +39,21 @@ def spool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+#: Segments and a planned change, so every per-item figure is compared: the hour-of-day and
+#: weekday profiles, the label (on no traced measurement: a check), an event of 0.1 s inside
+#: the chain's 0.35 s (its quiet baseline the hour before and after), the what-if future.
+EXTRA = """\
+segments: {hours: true, weekdays: true, labels: [region]}
+events:
+  - {name: burst, start: "2026-09-21T14:13:20.1Z", end: "2026-09-21T14:13:20.2Z"}
+future:
+  - {hop: alerting, scale: 0.5}
+"""
+
+
 def _map(tmp: Path, spool: Path | str, name: str, engine: str, *extra: str) -> tuple[int, dict[str, Any]]:
     spec = bench.write_spec(tmp / f"{name}.yaml", spool, engine)
+    spec.write_text(spec.read_text() + EXTRA)
     code = main(["map", "-c", str(spec), "--until", bench.UNTIL, "--out", str(tmp / name), *extra])
     report = json.loads((tmp / name / "report.json").read_text()) if code in (0, 1) else {}
     return code, report
@@ -76,8 +89,8 @@ def test_over_budget_says_which_figures_are_approximate(reports: dict[str, dict[
     merged, memory = reports["merged"], reports["memory"]
     assert "per-item-figures-approximate" in _codes(merged)
     # every figure not named in that check is identical: the tail attribution and the time
-    # shares too (merged in a third pass: one path, every stage from traces)
-    named = ("budgets", "segments")
+    # shares too (merged in a third pass: one path, every stage from traces), the segments
+    named = ("budgets", "future_state")
     assert _without(merged, *named) == _without(memory, *named)
     assert all(a["method"] == "traces" for a in merged["attribution"].values())
     assert "tail attribution" not in next(c["message"] for c in merged["checks"]
@@ -130,3 +143,19 @@ def test_a_spool_given_by_fsspec_url_maps_to_the_same_numbers(spool: Path, repor
     assert bench.numbers(report) == bench.numbers(reports["memory"])
     assert "a spool given by URL" in next(c["message"] for c in report["checks"]
                                           if c["code"] == "per-item-figures-approximate")
+
+
+def test_segments_from_traces_are_merged_exactly(reports: dict[str, dict[str, Any]]) -> None:
+    merged, memory = reports["merged"]["segments"], reports["memory"]["segments"]
+    assert merged == memory
+    hour = merged["hour_of_day"]["alerting"]["wait"][14]
+    assert hour["count"] == N and hour["p99"]["value"] is not None
+    assert sum(r["count"] for r in merged["weekday"]["notifier"]["process"]) == N
+    (burst,) = [e for e in merged["events"] if e["stage"] == "alerting" and e["part"] == "wait"]
+    assert burst["basis"] == "hour before and after"
+    assert 0 < burst["event"]["count"] < N and burst["event"]["count"] + burst["quiet"]["count"] == N
+    checks = [c for c in reports["merged"]["checks"] if c["code"] in ("daily-peak", "event-difference",
+                                                                      "segment-label-missing")]
+    assert checks == [c for c in reports["memory"]["checks"] if c["code"] in ("daily-peak", "event-difference",
+                                                                              "segment-label-missing")]
+    assert checks
