@@ -25,6 +25,7 @@ import pandas as pd
 
 from mapper.analysis.attribution import item_parts
 from mapper.analysis.traces import StageMatch, build_trace_table
+from mapper.analysis.whatif import replay_hops
 from mapper.core.distribution import Distribution
 from mapper.core.model import Check, MeasurementResult
 from mapper.core.spans import SpanBatch
@@ -127,10 +128,14 @@ class PartVectors:
     #: Per ``(stage, "process" | "wait")``: each sample's time (the stage's start, unix
     #: seconds), aligned with ``vectors``: what the segments slot them by.
     times: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    #: With ``replay``: the complete items' lead times and hops of the path, one column each
+    #: (``whatif.replay_hops``), for the what-if trace replay.
+    replay: np.ndarray | None = None
 
 
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
-                      upstream: Mapping[str, str | None], path: Sequence[str] | None = None) -> PartVectors:
+                      upstream: Mapping[str, str | None], path: Sequence[str] | None = None,
+                      replay: bool = False) -> PartVectors:
     """The samples of one partition (whole items): ``(stage, part)`` -> seconds, part one of
     ``wait`` (NaN-free: items with a hand-over), ``process``, ``total``; ``LEAD`` the lead
     time of the complete items."""
@@ -155,8 +160,12 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
     items = item_parts(table, path) if path else None
     if items is not None:
         vectors[PARTS_LEAD] = items["lead"].to_numpy(dtype=np.float64)
+    hops = None
+    if replay and path:
+        lead, by_hop = replay_hops(table, path)
+        hops = np.column_stack([lead, *(by_hop[s] for s in path)]) if lead.size else np.zeros((0, len(path) + 1))
     return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
-                       table.checks, items, times)
+                       table.checks, items, times, hops)
 
 
 def set_sums(items: pd.DataFrame, thresholds: Mapping[str, tuple[float, float]]) -> dict[str, tuple[int, np.ndarray]]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -122,6 +123,9 @@ class TraceTable:
     #: the items at or above it) -> (mean lead and parts, as ``attribution.item_parts`` names
     #: them; the number of items).
     part_means: Mapping[str, tuple[pd.Series, int]] | None = None
+    #: A partitioned analysis's trace replays, merged exactly: ``whatif.change_key(changes)``
+    #: -> the lead time after them.
+    replays: Mapping[Any, Any] = field(default_factory=dict)
 
     def trace_ids(self, items: np.ndarray) -> dict[int, tuple[str, ...]]:
         """Every trace id of each item code in ``items`` (an item joined across traces by

@@ -26,7 +26,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +67,14 @@ from mapper.analysis.segments import (
     sample_slots,
 )
 from mapper.analysis.traces import StageMatch
+from mapper.analysis.whatif import change_key, replayed
 from mapper.core.distribution import percentile_label
 from mapper.core.errors import SourceError, UsageError
 from mapper.core.model import Check
 from mapper.core.spans import dedupe
 from mapper.core.spec import StreamSpec
 from mapper.core.spec.engine import BYTES_PER_SPAN, EngineSpec
+from mapper.core.spec.extra import Change
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,8 @@ class Merged:
     part_means: Mapping[str, tuple[pd.Series, int]] | None = None
     #: With a :class:`SamplePlan`: each planned traced part's segments, merged exactly.
     segments: Mapping[Key, MergedSegment] | None = None
+    #: ``whatif.change_key(changes)`` -> the lead time after them, replayed per item.
+    replays: Mapping[Any, MergedSamples] = field(default_factory=dict)
 
 
 # --- the tasks -----------------------------------------------------------------------
@@ -209,14 +213,14 @@ def _partition_batch(scratch: str, p: int) -> Any:
 
 
 def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
-             path: Sequence[str] | None = None) -> tuple[PartVectors, dict[Key, Summary]]:
+             path: Sequence[str] | None = None, replay: bool = False) -> tuple[PartVectors, dict[Key, Summary]]:
     """Partition ``p``'s analysis: its counts (vectors dropped) and its samples' bin counts;
     the samples are kept in the partition's directory for :func:`pass_two`."""
     batch = _partition_batch(scratch, p)
     if batch is None:
         return PartVectors({}), {}
     try:
-        pv = partition_vectors(batch, matches, upstream, path)
+        pv = partition_vectors(batch, matches, upstream, path, replay)
     except Exception as err:  # a partition that fails names itself; the run fails
         raise SourceError(f"partition {p}: analysis failed: {type(err).__name__}: {err}") from err
     keys = sorted(pv.vectors)
@@ -224,6 +228,8 @@ def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapp
     np.save(d / "vectors.npy", np.concatenate([pv.vectors[k] for k in keys]))
     (d / "vectors.json").write_text(json.dumps([[*k, int(pv.vectors[k].size)] for k in keys]))
     _save_times(d, pv, keys)
+    if pv.replay is not None:
+        np.save(d / "replay.npy", pv.replay)
     if pv.items is not None:
         np.save(d / "items.npy", pv.items.to_numpy(dtype=np.float64))
         (d / "items.json").write_text(json.dumps(list(pv.items.columns)))
@@ -322,17 +328,21 @@ def needed_qs(spec: StreamSpec) -> tuple[float, ...]:
 def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpec,
                         matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
                         qs: Sequence[float], client: Any = None,
-                        item_path: Sequence[str] | None = None, segments: SamplePlan | None = None) -> Merged | None:
+                        item_path: Sequence[str] | None = None, segments: SamplePlan | None = None,
+                        futures: Sequence[Sequence[Change]] = ()) -> Merged | None:
     """The merged analysis of a spool's spans that start in ``(start_ns, end_ns]``, or None
     when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole.
-    With ``segments``: the traced parts' segments too (:func:`merge_segments`)."""
+    With ``segments``: the traced parts' segments too (:func:`merge_segments`); with
+    ``futures`` (and an ``item_path``): the lead time after each set of changes, replayed
+    per item (:func:`merge_replays`)."""
     files = spool_files(path, start_ns + 1, end_ns)
     own_client = None
     if engine.kind == "dask" and client is None:
         client = own_client = connect(engine)
     run = _dask_map(client) if engine.kind == "dask" else _local_map
     try:
-        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, segments)
+        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, segments,
+                    futures)
     finally:
         if own_client is not None:
             own_client.close()
@@ -357,7 +367,8 @@ def most_spans(files: SpoolFiles) -> int:
 
 def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Sequence[StageMatch],
          upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper,
-         item_path: Sequence[str] | None = None, plan: SamplePlan | None = None) -> Merged | None:
+         item_path: Sequence[str] | None = None, plan: SamplePlan | None = None,
+         futures: Sequence[Sequence[Change]] = ()) -> Merged | None:
     if engine.memory_budget >= 0 and most_spans(files) * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
@@ -380,7 +391,8 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
         run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group
-        first = run(pass_one, [(scratch, p, matches, upstream, item_path) for p in range(n_parts)])
+        replay = bool(futures and item_path)
+        first = run(pass_one, [(scratch, p, matches, upstream, item_path, replay) for p in range(n_parts)])
         keys = sorted({k for _, s in first for k in s})
         merged = {k: merge_summaries(s[k] for _, s in first if k in s) for k in keys}
         ranks = {k: ranks_needed(m.n, qs) for k, m in merged.items()}
@@ -389,11 +401,12 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
         means = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
         segments = merge_segments(scratch, n_parts, run, plan) if plan is not None else None
+        replays = merge_replays(scratch, n_parts, run, futures, item_path or (), qs) if replay else {}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                   sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined,
-                  means, segments)
+                  means, segments, replays)
 
 
 def _part_means(lead: MergedSamples | None, scratch: str, n_parts: int,
@@ -501,7 +514,46 @@ def segment_pass_two(scratch: str, p: int, plan: SamplePlan, wanted: Mapping[Seg
     return out
 
 
-PARTITION_TASKS: tuple[Callable[..., Any], ...] = (segment_pass_one, segment_pass_two)
+def replay_pass_one(scratch: str, p: int, path: Sequence[str], futures: Sequence[Sequence[Change]]
+                    ) -> list[Summary]:
+    """Partition ``p``'s bin counts of the lead time after each set of changes."""
+    return [Summary.of(v) for v in _replayed(scratch, p, path, futures)]
+
+
+def replay_pass_two(scratch: str, p: int, path: Sequence[str], futures: Sequence[Sequence[Change]],
+                    wanted: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Partition ``p``'s distinct replayed lead times in the ``wanted`` bins, per set of changes."""
+    return [values_in(v, w) for v, w in zip(_replayed(scratch, p, path, futures), wanted, strict=False)]
+
+
+def _replayed(scratch: str, p: int, path: Sequence[str], futures: Sequence[Sequence[Change]]) -> list[np.ndarray]:
+    f = Path(scratch) / f"p={p}" / "replay.npy"
+    if not f.exists():
+        return []
+    m = np.load(f)
+    hops = {s: m[:, i + 1] for i, s in enumerate(path)}
+    return [replayed(m[:, 0], hops, changes) for changes in futures]
+
+
+PARTITION_TASKS: tuple[Callable[..., Any], ...] = (segment_pass_one, segment_pass_two, replay_pass_one,
+                                                   replay_pass_two)
+
+
+def merge_replays(scratch: str, n_parts: int, run: Mapper, futures: Sequence[Sequence[Change]], path: Sequence[str],
+                  qs: Sequence[float]) -> dict[Any, MergedSamples]:
+    """The what-if trace replay merged exactly: each partition replays its complete items
+    under each set of changes (the in-memory replay's arithmetic, item by item); the
+    replayed lead times merge as the distributions do (bin counts, then the needed values)."""
+    futures = [tuple(c) for c in futures]
+    first = run(replay_pass_one, [(scratch, p, path, futures) for p in range(n_parts)])
+    out = {}
+    merged = [merge_summaries(f[i] for f in first if f) for i in range(len(futures))]
+    ranks = [ranks_needed(m.n, qs) for m in merged]
+    wanted = [bins_for_ranks(m, r) for m, r in zip(merged, ranks, strict=True)]
+    second = run(replay_pass_two, [(scratch, p, path, futures, wanted) for p in range(n_parts)])
+    for i, changes in enumerate(futures):
+        out[change_key(changes)] = merged_samples(merged[i], ranks[i], [s[i] for s in second if s])
+    return out
 
 
 def merge_segments(scratch: str, n_parts: int, run: Mapper, plan: SamplePlan) -> dict[Key, MergedSegment]:

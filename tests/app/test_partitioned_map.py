@@ -90,7 +90,7 @@ def test_over_budget_says_which_figures_are_approximate(reports: dict[str, dict[
     assert "per-item-figures-approximate" in _codes(merged)
     # every figure not named in that check is identical: the tail attribution and the time
     # shares too (merged in a third pass: one path, every stage from traces), the segments
-    named = ("budgets", "future_state")
+    named = ("budgets",)
     assert _without(merged, *named) == _without(memory, *named)
     assert all(a["method"] == "traces" for a in merged["attribution"].values())
     assert "tail attribution" not in next(c["message"] for c in merged["checks"]
@@ -159,3 +159,15 @@ def test_segments_from_traces_are_merged_exactly(reports: dict[str, dict[str, An
     assert checks == [c for c in reports["memory"]["checks"] if c["code"] in ("daily-peak", "event-difference",
                                                                               "segment-label-missing")]
     assert checks
+
+
+def test_the_future_is_replayed_per_item_and_merged_exactly(reports: dict[str, dict[str, Any]]) -> None:
+    merged, memory = reports["merged"]["future_state"], reports["memory"]["future_state"]
+    assert merged["method"] == "trace replay"
+    assert merged == memory
+    exact = bench.expected([*bench.ranges(N_PARQUET, 700), (N_PARQUET, N_WAL)])
+    assert merged["future"]["count"] == N
+    # halving alerting's hop (its wait and process) takes half of them off each lead time
+    hop = exact["alerting wait"] + 0.003
+    known = float(np.quantile(exact["lead"] - hop / 2, 0.5))
+    assert merged["future"]["p50"]["value"] == pytest.approx(known, rel=1e-6)
