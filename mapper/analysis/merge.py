@@ -175,6 +175,12 @@ class MergedSamples:
         """The ``rank``-th smallest value (1-based), when pass 2 pulled it."""
         return self._at(rank)
 
+    def shifted(self, by: float) -> MergedSamples:
+        """Every value plus ``by`` (order statistics exact: adding a constant keeps the order;
+        the bins are this one's, for point masses only roughly)."""
+        stats = {r: float(np.float64(v) + np.float64(by)) for r, v in self.order_stats.items()}
+        return MergedSamples(self.n, self.total + by * self.n, stats, self.bins, self.counts)
+
     def quantile(self, q: float) -> Estimate:
         check_q(q)
         n = self.n

@@ -25,7 +25,8 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,8 @@ class Merged:
     part_means: Mapping[str, tuple[pd.Series, int]] | None = None
     #: With a :class:`SamplePlan`: each planned traced part's segments, merged exactly.
     segments: Mapping[Key, MergedSegment] | None = None
-    #: ``whatif.change_key(changes)`` -> the lead time after them, replayed per item.
+    #: ``whatif.change_key(changes)`` -> the lead time after them, replayed per item
+    #: (:class:`Replays`: computed when asked; empty: no replay).
     replays: Mapping[Any, MergedSamples] = field(default_factory=dict)
 
 
@@ -328,21 +330,18 @@ def needed_qs(spec: StreamSpec) -> tuple[float, ...]:
 def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpec,
                         matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
                         qs: Sequence[float], client: Any = None,
-                        item_path: Sequence[str] | None = None, segments: SamplePlan | None = None,
-                        futures: Sequence[Sequence[Change]] = ()) -> Merged | None:
+                        item_path: Sequence[str] | None = None, segments: SamplePlan | None = None) -> Merged | None:
     """The merged analysis of a spool's spans that start in ``(start_ns, end_ns]``, or None
     when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole.
-    With ``segments``: the traced parts' segments too (:func:`merge_segments`); with
-    ``futures`` (and an ``item_path``): the lead time after each set of changes, replayed
-    per item (:func:`merge_replays`)."""
+    With ``segments``: the traced parts' segments too (:func:`merge_segments`); with an
+    ``item_path``: the what-if trace replay of any changes, on demand (:class:`Replays`)."""
     files = spool_files(path, start_ns + 1, end_ns)
     own_client = None
     if engine.kind == "dask" and client is None:
         client = own_client = connect(engine)
     run = _dask_map(client) if engine.kind == "dask" else _local_map
     try:
-        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, segments,
-                    futures)
+        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, segments)
     finally:
         if own_client is not None:
             own_client.close()
@@ -367,8 +366,7 @@ def most_spans(files: SpoolFiles) -> int:
 
 def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Sequence[StageMatch],
          upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper,
-         item_path: Sequence[str] | None = None, plan: SamplePlan | None = None,
-         futures: Sequence[Sequence[Change]] = ()) -> Merged | None:
+         item_path: Sequence[str] | None = None, plan: SamplePlan | None = None) -> Merged | None:
     if engine.memory_budget >= 0 and most_spans(files) * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
@@ -391,7 +389,7 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
         run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group
-        replay = bool(futures and item_path)
+        replay = bool(item_path)
         first = run(pass_one, [(scratch, p, matches, upstream, item_path, replay) for p in range(n_parts)])
         keys = sorted({k for _, s in first for k in s})
         merged = {k: merge_summaries(s[k] for _, s in first if k in s) for k in keys}
@@ -401,7 +399,8 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
         means = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
         segments = merge_segments(scratch, n_parts, run, plan) if plan is not None else None
-        replays = merge_replays(scratch, n_parts, run, futures, item_path or (), qs) if replay else {}
+        replays = keep_replays(scratch, [p for p, (_, sm) in enumerate(first) if sm], item_path or (), qs,
+                               base) if replay else {}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
@@ -548,7 +547,7 @@ def merge_replays(scratch: str, n_parts: int, run: Mapper, futures: Sequence[Seq
     first = run(replay_pass_one, [(scratch, p, path, futures) for p in range(n_parts)])
     out = {}
     merged = [merge_summaries(f[i] for f in first if f) for i in range(len(futures))]
-    ranks = [ranks_needed(m.n, qs) for m in merged]
+    ranks = [sorted({*ranks_needed(m.n, qs), *([m.n] if m.n else [])}) for m in merged]  # the largest: budgets
     wanted = [bins_for_ranks(m, r) for m, r in zip(merged, ranks, strict=True)]
     second = run(replay_pass_two, [(scratch, p, path, futures, wanted) for p in range(n_parts)])
     for i, changes in enumerate(futures):
@@ -572,3 +571,48 @@ def merge_segments(scratch: str, n_parts: int, run: Mapper, plan: SamplePlan) ->
         slots.setdefault(k[0], {})[k[1]] = merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s])
     empty = merged_samples(merge_summaries([]), [], [])
     return {k: MergedSegment.of(slots[k], plan, empty) for k in plan.keys}
+
+
+class Replays(Mapping[Any, MergedSamples]):
+    """The what-if trace replay of a partitioned analysis, on demand: ``whatif.change_key``
+    -> the merged lead time after those changes (:func:`merge_replays` over the complete
+    items' lead and hops each partition kept, one partition in memory at a time). The kept
+    files are removed when this object is dropped, or at exit."""
+
+    def __init__(self, root: str, n_parts: int, path: Sequence[str], qs: Sequence[float]) -> None:
+        self.root, self.n_parts, self.path, self.qs = root, n_parts, tuple(path), tuple(qs)
+        self._done: dict[Any, MergedSamples] = {}
+        self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
+
+    def __getitem__(self, key: Any) -> MergedSamples:
+        if key not in self._done:
+            changes = [Change(hop, kind, value, other) for hop, kind, value, other in key]
+            if any(c.hop not in self.path or (c.kind == "parallel" and c.other not in self.path) for c in changes):
+                raise KeyError(key)
+            self._done[key] = merge_replays(self.root, self.n_parts, _local_map, [changes], self.path,
+                                            self.qs)[change_key(changes)]
+        return self._done[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._done)
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def __bool__(self) -> bool:  # any change can be replayed, before the first is asked for
+        return True
+
+
+def keep_replays(scratch: str, parts: Sequence[int], path: Sequence[str], qs: Sequence[float],
+                 base: str | None) -> Mapping[Any, MergedSamples]:
+    """Move the partitions' replay files out of the scratch directory (removed after the
+    analysis) into one kept for :class:`Replays`; empty when this process cannot read every
+    one (a Dask scratch the client does not share): the what-if falls back to convolution."""
+    src = [Path(scratch) / f"p={p}" / "replay.npy" for p in parts]
+    if not src or not all(f.exists() for f in src):
+        return {}
+    keep = tempfile.mkdtemp(prefix="latmap-replay-", dir=base)
+    for p, f in zip(parts, src, strict=True):
+        (Path(keep) / f"p={p}").mkdir()
+        shutil.move(str(f), Path(keep) / f"p={p}" / "replay.npy")
+    return Replays(keep, max(parts) + 1, path, qs)

@@ -144,8 +144,7 @@ def collect_traces(spec: StreamSpec, window: Window) -> Traced:
             engine = replace(spec.engine, memory_budget=-1) if url else spec.engine
             merged = analyse_partitioned(source.path or "", int(window.start * 1e9), int(window.end * 1e9),
                                          engine, matches, upstream, qs, item_path=single_path(spec),
-                                         segments=segment_plan(spec, window, qs),
-                                         futures=[spec.future] if spec.future else [])
+                                         segments=segment_plan(spec, window, qs))
         except SourceError as err:
             raise SourceError(f"traces from {source.name!r}: {err}") from err
         if merged is not None:
@@ -236,20 +235,21 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[Any],
     empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
     table = TraceTable(empty, tuple(m.stage for m in matches), sums.traces, np.array([]), sums.spans_used,
                        link_edges=sums.link_edges, stage_rows=dict(sums.stage_rows), per_item=False,
-                       part_means=merged.part_means, replays=dict(merged.replays))
+                       part_means=merged.part_means, replays=merged.replays)
     why = (f"a spool given by URL is read partition by partition only ({merged.spans:,} spans)"
            if is_url(source.path or "") else
            f"the window's {merged.spans:,} spans (~{need / 2**30:.2g} GiB in memory) exceed "
            f"engine.memory_budget ({spec.engine.memory_budget / 2**30:.3g} GiB)")
-    approx = ("" if merged.part_means is not None else
-              "the tail attribution and the time shares are approximated from the parts' distributions, ")
+    approx = []
+    if merged.part_means is None:
+        approx.append("the tail attribution and the time shares are approximated from the parts' distributions")
     if not merged.replays:
-        approx += "what-if futures are convolutions of the parts, "
-    checks.append(Check("warning", "per-item-figures-approximate", (
-        f"{origin}: {why}, and the partition merge does not make every per-item figure yet: {approx}budgets "
-        "assume no unexplained time and `latmap whatif` with other changes than the spec's future convolves "
-        "the parts; a window within engine.memory_budget gets the exact ones (segments from traces, and the "
-        "spec's future on one traced path, are merged exactly)")))
+        approx.append("what-if futures are convolutions of the parts and budgets assume no unexplained time")
+    if approx:  # exact for a stream of one path wholly from traces (its items' parts kept per partition)
+        checks.append(Check("warning", "per-item-figures-approximate", (
+            f"{origin}: {why}, and the partition merge makes these per-item figures only for a stream of one "
+            f"path measured wholly from traces: {'; '.join(approx)}; a window within engine.memory_budget gets "
+            "the exact ones")))
     results: dict[tuple[str, str], MeasurementResult] = {}
     totals: dict[str, Distribution] = {}
     for s in staged:
