@@ -128,8 +128,8 @@ class PartVectors:
     #: Per ``(stage, "process" | "wait")``: each sample's time (the stage's start, unix
     #: seconds), aligned with ``vectors``: what the segments slot them by.
     times: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    #: With ``replay``: the complete items' lead times and hops of the path, one column each
-    #: (``whatif.replay_hops``), for the what-if trace replay.
+    #: With ``replay``: the complete items' lead times and every stage's hop, one column
+    #: each in the stages' order (``whatif.replay_hops``), for the what-if trace replay.
     replay: np.ndarray | None = None
 
 
@@ -161,9 +161,10 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
     if items is not None:
         vectors[PARTS_LEAD] = items["lead"].to_numpy(dtype=np.float64)
     hops = None
-    if replay and path:
-        lead, by_hop = replay_hops(table, path)
-        hops = np.column_stack([lead, *(by_hop[s] for s in path)]) if lead.size else np.zeros((0, len(path) + 1))
+    if replay:  # every stage's hop: the replay picks the map's path (known after the merge)
+        lead, by_hop = replay_hops(table, table.stages)
+        hops = (np.column_stack([lead, *(by_hop[s] for s in table.stages)]) if lead.size
+                else np.zeros((0, len(table.stages) + 1)))
     return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
                        table.checks, items, times, hops)
 

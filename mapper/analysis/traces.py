@@ -123,8 +123,8 @@ class TraceTable:
     #: the items at or above it) -> (mean lead and parts, as ``attribution.item_parts`` names
     #: them; the number of items).
     part_means: Mapping[str, tuple[pd.Series, int]] | None = None
-    #: A partitioned analysis's trace replays, merged exactly: ``whatif.change_key(changes)``
-    #: -> the lead time after them.
+    #: A partitioned analysis's trace replays, merged exactly: ``(path,
+    #: whatif.change_key(changes))`` -> the lead time after them.
     replays: Mapping[Any, Any] = field(default_factory=dict)
 
     def trace_ids(self, items: np.ndarray) -> dict[int, tuple[str, ...]]:

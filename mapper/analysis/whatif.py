@@ -130,7 +130,7 @@ def future_state(lm: LatencyMap, changes: Sequence[Change]) -> FutureState:
         raise DataError("no end-to-end lead time to change: a stage on the path has no data")
     if lm.end_to_end_method == "traces" and lm.traces is not None and lm.traces.per_item:
         return FutureState(SampleDistribution(lm.traces.lead), _replay(lm, changes), changes, TRACE_REPLAY)
-    merged = lm.traces.replays.get(change_key(changes)) if lm.traces is not None else None
+    merged = lm.traces.replays.get((tuple(lm.path), change_key(changes))) if lm.traces is not None else None
     if lm.end_to_end_method == "traces" and merged is not None:  # replayed partition by partition
         return FutureState(lm.end_to_end, merged, changes, TRACE_REPLAY)
     if lm.end_to_end_method == "measured":

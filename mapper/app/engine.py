@@ -117,7 +117,7 @@ class Merged:
     part_means: Mapping[str, tuple[pd.Series, int]] | None = None
     #: With a :class:`SamplePlan`: each planned traced part's segments, merged exactly.
     segments: Mapping[Key, MergedSegment] | None = None
-    #: ``whatif.change_key(changes)`` -> the lead time after them, replayed per item
+    #: ``(path, whatif.change_key(changes))`` -> the lead time after them, replayed per item
     #: (:class:`Replays`: computed when asked; empty: no replay).
     replays: Mapping[Any, MergedSamples] = field(default_factory=dict)
 
@@ -330,18 +330,20 @@ def needed_qs(spec: StreamSpec) -> tuple[float, ...]:
 def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpec,
                         matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
                         qs: Sequence[float], client: Any = None,
-                        item_path: Sequence[str] | None = None, segments: SamplePlan | None = None) -> Merged | None:
+                        item_path: Sequence[str] | None = None, segments: SamplePlan | None = None,
+                        replay: bool = False) -> Merged | None:
     """The merged analysis of a spool's spans that start in ``(start_ns, end_ns]``, or None
     when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole.
     With ``segments``: the traced parts' segments too (:func:`merge_segments`); with an
-    ``item_path``: the what-if trace replay of any changes, on demand (:class:`Replays`)."""
+    ``item_path`` or ``replay`` (every stage from traces): the what-if trace replay of any
+    changes of any path, on demand (:class:`Replays`)."""
     files = spool_files(path, start_ns + 1, end_ns)
     own_client = None
     if engine.kind == "dask" and client is None:
         client = own_client = connect(engine)
     run = _dask_map(client) if engine.kind == "dask" else _local_map
     try:
-        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, segments)
+        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, segments, replay)
     finally:
         if own_client is not None:
             own_client.close()
@@ -366,7 +368,8 @@ def most_spans(files: SpoolFiles) -> int:
 
 def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Sequence[StageMatch],
          upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper,
-         item_path: Sequence[str] | None = None, plan: SamplePlan | None = None) -> Merged | None:
+         item_path: Sequence[str] | None = None, plan: SamplePlan | None = None,
+         replay_all: bool = False) -> Merged | None:
     if engine.memory_budget >= 0 and most_spans(files) * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
@@ -389,7 +392,7 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
         run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group
-        replay = bool(item_path)
+        replay = replay_all or bool(item_path)
         first = run(pass_one, [(scratch, p, matches, upstream, item_path, replay) for p in range(n_parts)])
         keys = sorted({k for _, s in first for k in s})
         merged = {k: merge_summaries(s[k] for _, s in first if k in s) for k in keys}
@@ -399,8 +402,8 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
         means = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
         segments = merge_segments(scratch, n_parts, run, plan) if plan is not None else None
-        replays = keep_replays(scratch, [p for p, (_, sm) in enumerate(first) if sm], item_path or (), qs,
-                               base) if replay else {}
+        replays = keep_replays(scratch, [p for p, (_, sm) in enumerate(first) if sm], [m.stage for m in matches],
+                               qs, base) if replay else {}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
@@ -513,24 +516,26 @@ def segment_pass_two(scratch: str, p: int, plan: SamplePlan, wanted: Mapping[Seg
     return out
 
 
-def replay_pass_one(scratch: str, p: int, path: Sequence[str], futures: Sequence[Sequence[Change]]
-                    ) -> list[Summary]:
-    """Partition ``p``'s bin counts of the lead time after each set of changes."""
-    return [Summary.of(v) for v in _replayed(scratch, p, path, futures)]
+def replay_pass_one(scratch: str, p: int, stages: Sequence[str], path: Sequence[str],
+                    futures: Sequence[Sequence[Change]]) -> list[Summary]:
+    """Partition ``p``'s bin counts of the lead time after each set of changes of ``path``."""
+    return [Summary.of(v) for v in _replayed(scratch, p, stages, path, futures)]
 
 
-def replay_pass_two(scratch: str, p: int, path: Sequence[str], futures: Sequence[Sequence[Change]],
-                    wanted: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+def replay_pass_two(scratch: str, p: int, stages: Sequence[str], path: Sequence[str],
+                    futures: Sequence[Sequence[Change]], wanted: Sequence[np.ndarray]
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Partition ``p``'s distinct replayed lead times in the ``wanted`` bins, per set of changes."""
-    return [values_in(v, w) for v, w in zip(_replayed(scratch, p, path, futures), wanted, strict=False)]
+    return [values_in(v, w) for v, w in zip(_replayed(scratch, p, stages, path, futures), wanted, strict=False)]
 
 
-def _replayed(scratch: str, p: int, path: Sequence[str], futures: Sequence[Sequence[Change]]) -> list[np.ndarray]:
+def _replayed(scratch: str, p: int, stages: Sequence[str], path: Sequence[str],
+              futures: Sequence[Sequence[Change]]) -> list[np.ndarray]:
     f = Path(scratch) / f"p={p}" / "replay.npy"
     if not f.exists():
         return []
     m = np.load(f)
-    hops = {s: m[:, i + 1] for i, s in enumerate(path)}
+    hops = {s: m[:, list(stages).index(s) + 1] for s in path}  # in the path's order, as in memory
     return [replayed(m[:, 0], hops, changes) for changes in futures]
 
 
@@ -538,18 +543,18 @@ PARTITION_TASKS: tuple[Callable[..., Any], ...] = (segment_pass_one, segment_pas
                                                    replay_pass_two)
 
 
-def merge_replays(scratch: str, n_parts: int, run: Mapper, futures: Sequence[Sequence[Change]], path: Sequence[str],
-                  qs: Sequence[float]) -> dict[Any, MergedSamples]:
+def merge_replays(scratch: str, n_parts: int, run: Mapper, futures: Sequence[Sequence[Change]], stages: Sequence[str],
+                  path: Sequence[str], qs: Sequence[float]) -> dict[Any, MergedSamples]:
     """The what-if trace replay merged exactly: each partition replays its complete items
     under each set of changes (the in-memory replay's arithmetic, item by item); the
     replayed lead times merge as the distributions do (bin counts, then the needed values)."""
     futures = [tuple(c) for c in futures]
-    first = run(replay_pass_one, [(scratch, p, path, futures) for p in range(n_parts)])
+    first = run(replay_pass_one, [(scratch, p, stages, path, futures) for p in range(n_parts)])
     out = {}
     merged = [merge_summaries(f[i] for f in first if f) for i in range(len(futures))]
     ranks = [sorted({*ranks_needed(m.n, qs), *([m.n] if m.n else [])}) for m in merged]  # the largest: budgets
     wanted = [bins_for_ranks(m, r) for m, r in zip(merged, ranks, strict=True)]
-    second = run(replay_pass_two, [(scratch, p, path, futures, wanted) for p in range(n_parts)])
+    second = run(replay_pass_two, [(scratch, p, stages, path, futures, wanted) for p in range(n_parts)])
     for i, changes in enumerate(futures):
         out[change_key(changes)] = merged_samples(merged[i], ranks[i], [s[i] for s in second if s])
     return out
@@ -574,22 +579,25 @@ def merge_segments(scratch: str, n_parts: int, run: Mapper, plan: SamplePlan) ->
 
 
 class Replays(Mapping[Any, MergedSamples]):
-    """The what-if trace replay of a partitioned analysis, on demand: ``whatif.change_key``
-    -> the merged lead time after those changes (:func:`merge_replays` over the complete
+    """The what-if trace replay of a partitioned analysis, on demand: ``(path,
+    whatif.change_key(changes))`` -> the merged lead time after those changes of the path's
+    hops (:func:`merge_replays` over the complete
     items' lead and hops each partition kept, one partition in memory at a time). The kept
     files are removed when this object is dropped, or at exit."""
 
-    def __init__(self, root: str, n_parts: int, path: Sequence[str], qs: Sequence[float]) -> None:
-        self.root, self.n_parts, self.path, self.qs = root, n_parts, tuple(path), tuple(qs)
+    def __init__(self, root: str, n_parts: int, stages: Sequence[str], qs: Sequence[float]) -> None:
+        self.root, self.n_parts, self.stages, self.qs = root, n_parts, tuple(stages), tuple(qs)
         self._done: dict[Any, MergedSamples] = {}
         self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
 
     def __getitem__(self, key: Any) -> MergedSamples:
         if key not in self._done:
-            changes = [Change(hop, kind, value, other) for hop, kind, value, other in key]
-            if any(c.hop not in self.path or (c.kind == "parallel" and c.other not in self.path) for c in changes):
+            path, spec = key
+            changes = [Change(hop, kind, value, other) for hop, kind, value, other in spec]
+            if any(s not in self.stages for s in path) or any(
+                    c.hop not in path or (c.kind == "parallel" and c.other not in path) for c in changes):
                 raise KeyError(key)
-            self._done[key] = merge_replays(self.root, self.n_parts, _local_map, [changes], self.path,
+            self._done[key] = merge_replays(self.root, self.n_parts, _local_map, [changes], self.stages, path,
                                             self.qs)[change_key(changes)]
         return self._done[key]
 
@@ -603,7 +611,7 @@ class Replays(Mapping[Any, MergedSamples]):
         return True
 
 
-def keep_replays(scratch: str, parts: Sequence[int], path: Sequence[str], qs: Sequence[float],
+def keep_replays(scratch: str, parts: Sequence[int], stages: Sequence[str], qs: Sequence[float],
                  base: str | None) -> Mapping[Any, MergedSamples]:
     """Move the partitions' replay files out of the scratch directory (removed after the
     analysis) into one kept for :class:`Replays`; empty when this process cannot read every
@@ -615,4 +623,4 @@ def keep_replays(scratch: str, parts: Sequence[int], path: Sequence[str], qs: Se
     for p, f in zip(parts, src, strict=True):
         (Path(keep) / f"p={p}").mkdir()
         shutil.move(str(f), Path(keep) / f"p={p}" / "replay.npy")
-    return Replays(keep, max(parts) + 1, path, qs)
+    return Replays(keep, max(parts) + 1, stages, qs)

@@ -144,7 +144,8 @@ def collect_traces(spec: StreamSpec, window: Window) -> Traced:
             engine = replace(spec.engine, memory_budget=-1) if url else spec.engine
             merged = analyse_partitioned(source.path or "", int(window.start * 1e9), int(window.end * 1e9),
                                          engine, matches, upstream, qs, item_path=single_path(spec),
-                                         segments=segment_plan(spec, window, qs))
+                                         segments=segment_plan(spec, window, qs),
+                                         replay=all(s.traces is not None for s in spec.stages))
         except SourceError as err:
             raise SourceError(f"traces from {source.name!r}: {err}") from err
         if merged is not None:

@@ -169,3 +169,24 @@ def test_the_future_is_replayed_per_item_and_merged_exactly(reports: dict[str, d
     hop = exact["alerting wait"] + 0.003
     known = float(np.quantile(exact["lead"] - hop / 2, 0.5))
     assert merged["future"]["p50"]["value"] == pytest.approx(known, rel=1e-6)
+
+
+def test_a_stream_of_two_paths_replays_exactly_and_says_what_is_approximate(spool: Path, tmp_path: Path) -> None:
+    """notifier forks off pricing: two paths. The what-if replay and the budgets (every stage's
+    hop kept per item, the map's path picked after the merge) equal the in-memory ones; the
+    tail attribution and the time shares are approximated, and the check says just that."""
+    fork = bench.SPEC.replace("{{name: notifier, owner: d, traces:", "{{name: notifier, owner: d, upstream: [pricing], traces:")
+    out = {}
+    for name, engine in (("memory", "local"), ("merged", f"{{kind: local, partition_spans: {PARTITION_SPANS}, "
+                                                        "memory_budget: 0}")):
+        spec = tmp_path / f"{name}.yaml"
+        spec.write_text(fork.format(path=spool, engine=engine) + "future:\n  - {hop: notifier, cap: 10ms}\n")
+        assert main(["map", "-c", str(spec), "--until", bench.UNTIL, "--out", str(tmp_path / name)]) == 0
+        out[name] = json.loads((tmp_path / name / "report.json").read_text())
+    merged, memory = out["merged"], out["memory"]
+    assert merged["path"] == memory["path"] == ["gateway", "pricing", "notifier"]
+    assert merged["future_state"]["method"] == "trace replay"
+    assert merged["future_state"] == memory["future_state"]
+    assert merged["budgets"] == memory["budgets"]
+    (approx,) = [c["message"] for c in merged["checks"] if c["code"] == "per-item-figures-approximate"]
+    assert "tail attribution" in approx and "what-if" not in approx
