@@ -175,7 +175,8 @@ def test_a_stream_of_two_paths_replays_exactly_and_says_what_is_approximate(spoo
     """notifier forks off pricing: two paths. The what-if replay and the budgets (every stage's
     hop kept per item, the map's path picked after the merge) equal the in-memory ones; the
     tail attribution and the time shares are approximated, and the check says just that."""
-    fork = bench.SPEC.replace("{{name: notifier, owner: d, traces:", "{{name: notifier, owner: d, upstream: [pricing], traces:")
+    fork = bench.SPEC.replace("{{name: notifier, owner: d, traces:",
+                              "{{name: notifier, owner: d, upstream: [pricing], traces:")
     out = {}
     for name, engine in (("memory", "local"), ("merged", f"{{kind: local, partition_spans: {PARTITION_SPANS}, "
                                                         "memory_budget: 0}")):
