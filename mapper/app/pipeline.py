@@ -243,14 +243,15 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[Any],
            f"engine.memory_budget ({spec.engine.memory_budget / 2**30:.3g} GiB)")
     approx = []
     if merged.part_means is None:
-        approx.append("the tail attribution and the time shares are approximated from the parts' distributions")
+        approx.append("the tail attribution and the time shares are approximated from the parts' distributions "
+                      "(exact for a stream of one path, every stage from traces)")
     if not merged.replays:
-        approx.append("what-if futures are convolutions of the parts and budgets assume no unexplained time")
-    if approx:  # exact for a stream of one path wholly from traces (its items' parts kept per partition)
+        approx.append("what-if futures are convolutions of the parts and budgets assume no unexplained time "
+                      "(exact when every stage is from traces and the map's process reads the scratch directory)")
+    if approx:
         checks.append(Check("warning", "per-item-figures-approximate", (
-            f"{origin}: {why}, and the partition merge makes these per-item figures only for a stream of one "
-            f"path measured wholly from traces: {'; '.join(approx)}; a window within engine.memory_budget gets "
-            "the exact ones")))
+            f"{origin}: {why}, and the partition merge does not make every per-item figure here: "
+            f"{'; '.join(approx)}; a window within engine.memory_budget gets the exact ones")))
     results: dict[tuple[str, str], MeasurementResult] = {}
     totals: dict[str, Distribution] = {}
     for s in staged:
