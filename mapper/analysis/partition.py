@@ -35,6 +35,8 @@ LEAD = ("", "lead")
 #: stages, in seconds as the trace table holds them), one per item of :data:`ItemParts`.
 PARTS_LEAD = ("", "parts_lead")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+#: The trace table's columns the tail attribution of a path reads (``attribution.item_parts``).
+FRAME_COLUMNS = ("trace", "stage", "start", "end", "process", "wait")
 
 
 def trace_hash(trace_lo: np.ndarray) -> np.ndarray:
@@ -131,11 +133,14 @@ class PartVectors:
     #: With ``replay``: the complete items' lead times and every stage's hop, one column
     #: each in the stages' order (``whatif.replay_hops``), for the what-if trace replay.
     replay: np.ndarray | None = None
+    #: With ``frame``: the trace table's rows as ``attribution.item_parts`` reads them, for a
+    #: path chosen after the merge (a stream of several paths).
+    frame: pd.DataFrame | None = None
 
 
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
                       upstream: Mapping[str, str | None], path: Sequence[str] | None = None,
-                      replay: bool = False) -> PartVectors:
+                      replay: bool = False, frame: bool = False) -> PartVectors:
     """The samples of one partition (whole items): ``(stage, part)`` -> seconds, part one of
     ``wait`` (NaN-free: items with a hand-over), ``process``, ``total``; ``LEAD`` the lead
     time of the complete items."""
@@ -166,7 +171,8 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
         hops = (np.column_stack([lead, *(by_hop[s] for s in table.stages)]) if lead.size
                 else np.zeros((0, len(table.stages) + 1)))
     return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
-                       table.checks, items, times, hops)
+                       table.checks, items, times, hops,
+                       table.frame[list(FRAME_COLUMNS)] if frame else None)
 
 
 def set_sums(items: pd.DataFrame, thresholds: Mapping[str, tuple[float, float]]) -> dict[str, tuple[int, np.ndarray]]:

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from collectors.spool.payload import SCHEMA
 from collectors.spool.reader import SpoolError, SpoolFiles, iter_spool_file, spool_files, table_to_batch
-from mapper.analysis.attribution import MEDIAN_BAND, TAILS
+from mapper.analysis.attribution import MEDIAN_BAND, TAILS, item_parts
 from mapper.analysis.budgets import hop_quantile
 from mapper.analysis.merge import (
     MergedSamples,
@@ -67,7 +67,7 @@ from mapper.analysis.segments import (
     Slot,
     sample_slots,
 )
-from mapper.analysis.traces import StageMatch
+from mapper.analysis.traces import StageMatch, TraceTable
 from mapper.analysis.whatif import change_key, replayed
 from mapper.core.distribution import percentile_label
 from mapper.core.errors import SourceError, UsageError
@@ -113,8 +113,9 @@ class Merged:
     torn: int
     damaged: tuple[str, ...]
     quarantined: tuple[str, ...]
-    #: With a single path: the tail attribution's merged means (``TraceTable.part_means``).
-    part_means: Mapping[str, tuple[pd.Series, int]] | None = None
+    #: With a single path: the tail attribution's merged means (``TraceTable.part_means``);
+    #: with several, every stage from traces: :class:`PathMeans` (the means of a path, on demand).
+    part_means: Mapping[str, tuple[pd.Series, int]] | Callable[..., Any] | None = None
     #: With a :class:`SamplePlan`: each planned traced part's segments, merged exactly.
     segments: Mapping[Key, MergedSegment] | None = None
     #: ``(path, whatif.change_key(changes))`` -> the lead time after them, replayed per item
@@ -215,14 +216,15 @@ def _partition_batch(scratch: str, p: int) -> Any:
 
 
 def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
-             path: Sequence[str] | None = None, replay: bool = False) -> tuple[PartVectors, dict[Key, Summary]]:
+             path: Sequence[str] | None = None, replay: bool = False,
+             keep_frame: bool = False) -> tuple[PartVectors, dict[Key, Summary]]:
     """Partition ``p``'s analysis: its counts (vectors dropped) and its samples' bin counts;
     the samples are kept in the partition's directory for :func:`pass_two`."""
     batch = _partition_batch(scratch, p)
     if batch is None:
         return PartVectors({}), {}
     try:
-        pv = partition_vectors(batch, matches, upstream, path, replay)
+        pv = partition_vectors(batch, matches, upstream, path, replay, keep_frame)
     except Exception as err:  # a partition that fails names itself; the run fails
         raise SourceError(f"partition {p}: analysis failed: {type(err).__name__}: {err}") from err
     keys = sorted(pv.vectors)
@@ -232,6 +234,8 @@ def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapp
     _save_times(d, pv, keys)
     if pv.replay is not None:
         np.save(d / "replay.npy", pv.replay)
+    if pv.frame is not None:
+        pv.frame.to_parquet(d / "frame.parquet")
     if pv.items is not None:
         np.save(d / "items.npy", pv.items.to_numpy(dtype=np.float64))
         (d / "items.json").write_text(json.dumps(list(pv.items.columns)))
@@ -393,17 +397,21 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group
         replay = replay_all or bool(item_path)
-        first = run(pass_one, [(scratch, p, matches, upstream, item_path, replay) for p in range(n_parts)])
+        keep_frame = replay_all and not item_path  # several paths: the attribution's path comes after the merge
+        first = run(pass_one, [(scratch, p, matches, upstream, item_path, replay, keep_frame)
+                               for p in range(n_parts)])
         keys = sorted({k for _, s in first for k in s})
         merged = {k: merge_summaries(s[k] for _, s in first if k in s) for k in keys}
         ranks = {k: ranks_needed(m.n, qs) for k, m in merged.items()}
         wanted = {k: bins_for_ranks(merged[k], ranks[k]) for k in keys}
         second = run(pass_two, [(scratch, p, wanted) for p in range(n_parts)])
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
-        means = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
+        means: Any = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
         segments = merge_segments(scratch, n_parts, run, plan) if plan is not None else None
         replays = keep_replays(scratch, [p for p, (_, sm) in enumerate(first) if sm], [m.stage for m in matches],
                                qs, base) if replay else {}
+        if keep_frame and means is None:
+            means = keep_frames(scratch, [p for p, (_, sm) in enumerate(first) if sm], base)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
@@ -624,3 +632,59 @@ def keep_replays(scratch: str, parts: Sequence[int], stages: Sequence[str], qs: 
         (Path(keep) / f"p={p}").mkdir()
         shutil.move(str(f), Path(keep) / f"p={p}" / "replay.npy")
     return Replays(keep, max(parts) + 1, stages, qs)
+
+
+class PathMeans:
+    """The tail attribution's merged means for a path chosen after the merge (a stream of
+    several paths, every stage from traces), on demand: per partition
+    ``attribution.item_parts`` of the kept rows for the path, its items' lead merged in two
+    passes for the median band's and tails' thresholds, then pass 3's sums. Removed when
+    dropped, or at exit."""
+
+    def __init__(self, root: str, parts: Sequence[int]) -> None:
+        self.root, self.parts = root, list(parts)
+        self._done: dict[tuple[str, ...], dict[str, tuple[pd.Series, int]] | None] = {}
+        self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
+
+    def __call__(self, path: Sequence[str]) -> dict[str, tuple[pd.Series, int]] | None:
+        key = tuple(path)
+        if key not in self._done:
+            work = tempfile.mkdtemp(prefix="path-", dir=self.root)
+            try:
+                self._done[key] = self._means(key, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        return self._done[key]
+
+    def _means(self, path: tuple[str, ...], work: str) -> dict[str, tuple[pd.Series, int]] | None:
+        summaries, leads = [], []
+        for p in self.parts:
+            frame = pd.read_parquet(Path(self.root) / f"p={p}" / "frame.parquet")
+            items = item_parts(TraceTable(frame, path, 0, np.array([]), 0), path)
+            if items is None:
+                continue
+            d = Path(work) / f"p={p}"
+            d.mkdir()
+            np.save(d / "items.npy", items.to_numpy(dtype=np.float64))
+            (d / "items.json").write_text(json.dumps(list(items.columns)))
+            summaries.append(Summary.of(items["lead"].to_numpy(dtype=np.float64)))
+            leads.append(d / "items.npy")
+        merged = merge_summaries(summaries)
+        ranks = ranks_needed(merged.n, STANDARD_QS)
+        wanted = bins_for_ranks(merged, ranks)
+        pulled = [values_in(np.load(f)[:, 0], wanted) for f in leads]  # "lead" is item_parts' first column
+        lead = merged_samples(merged, ranks, pulled)
+        return _part_means(lead, work, max(self.parts, default=-1) + 1, _local_map)
+
+
+def keep_frames(scratch: str, parts: Sequence[int], base: str | None) -> PathMeans | None:
+    """Move the partitions' kept rows out of the scratch directory for :class:`PathMeans`;
+    None when this process cannot read every one (a Dask scratch it does not share)."""
+    src = [Path(scratch) / f"p={p}" / "frame.parquet" for p in parts]
+    if not src or not all(f.exists() for f in src):
+        return None
+    keep = tempfile.mkdtemp(prefix="latmap-frames-", dir=base)
+    for p, f in zip(parts, src, strict=True):
+        (Path(keep) / f"p={p}").mkdir()
+        shutil.move(str(f), Path(keep) / f"p={p}" / "frame.parquet")
+    return PathMeans(keep, parts)

@@ -244,7 +244,7 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[Any],
     approx = []
     if merged.part_means is None:
         approx.append("the tail attribution and the time shares are approximated from the parts' distributions "
-                      "(exact for a stream of one path, every stage from traces)")
+                      "(exact when every stage is from traces and the map's process reads the scratch directory)")
     if not merged.replays:
         approx.append("what-if futures are convolutions of the parts and budgets assume no unexplained time "
                       "(exact when every stage is from traces and the map's process reads the scratch directory)")

@@ -171,10 +171,10 @@ def test_the_future_is_replayed_per_item_and_merged_exactly(reports: dict[str, d
     assert merged["future"]["p50"]["value"] == pytest.approx(known, rel=1e-6)
 
 
-def test_a_stream_of_two_paths_replays_exactly_and_says_what_is_approximate(spool: Path, tmp_path: Path) -> None:
-    """notifier forks off pricing: two paths. The what-if replay and the budgets (every stage's
-    hop kept per item, the map's path picked after the merge) equal the in-memory ones; the
-    tail attribution and the time shares are approximated, and the check says just that."""
+def test_a_stream_of_two_paths_is_merged_exactly_too(spool: Path, tmp_path: Path) -> None:
+    """notifier forks off pricing: two paths. The what-if replay, the budgets, the tail
+    attribution and the time shares (every stage's hop and the rows kept per partition, the
+    map's path picked after the merge) equal the in-memory ones."""
     fork = bench.SPEC.replace("{{name: notifier, owner: d, traces:",
                               "{{name: notifier, owner: d, upstream: [pricing], traces:")
     out = {}
@@ -188,6 +188,7 @@ def test_a_stream_of_two_paths_replays_exactly_and_says_what_is_approximate(spoo
     assert merged["path"] == memory["path"] == ["gateway", "pricing", "notifier"]
     assert merged["future_state"]["method"] == "trace replay"
     assert merged["future_state"] == memory["future_state"]
-    assert merged["budgets"] == memory["budgets"]
-    (approx,) = [c["message"] for c in merged["checks"] if c["code"] == "per-item-figures-approximate"]
-    assert "tail attribution" in approx and "what-if" not in approx
+    for key in ("budgets", "attribution", "time_shares"):
+        assert merged[key] == memory[key], key
+    assert all(a["method"] == "traces" for a in merged["attribution"].values())
+    assert "per-item-figures-approximate" not in _codes(merged)
