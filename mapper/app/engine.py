@@ -542,7 +542,10 @@ def _replayed(scratch: str, p: int, stages: Sequence[str], path: Sequence[str],
     f = Path(scratch) / f"p={p}" / "replay.npy"
     if not f.exists():
         return []
-    m = np.load(f)
+    try:
+        m = np.load(f)
+    except (OSError, ValueError) as err:
+        raise SourceError(f"partition {p} ({f}): the what-if replay's file cannot be read: {err}") from err
     hops = {s: m[:, list(stages).index(s) + 1] for s in path}  # in the path's order, as in memory
     return [replayed(m[:, 0], hops, changes) for changes in futures]
 
@@ -659,7 +662,11 @@ class PathMeans:
     def _means(self, path: tuple[str, ...], work: str) -> dict[str, tuple[pd.Series, int]] | None:
         summaries, leads = [], []
         for p in self.parts:
-            frame = pd.read_parquet(Path(self.root) / f"p={p}" / "frame.parquet")
+            f = Path(self.root) / f"p={p}" / "frame.parquet"
+            try:
+                frame = pd.read_parquet(f)
+            except (OSError, ValueError, pa.ArrowInvalid) as err:
+                raise SourceError(f"partition {p} ({f}): the tail attribution's rows cannot be read: {err}") from err
             items = item_parts(TraceTable(frame, path, 0, np.array([]), 0), path)
             if items is None:
                 continue

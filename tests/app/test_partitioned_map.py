@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from collectors.spool.store import Spool
+from mapper.app.engine import Replays
 from mapper.cli import main
+from mapper.core.errors import SourceError
 from tests.servers import load_benchmark
 
 N_PARQUET = 3_000
@@ -192,3 +194,12 @@ def test_a_stream_of_two_paths_is_merged_exactly_too(spool: Path, tmp_path: Path
         assert merged[key] == memory[key], key
     assert all(a["method"] == "traces" for a in merged["attribution"].values())
     assert "per-item-figures-approximate" not in _codes(merged)
+
+
+def test_a_damaged_replay_file_names_its_partition(tmp_path: Path) -> None:
+    (tmp_path / "p=0").mkdir()
+    (tmp_path / "p=0" / "replay.npy").write_bytes(b"not numpy")
+    replays = Replays(str(tmp_path), 1, ("a", "b"), (0.5,))
+    with pytest.raises(SourceError, match=r"partition 0 .*replay"):
+        replays[(("a", "b"), (("a", "scale", 0.5, None),))]
+    assert (("c",), ()) not in replays  # a path of stages not kept: no replay (convolution)
