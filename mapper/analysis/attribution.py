@@ -156,6 +156,9 @@ def _merged_means(lm: LatencyMap) -> Mapping[str, tuple[pd.Series, int]] | None:
     t = lm.traces
     if t is None or lm.end_to_end_method != "traces" or t.part_means is None:
         return None
+    if callable(t.part_means):  # several paths: the means of the map's path, merged on demand
+        means: Mapping[str, tuple[pd.Series, int]] | None = t.part_means(tuple(lm.path))
+        return means
     return t.part_means
 
 

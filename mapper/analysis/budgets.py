@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mapper.analysis.latency import LatencyMap
+from mapper.analysis.merge import MergedSamples
 from mapper.analysis.whatif import future_state
 from mapper.core.distribution import Distribution, Estimate, HistogramDistribution, SampleDistribution
 from mapper.core.errors import DataError, UsageError
@@ -141,19 +142,32 @@ def plan_budgets(lm: LatencyMap) -> tuple[BudgetPlan, ...]:
     return tuple(_plan(lm, o, bool(weighted)) for o in objectives)
 
 
-def _unexplained(lm: LatencyMap) -> SampleDistribution | None:
-    """Per traced item, the lead time no hop explains (gaps, overlap), or ``None`` (metrics)."""
-    if lm.end_to_end_method != "traces" or lm.traces is None or not lm.traces.per_item:
+def _unexplained(lm: LatencyMap) -> SampleDistribution | MergedSamples | None:
+    """Per traced item, the lead time no hop explains (gaps, overlap), or ``None`` (metrics;
+    a partitioned analysis without its trace replay)."""
+    if lm.end_to_end_method != "traces" or lm.traces is None:
+        return None
+    if not lm.traces.per_item and not lm.traces.replays:
         return None
     fs = future_state(lm, [Change(n, "cap", _NEAR_ZERO) for n in lm.path])
-    assert isinstance(fs.future, SampleDistribution)
+    if isinstance(fs.future, MergedSamples):  # replayed partition by partition: the same values
+        return fs.future.shifted(-_NEAR_ZERO * len(lm.path))
+    if not isinstance(fs.future, SampleDistribution):
+        return None
     return SampleDistribution(fs.future.values - _NEAR_ZERO * len(lm.path))
+
+
+def _largest(d: SampleDistribution | MergedSamples) -> float | None:
+    if isinstance(d, MergedSamples):
+        return d.order_stat(d.n) if d.n else None
+    return float(d.values[-1]) if d.values.size else None
 
 
 def _plan(lm: LatencyMap, o: Objective, weighted: bool) -> BudgetPlan:
     checks: list[Check] = []
     gaps = _unexplained(lm)
-    positive_gaps = gaps is not None and gaps.values.size > 0 and float(gaps.values[-1]) > 1e-9
+    top = _largest(gaps) if gaps is not None else None
+    positive_gaps = top is not None and top > 1e-9
     k = len(lm.path) + (1 if positive_gaps else 0)
     hq = hop_quantile(o.q, k)
     label = f"end_to_end {percentile_label(o.q)} <= {o.threshold:g}s"

@@ -334,7 +334,8 @@ def analyse(spec: StreamSpec, window: Window,
     method = ("measured" if lead_measured else
               "traces" if end_to_end is not None and end_to_end is lead and traces is not None else
               "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
-    segments = (build_segments(spec, window, segment_data.hourly, segment_data.samples, segment_data.labels)
+    segments = (build_segments(spec, window, segment_data.hourly, segment_data.samples, segment_data.labels,
+                               segment_data.merged)
                 if segment_data is not None else None)
     if segments is not None:
         checks += segments.checks

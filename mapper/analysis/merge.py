@@ -82,13 +82,14 @@ def merge_summaries(parts: Iterable[Summary]) -> Summary:
                    float(sum(p.total for p in parts)), int(sum(p.n for p in parts)))
 
 
-def ranks_needed(n: int, qs: Sequence[float]) -> list[int]:
-    """The 1-based ranks of the order statistics :meth:`MergedSamples.quantile` reads."""
+def ranks_needed(n: int, qs: Sequence[float], confidence: float = CONFIDENCE) -> list[int]:
+    """The 1-based ranks of the order statistics :meth:`MergedSamples.quantile` reads (with
+    another ``confidence``: the interval ends ``segments.interval`` reads at it, too)."""
     if n == 0:
         return []
     from scipy.stats import binom  # imported here: scipy costs ~0.4 s at start-up
 
-    alpha = (1 - CONFIDENCE) / 2
+    alpha = (1 - confidence) / 2
     out = {1}
     for q in qs:
         out.add(max(1, int(binom.ppf(alpha, n, q))))
@@ -169,6 +170,16 @@ class MergedSamples:
         except KeyError:
             raise ValueError(f"order statistic {rank} of {self.n} was not pulled in pass 2 "
                              "(a percentile the merge was not asked for)") from None
+
+    def order_stat(self, rank: int) -> float:
+        """The ``rank``-th smallest value (1-based), when pass 2 pulled it."""
+        return self._at(rank)
+
+    def shifted(self, by: float) -> MergedSamples:
+        """Every value plus ``by`` (order statistics exact: adding a constant keeps the order;
+        the bins are this one's, for point masses only roughly)."""
+        stats = {r: float(np.float64(v) + np.float64(by)) for r, v in self.order_stats.items()}
+        return MergedSamples(self.n, self.total + by * self.n, stats, self.bins, self.counts)
 
     def quantile(self, q: float) -> Estimate:
         check_q(q)

@@ -26,6 +26,7 @@ import pandas as pd
 from mapper.analysis.attribution import item_parts
 from mapper.analysis.examples import data_range
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table
+from mapper.analysis.whatif import replay_hops
 from mapper.core.distribution import Distribution
 from mapper.core.model import Check, MeasurementResult
 from mapper.core.spans import SpanBatch
@@ -35,6 +36,8 @@ LEAD = ("", "lead")
 #: stages, in seconds as the trace table holds them), one per item of :data:`ItemParts`.
 PARTS_LEAD = ("", "parts_lead")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+#: The trace table's columns the tail attribution of a path reads (``attribution.item_parts``).
+FRAME_COLUMNS = ("trace", "stage", "start", "end", "process", "wait")
 
 
 def trace_hash(trace_lo: np.ndarray) -> np.ndarray:
@@ -128,11 +131,21 @@ class PartVectors:
     #: First and last start of the partition's stage rows (Unix seconds; None: no rows): the
     #: window's range the examples' time slices cut (``examples.data_range``).
     starts: tuple[float, float] | None = None
+    #: Per ``(stage, "process" | "wait")``: each sample's time (the stage's start, unix
+    #: seconds), aligned with ``vectors``: what the segments slot them by.
+    times: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    #: With ``replay``: the complete items' lead times and every stage's hop, one column
+    #: each in the stages' order (``whatif.replay_hops``), for the what-if trace replay.
+    replay: np.ndarray | None = None
+    #: With ``frame``: the trace table's rows as ``attribution.item_parts`` reads them, for a
+    #: path chosen after the merge (a stream of several paths).
+    frame: pd.DataFrame | None = None
 
 
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
                       upstream: Mapping[str, str | None], path: Sequence[str] | None = None,
-                      on_table: Callable[[TraceTable], None] | None = None) -> PartVectors:
+                      on_table: Callable[[TraceTable], None] | None = None,
+                      replay: bool = False, frame: bool = False) -> PartVectors:
     """The samples of one partition (whole items): ``(stage, part)`` -> seconds, part one of
     ``wait`` (NaN-free: items with a hand-over), ``process``, ``total``; ``LEAD`` the lead
     time of the complete items. ``on_table`` is given the partition's trace table (to keep
@@ -142,11 +155,14 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
         on_table(table)
     vectors: dict[tuple[str, str], np.ndarray] = {LEAD: np.asarray(table.lead, np.float64)}
     rows, neg, low, skew = {}, {}, {}, {}
+    times = {}
     for m in matches:
         s = m.stage
         f = table.stage_frame(s)
         w = f["wait"].to_numpy(dtype=np.float64)
         has = ~np.isnan(w)
+        start = f["start"].to_numpy(dtype=np.float64)
+        times[(s, "process")], times[(s, "wait")] = start, start[has]
         vectors[(s, "process")] = f["process"].to_numpy(dtype=np.float64)
         vectors[(s, "wait")] = w[has]
         vectors[(s, "total")] = table.totals(s)
@@ -158,8 +174,14 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
     if items is not None:
         vectors[PARTS_LEAD] = items["lead"].to_numpy(dtype=np.float64)
     starts = data_range(table) if len(table.frame) else None
+    hops = None
+    if replay:  # every stage's hop: the replay picks the map's path (known after the merge)
+        lead, by_hop = replay_hops(table, table.stages)
+        hops = (np.column_stack([lead, *(by_hop[s] for s in table.stages)]) if lead.size
+                else np.zeros((0, len(table.stages) + 1)))
     return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
-                       table.checks, items, starts)
+                       table.checks, items, starts=starts, times=times, replay=hops,
+                       frame=table.frame[list(FRAME_COLUMNS)] if frame else None)
 
 
 def set_sums(items: pd.DataFrame, thresholds: Mapping[str, tuple[float, float]]) -> dict[str, tuple[int, np.ndarray]]:

@@ -23,11 +23,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import binom
 
+from mapper.analysis.merge import MergedSamples
 from mapper.core.distribution import (
     CONFIDENCE,
     Distribution,
@@ -47,8 +48,10 @@ if TYPE_CHECKING:
 DAY = 86400.0
 #: Percentiles of the hour-of-day and weekday profiles (an hour rarely supports p99.99).
 PROFILE_PERCENTILES = (0.5, 0.99)
-#: The percentile the ``daily-peak`` check compares.
+#: The percentile the ``daily-peak`` check compares, and the confidence of its intervals
+#: (all 24 hours' at once: Bonferroni, 1 - 5%/24 each).
 PEAK_PERCENTILE = 0.99
+PEAK_CONFIDENCE = 1 - (1 - CONFIDENCE) / 24
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 #: ``EventComparison.basis`` values.
 SAME_HOURS, NEIGHBOURS, NO_BASELINE = "same hours on other days", "hour before and after", "none"
@@ -219,11 +222,13 @@ def interval(d: Distribution, q: float, confidence: float = CONFIDENCE) -> Estim
     """
     e = d.quantile(q)
     n = round(e.count)
-    if _unusable(e) or not isinstance(d, SampleDistribution | HistogramDistribution):
+    if _unusable(e) or not isinstance(d, SampleDistribution | HistogramDistribution | MergedSamples):
         return e
     alpha = (1 - confidence) / 2
     lo_rank = max(1, int(binom.ppf(alpha, n, q)))
     hi_rank = int(binom.ppf(1 - alpha, n, q)) + 1
+    if isinstance(d, MergedSamples):  # merged partitions: the same order statistics
+        return replace(e, low=d.order_stat(lo_rank), high=d.order_stat(hi_rank) if hi_rank <= n else None)
     if isinstance(d, SampleDistribution):
         low = float(d.values[lo_rank - 1])
         high = float(d.values[hi_rank - 1]) if hi_rank <= n else None
@@ -337,6 +342,87 @@ def compare_event_samples(ev: EventWindow, times: np.ndarray, values: np.ndarray
                        basis, qs, None)
 
 
+# --------------------------------------------------------------------------- merged partitions
+
+
+#: A slot of a traced part's samples: ``("hour", h)``, ``("weekday", d)``, ``("series", hour
+#: start)``, ``("event", name, "event" | "same" | "around")`` (the event's samples, its quiet
+#: baseline on the same hours of other days, and the hour before and after it).
+Slot = tuple[Any, ...]
+_BASELINES = ("event", "same", "around")
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """What a partition slots its traced samples into: the (stage, part) keys, each live
+    event's occurrences in the window, and the percentiles the merge must make exact."""
+
+    keys: tuple[Key, ...]
+    events: tuple[tuple[str, tuple[tuple[float, float], ...]], ...]
+    qs: tuple[float, ...]
+
+
+def sample_plan(spec: StreamSpec, window: Window, keys: Sequence[Key], qs: Sequence[float]) -> SamplePlan:
+    """The plan of :func:`build_segments` for traced samples merged from partitions."""
+    events = tuple((ev.name, tuple(event_occurrences(ev, window))) for ev in spec.events)
+    return SamplePlan(tuple(keys), tuple((n, o) for n, o in events if o),
+                      tuple(sorted({*qs, *spec.percentiles, *PROFILE_PERCENTILES})))
+
+
+def sample_slots(times: np.ndarray, events: Sequence[tuple[str, Sequence[tuple[float, float]]]]
+                 ) -> list[tuple[Slot, np.ndarray]]:
+    """Each slot the samples timed ``times`` fall into, with the mask of its samples: the
+    same selection as :func:`profile_from_samples`, :func:`series_from_samples` and
+    :func:`compare_event_samples` (so merged slots give the same distributions)."""
+    t = np.asarray(times, dtype=float)
+    out: list[tuple[Slot, np.ndarray]] = []
+    for name, slot in (("hour", hour_of_day(t)), ("weekday", weekday(t))):
+        out += [((name, int(i)), slot == i) for i in np.unique(slot).tolist()]
+    hour = np.floor_divide(t, HOUR).astype(np.int64)
+    out += [(("series", float(np.float64(h) * HOUR)), hour == h) for h in np.unique(hour).tolist()]
+    b = np.nextafter(t, math.inf)
+    for name, occs in events:
+        event = _overlaps(t, b, occs)
+        around = [w for s, e in occs for w in ((s - HOUR, s), (e, e + HOUR))]
+        out += [(("event", name, "event"), event), (("event", name, "same"), _same_clock(t, b, occs) & ~event),
+                (("event", name, "around"), _overlaps(t, b, around) & ~event)]
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class MergedSegment:
+    """One traced part's segments merged from partitions: what :func:`build_segments` reads
+    instead of its samples."""
+
+    profile: Profile
+    series: tuple[np.ndarray, tuple[Distribution, ...]]
+    #: event name -> (its samples, same hours on other days, hour before and after)
+    events: Mapping[str, tuple[Distribution, Distribution, Distribution]]
+
+    @classmethod
+    def of(cls, slots: Mapping[Slot, Distribution], plan: SamplePlan, empty: Distribution) -> MergedSegment:
+        hours = tuple(slots.get(("hour", h), empty) for h in range(24))
+        days = tuple(slots.get(("weekday", d), empty) for d in range(7))
+        starts = sorted(k[1] for k in slots if k[0] == "series")
+        events = {n: tuple(slots.get(("event", n, b), empty) for b in _BASELINES) for n, _ in plan.events}
+        return cls(Profile(hours, days), (np.array(starts, dtype=float), tuple(slots[("series", h)] for h in starts)),
+                   events)  # type: ignore[arg-type]
+
+
+def compare_event_merged(ev: EventWindow, seg: MergedSegment, window: Window, qs: Sequence[float],
+                         stage: str, part: str) -> EventComparison | None:
+    """:func:`compare_event_samples` from merged slots (the baseline chosen as it chooses)."""
+    occs = event_occurrences(ev, window)
+    if not occs or ev.name not in seg.events:
+        return None
+    event, same, around = seg.events[ev.name]
+    if same.count > 0:
+        quiet, basis = same, SAME_HOURS
+    else:
+        quiet, basis = around, NEIGHBOURS if around.count > 0 else NO_BASELINE
+    return _comparison(ev, stage, part, occs, event, quiet, basis, qs, None)
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -347,7 +433,7 @@ def daily_peak(profile: Profile, stage: str, part: str, q: float = PEAK_PERCENTI
     The highest and lowest of 24 hours differ by chance alone, so the intervals here hold
     all 24 hours' quantiles at once (95% over the day: Bonferroni, 1 - 5%/24 each).
     """
-    confidence = 1 - (1 - CONFIDENCE) / 24
+    confidence = PEAK_CONFIDENCE
     est = [(h, interval(d, q, confidence), d) for h, d in enumerate(profile.hours) if d.count > 0]
     est = [x for x in est if x[1].value is not None and not _unusable(x[1])]
     if len(est) < 2:
@@ -419,6 +505,8 @@ class SegmentData:
     hourly: Mapping[Key, Sequence[HourBuckets]]
     samples: Mapping[Key, Samples]
     labels: Mapping[str, Mapping[Key, Mapping[str, Mapping[float, float]]]]
+    #: Traced parts merged from partitions (:class:`MergedSegment`), in place of their samples.
+    merged: Mapping[Key, MergedSegment] = field(default_factory=dict)
 
 
 def trace_samples(table: TraceTable, stage: str) -> dict[str, Samples]:
@@ -434,14 +522,15 @@ def build_segments(spec: StreamSpec, window: Window,
                    hourly: Mapping[Key, Sequence[HourBuckets]] | None = None,
                    samples: Mapping[Key, Samples] | None = None,
                    labels: Mapping[str, Mapping[Key, Mapping[str, Mapping[float, float]]]] | None = None,
-                   ) -> SegmentReport:
+                   merged: Mapping[Key, MergedSegment] | None = None) -> SegmentReport:
     """Profiles, label slices and event comparisons for every measured (stage, part).
 
     ``hourly``: metric parts' hourly bucket counts; ``samples``: traced parts' samples (a
     key in both uses the metrics); ``labels``: label -> (stage, part) -> value -> cumulative
-    bucket counts for the window (an empty mapping: the label is not on that measurement).
+    bucket counts for the window (an empty mapping: the label is not on that measurement);
+    ``merged``: traced parts merged from partitions, read as their samples would be.
     """
-    hourly, samples, labels = hourly or {}, samples or {}, labels or {}
+    hourly, samples, labels, merged = hourly or {}, samples or {}, labels or {}, merged or {}
     qs = spec.percentiles
     checks: list[Check] = []
     profiles: dict[Key, Profile] = {}
@@ -454,12 +543,15 @@ def build_segments(spec: StreamSpec, window: Window,
             checks.append(outside)
         else:
             live.append(ev)
-    for key in sorted({*hourly, *samples}):
+    for key in sorted({*hourly, *samples, *merged}):
         stage, part = key
         if key in hourly:
             profiles[key] = profile_from_hourly(hourly[key])
             series[key] = series_from_hourly(hourly[key])
             made = [compare_event_hourly(ev, hourly[key], window, qs, stage, part) for ev in live]
+        elif key in merged:
+            profiles[key], series[key] = merged[key].profile, merged[key].series
+            made = [compare_event_merged(ev, merged[key], window, qs, stage, part) for ev in live]
         else:
             t, v = samples[key]
             profiles[key] = profile_from_samples(t, v)

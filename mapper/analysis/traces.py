@@ -28,8 +28,9 @@ link, also as ``link-clock-skew``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,10 @@ class TraceTable:
     #: shares: ``"median"`` (the items of the median band) and a percentile label (``"p99"``:
     #: the items at or above it) -> (mean lead and parts, as ``attribution.item_parts`` names
     #: them; the number of items).
-    part_means: Mapping[str, tuple[pd.Series, int]] | None = None
+    part_means: Mapping[str, tuple[pd.Series, int]] | Callable[..., Any] | None = None
+    #: A partitioned analysis's trace replays, merged exactly: ``(path,
+    #: whatif.change_key(changes))`` -> the lead time after them.
+    replays: Mapping[Any, Any] = field(default_factory=dict)
 
     def trace_ids(self, items: np.ndarray) -> dict[int, tuple[str, ...]]:
         """Every trace id of each item code in ``items`` (an item joined across traces by

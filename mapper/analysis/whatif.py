@@ -18,9 +18,9 @@ Pure functions over a :class:`~mapper.analysis.latency.LatencyMap`; no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from mapper.core.convolve import VARIANTS, ConvolvedDistribution, compress, sum_
 from mapper.core.distribution import Distribution, PointMasses, SampleDistribution
 from mapper.core.errors import DataError, UsageError
 from mapper.core.spec.extra import CHANGE_KINDS, Change, change_from
+
+if TYPE_CHECKING:
+    from mapper.analysis.traces import TraceTable
 
 TRACE_REPLAY = "trace replay"
 CONVOLUTION = "convolution, assuming independence"
@@ -127,6 +130,9 @@ def future_state(lm: LatencyMap, changes: Sequence[Change]) -> FutureState:
         raise DataError("no end-to-end lead time to change: a stage on the path has no data")
     if lm.end_to_end_method == "traces" and lm.traces is not None and lm.traces.per_item:
         return FutureState(SampleDistribution(lm.traces.lead), _replay(lm, changes), changes, TRACE_REPLAY)
+    merged = lm.traces.replays.get((tuple(lm.path), change_key(changes))) if lm.traces is not None else None
+    if lm.end_to_end_method == "traces" and merged is not None:  # replayed partition by partition
+        return FutureState(lm.end_to_end, merged, changes, TRACE_REPLAY)
     if lm.end_to_end_method == "measured":
         # the future comes from the stages: "now" must too, or the difference between the
         # measured and the computed lead time would read as the effect of the changes
@@ -144,6 +150,13 @@ def _replay(lm: LatencyMap, changes: Sequence[Change]) -> SampleDistribution:
     """
     table = lm.traces
     assert table is not None
+    lead, hops = replay_hops(table, lm.path)
+    return SampleDistribution(replayed(lead, hops, changes))
+
+
+def replay_hops(table: TraceTable, path: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The complete traces' lead times and each hop of ``path`` (wait + process), aligned:
+    what :func:`replayed` changes (a partition's, too: merged, they give the same values)."""
     f = table.frame
     hop = f["wait"].fillna(0.0).to_numpy() + f["process"].to_numpy()
     wide = (f.assign(hop=hop).pivot(index="trace", columns="stage", values="hop")
@@ -152,7 +165,12 @@ def _replay(lm: LatencyMap, changes: Sequence[Change]) -> SampleDistribution:
     if len(wide) != table.lead.size:
         raise DataError(f"trace table is inconsistent: {len(wide)} complete traces, "
                         f"{table.lead.size} lead times")
-    hops = {s: wide[s].to_numpy(dtype=float) for s in lm.path}
+    return np.asarray(table.lead, dtype=float), {s: wide[s].to_numpy(dtype=float) for s in path}
+
+
+def replayed(lead: np.ndarray, hops: Mapping[str, np.ndarray], changes: Sequence[Change]) -> np.ndarray:
+    """Each trace's lead time after ``changes`` of its ``hops`` (in the path's order)."""
+    hops = dict(hops)
     before = sum(hops.values())
     for c in changes:
         h = hops[c.hop]
@@ -166,7 +184,12 @@ def _replay(lm: LatencyMap, changes: Sequence[Change]) -> SampleDistribution:
             other = str(c.other)
             hops[c.hop] = np.maximum(h, hops[other])
             hops[other] = np.zeros_like(h)
-    return SampleDistribution(table.lead - (before - sum(hops.values())))
+    return np.asarray(lead - (before - sum(hops.values())), dtype=float)
+
+
+def change_key(changes: Sequence[Change]) -> tuple[tuple[str, str, float | None, str | None], ...]:
+    """What makes changes the same replay (their place in the spec does not)."""
+    return tuple((c.hop, c.kind, None if c.value is None else float(c.value), c.other) for c in changes)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ import pyarrow.parquet as pq
 
 from collectors.spool.payload import SCHEMA
 from collectors.spool.reader import SpoolError, SpoolFiles, iter_spool_file, spool_files, table_to_batch
-from mapper.analysis.attribution import MEDIAN_BAND, TAILS
+from mapper.analysis.attribution import MEDIAN_BAND, TAILS, item_parts
 from mapper.analysis.budgets import hop_quantile
 from mapper.analysis.examples import Example, Examples, Threshold, merge, propose
 from mapper.analysis.examples import Key as ExampleKey
@@ -65,13 +66,23 @@ from mapper.analysis.partition import (
     partition_vectors,
     set_sums,
 )
+from mapper.analysis.segments import (
+    PEAK_CONFIDENCE,
+    PEAK_PERCENTILE,
+    MergedSegment,
+    SamplePlan,
+    Slot,
+    sample_slots,
+)
 from mapper.analysis.traces import ItemTraces, StageMatch, TraceTable, build_trace_table
+from mapper.analysis.whatif import change_key, replayed
 from mapper.core.distribution import percentile_label
 from mapper.core.errors import SourceError, UsageError
 from mapper.core.model import Check
 from mapper.core.spans import dedupe
 from mapper.core.spec import StreamSpec
 from mapper.core.spec.engine import BYTES_PER_SPAN, EngineSpec
+from mapper.core.spec.extra import Change
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +122,14 @@ class Merged:
     torn: int
     damaged: tuple[str, ...]
     quarantined: tuple[str, ...]
-    #: With a single path: the tail attribution's merged means (``TraceTable.part_means``).
-    part_means: Mapping[str, tuple[pd.Series, int]] | None = None
+    #: With a single path: the tail attribution's merged means (``TraceTable.part_means``);
+    #: with several, every stage from traces: :class:`PathMeans` (the means of a path, on demand).
+    part_means: Mapping[str, tuple[pd.Series, int]] | Callable[..., Any] | None = None
+    #: With a :class:`SamplePlan`: each planned traced part's segments, merged exactly.
+    segments: Mapping[Key, MergedSegment] | None = None
+    #: ``(path, whatif.change_key(changes))`` -> the lead time after them, replayed per item
+    #: (:class:`Replays`: computed when asked; empty: no replay).
+    replays: Mapping[Any, MergedSamples] = field(default_factory=dict)
     #: The example items, merged from every partition's proposals (pass 4), when asked for.
     examples: Examples | None = None
 
@@ -221,7 +238,8 @@ def _partition_batch(scratch: str, p: int) -> Any:
 
 
 def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
-             path: Sequence[str] | None = None, keep_table: bool = False) -> tuple[PartVectors, dict[Key, Summary]]:
+             path: Sequence[str] | None = None, replay: bool = False,
+             keep_frame: bool = False, keep_table: bool = False) -> tuple[PartVectors, dict[Key, Summary]]:
     """Partition ``p``'s analysis: its counts (vectors dropped) and its samples' bin counts;
     the samples are kept in the partition's directory for :func:`pass_two` (and with
     ``keep_table`` its trace table, for :func:`pass_four`)."""
@@ -230,13 +248,19 @@ def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapp
         return PartVectors({}), {}
     try:
         pv = partition_vectors(batch, matches, upstream, path,
-                               partial(_save_table, Path(scratch) / f"p={p}") if keep_table else None)
+                               on_table=partial(_save_table, Path(scratch) / f"p={p}") if keep_table else None,
+                               replay=replay, frame=keep_frame)
     except Exception as err:  # a partition that fails names itself; the run fails
         raise SourceError(f"partition {p}: analysis failed: {type(err).__name__}: {err}") from err
     keys = sorted(pv.vectors)
     d = Path(scratch) / f"p={p}"
     np.save(d / "vectors.npy", np.concatenate([pv.vectors[k] for k in keys]))
     (d / "vectors.json").write_text(json.dumps([[*k, int(pv.vectors[k].size)] for k in keys]))
+    _save_times(d, pv, keys)
+    if pv.replay is not None:
+        np.save(d / "replay.npy", pv.replay)
+    if pv.frame is not None:
+        pv.frame.to_parquet(d / "frame.parquet")
     if pv.items is not None:
         np.save(d / "items.npy", pv.items.to_numpy(dtype=np.float64))
         (d / "items.json").write_text(json.dumps(list(pv.items.columns)))
@@ -355,7 +379,8 @@ def _dask_map(client: Any) -> Mapper:
             except SourceError:
                 raise  # names its file or partition already
             except Exception as err:  # a worker killed (KilledWorker), a task that failed on it
-                what = f"partition {a[1]}" if fn in (pass_one, pass_two, pass_three, pass_four) else f"files {a[0]}"
+                what = (f"partition {a[1]}" if fn in (pass_one, pass_two, pass_three, pass_four, *PARTITION_TASKS)
+                        else f"files {a[0]}")
                 raise SourceError(f"engine dask: {fn.__name__} of {what} failed: {type(err).__name__}: "
                                   f"{str(err)[:300]}") from err
         return out
@@ -393,18 +418,22 @@ def needed_qs(spec: StreamSpec) -> tuple[float, ...]:
 def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpec,
                         matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
                         qs: Sequence[float], client: Any = None,
-                        item_path: Sequence[str] | None = None,
-                        examples: ExampleRequest | None = None) -> Merged | None:
+                        item_path: Sequence[str] | None = None, segments: SamplePlan | None = None,
+                        replay: bool = False, examples: ExampleRequest | None = None) -> Merged | None:
     """The merged analysis of a spool's spans that start in ``(start_ns, end_ns]``, or None
     when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole.
-    With ``examples``, a fourth pass gives ``Merged.examples``."""
+    With ``segments``: the traced parts' segments too (:func:`merge_segments`); with an
+    ``item_path`` or ``replay`` (every stage from traces): the what-if trace replay of any
+    changes of any path, on demand (:class:`Replays`); with ``examples``, a fourth pass gives
+    ``Merged.examples``."""
     files = spool_files(path, start_ns + 1, end_ns)
     own_client = None
     if engine.kind == "dask" and client is None:
         client = own_client = connect(engine)
     run = _dask_map(client) if engine.kind == "dask" else _local_map
     try:
-        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, examples)
+        return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, segments, replay,
+                    examples)
     finally:
         if own_client is not None:
             own_client.close()
@@ -429,7 +458,8 @@ def most_spans(files: SpoolFiles) -> int:
 
 def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Sequence[StageMatch],
          upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper,
-         item_path: Sequence[str] | None = None, examples: ExampleRequest | None = None) -> Merged | None:
+         item_path: Sequence[str] | None = None, plan: SamplePlan | None = None,
+         replay_all: bool = False, examples: ExampleRequest | None = None) -> Merged | None:
     if engine.memory_budget >= 0 and most_spans(files) * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
@@ -452,14 +482,22 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
         run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group
-        first = run(pass_one, [(scratch, p, matches, upstream, item_path, _wants(examples)) for p in range(n_parts)])
+        replay = replay_all or bool(item_path)
+        keep_frame = replay_all and not item_path  # several paths: the attribution's path comes after the merge
+        first = run(pass_one, [(scratch, p, matches, upstream, item_path, replay, keep_frame, _wants(examples))
+                               for p in range(n_parts)])
         keys = sorted({k for _, s in first for k in s})
         merged = {k: merge_summaries(s[k] for _, s in first if k in s) for k in keys}
         ranks = {k: ranks_needed(m.n, qs) for k, m in merged.items()}
         wanted = {k: bins_for_ranks(merged[k], ranks[k]) for k in keys}
         second = run(pass_two, [(scratch, p, wanted) for p in range(n_parts)])
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
-        means = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
+        means: Any = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
+        segments = merge_segments(scratch, n_parts, run, plan) if plan is not None else None
+        replays = keep_replays(scratch, [p for p, (_, sm) in enumerate(first) if sm], [m.stage for m in matches],
+                               qs, base) if replay else {}
+        if keep_frame and means is None:
+            means = keep_frames(scratch, [p for p, (_, sm) in enumerate(first) if sm], base)
         chosen = _examples(examples, Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                                             0, (), (), means),
                            [pv.starts for pv, _ in first], scratch, matches, upstream, run)
@@ -467,7 +505,7 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                   sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined,
-                  means, chosen)
+                  means, segments, replays, chosen)
 
 
 def _examples(request: ExampleRequest | None, merged: Merged, starts: Sequence[tuple[float, float] | None],
@@ -537,3 +575,229 @@ def _sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
     return PartVectors({}, sum(pv.traces for pv in parts), sum(pv.spans_used for pv in parts),
                        sum(pv.link_edges for pv in parts), add("stage_rows"), add("negative_waits"), low,
                        add("skewed_links"), checks)
+
+
+# --- segments: the traced parts' samples by hour of day, weekday, hour and event ------
+
+
+SegmentKey = tuple[Key, Slot]
+
+
+def _save_times(d: Path, pv: PartVectors, keys: Sequence[Key]) -> None:
+    """Each sample's time beside ``vectors.npy`` (same order), for the segment passes."""
+    timed = [k for k in keys if k in pv.times]
+    if timed:
+        np.save(d / "times.npy", np.concatenate([pv.times[k] for k in timed]))
+        (d / "times.json").write_text(json.dumps([[*k, int(pv.times[k].size)] for k in timed]))
+
+
+def _timed_samples(scratch: str, p: int, keys: Sequence[Key]) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
+    """Partition ``p``'s (times, values) of each of ``keys`` (from pass 1's files)."""
+    d = Path(scratch) / f"p={p}"
+    if not (d / "times.json").exists():
+        return {}
+
+    def spans(name: str) -> dict[Key, slice]:
+        out, at = {}, 0
+        for stage, part, size in json.loads((d / name).read_text()):
+            out[(stage, part)] = slice(at, at + size)
+            at += size
+        return out
+
+    vs, ts = spans("vectors.json"), spans("times.json")
+    values, times = np.load(d / "vectors.npy"), np.load(d / "times.npy")
+    return {k: (times[ts[k]], values[vs[k]]) for k in keys if k in ts and k in vs}
+
+
+def segment_pass_one(scratch: str, p: int, plan: SamplePlan) -> dict[SegmentKey, Summary]:
+    """Partition ``p``'s bin counts per planned part and segment slot."""
+    out = {}
+    for k, (t, v) in _timed_samples(scratch, p, plan.keys).items():
+        for slot, mask in sample_slots(t, plan.events):
+            if mask.any():
+                out[(k, slot)] = Summary.of(v[mask])
+    return out
+
+
+def segment_pass_two(scratch: str, p: int, plan: SamplePlan, wanted: Mapping[SegmentKey, np.ndarray]
+                     ) -> dict[SegmentKey, tuple[np.ndarray, np.ndarray]]:
+    """Partition ``p``'s distinct values (and counts) in the ``wanted`` bins, per part and slot."""
+    out = {}
+    for k, (t, v) in _timed_samples(scratch, p, plan.keys).items():
+        for slot, mask in sample_slots(t, plan.events):
+            if (k, slot) in wanted:
+                out[(k, slot)] = values_in(v[mask], wanted[(k, slot)])
+    return out
+
+
+def replay_pass_one(scratch: str, p: int, stages: Sequence[str], path: Sequence[str],
+                    futures: Sequence[Sequence[Change]]) -> list[Summary]:
+    """Partition ``p``'s bin counts of the lead time after each set of changes of ``path``."""
+    return [Summary.of(v) for v in _replayed(scratch, p, stages, path, futures)]
+
+
+def replay_pass_two(scratch: str, p: int, stages: Sequence[str], path: Sequence[str],
+                    futures: Sequence[Sequence[Change]], wanted: Sequence[np.ndarray]
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Partition ``p``'s distinct replayed lead times in the ``wanted`` bins, per set of changes."""
+    return [values_in(v, w) for v, w in zip(_replayed(scratch, p, stages, path, futures), wanted, strict=False)]
+
+
+def _replayed(scratch: str, p: int, stages: Sequence[str], path: Sequence[str],
+              futures: Sequence[Sequence[Change]]) -> list[np.ndarray]:
+    f = Path(scratch) / f"p={p}" / "replay.npy"
+    if not f.exists():
+        return []
+    try:
+        m = np.load(f)
+    except (OSError, ValueError) as err:
+        raise SourceError(f"partition {p} ({f}): the what-if replay's file cannot be read: {err}") from err
+    hops = {s: m[:, list(stages).index(s) + 1] for s in path}  # in the path's order, as in memory
+    return [replayed(m[:, 0], hops, changes) for changes in futures]
+
+
+PARTITION_TASKS: tuple[Callable[..., Any], ...] = (segment_pass_one, segment_pass_two, replay_pass_one,
+                                                   replay_pass_two)
+
+
+def merge_replays(scratch: str, n_parts: int, run: Mapper, futures: Sequence[Sequence[Change]], stages: Sequence[str],
+                  path: Sequence[str], qs: Sequence[float]) -> dict[Any, MergedSamples]:
+    """The what-if trace replay merged exactly: each partition replays its complete items
+    under each set of changes (the in-memory replay's arithmetic, item by item); the
+    replayed lead times merge as the distributions do (bin counts, then the needed values)."""
+    futures = [tuple(c) for c in futures]
+    first = run(replay_pass_one, [(scratch, p, stages, path, futures) for p in range(n_parts)])
+    out = {}
+    merged = [merge_summaries(f[i] for f in first if f) for i in range(len(futures))]
+    ranks = [sorted({*ranks_needed(m.n, qs), *([m.n] if m.n else [])}) for m in merged]  # the largest: budgets
+    wanted = [bins_for_ranks(m, r) for m, r in zip(merged, ranks, strict=True)]
+    second = run(replay_pass_two, [(scratch, p, stages, path, futures, wanted) for p in range(n_parts)])
+    for i, changes in enumerate(futures):
+        out[change_key(changes)] = merged_samples(merged[i], ranks[i], [s[i] for s in second if s])
+    return out
+
+
+def merge_segments(scratch: str, n_parts: int, run: Mapper, plan: SamplePlan) -> dict[Key, MergedSegment]:
+    """Two more passes over pass 1's samples: per planned part and segment slot, the same
+    two-pass merge as the distributions (bin counts, then the values of the bins holding
+    the ranks the segments read), so every segment's percentiles and intervals are exact."""
+    first = run(segment_pass_one, [(scratch, p, plan) for p in range(n_parts)])
+    keys = {k for s in first for k in s}
+    merged = {k: merge_summaries(s[k] for s in first if k in s) for k in keys}
+    ranks = {k: sorted({*ranks_needed(m.n, plan.qs), *ranks_needed(m.n, (PEAK_PERCENTILE,), PEAK_CONFIDENCE)})
+             for k, m in merged.items()}
+    wanted = {k: bins_for_ranks(merged[k], ranks[k]) for k in keys}
+    second = run(segment_pass_two, [(scratch, p, plan, wanted) for p in range(n_parts)])
+    slots: dict[Key, dict[Slot, MergedSamples]] = {k: {} for k in plan.keys}
+    for k in keys:
+        slots.setdefault(k[0], {})[k[1]] = merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s])
+    empty = merged_samples(merge_summaries([]), [], [])
+    return {k: MergedSegment.of(slots[k], plan, empty) for k in plan.keys}
+
+
+class Replays(Mapping[Any, MergedSamples]):
+    """The what-if trace replay of a partitioned analysis, on demand: ``(path,
+    whatif.change_key(changes))`` -> the merged lead time after those changes of the path's
+    hops (:func:`merge_replays` over the complete
+    items' lead and hops each partition kept, one partition in memory at a time). The kept
+    files are removed when this object is dropped, or at exit."""
+
+    def __init__(self, root: str, n_parts: int, stages: Sequence[str], qs: Sequence[float]) -> None:
+        self.root, self.n_parts, self.stages, self.qs = root, n_parts, tuple(stages), tuple(qs)
+        self._done: dict[Any, MergedSamples] = {}
+        self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
+
+    def __getitem__(self, key: Any) -> MergedSamples:
+        if key not in self._done:
+            path, spec = key
+            changes = [Change(hop, kind, value, other) for hop, kind, value, other in spec]
+            if any(s not in self.stages for s in path) or any(
+                    c.hop not in path or (c.kind == "parallel" and c.other not in path) for c in changes):
+                raise KeyError(key)
+            self._done[key] = merge_replays(self.root, self.n_parts, _local_map, [changes], self.stages, path,
+                                            self.qs)[change_key(changes)]
+        return self._done[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._done)
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def __bool__(self) -> bool:  # any change can be replayed, before the first is asked for
+        return True
+
+
+def keep_replays(scratch: str, parts: Sequence[int], stages: Sequence[str], qs: Sequence[float],
+                 base: str | None) -> Mapping[Any, MergedSamples]:
+    """Move the partitions' replay files out of the scratch directory (removed after the
+    analysis) into one kept for :class:`Replays`; empty when this process cannot read every
+    one (a Dask scratch the client does not share): the what-if falls back to convolution."""
+    src = [Path(scratch) / f"p={p}" / "replay.npy" for p in parts]
+    if not src or not all(f.exists() for f in src):
+        return {}
+    keep = tempfile.mkdtemp(prefix="latmap-replay-", dir=base)
+    for p, f in zip(parts, src, strict=True):
+        (Path(keep) / f"p={p}").mkdir()
+        shutil.move(str(f), Path(keep) / f"p={p}" / "replay.npy")
+    return Replays(keep, max(parts) + 1, stages, qs)
+
+
+class PathMeans:
+    """The tail attribution's merged means for a path chosen after the merge (a stream of
+    several paths, every stage from traces), on demand: per partition
+    ``attribution.item_parts`` of the kept rows for the path, its items' lead merged in two
+    passes for the median band's and tails' thresholds, then pass 3's sums. Removed when
+    dropped, or at exit."""
+
+    def __init__(self, root: str, parts: Sequence[int]) -> None:
+        self.root, self.parts = root, list(parts)
+        self._done: dict[tuple[str, ...], dict[str, tuple[pd.Series, int]] | None] = {}
+        self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
+
+    def __call__(self, path: Sequence[str]) -> dict[str, tuple[pd.Series, int]] | None:
+        key = tuple(path)
+        if key not in self._done:
+            work = tempfile.mkdtemp(prefix="path-", dir=self.root)
+            try:
+                self._done[key] = self._means(key, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        return self._done[key]
+
+    def _means(self, path: tuple[str, ...], work: str) -> dict[str, tuple[pd.Series, int]] | None:
+        summaries, leads = [], []
+        for p in self.parts:
+            f = Path(self.root) / f"p={p}" / "frame.parquet"
+            try:
+                frame = pd.read_parquet(f)
+            except (OSError, ValueError, pa.ArrowInvalid) as err:
+                raise SourceError(f"partition {p} ({f}): the tail attribution's rows cannot be read: {err}") from err
+            items = item_parts(TraceTable(frame, path, 0, np.array([]), 0), path)
+            if items is None:
+                continue
+            d = Path(work) / f"p={p}"
+            d.mkdir()
+            np.save(d / "items.npy", items.to_numpy(dtype=np.float64))
+            (d / "items.json").write_text(json.dumps(list(items.columns)))
+            summaries.append(Summary.of(items["lead"].to_numpy(dtype=np.float64)))
+            leads.append(d / "items.npy")
+        merged = merge_summaries(summaries)
+        ranks = ranks_needed(merged.n, STANDARD_QS)
+        wanted = bins_for_ranks(merged, ranks)
+        pulled = [values_in(np.load(f)[:, 0], wanted) for f in leads]  # "lead" is item_parts' first column
+        lead = merged_samples(merged, ranks, pulled)
+        return _part_means(lead, work, max(self.parts, default=-1) + 1, _local_map)
+
+
+def keep_frames(scratch: str, parts: Sequence[int], base: str | None) -> PathMeans | None:
+    """Move the partitions' kept rows out of the scratch directory for :class:`PathMeans`;
+    None when this process cannot read every one (a Dask scratch it does not share)."""
+    src = [Path(scratch) / f"p={p}" / "frame.parquet" for p in parts]
+    if not src or not all(f.exists() for f in src):
+        return None
+    keep = tempfile.mkdtemp(prefix="latmap-frames-", dir=base)
+    for p, f in zip(parts, src, strict=True):
+        (Path(keep) / f"p={p}").mkdir()
+        shutil.move(str(f), Path(keep) / f"p={p}" / "frame.parquet")
+    return PathMeans(keep, parts)

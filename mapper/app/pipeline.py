@@ -24,7 +24,7 @@ from mapper.analysis.examples import Examples, Threshold
 from mapper.analysis.examples import Key as ExampleKey
 from mapper.analysis.latency import PARTS, LatencyMap, analyse, map_example_thresholds
 from mapper.analysis.partition import LEAD, merged_part_results
-from mapper.analysis.segments import SegmentData, trace_samples
+from mapper.analysis.segments import MergedSegment, SamplePlan, SegmentData, sample_plan, trace_samples
 from mapper.analysis.servicegraph import Edge, service_graph
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, compare, part_results
 from mapper.app.engine import ExampleRequest, Merged, analyse_partitioned, needed_qs
@@ -119,6 +119,8 @@ class Traced(NamedTuple):
     lead: Distribution | None = None
     #: A partitioned analysis's examples (merged from the partitions' proposals).
     examples: Examples | None = None
+    #: Merged from partitions: the traced parts' segments (see :func:`collect_segments`).
+    segments: dict[tuple[str, str], MergedSegment] | None = None
 
 
 def collect_traces(spec: StreamSpec, window: Window,
@@ -150,7 +152,8 @@ def collect_traces(spec: StreamSpec, window: Window,
                 spec.examples.count, lambda m: thresholds_of(_from_partitions(spec, source, staged, matches, m)))
             merged = analyse_partitioned(source.path or "", int(window.start * 1e9), int(window.end * 1e9),
                                          engine, matches, upstream, qs, item_path=single_path(spec),
-                                         examples=wanted)
+                                         examples=wanted, segments=segment_plan(spec, window, qs),
+                                         replay=all(s.traces is not None for s in spec.stages))
         except SourceError as err:
             raise SourceError(f"traces from {source.name!r}: {err}") from err
         if merged is not None:
@@ -193,6 +196,27 @@ def single_path(spec: StreamSpec) -> tuple[str, ...] | None:
     return tuple(s.name for s in stages)
 
 
+def _wants_segments(spec: StreamSpec) -> bool:
+    seg = spec.segments
+    return bool(seg.hours or seg.weekdays or seg.labels or spec.events)
+
+
+def _metric_hourly(spec: StreamSpec, stage: str, part: str, m: Measurement) -> bool:
+    """A part whose segments come from hourly bucket counts (metrics win over traces)."""
+    return spec.sources[m.source].kind == "prometheus" and m.kind == "histogram"
+
+
+def segment_plan(spec: StreamSpec, window: Window, qs: tuple[float, ...]) -> SamplePlan | None:
+    """The traced parts a partitioned analysis slots into segments (those :func:`collect_segments`
+    reads from traces), or None when the spec asks for no segment."""
+    if not _wants_segments(spec):
+        return None
+    hourly = {(st, part) for st, part, m in measurements(spec) if _metric_hourly(spec, st, part, m)}
+    keys = [(s.name, part) for s in spec.stages if s.traces is not None for part in ("process", "wait")
+            if (s.name, part) not in hourly]
+    return sample_plan(spec, window, keys, qs)
+
+
 def _damaged_check(origin: str, damaged: list[str]) -> Check:
     return Check("warning", "spool-damaged", (
         f"{origin}: {len(damaged)} damaged segment(s) not read, their spans missing from "
@@ -220,18 +244,22 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[Any],
     empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
     table = TraceTable(empty, tuple(m.stage for m in matches), sums.traces, np.array([]), sums.spans_used,
                        link_edges=sums.link_edges, stage_rows=dict(sums.stage_rows), per_item=False,
-                       part_means=merged.part_means)
+                       part_means=merged.part_means, replays=merged.replays)
     why = (f"a spool given by URL is read partition by partition only ({merged.spans:,} spans)"
            if is_url(source.path or "") else
            f"the window's {merged.spans:,} spans (~{need / 2**30:.2g} GiB in memory) exceed "
            f"engine.memory_budget ({spec.engine.memory_budget / 2**30:.3g} GiB)")
-    approx = ("" if merged.part_means is not None else
-              "the tail attribution and the time shares are approximated from the parts' distributions, ")
-    checks.append(Check("warning", "per-item-figures-approximate", (
-        f"{origin}: {why}, and the partition merge does not make every per-item figure yet: {approx}what-if "
-        "futures are convolutions of the parts, budgets assume no unexplained time, and there are no "
-        "hour-of-day, weekday or event segments from traces; a window within engine.memory_budget gets "
-        "the exact ones")))
+    approx = []
+    if merged.part_means is None:
+        approx.append("the tail attribution and the time shares are approximated from the parts' distributions "
+                      "(exact when every stage is from traces and the map's process reads the scratch directory)")
+    if not merged.replays:
+        approx.append("what-if futures are convolutions of the parts and budgets assume no unexplained time "
+                      "(exact when every stage is from traces and the map's process reads the scratch directory)")
+    if approx:
+        checks.append(Check("warning", "per-item-figures-approximate", (
+            f"{origin}: {why}, and the partition merge does not make every per-item figure here: "
+            f"{'; '.join(approx)}; a window within engine.memory_budget gets the exact ones")))
     results: dict[tuple[str, str], MeasurementResult] = {}
     totals: dict[str, Distribution] = {}
     for s in staged:
@@ -246,7 +274,8 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[Any],
             totals[s.name] = total
     lead = merged.distributions.get(LEAD)
     return Traced(table, results, checks, totals, lead if lead is not None and lead.count else None,
-                  merged.examples)
+                  examples=merged.examples,
+                  segments=dict(merged.segments) if merged.segments is not None else None)
 
 
 def trace_graph(path: str) -> list[Edge]:
@@ -257,19 +286,21 @@ def trace_graph(path: str) -> list[Edge]:
 
 
 def collect_segments(spec: StreamSpec, window: Window, table: TraceTable | None = None,
-                     collectors: dict[str, Collector] | None = None) -> SegmentData | None:
+                     collectors: dict[str, Collector] | None = None,
+                     merged: dict[tuple[str, str], MergedSegment] | None = None) -> SegmentData | None:
     """Hourly bucket counts and label slices from the Prometheus sources, samples from the
-    traces; None when the spec asks for no segment."""
+    traces (``merged``: the traced parts' segments merged from partitions); None when the
+    spec asks for no segment."""
 
     seg = spec.segments
-    if not (seg.hours or seg.weekdays or seg.labels or spec.events):
+    if not _wants_segments(spec):
         return None
     clients: dict[str, PrometheusClient] = {}
     hourly: dict[tuple[str, str], list[Any]] = {}
     labels: dict[str, dict[Any, Any]] = {label: {} for label in seg.labels}
     for stage, part, m in measurements(spec):
         source = spec.sources[m.source]
-        if source.kind != "prometheus" or m.kind != "histogram":
+        if not _metric_hourly(spec, stage, part, m):
             continue  # a scrape has no history; summaries cannot be summed per hour
         made = (collectors or {}).get(m.source)
         client = clients.setdefault(m.source, made.client if isinstance(made, PrometheusCollector)
@@ -287,7 +318,7 @@ def collect_segments(spec: StreamSpec, window: Window, table: TraceTable | None 
                 for part, tv in trace_samples(table, s.name).items():
                     if (s.name, part) not in hourly:  # metrics win, as in the map
                         samples[(s.name, part)] = tv
-    return SegmentData(hourly, samples, labels)
+    return SegmentData(hourly, samples, labels, merged or {})
 
 
 def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None,
@@ -311,7 +342,7 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
             checks += compare(key[0], key[1], r.distribution, t.distribution, spec.percentiles)
         results[key] = r
     totals = tr.totals
-    segment_data = collect_segments(spec, window, table, collectors)
+    segment_data = collect_segments(spec, window, table, collectors, tr.segments)
     if segment_data is not None:
         checks += [Check("info", "segments-not-from-datadog", (
             f"{stage} {part}: measured in Datadog, whose percentiles cannot be added across hours or days: "

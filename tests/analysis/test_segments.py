@@ -13,12 +13,16 @@ import pytest
 
 from collectors.prom_segments import hourly_buckets, label_buckets
 from collectors.prometheus import PrometheusClient
+from mapper.analysis.merge import Summary, bins_for_ranks, merge_summaries, merged_samples, ranks_needed, values_in
 from mapper.analysis.segments import (
     DAY,
     HOUR,
     NEIGHBOURS,
+    PEAK_CONFIDENCE,
+    PEAK_PERCENTILE,
     SAME_HOURS,
     HourBuckets,
+    MergedSegment,
     build_segments,
     compare_event_hourly,
     compare_event_samples,
@@ -26,6 +30,8 @@ from mapper.analysis.segments import (
     hour_of_day,
     profile_from_hourly,
     profile_from_samples,
+    sample_plan,
+    sample_slots,
     trace_samples,
 )
 from mapper.analysis.traces import TraceTable
@@ -286,3 +292,40 @@ def test_hourly_rows_with_different_bucket_layouts_are_read_at_the_common_bounds
     assert isinstance(h, HistogramDistribution)
     assert h.upper.tolist() == [0.1, 0.5, math.inf]
     assert h.counts.tolist() == [6, 5, 3]
+
+
+def test_segments_merged_from_partitions_equal_the_samples_ones() -> None:
+    """What a partitioned analysis does per traced part: slot each partition's samples, merge
+    the slots' bin counts, pull the values of the needed bins: the same section, to the bit
+    (same-hours baseline, a recurring event, the daily peak's Bonferroni intervals)."""
+    table = _trace_table(3, [1])
+    samples = {("alerting", part): tv for part, tv in trace_samples(table, "alerting").items()}
+    events = """events:
+  - {name: FOMC, start: "2026-01-02T14:00:00Z", end: "2026-01-02T14:15:00Z"}
+  - {name: open, cron: "30 13 * * 1-5", duration: 1h}
+"""
+    spec = replace(_spec(events), percentiles=(0.5, 0.99))
+    plan = sample_plan(spec, _window(3), list(samples), (0.5, 0.99))
+    parts = np.random.default_rng(3).integers(0, 4, samples[("alerting", "wait")][0].size)
+    merged = {}
+    for key, (t, v) in samples.items():
+        slotted = [dict(sample_slots(t[parts == p], plan.events)) for p in range(4)]
+        keys = {s for d in slotted for s in d}
+        slots = {}
+        for s in keys:
+            pv = [(v[parts == p][d[s]]) for p, d in enumerate(slotted) if s in d]
+            m = merge_summaries(Summary.of(x) for x in pv)
+            ranks = sorted({*ranks_needed(m.n, plan.qs), *ranks_needed(m.n, (PEAK_PERCENTILE,), PEAK_CONFIDENCE)})
+            wanted = bins_for_ranks(m, ranks)
+            slots[s] = merged_samples(m, ranks, [values_in(x, wanted) for x in pv])
+        merged[key] = MergedSegment.of(slots, plan, merged_samples(merge_summaries([]), [], []))
+    memory = build_segments(spec, _window(3), samples=samples)
+    merged_report = build_segments(spec, _window(3), merged=merged)
+    assert segments_json(merged_report, spec.percentiles) == segments_json(memory, spec.percentiles)
+    assert merged_report.checks == memory.checks
+    assert any(c.code == "daily-peak" for c in memory.checks)
+    assert {c.basis for c in memory.events} == {SAME_HOURS}
+    for key, (starts, dists) in memory.series.items():
+        m_starts, m_dists = merged_report.series[key]
+        assert m_starts.tolist() == starts.tolist()
+        assert [d.quantile(0.99) for d in m_dists] == [d.quantile(0.99) for d in dists]

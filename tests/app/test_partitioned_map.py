@@ -23,9 +23,10 @@ from collectors.spool.store import Spool
 from mapper.analysis.examples import MEDIAN, Threshold
 from mapper.analysis.latency import analyse, map_example_thresholds
 from mapper.analysis.traces import StageMatch
-from mapper.app.engine import TABLE_FILE, pass_four, pass_one, spill_files
+from mapper.app.engine import TABLE_FILE, Replays, pass_four, pass_one, spill_files
 from mapper.app.pipeline import collect_traces
 from mapper.cli import main
+from mapper.core.errors import SourceError
 from mapper.core.model import Window
 from mapper.core.spec import load_spec
 from tests.servers import load_benchmark
@@ -48,8 +49,21 @@ def spool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+#: Segments and a planned change, so every per-item figure is compared: the hour-of-day and
+#: weekday profiles, the label (on no traced measurement: a check), an event of 0.1 s inside
+#: the chain's 0.35 s (its quiet baseline the hour before and after), the what-if future.
+EXTRA = """\
+segments: {hours: true, weekdays: true, labels: [region]}
+events:
+  - {name: burst, start: "2026-09-21T14:13:20.1Z", end: "2026-09-21T14:13:20.2Z"}
+future:
+  - {hop: alerting, scale: 0.5}
+"""
+
+
 def _map(tmp: Path, spool: Path | str, name: str, engine: str, *extra: str) -> tuple[int, dict[str, Any]]:
     spec = bench.write_spec(tmp / f"{name}.yaml", spool, engine)
+    spec.write_text(spec.read_text() + EXTRA)
     code = main(["map", "-c", str(spec), "--until", bench.UNTIL, "--out", str(tmp / name), *extra])
     report = json.loads((tmp / name / "report.json").read_text()) if code in (0, 1) else {}
     return code, report
@@ -81,16 +95,15 @@ def test_partitioned_numbers_equal_in_memory(reports: dict[str, dict[str, Any]])
     assert "traces-partitioned" not in _codes(reports["memory"])
 
 
-def test_over_budget_says_which_figures_are_approximate(reports: dict[str, dict[str, Any]]) -> None:
+def test_over_budget_every_figure_is_the_in_memory_one(reports: dict[str, dict[str, Any]]) -> None:
     merged, memory = reports["merged"], reports["memory"]
-    assert "per-item-figures-approximate" in _codes(merged)
-    # every figure not named in that check is identical: the tail attribution and the time
-    # shares too (merged in a third pass: one path, every stage from traces)
-    named = ("budgets", "segments")
-    assert _without(merged, *named) == _without(memory, *named)
+    # one path, every stage from traces: the tail attribution and the time shares (a third
+    # pass), the segments, the what-if replay and the budgets (replayed on demand) are exact,
+    # so no check calls any figure approximate
+    assert "per-item-figures-approximate" not in _codes(merged)
+    assert _without(merged) == _without(memory)
     assert all(a["method"] == "traces" for a in merged["attribution"].values())
-    assert "tail attribution" not in next(c["message"] for c in merged["checks"]
-                                          if c["code"] == "per-item-figures-approximate")
+    assert merged["budgets"][0]["method"] == "trace replay"
 
 
 def _examples(report: dict[str, Any]) -> dict[str, Any]:
@@ -207,6 +220,65 @@ def test_a_spool_given_by_fsspec_url_maps_to_the_same_numbers(spool: Path, repor
     code, report = _map(tmp_path, f"file://{spool}", "url", f"{{kind: local, partition_spans: {PARTITION_SPANS}}}")
     assert code == 0
     assert bench.numbers(report) == bench.numbers(reports["memory"])
+    assert _without(report) == _without(reports["memory"])
     assert _examples(report) == _examples(reports["memory"]) != {}
-    assert "a spool given by URL" in next(c["message"] for c in report["checks"]
-                                          if c["code"] == "per-item-figures-approximate")
+
+
+def test_segments_from_traces_are_merged_exactly(reports: dict[str, dict[str, Any]]) -> None:
+    merged, memory = reports["merged"]["segments"], reports["memory"]["segments"]
+    assert merged == memory
+    hour = merged["hour_of_day"]["alerting"]["wait"][14]
+    assert hour["count"] == N and hour["p99"]["value"] is not None
+    assert sum(r["count"] for r in merged["weekday"]["notifier"]["process"]) == N
+    (burst,) = [e for e in merged["events"] if e["stage"] == "alerting" and e["part"] == "wait"]
+    assert burst["basis"] == "hour before and after"
+    assert 0 < burst["event"]["count"] < N and burst["event"]["count"] + burst["quiet"]["count"] == N
+    checks = [c for c in reports["merged"]["checks"] if c["code"] in ("daily-peak", "event-difference",
+                                                                      "segment-label-missing")]
+    assert checks == [c for c in reports["memory"]["checks"] if c["code"] in ("daily-peak", "event-difference",
+                                                                              "segment-label-missing")]
+    assert checks
+
+
+def test_the_future_is_replayed_per_item_and_merged_exactly(reports: dict[str, dict[str, Any]]) -> None:
+    merged, memory = reports["merged"]["future_state"], reports["memory"]["future_state"]
+    assert merged["method"] == "trace replay"
+    assert merged == memory
+    exact = bench.expected([*bench.ranges(N_PARQUET, 700), (N_PARQUET, N_WAL)])
+    assert merged["future"]["count"] == N
+    # halving alerting's hop (its wait and process) takes half of them off each lead time
+    hop = exact["alerting wait"] + 0.003
+    known = float(np.quantile(exact["lead"] - hop / 2, 0.5))
+    assert merged["future"]["p50"]["value"] == pytest.approx(known, rel=1e-6)
+
+
+def test_a_stream_of_two_paths_is_merged_exactly_too(spool: Path, tmp_path: Path) -> None:
+    """notifier forks off pricing: two paths. The what-if replay, the budgets, the tail
+    attribution and the time shares (every stage's hop and the rows kept per partition, the
+    map's path picked after the merge) equal the in-memory ones."""
+    fork = bench.SPEC.replace("{{name: notifier, owner: d, traces:",
+                              "{{name: notifier, owner: d, upstream: [pricing], traces:")
+    out = {}
+    for name, engine in (("memory", "local"), ("merged", f"{{kind: local, partition_spans: {PARTITION_SPANS}, "
+                                                        "memory_budget: 0}")):
+        spec = tmp_path / f"{name}.yaml"
+        spec.write_text(fork.format(path=spool, engine=engine) + "future:\n  - {hop: notifier, cap: 10ms}\n")
+        assert main(["map", "-c", str(spec), "--until", bench.UNTIL, "--out", str(tmp_path / name)]) == 0
+        out[name] = json.loads((tmp_path / name / "report.json").read_text())
+    merged, memory = out["merged"], out["memory"]
+    assert merged["path"] == memory["path"] == ["gateway", "pricing", "notifier"]
+    assert merged["future_state"]["method"] == "trace replay"
+    assert merged["future_state"] == memory["future_state"]
+    for key in ("budgets", "attribution", "time_shares"):
+        assert merged[key] == memory[key], key
+    assert all(a["method"] == "traces" for a in merged["attribution"].values())
+    assert "per-item-figures-approximate" not in _codes(merged)
+
+
+def test_a_damaged_replay_file_names_its_partition(tmp_path: Path) -> None:
+    (tmp_path / "p=0").mkdir()
+    (tmp_path / "p=0" / "replay.npy").write_bytes(b"not numpy")
+    replays = Replays(str(tmp_path), 1, ("a", "b"), (0.5,))
+    with pytest.raises(SourceError, match=r"partition 0 .*replay"):
+        replays[(("a", "b"), (("a", "scale", 0.5, None),))]
+    assert (("c",), ()) not in replays  # a path of stages not kept: no replay (convolution)
