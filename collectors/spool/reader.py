@@ -214,6 +214,19 @@ def _time_filter(table: pa.Table, start_ns: int | None, end_ns: int | None) -> p
     return table.filter(pa.array(keep))
 
 
+def _parquet_files(root: Path, start_ns: int | None, end_ns: int | None) -> list[str]:
+    """The compacted Parquet files of the hour partitions that overlap ``(start_ns, end_ns]``
+    (hidden and in-progress files left out), oldest hour first."""
+    files: list[str] = []
+    for hour_start, part in partitions(root):
+        if start_ns is not None and hour_start + HOUR_NS <= start_ns:
+            continue
+        if end_ns is not None and hour_start > end_ns:
+            continue
+        files += [str(f) for f in sorted(part.glob("*.parquet")) if not f.name.startswith((".", "_"))]
+    return files
+
+
 def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpoolRead:
     """Spans that start in ``[start_ns, end_ns]`` (Unix ns, both ends inclusive, None = open).
 
@@ -240,13 +253,7 @@ def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None
             continue
         torn += bad
         tables.append(_time_filter(table, start_ns, end_ns))
-    files = []
-    for hour_start, part in partitions(root):
-        if start_ns is not None and hour_start + HOUR_NS <= start_ns:
-            continue
-        if end_ns is not None and hour_start > end_ns:
-            continue
-        files += [str(f) for f in sorted(part.glob("*.parquet")) if not f.name.startswith((".", "_"))]
+    files = _parquet_files(root, start_ns, end_ns)
     if files:
         dataset = ds.dataset(files, schema=SCHEMA, format="parquet")
         expr = None
@@ -321,13 +328,7 @@ def spool_files(path: str | Path, start_ns: int | None = None, end_ns: int | Non
     root = Path(path)
     if not root.is_dir():
         raise SpoolError(f"{root}: no such spool directory")
-    files = []
-    for hour_start, part in partitions(root):
-        if start_ns is not None and hour_start + HOUR_NS <= start_ns:
-            continue
-        if end_ns is not None and hour_start > end_ns:
-            continue
-        files += [str(f) for f in sorted(part.glob("*.parquet")) if not f.name.startswith((".", "_"))]
+    files = _parquet_files(root, start_ns, end_ns)
     quarantine = root / WAL_DIR / QUARANTINE_DIR
     moved = tuple(sorted(f.name for f in quarantine.iterdir())) if quarantine.is_dir() else ()
     return SpoolFiles(str(root), tuple(str(s) for s in segments(root)), tuple(files), moved)

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 
 from mapper.analysis.latency import PARTS, LatencyMap
 from mapper.analysis.traces import TraceTable
-from mapper.core.distribution import percentile_label
+from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.durations import format_duration
 
 #: Tails that get an attribution, and the band of "median items" they are compared with.
@@ -186,22 +186,27 @@ def _from_means(q: float, median: pd.Series, tail: pd.Series, n_tail: int) -> Ta
     return TailAttribution(q, "traces", total, n_tail, tuple(contributions), note)
 
 
-def _from_metrics(lm: LatencyMap, q: float) -> TailAttribution:
-    rows = []
+def _path_parts(lm: LatencyMap) -> Iterator[tuple[str, str, Distribution]]:
+    """Each measured part (stage name, part, distribution) of the stages on the map's path."""
     for s in lm.stages:
         if s.stage.name not in lm.path:
             continue
         for p in PARTS:
             r = s.part(p)
-            if r is None or r.distribution is None:
-                continue
-            hi, med = r.distribution.quantile(q), r.distribution.quantile(0.5)
-            top = hi.value if hi.value is not None else hi.low
-            if top is None or med.value is None:
-                continue
-            low = hi.low - med.high if hi.low is not None and med.high is not None else None
-            high = hi.high - med.low if hi.high is not None and med.low is not None else None
-            rows.append((s.stage.name, p, top - med.value, low, high))
+            if r is not None and r.distribution is not None:
+                yield s.stage.name, p, r.distribution
+
+
+def _from_metrics(lm: LatencyMap, q: float) -> TailAttribution:
+    rows = []
+    for name, p, dist in _path_parts(lm):
+        hi, med = dist.quantile(q), dist.quantile(0.5)
+        top = hi.value if hi.value is not None else hi.low
+        if top is None or med.value is None:
+            continue
+        low = hi.low - med.high if hi.low is not None and med.high is not None else None
+        high = hi.high - med.low if hi.high is not None and med.low is not None else None
+        rows.append((name, p, top - med.value, low, high))
     denom = sum(r[2] for r in rows if r[2] > 0) or 1.0
     contributions = sorted((Contribution(st, p, x, x / denom, lo, hi_) for st, p, x, lo, hi_ in rows
                             if abs(x) > NO_DIFFERENCE), key=lambda c: -c.extra_seconds)
@@ -228,18 +233,12 @@ def shares(lm: LatencyMap, parts: pd.DataFrame | None = None) -> tuple[StageShar
     quantiles: dict[tuple[str, str, float], float] = {}  # (stage, part, q) -> value: once each, not once a stage
     totals = {0.5: 0.0, 0.99: 0.0}
     if parts is None:
-        for st in lm.stages:
-            if st.stage.name not in lm.path:
-                continue
-            for p in PARTS:
-                r = st.part(p)
-                if r is None or r.distribution is None:
-                    continue
-                for q in totals:
-                    v = r.distribution.quantile(q).value
-                    if v is not None:
-                        quantiles[(st.stage.name, p, q)] = v
-                        totals[q] += v
+        for name, p, dist in _path_parts(lm):
+            for q in totals:
+                v = dist.quantile(q).value
+                if v is not None:
+                    quantiles[(name, p, q)] = v
+                    totals[q] += v
     for s in lm.stages:
         name = s.stage.name
         if name not in lm.path:
