@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import trace_ingest as ti
+import otlp_load as load
 
 from mapper.demo.localprom import stop_process
 
@@ -60,8 +60,8 @@ class Run:
 def _start(directory: str, port: int, extra: Sequence[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "mapper", "serve", "--spool", directory, "--http", f"127.0.0.1:{port}",
            "--grpc", "off", *extra]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ti.ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, cwd=ti.ROOT, env=env)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(load.ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, cwd=load.ROOT, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -94,22 +94,22 @@ def _live_counters(text: str) -> dict[str, float]:
 
 def measure(name: str, requests: Sequence[tuple[bytes, int]], clients: int, tmp: Path,
             extra: Sequence[str]) -> Run:
-    port = ti._free_port()
+    port = load.free_port()
     proc = _start(str(tmp / name / "spool"), port, extra)
     try:
-        cpu0 = ti._cpu_seconds(proc.pid)
-        seconds, spans, failed = ti.run_load(port, requests, clients)
-        cpu = ti._cpu_seconds(proc.pid) - cpu0
+        cpu0 = load.cpu_seconds(proc.pid)
+        seconds, spans, failed = load.run_load(port, requests, clients)
+        cpu = load.cpu_seconds(proc.pid) - cpu0
         time.sleep(2.5)  # two flushes: what was held at the end is grouped and counted
         live = _live_counters(_metrics(port) or "")
-        rss = ti._peak_rss(proc.pid)
+        rss = load.peak_rss(proc.pid)
     finally:
         stop_process(proc, timeout=30)
     return Run(name, spans, seconds, spans / seconds, cpu, rss / 2**20, failed, live)
 
 
 def part_stream(total_spans: int, clients: int) -> tuple[list[Run], list[str]]:
-    requests = ti.build_requests(total_spans)
+    requests = load.build_requests(total_spans)
     print(f"built {len(requests)} requests, {sum(n for _, n in requests):,} spans", flush=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="latmap-live-bench-") as tmp_name:

@@ -55,11 +55,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import functools
 import http.client
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -71,122 +69,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-#: This checkout (not whatever ``latmap`` is installed): the receivers run its code.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from live_ingest import part_stream, print_runs
+from otlp_load import (  # puts this checkout on sys.path: the receivers run its code
+    ROOT,
+    TARGET_RSS,
+    build_requests,
+    cpu_seconds,
+    free_port,
+    machine_busy,
+    peak_rss,
+    run_load,
+)
+from trace_map import QUICK_SPANS, naive_map, part_b, print_table_b
 
-from mapper.demo.localprom import stop_process  # noqa: E402 - needs ROOT on sys.path
+from mapper.demo.localprom import stop_process
 
 TARGET_SPANS_PER_S = 200_000
 TARGET_RATIO = 8.0
-TARGET_RSS = 1 << 30
-SERVICES = ["gateway", "marketdata", "alerting", "notification", "pricing"]
-
-
-# --- load ---------------------------------------------------------------------------------
-
-
-@functools.cache
-def _otlp_attr_types() -> tuple[Any, Any]:
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-
-    return AnyValue, KeyValue
-
-
-def _kv(key: str, value: str | int) -> Any:
-    """An OTLP ``KeyValue`` attribute."""
-    AnyValue, KeyValue = _otlp_attr_types()
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
-def _new_request(services: Sequence[str]) -> tuple[Any, dict[str, Any]]:
-    """An empty export request with one resource (and scope) per service, as a Collector forwards
-    them; returns it and each service's span list."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    req = ExportTraceServiceRequest()
-    scopes = {}
-    for svc in services:
-        rs = req.resource_spans.add()
-        rs.resource.attributes.extend([
-            _kv("service.name", svc), _kv("service.version", "1.4.2"), _kv("host.name", f"{svc}-7d9f-x2"),
-            _kv("telemetry.sdk.language", "python"), _kv("deployment.environment", "prod")])
-        ss = rs.scope_spans.add()
-        ss.scope.name = f"latmap.bench.{svc}"
-        scopes[svc] = ss.spans
-    return req, scopes
-
-
-def build_requests(total_spans: int, seed: int = 7) -> list[tuple[bytes, int]]:
-    """(body, span count) pairs of ExportTraceServiceRequest protobuf, >= ``total_spans`` spans."""
-    from opentelemetry.proto.trace.v1.trace_pb2 import Span
-
-    rng = random.Random(seed)
-    now = time.time_ns() - 3_600_000_000_000
-    kv = _kv
-    made = 0
-    requests: list[tuple[bytes, int]] = []
-    while made < total_spans:
-        target = rng.randint(500, 2000)
-        services = rng.sample(SERVICES, rng.randint(3, 5))
-        req, scopes = _new_request(services)
-        n = 0
-        while n < target:
-            # One request: a server span per service down a chain, each with a client call
-            # and a db call under it; the last hop hands over through a topic (producer ->
-            # consumer in a new trace, linked).
-            trace = rng.getrandbits(128).to_bytes(16, "big")
-            start = now + rng.randrange(3_600_000_000_000)
-            dur = rng.randint(10_000_000, 25_000_000)
-            parent = b""
-            chain = rng.sample(services, len(services))
-            for depth, svc in enumerate(chain):
-                spans = scopes[svc]
-                server_id = rng.getrandbits(64).to_bytes(8, "big")
-                s = spans.add(trace_id=trace, span_id=server_id, parent_span_id=parent, name=f"GET /{svc}/v1",
-                              kind=Span.SPAN_KIND_SERVER, start_time_unix_nano=start, end_time_unix_nano=start + dur)
-                s.attributes.extend([kv("http.request.method", "GET"), kv("http.route", f"/{svc}/v1"),
-                                     kv("http.response.status_code", 200)])
-                db = spans.add(trace_id=trace, span_id=rng.getrandbits(64).to_bytes(8, "big"), parent_span_id=server_id,
-                               name="SELECT alerts", kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=start + 10_000,
-                               end_time_unix_nano=start + 10_000 + dur // 4)
-                db.attributes.extend([kv("db.system", "postgresql"),
-                                      kv("db.statement", "SELECT * FROM alerts WHERE id=$1")])
-                n += 2
-                if depth + 1 == len(chain):
-                    break
-                # The call to the next service: its server span starts after a network hop.
-                client_id = rng.getrandbits(64).to_bytes(8, "big")
-                call_start, call_dur = start + dur // 3, dur // 2
-                c = spans.add(trace_id=trace, span_id=client_id, parent_span_id=server_id, name="call downstream",
-                              kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=call_start,
-                              end_time_unix_nano=call_start + call_dur)
-                c.attributes.append(kv("peer.service", chain[depth + 1]))
-                net = rng.randint(20_000, 200_000)
-                parent, start, dur = client_id, call_start + net, max(call_dur - 2 * net, 50_000)
-                n += 1
-            # The last service publishes to a topic; the first consumes it in a new trace, linked.
-            producer_svc, consumer_svc = chain[-1], chain[0]
-            prod_id = rng.getrandbits(64).to_bytes(8, "big")
-            pstart = start + dur // 2
-            p = scopes[producer_svc].add(trace_id=trace, span_id=prod_id, parent_span_id=server_id,
-                                         name="alerts publish", kind=Span.SPAN_KIND_PRODUCER,
-                                         start_time_unix_nano=pstart, end_time_unix_nano=pstart + 30_000)
-            p.attributes.extend([kv("messaging.system", "kafka"), kv("messaging.destination.name", "alerts")])
-            qstart = pstart + rng.randint(500_000, 5_000_000)
-            q = scopes[consumer_svc].add(trace_id=rng.getrandbits(128).to_bytes(16, "big"),
-                                         span_id=rng.getrandbits(64).to_bytes(8, "big"), name="alerts process",
-                                         kind=Span.SPAN_KIND_CONSUMER, start_time_unix_nano=qstart,
-                                         end_time_unix_nano=qstart + 3_000_000)
-            q.attributes.extend([kv("messaging.system", "kafka"), kv("messaging.destination.name", "alerts")])
-            q.links.add(trace_id=trace, span_id=prod_id)
-            n += 2
-        requests.append((req.SerializeToString(), n))
-        made += n
-    return requests
 
 
 # --- the naive receiver -------------------------------------------------------------------
@@ -276,14 +175,6 @@ class Result:
     syncs: int | None  # fsyncs the receiver made (latmap: group commits, from its /metrics)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(kind: str, directory: str, port: int) -> subprocess.Popen[bytes]:
     if kind == "latmap":
         cmd = [sys.executable, "-m", "mapper", "serve", "--spool", directory, "--http", f"127.0.0.1:{port}",
@@ -311,39 +202,6 @@ def _start(kind: str, directory: str, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{kind} receiver did not start")
 
 
-def _tree(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
-    return [pid, *(p for k in kids for p in _tree(k))]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its live descendants."""
-    total = 0
-    for p in _tree(pid):
-        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has spent busy since boot (all CPUs, from /proc/stat)."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
-
-
-def _peak_rss(pid: int) -> int:
-    """Peak RSS (VmHWM) of ``pid`` plus its children (the decode workers), in bytes."""
-    total = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            total += int(line.split()[1]) * 1024
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    for child in children.read_text().split() if children.exists() else []:
-        total += _peak_rss(int(child))
-    return total
-
-
 def _syncs(port: int) -> int | None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/metrics")
@@ -355,49 +213,15 @@ def _syncs(port: int) -> int | None:
     return None
 
 
-def run_load(port: int, requests: Sequence[tuple[bytes, int]], clients: int) -> tuple[float, int, int]:
-    """Post every request with ``clients`` keep-alive connections; (seconds, spans acked, failures)."""
-    lock = threading.Lock()
-    state = {"next": 0, "spans": 0, "failed": 0}
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        headers = {"Content-Type": "application/x-protobuf"}
-        while True:
-            with lock:
-                i = state["next"]
-                state["next"] += 1
-            if i >= len(requests):
-                break
-            body, n = requests[i]
-            conn.request("POST", "/v1/traces", body=body, headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            with lock:
-                if resp.status == 200:
-                    state["spans"] += n
-                else:
-                    state["failed"] += 1
-        conn.close()
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0, state["spans"], state["failed"]
-
-
 def measure(kind: str, requests: Sequence[tuple[bytes, int]], clients: int, directory: str) -> Result:
-    port = _free_port()
+    port = free_port()
     proc = _start(kind, directory, port)
     try:
-        cpu0, busy0 = _cpu_seconds(proc.pid), _machine_busy()
+        cpu0, busy0 = cpu_seconds(proc.pid), machine_busy()
         seconds, spans, failed = run_load(port, requests, clients)
-        cpu = _cpu_seconds(proc.pid) - cpu0
-        other = _machine_busy() - busy0 - cpu
-        rss = _peak_rss(proc.pid)
+        cpu = cpu_seconds(proc.pid) - cpu0
+        other = machine_busy() - busy0 - cpu
+        rss = peak_rss(proc.pid)
         syncs = _syncs(port) if kind != "naive" else len(requests)
     finally:
         stop_process(proc, timeout=30)
@@ -481,7 +305,6 @@ def print_table(results: Sequence[Result]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from trace_map import QUICK_SPANS, naive_map, part_b, print_table_b
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--part", choices=("a", "b", "all"), default="all")
@@ -505,7 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     spans = args.spans or (QUICK_SPANS if args.quick else 1_000_000)
     if args.stream:
-        from live_ingest import part_stream, print_runs
 
         print(f"live value stream: receive-to-durable with and without --stream, {os.cpu_count()} CPUs", flush=True)
         runs, missed = part_stream(spans, args.clients)

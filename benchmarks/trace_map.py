@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from naive import merge_intervals  # benchmarks/ is on sys.path when these run
-from trace_ingest import ROOT, TARGET_RSS, _kv, _new_request
+from otlp_load import ROOT, TARGET_RSS, kv, new_request
 
 #: Part (b)'s value stream, in flow order: gateway -> marketdata -> pricing by synchronous HTTP
 #: calls, pricing -> alerting and alerting -> notification through Kafka topics.
@@ -85,7 +85,7 @@ def _stream_trace(rng: random.Random, scopes: dict[str, Any], t0: int, linker: _
         sid = sid or rng.getrandbits(64).to_bytes(8, "big")
         s = scopes[svc].add(trace_id=in_trace or trace, span_id=sid, parent_span_id=parent, name=name, kind=kind,
                             start_time_unix_nano=start, end_time_unix_nano=end)
-        s.attributes.extend(_kv(k, v) for k, v in attrs)
+        s.attributes.extend(kv(k, v) for k, v in attrs)
         if link:
             s.links.add(trace_id=trace, span_id=link)
         for link_trace, link_span in links:
@@ -182,7 +182,7 @@ def build_stream_requests(total_spans: int, seed: int = 11, end_ns: int | None =
     requests: list[tuple[bytes, int]] = []
     while made < total_spans:
         target = rng.randint(500, 2000)
-        req, scopes = _new_request(FLOW)
+        req, scopes = new_request(FLOW)
         n = 0
         while n < target:
             n += _stream_trace(rng, scopes, t, linker)
