@@ -1,8 +1,9 @@
 """The span spool and the OTLP receiver that fills it: ``store`` (write-ahead segments, fsync
 before the ack, compaction into hive-partitioned Parquet), ``reader`` (the on-disk format,
 reading a window back), ``payload`` (a record's Arrow IPC payload, the links column),
-``receiver`` (OTLP/HTTP and OTLP/gRPC, ``latmap serve``; the gRPC service in
-``grpc_service``; ``/metrics`` content negotiation and the protobuf exposition in ``exposition``)
+``receiver`` (OTLP/HTTP and OTLP/gRPC, ``latmap serve``; the HTTP app in ``http_app``, the
+gRPC service in ``grpc_service``, both seeing the receiver as an ``exporter``; ``/metrics``
+content negotiation and the protobuf exposition in ``exposition``)
 and ``decode_pool`` (decoding in worker processes), ``sink`` (what takes acknowledged spans
 as they arrive: the live value stream).
 """
@@ -12,8 +13,20 @@ from typing import TYPE_CHECKING
 from mapper.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from collectors.spool import decode_pool, exposition, grpc_service, payload, reader, receiver, sink, store
+    from collectors.spool import (
+        decode_pool,
+        exporter,
+        exposition,
+        grpc_service,
+        http_app,
+        payload,
+        reader,
+        receiver,
+        sink,
+        store,
+    )
 
-__all__ = ["decode_pool", "exposition", "grpc_service", "payload", "reader", "receiver", "sink", "store"]
+__all__ = ["decode_pool", "exporter", "exposition", "grpc_service", "http_app", "payload", "reader", "receiver", "sink",
+           "store"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -19,7 +19,7 @@ from collectors.spool.decode_pool import DecoderUnavailableError
 from collectors.spool.store import SpoolBusyError, SpoolError, SpoolFullError
 
 if TYPE_CHECKING:
-    from collectors.spool.receiver import Receiver
+    from collectors.spool.exporter import Exporter
 
 
 class RichStatus(grpc.Status):
@@ -34,7 +34,7 @@ class RichStatus(grpc.Status):
 
 
 class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: Exporter) -> None:
         self.receiver = receiver
 
     def Export(  # the generated servicer's method name

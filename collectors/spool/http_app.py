@@ -54,7 +54,7 @@ from collectors.spool.store import SpoolBusyError, SpoolError, SpoolFullError
 from mapper.core.errors import LatmapError
 
 if TYPE_CHECKING:
-    from collectors.spool.receiver import ExportOutcome, Receiver
+    from collectors.spool.exporter import Exporter, ExportOutcome
 
 __all__ = [
     "JSON",
@@ -188,7 +188,7 @@ _NOT_AUTHORIZED = (401, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong beare
 class OtlpHttpApp:
     """The ASGI app: ``POST /v1/traces`` into :meth:`Receiver.export`, ``GET /metrics``."""
 
-    def __init__(self, receiver: Receiver, executor: ThreadPoolExecutor, limits: HttpLimits) -> None:
+    def __init__(self, receiver: Exporter, executor: ThreadPoolExecutor, limits: HttpLimits) -> None:
         self.receiver = receiver
         self.executor = executor
         self.limits = limits
@@ -472,7 +472,7 @@ class HttpServer:
     the connections. ``threads``: the pool that runs exports (size it to the decode pool).
     """
 
-    def __init__(self, addr: tuple[str, int], receiver: Receiver, *, threads: int,
+    def __init__(self, addr: tuple[str, int], receiver: Exporter, *, threads: int,
                  limits: HttpLimits | None = None) -> None:
         self.limits = limits or HttpLimits()
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET

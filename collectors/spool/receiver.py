@@ -56,10 +56,9 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -70,6 +69,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from collectors.http import read_secret
 from collectors.spool.decode_pool import DecodePool, DecodeResult, DecoderUnavailableError, decode_request, worker_main
+from collectors.spool.exporter import ExportOutcome
 from collectors.spool.grpc_service import TraceService
 from collectors.spool.http_app import (
     JSON,
@@ -131,25 +131,6 @@ M_SINK_ERRORS = "latmap_receiver_sink_errors"
 M_SPOOL_QUARANTINED = "latmap_spool_quarantined_segments"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-@dataclass(frozen=True)
-class ExportOutcome:
-    """What one export request came to once its spans were durable."""
-
-    accepted: int
-    rejected: Mapping[str, int]  # reason -> spans set aside
-
-    @property
-    def rejected_spans(self) -> int:
-        return sum(self.rejected.values())
-
-    def message(self) -> str:
-        """The partial-success ``error_message`` ("" when nothing was rejected)."""
-        if not self.rejected:
-            return ""
-        parts = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.rejected.items()))
-        return f"{self.rejected_spans} spans rejected ({parts})"
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
