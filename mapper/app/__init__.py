@@ -3,7 +3,8 @@
 ``pipeline`` (collect -> analyse -> write the reports), ``history`` (the nightly report's
 dated runs), ``discover`` (draft a spec from what a Prometheus or a spool holds), ``pushgw``
 (push a run to a Pushgateway), ``live`` (``latmap serve --stream``: the live value stream),
-``engine`` (traces partition by partition, locally or on Dask). The CLI calls these; so can
+``engine`` (traces partition by partition, locally or on Dask; its tasks in
+``partition_tasks``). The CLI calls these; so can
 any Python program.
 """
 
@@ -12,9 +13,21 @@ from typing import TYPE_CHECKING
 from mapper.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from mapper.app import budgets, discover, draft, engine, examples, exemplars, history, live, pipeline, pushgw
+    from mapper.app import (
+        budgets,
+        discover,
+        draft,
+        engine,
+        examples,
+        exemplars,
+        history,
+        live,
+        partition_tasks,
+        pipeline,
+        pushgw,
+    )
 
-__all__ = ["budgets", "discover", "draft", "engine", "examples", "exemplars", "history", "live", "pipeline",
-           "pushgw"]
+__all__ = ["budgets", "discover", "draft", "engine", "examples", "exemplars", "history", "live", "partition_tasks",
+           "pipeline", "pushgw"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

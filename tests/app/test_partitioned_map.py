@@ -23,7 +23,8 @@ from collectors.spool.store import Spool
 from mapper.analysis.examples import MEDIAN, Threshold
 from mapper.analysis.latency import analyse, map_example_thresholds
 from mapper.analysis.traces import StageMatch
-from mapper.app.engine import TABLE_FILE, Replays, pass_four, pass_one, spill_files
+from mapper.app.engine import Replays
+from mapper.app.partition_tasks import TABLE_FILE, pass_four, pass_one, spill_files
 from mapper.app.pipeline import collect_traces
 from mapper.cli import main
 from mapper.core.errors import SourceError
