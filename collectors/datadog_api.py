@@ -25,7 +25,7 @@ import requests
 
 from collectors.http import USER_AGENT, read_secret, send
 from mapper.core.errors import QueryRejected, SourceError
-from mapper.core.redact import remote_text
+from mapper.core.redact import quoted, remote_text
 from mapper.core.spec import SourceSpec
 from mapper.core.spec.datadog import DatadogOptions
 
@@ -98,7 +98,7 @@ def _number(value: Any, where: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SourceError(f"{where}: not a number: {str(value)[:40]!r}")
+        raise SourceError(f"{where}: not a number: {quoted(str(value), 40)}")
     return None if math.isnan(value) else float(value)
 
 

@@ -52,6 +52,7 @@ from collectors.spool.decode_pool import DecoderUnavailableError
 from collectors.spool.exposition import metrics_response
 from collectors.spool.store import SpoolBusyError, SpoolError, SpoolFullError
 from mapper.core.errors import LatmapError
+from mapper.core.redact import quoted
 
 if TYPE_CHECKING:
     from collectors.spool.exporter import Exporter, ExportOutcome
@@ -211,7 +212,7 @@ class OtlpHttpApp:
                 reply = _Reply(405, grpc.StatusCode.UNIMPLEMENTED, f"use {allow}", close=close)
                 await _answer(send, reply, False, {"allow": allow})
             else:
-                await _answer(send, _Reply(404, grpc.StatusCode.NOT_FOUND, f"no such path {path[:200]!r}",
+                await _answer(send, _Reply(404, grpc.StatusCode.NOT_FOUND, f"no such path {quoted(path, 200)}",
                                            close=close), False)
 
     async def _metrics(self, headers: Mapping[str, list[str]], send: Send) -> None:
@@ -236,7 +237,7 @@ class OtlpHttpApp:
                 raise _Reply(400, grpc.StatusCode.INVALID_ARGUMENT, problem, close=True)
             close = _unread_body_closes(headers, limit)
             if path != TRACES_PATH:
-                raise _Reply(404, grpc.StatusCode.NOT_FOUND, f"no such path {path[:200]!r}", close=close)
+                raise _Reply(404, grpc.StatusCode.NOT_FOUND, f"no such path {quoted(path, 200)}", close=close)
             if not receiver.authorized(_first(headers, "authorization")):
                 raise _Reply(*_NOT_AUTHORIZED, close=close)
             ctype = (_first(headers, "content-type") or "").split(";", 1)[0].strip().lower()
@@ -246,8 +247,8 @@ class OtlpHttpApp:
             json_body = ctype == JSON
             encoding = (_first(headers, "content-encoding") or "identity").strip().lower()
             if encoding not in ("identity", "gzip"):
-                raise _Reply(415, grpc.StatusCode.INVALID_ARGUMENT, f"Content-Encoding {encoding[:100]!r}; use gzip",
-                             close=close)
+                raise _Reply(415, grpc.StatusCode.INVALID_ARGUMENT,
+                             f"Content-Encoding {quoted(encoding, 100)}; use gzip", close=close)
             chunked = "transfer-encoding" in headers
             if not chunked:
                 length_text = _first(headers, "content-length")

@@ -113,6 +113,7 @@ from collectors.spool.reader import (
     segments,
     writer_of,
 )
+from mapper.core.redact import quoted
 from mapper.core.spans import SpanBatch
 
 __all__ = [
@@ -245,7 +246,8 @@ class Spool:
         self.wal = self.path / WAL_DIR
         self.writer_id = self.limits.writer_id
         if self.writer_id is not None and not WRITER_ID.fullmatch(self.writer_id):
-            raise SpoolError(f"{self.path}: writer id {self.writer_id[:70]!r}: use 1-63 letters, digits, '.', '_', '-'")
+            raise SpoolError(f"{self.path}: writer id {quoted(self.writer_id, 70)}: "
+                             "use 1-63 letters, digits, '.', '_', '-'")
         self._lock_fds = self._take_locks()
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)

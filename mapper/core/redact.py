@@ -22,7 +22,7 @@ import re
 import threading
 from urllib.parse import quote
 
-__all__ = ["MASK", "MIN_SECRET", "RedactFilter", "for_terminal", "printable", "redact", "remember",
+__all__ = ["MASK", "MIN_SECRET", "RedactFilter", "for_terminal", "printable", "quoted", "redact", "remember",
            "remember_basic", "remote_text"]
 
 #: What a secret is replaced with.
@@ -91,6 +91,15 @@ def remote_text(text: object, limit: int = REMOTE_LIMIT) -> str:
     if len(line) > limit:
         line = line[:limit] + "…"
     return redact(line)
+
+
+def quoted(value: object, limit: int = 40) -> str:
+    """``value`` quoted for a message: Python's repr (every control or odd character escaped),
+    secrets masked, and at most ``limit`` characters in all, however the escapes expand it
+    (``…`` marks a cut). Cutting the text before repr would not bound the result: one
+    character can escape to ten."""
+    shown = repr(redact(str(value)))
+    return shown if len(shown) <= limit else shown[: max(limit - 1, 1)] + "…"
 
 
 class RedactFilter(logging.Filter):

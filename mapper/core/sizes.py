@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from mapper.core.redact import quoted
+
 __all__ = ["MAX_SIZE", "parse_size"]
 
 #: Larger is a typo, not a size (and would overflow the int64 counters it feeds).
@@ -22,8 +24,8 @@ def parse_size(text: object) -> int:
         raise ValueError("not a size (use e.g. 500MiB, 10GiB)")
     m = re.fullmatch(r"\s*(\d{1,20}(?:\.\d{1,9})?)\s*(|B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", str(text))
     if not m:
-        raise ValueError(f"not a size: {str(text)[:40]!r} (use e.g. 500MiB, 10GiB)")
+        raise ValueError(f"not a size: {quoted(str(text), 40)} (use e.g. 500MiB, 10GiB)")
     size = int(float(m.group(1)) * _UNITS[m.group(2)])
     if size > MAX_SIZE:
-        raise ValueError(f"too large: {str(text)[:40]!r}")
+        raise ValueError(f"too large: {quoted(str(text), 40)}")
     return size

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mapper.core.errors import UsageError
+from mapper.core.redact import quoted
 from mapper.core.sizes import parse_size
 from mapper.core.spec import keys
 from mapper.core.spec._parse import Problems
@@ -54,7 +55,7 @@ def parse_engine_text(text: str, where: str = "--engine") -> EngineSpec:
         return EngineSpec(kind="dask", scheduler="tcp://" + t.removeprefix("dask://"))
     if t.startswith(("tcp://", "tls://")):
         return EngineSpec(kind="dask", scheduler=t)
-    raise UsageError(f"{where}: {text[:60]!r} is not an engine (use local or dask://host:8786)")
+    raise UsageError(f"{where}: {quoted(text, 60)} is not an engine (use local or dask://host:8786)")
 
 
 def with_engine(spec_engine: EngineSpec, text: str) -> EngineSpec:
