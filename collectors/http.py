@@ -16,13 +16,13 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
 import urllib3
 
 from mapper.core.errors import SourceError
+from mapper.core.files import BoundedReadError, read_bounded
 from mapper.core.redact import remember, remember_basic, remote_text
 from mapper.core.spec import SourceSpec
 
@@ -33,23 +33,49 @@ RETRY_STATUS = frozenset({429, 502, 503, 504})
 USER_AGENT = "latmap (latency-mapper)"
 
 
-def read_secret(env: str | None, file: str | None, what: str) -> str | None:
+#: A secret file larger than this is not a secret file (``/dev/zero`` must not be read for ever).
+MAX_SECRET_BYTES = 64 << 10
+
+
+def read_secret(env: str | None, file: str | None, what: str, header: bool = True) -> str | None:
     """The secret named by an env var or a file, stripped; ``None`` when neither is set.
 
-    A named but missing env var or unreadable file is an error: silently sending no
-    credentials would turn into a confusing 401 later.
+    Fails closed: a named but missing, empty or whitespace-only env var or file, an unreadable,
+    oversized or non-regular file is an error: silently sending no credentials would turn into
+    a confusing 401 later, and a receiver started with an empty token would accept anyone.
+    ``header``: the secret goes into an HTTP header as it is (a bearer token, an API key), so
+    it must be visible ASCII; a password (sent base64-encoded) may be any text.
     """
     if env:
         value = os.environ.get(env)
-        if value is None or not value.strip():
+        if value is None:
             raise SourceError(f"{what}: environment variable {env} is not set")
-        return remember(value.strip())
+        if not value.strip():
+            raise SourceError(f"{what}: environment variable {env} is empty")
+        return _checked(value.strip(), f"{what}: environment variable {env}", header)
     if file:
         try:
-            return remember(Path(file).read_text(encoding="utf-8").strip())
-        except OSError as err:
-            raise SourceError(f"{what}: cannot read {file}: {err.strerror}") from err
+            data = read_bounded(file, MAX_SECRET_BYTES, "secret file")
+        except FileNotFoundError:
+            raise SourceError(f"{what}: cannot read {file}: no such file") from None
+        except BoundedReadError as err:
+            raise SourceError(f"{what}: {err}") from None
+        try:
+            value = data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise SourceError(f"{what}: {file}: not UTF-8 text") from None
+        if not value:
+            raise SourceError(f"{what}: {file} is empty")
+        return _checked(value, f"{what}: {file}", header)
     return None
+
+
+def _checked(value: str, where: str, header: bool) -> str:
+    remember(value)  # masked from here on, even in the error below
+    if header and not all("!" <= c <= "~" for c in value):
+        raise SourceError(f"{where}: the secret has characters an HTTP header cannot carry "
+                          "(white space, control or non-ASCII characters)")
+    return value
 
 
 class HttpClient:
@@ -67,9 +93,11 @@ class HttpClient:
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
         if spec.basic_auth:
-            password = read_secret(spec.basic_auth.password_env, spec.basic_auth.password_file, where)
-            self.session.auth = (spec.basic_auth.username, password or "")
-            remember_basic(spec.basic_auth.username, password or "")
+            password = read_secret(spec.basic_auth.password_env, spec.basic_auth.password_file, where, header=False)
+            # As UTF-8 bytes (RFC 7617): requests encodes str as Latin-1 and fails on anything else.
+            user = spec.basic_auth.username
+            self.session.auth = requests.auth.HTTPBasicAuth(user.encode("utf-8"), (password or "").encode("utf-8"))
+            remember_basic(user, password or "")
         if spec.insecure_skip_verify:
             self.session.verify = False
         elif spec.ca_file:

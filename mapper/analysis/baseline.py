@@ -16,9 +16,12 @@ from mapper.analysis.latency import PARTS, LatencyMap
 from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.durations import format_duration
 from mapper.core.errors import UsageError
+from mapper.core.files import BoundedReadError, loads_json, read_bounded
 from mapper.core.model import Check
 
 SCHEMA_VERSION = 1
+#: A baseline larger than this is not a report.json (a day's report with examples is well under 10 MiB).
+MAX_REPORT_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,15 @@ def load_baseline(path: str | Path, stream: str) -> dict[str, Any]:
     """A previous report.json, checked to be of this stream and this schema."""
     p = Path(path)
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc = loads_json(read_bounded(p, MAX_REPORT_BYTES, "baseline report.json").decode("utf-8"), str(p))
     except FileNotFoundError:
         raise UsageError(f"{p}: baseline not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"{p}: cannot read the baseline: {err}") from err
     except json.JSONDecodeError as err:
         raise UsageError(f"{p}:{err.lineno}: baseline is not JSON: {err.msg}") from err
+    except BoundedReadError as err:
+        raise UsageError(str(err)) from err
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UsageError(f"{p}: cannot read the baseline: {err}") from err
     if not isinstance(doc, dict) or "stream" not in doc:
         raise UsageError(f"{p}: not a latmap report.json (no 'stream')")
     if doc.get("schema_version") != SCHEMA_VERSION:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -34,7 +33,7 @@ from mapper.analysis.latency import LatencyMap
 from mapper.app.pipeline import write_reports
 from mapper.core.durations import format_duration
 from mapper.core.errors import LatmapError, UsageError
-from mapper.core.files import write_atomic
+from mapper.core.files import loads_json, read_bounded, write_atomic
 from mapper.render.sections import comparison_json
 from mapper.render.trend_svg import TrendPoint, trend_svg
 
@@ -227,7 +226,10 @@ def index_rows(folder: Path) -> list[IndexRow]:
     rows = []
     for r in reversed(runs(folder)):
         try:
-            doc: dict[str, Any] = json.loads((r.path / "report.json").read_text(encoding="utf-8"))
+            raw = read_bounded(r.path / "report.json", base.MAX_REPORT_BYTES, "report.json")
+            doc: dict[str, Any] = loads_json(raw.decode("utf-8"), str(r.path / "report.json"))
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
         except (OSError, ValueError) as err:
             log.warning("%s: left out of the index: %s", r.path, err)
             continue

@@ -11,6 +11,8 @@ import math
 import re
 from datetime import UTC, datetime
 
+from mapper.core.redact import quoted
+
 #: Factor from each accepted unit to seconds.
 UNITS: dict[str, float] = {
     "ns": 1e-9,
@@ -55,19 +57,13 @@ def parse_duration(text: str | int | float) -> float:
                 pos = match.end()
             if pos != len(s) or not s:
                 raise ValueError(
-                    f"not a duration: {_quote(text)} (use e.g. 250ms, 1.5s, 5m, 24h)"
+                    f"not a duration: {quoted(text)} (use e.g. 250ms, 1.5s, 5m, 24h)"
                 ) from None
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"not a duration: {_quote(text)} (must be finite and >= 0)")
+        raise ValueError(f"not a duration: {quoted(text)} (must be finite and >= 0)")
     if value > MAX_DURATION:
-        raise ValueError(f"not a duration: {_quote(text)} (longer than 100 years)")
+        raise ValueError(f"not a duration: {quoted(text)} (longer than 100 years)")
     return value
-
-
-def _quote(text: object) -> str:
-    """``text`` as a message quotes it: repr, at most 40 characters."""
-    shown = repr(text)
-    return shown if len(shown) <= 40 else shown[:40] + "…"
 
 
 def _kind(value: object) -> str:
@@ -132,7 +128,7 @@ def parse_time(text: str | int | float) -> float:
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
-            f"not a time: {_quote(text)} (use RFC 3339 like 2026-11-25T06:00:00Z, or unix seconds)"
+            f"not a time: {quoted(text)} (use RFC 3339 like 2026-11-25T06:00:00Z, or unix seconds)"
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -141,7 +137,7 @@ def parse_time(text: str | int | float) -> float:
 
 def _in_range(ts: float, text: object) -> float:
     if not math.isfinite(ts) or not 0 <= ts <= MAX_TIME:
-        raise ValueError(f"not a time: {_quote(text)} out of range (1970 to 9999, unix seconds or RFC 3339)")
+        raise ValueError(f"not a time: {quoted(text)} out of range (1970 to 9999, unix seconds or RFC 3339)")
     return ts
 
 

@@ -1,10 +1,13 @@
 """Files as latmap writes them: atomic (a reader sees the old file or the new one, never half
-of one) and JSON that diffs cleanly (sorted keys, indent 2, final newline)."""
+of one) and JSON that diffs cleanly (sorted keys, indent 2, final newline); and files as
+latmap reads what a user names (a spec, a baseline, a token file): bounded, regular files only,
+JSON too deep to parse refused, so ``/dev/zero`` or a 5,000-deep document is an error, not a hang."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,3 +49,50 @@ def write_atomic(path: str | Path, text: str) -> Path:
 def dumps(doc: Any) -> str:
     """JSON as latmap writes it: sorted keys, indent 2, final newline (diffs cleanly)."""
     return json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+class BoundedReadError(ValueError):
+    """A file that cannot be read within the bounds; the message names the file and why."""
+
+
+def read_bounded(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    A device, FIFO or directory is refused before a byte is read (``/dev/zero`` would never end,
+    a FIFO could block for ever), and so is a file over ``limit`` (read to ``limit + 1`` only).
+    FileNotFoundError passes through (callers say "not found" their own way); every other
+    problem is a :class:`BoundedReadError` naming the file.
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise BoundedReadError(f"{p}: cannot read the {what}: {err.strerror}") from err
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise BoundedReadError(f"{p}: {kind}; the {what} must be a regular file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as err:
+            raise BoundedReadError(f"{p}: cannot read the {what}: {err.strerror}") from err
+    if len(data) > limit:
+        raise BoundedReadError(f"{p}: larger than {_size(limit)}; not a {what}")
+    return data
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB" if n >= 1 << 10 else f"{n} bytes"
+
+
+def loads_json(text: str | bytes, where: str) -> Any:
+    """JSON from ``text``; a document nested too deeply for the parser (thousands of levels)
+    is a ValueError naming ``where``, like any other malformed document, not a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply to read") from None

@@ -50,9 +50,16 @@ def remember(value: str | None) -> str | None:
         before = len(_secrets)
         _secrets.update({value, quote(value, safe="")})
         if len(_secrets) != before:
-            # Longest first: a secret that contains another is masked whole.
-            _pattern = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+            # Longest first: a secret that contains another is masked whole. White space may
+            # stand between any two characters: a proxy or a log formatter that spaces, wraps or
+            # indents an echoed header must not get a credential past the mask.
+            _pattern = re.compile("|".join(_spaced(s) for s in sorted(_secrets, key=len, reverse=True)))
     return value
+
+
+def _spaced(secret: str) -> str:
+    """A pattern matching ``secret`` with any white space between its characters."""
+    return r"\s*".join(re.escape(c) for c in secret)
 
 
 def remember_basic(username: str, password: str) -> None:
@@ -86,11 +93,14 @@ def for_terminal(text: str) -> str:
 
 def remote_text(text: object, limit: int = REMOTE_LIMIT) -> str:
     """What a remote server said, fit to quote: one line, no control characters, at most
-    ``limit`` characters (``…`` marks a cut), secrets masked."""
-    line = " ".join(printable(str(text)).split())
+    ``limit`` characters (``…`` marks a cut), secrets masked.
+
+    Masked on the whole text first, then cut: cutting first could leave a prefix of a secret
+    that the mask no longer recognises as one."""
+    line = " ".join(printable(redact(str(text))).split())
     if len(line) > limit:
         line = line[:limit] + "…"
-    return redact(line)
+    return line
 
 
 def quoted(value: object, limit: int = 40) -> str:
@@ -98,7 +108,7 @@ def quoted(value: object, limit: int = 40) -> str:
     secrets masked, and at most ``limit`` characters in all, however the escapes expand it
     (``…`` marks a cut). Cutting the text before repr would not bound the result: one
     character can escape to ten."""
-    shown = repr(redact(str(value)))
+    shown = redact(repr(value))
     return shown if len(shown) <= limit else shown[: max(limit - 1, 1)] + "…"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from mapper.core.errors import SpecError
+from mapper.core.files import BoundedReadError, read_bounded
 
 #: The most nodes a spec may expand to, aliases followed. A large real spec has a few thousand.
 MAX_NODES = 100_000
@@ -155,13 +156,11 @@ def load_yaml_file(path: str | Path) -> Any:
     """Read and parse a YAML file; unreadable or oversized files are a :class:`SpecError` too."""
     p = Path(path)
     try:
-        with p.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise SpecError(f"{p}: larger than {MAX_FILE_BYTES >> 20} MiB; not a stream spec")
-        text = data.decode("utf-8")
+        text = read_bounded(p, MAX_FILE_BYTES, "stream spec").decode("utf-8")
     except FileNotFoundError as err:
         raise SpecError(f"{p}: no such file") from err
-    except (OSError, UnicodeDecodeError) as err:
+    except BoundedReadError as err:
+        raise SpecError(str(err)) from err
+    except UnicodeDecodeError as err:
         raise SpecError(f"{p}: cannot read: {err}") from err
     return load_yaml(text, str(p))
