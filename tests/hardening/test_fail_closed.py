@@ -15,8 +15,7 @@ from collectors.http import HttpClient, read_secret
 from mapper.analysis.baseline import load_baseline
 from mapper.core.errors import SourceError, SpecError, UsageError
 from mapper.core.redact import quoted, remember, remote_text
-from mapper.core.spec import SourceSpec
-from mapper.core.spec.stream import BasicAuth
+from mapper.core.spec import BasicAuth, SourceSpec
 from mapper.core.yamlload import load_yaml_file
 from tests.paths import ROOT
 
