@@ -13,6 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mapper.core.redact import quoted
+
 #: The nicknames cron accepts, as five fields.
 NICKNAMES = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -20,6 +22,9 @@ NICKNAMES = {
 }
 #: A cron that fires more often than this over one window is refused (every minute for a year).
 MAX_OCCURRENCES = 600_000
+#: The longest IANA key is about 30 characters; a longer one is not a zone, and would reach the
+#: file system as a name too long for it.
+MAX_ZONE_NAME = 64
 
 
 def expand(expr: str) -> str:
@@ -29,11 +34,17 @@ def expand(expr: str) -> str:
 
 
 def zone(name: str) -> ZoneInfo:
-    """The IANA time zone ``name``; ValueError naming it when unknown."""
+    """The IANA time zone ``name``; ValueError naming it when unknown.
+
+    ZoneInfo reads a file named by the key: a key that names a directory (``America``), is too
+    long for a file name, or is not a key at all raises OSError or ValueError of its own; every
+    one of them is "unknown time zone" here."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_ZONE_NAME:
+        raise ValueError(f"unknown time zone {quoted(name)} (an IANA name like America/New_York)")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise ValueError(f"unknown time zone {name!r} (an IANA name like America/New_York)") from err
+    except (ZoneInfoNotFoundError, ValueError, OSError) as err:
+        raise ValueError(f"unknown time zone {quoted(name)} (an IANA name like America/New_York)") from err
 
 
 def check_cron(expr: str) -> None:
@@ -54,7 +65,11 @@ def cron_starts(expr: str, tz: str, start: float, end: float) -> list[float]:
     # cronsim yields times strictly after its start; begin one second early to include start.
     it = CronSim(expand(expr), datetime.fromtimestamp(start, z) - timedelta(seconds=1))
     out: list[float] = []
-    for when in it:
+    while True:
+        try:
+            when = next(it)
+        except (StopIteration, OverflowError, ValueError):
+            break  # no more firings, or the next one lies past year 9999: none in the window
         t = when.timestamp()
         if t >= end:
             break

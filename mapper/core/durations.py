@@ -43,7 +43,7 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ValueError(f"expected a duration like 24h, got {_kind(text)}")
     if isinstance(text, int | float):
-        value = float(text)
+        value = _float(text, "duration")
     else:
         s = text.strip()
         try:
@@ -115,7 +115,7 @@ def parse_time(text: str | int | float) -> float:
     if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ValueError(f"expected a time, got {_kind(text)}")
     if isinstance(text, int | float):
-        return _in_range(float(text), text)
+        return _in_range(_float(text, "time"), text)
     s = text.strip()
     if s == "now":
         return datetime.now(UTC).timestamp()
@@ -133,6 +133,14 @@ def parse_time(text: str | int | float) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return _in_range(dt.timestamp(), text)
+
+
+def _float(value: int | float, what: str) -> float:
+    """``value`` as a float; an integer too large for one is a ValueError like any bad value."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"not a {what}: a number too large for one") from None
 
 
 def _in_range(ts: float, text: object) -> float:

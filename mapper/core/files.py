@@ -73,7 +73,7 @@ def read_bounded(path: str | Path, limit: int, what: str = "file") -> bytes:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
         raise BoundedReadError(f"{p}: {kind}; the {what} must be a regular file")
     with os.fdopen(fd, "rb") as f:
         try:

@@ -22,8 +22,8 @@ import re
 import threading
 from urllib.parse import quote
 
-__all__ = ["MASK", "MIN_SECRET", "RedactFilter", "for_terminal", "printable", "quoted", "redact", "remember",
-           "remember_basic", "remote_text"]
+__all__ = ["MASK", "MIN_SECRET", "RedactFilter", "for_terminal", "is_unicode_text", "printable", "quoted", "redact",
+           "remember", "remember_basic", "remote_text"]
 
 #: What a secret is replaced with.
 MASK = "***"
@@ -101,6 +101,16 @@ def remote_text(text: object, limit: int = REMOTE_LIMIT) -> str:
     if len(line) > limit:
         line = line[:limit] + "…"
     return line
+
+
+def is_unicode_text(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: no lone surrogate (JSON's and YAML's ``\\ud800``
+    escapes make them, and every file, header and terminal write would then fail)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def quoted(value: object, limit: int = 40) -> str:

@@ -57,21 +57,42 @@ class _Loader(yaml.SafeLoader):
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> LDict:
+    # Merge keys (``<<: *base``): the mapping's own keys override merged ones, and among merged
+    # mappings the first one to give a key wins (YAML's merge key rules). flatten_mapping puts
+    # the merged pairs first, ordered so that the pair to keep comes last; only two of the
+    # mapping's *own* keys are a duplicate.
+    own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
     loader.flatten_mapping(node)
     out = LDict()
     out.line = node.start_mark.line + 1
+    own_keys: set[Any] = set()
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if not isinstance(key, str | int | float | bool):
             raise SpecError(f"{loader.path}:{line}: a key must be a plain value")
-        if key in out:
-            raise SpecError(
-                f"{loader.path}:{line}: duplicate key {key!r} (first at line {out.lines[key]})"
-            )
+        if id(key_node) in own:
+            if key in own_keys:
+                raise SpecError(
+                    f"{loader.path}:{line}: duplicate key {key!r} (first at line {out.lines[key]})"
+                )
+            own_keys.add(key)
         out[key] = loader.construct_object(value_node, deep=True)
         out.lines[key] = line
     return out
+
+
+#: An integer with more digits than this is a typo, not a number (Python refuses to read one of
+#: over 4,300 digits at all, and nothing latmap reads needs more than 20).
+MAX_INT_DIGITS = 100
+
+
+def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    digits = sum(c.isdigit() for c in str(node.value))
+    if digits > MAX_INT_DIGITS:
+        raise SpecError(f"{loader.path}:{node.start_mark.line + 1}: a number of {digits:,} digits; "
+                        f"not a value latmap can use")
+    return int(loader.construct_yaml_int(node))
 
 
 def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LList:
@@ -85,6 +106,7 @@ def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LList:
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
 
 
 def _check_size(root: yaml.Node, path: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mapper.core.durations import parse_duration
 from mapper.core.errors import SpecError
-from mapper.core.redact import printable
+from mapper.core.redact import is_unicode_text, printable
 from mapper.core.sizes import parse_size
 from mapper.core.yamlload import LDict
 
@@ -80,6 +80,9 @@ def name_field(node: LDict, key: str, where: str, p: Problems, required: bool = 
         return None
     if printable(value) != value:
         p.add(node.line_of(key), field_name, "must not contain control characters (newline, tab, escape ...)")
+        return None
+    if not is_unicode_text(value):
+        p.add(node.line_of(key), field_name, "must be Unicode text (it holds a lone surrogate, \\ud800-\\udfff)")
         return None
     if len(value) > MAX_NAME:
         p.add(node.line_of(key), field_name, f"longer than {MAX_NAME} characters")
