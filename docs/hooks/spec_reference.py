@@ -74,14 +74,18 @@ def drift(written: dict[str, dict[str, str]]) -> list[str]:
     return problems
 
 
+def _cell(text: str) -> str:
+    """A meaning inside a Markdown table cell: its ``|`` escaped."""
+    return text.replace("|", "\\|")
+
+
 def spec_reference_markdown() -> str:
     """The generated page: one row per (place, key) in the order of ``keys.ALLOWED``."""
     written = meanings()
     problems = drift(written)
     if problems:
         raise PluginError("spec reference out of step with mapper/core/spec/keys.py:\n  " + "\n  ".join(problems))
-    rows = [f"| {where} | `{k}` | {written[where][k].replace('|', r'\|')} |"
-            for where, ks in keys.ALLOWED.items() for k in ks]
+    rows = [f"| {where} | `{k}` | {_cell(written[where][k])} |" for where, ks in keys.ALLOWED.items() for k in ks]
     return HEAD + "\n".join(rows) + "\n"
 
 
