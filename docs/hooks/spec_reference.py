@@ -75,8 +75,10 @@ def drift(written: dict[str, dict[str, str]]) -> list[str]:
 
 
 def _cell(text: str) -> str:
-    """A meaning inside a Markdown table cell: its ``|`` escaped."""
-    return text.replace("|", "\\|")
+    """A meaning inside a Markdown table cell: ``|`` escaped outside code spans (Python-Markdown
+    keeps a code span's ``|`` in its cell, and would show the backslash)."""
+    parts = text.split("`")
+    return "`".join(p if i % 2 else p.replace("|", "\\|") for i, p in enumerate(parts))
 
 
 def spec_reference_markdown() -> str:
