@@ -64,13 +64,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     ``tmp_path``, and ``tmp_path_factory`` directories its fixtures made), each once."""
     report = yield
     funcargs = getattr(item, "funcargs", {})
-    if report.when != "call" or not report.passed or not {"tmp_path", "tmp_path_factory"} & funcargs.keys():
+    if report.when != "call" or not {"tmp_path", "tmp_path_factory"} & funcargs.keys():
         return report
     base = (funcargs["tmp_path_factory"].getbasetemp() if "tmp_path_factory" in funcargs
             else funcargs["tmp_path"].parent)
     scanned = item.config.stash.setdefault(_SCANNED, set())
     fresh = sorted(d for d in base.iterdir() if d.is_dir() and not d.is_symlink() and d not in scanned)
-    scanned.update(fresh)
+    scanned.update(fresh)  # a failed or skipped test's directories too: never blamed on the next test
+    if not report.passed:
+        return report
     problems = [p for d in fresh for f in sorted(d.rglob("report.json")) if (p := report_json_problems(f))]
     if problems:
         report.outcome = "failed"
