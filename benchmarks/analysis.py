@@ -29,7 +29,7 @@ latmap must join the traces into items (``mapper.analysis.items``); its time is 
 parent variant's with the ratio (target: at most 1.3x), and every part of the four first
 stages must equal the parent variant's (the batches change only ``notify`` and the lead).
 Batches sit at the last stage: links *out of* a batch's trace cannot tell which message
-became which (see the README), so a mid-stream batch with linked consumers after it would
+became which (see docs/scale.md), so a mid-stream batch with linked consumers after it would
 multiply the paths rather than measure the same data.
 
 **Region label.** Spans have no free label column, so the region (``eu``/``us``/``apac``, 50/30/20%,

@@ -13,7 +13,7 @@ blocks left out, since they never run):
   (``_parse``) is imported only from its own package;
 * importing a low layer loads nothing above it (checked in a fresh interpreter).
 
-The layers, top to bottom, as the README's Layout section draws them.
+The layers, top to bottom, as docs/development.md's Layout section draws them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The starter spec ``latmap discover --prometheus`` drafts from histogram families.
 
-Rules, in order (the README documents them too):
+Rules, in order (docs/commands.md documents them too):
 
 1. **Time only.** A family is proposed when its unit is time: the metadata ``unit``
    (``seconds``, ``milliseconds``, ...) or, without one, the name's unit suffix by the

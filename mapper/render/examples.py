@@ -32,7 +32,7 @@ def trace_links(links: Links | None, e: Example) -> list[str]:
 
 
 def example_json(e: Example, links: Links | None) -> dict[str, Any]:
-    """An example as the report schema's object (see README: report.json)."""
+    """An example as the report schema's object (see docs/report-json.md)."""
     return {
         "trace_ids": list(e.trace_ids),
         "links": trace_links(links, e),

@@ -1,6 +1,6 @@
 """Renderers of the latency map: ``report.json`` (the machine contract), Markdown, table.
 
-``report.json`` schema (version 1), documented in the README:
+``report.json`` schema (version 1), documented in docs/report-json.md and mapper/render/report.schema.json:
 
 * ``stream``, ``owner``, ``schema_version``, ``generated_at``
 * ``window``: ``{start, end}`` (RFC 3339) and ``seconds``
@@ -26,7 +26,7 @@ percentile; ``value`` is ``null`` when the data cannot support a number (``note`
 With examples (:mod:`mapper.analysis.examples`: traces or Prometheus exemplars), each
 percentile object of a stage part, hop and the lead time also has ``examples`` (items at or
 beyond its ``low``) and the latency object ``median_examples`` (see
-:func:`mapper.render.examples.example_json` and the README for the example's keys).
+:func:`mapper.render.examples.example_json` and docs/report-json.md for the example's keys).
 """
 
 from __future__ import annotations

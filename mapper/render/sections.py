@@ -1,7 +1,7 @@
 """The analysis sections of the reports: tail attribution, time shares, the baseline
 comparison, segments and the future state, as report.json sections and as lines for people.
 
-Analysis modules return data; this module is where that data becomes JSON (keys as the README's
+Analysis modules return data; this module is where that data becomes JSON (keys as docs/report-json.md's
 report schema) or text. Latency objects and cells come from :mod:`mapper.render.cells`.
 """
 

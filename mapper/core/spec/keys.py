@@ -1,5 +1,5 @@
 """Every key the spec loader accepts, by where it may appear: the one list the parsers check
-against and the README's spec reference is tested against.
+against and docs/hooks/spec_reference.py generates the spec reference from.
 
 A key not listed for its place is an error at load (``file:line: field: unknown key``). The
 keys under ``objectives`` are not fixed names: percentiles (``p99``) under a stage, and
@@ -46,7 +46,7 @@ LINKS = ("preset", "url", "datasource", "template")
 #: ``engine:`` as a mapping (see :mod:`mapper.core.spec.engine`).
 ENGINE = ("kind", "scheduler", "partition_spans", "memory_budget", "scratch")
 
-#: Where each list applies, as the README's spec reference names the places.
+#: Where each list applies, as the spec reference (docs/reference) names the places.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "(top level)": TOP,
     "sources.NAME (prometheus, scrape)": SOURCE,
