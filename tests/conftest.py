@@ -48,7 +48,7 @@ def report_json_problems(path: Path) -> str | None:
     corrupt or older file, which the code under test must refuse, is not latmap's output)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError):
+    except (ValueError, OSError, RecursionError):
         return None
     if not isinstance(doc, dict) or doc.get("schema_version") != 1:
         return None

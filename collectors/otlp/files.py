@@ -5,8 +5,10 @@ gzip-compressed or not. Decoding itself is :mod:`collectors.otlp.codec`'s.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
+import os
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -74,13 +76,40 @@ def read_trace_files(path: str | Path, *, batch_spans: int = 65_536) -> Iterator
             raise SourceError(f"{file}: cannot read: {err.strerror or err}") from err
 
 
+#: A gzip file may expand to this many times its own size, plus :data:`GZIP_FLOOR`: real OTLP
+#: JSON compresses about 10-20x and protobuf less; a file expanding further is a gzip bomb (260 KB
+#: of zeros becomes 256 MB) and is refused before it is held in memory.
+MAX_GZIP_RATIO = 100
+GZIP_FLOOR = 64 << 20
+
+
+class _Capped(io.RawIOBase):
+    """A gzip stream that stops with a PayloadError once more than ``cap`` bytes came out."""
+
+    def __init__(self, unzipped: gzip.GzipFile, cap: int, name: str, size: int) -> None:
+        self.unzipped, self.cap, self.name, self.size, self.out = unzipped, cap, name, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.unzipped.readinto(buffer)
+        self.out += n
+        if self.out > self.cap:
+            raise PayloadError(f"{self.name}: gzip expands past {self.cap:,} bytes ({MAX_GZIP_RATIO}x its "
+                               f"{self.size:,} bytes and {GZIP_FLOOR >> 20} MiB more): refused as a gzip bomb")
+        return n
+
+
 @contextmanager
 def _open_stream(file: Path) -> Iterator[Any]:
-    """The file's bytes, gunzipped when they are gzip (any name)."""
+    """The file's bytes, gunzipped when they are gzip (any name), the expansion bounded."""
     with open(file, "rb") as handle:
         if handle.peek(2)[:2] == GZIP_MAGIC:
+            size = os.fstat(handle.fileno()).st_size
             with gzip.GzipFile(fileobj=handle, mode="rb") as unzipped:
-                yield unzipped
+                capped = _Capped(unzipped, size * MAX_GZIP_RATIO + GZIP_FLOOR, str(file), size)
+                yield io.BufferedReader(capped, buffer_size=1 << 20)
         else:
             yield handle
 

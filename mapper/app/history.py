@@ -32,7 +32,7 @@ from mapper.analysis import baseline as base
 from mapper.analysis.latency import LatencyMap
 from mapper.app.pipeline import write_reports
 from mapper.core.durations import format_duration
-from mapper.core.errors import LatmapError, UsageError
+from mapper.core.errors import LatmapError, OutputError, UsageError
 from mapper.core.files import loads_json, read_bounded, write_atomic
 from mapper.render.sections import comparison_json
 from mapper.render.trend_svg import TrendPoint, trend_svg
@@ -183,7 +183,12 @@ def record_run(lm: LatencyMap, findings_fn: Callable[[LatencyMap], Findings], hi
     """
     when = (now or datetime.now(UTC)).astimezone(UTC)
     folder = stream_dir(history_dir, lm.spec.name)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as err:
+        raise OutputError(f"{folder}: cannot write the history: {err.strerror or err}") from None
     existing = runs(folder)
     previous = existing[-1] if existing else None
     findings = findings_fn(lm)

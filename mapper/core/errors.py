@@ -45,5 +45,10 @@ class UsageError(LatmapError):
     """A CLI argument is wrong (bad duration, bad time, conflicting options)."""
 
 
+class OutputError(LatmapError):
+    """An output cannot be written where the user asked (``--out`` under ``/proc``, a read-only
+    or full disk, a file where a folder should be); the message names the path."""
+
+
 class DataError(LatmapError):
     """Data that was read cannot make a distribution (e.g. buckets with no +Inf)."""

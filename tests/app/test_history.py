@@ -26,6 +26,7 @@ from mapper.app.history import LATEST, IndexRow, RunRecord, index_rows, record_r
 from mapper.app.pushgw import push_run
 from mapper.cli import exit_code
 from mapper.core.distribution import HistogramDistribution
+from mapper.core.errors import OutputError
 from mapper.core.model import MeasurementResult, Window
 from mapper.core.spec import loads_spec
 from mapper.demo.localprom import free_port, running_prometheus, wait_ready
@@ -233,7 +234,7 @@ def test_an_unusable_history_dir_fails_without_touching_it_and_a_corrupt_previou
     blocked = tmp_path / "history-is-a-file"
     blocked.write_text("not a directory")
     lm = _map()
-    with pytest.raises((NotADirectoryError, FileExistsError)):
+    with pytest.raises(OutputError, match=r"history-is-a-file/chain: cannot write the history"):
         record_run(lm, find, blocked, keep_days=3)
     assert blocked.read_text() == "not a directory"
     # A corrupt previous report: the comparison with it is skipped, the new run is written.

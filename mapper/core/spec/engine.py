@@ -46,15 +46,36 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
+def scheduler_problem(address: str) -> str | None:
+    """Why ``address`` (``tcp://host:port`` or ``tls://host:port``) is no Dask scheduler address,
+    or None. Checked before Dask sees it: Dask's own parser raises on a missing or non-numeric
+    port from deep inside the client, and a port it guesses is not one the user chose."""
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in ("tcp", "tls"):
+        return "use tcp://host:8786 or tls://host:8786"
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if not colon:
+        return "the address has no port (use tcp://host:8786)"
+    if not host or host in ("[", "]"):
+        return "the address has no host (use tcp://host:8786)"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"port {quoted(port, 20)} is not a port number (1-65535)"
+    if any(c.isspace() or c in "/?#@" for c in host):
+        return f"host {quoted(host, 60)} is not a host name or address"
+    return None
+
+
 def parse_engine_text(text: str, where: str = "--engine") -> EngineSpec:
     """``local`` or ``dask://host:port`` (a UsageError otherwise)."""
     t = text.strip()
     if t == "local":
         return EngineSpec()
-    if t.startswith("dask://") and len(t) > len("dask://"):
-        return EngineSpec(kind="dask", scheduler="tcp://" + t.removeprefix("dask://"))
-    if t.startswith(("tcp://", "tls://")):
-        return EngineSpec(kind="dask", scheduler=t)
+    address = "tcp://" + t.removeprefix("dask://") if t.startswith("dask://") else t
+    if t.startswith(("dask://", "tcp://", "tls://")):
+        problem = scheduler_problem(address)
+        if problem is None:
+            return EngineSpec(kind="dask", scheduler=address)
+        raise UsageError(f"{where}: {quoted(text, 60)}: {problem}")
     raise UsageError(f"{where}: {quoted(text, 60)} is not an engine (use local or dask://host:8786)")
 
 
@@ -85,6 +106,9 @@ def parse_engine(node: Any, line: int, p: Problems) -> EngineSpec:
     if kind == "dask" and not (isinstance(scheduler, str) and "://" in scheduler):
         p.add(node.line_of("scheduler") if "scheduler" in node else line, "engine.scheduler",
               "dask needs a scheduler address like tcp://host:8786")
+        scheduler = None
+    elif kind == "dask" and isinstance(scheduler, str) and (problem := scheduler_problem(scheduler)):
+        p.add(node.line_of("scheduler"), "engine.scheduler", f"{quoted(scheduler, 60)}: {problem}")
         scheduler = None
     spans = node.get("partition_spans", DEFAULT_PARTITION_SPANS)
     if not isinstance(spans, int) or isinstance(spans, bool) or spans < 1:
