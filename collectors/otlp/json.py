@@ -6,6 +6,7 @@ span columns. Shares its column building with :mod:`collectors.otlp.codec`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,8 +20,12 @@ from collectors.otlp.codec import (
     resolve_service_name,
 )
 
+#: A JSON escape of a UTF-16 surrogate (``\ud800``-``\udfff``): only then can a parsed string
+#: hold a lone surrogate, so only then is the document checked for one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
-def decode_json(body: bytes | str) -> Decoded:
+
+def decode_json(body: bytes | str, request: bool = False) -> Decoded:
     """Decode OTLP/JSON traces, and the shapes real dumps have.
 
     Accepted: ``{"resourceSpans": [...]}`` (ExportTraceServiceRequest / TracesData) with ids in
@@ -30,6 +35,12 @@ def decode_json(body: bytes | str) -> Decoded:
     Raises :class:`PayloadError` for text that is not JSON ("invalid JSON: ... at line L column C")
     and for JSON of another shape (metrics, logs, an error response). Peak memory is about eight
     times the body (Python's JSON objects).
+
+    ``request``: the body of an OTLP/HTTP export, which the spec defines as one
+    ExportTraceServiceRequest object: a top-level list or another wrapper is refused, and so is
+    ``resourceSpans`` that is not a list (an empty object would otherwise be an empty export,
+    acknowledged). A string holding a lone surrogate (``"\\ud800"``: valid JSON, not text) is
+    refused like invalid UTF-8 in protobuf: nothing downstream could write it.
     """
     with gc_paused():
         try:
@@ -40,9 +51,30 @@ def decode_json(body: bytes | str) -> Decoded:
             raise PayloadError(f"invalid JSON: not UTF-8 text (byte {err.start})") from err
         except RecursionError as err:
             raise PayloadError("invalid JSON: nested too deeply") from err
+        if request:
+            _check_request(doc)
+        if _SURROGATE_ESCAPE.search(body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body):
+            _check_text(doc)
         raw = _collect_document(doc)
         del doc  # the parsed document is the biggest thing alive: free it before building columns
         return raw.finish()
+
+
+def _check_request(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        raise PayloadError(f"an OTLP/HTTP export is one JSON object (ExportTraceServiceRequest), "
+                           f"got {type(doc).__name__}")
+    spans = doc.get("resourceSpans")
+    if spans is not None and not isinstance(spans, list):
+        raise PayloadError(f"resourceSpans: expected a list, got {type(spans).__name__}")
+
+
+def _check_text(doc: Any) -> None:
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise PayloadError("invalid JSON text: a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), "
+                           "which is not Unicode text") from err
 
 
 def _resource_spans_of(doc: Any, out: list[Any]) -> None:
@@ -55,7 +87,7 @@ def _resource_spans_of(doc: Any, out: list[Any]) -> None:
         raise PayloadError(f"expected a JSON object with resourceSpans, got {type(doc).__name__}")
     for key in ("resourceSpans", "batches"):
         if key in doc:
-            spans = doc[key] or []
+            spans = [] if doc[key] is None else doc[key]
             if not isinstance(spans, list):
                 raise PayloadError(f"{key}: expected a list, got {type(spans).__name__}")
             out.extend(spans)

@@ -44,7 +44,7 @@ _ANSWER_READ = 1 << 20  # an answer's first read takes this much if it is there 
 
 def decode_request(body: bytes, encoding: str) -> DecodeResult:
     """Decode an export body (``"protobuf"`` or ``"json"``) into a spool payload; PayloadError if bad."""
-    decoded = decode_protobuf(body) if encoding == "protobuf" else decode_json(body)
+    decoded = decode_protobuf(body) if encoding == "protobuf" else decode_json(body, request=True)
     rows = len(decoded.batch)
     payload = encode_payload(decoded.batch).to_pybytes() if rows else b""
     return (rows, {k: int(v) for k, v in decoded.rejected.items()},
