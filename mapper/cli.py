@@ -179,9 +179,8 @@ def map_command(config: str, prometheus: str | None, window: str | None, until: 
     length = _duration(window, "--window")
     end = _time(until, "--until")
     spec = load_spec_for_cli(config, prometheus)
-    win = app.pipeline.window_for(spec, length, end)
     with _progress(not no_progress) as progress:
-        lm = app.pipeline.build_map(spec, win, progress)
+        lm = app.job.run_map(app.job.MapRequest(spec, length=length, until=end, progress=progress)).latency_map
     found = app.budgets.with_budgets(lm, analysis.findings.find(lm, baseline))
     if out:
         for path in app.pipeline.write_reports(lm, out, found):
@@ -218,7 +217,7 @@ def report_command(config: str, prometheus: str | None, window: str | None, unti
     end = _time(until, "--until")
     spec = load_spec_for_cli(config, prometheus)
     with _progress(not no_progress) as progress:
-        lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, length, end), progress)
+        lm = app.job.run_map(app.job.MapRequest(spec, length=length, until=end, progress=progress)).latency_map
     if history is not None:
         try:
             record = app.history.record_run(
@@ -391,8 +390,8 @@ def deps_command(stage: str, config: str, prometheus: str | None, window: str | 
     spec = load_spec_for_cli(config, prometheus)
     if stage not in {s.name for s in spec.stages}:
         raise UsageError(f"{stage!r} is not a stage of {config} (stages: {', '.join(s.name for s in spec.stages)})")
-    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
-                                                              _time(until, "--until")))
+    lm = app.job.run_map(app.job.MapRequest(spec, length=_duration(window, "--window"),
+                                            until=_time(until, "--until"))).latency_map
     echo(render.report.dependencies(lm, stage), nl=False)
 
 
@@ -414,8 +413,8 @@ def examples_command(config: str, prometheus: str | None, window: str | None, un
     median items for contrast. Links need `links:` in the spec.
     """
     spec = load_spec_for_cli(config, prometheus)
-    doc = app.examples.examples(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
-                                                              _time(until, "--until")), stage, part, percentile)
+    request = app.job.MapRequest(spec, length=_duration(window, "--window"), until=_time(until, "--until"))
+    doc = app.examples.examples(request, stage, part, percentile)
     echo(dumps(doc) if fmt == "json" else render.examples.examples_text(doc), nl=fmt == "json")
 
 
@@ -451,8 +450,8 @@ def whatif_command(config: str, prometheus: str | None, window: str | None, unti
     if not planned and not spec.future:
         raise UsageError("no change: give --hop STAGE with --scale/--cap/--remove/--parallel, or --change, "
                          "or plan changes under `future` in the spec")
-    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
-                                                              _time(until, "--until")))
+    lm = app.job.run_map(app.job.MapRequest(spec, length=_duration(window, "--window"),
+                                            until=_time(until, "--until"))).latency_map
     fs = analysis.whatif.future_state(lm, planned or spec.future)
     if fmt == "json":
         echo(dumps(render.sections.future_json(fs, spec.percentiles)), nl=False)
@@ -475,8 +474,8 @@ def budgets_command(config: str, prometheus: str | None, window: str | None, unt
     to hold, 1 when a hop is already over its budget.
     """
     spec = load_spec_for_cli(config, prometheus)
-    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
-                                                              _time(until, "--until")))
+    lm = app.job.run_map(app.job.MapRequest(spec, length=_duration(window, "--window"),
+                                            until=_time(until, "--until"))).latency_map
     plans = analysis.budgets.plan_budgets(lm)
     if fmt == "json":
         echo(dumps(render.budgets.budgets_json(plans)), nl=False)
@@ -512,8 +511,8 @@ def buckets_command(config: str, prometheus: str | None, window: str | None, unt
     if not 0 < share < 1:
         raise UsageError(f"--width: must be between 0% and 100%, got {width!r}")
     spec = load_spec_for_cli(config, prometheus)
-    lm = app.pipeline.build_map(spec, app.pipeline.window_for(spec, _duration(window, "--window"),
-                                                              _time(until, "--until")))
+    lm = app.job.run_map(app.job.MapRequest(spec, length=_duration(window, "--window"),
+                                            until=_time(until, "--until"))).latency_map
     advice = analysis.buckets.advise(lm, share, app.budgets.budget_thresholds(lm))
     if fmt == "json":
         echo(dumps(render.buckets.buckets_json(advice)), nl=False)
