@@ -45,7 +45,7 @@ def dashboards_command(config: str, out: str | None, prometheus: str | None, che
         check_http_url(push_url, "--push")
     if (token_env or token_file or folder or force) and not push_url:
         raise UsageError("--token-env/--token-file/--folder/--force need --push URL")
-    spec = requested_spec(MapRequest(config, prometheus, timeout), live=True)
+    spec = requested_spec(MapRequest(config, prometheus=prometheus, timeout=timeout), live=True)
     dashboard, missing = dashboards.grafana.build_dashboard(spec)
     for item in missing:
         where = f" ({item.place})" if item.place else ""

@@ -65,15 +65,20 @@ class MapOptions:
     def spec(self) -> StreamSpec:
         """The spec with ``--prometheus``, ``--engine`` and ``--timeout`` applied, for a
         command that checks its own arguments against the stages before mapping."""
-        return requested_spec(MapRequest(self.config, self.prometheus, self.timeout, self.engine))
+        return requested_spec(self._request_of(self.config))
 
     def request(self, spec: StreamSpec | None = None, progress: Progress | None = None) -> MapRequest:
         """The map to make: of ``spec`` when the command loaded it already, else of the file;
         a UsageError for a bad ``--window`` or ``--until``."""
         length = duration_of(self.window, "--window")
         until = time_of(self.until, "--until")
-        return MapRequest(self.config if spec is None else spec, self.prometheus, self.timeout, self.engine,
-                          length, until, progress)
+        return self._request_of(self.config if spec is None else spec, length, until, progress)
+
+    def _request_of(self, spec: str | StreamSpec, length: float | None = None, until: float | None = None,
+                   progress: Progress | None = None) -> MapRequest:
+        """The request for ``spec`` with this command line's overrides."""
+        return MapRequest(spec, prometheus=self.prometheus, timeout=self.timeout, engine=self.engine,
+                          length=length, until=until, progress=progress)
 
 
 def map_options(command: Callable[..., Any]) -> Callable[..., Any]:

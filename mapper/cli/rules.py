@@ -37,7 +37,7 @@ def rules_command(config: str, out: str | None, rate_window: str, interval: str 
                   prometheus: str | None, period: str, burns: tuple[str, ...], tests_out: str | None) -> None:
     """Write Prometheus recording rules: per-hop bucket rates and percentiles (and, with
     --alerts, burn-rate alerts for the objectives, with promtool unit tests)."""
-    spec = requested_spec(MapRequest(config, prometheus), live=True)
+    spec = requested_spec(MapRequest(config, prometheus=prometheus), live=True)
     text = dashboards.rules.render_rules(spec, rate_window=duration_of(rate_window, "--rate-window") or 300.0,
                         interval=duration_of(interval, "--interval"))
     for line in dashboards.rules.not_recordable(spec):
