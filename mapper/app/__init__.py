@@ -1,6 +1,8 @@
 """The application layer: what a command does, end to end, as library functions.
 
-``pipeline`` (collect -> analyse -> write the reports), ``history`` (the nightly report's
+``job`` (:func:`~mapper.app.job.run_map`: the one way a command gets its map, from a
+``request`` that names the spec, the overrides and the window), ``pipeline`` (collect ->
+analyse -> write the reports), ``history`` (the nightly report's
 dated runs), ``discover`` (draft a spec from what a Prometheus or a spool holds), ``pushgw``
 (push a run to a Pushgateway), ``live`` (``latmap serve --stream``: the live value stream),
 ``engine`` (traces partition by partition, locally or on Dask; its tasks in
@@ -21,13 +23,15 @@ if TYPE_CHECKING:
         examples,
         exemplars,
         history,
+        job,
         live,
         partition_tasks,
         pipeline,
         pushgw,
+        request,
     )
 
-__all__ = ["budgets", "discover", "draft", "engine", "examples", "exemplars", "history", "live", "partition_tasks",
-           "pipeline", "pushgw"]
+__all__ = ["budgets", "discover", "draft", "engine", "examples", "exemplars", "history", "job", "live",
+           "partition_tasks", "pipeline", "pushgw", "request"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -7,17 +7,18 @@ import dataclasses
 from typing import Any
 
 from mapper.analysis.examples import END_TO_END, EXAMPLE_PARTS
-from mapper.app.pipeline import build_map
+from mapper.app import job
+from mapper.app.request import MapRequest, requested_spec
 from mapper.core.errors import UsageError
-from mapper.core.model import Window
-from mapper.core.spec import StreamSpec
 from mapper.render.examples import examples_doc
 
 
-def examples(spec: StreamSpec, window: Window, stage: str | None, part: str, percentile: float) -> dict[str, Any]:
+def examples(request: MapRequest, stage: str | None, part: str, percentile: float) -> dict[str, Any]:
     """The examples of ``part`` of ``stage`` (none for ``lead``) at ``percentile`` (e.g. 99),
-    as :func:`mapper.render.examples.examples_doc`; a percentile the spec does not ask for
-    is added to this run."""
+    as :func:`mapper.render.examples.examples_doc`, from the map of ``request``; a percentile
+    the spec does not ask for is added to this run. The arguments are checked against the
+    spec before any source is asked (a UsageError names the option)."""
+    spec = requested_spec(request)
     if part not in EXAMPLE_PARTS:
         raise UsageError(f"--part: {part!r} is not one of {', '.join(EXAMPLE_PARTS)}")
     if not 0 < percentile < 100:
@@ -36,4 +37,4 @@ def examples(spec: StreamSpec, window: Window, stage: str | None, part: str, per
         spec = dataclasses.replace(spec, percentiles=(*spec.percentiles, q))
     if spec.examples.count <= 0:
         spec = dataclasses.replace(spec, examples=dataclasses.replace(spec.examples, count=3))
-    return examples_doc(build_map(spec, window), target, part, q)
+    return examples_doc(job.run_map(dataclasses.replace(request, spec=spec)).latency_map, target, part, q)

@@ -188,7 +188,8 @@ def record_run(lm: LatencyMap, findings_fn: Callable[[LatencyMap], Findings], hi
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as err:
-        raise OutputError(f"{folder}: cannot write the history: {err.strerror or err}") from None
+        raise OutputError(f"{folder}: cannot write the history: {err.strerror or err}; "
+                          "earlier runs are untouched") from None
     existing = runs(folder)
     previous = existing[-1] if existing else None
     findings = findings_fn(lm)

@@ -18,9 +18,9 @@ from collectors.spool.receiver import Receiver
 from collectors.spool.store import Spool
 from mapper.analysis.findings import Findings, find
 from mapper.analysis.latency import LatencyMap
-from mapper.app.pipeline import Progress, build_map, write_reports
+from mapper.app import job
+from mapper.app.pipeline import Progress, write_reports
 from mapper.core.files import write_atomic
-from mapper.core.model import Window
 from mapper.core.spec import loads_spec
 from mapper.demo.data import STEP, DemoData, final_families, openmetrics_lines, simulate
 from mapper.demo.localprom import backfill, binaries_available, free_port, running_prometheus
@@ -138,7 +138,6 @@ def run_demo(out: str | Path = "latmap-demo", mode: str = "auto", seed: int = 7,
     data = simulate(end - DAY + STEP, end, seed=seed)
     if mode == "auto":
         mode = "prometheus" if binaries_available() else "scrape"
-    window = Window.ending(end, DAY)
     receive_traces(data, spool)
     if mode == "prometheus":
         import tempfile
@@ -148,11 +147,11 @@ def run_demo(out: str | Path = "latmap-demo", mode: str = "auto", seed: int = 7,
             backfill(openmetrics_lines(data), data_dir)
             with running_prometheus(data_dir) as url:
                 spec = loads_spec(demo_spec("prometheus", url, str(spool.resolve())), "<demo>")
-                lm = build_map(spec, window, progress)
+                lm = job.run_map(job.MapRequest(spec, length=DAY, until=end, progress=progress)).latency_map
     else:
         with _scrape_endpoint(data) as url:
             spec = loads_spec(demo_spec("scrape", url, str(spool.resolve())), "<demo>")
-            lm = build_map(spec, window, progress)
+            lm = job.run_map(job.MapRequest(spec, length=DAY, until=end, progress=progress)).latency_map
     written = [write_atomic(out / "stream.yaml", demo_spec())]
     found = find(lm)
     written += write_reports(lm, out, found)

@@ -1,0 +1,33 @@
+"""``latmap map``: map a value stream and print it (and, with ``--out``, write the reports)."""
+
+from __future__ import annotations
+
+import click
+
+from mapper import analysis, app
+from mapper.cli.options import MapOptions, map_options
+from mapper.cli.output import FORMATS, echo, exit_code, progress_bar, render_map
+
+
+@click.command("map")
+@map_options
+@click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
+              help="Also write report.json and report.md into DIR.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="What to print on stdout.")
+@click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
+@click.option("--baseline", metavar="REPORT", type=click.Path(dir_okay=False),
+              help="Compare with a previous report.json (default: the spec's pinned baseline, if any).")
+def map_command(options: MapOptions, out: str | None, fmt: str, no_progress: bool, baseline: str | None) -> None:
+    """Map a value stream: query its sources and print the latency map.
+
+    Exits 1 when an objective of the spec is broken, 2 on a config or source error.
+    """
+    with progress_bar(not no_progress) as progress:
+        lm = app.job.run_map(options.request(progress=progress)).latency_map
+    found = app.budgets.with_budgets(lm, analysis.findings.find(lm, baseline))
+    if out:
+        for path in app.pipeline.write_reports(lm, out, found):
+            echo(f"wrote {path}", err=True)
+    echo(render_map(fmt, lm, found), nl=False)
+    raise SystemExit(exit_code(broken=lm.broken))
