@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mapper.core.durations import prom_duration
+from mapper.core.escape import promql_string
 
 #: Label latmap adds to tell apart the parts of its combined auxiliary query.
 PART_LABEL = "latmap_part"
@@ -17,8 +18,9 @@ WINDOW_PLACEHOLDER = "$window"
 
 
 def escape_value(value: str) -> str:
-    """Escape a label value for a double-quoted PromQL string."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """Escape a label value for a double-quoted PromQL string (:func:`mapper.core.escape.promql_string`:
+    also safe from Grafana's variables when the query sits in a dashboard)."""
+    return promql_string(value)
 
 
 def selector(metric: str, labels: Mapping[str, str], extra: str = "") -> str:

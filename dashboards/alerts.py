@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -41,16 +41,20 @@ from collectors.prometheus import PrometheusClient
 from collectors.promql import escape_value, selector
 from mapper.core.durations import format_duration, prom_duration
 from mapper.core.errors import SourceError
+from mapper.core.escape import go_template, yaml_comment
 from mapper.core.model import Check
 from mapper.core.quantiles import percentile_label
 from mapper.core.spec import Measurement, Objective, StreamSpec, live_lead_time
 
-__all__ = ["DEFAULT_POLICY", "AlertRule", "BurnWindow", "Layout", "ObjectiveSeries", "Policy", "Target",
-           "alert_group", "alert_rules", "alert_targets", "bucket_layout_from", "fetch_layouts", "le_pattern",
-           "not_alertable", "objective_series", "promtool_tests", "ratio_record", "to_yaml", "with_alert_group"]
+__all__ = ["DEFAULT_POLICY", "VALUE_TEMPLATE", "AlertRule", "BurnWindow", "Layout", "ObjectiveSeries", "Policy",
+           "Target", "alert_group", "alert_rules", "alert_targets", "bucket_layout_from", "fetch_layouts",
+           "le_pattern", "not_alertable", "objective_series", "promtool_tests", "ratio_record", "to_yaml",
+           "with_alert_group"]
 
 #: The recorded error ratio of a hop over a window: ``stage:<metric>:latency_errors:ratio_rate<w>``.
 RATIO = "stage:{metric}:latency_errors:ratio_rate{window}"
+#: The one template latmap writes into an alert's description: the alert's error ratio.
+VALUE_TEMPLATE = "{{ $value | humanizePercentage }}"
 
 
 @dataclass(frozen=True)
@@ -251,24 +255,40 @@ def alert_rules(targets: Sequence[Target], policy: Policy = DEFAULT_POLICY) -> l
                 factor = f"{bw.burn_rate(policy.period) * budget:.6g}"
                 conds.append(f"({ratio_record(t, bw.long)}{{{match}}} > {factor} and "
                              f"{ratio_record(t, bw.short)}{{{match}}} > {factor})")
-            hop = f"{t.stage} ({t.part}, {t.measurement.name})"
-            desc = (f"The hop into {t.stage} is burning its latency error budget: more than "
-                    f"{budget:.4g} of observations may be above {format_duration(t.objective.threshold)} "
-                    f"(objective {percentile_label(t.objective.q)} <= {format_duration(t.objective.threshold)}, "
-                    f"budget over {format_duration(policy.period)}). Error ratio over the long window: "
-                    f"{{{{ $value | humanizePercentage }}}}.")
-            annotations = {"summary": f"{t.stage}: latency {percentile_label(t.objective.q)} <= "
-                                      f"{format_duration(t.objective.threshold)} is burning its budget ({severity})",
-                           "description": desc, "hop": hop,
-                           "threshold": f"{t.objective.threshold:g}s"}
-            if t.conservative and t.bound is not None:
-                annotations["bucket"] = (f"no bucket bound at {t.objective.threshold:g}s: errors are counted above "
-                                         f"{t.bound:g}s (the bound just above), so this alert fires late; add a "
-                                         f"bound at {t.objective.threshold:g}s (latmap buckets)")
-            alert_labels = {**labels, "severity": severity, "owner": t.owner or "unowned"}
+            # Prometheus expands annotations and alert labels as Go templates: names are literal text
+            annotations = _annotations(t, severity, policy)
+            alert_labels = {k: go_template(v) for k, v in _alert_labels(t, severity).items()}
             out.append(AlertRule(" or ".join(conds), alert=f"LatmapLatencyBurn{severity.capitalize()}",
                                  labels=tuple(alert_labels.items()), annotations=tuple(annotations.items()),
                                  for_="2m" if severity == "page" else "15m"))
+    return out
+
+
+def _alert_labels(t: Target, severity: str) -> dict[str, str]:
+    """An alert's labels as the firing alert carries them (before :func:`go_template`)."""
+    return {**_labels(t), "severity": severity, "owner": t.owner or "unowned"}
+
+
+def _annotations(t: Target, severity: str, policy: Policy, literal: Callable[[str], str] = go_template,
+                 value: str = VALUE_TEMPLATE) -> dict[str, str]:
+    """An alert's annotations: the text around :data:`VALUE_TEMPLATE` through ``literal``
+    (:func:`go_template` in the rule file, so a stage named ``b{{ x`` is text; the identity
+    for the expanded text a promtool test expects, with ``value`` in place of the template)."""
+    budget = 1 - t.objective.q
+    threshold = format_duration(t.objective.threshold)
+    desc = literal(f"The hop into {t.stage} is burning its latency error budget: more than "
+                   f"{budget:.4g} of observations may be above {threshold} "
+                   f"(objective {percentile_label(t.objective.q)} <= {threshold}, "
+                   f"budget over {format_duration(policy.period)}). Error ratio over the long window: ")
+    out = {"summary": literal(f"{t.stage}: latency {percentile_label(t.objective.q)} <= {threshold} "
+                              f"is burning its budget ({severity})"),
+           "description": f"{desc}{value}.",
+           "hop": literal(f"{t.stage} ({t.part}, {t.measurement.name})"),
+           "threshold": f"{t.objective.threshold:g}s"}
+    if t.conservative and t.bound is not None:
+        out["bucket"] = (f"no bucket bound at {t.objective.threshold:g}s: errors are counted above "
+                         f"{t.bound:g}s (the bound just above), so this alert fires late; add a "
+                         f"bound at {t.objective.threshold:g}s (latmap buckets)")
     return out
 
 
@@ -349,7 +369,7 @@ def with_alert_group(recording_rules: str, group: Mapping[str, object], skipped:
     """The rule file text of :func:`dashboards.rules.render_rules` with the alert group added
     as a second group, and the objectives without alerts listed as comments."""
     body = yaml.safe_dump({"groups": [dict(group)]}, sort_keys=False, width=1_000_000, allow_unicode=True)
-    head = "".join(f"# not alertable: {line}\n" for line in skipped)
+    head = "".join(f"# not alertable: {yaml_comment(line)}\n" for line in skipped)
     return head + recording_rules.rstrip("\n") + "\n" + body.split("\n", 1)[1]
 
 
@@ -370,16 +390,14 @@ def promtool_tests(spec: StreamSpec, targets: Sequence[Target], rule_file: str,
         m = t.measurement
         bucket = selector(m.name + "_bucket", {**m.selector, "le": repr(float(f"{t.bound / m.scale:.12g}"))})
         count = selector(m.name + "_count", m.selector)
-        labels = _labels(t)
         for burning in (True, False):
             exp = []
             for severity in severities:
                 alerts = []
                 if burning and _can_fire(t, policy, severity):
-                    by = dict(alert_rules([t], policy)[-len(severities) + severities.index(severity)].annotations)
-                    by["description"] = by["description"].replace("{{ $value | humanizePercentage }}", "100%")
-                    alerts.append({"exp_labels": {**labels, "severity": severity, "owner": t.owner or "unowned"},
-                                   "exp_annotations": by})
+                    # what the alert carries once expanded: the names as they are, 100% for $value
+                    alerts.append({"exp_labels": _alert_labels(t, severity),
+                                   "exp_annotations": _annotations(t, severity, policy, str, "100%")})
                 exp.append({"eval_time": f"{longest_for + 10}m", "exp_alerts": alerts,
                             "alertname": f"LatmapLatencyBurn{severity.capitalize()}"})
             tests.append({

@@ -43,6 +43,7 @@ from dashboards import queries as Q
 from dashboards.alerts import DEFAULT_POLICY, ObjectiveSeries, objective_series
 from dashboards.queries import NotDashboardable
 from mapper.core.durations import format_duration
+from mapper.core.escape import grafana_text
 from mapper.core.names import STAGE_PROCESS, STAGE_WAIT
 from mapper.core.spec import Measurement, Objective, Stage, StreamSpec, live_lead_time
 
@@ -120,7 +121,7 @@ def _heatmap(title: str, expr: str, m: Measurement) -> heatmap.Panel:
 
 def _node_graph(spec: StreamSpec) -> nodegraph.Panel:
     rename = {"Value": "mainstat", "Value #nodes": "mainstat", "Value #edges": "mainstat"}
-    return (nodegraph.Panel().title(f"{spec.name}: value stream (p99 over the time range)")
+    return (nodegraph.Panel().title(f"{grafana_text(spec.name)}: value stream (p99 over the time range)")
             .description("Stages with their process p99; hops with the wait p99 in front of the "
                          "next stage, both over the dashboard's time range. NaN: not measured by "
                          "Prometheus.")
@@ -170,7 +171,8 @@ def _end_to_end(spec: StreamSpec, missing: list[NotDashboardable]) -> list[Build
         missing.append(NotDashboardable("flow efficiency", "needs the mean (_sum and _count) of every "
                                         "part; a raw query or a missing process time has none"))
     for o in objectives:
-        panels.append(_stat(f"Lead time {Q.q_label(o.q)} vs objective", [(o.label, Q.pushed_lead_time(spec, o.q))],
+        panels.append(_stat(f"Lead time {Q.q_label(o.q)} vs objective",
+                            [(grafana_text(o.label), Q.pushed_lead_time(spec, o.q))],
                             [o], description="latmap's last run (pushed with --pushgateway)."))
     return panels
 
@@ -178,6 +180,7 @@ def _end_to_end(spec: StreamSpec, missing: list[NotDashboardable]) -> list[Build
 def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) -> list[Builder[Any]]:
     objectives = [o for o in spec.objectives if o.target == stage.name]
     panels: list[Builder[Any]] = []
+    name = grafana_text(stage.name)  # in titles: Grafana would expand a $var or ${__user.login} in it
     rates = []
     for part, m in Q.parts(stage):
         why = Q.dashboardable(spec, m)
@@ -189,10 +192,10 @@ def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) 
         desc = ("Per series: summary quantiles cannot be aggregated across instances."
                 if m.kind == "summary" else "")
         # a histogram's exemplars show as dots on its percentile lines (summaries have none)
-        panels.append(_quantile_panel(f"{stage.name} {part} time", qs, [], desc, exemplar=m.kind == "histogram"))
+        panels.append(_quantile_panel(f"{name} {part} time", qs, [], desc, exemplar=m.kind == "histogram"))
         hm = Q.heatmap(spec, m)
         if hm:
-            panels.append(_heatmap(f"{stage.name} {part} buckets", hm, m))
+            panels.append(_heatmap(f"{name} {part} buckets", hm, m))
         else:
             missing.append(NotDashboardable(f"{stage.name} {part} heatmap",
                                             "a summary has no buckets to draw", m.place))
@@ -211,13 +214,13 @@ def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) 
         missing.append(NotDashboardable(stage.name, "no wait or process measured by Prometheus", stage.place))
         return panels
     if rates:
-        panels.append(timeseries.Panel().title(f"{stage.name} request rate").unit("reqps")
+        panels.append(timeseries.Panel().title(f"{name} request rate").unit("reqps")
                       .datasource(DATASOURCE).span(12).height(8)
                       .targets([_target(e, f"{part} {{{{{','.join(spec.segments.labels)}}}}}"
                                         if spec.segments.labels else part, chr(ord("A") + i))
                                 for i, (part, e) in enumerate(rates)]))
     hop = [(f"hop {Q.q_label(q)}", e) for q in _percentiles(spec) if (e := Q.hop_quantile(spec, stage, q))]
-    panels.append(_stat(f"{stage.name} hop vs objectives", hop, objectives,
+    panels.append(_stat(f"{name} hop vs objectives", hop, objectives,
                         description="Wait plus process quantile; red beyond the stage's objective."))
     return panels
 
@@ -225,7 +228,7 @@ def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) 
 def _objective_panels(o: ObjectiveSeries) -> list[Builder[Any]]:
     """Budget left over the budget window and the burn rates: the alert rules' recorded
     error ratios (``latmap rules --alerts``), so the panels show what the alerts see."""
-    name = f"{o.stage} {o.objective.label.split()[-1]} <= {o.objective.threshold:g}s"
+    name = grafana_text(f"{o.stage} {o.objective.label.split()[-1]} <= {o.objective.threshold:g}s")
     period = format_duration(DEFAULT_POLICY.period)
     left = (stat.Panel().title(f"{name}: error budget left ({period})").unit("percentunit")
             .datasource(DATASOURCE).span(6).height(8).min(-1).max(1)
@@ -253,9 +256,9 @@ def build(spec: StreamSpec) -> tuple[db.Dashboard, list[NotDashboardable]]:
     """The dashboard builder and what was left out of it."""
     Q.check_labels(spec)
     missing: list[NotDashboardable] = []
-    d = (db.Dashboard(f"latmap: {spec.name}").uid(dashboard_uid(spec.name)).tags([TAG])
-         .description(f"Value stream {spec.name!r}, generated by latmap from {spec.path}; "
-                      "regenerate rather than edit.")
+    d = (db.Dashboard(grafana_text(f"latmap: {spec.name}")).uid(dashboard_uid(spec.name)).tags([TAG])
+         .description(grafana_text(f"Value stream {spec.name!r}, generated by latmap from {spec.path}; "
+                                   "regenerate rather than edit."))
          .editable().time("now-24h", "now").refresh("1m").timezone("utc")
          .with_variable(db.DatasourceVariable("datasource").label("Prometheus").type("prometheus")))
     for label in spec.segments.labels:
@@ -268,7 +271,7 @@ def build(spec: StreamSpec) -> tuple[db.Dashboard, list[NotDashboardable]]:
     for ev in spec.events:
         if (expr := Q.event_window(spec, ev.name)) is None:
             continue  # a local-time recurring event has no PromQL form (UTC functions only)
-        d = d.annotation(db.AnnotationQuery().name(ev.name).datasource(DATASOURCE).enable(True)
+        d = d.annotation(db.AnnotationQuery().name(grafana_text(ev.name)).datasource(DATASOURCE).enable(True)
                          .icon_color("orange").expr(expr))
     d = d.with_row(db.Row("Value stream")).with_panel(_node_graph(spec))
     d = d.with_row(db.Row("End to end"))
@@ -281,7 +284,7 @@ def build(spec: StreamSpec) -> tuple[db.Dashboard, list[NotDashboardable]]:
             for p in _objective_panels(o):
                 d = d.with_panel(p)
     for stage in spec.stages:
-        d = d.with_row(db.Row(f"Stage: {stage.name}" + (f" ({stage.owner})" if stage.owner else "")))
+        d = d.with_row(db.Row(grafana_text(f"Stage: {stage.name}" + (f" ({stage.owner})" if stage.owner else ""))))
         for p in _stage_row(spec, stage, missing):
             d = d.with_panel(p)
     return d, missing

@@ -30,6 +30,7 @@ from dashboards.grafana import build_dashboard, dashboard_queries
 from dashboards.queries import is_pushed
 from dashboards.rules import render_rules
 from mapper.core.errors import LatmapError, SourceError, UsageError
+from mapper.core.escape import grafana_provisioning, grafana_url
 from mapper.core.files import dumps, write_atomic
 from mapper.core.spec import StreamSpec
 from mapper.core.tracelinks import viewer_destination
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 DATASOURCE_NAME = "latmap Prometheus"
 DATASOURCE_UID = "latmap-prometheus"
 FOLDER = "latmap"
+#: Grafana's placeholder for the exemplar's value (the trace id) in a data link.
+VALUE_PLACEHOLDER = "${__value.raw}"
 
 
 def source_url(spec: StreamSpec) -> str:
@@ -52,8 +55,13 @@ def source_url(spec: StreamSpec) -> str:
 def exemplar_destinations(spec: StreamSpec) -> list[dict[str, str]]:
     """Grafana's ``exemplarTraceIdDestinations``: for each exemplar label that holds a trace
     id, the trace viewer of the spec's ``links:`` (a Tempo data source by uid, else the URL
-    with Grafana's ``${__value.raw}``, its ``$`` doubled because Grafana expands environment
-    variables in provisioning files); none without ``links:``."""
+    with Grafana's ``${__value.raw}``); none without ``links:``.
+
+    Two expansions to survive: Grafana interpolates the data link (``${__value.raw}``, but
+    also any ``$var`` or ``${__user.login}``) when the dot is clicked, so the spec's parts of
+    the URL around the placeholder go through :func:`grafana_url`; and it expands environment
+    variables in provisioning files when it loads them, which :func:`datasources_yaml`
+    undoes with :func:`grafana_provisioning` on every value."""
     if spec.links is None:
         return []
     dest = viewer_destination(spec.links)
@@ -65,27 +73,34 @@ def exemplar_destinations(spec: StreamSpec) -> list[dict[str, str]]:
         if kind == "datasourceUid":
             out.append({"name": label, "datasourceUid": value})
         else:
-            out.append({"name": label, "url": value.replace("$", "$$"), "urlDisplayLabel": "Open the trace"})
+            url = VALUE_PLACEHOLDER.join(grafana_url(part) for part in value.split(VALUE_PLACEHOLDER))
+            out.append({"name": label, "url": url, "urlDisplayLabel": "Open the trace"})
     return out
 
 
 def datasources_yaml(url: str, destinations: list[dict[str, str]] | None = None) -> str:
+    """The data source provisioning file. Every value that is not latmap's own constant goes
+    through :func:`grafana_provisioning` (``$`` doubled), so a ``$__file{...}`` or ``$HOME``
+    in a URL or uid reaches Grafana as written instead of being expanded on load."""
     json_data: dict[str, object] = {"httpMethod": "POST", "timeInterval": "15s"}
     if destinations:
-        json_data["exemplarTraceIdDestinations"] = destinations
+        json_data["exemplarTraceIdDestinations"] = [{k: grafana_provisioning(v) for k, v in d.items()}
+                                                    for d in destinations]
     doc = {"apiVersion": 1, "datasources": [{
         "name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": "prometheus", "access": "proxy",
-        "url": url, "isDefault": True, "editable": False,
+        "url": grafana_provisioning(url), "isDefault": True, "editable": False,
         "jsonData": json_data,
     }]}
     return "# Written by latmap: the Prometheus the stream's dashboards read.\n" + yaml.safe_dump(doc, sort_keys=False)
 
 
 def dashboards_yaml(path: str) -> str:
+    """The dashboard provider file reading ``path`` (``$`` doubled: Grafana expands variables
+    in it, see :func:`grafana_provisioning`)."""
     doc = {"apiVersion": 1, "providers": [{
         "name": "latmap", "orgId": 1, "folder": FOLDER, "type": "file", "disableDeletion": False,
         "updateIntervalSeconds": 30, "allowUiUpdates": False,
-        "options": {"path": path, "foldersFromFilesStructure": False},
+        "options": {"path": grafana_provisioning(path), "foldersFromFilesStructure": False},
     }]}
     return ("# Written by latmap: load the value-stream dashboards (tagged latmap) from a folder.\n"
             + yaml.safe_dump(doc, sort_keys=False))
@@ -169,5 +184,5 @@ def check_queries(spec: StreamSpec, prometheus_url: str | None = None, at: float
     return problems
 
 
-__all__ = ["DATASOURCE_NAME", "DATASOURCE_UID", "FOLDER", "check_queries", "concrete",
+__all__ = ["DATASOURCE_NAME", "DATASOURCE_UID", "FOLDER", "VALUE_PLACEHOLDER", "check_queries", "concrete",
            "dashboards_yaml", "datasources_yaml", "exemplar_destinations", "source_url", "write_provisioning"]

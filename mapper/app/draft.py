@@ -21,9 +21,10 @@ The draft loads and maps as written; stage order and owners are for people to fi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from mapper.core.escape import yaml_comment, yaml_scalar
 
 #: Name suffixes (Prometheus conventions) and metadata units that are time, as spec units.
 TIME_SUFFIXES = {"seconds": "s", "milliseconds": "ms", "microseconds": "us", "nanoseconds": "ns"}
@@ -88,11 +89,15 @@ def groups(families: Iterable[Candidate]) -> tuple[dict[str, list[Proposed]], li
 
 
 def _measurement(p: Proposed) -> str:
+    """One flow mapping on one line. Names and label values come from the Prometheus: each is
+    a quoted scalar (:func:`yaml_scalar`) and the comment one line (:func:`yaml_comment`), so
+    a newline, ``#`` or ``: `` in them cannot add a key to the draft. The key (``service`` or
+    ``job``) and the unit are latmap's own words (:data:`GROUP_LABELS`, :data:`TIME_UNITS`)."""
     sel = ""
     if p.selector:
-        sel = ", selector: {" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in p.selector) + "}"
-    return (f"{{source: prom, histogram: {json.dumps(p.name)}, unit: {p.unit}{sel}}}"
-            f"  # guess: {p.part} ({p.why})")
+        sel = ", selector: {" + ", ".join(f"{k}: {yaml_scalar(v)}" for k, v in p.selector) + "}"
+    return (f"{{source: prom, histogram: {yaml_scalar(p.name)}, unit: {p.unit}{sel}}}"
+            f"  # guess: {yaml_comment(f'{p.part} ({p.why})')}")
 
 
 def _short(group: str, name: str) -> str:
@@ -117,10 +122,10 @@ def draft_stages(families: Iterable[Candidate]) -> str:
             while name in used:
                 name += "-2"
             used.add(name)
-            lines += [f"  - name: {json.dumps(name)}", "    owner: TODO"]
+            lines += [f"  - name: {yaml_scalar(name)}", "    owner: TODO"]
             lines += [f"    {p.part}: {_measurement(p)}" for p in pair]
     if len(lines) == 1:
         lines = ["stages: []  # no time histograms found"]
     if skipped:
-        lines.append("# not proposed (not a time unit): " + ", ".join(skipped))
+        lines.append("# not proposed (not a time unit): " + yaml_comment(", ".join(skipped)))
     return "\n".join(lines) + "\n"

@@ -3,19 +3,21 @@ per-item timeline (a small VSM ladder in inline SVG: each stage's wait then its 
 stage by stage) that ``report.html`` links to each trace.
 
 Every URL comes from :func:`mapper.core.tracelinks.trace_url` (percent-escaped there);
-every text put into HTML or SVG goes through :func:`html.escape` here.
+every text put into HTML or SVG goes through :func:`mapper.core.escape.html_text` here
+(:func:`html.escape`, and no character XML forbids); into Markdown through the escapes given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from html import escape
 from typing import Any
 
 from mapper.analysis.examples import END_TO_END, MEDIAN, Example
 from mapper.analysis.latency import LatencyMap
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import format_duration, format_time
+from mapper.core.escape import html_text as escape
+from mapper.core.escape import markdown_code
 from mapper.core.spec.links import Links
 from mapper.core.tracelinks import trace_url
 from mapper.render.cells import num
@@ -74,10 +76,11 @@ def markdown_lines(lm: LatencyMap, md_escape: Callable[[str], str]) -> list[str]
         out += ["", f"- **{md_escape(what)} {tail}**"]
         for e in exs:
             urls = trace_links(lm.spec.links, e)
-            ids = (", ".join(f"[`{t}`]({u.replace('(', '%28').replace(')', '%29').replace(' ', '%20')})"
+            # a trace id is whatever a span sent: code text without backticks or line breaks
+            ids = (", ".join(f"[`{markdown_code(t)}`]({u.replace('(', '%28').replace(')', '%29').replace(' ', '%20')})"
                              for t, u in zip(e.trace_ids, urls, strict=True)) if urls
-                   else ", ".join(f"`{t}`" for t in e.trace_ids))
-            out.append(f"  - {format_duration(e.value)} at {format_time(e.start)} ({e.source}): {ids}")
+                   else ", ".join(f"`{markdown_code(t)}`" for t in e.trace_ids))
+            out.append(f"  - {format_duration(e.value)} at {format_time(e.start)} ({md_escape(e.source)}): {ids}")
     return out
 
 

@@ -2,19 +2,20 @@
 
 Opens without a network: CSS is inline, the map and the charts are inline SVG, and there is
 no JavaScript. Every text that comes from the spec or the data (stage names, owners,
-messages) goes through :func:`html.escape`; the SVGs escape their own text.
+messages) goes through :func:`mapper.core.escape.html_text` (:func:`html.escape` with the characters
+XML forbids replaced, so the inline SVGs stay well-formed); the SVGs escape their own text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 from mapper.analysis.latency import LatencyMap
 from mapper.analysis.segments import PROFILE_PERCENTILES
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import format_duration, format_time
+from mapper.core.escape import html_text as escape
 from mapper.render import plots
 from mapper.render.cells import cell, method_of
 from mapper.render.examples import html_section

@@ -27,6 +27,7 @@ from mapper.core.distribution import (
     percentile_label,
 )
 from mapper.core.durations import format_duration
+from mapper.core.escape import xml_chars
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -59,8 +60,8 @@ def _pyplot() -> Any:
 
 
 def _safe(text: str) -> str:
-    """Text for matplotlib: ``$`` would start mathtext."""
-    return text.replace("$", r"\$")
+    """Text for matplotlib: ``$`` would start mathtext; a lone surrogate crashes the font code."""
+    return xml_chars(text).replace("$", r"\$")
 
 
 def _svg(fig: Figure) -> str:

@@ -31,7 +31,6 @@ beyond its ``low``) and the latency object ``median_examples`` (see
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,8 +44,8 @@ from mapper.core.distribution import (
     percentile_label,
 )
 from mapper.core.durations import format_duration, format_time
+from mapper.core.escape import markdown_code, markdown_text
 from mapper.core.model import MeasurementResult
-from mapper.core.redact import printable
 from mapper.render.cells import cell, estimate_json, latency_json, method_of, num
 from mapper.render.examples import add_examples, markdown_lines
 from mapper.render.sections import findings_json, findings_lines, future_state_section, segments_json
@@ -228,24 +227,13 @@ def to_table(lm: LatencyMap, findings: Findings | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
-
-
-def _md_escape(text: str) -> str:
-    """``text`` as literal Markdown on one line, without HTML entities: every character Markdown
-    could act on (emphasis, links, images, code, tables, headings) backslash-escaped, as are a
-    ``<`` that could open an HTML tag and an ``&`` that could start an entity; control
-    characters and line breaks made spaces. A stage, owner or event name and a remote message
-    show as written and never as markup (``<img src=x onerror=...>`` stays text), while
-    ``<=`` and ``>2.58s`` read as they are."""
-    escaped = _MD_SPECIAL.sub(r"\\\1", printable(text))
-    escaped = re.sub(r"<(?=[A-Za-z/!?])", r"\\<", escaped)
-    return re.sub(r"&(?=[A-Za-z#])", r"\\&", escaped)
+# report.md's escapes are the Markdown ones of mapper.core.escape: names as text, lines in code
+_md_escape = markdown_text
 
 
 def _md_code(text: str) -> str:
     """``text`` fit for a fenced code block: one line, and no fence of its own."""
-    return printable(text).replace("`" * 3, "'" * 3)
+    return markdown_code(text, fenced=True)
 
 
 def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
@@ -277,7 +265,7 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
         for part in ("wait", "process"):
             r = s.part(part)
             if r is not None:
-                lines.append(f"- {_md_escape(s.stage.name)} {part}: `{printable(r.provenance).replace('`', chr(39))}`")
+                lines.append(f"- {_md_escape(s.stage.name)} {part}: `{markdown_code(r.provenance)}`")
     return "\n".join(lines) + "\n"
 
 

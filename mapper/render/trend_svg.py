@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from html import escape
 from typing import NamedTuple
 
 from mapper.core.durations import format_duration
+from mapper.core.escape import html_text as escape
 
 COLOURS = {"p50": "#1b7837", "p99": "#2166ac"}
 

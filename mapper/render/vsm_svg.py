@@ -16,11 +16,11 @@ Pure function of the :class:`~mapper.analysis.latency.LatencyMap`; no I/O.
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape, quoteattr
-
 from mapper.analysis.latency import LatencyMap, StageResult
 from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.durations import format_duration
+from mapper.core.escape import xml_attr as quoteattr
+from mapper.core.escape import xml_text as escape
 from mapper.core.model import MeasurementResult
 from mapper.render.cells import cell, short_cell
 from mapper.render.examples import slowest, trace_links
