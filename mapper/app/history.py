@@ -24,7 +24,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -33,6 +32,7 @@ from mapper.analysis.latency import LatencyMap
 from mapper.app.pipeline import write_reports
 from mapper.core.durations import format_duration
 from mapper.core.errors import LatmapError, OutputError, UsageError
+from mapper.core.escape import html_text as escape
 from mapper.core.files import loads_json, read_bounded, write_atomic
 from mapper.render.sections import comparison_json
 from mapper.render.trend_svg import TrendPoint, trend_svg

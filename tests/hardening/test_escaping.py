@@ -53,6 +53,7 @@ from mapper.core.escape import (
 )
 from mapper.core.files import dumps
 from mapper.core.model import MeasurementResult, Window
+from mapper.core.redact import is_unicode_text
 from mapper.core.spec import StreamSpec, loads_spec
 from mapper.core.spec.links import Links
 from mapper.demo.data import MD
@@ -240,13 +241,15 @@ def _map(names: list[str]) -> LatencyMap:
 
 
 def test_svgs_and_report_html_are_well_formed_xml_with_any_name() -> None:
-    names = [*UNWRITABLE, "${__user.login}", 'q"uote\\back']
+    # A lone surrogate never reaches a map through a spec (the spec refuses it with its line,
+    # tests/hardening/test_spec_inputs.py); the renderers' own defence is tested below.
+    names = [*(n for n in UNWRITABLE if is_unicode_text(n)), "${__user.login}", 'q"uote\\back']
     lm = _map(names)
     svg = to_svg(lm)
     root = ET.fromstring(svg.encode())
     assert "<script" not in svg
     shown = "".join(root.itertext())
-    assert "x\ufffdy" in shown and "a\ufffdb" in shown and "]]>" in shown and "<script>alert(1)</script>" in shown
+    assert "x\ufffdy" in shown and "]]>" in shown and "<script>alert(1)</script>" in shown
     html = to_html(lm)
     html.encode()  # writable as UTF-8: no lone surrogate
     assert "<script" not in html
