@@ -1,6 +1,6 @@
 """OTLP/JSON trace payloads (the protobuf JSON mapping, plus the legacy shapes found in real
 dumps: Tempo's ``batches``, ``instrumentationLibrarySpans``, Jaeger's ``{"result": ...}``) into
-span columns. Shares its column building with :mod:`collectors.otlp.codec`.
+span columns. Shares its column building with :mod:`collectors.otlp.protobuf` (:mod:`collectors.otlp.columns`).
 """
 
 from __future__ import annotations
@@ -9,15 +9,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from collectors.otlp.codec import (
-    ATTR_INDEX,
-    Decoded,
-    NotTraces,
-    PayloadError,
-    RawColumns,
-    gc_paused,
-    resolve_service_name,
-)
+from collectors.otlp.codec import Decoded, NotTraces, PayloadError, gc_paused
+from collectors.otlp.columns import ATTR_INDEX, RawColumns, resolve_service_name
 
 
 def decode_json(body: bytes | str) -> Decoded:
