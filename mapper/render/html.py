@@ -12,7 +12,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from mapper.analysis.latency import LatencyMap
-from mapper.analysis.segments import PROFILE_PERCENTILES
+from mapper.analysis.profiles import PROFILE_PERCENTILES
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import format_duration, format_time
 from mapper.render import plots
