@@ -171,16 +171,16 @@ def run_method(method: str, body: bytes) -> int:
     if method == "upb parse (OTLP schema)":
         req = ExportTraceServiceRequest.FromString(body)
         return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
-    from collectors.otlp import codec as otlp_codec
     from collectors.otlp import json as otlp_json
+    from collectors.otlp import protobuf as otlp_protobuf
 
     if method == "upb parse (lean schema)":
-        data = otlp_codec._LeanTracesData.FromString(body)
+        data = otlp_protobuf._LeanTracesData.FromString(body)
         return sum(len(ss.spans) for rs in data.resource_spans for ss in rs.scope_spans)
     if method == "8-field loop":
         return eight_fields(body)
     if method == "decode_protobuf":
-        return len(otlp_codec.decode_protobuf(body).batch)
+        return len(otlp_protobuf.decode_protobuf(body).batch)
     if method == "decode_json":
         return len(otlp_json.decode_json(body).batch)
     if method == "naive baseline":

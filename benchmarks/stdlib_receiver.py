@@ -33,17 +33,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST  # noqa: E402
 
 from collectors.otlp.codec import PayloadError  # noqa: E402
 from collectors.spool.decode_pool import DecoderUnavailableError  # noqa: E402
-from collectors.spool.http_app import (  # noqa: E402
-    JSON,
-    METRICS_PATH,
-    PROTOBUF,
-    TRACES_PATH,
-    BodyTooLargeError,
-    framing_problem,
-    inflate_gzip,
-)
+from collectors.spool.http_app import JSON, METRICS_PATH, PROTOBUF, TRACES_PATH  # noqa: E402
 from collectors.spool.http_app import export_response_body as _response_body  # noqa: E402
 from collectors.spool.http_app import status_body as _status_body  # noqa: E402
+from collectors.spool.http_framing import BodyTooLargeError, framing_problem, inflate_gzip  # noqa: E402
 from collectors.spool.receiver import Receiver  # noqa: E402
 from collectors.spool.store import Spool, SpoolBusyError, SpoolError, SpoolFullError, SpoolLimits  # noqa: E402
 

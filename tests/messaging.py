@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind
 
-from collectors.otlp.codec import decode_protobuf
+from collectors.otlp.protobuf import decode_protobuf
 from mapper.analysis.live import LiveStream
 from mapper.analysis.traces import StageMatch
 from mapper.core.spans import SpanBatch

@@ -1,5 +1,5 @@
 """Reading OTLP trace files: JSON lines, JSON documents, protobuf (plain or length-prefixed),
-gzip-compressed or not. Decoding itself is :mod:`collectors.otlp.codec`'s.
+gzip-compressed or not. Decoding itself is :mod:`collectors.otlp.protobuf`'s and :mod:`collectors.otlp.json`'s.
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from collectors.otlp.codec import (
-    GZIP_MAGIC,
-    ZSTD_MAGIC,
-    Decoded,
-    NotTraces,
-    PayloadError,
-    decode_protobuf,
-    gc_paused,
-)
+from collectors.otlp.codec import Decoded, NotTraces, PayloadError, gc_paused
 from collectors.otlp.json import decode_document, decode_json
+from collectors.otlp.protobuf import decode_protobuf
 from mapper.core.errors import SourceError
 
 log = logging.getLogger(__name__)
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
 
 __all__ = ["read_trace_files"]
 

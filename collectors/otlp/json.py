@@ -1,6 +1,6 @@
 """OTLP/JSON trace payloads (the protobuf JSON mapping, plus the legacy shapes found in real
 dumps: Tempo's ``batches``, ``instrumentationLibrarySpans``, Jaeger's ``{"result": ...}``) into
-span columns. Shares its column building with :mod:`collectors.otlp.codec`.
+span columns. Shares its column building with :mod:`collectors.otlp.protobuf` (:mod:`collectors.otlp.columns`).
 """
 
 from __future__ import annotations
@@ -10,15 +10,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from collectors.otlp.codec import (
-    ATTR_INDEX,
-    Decoded,
-    NotTraces,
-    PayloadError,
-    RawColumns,
-    gc_paused,
-    resolve_service_name,
-)
+from collectors.otlp.codec import Decoded, NotTraces, PayloadError, gc_paused
+from collectors.otlp.columns import ATTR_INDEX, RawColumns, resolve_service_name
 
 #: A JSON escape of a UTF-16 surrogate (``\ud800``-``\udfff``): only then can a parsed string
 #: hold a lone surrogate, so only then is the document checked for one.

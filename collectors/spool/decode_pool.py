@@ -22,8 +22,9 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from collectors.otlp.codec import PayloadError, decode_protobuf
+from collectors.otlp.codec import PayloadError
 from collectors.otlp.json import decode_json
+from collectors.otlp.protobuf import decode_protobuf
 from collectors.spool.payload import encode_payload
 from mapper.core.errors import LatmapError
 

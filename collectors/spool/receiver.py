@@ -32,7 +32,7 @@ one core however many there are, so by default decoding runs in one worker proce
 (:class:`DecodePool`): the request thread hands the body over a pipe and gets back the Arrow
 IPC payload the spool writes. That, not the HTTP stack, is what reaches the throughput target
 (``benchmarks/trace_ingest.py``). OTLP/HTTP is served by uvicorn with the httptools (llhttp)
-parser behind a small ASGI app (:mod:`collectors.spool.http_app`: why that parser, the limits,
+parser behind a small ASGI app (:mod:`collectors.spool.http_server`: why that parser, the limits,
 the framing rules); an HTTP export waits on the event loop for its decode worker and for the
 group commit (:meth:`Receiver.export_async`), gRPC's in its own thread (:meth:`Receiver.export`).
 ``GET /metrics`` serves the receiver's own Prometheus registry (metric names below). It needs
@@ -71,16 +71,9 @@ from collectors.http import read_secret
 from collectors.spool.decode_pool import DecodePool, DecodeResult, DecoderUnavailableError, decode_request, worker_main
 from collectors.spool.exporter import ExportOutcome
 from collectors.spool.grpc_service import TraceService
-from collectors.spool.http_app import (
-    JSON,
-    METRICS_PATH,
-    PROTOBUF,
-    TRACES_PATH,
-    BodyTooLargeError,
-    HttpLimits,
-    HttpServer,
-    inflate_gzip,
-)
+from collectors.spool.http_app import JSON, METRICS_PATH, PROTOBUF, TRACES_PATH
+from collectors.spool.http_framing import BodyTooLargeError, HttpLimits, inflate_gzip
+from collectors.spool.http_server import HttpServer
 from collectors.spool.sink import SpanSink
 from collectors.spool.store import Spool, SpoolLimits
 from mapper.core.errors import LatmapError, UsageError

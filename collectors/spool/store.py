@@ -6,13 +6,8 @@ Layout (``DIR`` is what ``latmap serve --spool DIR`` names)::
     DIR/_wal/<created-ns>-<n>.wal              write-ahead segments, appended then compacted
     DIR/date=YYYY-MM-DD/hour=HH/<segment>.parquet
 
-Several writers (``latmap serve --writer-id ID`` replicas behind one load balancer, sharing
-one directory, e.g. a ReadWriteMany volume) each hold a *shared* flock on ``_wal/LOCK`` and an
-exclusive one on ``_wal/LOCK.<ID>`` (a second writer with the same id is refused at start; a
-writer without an id, which compacts every segment, excludes them all and is excluded by
-them), and name their segments ``<created-ns>-<n>@<ID>.wal``. Each compacts and tidies only
-its own segments, so its Parquet files carry its id too: no file is written by two
-processes. Readers read every writer's segments and files.
+Several writers may share one directory, each with its own id, lock and segments
+(:mod:`collectors.spool.locks`).
 
 The Parquet side is a plain hive-partitioned dataset: ``pyarrow.dataset.dataset(DIR,
 partitioning="hive")`` (or DuckDB, Spark) reads it directly, since dataset discovery ignores
@@ -36,17 +31,8 @@ span's links are its ``link_*`` first link (:mod:`collectors.spool.links`).
 plus the partition columns ``date`` (``YYYY-MM-DD``) and ``hour`` (0-23) from the directory
 names (pyarrow infers them as string and int32).
 
-Write-ahead segments. A segment starts with the 8-byte magic ``LMSPOOL1``; then one record
-per accepted request::
-
-    b"LMR1" | u32 little-endian payload length | u32 CRC32 of the payload | payload
-
-The payload is the Arrow IPC *stream* of the decoded columns (schema as above), not the raw
-protobuf: the receiver has to decode the request anyway (to validate it and to answer the
-partial-success count), the columns are about half the size of the OTLP bytes (resource and
-scope attributes, unused span attributes and events are not kept), so less is written before
-each fsync, and reading a segment back is a zero-copy Arrow read instead of a second protobuf
-decode. The per-record magic lets a reader resynchronise after a damaged record.
+Write-ahead segments (:mod:`collectors.spool.wal`: the record format, torn records, damaged
+segments moved aside into ``_wal/quarantine/``) hold each accepted request's decoded columns.
 
 Durability. :meth:`Spool.append` returns only after the record's bytes are on disk
 (``fdatasync`` of the segment, and ``fsync`` of ``_wal/`` when the segment was created), so
@@ -56,50 +42,39 @@ everything queued, writes it with one ``write``, syncs once and wakes all of the
 commit). While it syncs, new requests queue up, so the batch grows with the load and the cost
 of a sync (~0.4 ms here) is shared by every request of the batch.
 
-A crash can leave a torn record at a segment's tail (short header, short payload, bad CRC).
-Readers skip it, log a warning and count it; the other records and segments are read. Such a
-record was never acknowledged (its sync had not returned).
-
-Damaged segments. A segment that does not start with the magic (overwritten, replaced by
-other bytes) cannot be read at all: readers skip it, count it and name it (``SpoolRead``'s
-``damaged_segments``; the map shows a ``spool-damaged`` check) so the rest of the spool still
-maps, and the writer moves it aside into ``_wal/quarantine/`` when it opens the spool (or when
-compaction meets it), where it stays for a person to look at. Segments that hold nothing
-but the magic (or not even that: a write that failed with ENOSPC) are removed at open.
-
-Segments rotate by size and age; a closed segment is compacted into one Parquet file per
-(date, hour) it touches, each written to a temp name, fsynced and renamed, and only then is
-the segment removed (a crash in between leaves both, which readers deduplicate and the next
-compaction overwrites). Retention drops hour partitions and segments older than N days.
-Capacity: bytes on disk and bytes queued for the writer are bounded; past either,
-:meth:`Spool.append` raises :class:`SpoolFullError` / :class:`SpoolBusyError` with a
-``retry_after`` (seconds) that the receiver turns into 503 / 429 + ``Retry-After``.
+Segments rotate by size and age; a closed segment is compacted into hour-partitioned Parquet
+and then removed, and retention drops what is older than N days
+(:mod:`collectors.spool.compaction`). Capacity: bytes on disk and bytes queued for the writer
+are bounded; past either, :meth:`Spool.append` raises :class:`SpoolFullError` /
+:class:`SpoolBusyError` with a ``retry_after`` (:mod:`collectors.spool.limits`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from collectors.spool.compaction import (
+    drop_partition,
+    expired_partitions,
+    hour_slices,
+    retention_cutoff,
+    write_partition,
+)
+from collectors.spool.limits import SpoolBusyError, SpoolFullError, SpoolLimits, SpoolStats, check_capacity
+from collectors.spool.locks import take_locks, try_writer_lock
 from collectors.spool.payload import decode_payload, encode_payload
 from collectors.spool.reader import (
-    HOUR_NS,
     QUARANTINE_DIR,
     SEGMENT_MAGIC,
-    SEGMENT_SUFFIX,
     WAL_DIR,
     WRITER_ID,
     SpoolError,
@@ -113,6 +88,7 @@ from collectors.spool.reader import (
     segments,
     writer_of,
 )
+from collectors.spool.wal import ActiveSegment, fsync_dir, quarantine, segment_path, tidy_segments, write_all
 from mapper.core.redact import quoted
 from mapper.core.spans import SpanBatch
 
@@ -135,64 +111,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-class SpoolBusyError(SpoolError):
-    """Too many bytes are waiting for the writer: retry in ``retry_after`` seconds (HTTP 429)."""
-
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class SpoolFullError(SpoolError):
-    """The spool is at its disk limit or closing: retry in ``retry_after`` seconds (HTTP 503)."""
-
-    def __init__(self, message: str, retry_after: int = 30) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class SpoolLimits:
-    """Sizes in bytes, times in seconds. ``retention_days=None`` keeps everything."""
-
-    max_disk_bytes: int = 8 << 30
-    max_pending_bytes: int = 64 << 20
-    segment_bytes: int = 64 << 20
-    segment_age: float = 60.0
-    compact_interval: float = 30.0
-    retention_days: float | None = 7.0
-    #: This writer's id among several sharing the directory (None: the only writer); see
-    #: the module docstring. Carried here so that whatever opens the spool passes it on.
-    writer_id: str | None = None
-
-
-@dataclass(frozen=True)
-class SpoolStats:
-    disk_bytes: int  # segments + Parquet files
-    segments: int  # write-ahead segments on disk, the active one included
-    pending_bytes: int  # queued for the writer, not yet durable
-    records: int  # records made durable since the spool was opened
-    syncs: int  # group commits (one fdatasync each)
-    torn_records: int  # damaged records skipped by compaction
-    quarantined: int = 0  # damaged segments moved aside since the spool was opened (at open included)
-
-
-# --- writing ----------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 class _Append:
@@ -217,22 +135,6 @@ def _wake(futures: list[asyncio.Future[None]], error: BaseException | None) -> N
                 fut.set_exception(error)
 
 
-class _Segment:
-    """The active segment: an append-only file descriptor."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        self.size = 0
-        self.created = time.monotonic()
-        self.needs_dir_sync = True
-        _write_all(self.fd, SEGMENT_MAGIC)
-        self.size = len(SEGMENT_MAGIC)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 class Spool:
     """The writing side of a spool directory; one per directory (an exclusive lock says so).
 
@@ -248,20 +150,20 @@ class Spool:
         if self.writer_id is not None and not WRITER_ID.fullmatch(self.writer_id):
             raise SpoolError(f"{self.path}: writer id {quoted(self.writer_id, 70)}: "
                              "use 1-63 letters, digits, '.', '_', '-'")
-        self._lock_fds = self._take_locks()
+        self._lock_fds = take_locks(self.path, self.wal, self.writer_id)
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
         self._queue: list[_Append] = []
         self._pending = 0
         self._closing = False
-        self._active: _Segment | None = None  # owned by the writer thread
+        self._active: ActiveSegment | None = None  # owned by the writer thread
         self._active_path: Path | None = None  # its name, set under the lock before it exists
         self._rotate_asked = self._rotating = False
         self._seq = 0
         self._records = self._syncs = self._torn = 0
         self._compact_lock = threading.Lock()
-        self.quarantined_at_open = self._tidy_segments()
+        self.quarantined_at_open = tidy_segments(self.wal, self._own_segments())
         self._quarantined = len(self.quarantined_at_open)
         self._disk = sum(f.stat().st_size for f in segments(self.path))
         self._disk += sum(f.stat().st_size for _, p in partitions(self.path) for f in p.glob("*.parquet"))
@@ -277,83 +179,12 @@ class Spool:
     def __enter__(self) -> Spool:
         return self
 
-    def _take_locks(self) -> list[int]:
-        """The directory lock (exclusive without a writer id, shared with one) and the
-        writer's own exclusive lock; a SpoolError naming the conflict otherwise."""
-        fds: list[int] = []
-        wanted = [("LOCK", fcntl.LOCK_EX if self.writer_id is None else fcntl.LOCK_SH)]
-        if self.writer_id is not None:
-            wanted.append((f"LOCK.{self.writer_id}", fcntl.LOCK_EX))
-        try:
-            self.wal.mkdir(parents=True, exist_ok=True)
-            for name, mode in wanted:
-                fd = os.open(self.wal / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                fds.append(fd)
-                try:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                except OSError:
-                    raise SpoolError(self._conflict(name)) from None
-        except OSError as err:
-            for fd in fds:
-                os.close(fd)
-            raise SpoolError(f"{self.path}: cannot open spool: {err.strerror}") from err
-        except SpoolError:
-            for fd in fds:
-                os.close(fd)
-            raise
-        return fds
-
-    def _conflict(self, lock: str) -> str:
-        if self.writer_id is None:
-            return f"{self.path}: another process is writing to this spool"
-        if lock == "LOCK":
-            return (f"{self.path}: a writer without --writer-id holds this spool; every writer sharing a "
-                    "spool needs its own --writer-id")
-        return f"{self.path}: writer id {self.writer_id!r} is already writing to this spool (ids must be unique)"
-
     def _own(self, seg: Path) -> bool:
         """Whether ``seg`` is this writer's segment."""
         return writer_of(seg) == self.writer_id
 
     def _own_segments(self) -> list[Path]:
         return [s for s in segments(self.path) if self._own(s)]
-
-    def _tidy_segments(self) -> tuple[str, ...]:
-        """At open (the lock held, no segment active): remove empty segments, move damaged
-        ones into ``_wal/quarantine/``; answer the names moved aside."""
-        moved = []
-        for seg in self._own_segments():
-            try:
-                with open(seg, "rb") as f:
-                    head = f.read(len(SEGMENT_MAGIC))
-                    more = f.read(1)
-            except OSError as err:
-                log.error("%s: cannot read (%s); moving it aside", seg, err.strerror)
-                head, more = b"", b"?"
-            if head == SEGMENT_MAGIC and more:
-                continue
-            if not more and SEGMENT_MAGIC.startswith(head):  # created, nothing written: nothing acked
-                log.info("%s: empty segment (a write that failed), removed", seg)
-                seg.unlink()
-                continue
-            moved.append(self._quarantine(seg, "not a spool segment (bad magic)"))
-        if moved:
-            _fsync_dir(self.wal)
-        return tuple(moved)
-
-    def _quarantine(self, seg: Path, why: str) -> str:
-        """Move ``seg`` into ``_wal/quarantine/`` (kept for a person to look at); its name there."""
-        folder = self.wal / QUARANTINE_DIR
-        folder.mkdir(exist_ok=True)
-        target = folder / seg.name
-        n = 0
-        while target.exists():
-            n += 1
-            target = folder / f"{seg.name}.{n}"
-        seg.rename(target)
-        _fsync_dir(folder)
-        log.error("%s: %s; moved aside to %s", seg, why, target)
-        return target.name
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -362,13 +193,8 @@ class Spool:
 
     def _check(self, size: int) -> None:
         """Raise when a record of ``size`` bytes cannot be taken now (call with the lock held)."""
-        if self._closing:
-            raise SpoolFullError(f"{self.path}: spool is closing", retry_after=5)
-        if self._disk + self._pending + size > self.limits.max_disk_bytes:
-            raise SpoolFullError(f"{self.path}: spool is full ({self._disk} bytes on disk, "
-                                 f"limit {self.limits.max_disk_bytes})")
-        if self._pending and self._pending + size > self.limits.max_pending_bytes:
-            raise SpoolBusyError(f"{self.path}: {self._pending} bytes are waiting for the disk")
+        check_capacity(self.path, self.limits, disk=self._disk, pending=self._pending, size=size,
+                       closing=self._closing)
 
     def check_capacity(self) -> None:
         """Raise :class:`SpoolFullError` / :class:`SpoolBusyError` if nothing can be taken now."""
@@ -481,10 +307,9 @@ class Spool:
         if self._active is None:
             with self._lock:
                 self._seq += 1
-                tag = "" if self.writer_id is None else f"@{self.writer_id}"
-                self._active_path = self.wal / f"{time.time_ns():020d}-{self._seq:06d}{tag}{SEGMENT_SUFFIX}"
+                self._active_path = segment_path(self.wal, self._seq, self.writer_id)
             try:
-                self._active = _Segment(self._active_path)
+                self._active = ActiveSegment(self._active_path)
             except OSError:
                 with self._lock:
                     self._active_path = None
@@ -493,13 +318,13 @@ class Spool:
                 self._n_segments += 1
                 self._disk += self._active.size
         seg = self._active
-        _write_all(seg.fd, data)
+        write_all(seg.fd, data)
         seg.size += len(data)
         with self._lock:
             self._disk += len(data)
         os.fdatasync(seg.fd)
         if seg.needs_dir_sync:
-            _fsync_dir(self.wal)
+            fsync_dir(self.wal)
             seg.needs_dir_sync = False
 
     def _maybe_rotate(self, force: bool) -> None:
@@ -550,14 +375,8 @@ class Spool:
             return 0  # the only writer compacts every segment anyway
         done = 0
         for other in sorted({w for s in segments(self.path) if (w := writer_of(s)) not in (None, self.writer_id)}):
-            try:
-                fd = os.open(self.wal / f"LOCK.{other}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
+            fd = try_writer_lock(self.wal, other)
+            if fd is None:
                 continue  # alive
             try:
                 for seg in segments(self.path):
@@ -574,7 +393,7 @@ class Spool:
             table, torn = read_segment(seg)
         except SpoolError:
             size = seg.stat().st_size
-            self._quarantine(seg, "not a spool segment (bad magic)")
+            quarantine(self.wal, seg, "not a spool segment (bad magic)")
             with self._lock:
                 self._n_segments -= 1 if own else 0
                 self._disk -= size
@@ -582,56 +401,23 @@ class Spool:
             return
         with self._lock:
             self._torn += torn
-        start = table.column("start_ns").to_numpy() if table.num_rows else np.array([], dtype=np.int64)
-        keep = np.ones(len(start), dtype=bool)
-        if self.limits.retention_days is not None:
-            keep &= start >= time.time_ns() - int(self.limits.retention_days * 86400e9)
-        hours = start // HOUR_NS
-        written = 0
-        for hour in np.unique(hours[keep]):
-            rows = np.flatnonzero(keep & (hours == hour))
-            written += self._write_partition(int(hour), seg.stem, table.take(pa.array(rows)))
+        written = sum(write_partition(self.path, hour, seg.stem, rows)
+                      for hour, rows in hour_slices(table, self.limits.retention_days))
         size = seg.stat().st_size
         seg.unlink()
-        _fsync_dir(self.wal)
+        fsync_dir(self.wal)
         with self._lock:
             self._disk += written - size
             self._n_segments -= 1 if own else 0
         log.info("%s: compacted %d spans into Parquet (%d damaged records skipped)", seg, table.num_rows, torn)
 
-    def _write_partition(self, hour: int, stem: str, table: pa.Table) -> int:
-        when = datetime.fromtimestamp(hour * 3600, UTC)
-        part = self.path / f"date={when:%Y-%m-%d}" / f"hour={when:%H}"
-        part.mkdir(parents=True, exist_ok=True)
-        final = part / f"{stem}.parquet"
-        tmp = part / f".{stem}.parquet.tmp"
-        old = final.stat().st_size if final.exists() else 0
-        with open(tmp, "wb") as f:
-            pq.write_table(table.sort_by("start_ns"), f, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(part)
-        return final.stat().st_size - old
-
     def apply_retention(self, now_ns: int | None = None) -> int:
         """Remove hour partitions older than the retention; returns how many were removed."""
         if self.limits.retention_days is None:
             return 0
-        cutoff = (now_ns if now_ns is not None else time.time_ns()) - int(self.limits.retention_days * 86400e9)
         removed = 0
-        for hour_start, part in partitions(self.path):
-            if hour_start + HOUR_NS > cutoff:
-                continue
-            freed = 0
-            for f in part.iterdir():
-                with contextlib.suppress(FileNotFoundError):  # another writer's retention got there first
-                    size = f.stat().st_size
-                    f.unlink()
-                    freed += size
-            with contextlib.suppress(OSError):
-                part.rmdir()  # not when another writer compacted into it meanwhile
-                part.parent.rmdir()  # only when the day is now empty
+        for part in expired_partitions(self.path, retention_cutoff(self.limits.retention_days, now_ns)):
+            freed = drop_partition(part)
             with self._lock:
                 self._disk -= freed
             removed += 1

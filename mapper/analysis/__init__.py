@@ -1,7 +1,8 @@
 """Analysis: from measured distributions and span tables to the value stream's answers.
 
 Data in, data out, no formatting: the latency map (``latency``), per-item trace tables
-(``traces``), the service graph (``servicegraph``), segments, tail attribution, the baseline
+(``traces``), the service graph (``servicegraph``), segments (``segments``, with the time
+slices in ``profiles`` and the event comparisons in ``events``), tail attribution, the baseline
 comparison, the what-if future state, and the findings that gather them; ``partition`` and ``merge``
 analyse a window partition by partition and merge exact percentiles. Imports the core
 model only; the renderers (:mod:`mapper.render`) format what it returns.
@@ -17,14 +18,17 @@ if TYPE_CHECKING:
         baseline,
         buckets,
         budgets,
+        events,
         examples,
         findings,
         items,
         latency,
         live,
+        livegroups,
         livehist,
         merge,
         partition,
+        profiles,
         segments,
         servicegraph,
         traces,
@@ -36,14 +40,17 @@ __all__ = [
     "baseline",
     "buckets",
     "budgets",
+    "events",
     "examples",
     "findings",
     "items",
     "latency",
     "live",
+    "livegroups",
     "livehist",
     "merge",
     "partition",
+    "profiles",
     "segments",
     "servicegraph",
     "traces",

@@ -269,67 +269,65 @@ def _paths(trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray, index: Sp
     (``final`` False) gives up so that cycles can be broken, the final one keeps the
     paths grown so far and says so.
     """
-    p_all, c_all = trace[q], trace[r]
-    by_p = np.argsort(p_all)
-    q, r, c_all = q[by_p], r[by_p], c_all[by_p]
-    deg = np.bincount(p_all, minlength=n_tr)
-    out_start = np.cumsum(deg) - deg
-    has_in = np.bincount(c_all, minlength=n_tr) > 0
-    roots = np.flatnonzero(~has_in)
-    pair_u = [np.arange(roots.size)]
-    pair_t = [roots]
-    root_of = [roots]
-    f_u, f_t, f_e = pair_u[0], roots, np.full(roots.size, -1, dtype=np.int64)
-    n_units = int(roots.size)
+    edges = _Edges.of(trace, n_tr, q, r)
+    roots = np.flatnonzero(~(np.bincount(edges.child, minlength=n_tr) > 0))
+    paths = _Paths(roots)
+    f_u, f_t, f_e = paths.pair_u[0], roots, np.full(roots.size, -1, dtype=np.int64)
     depth = 0
     extra: list[Check] = []
     while f_t.size:
-        k = deg[f_t]
+        k = edges.deg[f_t]
         go = k > 0
         if not go.any():
             break
-        if not final and (depth == MAX_DEPTH or n_units > cap):
-            extra.append(Check("warning", "link-cycle", "paths cut"))
-            break
-        if n_units > cap:
-            extra.append(Check("warning", "link-paths-capped",
-                               f"span links fork into more than {cap:,} item paths (fan-out, or batches whose "
-                               "messages cannot be told apart); the paths are not followed further"))
-            break
-        if depth == MAX_DEPTH:
-            extra.append(Check("warning", "link-cycle",
-                               f"{int(go.sum()):,} item paths are longer than {MAX_DEPTH} link hops; cut there"))
+        stop = _stop(go, depth, paths.n, cap, final)
+        if stop is not None:
+            extra.append(stop)
             break
         depth += 1
-        fu, ft, fe, fk = f_u[go], f_t[go], f_e[go], k[go]
-        cand = expand_ranges(out_start[ft], fk)
-        cf = np.repeat(np.arange(fu.size), fk)
-        entered = fe[cf] >= 0
-        below = np.ones(cand.size, dtype=bool)
-        if entered.any():
-            at = np.flatnonzero(entered)
-            below[at] = index.is_within(q[cand[at]], fe[cf[at]])
-        some = np.bincount(cf, weights=below, minlength=fu.size) > 0
-        keep = below | ~some[cf]
-        # No producer below the entry span links on, but the entry span has PRODUCER spans of
-        # its own below it (a per-message span whose publish nobody in the data consumed: the
-        # consumer not sampled, outside the window, not arrived yet): the message went there,
-        # so the path ends; following every producer of the trace would pair it with the
-        # other messages' consumers, items that do not exist.
-        fallback = np.flatnonzero(entered & ~some[cf])
-        if fallback.size:
-            keep[fallback] = ~index.above_producer(fe[cf[fallback]])
-        cand, cf = cand[keep], cf[keep]
-        # one step per (path, consumer trace): entered by its deepest linking span
-        child = c_all[cand]
-        order = np.argsort(cf * n_tr + child, kind="stable")
-        cand, cf, child = cand[order], cf[order], child[order]
-        first = np.r_[True, (cf[1:] != cf[:-1]) | (child[1:] != child[:-1])]
-        if not first.all():  # several spans of one trace link into the path: the deepest enters
-            group = np.cumsum(first) - 1
-            order = np.lexsort((-index.depth(r[cand]), group))
-            cand, cf, child = cand[order], cf[order], child[order]
-        cand, cf, child = cand[first], cf[first], child[first]
+        cand, cf = _next_hops(edges, index, n_tr, f_t[go], f_e[go], k[go])
+        child = edges.child[cand]
+        f_u, f_t, f_e = paths.step(f_u[go], cf, child), child, edges.r[cand]
+    traces = np.concatenate(paths.pair_t)
+    rows, unit = _expand_rows(trace, n_tr, np.concatenate(paths.pair_u), traces)
+    acyclic = not extra and bool(np.all(np.bincount(traces, minlength=n_tr) > 0))
+    return Items(rows, unit, paths.n, np.concatenate(paths.root_of), int(q.size), checks + tuple(extra)), acyclic
+
+
+@dataclass(frozen=True, eq=False)
+class _Edges:
+    """The span links to follow, sorted by producer trace: producer row ``q``, linking row
+    ``r`` and its (consumer) trace ``child``; trace ``t``'s edges are ``start[t]`` onwards,
+    ``deg[t]`` of them."""
+
+    q: np.ndarray
+    r: np.ndarray
+    child: np.ndarray
+    deg: np.ndarray
+    start: np.ndarray
+
+    @classmethod
+    def of(cls, trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray) -> _Edges:
+        p_all = trace[q]
+        by_p = np.argsort(p_all)
+        deg = np.bincount(p_all, minlength=n_tr)
+        return cls(q[by_p], r[by_p], trace[r][by_p], deg, np.cumsum(deg) - deg)
+
+
+class _Paths:
+    """The item paths grown so far: ``(path, trace)`` pairs (``pair_u``, ``pair_t``, one
+    array per step), each path's root trace (``root_of``, in path order) and the count ``n``."""
+
+    def __init__(self, roots: np.ndarray) -> None:
+        self.pair_u = [np.arange(roots.size)]
+        self.pair_t = [roots]
+        self.root_of = [roots]
+        self.n = int(roots.size)
+
+    def step(self, fu: np.ndarray, cf: np.ndarray, child: np.ndarray) -> np.ndarray:
+        """Frontier path ``fu[cf[i]]`` steps into trace ``child[i]`` (``cf`` sorted); a path
+        stepping into several traces forks: its first step keeps its code, the others are new
+        paths that carry a copy of the traces before the fork. Returns each step's path."""
         fk2 = np.bincount(cf, minlength=fu.size)
         from_u = fu[cf]
         branch = np.arange(cf.size) - np.repeat(np.cumsum(fk2) - fk2, fk2)
@@ -337,28 +335,76 @@ def _paths(trace: np.ndarray, n_tr: int, q: np.ndarray, r: np.ndarray, index: Sp
         new_u = from_u.copy()
         n_new = int(forks.sum())
         if n_new:
-            new_u[forks] = n_units + np.arange(n_new)
-            n_units += n_new
-            # a forked path carries a copy of the traces before the fork
-            all_u, all_t = np.concatenate(pair_u), np.concatenate(pair_t)
+            new_u[forks] = self.n + np.arange(n_new)
+            self.n += n_new
+            all_u, all_t = np.concatenate(self.pair_u), np.concatenate(self.pair_t)
             by_u = np.argsort(all_u, kind="stable")
-            cnt = np.bincount(all_u, minlength=n_units)
+            cnt = np.bincount(all_u, minlength=self.n)
             head = np.cumsum(cnt) - cnt
             old = from_u[forks]
-            pair_u.append(np.repeat(new_u[forks], cnt[old]))
-            pair_t.append(all_t[by_u][expand_ranges(head[old], cnt[old])])
-            root_of.append(np.concatenate(root_of)[old])
-        pair_u.append(new_u)
-        pair_t.append(child)
-        f_u, f_t, f_e = new_u, child, r[cand]
-    units = np.concatenate(pair_u)
-    traces = np.concatenate(pair_t)
-    root = np.concatenate(root_of)
-    # rows of each trace, copied once per (unit, trace) pair
+            self.pair_u.append(np.repeat(new_u[forks], cnt[old]))
+            self.pair_t.append(all_t[by_u][expand_ranges(head[old], cnt[old])])
+            self.root_of.append(np.concatenate(self.root_of)[old])
+        self.pair_u.append(new_u)
+        self.pair_t.append(child)
+        return new_u
+
+
+def _stop(go: np.ndarray, depth: int, n_units: int, cap: int, final: bool) -> Check | None:
+    """Why growth stops before the next hop (``go``: the frontier paths that would go on), or
+    None: a first attempt gives up at the depth or path limit (there may be a cycle to break);
+    the final one says which limit cut the paths."""
+    if not final and (depth == MAX_DEPTH or n_units > cap):
+        return Check("warning", "link-cycle", "paths cut")
+    if n_units > cap:
+        return Check("warning", "link-paths-capped",
+                     f"span links fork into more than {cap:,} item paths (fan-out, or batches whose "
+                     "messages cannot be told apart); the paths are not followed further")
+    if depth == MAX_DEPTH:
+        return Check("warning", "link-cycle",
+                     f"{int(go.sum()):,} item paths are longer than {MAX_DEPTH} link hops; cut there")
+    return None
+
+
+def _next_hops(edges: _Edges, index: SpanIndex, n_tr: int, ft: np.ndarray, fe: np.ndarray,
+               fk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The next hop of each frontier path (in trace ``ft``, entered by span row ``fe``, -1 at
+    a root; ``fk`` edges out): the edges it follows, and for each the frontier path's index,
+    sorted by it. One step per (path, consumer trace), entered by its deepest linking span."""
+    cand = expand_ranges(edges.start[ft], fk)
+    cf = np.repeat(np.arange(ft.size), fk)
+    entered = fe[cf] >= 0
+    below = np.ones(cand.size, dtype=bool)
+    if entered.any():
+        at = np.flatnonzero(entered)
+        below[at] = index.is_within(edges.q[cand[at]], fe[cf[at]])
+    some = np.bincount(cf, weights=below, minlength=ft.size) > 0
+    keep = below | ~some[cf]
+    # No producer below the entry span links on, but the entry span has PRODUCER spans of
+    # its own below it (a per-message span whose publish nobody in the data consumed: the
+    # consumer not sampled, outside the window, not arrived yet): the message went there,
+    # so the path ends; following every producer of the trace would pair it with the
+    # other messages' consumers, items that do not exist.
+    fallback = np.flatnonzero(entered & ~some[cf])
+    if fallback.size:
+        keep[fallback] = ~index.above_producer(fe[cf[fallback]])
+    cand, cf = cand[keep], cf[keep]
+    child = edges.child[cand]
+    order = np.argsort(cf * n_tr + child, kind="stable")
+    cand, cf, child = cand[order], cf[order], child[order]
+    first = np.r_[True, (cf[1:] != cf[:-1]) | (child[1:] != child[:-1])]
+    if not first.all():  # several spans of one trace link into the path: the deepest enters
+        group = np.cumsum(first) - 1
+        order = np.lexsort((-index.depth(edges.r[cand]), group))
+        cand, cf = cand[order], cf[order]
+    return cand[first], cf[first]
+
+
+def _expand_rows(trace: np.ndarray, n_tr: int, units: np.ndarray, traces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The batch rows of each ``(unit, trace)`` pair's trace, copied once per pair, and the
+    unit of each copy."""
     by_trace = np.argsort(trace, kind="stable")
     cnt = np.bincount(trace, minlength=n_tr)
     first = np.cumsum(cnt) - cnt
     rows = by_trace[expand_ranges(first[traces], cnt[traces])]
-    unit = np.repeat(units, cnt[traces])
-    acyclic = not extra and bool(np.all(np.bincount(traces, minlength=n_tr) > 0))
-    return Items(rows, unit, n_units, root, int(q.size), checks + tuple(extra)), acyclic
+    return rows, np.repeat(units, cnt[traces])

@@ -84,7 +84,7 @@ def merge_summaries(parts: Iterable[Summary]) -> Summary:
 
 def ranks_needed(n: int, qs: Sequence[float], confidence: float = CONFIDENCE) -> list[int]:
     """The 1-based ranks of the order statistics :meth:`MergedSamples.quantile` reads (with
-    another ``confidence``: the interval ends ``segments.interval`` reads at it, too)."""
+    another ``confidence``: the interval ends ``events.interval`` reads at it, too)."""
     if n == 0:
         return []
     from scipy.stats import binom  # imported here: scipy costs ~0.4 s at start-up

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mapper.analysis.latency import LatencyMap
-from mapper.analysis.segments import PROFILE_PERCENTILES
+from mapper.analysis.profiles import PROFILE_PERCENTILES
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import format_duration, format_time
 from mapper.core.escape import html_text as escape

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from mapper.analysis.attribution import TailAttribution
-    from mapper.analysis.segments import EventComparison, Profile
+    from mapper.analysis.events import EventComparison
+    from mapper.analysis.profiles import Profile
 
 #: Figure size in inches (at 96 dpi in browsers): small, two fit side by side in print.
 SIZE = (5.2, 2.6)

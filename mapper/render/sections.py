@@ -16,7 +16,8 @@ from mapper.analysis.attribution import StageShare, TailAttribution, overlapping
 from mapper.analysis.baseline import Change, Comparison
 from mapper.analysis.findings import Findings
 from mapper.analysis.latency import LatencyMap
-from mapper.analysis.segments import PROFILE_PERCENTILES, WEEKDAYS, SegmentReport
+from mapper.analysis.profiles import PROFILE_PERCENTILES, WEEKDAYS
+from mapper.analysis.segments import SegmentReport
 from mapper.analysis.whatif import TRACE_REPLAY, FutureState, future_state
 from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.durations import format_duration, format_time

@@ -16,6 +16,8 @@ Pure function of the :class:`~mapper.analysis.latency.LatencyMap`; no I/O.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from mapper.analysis.latency import LatencyMap, StageResult
 from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.durations import format_duration
@@ -136,26 +138,71 @@ def _lead_lines(lm: LatencyMap) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where things go: stages in rows of :data:`PER_ROW`, each a wait slot then a box, with
+    the ladder under them; the lead time lines close the picture."""
+
+    box_h: int
+    row_h: int
+    top: int
+    width: int
+    height: int
+    rows: int
+
+    @classmethod
+    def of(cls, lm: LatencyMap, lead_lines: int) -> _Layout:
+        n = len(lm.stages)
+        cols = max(1, min(PER_ROW, n))
+        rows = max(1, -(-n // PER_ROW))
+        box_h = LINE * (2 + max((len(_box_lines(lm, s)) for s in lm.stages), default=1)) + 6
+        ladder_h = 70
+        row_h = box_h + ladder_h + 40
+        top = MARGIN + 50
+        width = MARGIN * 2 + cols * (SLOT_W + BOX_W) + 40
+        return cls(box_h, row_h, top, width, top + rows * row_h + LINE * (lead_lines + 1) + MARGIN, rows)
+
+    def place(self, i: int) -> tuple[float, float]:
+        """The top left corner of stage ``i``'s box."""
+        r, c = divmod(i, PER_ROW)
+        return MARGIN + SLOT_W + c * (SLOT_W + BOX_W), self.top + r * self.row_h
+
+
+@dataclass
+class _Connectors:
+    """The numbered off-page connectors drawn so far (numbered in drawing order), and how many
+    leave each stage (stacked under its box)."""
+
+    count: int = 0
+    out_of: dict[str, int] = field(default_factory=dict)
+
+
 def to_svg(lm: LatencyMap) -> str:
     """The standalone SVG document (UTF-8 text, no XML declaration) of the latency map."""
-    stages = lm.stages
-    order = {s.stage.name: i for i, s in enumerate(stages)}
-    n = len(stages)
-    cols = max(1, min(PER_ROW, n))
-    rows = max(1, -(-n // PER_ROW))
-    box_h = LINE * (2 + max((len(_box_lines(lm, s)) for s in stages), default=1)) + 6
-    ladder_h = 70
-    row_h = box_h + ladder_h + 40
-    top = MARGIN + 50
-    width = MARGIN * 2 + cols * (SLOT_W + BOX_W) + 40
     lead = _lead_lines(lm)
-    height = top + rows * row_h + LINE * (len(lead) + 1) + MARGIN
+    layout = _Layout.of(lm, len(lead))
+    out = _header(lm, layout)
+    order = {s.stage.name: i for i, s in enumerate(lm.stages)}
+    incoming: dict[str, list[str]] = {}
+    for h in lm.hops:
+        incoming.setdefault(h.target, []).append(h.source)
+    connectors = _Connectors()
+    for i, s in enumerate(lm.stages):
+        x, y = layout.place(i)
+        out += _stage_box(lm, s, x, y, layout.box_h)
+        out += _wait_slot(s, i, x, y, layout, incoming.get(s.stage.name, []), order, connectors)
+        out += _ladder(s, x, y + layout.box_h)
+    ly = layout.top + layout.rows * layout.row_h
+    for j, line in enumerate(lead):
+        out.append(_text(MARGIN, ly + j * LINE, line, size=12, weight="bold" if j == 0 else "normal"))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
-    def place(i: int) -> tuple[float, float]:
-        r, c = divmod(i, PER_ROW)
-        return MARGIN + SLOT_W + c * (SLOT_W + BOX_W), top + r * row_h
 
-    out: list[str] = [
+def _header(lm: LatencyMap, layout: _Layout) -> list[str]:
+    """The document's opening: size, accessible title, markers, background, heading, legend."""
+    width, height = layout.width, layout.height
+    return [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" font-family="{FONT}" role="img" '
         f'aria-label={quoteattr("value stream map " + lm.spec.name)}>',
@@ -167,87 +214,93 @@ def to_svg(lm: LatencyMap) -> str:
         _text(MARGIN, MARGIN + 34, "boxes: process time per stage · arrows: wait before the stage · "
               "ladder: p50 wait (upper) and process (lower)", size=11),
     ]
-    incoming: dict[str, list[str]] = {}
-    for h in lm.hops:
-        incoming.setdefault(h.target, []).append(h.source)
-    connector = 0
-    tags_out: dict[str, int] = {}
-    for i, s in enumerate(stages):
-        x, y = place(i)
-        name = s.stage.name
-        bottleneck = lm.bottleneck is not None and lm.bottleneck.marks(name)
-        data = _has_data(s)
-        role = "bottleneck" if bottleneck else "stage" if data else "no_data"
-        ink = "#ffffff" if role in DARK_FILLS else INK
-        dash = "" if data else ' stroke-dasharray="6 4"'
-        stroke_w = 5 if bottleneck else 1.5
-        cls = "stage bottleneck" if bottleneck else "stage" if data else "stage no-data"
-        rank_q = lm.bottleneck.q if lm.bottleneck is not None else 0.99
-        slow = slowest(lm, name, "hop", rank_q) if bottleneck else []
-        urls = [u for e in slow for u in trace_links(lm.spec.links, e)[:1]]
-        if urls:  # the bottleneck box opens its slowest example; each is numbered above the box
-            out.append(_text(x + BOX_W - 4 - 16 * len(urls), y - 4,
-                             f"slowest {percentile_label(rank_q)} examples:", size=10, anchor="end"))
-            out.append(f'<a class="bottleneck-example" href={quoteattr(urls[0])}>')
-        out.append(f'<g class="{cls}" data-stage={quoteattr(name)}><title>{escape(name)}</title>')
-        out.append(f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{box_h}" rx="3" fill="{FILLS[role]}" '
-                   f'stroke="{INK}" stroke-width="{stroke_w}"{dash}/>')
-        if bottleneck:
-            out.append(f'<rect x="{x}" y="{y}" width="{BOX_W}" height="10" fill="url(#hatch)" '
-                       f'stroke="{INK}" stroke-width="1"/>')
-        ty = y + LINE + (10 if bottleneck else 4)
-        out.append(_text(x + 8, ty, _clip(name), size=13, weight="bold", fill=ink))
-        for line in _box_lines(lm, s):
-            ty += LINE
-            out.append(_text(x + 8, ty, line, fill=ink, weight="bold" if line.startswith("BOTTLENECK") else "normal"))
-        out.append("</g>")
-        if urls:
-            out.append("</a>")
-            for j, u in enumerate(urls):
-                out.append(f'<a class="bottleneck-example" href={quoteattr(u)}>'
-                           + _text(x + BOX_W - 4 - 16 * (len(urls) - 1 - j), y - 4, str(j + 1), size=10,
-                                   weight="bold", anchor="end", fill="#1f4e9a") + "</a>")
 
-        # The wait slot left of the box: an arrow in from each upstream stage, labelled with the wait.
-        mid = y + box_h / 2
-        sx = x - SLOT_W
-        for j, line in enumerate(_wait_lines(s)):
-            out.append(_text(sx + SLOT_W / 2, y + 14 + j * LINE, line, anchor="middle"))
-        for k, src in enumerate(incoming.get(name, [])):
-            ay = mid + 14 * k
-            adjacent = order.get(src) == i - 1 and i % PER_ROW != 0
-            if adjacent:
-                out.append(f'<line x1="{sx + 2}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
-                           'stroke-width="2" marker-end="url(#arrow)"/>')
-                continue
-            # Not side by side (a row wrap or a branch): a numbered off-page connector pair.
-            connector += 1
-            tag = f"({connector})"
-            out.append(_text(sx + 16, ay + 4, tag, weight="bold", anchor="middle"))
-            out.append(f'<line x1="{sx + 30}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
+
+def _stage_box(lm: LatencyMap, s: StageResult, x: float, y: float, box_h: int) -> list[str]:
+    """A stage's box: its fill by role, dashed without data; the bottleneck hatched, opening
+    its slowest example's trace, with the other examples numbered above it."""
+    out: list[str] = []
+    name = s.stage.name
+    bottleneck = lm.bottleneck is not None and lm.bottleneck.marks(name)
+    data = _has_data(s)
+    role = "bottleneck" if bottleneck else "stage" if data else "no_data"
+    ink = "#ffffff" if role in DARK_FILLS else INK
+    dash = "" if data else ' stroke-dasharray="6 4"'
+    stroke_w = 5 if bottleneck else 1.5
+    cls = "stage bottleneck" if bottleneck else "stage" if data else "stage no-data"
+    rank_q = lm.bottleneck.q if lm.bottleneck is not None else 0.99
+    slow = slowest(lm, name, "hop", rank_q) if bottleneck else []
+    urls = [u for e in slow for u in trace_links(lm.spec.links, e)[:1]]
+    if urls:  # the bottleneck box opens its slowest example; each is numbered above the box
+        out.append(_text(x + BOX_W - 4 - 16 * len(urls), y - 4,
+                         f"slowest {percentile_label(rank_q)} examples:", size=10, anchor="end"))
+        out.append(f'<a class="bottleneck-example" href={quoteattr(urls[0])}>')
+    out.append(f'<g class="{cls}" data-stage={quoteattr(name)}><title>{escape(name)}</title>')
+    out.append(f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{box_h}" rx="3" fill="{FILLS[role]}" '
+               f'stroke="{INK}" stroke-width="{stroke_w}"{dash}/>')
+    if bottleneck:
+        out.append(f'<rect x="{x}" y="{y}" width="{BOX_W}" height="10" fill="url(#hatch)" '
+                   f'stroke="{INK}" stroke-width="1"/>')
+    ty = y + LINE + (10 if bottleneck else 4)
+    out.append(_text(x + 8, ty, _clip(name), size=13, weight="bold", fill=ink))
+    for line in _box_lines(lm, s):
+        ty += LINE
+        out.append(_text(x + 8, ty, line, fill=ink, weight="bold" if line.startswith("BOTTLENECK") else "normal"))
+    out.append("</g>")
+    if urls:
+        out.append("</a>")
+        for j, u in enumerate(urls):
+            out.append(f'<a class="bottleneck-example" href={quoteattr(u)}>'
+                       + _text(x + BOX_W - 4 - 16 * (len(urls) - 1 - j), y - 4, str(j + 1), size=10,
+                               weight="bold", anchor="end", fill="#1f4e9a") + "</a>")
+    return out
+
+
+def _wait_slot(s: StageResult, i: int, x: float, y: float, layout: _Layout, sources: list[str],
+               order: dict[str, int], connectors: _Connectors) -> list[str]:
+    """The wait slot left of stage ``i``'s box: its wait, and an arrow in from each upstream
+    stage (a numbered off-page connector pair when the two are not side by side)."""
+    out: list[str] = []
+    box_h = layout.box_h
+    mid = y + box_h / 2
+    sx = x - SLOT_W
+    for j, line in enumerate(_wait_lines(s)):
+        out.append(_text(sx + SLOT_W / 2, y + 14 + j * LINE, line, anchor="middle"))
+    for k, src in enumerate(sources):
+        ay = mid + 14 * k
+        adjacent = order.get(src) == i - 1 and i % PER_ROW != 0
+        if adjacent:
+            out.append(f'<line x1="{sx + 2}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
                        'stroke-width="2" marker-end="url(#arrow)"/>')
-            if src in order:
-                px, py = place(order[src])
-                nth = tags_out[src] = tags_out.get(src, 0) + 1
-                out.append(_text(px + BOX_W + 4, py + box_h + 10 - LINE * nth, f"→{tag}", weight="bold"))
+            continue
+        # Not side by side (a row wrap or a branch): a numbered off-page connector pair.
+        connectors.count += 1
+        tag = f"({connectors.count})"
+        out.append(_text(sx + 16, ay + 4, tag, weight="bold", anchor="middle"))
+        out.append(f'<line x1="{sx + 30}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
+                   'stroke-width="2" marker-end="url(#arrow)"/>')
+        if src in order:
+            px, py = layout.place(order[src])
+            nth = connectors.out_of[src] = connectors.out_of.get(src, 0) + 1
+            out.append(_text(px + BOX_W + 4, py + box_h + 10 - LINE * nth, f"→{tag}", weight="bold"))
+    return out
 
-        # The ladder: wait on the upper step (in the slot), process on the lower (under the box).
-        up = y + box_h + 25
-        low = up + 30
-        w_dash = "" if s.wait is not None and s.wait.distribution is not None else ' stroke-dasharray="4 3"'
-        p_dash = "" if s.process is not None and s.process.distribution is not None else ' stroke-dasharray="4 3"'
-        out.append(f'<rect x="{sx + 4}" y="{up - 6}" width="{SLOT_W - 8}" height="6" fill="{FILLS["wait"]}" '
-                   f'stroke="{INK}" stroke-width="1"{w_dash}/>')
-        out.append(_text(sx + SLOT_W / 2, up - 10, f"wait {_part_p50(s.wait)}", size=10, anchor="middle"))
-        out.append(f'<path d="M{sx + 4},{up} H{x} V{low} H{x + BOX_W} V{up}" fill="none" stroke="{INK}" '
-                   'stroke-width="1.5"/>')
-        out.append(f'<rect x="{x + 4}" y="{low}" width="{BOX_W - 8}" height="6" fill="{FILLS["process"]}" '
-                   f'stroke="{INK}" stroke-width="1"{p_dash}/>')
-        out.append(_text(x + BOX_W / 2, low + 20, f"process {_part_p50(s.process)}", size=10, anchor="middle"))
 
-    ly = top + rows * row_h
-    for j, line in enumerate(lead):
-        out.append(_text(MARGIN, ly + j * LINE, line, size=12, weight="bold" if j == 0 else "normal"))
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
+def _ladder(s: StageResult, x: float, box_bottom: float) -> list[str]:
+    """The VSM timeline ladder under a stage: wait on the upper step (in the slot), process on
+    the lower (under the box); a step without data dashed."""
+    sx = x - SLOT_W
+    up = box_bottom + 25
+    low = up + 30
+    w_dash = "" if s.wait is not None and s.wait.distribution is not None else ' stroke-dasharray="4 3"'
+    p_dash = "" if s.process is not None and s.process.distribution is not None else ' stroke-dasharray="4 3"'
+    return [
+        f'<rect x="{sx + 4}" y="{up - 6}" width="{SLOT_W - 8}" height="6" fill="{FILLS["wait"]}" '
+        f'stroke="{INK}" stroke-width="1"{w_dash}/>',
+        _text(sx + SLOT_W / 2, up - 10, f"wait {_part_p50(s.wait)}", size=10, anchor="middle"),
+        f'<path d="M{sx + 4},{up} H{x} V{low} H{x + BOX_W} V{up}" fill="none" stroke="{INK}" '
+        'stroke-width="1.5"/>',
+        f'<rect x="{x + 4}" y="{low}" width="{BOX_W - 8}" height="6" fill="{FILLS["process"]}" '
+        f'stroke="{INK}" stroke-width="1"{p_dash}/>',
+        _text(x + BOX_W / 2, low + 20, f"process {_part_p50(s.process)}", size=10, anchor="middle"),
+    ]

@@ -13,23 +13,15 @@ import pytest
 
 from collectors.prom_segments import hourly_buckets, label_buckets
 from collectors.prometheus import PrometheusClient
+from mapper.analysis.events import NEIGHBOURS, SAME_HOURS, compare_event_hourly, compare_event_samples
 from mapper.analysis.merge import Summary, bins_for_ranks, merge_summaries, merged_samples, ranks_needed, values_in
+from mapper.analysis.profiles import DAY, hour_of_day, profile_from_hourly, profile_from_samples
 from mapper.analysis.segments import (
-    DAY,
-    HOUR,
-    NEIGHBOURS,
     PEAK_CONFIDENCE,
     PEAK_PERCENTILE,
-    SAME_HOURS,
-    HourBuckets,
     MergedSegment,
     build_segments,
-    compare_event_hourly,
-    compare_event_samples,
     daily_peak,
-    hour_of_day,
-    profile_from_hourly,
-    profile_from_samples,
     sample_plan,
     sample_slots,
     trace_samples,
@@ -38,7 +30,7 @@ from mapper.analysis.traces import TraceTable
 from mapper.core.distribution import Distribution, Estimate, HistogramDistribution
 from mapper.core.durations import format_time
 from mapper.core.files import dumps
-from mapper.core.model import Window
+from mapper.core.model import HOUR, HourBuckets, Window
 from mapper.core.spec import Measurement, SourceSpec, StreamSpec, loads_spec
 from mapper.core.spec.extra import EventWindow
 from mapper.demo.data import DemoData

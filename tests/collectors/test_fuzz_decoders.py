@@ -10,8 +10,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors.otlp.codec import PayloadError, decode_protobuf
+from collectors.otlp.codec import PayloadError
 from collectors.otlp.json import decode_document, decode_json
+from collectors.otlp.protobuf import decode_protobuf
 from collectors.promjson import decode_list, decode_metadata, decode_query
 from mapper.core.errors import SourceError
 from tests.fuzz import json_values, outcome, scalars

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 import collectors.otlp.codec as codec
+import collectors.otlp.protobuf as otlp_protobuf
 from collectors.otlp.codec import (
     MAX_VALUE_CHARS,
     REJECT_REASONS,
@@ -25,10 +26,10 @@ from collectors.otlp.codec import (
     WARNING_REASONS,
     Decoded,
     PayloadError,
-    decode_protobuf,
 )
 from collectors.otlp.files import read_trace_files
 from collectors.otlp.json import decode_json
+from collectors.otlp.protobuf import decode_protobuf
 from mapper.core.errors import LatmapError
 from mapper.core.spans import KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, SpanBatch, dedupe
 from tests.otlp_helpers import FIXTURES, T0, add_span, one_scope, request_json, rows, span_json
@@ -305,7 +306,7 @@ def test_lean_schema_field_numbers_match_opentelemetry_proto() -> None:
     wire = {FD.TYPE_BYTES: "len", FD.TYPE_STRING: "len", FD.TYPE_MESSAGE: "len", FD.TYPE_INT32: "varint",
             FD.TYPE_ENUM: "varint", FD.TYPE_FIXED64: "i64"}
     checked = 0
-    for message, fields in codec._LEAN_SCHEMA.items():
+    for message, fields in otlp_protobuf._LEAN_SCHEMA.items():
         by_name = real[message].DESCRIPTOR.fields_by_name
         for name, number, ftype, target in fields:
             if name == "instrumentation_library_spans":

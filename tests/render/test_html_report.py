@@ -14,7 +14,7 @@ import pytest
 from mapper.analysis.attribution import attribute
 from mapper.analysis.findings import Findings
 from mapper.analysis.latency import LatencyMap, analyse
-from mapper.analysis.segments import profile_from_samples
+from mapper.analysis.profiles import profile_from_samples
 from mapper.core.distribution import HistogramDistribution, SampleDistribution
 from mapper.core.model import MeasurementResult, Window
 from mapper.core.spec import loads_spec

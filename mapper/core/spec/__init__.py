@@ -2,27 +2,19 @@
 
 ``load_spec`` reads the YAML file, checks every key and value, and raises one ``SpecError``
 listing every problem as ``file:line: field: message``. The parsers live in ``stream``
-(stages, sources, measurements, objectives), ``datadog`` (the Datadog source's options) and
-``extra`` (segments, event windows, future-state changes); ``_parse`` holds the helpers they
-share.
+(the top-level keys), ``sources``, ``measurements``, ``stages``, ``objectives``, ``datadog``
+(the Datadog source's options) and ``extra`` (segments, event windows, future-state changes);
+``_parse`` holds the helpers they share.
 """
 
 from mapper.core.spec.engine import EngineSpec
 from mapper.core.spec.extra import Change, EventWindow, Segments
 from mapper.core.spec.live import LIVE_SOURCE, live_lead_time, with_live_series
-from mapper.core.spec.stream import (
-    TRACE_SOURCE_KINDS,
-    BasicAuth,
-    Measurement,
-    Objective,
-    SourceSpec,
-    Stage,
-    StreamSpec,
-    TraceMatch,
-    load_spec,
-    loads_spec,
-    parse_spec,
-)
+from mapper.core.spec.measurements import Measurement
+from mapper.core.spec.objectives import Objective
+from mapper.core.spec.sources import TRACE_SOURCE_KINDS, BasicAuth, SourceSpec
+from mapper.core.spec.stages import Stage, TraceMatch
+from mapper.core.spec.stream import StreamSpec, load_spec, loads_spec, parse_spec
 
 __all__ = [
     "LIVE_SOURCE",

@@ -14,7 +14,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mapper.core.names import LIVE_LEAD_TIME, STAGE_PROCESS, STAGE_WAIT
-from mapper.core.spec.stream import Measurement, SourceSpec, Stage, StreamSpec
+from mapper.core.spec.measurements import Measurement
+from mapper.core.spec.sources import SourceSpec
+from mapper.core.spec.stages import Stage
+from mapper.core.spec.stream import StreamSpec
 
 #: The source the live series are read from when the spec has no Prometheus source (its URL
 #: comes from ``--prometheus``).

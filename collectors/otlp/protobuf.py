@@ -1,0 +1,172 @@
+"""Decoding OTLP/protobuf traces: :func:`decode_protobuf`.
+
+Speed: the protobuf body is parsed by upb into a *lean* copy of the OTLP schema that declares
+only the fields latmap keeps (:func:`_lean_traces_data`). Skipped fields (events, most
+attribute value types, trace state ...) stay unparsed bytes, and the attribute lists are
+declared as ``map<string, AnyValue>``, which has the same wire layout as ``repeated KeyValue``,
+so looking up the four keys of :data:`~mapper.core.spans.ATTRIBUTE_COLUMNS` is a hash lookup in C
+rather than a Python loop over every attribute. String values are declared ``bytes`` so that
+one attribute with invalid UTF-8 does not fail a whole request (the Collector does not check
+either); kept strings are decoded with replacement characters. Ids, timestamps and enums are
+validated on numpy arrays after the one Python loop over spans
+(:meth:`collectors.otlp.columns.RawColumns.finish`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from collectors.otlp.codec import Decoded, PayloadError, gc_paused
+from collectors.otlp.columns import ATTR_KEYS, RawColumns, resolve_service_name
+
+__all__ = ["decode_protobuf"]
+
+
+_OPT = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+_REP = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+_T = descriptor_pb2.FieldDescriptorProto
+_LEAN_PACKAGE = "latmap.otlp_lean"
+
+#: The lean schema: message -> (field, number, type, message type). Numbers are OTLP's
+#: (opentelemetry/proto/trace/v1/trace.proto); tests check them against opentelemetry-proto.
+#: ``attributes`` are maps (same wire layout as ``repeated KeyValue``); strings are bytes.
+_LEAN_SCHEMA: dict[str, tuple[tuple[str, int, int, str | None], ...]] = {
+    "AnyValue": (("string_value", 1, _T.TYPE_BYTES, None),),
+    "Resource": (("attributes", 1, _T.TYPE_MESSAGE, "map"),),
+    "Status": (("code", 3, _T.TYPE_INT32, None),),
+    "Link": (("trace_id", 1, _T.TYPE_BYTES, None), ("span_id", 2, _T.TYPE_BYTES, None)),
+    "Span": (
+        ("trace_id", 1, _T.TYPE_BYTES, None),
+        ("span_id", 2, _T.TYPE_BYTES, None),
+        ("parent_span_id", 4, _T.TYPE_BYTES, None),
+        ("name", 5, _T.TYPE_BYTES, None),
+        ("kind", 6, _T.TYPE_INT32, None),
+        ("start_time_unix_nano", 7, _T.TYPE_FIXED64, None),
+        ("end_time_unix_nano", 8, _T.TYPE_FIXED64, None),
+        ("attributes", 9, _T.TYPE_MESSAGE, "map"),
+        ("links", 13, _T.TYPE_MESSAGE, "Link"),
+        ("status", 15, _T.TYPE_MESSAGE, "Status"),
+    ),
+    "ScopeSpans": (("spans", 2, _T.TYPE_MESSAGE, "Span"),),
+    # 1000: instrumentation_library_spans of OTLP 0.15-0.19 (before that it was field 2,
+    # which is scope_spans now with the same layout).
+    "ResourceSpans": (
+        ("resource", 1, _T.TYPE_MESSAGE, "Resource"),
+        ("scope_spans", 2, _T.TYPE_MESSAGE, "ScopeSpans"),
+        ("instrumentation_library_spans", 1000, _T.TYPE_MESSAGE, "ScopeSpans"),
+    ),
+    # Also the layout of ExportTraceServiceRequest (field 1: resource_spans).
+    "TracesData": (("resource_spans", 1, _T.TYPE_MESSAGE, "ResourceSpans"),),
+}
+_REPEATED = {("Span", "links"), ("ScopeSpans", "spans"), ("ResourceSpans", "scope_spans"),
+             ("ResourceSpans", "instrumentation_library_spans"), ("TracesData", "resource_spans")}
+
+
+def _lean_traces_data() -> Any:
+    """The message class of the lean schema's TracesData, in a private descriptor pool."""
+    fdp = descriptor_pb2.FileDescriptorProto(name="latmap_otlp_lean.proto", package=_LEAN_PACKAGE, syntax="proto3")
+    for msg_name, fields in _LEAN_SCHEMA.items():
+        msg = fdp.message_type.add(name=msg_name)
+        for name, number, ftype, target in fields:
+            if target == "map":
+                entry = msg.nested_type.add(name="AttributesEntry")
+                entry.options.map_entry = True
+                entry.field.add(name="key", number=1, type=_T.TYPE_STRING, label=_OPT)
+                entry.field.add(name="value", number=2, type=_T.TYPE_MESSAGE, label=_OPT,
+                                type_name=f".{_LEAN_PACKAGE}.AnyValue")
+                msg.field.add(name=name, number=number, type=ftype, label=_REP,
+                              type_name=f".{_LEAN_PACKAGE}.{msg_name}.AttributesEntry")
+                continue
+            label = _REP if (msg_name, name) in _REPEATED else _OPT
+            f = msg.field.add(name=name, number=number, type=ftype, label=label)
+            if target:
+                f.type_name = f".{_LEAN_PACKAGE}.{target}"
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_LEAN_PACKAGE}.TracesData"))
+
+
+_LeanTracesData = _lean_traces_data()
+
+
+def decode_protobuf(body: bytes) -> Decoded:
+    """Decode an OTLP/protobuf ``ExportTraceServiceRequest`` (or ``TracesData``: same layout).
+
+    Raises :class:`PayloadError` ("invalid protobuf: ...") when the bytes do not parse. Peak
+    memory is about six times the body (the parsed message, then the lists and columns), so
+    the caller's body-size limit is what bounds it.
+    """
+    raw = RawColumns(text_ids=False)
+    with gc_paused():
+        try:
+            data = _LeanTracesData.FromString(body)
+        except DecodeError as err:
+            detail = str(err).rsplit(": ", 1)[-1].lower()  # upb: "Error parsing message with type 'T': why"
+            raise PayloadError(f"invalid protobuf: {detail} (expected an OTLP ExportTraceServiceRequest)") from err
+        _copy_protobuf(data, raw)
+        del data  # the parsed message is the biggest thing alive: free it before building columns
+        return raw.finish()
+
+
+def _copy_protobuf(data: Any, raw: RawColumns) -> None:
+    """The one loop over spans: copy the kept fields of each into the lists of ``raw``."""
+    trace, span, parent = raw.trace.append, raw.span.append, raw.parent.append
+    link_trace, link_span = raw.link_trace.append, raw.link_span.append
+    links_row, links_trace, links_span = raw.links_row.append, raw.links_trace.append, raw.links_span.append
+    start, end, name = raw.start.append, raw.end.append, raw.name.append
+    kind, status = raw.kind.append, raw.status.append
+    a0, a1, a2, a3 = (values.append for values in raw.attrs)
+    k0, k1, k2, k3 = ATTR_KEYS
+    zero8, zero16 = bytes(8), bytes(16)
+    services = raw.services
+    for resource_spans in data.resource_spans:
+        attributes = resource_spans.resource.attributes
+        service = attributes.get("service.name")
+        executable = attributes.get("process.executable.name")
+        service_name, missing = resolve_service_name(
+            service.string_value.decode("utf-8", "replace") if service is not None else None,
+            executable.string_value.decode("utf-8", "replace") if executable is not None else None,
+        )
+        before = len(raw.trace)
+        for scope_spans in resource_spans.scope_spans or resource_spans.instrumentation_library_spans:
+            for s in scope_spans.spans:
+                trace(s.trace_id)
+                span(s.span_id)
+                parent(s.parent_span_id or zero8)
+                start(s.start_time_unix_nano)
+                end(s.end_time_unix_nano)
+                kind(s.kind)
+                status(s.status.code)
+                name(s.name)
+                links = s.links
+                if links:
+                    first = links[0]
+                    link_trace(first.trace_id or zero16)
+                    link_span(first.span_id or zero8)
+                    row = len(raw.trace) - 1
+                    for link in links:
+                        links_row(row)
+                        links_trace(link.trace_id or zero16)
+                        links_span(link.span_id or zero8)
+                else:
+                    link_trace(zero16)
+                    link_span(zero8)
+                at = s.attributes
+                if at:
+                    v = at.get(k0)
+                    a0(None if v is None else v.string_value)
+                    v = at.get(k1)
+                    a1(None if v is None else v.string_value)
+                    v = at.get(k2)
+                    a2(None if v is None else v.string_value)
+                    v = at.get(k3)
+                    a3(None if v is None else v.string_value)
+                else:
+                    a0(None)
+                    a1(None)
+                    a2(None)
+                    a3(None)
+        services.append((service_name, missing, len(raw.trace) - before))
