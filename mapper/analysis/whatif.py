@@ -28,6 +28,7 @@ from mapper.analysis.latency import LatencyMap
 from mapper.core.convolve import VARIANTS, ConvolvedDistribution, compress, sum_masses
 from mapper.core.distribution import Distribution, PointMasses, SampleDistribution
 from mapper.core.errors import DataError, UsageError
+from mapper.core.estimate import addable
 from mapper.core.spec.extra import CHANGE_KINDS, Change, change_from
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ def _part(name: str, d: Distribution) -> _Part:
         raise DataError(f"{name}: no observations in the window; cannot recompute the end to end")
     if isinstance(d, ConvolvedDistribution):
         return _Part(dict(d.parts_masses), d.count, d.mean)
-    if not hasattr(d, "point_masses"):
+    if not addable(d):
         raise DataError(f"{name}: client-computed quantiles (a summary) cannot be added; "
                         "no what-if by convolution")
     masses = {}

@@ -1,6 +1,7 @@
 """The application layer: what a command does, end to end, as library functions.
 
-``pipeline`` (collect -> analyse -> write the reports), ``history`` (the nightly report's
+``pipeline`` (the map job: ``gather`` -> analyse -> ``reports``; the trace side in
+``trace_side``, what a map reads of its spec in ``plan``), ``history`` (the nightly report's
 dated runs), ``discover`` (draft a spec from what a Prometheus or a spool holds), ``pushgw``
 (push a run to a Pushgateway), ``live`` (``latmap serve --stream``: the live value stream),
 ``engine`` (traces partition by partition, locally or on Dask; its tasks in
@@ -19,15 +20,18 @@ if TYPE_CHECKING:
         draft,
         engine,
         examples,
-        exemplars,
+        gather,
         history,
         live,
         partition_tasks,
         pipeline,
+        plan,
         pushgw,
+        reports,
+        trace_side,
     )
 
-__all__ = ["budgets", "discover", "draft", "engine", "examples", "exemplars", "history", "live", "partition_tasks",
-           "pipeline", "pushgw"]
+__all__ = ["budgets", "discover", "draft", "engine", "examples", "gather", "history", "live", "partition_tasks",
+           "pipeline", "plan", "pushgw", "reports", "trace_side"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collectors.spool.reader import SpoolFiles, spool_files
+from collectors.spool.reader import QUARANTINE_DIR, WAL_DIR, SpoolFiles, spool_files
 from mapper.analysis.attribution import MEDIAN_BAND, TAILS, item_parts
 from mapper.analysis.budgets import hop_quantile
 from mapper.analysis.examples import Examples, Threshold, merge
@@ -123,6 +123,11 @@ class Merged:
     replays: Mapping[Any, MergedSamples] = field(default_factory=dict)
     #: The example items, merged from every partition's proposals (pass 4), when asked for.
     examples: Examples | None = None
+
+    @property
+    def unread(self) -> tuple[str, ...]:
+        """The spool files not read, damaged: segments found damaged, then those quarantined."""
+        return (*self.damaged, *(f"{WAL_DIR}/{QUARANTINE_DIR}/{n}" for n in self.quarantined))
 
 
 @dataclass(frozen=True)
