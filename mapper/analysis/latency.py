@@ -12,9 +12,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, choose
 from mapper.analysis.segments import SegmentData, SegmentReport, build_segments
-from mapper.analysis.traces import TraceTable
 from mapper.core.convolve import convolve
 from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label, too_few_note
 from mapper.core.estimate import addable
@@ -109,7 +109,7 @@ class LatencyMap:
     bottleneck: Bottleneck | None
     objectives: tuple[ObjectiveResult, ...]
     checks: tuple[Check, ...]
-    traces: TraceTable | None = None
+    traces: TraceEvidence | None = None
     #: How ``end_to_end`` was made: "traces" (lead time per trace), "convolution", "single",
     #: "measured" (the spec's ``end_to_end:`` histogram, one observation per item).
     end_to_end_method: str = "convolution"
@@ -234,7 +234,7 @@ class MapInput:
     """
 
     results: Mapping[tuple[str, str], MeasurementResult]
-    traces: TraceTable | None = None
+    traces: TraceEvidence | None = None
     checks: Sequence[Check] = ()
     totals: Mapping[str, Distribution] = field(default_factory=dict)
     segments: SegmentData | None = None
@@ -244,8 +244,9 @@ class MapInput:
 
     def lead_time(self) -> Distribution | None:
         """The per-item lead time: given, or the traces' own."""
-        if self.lead is None and self.traces is not None and self.traces.lead.size:
-            return SampleDistribution(self.traces.lead)
+        items = self.traces.items() if self.traces is not None else None
+        if self.lead is None and items is not None and items.lead.size:
+            return SampleDistribution(items.lead)
         return self.lead
 
 
@@ -288,8 +289,8 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
     examples = given.examples  # partitioned (no rows to choose from): as merged from the partitions
     if traces is None or spec.examples.count <= 0:
         examples = None
-    elif traces.per_item:
-        examples = choose(traces, _map_thresholds(spec, shape.stages, end_to_end, path, traces),
+    elif (items := traces.items()) is not None:
+        examples = choose(items, _map_thresholds(spec, shape.stages, end_to_end, path, traces),
                           spec.examples.count)
     return LatencyMap(spec, window, shape.stages, hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments, examples,
@@ -333,7 +334,7 @@ def _stage_results(spec: StreamSpec, given: MapInput) -> tuple[list[StageResult]
     return stage_results, checks
 
 
-def _slowest_path(spec: StreamSpec, by_name: Mapping[str, StageResult], traces: TraceTable | None,
+def _slowest_path(spec: StreamSpec, by_name: Mapping[str, StageResult], traces: TraceEvidence | None,
                   lead: Distribution | None, q_rank: float
                   ) -> tuple[tuple[str, ...], Distribution | None, set[str]]:
     """The path whose lead time is slowest at ``q_rank``, that lead time (per item from
@@ -416,7 +417,7 @@ def _objective_checks(objectives: Sequence[ObjectiveResult]) -> list[Check]:
 
 
 def _map_thresholds(spec: StreamSpec, stage_results: Sequence[StageResult], end_to_end: Distribution | None,
-                    path: Sequence[str], traces: TraceTable) -> dict[tuple[str, str, float], Threshold]:
+                    path: Sequence[str], traces: TraceEvidence) -> dict[tuple[str, str, float], Threshold]:
     thresholds = example_thresholds(spec.percentiles, stage_results, end_to_end)
     if not all(n in traces.stages for n in path):
         # The traces' items span only the traced stages: their lead is part of the lead
@@ -488,7 +489,7 @@ def _estimate_rank(e: Estimate) -> float:
     return e.low if e.low is not None else -math.inf
 
 
-def _why_not_from_traces(path: Sequence[str], traces: TraceTable) -> str:
+def _why_not_from_traces(path: Sequence[str], traces: TraceEvidence) -> str:
     """Why the lead time is a convolution although traces were read (for a check)."""
     head = "end to end is a convolution of the hops, not a lead time per item from traces: "
     untraced = [n for n in path if n not in traces.stages]

@@ -28,9 +28,8 @@ link, also as ``link-clock-skew``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,19 +112,23 @@ class TraceTable:
     link_edges: int = 0
     #: The trace ids behind each item (None: a table built without them).
     ids: ItemTraces | None = None
-    #: Rows per stage when ``frame`` does not hold them (a partitioned analysis's summary).
-    stage_rows: Mapping[str, int] | None = None
-    #: False for a partitioned analysis's summary: no per-item rows (empty ``frame`` and
-    #: ``lead``); the figures that need them say so instead of reading an empty table.
-    per_item: bool = True
-    #: A partitioned analysis's merged per-item means for the tail attribution and the time
-    #: shares: ``"median"`` (the items of the median band) and a percentile label (``"p99"``:
-    #: the items at or above it) -> (mean lead and parts, as ``attribution.item_parts`` names
-    #: them; the number of items).
-    part_means: Mapping[str, tuple[pd.Series, int]] | Callable[..., Any] | None = None
-    #: A partitioned analysis's trace replays, merged exactly: ``(path,
-    #: whatif.change_key(changes))`` -> the lead time after them.
-    replays: Mapping[Any, Any] = field(default_factory=dict)
+
+    @property
+    def can_replay(self) -> bool:
+        """Every what-if can be replayed from the rows."""
+        return True
+
+    def items(self) -> TraceTable:
+        """The per-item rows: this table (see :class:`~mapper.analysis.evidence.TraceEvidence`)."""
+        return self
+
+    def path_means(self, path: Sequence[str]) -> None:
+        """None: the tail attribution reads the rows."""
+        return None
+
+    def replay(self, path: Sequence[str], changes: object) -> None:
+        """None: a what-if is replayed from the rows."""
+        return None
 
     def trace_ids(self, items: np.ndarray) -> dict[int, tuple[str, ...]]:
         """Every trace id of each item code in ``items`` (an item joined across traces by
@@ -154,8 +157,6 @@ class TraceTable:
         """Share of traces (that touch any stage) in which ``stage`` appears."""
         if self.traces == 0:
             return 0.0
-        if self.stage_rows is not None:
-            return self.stage_rows.get(stage, 0) / self.traces
         return float((self.frame["stage"] == stage).sum()) / self.traces
 
     def totals(self, stage: str) -> np.ndarray:

@@ -129,9 +129,10 @@ def future_state(lm: LatencyMap, changes: Sequence[Change]) -> FutureState:
     _validate(lm, changes)
     if lm.end_to_end is None:
         raise DataError("no end-to-end lead time to change: a stage on the path has no data")
-    if lm.end_to_end_method == "traces" and lm.traces is not None and lm.traces.per_item:
-        return FutureState(SampleDistribution(lm.traces.lead), _replay(lm, changes), changes, TRACE_REPLAY)
-    merged = lm.traces.replays.get((tuple(lm.path), change_key(changes))) if lm.traces is not None else None
+    items = lm.traces.items() if lm.traces is not None else None
+    if lm.end_to_end_method == "traces" and items is not None:
+        return FutureState(SampleDistribution(items.lead), _replay(items, lm.path, changes), changes, TRACE_REPLAY)
+    merged = lm.traces.replay(lm.path, change_key(changes)) if lm.traces is not None else None
     if lm.end_to_end_method == "traces" and merged is not None:  # replayed partition by partition
         return FutureState(lm.end_to_end, merged, changes, TRACE_REPLAY)
     if lm.end_to_end_method == "measured":
@@ -144,14 +145,12 @@ def future_state(lm: LatencyMap, changes: Sequence[Change]) -> FutureState:
     return FutureState(lm.end_to_end, _convolution(lm, changes), changes, CONVOLUTION)
 
 
-def _replay(lm: LatencyMap, changes: Sequence[Change]) -> SampleDistribution:
+def _replay(table: TraceTable, path: Sequence[str], changes: Sequence[Change]) -> SampleDistribution:
     """Per complete trace: lead - sum over changed hops of (old hop - new hop).
 
     Time the hops do not explain (overlap of synchronous calls, gaps) is kept as it was.
     """
-    table = lm.traces
-    assert table is not None
-    lead, hops = replay_hops(table, lm.path)
+    lead, hops = replay_hops(table, path)
     return SampleDistribution(replayed(lead, hops, changes))
 
 

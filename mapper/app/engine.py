@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 from collectors.spool.reader import QUARANTINE_DIR, WAL_DIR, SpoolFiles, spool_files
 from mapper.analysis.attribution import MEDIAN_BAND, TAILS, item_parts
 from mapper.analysis.budgets import hop_quantile
+from mapper.analysis.evidence import OnePathMeans, PathMeansSource
 from mapper.analysis.examples import Examples, Threshold, merge
 from mapper.analysis.examples import Key as ExampleKey
 from mapper.analysis.merge import (
@@ -113,9 +114,9 @@ class Merged:
     torn: int
     damaged: tuple[str, ...]
     quarantined: tuple[str, ...]
-    #: With a single path: the tail attribution's merged means (``TraceTable.part_means``);
-    #: with several, every stage from traces: :class:`PathMeans` (the means of a path, on demand).
-    part_means: Mapping[str, tuple[pd.Series, int]] | Callable[..., Any] | None = None
+    #: The tail attribution's merged means: with a single path :class:`~mapper.analysis.evidence.OnePathMeans`;
+    #: with several, every stage from traces, :class:`PathMeans` (the means of a path, on demand).
+    part_means: PathMeansSource | None = None
     #: With a :class:`SamplePlan`: each planned traced part's segments, merged exactly.
     segments: Mapping[Key, MergedSegment] | None = None
     #: ``(path, whatif.change_key(changes))`` -> the lead time after them, replayed per item
@@ -285,7 +286,8 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         wanted = {k: bins_for_ranks(merged[k], ranks[k]) for k in keys}
         second = run(pass_two, [(scratch, p, wanted) for p in range(n_parts)])
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
-        means: Any = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
+        one = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
+        means: PathMeansSource | None = OnePathMeans(one) if one is not None else None
         segments = merge_segments(scratch, n_parts, run, plan) if plan is not None else None
         replays = keep_replays(scratch, [p for p, (_, sm) in enumerate(first) if sm], [m.stage for m in matches],
                                qs, base) if replay else {}
@@ -465,7 +467,7 @@ class PathMeans:
         self._done: dict[tuple[str, ...], dict[str, tuple[pd.Series, int]] | None] = {}
         self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
 
-    def __call__(self, path: Sequence[str]) -> dict[str, tuple[pd.Series, int]] | None:
+    def of_path(self, path: Sequence[str]) -> dict[str, tuple[pd.Series, int]] | None:
         key = tuple(path)
         if key not in self._done:
             work = tempfile.mkdtemp(prefix="path-", dir=self.root)

@@ -128,8 +128,8 @@ def _segments(spec: StreamSpec, window: Window, made: Sources, traced: Traced) -
         except SourceError as err:
             raise SourceError(f"{stage} {part} segments: {err}") from err
     samples = {}
-    table = traced.table
-    if table is not None and table.per_item:
+    table = traced.table.items() if traced.table is not None else None
+    if table is not None:
         for s in spec.stages:
             if s.traces is not None:
                 for part, tv in trace_samples(table, s.name).items():

@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-import numpy as np
-import pandas as pd
-
+from mapper.analysis.evidence import MergedTraces, TraceEvidence
 from mapper.analysis.examples import Examples, Threshold
 from mapper.analysis.examples import Key as ExampleKey
 from mapper.analysis.latency import MapInput, example_thresholds_for
 from mapper.analysis.partition import LEAD, merged_part_results
 from mapper.analysis.segments import MergedSegment
 from mapper.analysis.servicegraph import Edge, service_graph
-from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, part_results
+from mapper.analysis.traces import StageMatch, build_trace_table, part_results
 from mapper.app.engine import ExampleRequest, Merged, analyse_partitioned, needed_qs
 from mapper.app.plan import segment_plan, single_path
 from mapper.core.distribution import Distribution, SampleDistribution
@@ -36,11 +34,11 @@ Results = Mapping[tuple[str, str], MeasurementResult]
 
 @dataclass(frozen=True)
 class Traced:
-    """The trace side of a map: the per-item table (a summary without rows when the window
-    was merged from partitions), the stage results, the checks, each stage's hop per item and
-    the lead time (None: from ``table``)."""
+    """The trace side of a map: its evidence (the per-item table, or the summary merged from
+    partitions), the stage results, the checks, each stage's hop per item and the lead time
+    (None: from the table)."""
 
-    table: TraceTable | None
+    table: TraceEvidence | None
     results: dict[tuple[str, str], MeasurementResult]
     checks: list[Check]
     totals: dict[str, Distribution]
@@ -149,10 +147,8 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[tuple[St
     if merged.unread:
         checks.append(_damaged_check(origin, list(merged.unread)))
     need = merged.spans * BYTES_PER_SPAN
-    empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
-    table = TraceTable(empty, tuple(s.name for s, _ in staged), sums.traces, np.array([]), sums.spans_used,
-                       link_edges=sums.link_edges, stage_rows=dict(sums.stage_rows), per_item=False,
-                       part_means=merged.part_means, replays=merged.replays)
+    evidence = MergedTraces(tuple(s.name for s, _ in staged), sums.traces, sums.spans_used, sums.link_edges,
+                            dict(sums.stage_rows), merged.part_means, merged.replays)
     why = (f"a spool given by URL is read partition by partition only ({merged.spans:,} spans)"
            if is_url(source.path or "") else
            f"the window's {merged.spans:,} spans (~{need / 2**30:.2g} GiB in memory) exceed "
@@ -177,7 +173,7 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[tuple[St
         if s.wait is None and s.process is None and total is not None and total.count:
             totals[s.name] = total
     lead = merged.distributions.get(LEAD)
-    return Traced(table, results, checks, totals, lead if lead is not None and lead.count else None,
+    return Traced(evidence, results, checks, totals, lead if lead is not None and lead.count else None,
                   examples=merged.examples,
                   segments=dict(merged.segments) if merged.segments is not None else None)
 

@@ -148,7 +148,7 @@ def test_analyse_never_chooses_examples_from_a_partitioned_table(spool: Path, tm
     window = Window(end - 2 * 86400, end)
     source = traces_at(str(spool))
     tr = collect_traces(spec, window, source, examples=False)
-    assert tr.table is not None and not tr.table.per_item and tr.examples is None
+    assert tr.table is not None and tr.table.items() is None and tr.examples is None
     lm = analyse(spec, window, MapInput(tr.results, tr.table, totals=tr.totals, lead=tr.lead))
     assert lm.examples is None
     # asked for them, the fourth pass proposes them for the map's own thresholds
