@@ -315,12 +315,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     found = (up_i >= 0) & (gkey[j] == up_g)
     hand = np.where(parent_ok, handover, np.where(found, g_end[j], 0))
     wait = np.where(parent_ok | found, (g_start - hand).astype(np.float64) * NS, np.nan)
-    if rows is None:
-        primary = np.ones(g_trace.size, dtype=bool)
-    else:
-        # A stage's spans shared by the branches of one root (fan-out) are one sample.
-        primary = np.zeros(g_trace.size, dtype=bool)
-        primary[first_of_each(items.root[g_trace] * len(b) + brow)] = True
+    primary = _primary(g_trace, None if rows is None else items.root[g_trace] * len(b) + brow)
     frame = pd.DataFrame({
         "trace": g_trace,
         "stage": pd.Categorical.from_codes(g_stage, categories=list(names)),
@@ -331,18 +326,34 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         "linked": linked,
         "primary": primary,
     })
-    # Lead time: items that contain every stage (groups are sorted by item).
-    tb = np.flatnonzero(np.r_[True, g_trace[1:] != g_trace[:-1]])
-    present = np.diff(np.r_[tb, g_trace.size])
-    complete = present == n_st
-    lead = (np.maximum.reduceat(g_end, tb) - np.minimum.reduceat(g_start, tb))[complete].astype(np.float64) * NS
+    tb, lead, lead_items = _lead_times(g_trace, g_start, g_end, n_st)
     labels = {}
     for col in label_columns:
         per_trace = np.full(n_tr, None, dtype=object)
         per_trace[g_trace[tb]] = getattr(b, col)[brow[tb]]
         labels[col] = per_trace
-    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), g_trace[tb][complete], labels,
+    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), lead_items, labels,
                       items.checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo))
+
+
+def _primary(g_trace: np.ndarray, shared_key: np.ndarray | None) -> np.ndarray:
+    """Which groups are a stage's sample: all of them, unless items were expanded per path
+    (``shared_key``: root and batch row), where a stage's spans shared by the branches of one
+    root (fan-out) are one sample, the first."""
+    primary = np.ones(g_trace.size, dtype=bool) if shared_key is None else np.zeros(g_trace.size, dtype=bool)
+    if shared_key is not None:
+        primary[first_of_each(shared_key)] = True
+    return primary
+
+
+def _lead_times(g_trace: np.ndarray, g_start: np.ndarray, g_end: np.ndarray,
+                n_st: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each item's first group (groups are sorted by item), and the lead time (seconds) and
+    item code of every item that contains all ``n_st`` stages."""
+    tb = np.flatnonzero(np.r_[True, g_trace[1:] != g_trace[:-1]])
+    complete = np.diff(np.r_[tb, g_trace.size]) == n_st
+    lead = (np.maximum.reduceat(g_end, tb) - np.minimum.reduceat(g_start, tb))[complete].astype(np.float64) * NS
+    return tb, lead, g_trace[tb][complete]
 
 
 def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trace: np.ndarray,

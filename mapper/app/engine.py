@@ -61,6 +61,9 @@ from mapper.analysis.partition import (
     PARTS_LEAD,
     PartVectors,
     linked_groups,
+    mean_parts,
+    sum_parts,
+    tail_sets,
 )
 from mapper.analysis.segments import (
     PEAK_CONFIDENCE,
@@ -86,9 +89,7 @@ from mapper.app.partition_tasks import (
     segment_pass_two,
     spill_files,
 )
-from mapper.core.distribution import percentile_label
 from mapper.core.errors import SourceError, UsageError
-from mapper.core.model import Check
 from mapper.core.spec import StreamSpec
 from mapper.core.spec.engine import BYTES_PER_SPAN, EngineSpec
 from mapper.core.spec.extra import Change
@@ -293,12 +294,12 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
                                qs, base) if replay else {}
         if keep_frame and means is None:
             means = keep_frames(scratch, [p for p, (_, sm) in enumerate(first) if sm], base)
-        chosen = _examples(examples, Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
+        chosen = _examples(examples, Merged(dists, sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                                             0, (), (), means),
                            [pv.starts for pv, _ in first], scratch, matches, upstream, run)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
+    return Merged(dists, sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                   sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined,
                   means, segments, replays, chosen)
 
@@ -326,18 +327,8 @@ def _part_means(lead: MergedSamples | None, scratch: str, n_parts: int,
     with the band's and tails' thresholds exact (merged order statistics of the lead)."""
     if lead is None or not lead.n:
         return None
-    lo, hi = (lead.exact(q) for q in MEDIAN_BAND)
-    sets = {"median": (lo, hi), **{percentile_label(q): (lead.exact(q), math.inf) for q in (*TAILS, 0.99)}}
-    third = run(pass_three, [(scratch, p, sets) for p in range(n_parts)])
-    columns = next((c for c, _ in third if c), None)
-    if columns is None:
-        return None
-    out = {}
-    for name in sets:
-        n = sum(s[name][0] for _, s in third if name in s)
-        total = sum((s[name][1] for _, s in third if name in s), np.zeros(len(columns)))
-        out[name] = (pd.Series(total / n if n else np.full(len(columns), np.nan), index=columns), n)
-    return out
+    sets = tail_sets(lead)
+    return mean_parts(run(pass_three, [(scratch, p, sets) for p in range(n_parts)]), sets)
 
 
 def _take_pairs(ids: list[FileIds]) -> tuple[np.ndarray, np.ndarray]:
@@ -351,25 +342,6 @@ def _take_pairs(ids: list[FileIds]) -> tuple[np.ndarray, np.ndarray]:
         at += i.src.size
         ids[k] = FileIds(i.name, i.rows, i.src[:0].copy(), i.dst[:0].copy(), i.torn, i.damaged)
     return src, dst
-
-
-def _sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
-    def add(field: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for pv in parts:
-            for k, v in getattr(pv, field).items():
-                out[k] = out.get(k, 0) + v
-        return out
-
-    low: dict[str, float] = {}
-    for pv in parts:
-        for k, v in pv.min_wait.items():
-            low[k] = min(low.get(k, 0.0), v)
-    checks = tuple(Check(c.level, c.code, f"partition {i + 1}/{n_parts}: {c.message}", c.stage, c.part)
-                   for i, pv in enumerate(parts) for c in pv.checks)
-    return PartVectors({}, sum(pv.traces for pv in parts), sum(pv.spans_used for pv in parts),
-                       sum(pv.link_edges for pv in parts), add("stage_rows"), add("negative_waits"), low,
-                       add("skewed_links"), checks)
 
 
 def merge_replays(scratch: str, n_parts: int, run: Mapper, futures: Sequence[Sequence[Change]], stages: Sequence[str],
