@@ -88,8 +88,9 @@ def _collect(spec: StreamSpec, window: Window, made: Sources,
         todo.append((*END_TO_END, spec.end_to_end))
     results: dict[Key, MeasurementResult] = {}
     for i, (stage, part, m) in enumerate(todo):
+        source = made[m.source]  # a source that cannot be made says so itself
         try:
-            results[(stage, part)] = made[m.source].collect(m, window)
+            results[(stage, part)] = source.collect(m, window)
         except QueryRejected as err:
             # The back end refused this one query: the other stages can still be mapped.
             results[(stage, part)] = MeasurementResult(None, f"{m.source}: {m.name} ({m.place})", (
@@ -106,7 +107,11 @@ def _trace_side(spec: StreamSpec, window: Window, made: Sources, metrics: Mappin
     traced = [s.traces for s in spec.stages if s.traces is not None]
     if not traced:
         return Traced(None, {}, [], {})
-    return collect_traces(spec, window, made[traced[0].source], metrics, measured_lead)
+    try:
+        source = made[traced[0].source]
+    except SourceError as err:  # e.g. a Datadog key not set
+        raise SourceError(f"traces from {traced[0].source!r}: {err}") from err
+    return collect_traces(spec, window, source, metrics, measured_lead)
 
 
 def _segments(spec: StreamSpec, window: Window, made: Sources, traced: Traced) -> SegmentData | None:
