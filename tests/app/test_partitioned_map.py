@@ -23,6 +23,7 @@ from collectors.spool.store import Spool
 from mapper.analysis.examples import MEDIAN, Threshold
 from mapper.analysis.latency import MapInput, analyse
 from mapper.analysis.traces import StageMatch
+from mapper.app import pipeline
 from mapper.app.engine import Replays
 from mapper.app.gather import traces_at
 from mapper.app.partition_tasks import TABLE_FILE, pass_four, pass_one, spill_files
@@ -156,6 +157,25 @@ def test_analyse_never_chooses_examples_from_a_partitioned_table(spool: Path, tm
     assert hooked.examples is not None and hooked.examples.get("end_to_end", "lead", 0.99)
     assert analyse(spec, window, MapInput(tr.results, tr.table, totals=tr.totals, lead=tr.lead,
                                           examples=hooked.examples)).examples is hooked.examples
+
+
+def test_a_partitioned_map_is_analysed_once(spool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partitions propose examples for the thresholds of the map's stages and lead time
+    (``example_thresholds_for``), not of a second whole analysis: ``analyse`` runs once."""
+    spec = load_spec(bench.write_spec(tmp_path / "s.yaml", spool,
+                                      f"{{kind: local, partition_spans: {PARTITION_SPANS}, memory_budget: 0}}"))
+    end = datetime.fromisoformat(bench.UNTIL.replace("Z", "+00:00")).timestamp()
+    calls = []
+
+    def counted(*args: Any) -> Any:
+        calls.append(args)
+        return analyse(*args)
+
+    monkeypatch.setattr(pipeline, "analyse", counted)
+    lm = pipeline.build_map(spec, Window(end - 2 * 86400, end))
+    assert len(calls) == 1
+    assert lm.traces is not None and lm.traces.items() is None
+    assert lm.examples is not None and lm.examples.get("end_to_end", "lead", 0.99)
 
 
 def test_pass_four_reads_the_kept_table_as_the_rebuilt_one(spool: Path, tmp_path: Path) -> None:
