@@ -2,18 +2,22 @@
 
 A collector reads one :class:`~mapper.core.spec.Measurement` over one window and answers a
 :class:`~mapper.core.model.MeasurementResult`; it knows nothing about reports or output.
+Each source kind is a :class:`~mapper.core.source.Source` built on :class:`SourceBase`, which
+refuses what the kind does not give.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NoReturn, Protocol
 
 from mapper.core.distribution import HistogramDistribution, SummaryDistribution, non_monotonic
 from mapper.core.errors import SourceError
-from mapper.core.model import Check, MeasurementResult, Window
-from mapper.core.spec import Measurement
+from mapper.core.model import Check, HourBuckets, MeasurementResult, Window
+from mapper.core.source import ExemplarPoint, Give
+from mapper.core.spans import LoadedSpans
+from mapper.core.spec import Measurement, SourceSpec
 
 
 class Collector(Protocol):
@@ -22,6 +26,37 @@ class Collector(Protocol):
     def collect(self, measurement: Measurement, window: Window) -> MeasurementResult:
         """The measurement's distribution over ``window``; raises SourceError on failure."""
         ...
+
+
+class SourceBase:
+    """A :class:`~mapper.core.source.Source` that gives nothing: each source kind overrides
+    what it gives and lists it in ``gives``; the rest raises SourceError with the source's place."""
+
+    spec: SourceSpec
+    gives: frozenset[Give] = frozenset()
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise SourceError(f"{self.spec.place}: a {self.spec.kind} source gives no {what}")
+
+    def collect(self, measurement: Measurement, window: Window) -> MeasurementResult:
+        self._refuse(f"{measurement.kind} measurement")
+
+    def hourly_buckets(self, measurement: Measurement, window: Window) -> list[HourBuckets]:
+        self._refuse("hourly bucket counts")
+
+    def label_buckets(self, measurement: Measurement, window: Window, label: str) -> dict[str, dict[float, float]]:
+        self._refuse("bucket counts per label")
+
+    def exemplars(self, measurement: Measurement, window: Window, trace_labels: Sequence[str],
+                  where: str) -> tuple[list[ExemplarPoint], list[Check]]:
+        self._refuse("exemplars")
+
+    def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
+        self._refuse("spans")
+
+    @property
+    def partitioned(self) -> str | None:
+        return None
 
 
 def parse_le(text: str, where: str) -> float:

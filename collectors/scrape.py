@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.base import histogram_from_buckets, no_data, pick_labels, quantile_free_summary
+from collectors.base import SourceBase, histogram_from_buckets, no_data, pick_labels, quantile_free_summary
 from collectors.http import HttpClient
 from mapper.core.distribution import SummaryDistribution
 from mapper.core.errors import SourceError
 from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.source import Give
 from mapper.core.spec import Measurement, SourceSpec
 
 
-class ScrapeCollector:
-    """Reads histograms and summaries from a Prometheus text exposition."""
+class ScrapeCollector(SourceBase):
+    """Reads histograms and summaries from a Prometheus text exposition (read once per
+    collector: one map's scrape)."""
+
+    gives: frozenset[Give] = frozenset({"histograms", "summaries"})
 
     def __init__(self, spec: SourceSpec, backoff: float = 0.25) -> None:
         self.spec = spec
