@@ -12,6 +12,9 @@ case                                    HTTP   gRPC
 ======================================  =====  ==============================
 all spans kept                          200    OK
 some spans set aside (bad ids ...)      200    OK, ``partial_success`` set
+spans older than the retention, or      200    OK, ``partial_success`` set
+starting over a day ahead (never
+written: retention would delete them)
 body is not OTLP                        400    INVALID_ARGUMENT
 no or wrong bearer token                401    UNAUTHENTICATED
 body (after gunzip) over the limit      413    RESOURCE_EXHAUSTED (by grpcio)
@@ -74,6 +77,7 @@ from collectors.spool.grpc_service import TraceService
 from collectors.spool.http_app import JSON, METRICS_PATH, PROTOBUF, TRACES_PATH
 from collectors.spool.http_framing import BodyTooLargeError, HttpLimits, inflate_gzip
 from collectors.spool.http_server import HttpServer
+from collectors.spool.limits import accepted_starts
 from collectors.spool.sink import SpanSink
 from collectors.spool.store import Spool, SpoolLimits
 from mapper.core.errors import LatmapError, UsageError
@@ -304,7 +308,9 @@ class Receiver:
         """
         self.spool.check_capacity()  # cheap refusal before decoding when full
         pool = self._pool
-        rows, rejected, warnings, payload = pool.decode(body, encoding) if pool else decode_request(body, encoding)
+        starts = accepted_starts(self.spool.limits)
+        rows, rejected, warnings, payload = (pool.decode(body, encoding, starts) if pool
+                                             else decode_request(body, encoding, starts))
         if rows:
             self.spool.append_payload(payload)
         return self._done(rows, rejected, warnings, payload, transport)
@@ -321,7 +327,8 @@ class Receiver:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(executor, self.export, body, encoding, transport)
         self.spool.check_capacity()
-        rows, rejected, warnings, payload = await pool.decode_async(body, encoding)
+        rows, rejected, warnings, payload = await pool.decode_async(body, encoding,
+                                                                    accepted_starts(self.spool.limits))
         if rows:
             await self.spool.append_payload_async(payload)
         return self._done(rows, rejected, warnings, payload, transport)
