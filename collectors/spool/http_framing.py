@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from collectors.otlp.codec import PayloadError
+from collectors.spool.limits import require_positive
 from mapper.core.errors import LatmapError
 
 __all__ = ["BodyTooLargeError", "HttpLimits", "framing_problem", "inflate_gzip", "unread_body_closes"]
@@ -35,6 +36,9 @@ class HttpLimits:
     head_timeout: float = 10.0  # seconds from a request's first byte to the end of its headers
     body_timeout: float = 60.0  # seconds to receive the whole body; past it: 408 and close
     keep_alive: int = 30  # an idle keep-alive connection is closed after this many seconds
+
+    def __post_init__(self) -> None:
+        require_positive(self, *(f.name for f in fields(self)))  # (zero connections serve nothing)
 
 
 def inflate_gzip(data: bytes, limit: int) -> bytes:
