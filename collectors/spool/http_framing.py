@@ -20,7 +20,8 @@ from collectors.otlp.codec import PayloadError
 from collectors.spool.limits import require_positive
 from mapper.core.errors import LatmapError
 
-__all__ = ["BodyTooLargeError", "HttpLimits", "framing_problem", "inflate_gzip", "unread_body_closes"]
+__all__ = ["BodyTooLargeError", "HttpLimits", "expects_continue", "framing_problem", "inflate_gzip",
+           "unread_body_closes"]
 
 
 class BodyTooLargeError(LatmapError):
@@ -92,10 +93,17 @@ def framing_problem(lengths: Sequence[str], encodings: Sequence[str]) -> str | N
     return None
 
 
+def expects_continue(headers: Mapping[str, list[str]]) -> bool:
+    """Whether the client waits for ``100 Continue`` before it sends the body (RFC 9110 10.1.1)."""
+    return any("100-continue" in v.lower() for v in headers.get("expect", []))
+
+
 def unread_body_closes(headers: Mapping[str, list[str]], limit: int) -> bool:
     """An answer that leaves the body unread closes the connection unless the body is small
-    and of known length (the server then reads past it to the next request)."""
+    and of known length (the server then reads past it to the next request), and the client
+    is not waiting for ``100 Continue`` (it may then send the body or not: the connection's
+    next bytes are unknown)."""
     lengths = headers.get("content-length", [])
-    if "transfer-encoding" in headers or len(lengths) > 1:
+    if "transfer-encoding" in headers or len(lengths) > 1 or expects_continue(headers):
         return True
     return bool(lengths) and (not lengths[0].strip().isdigit() or int(lengths[0]) > limit)
