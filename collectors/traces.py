@@ -14,6 +14,7 @@ from pathlib import Path
 
 from collectors.base import SourceBase
 from collectors.datadog import load_datadog_spans
+from collectors.otlp.codec import DUPLICATE_SPAN
 from collectors.otlp.files import read_trace_files
 from collectors.spool.store import QUARANTINE_DIR, WAL_DIR, looks_like_spool, scan_spool
 from mapper.core.errors import SourceError
@@ -47,10 +48,12 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ())
     set_aside: Counter[str] = Counter()
     spool = is_spool(path)
     if spool:
-        read = scan_spool(path, start_ns=start_ns, end_ns=end_ns)
+        read = scan_spool(path, start_ns=start_ns + 1, end_ns=end_ns)  # (start, end], as in_window
         batch = read.batch
         if read.torn_records:
             set_aside["damaged spool records (torn by a crash)"] += read.torn_records
+        if read.duplicates:  # retried exports, or a segment compacted but not yet removed
+            set_aside[DUPLICATE_SPAN] += read.duplicates
         origin = f"spool {path}"
         damaged = (*read.damaged_segments, *(f"{WAL_DIR}/{QUARANTINE_DIR}/{n}" for n in read.quarantined))
     else:
