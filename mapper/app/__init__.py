@@ -18,6 +18,7 @@ from mapper.core.lazy import lazy_getattr
 if TYPE_CHECKING:
     from mapper.app import (
         budgets,
+        dask_client,
         discover,
         draft,
         engine,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
         trace_side,
     )
 
-__all__ = ["budgets", "discover", "draft", "engine", "examples", "gather", "history", "job", "live",
+__all__ = ["budgets", "dask_client", "discover", "draft", "engine", "examples", "gather", "history", "job", "live",
            "partition_tasks", "pipeline", "plan", "pushgw", "reports", "request", "trace_side"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -74,6 +74,7 @@ from mapper.analysis.segments import (
 )
 from mapper.analysis.traces import StageMatch, TraceTable
 from mapper.analysis.whatif import change_key
+from mapper.app.dask_client import connect
 from mapper.app.partition_tasks import (
     PARTITION_TASKS,
     FileIds,
@@ -89,7 +90,7 @@ from mapper.app.partition_tasks import (
     segment_pass_two,
     spill_files,
 )
-from mapper.core.errors import SourceError, UsageError
+from mapper.core.errors import SourceError
 from mapper.core.spec import StreamSpec
 from mapper.core.spec.engine import BYTES_PER_SPAN, EngineSpec
 from mapper.core.spec.extra import Change
@@ -180,25 +181,6 @@ def _dask_map(client: Any) -> Mapper:
                                   f"{str(err)[:300]}") from err
         return out
     return run
-
-
-def connect(engine: EngineSpec, timeout: float = 10.0) -> Any:
-    """A Dask client on ``engine.scheduler``; an unreachable or mismatched scheduler is a
-    UsageError (one line, exit 2)."""
-    try:
-        from distributed import Client
-    except ImportError as err:
-        raise UsageError("engine dask: install latmap[dask] (dask[dataframe] and distributed)") from err
-    try:
-        client = Client(engine.scheduler, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as err:
-        raise UsageError(f"engine dask: scheduler {engine.scheduler} unreachable: {err}") from err
-    try:
-        client.get_versions(check=True)
-    except ValueError as err:  # distributed raises on a version mismatch of required packages
-        client.close()
-        raise UsageError(f"engine dask: {engine.scheduler}: {str(err).splitlines()[0]}") from err
-    return client
 
 
 def needed_qs(spec: StreamSpec) -> tuple[float, ...]:
