@@ -130,7 +130,29 @@ def _list(value: Any, where: str) -> list[Any]:
 def _pair(item: Any, where: str) -> tuple[float, Any]:
     if not isinstance(item, list) or len(item) != 2:
         raise SourceError(f"{where}: expected [timestamp, value], got {remote_text(item, 60)}")
-    return parse_float(item[0], where), item[1]
+    ts = parse_float(item[0], where)
+    if not math.isfinite(ts):
+        raise SourceError(f"{where}: timestamp {remote_text(repr(item[0]), 40)} is not a time")
+    return ts, item[1]
+
+
+def _increasing(times: list[float], where: str, labels: Mapping[str, str]) -> None:
+    """Prometheus answers a series' samples once each, oldest first; latmap's exact counts
+    read them in that order, so a repeat or a step back is a broken answer, not data."""
+    for i in range(1, len(times)):
+        if times[i] <= times[i - 1]:
+            raise SourceError(f"{where}[{i}]: timestamp {times[i]:.3f} does not follow {times[i - 1]:.3f} "
+                              f"(series {remote_text(labels, 160)}): samples repeat or are out of order")
+
+
+def _unique(labels: list[Mapping[str, str]], where: str) -> None:
+    """Prometheus never answers one label set twice (it fails the query instead)."""
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    for i, m in enumerate(labels):
+        key = tuple(sorted(m.items()))
+        if key in seen:
+            raise SourceError(f"{where}[{i}]: series {remote_text(m, 160)} appears twice in one answer")
+        seen.add(key)
 
 
 def parse_native(obj: Any, where: str) -> NativeHistogram:
@@ -211,6 +233,7 @@ def decode_query(body: Any, url: str) -> QueryResult:
                 samples.append(Sample(labels, ts, value=parse_float(v, f"{w}.value")))
             else:
                 raise SourceError(f"{w}: sample has neither value nor histogram")
+        _unique([x.labels for x in samples], where)
         return QueryResult("vector", samples=tuple(samples), warnings=warnings)
     if rtype == "matrix":
         series = []
@@ -220,6 +243,7 @@ def decode_query(body: Any, url: str) -> QueryResult:
                 raise SourceError(f"{w}: expected an object")
             labels = _labels(item, w)
             pairs = [_pair(p, f"{w}.values") for p in _list(item.get("values"), f"{w}.values")]
+            _increasing([p[0] for p in pairs], f"{w}.values", labels)
             times = np.array([p[0] for p in pairs], dtype=float)
             vs = np.array([parse_float(p[1], f"{w}.values") for p in pairs], dtype=float)
             named = f"{w}.histograms" + (f" (series {remote_text(labels, 160)})" if labels else "")
@@ -227,7 +251,9 @@ def decode_query(body: Any, url: str) -> QueryResult:
                 (t, parse_native(h, named))
                 for t, h in (_pair(p, f"{w}.histograms") for p in _list(item.get("histograms"), f"{w}.histograms"))
             )
+            _increasing([t for t, _ in hs], f"{w}.histograms", labels)
             series.append(SeriesValues(labels, times, vs, hs))
+        _unique([x.labels for x in series], where)
         return QueryResult("matrix", series=tuple(series), warnings=warnings)
     raise SourceError(f"{url}: data.resultType: unknown {remote_text(repr(rtype), 60)}")
 
