@@ -252,7 +252,8 @@ def latmap_outcomes(vector: Sequence[pt.Sample], where: str) -> dict[pt.Labels, 
         elif key in natives:
             h = natives[key]
             native = NativeHistogram(h.count, h.sum, tuple(h.api_buckets()))
-            out[labels] = Outcome(native.distribution(), exponential=not h.custom)
+            # Prometheus's cases hold any real values; latmap's collectors refuse negative ones.
+            out[labels] = Outcome(native.distribution(negative="allow"), exponential=not h.custom)
         else:
             try:
                 dist, checks = histogram_from_buckets(floats[key], 1.0, where)
