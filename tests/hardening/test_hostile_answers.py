@@ -168,12 +168,11 @@ def _native(buckets: list[list[Any]], count: str) -> dict[str, Any]:
     [[0, "-0.5", "-0.25", "1"], [3, "-0.001", "0.001", "2"], [0, "0.25", "0.5", "7"]],  # mostly positive
 ], ids=["only-negative", "some-negative"])
 def test_a_native_histogram_with_negative_observations_gives_no_percentile(buckets: list[list[Any]]) -> None:
-    fake = FakeProm(answers={"sum(increase(x[": _native(buckets, "10")})
-    with pytest.raises(SourceError) as err:
-        _collect(fake)
-    message = str(err.value)
-    assert "\n" not in message and "/api/v1/query: data.result[0].histogram (series {'job': 'api'})" in message
-    assert "negative-observations" in message and "a latency cannot be negative" in message
+    # One part refused with a check (the rest of the map is still drawn), not a source error.
+    r = _collect(FakeProm(answers={"sum(increase(x[": _native(buckets, "10")}))
+    assert r.distribution is None
+    (check,) = [c for c in r.checks if c.code == "negative-observations"]
+    assert check.level == "error" and "\n" not in check.message and "a latency cannot be negative" in check.message
 
 
 def test_a_native_zero_bucket_beside_positive_buckets_is_a_latency() -> None:
@@ -227,3 +226,27 @@ def test_vector_helper_round_trips_through_the_decoder() -> None:
 
     r = decode_query(json.loads(json.dumps(vector([({"le": "1"}, 3)]))), "u")
     assert r.samples[0].value == 3.0 and r.samples[0].labels == {"le": "1"}
+
+
+# --------------------------------------------------------------------------- PromQL queries
+
+
+def test_a_summary_series_without_a_quantile_label_is_left_out_with_a_check() -> None:
+    r = _collect(FakeProm(quantiles=[({"pod": "a"}, 0.3), ({"quantile": "0.5", "pod": "b"}, 0.2)], count=10),
+                 kind="summary")
+    assert "invalid-quantile" in _codes(r)
+    assert r.distribution is not None and r.distribution.quantile(0.5).value == 0.2
+
+
+@pytest.mark.parametrize(("series", "code"), [
+    ([({"le": "0.1"}, -5), ({"le": "+Inf"}, 10)], "negative-bucket-count"),
+    ([({"le": "-Inf"}, 2), ({"le": "+Inf"}, 10)], "negative-observations"),
+    ([({"le": "1e400"}, 4), ({"le": "+Inf"}, 10)], "invalid-le"),
+    ([({"job": "x"}, 4), ({"le": "+Inf"}, 10)], None),
+], ids=["negative-count", "le--Inf", "le-1e400", "a-series-without-le-beside-buckets"])
+def test_a_raw_query_measurement_is_checked_like_a_histogram(series: list[Any], code: str | None) -> None:
+    r = _collect(FakeProm(answers={"x": vector(series)}), kind="query")
+    if code is None:
+        assert r.distribution is not None and r.distribution.count == 10  # the stray series is not a bucket
+    else:
+        assert r.distribution is None and code in _codes(r)
