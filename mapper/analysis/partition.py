@@ -142,6 +142,8 @@ class PartVectors:
     #: With ``frame``: the trace table's rows as ``attribution.item_parts`` reads them, for a
     #: path chosen after the merge (a stream of several paths).
     frame: pd.DataFrame | None = None
+    #: Repeated spans (retried exports) dropped before the analysis: counted in spans-set-aside.
+    duplicates: int = 0
 
 
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
@@ -250,7 +252,7 @@ def sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
                    for i, pv in enumerate(parts) for c in pv.checks)
     return PartVectors({}, sum(pv.traces for pv in parts), sum(pv.spans_used for pv in parts),
                        sum(pv.link_edges for pv in parts), add("stage_rows"), add("negative_waits"), low,
-                       add("skewed_links"), checks)
+                       add("skewed_links"), checks, duplicates=sum(pv.duplicates for pv in parts))
 
 
 def tail_sets(lead: MergedSamples) -> dict[str, tuple[float, float]]:

@@ -255,7 +255,7 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         # Spill tasks over groups of files: one spill file per partition and task (many small
         # files per partition would cost an open each when the partition is read).
         names = files.files
-        per_task = len(names) if run is _local_map else max(1, math.ceil(len(names) / SPILL_TASKS))
+        per_task = max(1, len(names) if run is _local_map else math.ceil(len(names) / SPILL_TASKS))
         groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
         run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group

@@ -25,7 +25,7 @@ from mapper.core.distribution import Distribution, SampleDistribution
 from mapper.core.errors import SourceError
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.source import Source
-from mapper.core.spans import ATTRIBUTE_COLUMNS
+from mapper.core.spans import ATTRIBUTE_COLUMNS, DUPLICATE_SPAN
 from mapper.core.spec import SourceSpec, Stage, StreamSpec, TraceMatch
 from mapper.core.spec.engine import BYTES_PER_SPAN, is_url
 
@@ -126,9 +126,10 @@ def _where(source: SourceSpec, origin: str, t: TraceMatch) -> str:
 
 def _damaged_check(origin: str, damaged: list[str]) -> Check:
     return Check("warning", "spool-damaged", (
-        f"{origin}: {len(damaged)} damaged segment(s) not read, their spans missing from "
+        f"{origin}: {len(damaged)} damaged segment(s) or file(s) not read, their spans missing from "
         f"the map: {', '.join(damaged[:10])}{' ...' if len(damaged) > 10 else ''} "
-        "(latmap serve moves damaged segments into _wal/quarantine/ when it starts)"))
+        "(latmap serve moves damaged write-ahead segments into _wal/quarantine/ when it starts; "
+        "a damaged Parquet file stays where it is)"))
 
 
 def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[tuple[Stage, TraceMatch]],
@@ -140,9 +141,10 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[tuple[St
     checks = [Check("info", "traces-partitioned", (
         f"{origin}: {merged.spans:,} spans analysed in {merged.partitions} partitions ({spec.engine.label} "
         "engine); percentiles, intervals and counts are exact (merged order statistics)"))]
-    if merged.torn:
-        checks.append(Check("warning", "spans-set-aside",
-                            f"{origin}: spans set aside: {merged.torn:,} damaged spool records (torn by a crash)"))
+    aside = {"damaged spool records (torn by a crash)": merged.torn, DUPLICATE_SPAN: sums.duplicates}
+    if any(aside.values()):  # worded as the in-memory route words it
+        reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(aside.items()) if n)
+        checks.append(Check("warning", "spans-set-aside", f"{origin}: spans set aside: {reasons}"))
     checks += list(sums.checks)
     if merged.unread:
         checks.append(_damaged_check(origin, list(merged.unread)))

@@ -98,6 +98,18 @@ def test_partitioned_numbers_equal_in_memory(reports: dict[str, dict[str, Any]])
     assert "traces-partitioned" not in _codes(reports["memory"])
 
 
+def test_both_routes_count_the_duplicates_they_drop(reports: dict[str, dict[str, Any]]) -> None:
+    """The retried export's spans are dropped on both routes, and said so alike (issue 25)."""
+    def aside(report: dict[str, Any]) -> str:
+        (check,) = [c for c in report["checks"] if c["code"] == "spans-set-aside"]
+        return check["message"].split("spans set aside: ", 1)[1]
+
+    memory, merged = aside(reports["memory"]), aside(reports["merged"])
+    assert "duplicate span" in memory and "duplicate span" in merged
+    count = [p for p in memory.split(", ") if p.endswith("duplicate span")]
+    assert count and count[0] in merged
+
+
 def test_over_budget_every_figure_is_the_in_memory_one(reports: dict[str, dict[str, Any]]) -> None:
     merged, memory = reports["merged"], reports["memory"]
     # one path, every stage from traces: the tail attribution and the time shares (a third
