@@ -17,16 +17,14 @@ import yaml
 from collectors.prometheus import PrometheusClient
 from collectors.promjson import decode_list
 from collectors.promql import escape_value
-from mapper.app.draft import Candidate, draft_stages
+from mapper.app.draft import Candidate, DraftStage, Proposed, propose, stages_block
+from mapper.app.exporters import SERVICE_GRAPH, convention
 from mapper.core.distribution import SampleDistribution
 from mapper.core.durations import prom_duration
 from mapper.core.spec import SourceSpec
 from mapper.render.cells import cell
 
-SERVICE_GRAPH = "traces_service_graph_request_server_seconds"
-#: Names of the spanmetrics connector's duration histogram, old and new.
-SPAN_METRICS = ("traces_span_metrics_duration_milliseconds", "traces_span_metrics_duration_seconds",
-                "duration_milliseconds", "duration_seconds")
+MAX_SERIES = 500
 
 
 @dataclass(frozen=True)
@@ -38,6 +36,8 @@ class Family:
     series: int
     help: str = ""
     unit: str = ""  # from the metadata, "" when it has none
+    #: Each series' labels but ``le`` (up to :data:`MAX_SERIES`), for units of work.
+    series_labels: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,8 @@ def discover(url: str, window: float, timeout: float = 30.0) -> Discovery:
                     values[k].add(v)
         help_text = next((e.get("help", "") for e in meta.get(name, [])), "")
         unit = next((e.get("unit", "") for e in meta.get(name, []) if e.get("unit")), "")
-        families.append(Family(name, {k: sorted(v)[:20] for k, v in values.items()}, len(keys), help_text, unit))
+        families.append(Family(name, {k: sorted(v)[:20] for k, v in values.items()}, len(keys), help_text, unit,
+                               tuple(sorted(keys))[:MAX_SERIES]))
     edges: list[tuple[str, str, float]] = []
     if any(f.name == SERVICE_GRAPH for f in families):
         q = f"sum by (client, server) (increase({SERVICE_GRAPH}_count[{prom_duration(window)}]))"
@@ -121,33 +122,58 @@ def _chain(edges: tuple[tuple[str, str, float], ...]) -> list[tuple[str, str | N
     return [(x, max(ups[x])[1] if ups[x] else None) for x in order]
 
 
-def starter_spec(found: Discovery, url: str) -> str:
-    """A starter ``stream.yaml``: a place to begin, to be put in flow order and given owners."""
-    stages: list[dict[str, Any]] = []
-    if found.edges:
-        for service, upstream in _chain(found.edges):
-            stage: dict[str, Any] = {"name": service, "owner": "TODO"}
-            if upstream is not None:
-                stage["process"] = {"source": "prom", "histogram": SERVICE_GRAPH,
-                                    "selector": {"client": upstream, "server": service}}
-            stages.append(stage)
-        stages = [s for s in stages if "process" in s] or stages
-    else:
+HEAD = ("# Drafted by `latmap discover`: a draft, with guesses. Confirm the order, the owners and each\n"
+        "# `# guess:`, then remove `draft: true` (until then every map of it warns: spec-draft).\n")
 
-        generic = [Candidate(f.name, f.labels, f.unit) for f in found.families
-                   if f.name not in SPAN_METRICS and not f.name.startswith("traces_service_graph")]
-        doc = {"version": 1, "name": "my-stream", "owner": "TODO", "window": "24h",
-               "percentiles": [50, 99, 99.99], "sources": {"prom": {"kind": "prometheus", "url": url}}}
-        head = ("# Drafted by `latmap discover`: time histograms only. Stages: one per `service` label\n"
-                "# value, else `job` value, else metric-name prefix; `# guess:` marks each wait/process\n"
-                "# guessed from the name. Put the stages in flow order and give each an owner.\n")
-        return (head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
-                + draft_stages(generic))
-    doc = {"version": 1, "name": "my-stream", "owner": "TODO", "window": "24h",
-           "percentiles": [50, 99, 99.99],
-           "sources": {"prom": {"kind": "prometheus", "url": url}}, "stages": stages}
-    head = ("# Drafted by `latmap discover` from service-graph metrics: give each stage an owner.\n")
-    return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+
+def _header(url: str) -> str:
+    doc = {"draft": True, "version": 1, "name": "my-stream", "owner": "TODO", "window": "24h",
+           "percentiles": [50, 99, 99.99], "sources": {"prom": {"kind": "prometheus", "url": url}}}
+    return HEAD + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+
+
+def ordered(stages: list[DraftStage], edges: tuple[tuple[str, str, float], ...]) -> list[DraftStage]:
+    """The stages in service-graph order, every node of the graph one or more stages: the
+    node's own histograms where there are any, else the edge's server-side histogram from its
+    busiest client, else (the root client) a stage with no measurement yet. Without edges,
+    the order is a guess and the first stage says so."""
+    if not edges:
+        return [DraftStage(s.name, s.service, s.wait, s.process,
+                           ("order: a guess (no service-graph series); put the stages in flow order",)
+                           if i == 0 else ()) for i, s in enumerate(stages)]
+    by_service: dict[str, list[DraftStage]] = defaultdict(list)
+    for s in stages:
+        by_service[s.service].append(s)
+    out: list[DraftStage] = []
+    taken = {s.name for s in stages}
+    for node, up in _chain(edges):
+        order = f"service graph: after {up}" if up else "service graph: a root client (nothing calls it)"
+        own = by_service.pop(node, [])
+        if own:
+            out += [DraftStage(s.name, s.service, s.wait, s.process, (order,) if i == 0 else ())
+                    for i, s in enumerate(own)]
+            continue
+        name = node if node not in taken else f"{node}-edge"
+        if up:
+            edge = Proposed(SERVICE_GRAPH, "s", (("client", up), ("server", node)), "process",
+                            f"servicegraph edge {up} -> {node}, server side: no histogram of its own", False)
+            out.append(DraftStage(name, node, None, edge, (order,)))
+        else:
+            out.append(DraftStage(name, node, None, None, (
+                order, "no histogram of its own: give it a wait/process or remove it")))
+    rest = [s for group in by_service.values() for s in group]
+    return out + [DraftStage(s.name, s.service, s.wait, s.process,
+                             ("not in the service graph: its place is a guess",) if i == 0 else ())
+                  for i, s in enumerate(rest)]
+
+
+def starter_spec(found: Discovery, url: str) -> str:
+    """A starter ``stream.yaml`` marked ``draft: true``: it loads and maps as written, and says
+    what is a guess (docs/sources/prometheus.md, rules in :mod:`mapper.app.draft`)."""
+    generic = [Candidate(f.name, f.labels, f.unit, f.series_labels) for f in found.families
+               if (c := convention(f.name)) is None or c.role != "edge"]
+    stages, skipped = propose(generic)
+    return _header(url) + stages_block(ordered(stages, found.edges), skipped)
 
 
 __all__ = ["Discovery", "Family", "discover", "escape_value", "starter_spec"]

@@ -14,6 +14,7 @@ from mapper.analysis.exemplars import with_exemplars
 from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.analysis.servicegraph import Edge
 from mapper.analysis.traces import compare
+from mapper.app.draft import draft_check
 from mapper.app.gather import Gathered, Progress, collect, gather, traces_at
 from mapper.app.plan import measurements
 from mapper.app.reports import write_reports
@@ -48,7 +49,7 @@ def analyse_gathered(spec: StreamSpec, window: Window, g: Gathered) -> LatencyMa
     """The one analysis of a map: the trace side and the metrics (which win where both
     measure a part, compared in checks), the segments, then the exemplars among the examples."""
     tr = g.traced
-    checks = list(tr.checks)
+    checks = [*draft_check(spec), *tr.checks]
     results = dict(tr.results)
     for key, r in g.metrics.items():
         t = tr.results.get(key)

@@ -31,8 +31,10 @@ def test_service_graph_edges_become_the_chain() -> None:
     found = Discovery((), (("gateway", "alerting", 10.0), ("alerting", "notification", 5.0),
                            ("market-data", "alerting", 100.0)))
     spec = loads_spec(starter_spec(found, "http://127.0.0.1:9090"))
-    assert [s.name for s in spec.stages] == ["alerting", "notification"]
+    assert [s.name for s in spec.stages] == ["gateway", "market-data", "alerting", "notification"]
+    assert spec.stage("gateway").process is None and spec.stage("market-data").process is None
     assert spec.stage("alerting").process.selector == {"client": "market-data", "server": "alerting"}  # type: ignore[union-attr]
+    assert spec.draft
 
 
 def test_discover_builds_the_chain_from_real_service_graph_metrics(tmp_path: Path,
@@ -65,7 +67,7 @@ def test_discover_builds_the_chain_from_real_service_graph_metrics(tmp_path: Pat
     printed = capsys.readouterr().out
     assert "market-data -> alerting  (" in printed and "alerting -> notification  (" in printed
     spec = loads_spec(out.read_text())
-    assert [s.name for s in spec.stages] == ["alerting", "notification"]
+    assert [s.name for s in spec.stages] == ["gateway", "market-data", "alerting", "notification"]
     assert spec.stage("alerting").process.selector == {"client": "market-data", "server": "alerting"}  # type: ignore[union-attr]
 
 
@@ -129,7 +131,7 @@ def test_discover_drafts_time_histograms_only_and_the_draft_maps_unedited(tmp_pa
     assert parts[("shop", "wait")] == {"source": "prom", "histogram": "checkout_queue_wait_milliseconds", "unit": "ms"}
     assert parts[("shop", "process")]["unit"] == "s"
     assert '# guess: wait (name has "queue")' in text and "# guess: process" in text
-    assert "checkout_response_size_bytes" in text.split("# not proposed", 1)[1]
+    assert "checkout_response_size_bytes" in text.split("# left out", 1)[1]
     import json as _json
 
     report = _json.loads((out / "report.json").read_text())

@@ -11,7 +11,7 @@ from __future__ import annotations
 #: ``end_to_end`` at the top level is a measurement (the keys of ``MEASUREMENT`` or
 #: ``DATADOG_MEASUREMENT``): the measured lead time, e.g. ``latmap_lead_time_seconds``.
 TOP = ("version", "name", "owner", "description", "window", "percentiles", "sources", "stages", "objectives",
-       "segments", "events", "baseline", "future", "examples", "links", "end_to_end", "engine")
+       "segments", "events", "baseline", "future", "examples", "links", "end_to_end", "engine", "draft")
 #: A ``prometheus`` or ``scrape`` source.
 SOURCE = ("kind", "url", "bearer_token_env", "bearer_token_file", "basic_auth", "headers", "tls", "timeout",
           "retries", "max_response")

@@ -58,6 +58,10 @@ class StreamSpec:
     #: map's end-to-end lead time is this histogram rather than one computed from the stages.
     end_to_end: Measurement | None = None
     engine: EngineSpec = field(default_factory=EngineSpec)
+    #: ``draft: true`` (``latmap discover`` writes it): the spec holds guesses nobody has
+    #: confirmed yet; the map says so with a ``spec-draft`` check. 0 when not a draft, else
+    #: the line of the key.
+    draft: int = 0
 
     @property
     def hops(self) -> tuple[tuple[str, str], ...]:
@@ -117,11 +121,13 @@ def parse_spec(doc: Any, path: str = "<string>") -> StreamSpec:
     examples = parse_examples(doc["examples"], doc.line_of("examples"), p) if "examples" in doc else ExampleOptions()
     links = parse_links(doc["links"], doc.line_of("links"), p) if "links" in doc else None
     engine = parse_engine(doc["engine"], doc.line_of("engine"), p) if "engine" in doc else EngineSpec()
+    draft = _draft(doc, p)
     p.raise_if_any()
     return StreamSpec(examples=examples, links=links, name=name, owner=owner, window=window,
                       percentiles=tuple(percentiles), sources=sources, stages=tuple(stages),
                       objectives=tuple(objectives), path=path, version=1, segments=segments,
-                      events=events, baseline=baseline, future=future, end_to_end=end_to_end, engine=engine)
+                      events=events, baseline=baseline, future=future, end_to_end=end_to_end, engine=engine,
+                      draft=draft)
 
 
 def _header(doc: LDict, p: Problems) -> tuple[str, float, list[float]]:
@@ -158,6 +164,16 @@ def _end_to_end(doc: LDict, src: LDict, sources: Mapping[str, SourceSpec], p: Pr
         p.add(doc.line_of("end_to_end"), "end_to_end", f"source {end_to_end.source!r} holds traces: the lead "
               "time from traces is computed on its own when every stage has `traces:`")
     return end_to_end
+
+
+def _draft(doc: LDict, p: Problems) -> int:
+    """The line of ``draft: true``; 0 without the key or with ``draft: false``."""
+    if "draft" not in doc or doc["draft"] is False:
+        return 0
+    if doc["draft"] is not True:
+        p.add(doc.line_of("draft"), "draft", "must be true or false (remove it once the draft is confirmed)")
+        return 0
+    return doc.line_of("draft") or 1
 
 
 def _baseline(doc: LDict, path: str, p: Problems) -> str | None:
