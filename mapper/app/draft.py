@@ -38,7 +38,7 @@ TIME_SUFFIXES = {"seconds": "s", "milliseconds": "ms", "microseconds": "us", "na
 TIME_UNITS = {**TIME_SUFFIXES, "s": "s", "ms": "ms", "us": "us", "ns": "ns", "second": "s", "millisecond": "ms"}
 WAIT_WORDS = ("wait", "queue", "backlog", "lag", "delay")
 GROUP_LABELS = ("service", "job")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 
 @dataclass(frozen=True)
