@@ -128,7 +128,9 @@ def _family(f: Candidate, out: dict[_Key, list[Proposed]], skipped: list[str]) -
             continue
         seen.add((svc, wk))
         shared = svc_label in (None, "job") and conv is None
-        sel = ((svc_label, svc),) if svc_label and len(f.labels[svc_label]) > 1 else ()
+        # An exporter's own service label (Istio's workload, latmap's stage) is always selected.
+        sel = ((svc_label, svc),) if svc_label and (len(f.labels[svc_label]) > 1 or svc_label not in GROUP_LABELS) \
+            else ()
         key = (svc or prefix, prefix if shared else "", wk, conv.exporter if conv else "")
         out[key].append(Proposed(f.name, unit, sel + wk + fixed, part, why, guessed))
     if scrape:

@@ -76,7 +76,8 @@ def test_spring_boot_uris_and_methods_split_and_its_scrape_endpoint_is_left_out(
             (("/orders", "GET"), ("/orders", "POST"), ("/actuator/prometheus", "GET"))]
     stages, skipped = propose([_family("http_server_requests_seconds", *rows)])
     assert [s.name for s in stages] == ["orders-orders-GET", "orders-orders-POST"]
-    assert stages[1].process and dict(stages[1].process.selector) == {"uri": "/orders", "method": "POST"}
+    assert stages[1].process and dict(stages[1].process.selector) == {"application": "orders", "uri": "/orders",
+                                                                      "method": "POST"}
     assert any("scrape endpoint" in s for s in skipped)
 
 
