@@ -129,8 +129,12 @@ class _Hostile(BaseHTTPRequestHandler):
     def _mode_ok(self, rest: str) -> None:
         self._reply(200, _vector() if "/api/v1/query" in rest else b'{"status":"success","data":{}}')
 
-    def _mode_okslow(self, rest: str) -> None:  # ten times slower than ``ok``
-        slow = (("0.1", "10"), ("1", "90"), ("10", "100"), ("+Inf", "100"))
+    def _mode_okmany(self, rest: str) -> None:  # ``ok`` with 100,000 observations
+        many = (("0.01", "10000"), ("0.1", "90000"), ("1", "100000"), ("+Inf", "100000"))
+        self._reply(200, _vector(many) if "/api/v1/query" in rest else b'{"status":"success","data":{}}')
+
+    def _mode_okslow(self, rest: str) -> None:  # ``okmany`` ten times slower
+        slow = (("0.1", "10000"), ("1", "90000"), ("10", "100000"), ("+Inf", "100000"))
         self._reply(200, _vector(slow) if "/api/v1/query" in rest else b'{"status":"success","data":{}}')
 
     def _echoed(self) -> str:

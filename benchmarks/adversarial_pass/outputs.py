@@ -35,8 +35,10 @@ def hostile_spec(url: str, names: list[str]) -> str:
     stages = "".join(
         f"  - {{name: {json.dumps(n)}, owner: {json.dumps(n)}, process: {{source: prom, histogram: m{i}_seconds, "
         f"selector: {{svc: {json.dumps(n)}}}}}, objectives: {{p99: 25ms}}}}\n" for i, n in enumerate(names))
+    event = json.dumps("${__user.login} [[x]] {{y}}")
     return (f'version: 1\nname: "hostile ${{x}} [[y]]"\nwindow: 1h\n'
-            f'sources: {{prom: {{kind: prometheus, url: "{url}", retries: 0, timeout: 3s}}}}\nstages:\n{stages}events:\n  - {{name: \"${{__user.login}} [[x]] {{{{y}}}}\", "
+            f'sources: {{prom: {{kind: prometheus, url: "{url}", retries: 0, timeout: 3s}}}}\n'
+            f"stages:\n{stages}events:\n  - {{name: {event}, "
             'start: "2026-01-01T00:00:00Z", end: "2026-01-01T01:00:00Z"}\n'
             "objectives: {end_to_end: {p99: 1s}}\n")
 
