@@ -127,6 +127,9 @@ class _Hostile(BaseHTTPRequestHandler):
     # --- Prometheus, well and badly behaved -------------------------------------------------
 
     def _mode_ok(self, rest: str) -> None:
+        if "/api/v1/series" in rest:  # the bucket bounds of whatever was asked for
+            series = [{"__name__": "x_bucket", "le": le} for le, _ in BUCKETS]
+            return self._reply(200, json.dumps({"status": "success", "data": series}).encode())
         self._reply(200, _vector() if "/api/v1/query" in rest else b'{"status":"success","data":{}}')
 
     def _mode_okmany(self, rest: str) -> None:  # ``ok`` with 100,000 observations

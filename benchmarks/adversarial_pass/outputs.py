@@ -36,7 +36,7 @@ def hostile_spec(url: str, names: list[str]) -> str:
         f"  - {{name: {json.dumps(n)}, owner: {json.dumps(n)}, process: {{source: prom, histogram: m{i}_seconds, "
         f"selector: {{svc: {json.dumps(n)}}}}}, objectives: {{p99: 25ms}}}}\n" for i, n in enumerate(names))
     event = json.dumps("${__user.login} [[x]] {{y}}")
-    return (f'version: 1\nname: "hostile ${{x}} [[y]]"\nwindow: 1h\n'
+    return (f'version: 1\nname: hostile\nwindow: 1h\n'
             f'sources: {{prom: {{kind: prometheus, url: "{url}", retries: 0, timeout: 3s}}}}\n'
             f"stages:\n{stages}events:\n  - {{name: {event}, "
             'start: "2026-01-01T00:00:00Z", end: "2026-01-01T01:00:00Z"}\n'
@@ -78,8 +78,23 @@ def dashboards_ok(run: Run) -> str | None:
             yaml.safe_load(f.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
             return f"{f.name} is not YAML: {str(err)[:150]}"
-        if m := PROVISIONING_VAR.search(f.read_text(encoding="utf-8").replace("$$", "")):
+        if "provisioning" in f.parts and (m := PROVISIONING_VAR.search(f.read_text(encoding="utf-8")
+                                                                       .replace("$$", ""))):
             return f"{f.name}: provisioning would expand {m.group(0)!r}"
+        if "rules" in f.parts and (bad := promtool_check(f)):
+            return bad
+    return None
+
+
+def promtool_check(path: Path) -> str | None:
+    """``promtool check rules`` on ``path`` (nothing when promtool is not on PATH)."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        return None
+    check = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True,
+                           timeout=60, check=False)
+    if check.returncode != 0:
+        return f"promtool check rules {path.name}: {(check.stdout + check.stderr).strip().splitlines()[-1][:200]}"
     return None
 
 
@@ -93,13 +108,7 @@ def rules_ok(run: Run) -> str | None:
         return f"rules.yml: {str(err)[:200]}"
     if not isinstance(doc, dict) or "groups" not in doc:
         return "rules.yml has no groups"
-    promtool = shutil.which("promtool")
-    if promtool:
-        check = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True,
-                               timeout=60, check=False)
-        if check.returncode != 0:
-            return f"promtool check rules: {(check.stdout + check.stderr).strip().splitlines()[-1][:200]}"
-    return None
+    return promtool_check(path)
 
 
 def report_ok(run: Run) -> str | None:
