@@ -83,8 +83,11 @@ def serve_cases(quick: bool) -> list[tuple[str, Send, Right]]:
             ctype=b"application/json")), status(400, 200)),
         ("JSON: a string of 10 MB", lambda p: exchange(p, body(b'{"x": "' + b"a" * (10 << 20) + b'"}',
                                                                ctype=b"application/json")), status(400, 200)),
-        ("body over the limit (Content-Length 30 MB)", lambda p: exchange(p, _head(b"Content-Length: 31457280\r\n\r\n")
-                                                                        + b"x" * 65536), status(413)),
+        # over twice the 20 MiB limit: refused from the head; under it, read (drained) first, then refused
+        ("body over the limit (Content-Length 50 MB, 64 KB sent)",
+         lambda p: exchange(p, _head(b"Content-Length: 52428800\r\n\r\n") + b"x" * 65536), status(413)),
+        ("body over the limit (30 MB sent)",
+         lambda p: exchange(p, _head(b"Content-Length: 31457280\r\n\r\n") + b"x" * 31457280, wait=20), status(413)),
         ("gzip bomb (200 MB of zeros)", lambda p: exchange(p, body(bomb, b"Content-Encoding: gzip\r\n")), status(413)),
         ("truncated gzip", lambda p: exchange(p, body(gzip.compress(good)[:-10], b"Content-Encoding: gzip\r\n")),
          status(400)),
