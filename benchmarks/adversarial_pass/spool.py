@@ -134,7 +134,7 @@ def spool_probes(spool: Path, hostile_url: str, quick: bool) -> list[Probe]:
     if quick:
         keep = {"spool with garbage Parquet", "spool with a segment path that is a directory",
                 "traces file: every span twice", "traces file: a gzip bomb (260 KB -> 256 MB)",
-                "--engine dask:// an HTTP server"}
+                "fsspec spool with no files"}
         probes = [p for p in probes if p.name in keep]
     for p in probes:
         p.part = "spool"
