@@ -79,7 +79,7 @@ import pandas as pd
 from naive import merge_intervals  # benchmarks/ is on sys.path when these run
 
 from mapper.analysis.findings import Findings, find
-from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.analysis.segments import build_segments, trace_samples
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, part_results
 from mapper.core.distribution import Distribution, SampleDistribution
@@ -348,7 +348,7 @@ def run_latmap(batch: SpanBatch, spec: StreamSpec, window: Window) -> LatmapRun:
     out.phases["part_results + totals"] = clock() - t
 
     t = clock()
-    lm = analyse(spec, window, results, table, (), totals)
+    lm = analyse(spec, window, MapInput(results, table, totals=totals))
     for r in results.values():
         _quantiles(r.distribution)
     _quantiles(lm.end_to_end)

@@ -44,7 +44,7 @@ from analysis import FULL, MATCHES, QUICK, STAGES, UPSTREAM, make_batch, spec_an
 
 from mapper.analysis.budgets import plan_budgets
 from mapper.analysis.findings import find
-from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.analysis.segments import SegmentData, trace_samples
 from mapper.analysis.traces import build_trace_table, part_results
 from mapper.app.budgets import with_budgets
@@ -65,7 +65,7 @@ def shared(batch: SpanBatch, spec: StreamSpec, window: Window) -> LatencyMap:
     results = {(s, part): r for s in STAGES for part, r in part_results(table, s, "bench").items()}
     totals: dict[str, Distribution] = {s: SampleDistribution(table.totals(s)) for s in STAGES}
     samples = {(s, p): v for s in STAGES for p, v in trace_samples(table, s).items()}
-    return analyse(spec, window, results, table, (), totals, SegmentData({}, samples, {}))
+    return analyse(spec, window, MapInput(results, table, totals=totals, segments=SegmentData({}, samples, {})))
 
 
 def map_tail(lm: LatencyMap) -> str:

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from collectors.datadog import DatadogCollector
     from collectors.prometheus import PrometheusCollector
     from collectors.scrape import ScrapeCollector
-    from collectors.sources import make_collector
+    from collectors.sources import make_collector, make_source
 
-__all__ = ["Collector", "DatadogCollector", "PrometheusCollector", "ScrapeCollector", "make_collector"]
+__all__ = ["Collector", "DatadogCollector", "PrometheusCollector", "ScrapeCollector", "make_collector", "make_source"]
 
 __getattr__ = lazy_getattr(__name__, ("otlp", "spool"), {
     "Collector": "collectors.base",
@@ -27,4 +27,5 @@ __getattr__ = lazy_getattr(__name__, ("otlp", "spool"), {
     "PrometheusCollector": "collectors.prometheus",
     "ScrapeCollector": "collectors.scrape",
     "make_collector": "collectors.sources",
+    "make_source": "collectors.sources",
 })

@@ -2,18 +2,23 @@
 
 A collector reads one :class:`~mapper.core.spec.Measurement` over one window and answers a
 :class:`~mapper.core.model.MeasurementResult`; it knows nothing about reports or output.
+Each source kind is a :class:`~mapper.core.source.Source` built on :class:`SourceBase`, which
+refuses what the kind does not give.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NoReturn, Protocol
 
-from mapper.core.distribution import HistogramDistribution, SummaryDistribution, non_monotonic
+from collectors.classic import checked_histogram
+from mapper.core.distribution import HistogramDistribution, SummaryDistribution
 from mapper.core.errors import SourceError
-from mapper.core.model import Check, MeasurementResult, Window
-from mapper.core.spec import Measurement
+from mapper.core.model import Check, HourBuckets, MeasurementResult, Window
+from mapper.core.source import ExemplarPoint, Give
+from mapper.core.spans import LoadedSpans
+from mapper.core.spec import Measurement, SourceSpec
 
 
 class Collector(Protocol):
@@ -22,6 +27,37 @@ class Collector(Protocol):
     def collect(self, measurement: Measurement, window: Window) -> MeasurementResult:
         """The measurement's distribution over ``window``; raises SourceError on failure."""
         ...
+
+
+class SourceBase:
+    """A :class:`~mapper.core.source.Source` that gives nothing: each source kind overrides
+    what it gives and lists it in ``gives``; the rest raises SourceError with the source's place."""
+
+    spec: SourceSpec
+    gives: frozenset[Give] = frozenset()
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise SourceError(f"{self.spec.place}: a {self.spec.kind} source gives no {what}")
+
+    def collect(self, measurement: Measurement, window: Window) -> MeasurementResult:
+        self._refuse(f"{measurement.kind} measurement")
+
+    def hourly_buckets(self, measurement: Measurement, window: Window) -> list[HourBuckets]:
+        self._refuse("hourly bucket counts")
+
+    def label_buckets(self, measurement: Measurement, window: Window, label: str) -> dict[str, dict[float, float]]:
+        self._refuse("bucket counts per label")
+
+    def exemplars(self, measurement: Measurement, window: Window, trace_labels: Sequence[str],
+                  where: str) -> tuple[list[ExemplarPoint], list[Check]]:
+        self._refuse("exemplars")
+
+    def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
+        self._refuse("spans")
+
+    @property
+    def partitioned(self) -> str | None:
+        return None
 
 
 def parse_le(text: str, where: str) -> float:
@@ -44,32 +80,11 @@ def histogram_from_buckets(
     """Build a distribution from ``(le, cumulative count)`` pairs, with the checks they raise.
 
     Pairs with the same bound (``le="0.1"`` and ``le="1e-1"``) are added. Bounds are scaled
-    to seconds. Returns ``(None, checks)`` when there are no buckets or no ``+Inf`` bucket.
+    to seconds. Returns ``(None, checks)`` when there are no buckets, no ``+Inf`` bucket, or
+    buckets no honest histogram can be made of (every rule of
+    :func:`collectors.classic.checked_histogram`, which this is the ``le``-only form of).
     """
-    merged: dict[float, float] = {}
-    for le, value in buckets:
-        bound = parse_le(le, where)
-        if not math.isfinite(value):
-            continue
-        merged[bound] = merged.get(bound, 0.0) + value
-    checks: list[Check] = []
-    if not merged:
-        return None, checks
-    if math.inf not in merged:
-        checks.append(Check("error", "missing-inf-bucket",
-                            f"{where}: histogram has no le=\"+Inf\" bucket; cannot count it"))
-        return None, checks
-    bounds = sorted(merged)
-    cumulative = [merged[b] for b in bounds]
-    if non_monotonic(cumulative):
-        checks.append(Check(
-            "warning", "non-monotonic-buckets",
-            f"{where}: cumulative bucket counts decrease with le (scrape raced an update, "
-            "or a counter reset in only some buckets); made monotone as Prometheus does",
-        ))
-    scaled = [b * scale for b in bounds]
-    s = total_sum * scale if total_sum is not None else None
-    return HistogramDistribution.from_cumulative(scaled, cumulative, sum=s), checks
+    return checked_histogram((({"le": le}, value) for le, value in buckets), scale, where, total_sum)
 
 
 def no_data(where: str, what: str) -> MeasurementResult:

@@ -31,11 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collectors.base import SourceBase
 from collectors.datadog_api import DatadogClient, Notify, QueryRejected, ScalarColumn, Unit
 from collectors.datadog_spans import page_cursor, spans_from_events
 from mapper.core.distribution import HostAggregateDistribution, SketchDistribution, percentile_label
 from mapper.core.errors import SourceError
 from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.source import Give
 from mapper.core.spans import LoadedSpans, SpanBatch, in_window
 from mapper.core.spec import Measurement, SourceSpec
 
@@ -73,8 +75,10 @@ class _Scale:
     problem: str | None = None
 
 
-class DatadogCollector:
-    """Reads distribution and histogram metrics from one Datadog site."""
+class DatadogCollector(SourceBase):
+    """Reads distribution and histogram metrics, and APM spans, from one Datadog site."""
+
+    gives: frozenset[Give] = frozenset({"histograms", "spans"})
 
     def __init__(self, spec: SourceSpec, percentiles: Sequence[float] = (0.5, 0.99, 0.9999),
                  notify: Notify | None = None, max_points: int = MAX_POINTS) -> None:
@@ -92,6 +96,9 @@ class DatadogCollector:
             return self._host_histogram(measurement, window)
         raise SourceError(f"{measurement.place}: a Datadog source reads distribution or histogram, "
                           f"not {measurement.kind}")
+
+    def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
+        return load_datadog_spans(self.spec, window, services, client=self.client)
 
     # ------------------------------------------------------------------ distributions
 

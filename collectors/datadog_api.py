@@ -83,15 +83,18 @@ class V1Series:
     interval: float | None
 
 
-def parse_unit(raw: Any) -> Unit | None:
-    """Datadog's ``unit`` (a ``[unit, per_unit]`` pair or one object) as a Unit, or None."""
+def parse_unit(raw: Any, where: str = "unit") -> Unit | None:
+    """Datadog's ``unit`` (a ``[unit, per_unit]`` pair or one object) as a Unit, or None when
+    Datadog names none (null, an empty list, a shape without an object). A unit whose
+    ``scale_factor`` is no positive finite number raises: every value would be scaled by it."""
     first = raw[0] if isinstance(raw, list) and raw else raw
     if not isinstance(first, Mapping):
         return None
-    try:
-        return Unit(str(first.get("name")), str(first.get("family")), float(first.get("scale_factor", 1.0)))
-    except (TypeError, ValueError):
-        return None
+    factor = first.get("scale_factor", 1.0)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not (math.isfinite(factor) and factor > 0):
+        raise SourceError(f"{where}: unit {remote_text(first.get('name'), 40)!r} has scale_factor "
+                          f"{remote_text(repr(factor), 40)}, not a positive number")
+    return Unit(remote_text(first.get("name"), 60), remote_text(first.get("family"), 60), float(factor))
 
 
 def _number(value: Any, where: str) -> float | None:
@@ -122,7 +125,7 @@ def parse_scalar(body: Any, where: str) -> list[ScalarColumn]:
         meta = col["meta"] if isinstance(col.get("meta"), Mapping) else {}
         out.append(ScalarColumn(str(col.get("name", "")),
                                 tuple(_number(v, f"{where}: columns[{i}].values") for v in values),
-                                parse_unit(meta.get("unit"))))
+                                parse_unit(meta.get("unit"), f"{where}: columns[{i}].meta")))
     return out
 
 
@@ -143,16 +146,25 @@ def parse_timeseries(body: Any, where: str) -> TimeseriesAnswer:
         if not isinstance(row, list) or len(row) != len(times):
             raise SourceError(f"{where}: values[{i}] does not have one value per time ({len(times)})")
         rows.append(tuple(_number(v, f"{where}: values[{i}]") for v in row))
-    try:
-        stamps = tuple(int(t) for t in times)
-    except (TypeError, ValueError):
-        raise SourceError(f"{where}: times are not unix milliseconds") from None
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) for t in times):
+        raise SourceError(f"{where}: times are not unix milliseconds")
+    stamps = tuple(int(t) for t in times)
+    index = []
+    for i, s in enumerate(series):
+        q = s.get("query_index", 0) if isinstance(s, Mapping) else 0
+        if isinstance(q, bool) or not isinstance(q, int) or q < 0:
+            raise SourceError(f"{where}: series[{i}].query_index is {remote_text(repr(q), 40)}, not a query's index")
+        index.append(q)
+    tags = []
+    for i, s in enumerate(series):
+        group = s.get("group_tags") if isinstance(s, Mapping) else None
+        if group is not None and not isinstance(group, list):
+            raise SourceError(f"{where}: series[{i}].group_tags is not a list")
+        tags.append(tuple(remote_text(t, 200) for t in group or ()))
     return TimeseriesAnswer(
-        stamps, tuple(rows),
-        tuple(int(s.get("query_index", 0)) if isinstance(s, Mapping) else 0 for s in series),
-        tuple(tuple(str(t) for t in (s.get("group_tags") or ())) if isinstance(s, Mapping) else ()
-              for s in series),
-        tuple(parse_unit(s.get("unit")) if isinstance(s, Mapping) else None for s in series))
+        stamps, tuple(rows), tuple(index), tuple(tags),
+        tuple(parse_unit(s.get("unit"), f"{where}: series[{i}]") if isinstance(s, Mapping) else None
+              for i, s in enumerate(series)))
 
 
 def parse_v1_query(body: Any, where: str) -> list[V1Series]:
@@ -160,7 +172,8 @@ def parse_v1_query(body: Any, where: str) -> list[V1Series]:
     if not isinstance(body, Mapping):
         raise SourceError(f"{where}: answer is not a JSON object")
     if body.get("status") == "error":
-        raise QueryRejected(f"{where}: Datadog rejected the query: {body.get('error') or body.get('message')}")
+        said = remote_text(body.get("error") or body.get("message") or "no reason given", 500)
+        raise QueryRejected(f"{where}: Datadog rejected the query: {said}")
     series = body.get("series")
     if not isinstance(series, list):
         raise SourceError(f"{where}: answer has no series list (not a v1 query response)")
@@ -173,13 +186,15 @@ def parse_v1_query(body: Any, where: str) -> list[V1Series]:
             if not isinstance(pt, list) or len(pt) != 2:
                 raise SourceError(f"{where}: series[{i}].pointlist[{j}] is not [timestamp, value]")
             stamp = _number(pt[0], f"{where}: series[{i}].pointlist[{j}][0]")
-            if stamp is None:
+            if stamp is None or not math.isfinite(stamp):
                 raise SourceError(f"{where}: series[{i}].pointlist[{j}] has no timestamp")
             points.append((stamp, _number(pt[1], f"{where}: series[{i}].pointlist[{j}][1]")))
         interval = s.get("interval")
+        seconds = float(interval) if isinstance(interval, int | float) and not isinstance(interval, bool) else None
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            seconds = None  # an interval that is no length of time is no interval
         out.append(V1Series(str(s.get("scope", "")), str(s.get("metric", "")), tuple(points),
-                            parse_unit(s.get("unit")),
-                            float(interval) if isinstance(interval, int | float) else None))
+                            parse_unit(s.get("unit"), f"{where}: series[{i}]"), seconds))
     return out
 
 
@@ -344,7 +359,17 @@ class DatadogClient:
     def query_v1(self, query: str, start: int, end: int) -> list[V1Series]:
         """``GET /api/v1/query`` (unix seconds): one series per group, with its scope."""
         body = self.call("GET", "/api/v1/query", params={"from": start, "to": end, "query": query})
-        return parse_v1_query(body, self.url("/api/v1/query"))
+        where = self.url("/api/v1/query")
+        series = parse_v1_query(body, where)
+        for i, s in enumerate(series):
+            # A rollup's first point may start up to one interval before ``from``; a point
+            # further out (the future, another day) is not of this window and would be counted.
+            slack = s.interval or 0.0
+            for j, (stamp, _) in enumerate(s.points):
+                if not start - slack <= stamp / 1000 <= end + slack:
+                    raise SourceError(f"{where}: series[{i}].pointlist[{j}] at {stamp / 1000:.0f} is outside the "
+                                      f"asked window {start}..{end} (series {remote_text(s.scope, 120)!r})")
+        return series
 
     def search_spans(self, query: str, start_ms: int, end_ms: int, cursor: str | None,
                      limit: int = 1000) -> Any:

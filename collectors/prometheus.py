@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 
 from collectors import promql
-from collectors.base import histogram_from_buckets, no_data, quantile_free_summary
+from collectors.base import no_data, quantile_free_summary
+from collectors.classic import checked_histogram
 from collectors.http import HttpClient
 from collectors.promcount import LOOKBACK, exact_increases
 from collectors.promexemplars import decode_exemplars
 from collectors.promhist import classic_histogram
 from collectors.promjson import QueryResult, decode_list, decode_metadata, decode_query
-from collectors.promsummary import SummarySeries, series_key, summary_result
+from collectors.promsummary import SummarySeries, invalid_quantile, quantile_label, series_key, summary_result
 from mapper.core.durations import prom_duration
 from mapper.core.errors import SourceError
 from mapper.core.model import Check, MeasurementResult, Window
@@ -44,17 +45,29 @@ MAX_POINTS = 11_000
 
 
 class PrometheusClient:
-    """The HTTP API calls latmap makes, decoded. Errors carry the URL."""
+    """The HTTP API calls latmap makes, decoded. Errors carry the URL.
 
-    def __init__(self, spec: SourceSpec, backoff: float = 0.25) -> None:
+    With ``remember`` (one map's client: the map asks about one fixed window) each decoded
+    answer is kept, so a question asked twice (two stages reading one histogram, the segments
+    and the map reading one target's scrapes) is sent once; errors are not kept.
+    """
+
+    def __init__(self, spec: SourceSpec, backoff: float = 0.25, remember: bool = False) -> None:
         self.http = HttpClient(spec, backoff=backoff)
+        self.answers: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] | None = {} if remember else None
 
     def _call(self, path: str, params: dict[str, Any], decode: Callable[[Any, str], Any]) -> Any:
+        key = (path, tuple(sorted(params.items())))
+        if self.answers is not None and key in self.answers:
+            return self.answers[key]
         url = self.http.url(path)
         status, body = self.http.json("POST", path, data=params)
         if status >= 400 and not (isinstance(body, dict) and body.get("status") == "error"):
             raise SourceError(f"{url}: HTTP {status}")
-        return decode(body, url)
+        answer = decode(body, url)
+        if self.answers is not None:
+            self.answers[key] = answer
+        return answer
 
     def query(self, expr: str, time: float) -> QueryResult:
         """Instant query at ``time`` (unix seconds)."""
@@ -70,7 +83,8 @@ class PrometheusClient:
         """The series with exemplars of ``expr`` in ``start``..``end`` (needs Prometheus's
         ``--enable-feature=exemplar-storage``; without it the answer is empty)."""
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}"}
-        return self._call("/api/v1/query_exemplars", params, decode_exemplars)  # type: ignore[no-any-return]
+        series: list[dict[str, Any]] = self._call("/api/v1/query_exemplars", params, decode_exemplars)
+        return series
 
     def series(self, match: str, start: float, end: float) -> list[dict[str, str]]:
         params = {"match[]": match, "start": f"{start:.3f}", "end": f"{end:.3f}"}
@@ -95,9 +109,9 @@ class QuantileSeries:
 class PrometheusCollector:
     """Reads histograms and summaries from a Prometheus-compatible source."""
 
-    def __init__(self, spec: SourceSpec, backoff: float = 0.25) -> None:
+    def __init__(self, spec: SourceSpec, backoff: float = 0.25, remember: bool = False) -> None:
         self.spec = spec
-        self.client = PrometheusClient(spec, backoff=backoff)
+        self.client = PrometheusClient(spec, backoff=backoff, remember=remember)
 
     def collect(self, measurement: Measurement, window: Window) -> MeasurementResult:
         if window.seconds <= 0:
@@ -134,8 +148,11 @@ class PrometheusCollector:
         provenance = f"{self.spec.name} ({self.spec.url}): {expr}"
         result = self.client.query(expr, window.end)
         checks = self._warnings(result, where)
-        buckets = [(s.labels["le"], s.value) for s in result.samples
-                   if "le" in s.labels and s.value is not None]
+        # Every sample that is no native histogram is a bucket to check (one without 'le' too:
+        # checked_histogram refuses it with a check rather than dropping it unseen).
+        labelled = [(s.labels, s.value) for s in result.samples if s.value is not None and s.histogram is None
+                    and ("le" in s.labels or m.kind == "histogram")]
+        buckets = [x for x in labelled if "le" in x[0]]
         natives = [s.histogram for s in result.samples if s.histogram is not None]
         if m.kind == "query" and result.samples and not buckets and not natives:
             raise SourceError(f"{where}: the query returns no 'le' buckets and no native histogram")
@@ -150,11 +167,17 @@ class PrometheusCollector:
             h = natives[0]
             if h.count <= 0:
                 return no_data(where, provenance)
+            if h.negative_count > 0:  # a latency cannot be negative: no percentile of it is honest
+                return MeasurementResult(None, provenance, (*checks, Check(
+                    "error", "negative-observations",
+                    f"{where}: {h.negative_count:.0f} of {h.count:.0f} observations of the native histogram are "
+                    "below zero; a latency cannot be negative (a clock stepped back, or this is not a latency), "
+                    "so no percentile is shown")))
             return MeasurementResult(h.distribution(m.scale), provenance, tuple(checks))
         if not buckets:
             r = no_data(where, provenance)
             return MeasurementResult(None, provenance, tuple(checks) + r.checks)
-        dist, made = histogram_from_buckets(buckets, m.scale, where, None)
+        dist, made = checked_histogram(labelled, m.scale, where, None)
         checks += made
         if dist is None:
             return MeasurementResult(None, provenance, tuple(checks))
@@ -207,8 +230,12 @@ class PrometheusCollector:
             if s.value is None:
                 continue
             key = series_key(s.labels)
+            q = quantile_label(s.labels.get("quantile"))
+            if q is None:
+                checks.append(invalid_quantile(where, key, s.labels.get("quantile")))
+                continue
             labels[key] = {k: v for k, v in s.labels.items() if k not in ("quantile", "__name__")}
-            quantiles.setdefault(key, {})[float(s.labels["quantile"])] = s.value * m.scale
+            quantiles.setdefault(key, {})[q] = s.value * m.scale
         counts = exact_increases(self.client.query, promql.selector(m.name + "_count", m.selector), window, where)
         sums = exact_increases(self.client.query, promql.selector(m.name + "_sum", m.selector), window, where)
         checks += [*counts.checks, *sums.checks]

@@ -3,7 +3,9 @@
 Per series, the exact increase of every ``_bucket``, of ``_count`` and of ``_sum``; buckets are
 added by ``le`` across series (every instance's observations in the window, as integers).
 The bad input this notices: ``_sum`` missing or negative (no mean, no narrowing by the sum),
-``_count`` different from the ``+Inf`` bucket, counter resets, series that come and go.
+``_count`` different from the ``+Inf`` bucket, counter resets, series that come and go; and
+every bad bucket :mod:`collectors.classic` refuses (no ``le``, a negative or overflowing count,
+observations below zero ...).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 from collections.abc import Callable
 
 from collectors import promql
-from collectors.base import histogram_from_buckets
+from collectors.classic import checked_histogram
 from collectors.promcount import exact_increases
 from collectors.promjson import QueryResult
 from mapper.core.distribution import HistogramDistribution
@@ -30,8 +32,6 @@ def classic_histogram(query: Query, m: Measurement, window: Window, where: str
     b = exact_increases(query, buckets_sel, window, where)
     if not b.series:
         return None
-    if any("le" not in s.labels for s in b.series):
-        return None, [Check("error", "missing-le", f"{where}: _bucket series without an 'le' label")], buckets_sel
     c = exact_increases(query, promql.selector(m.name + "_count", m.selector), window, where, raw=True)
     s = exact_increases(query, promql.selector(m.name + "_sum", m.selector), window, where)
     checks = [*b.checks, *c.checks, *s.checks]
@@ -44,8 +44,10 @@ def classic_histogram(query: Query, m: Measurement, window: Window, where: str
         checks.append(Check("warning", "negative-sum", f"{where}: _sum increased by {total:g} in the window; "
                             "a latency sum cannot be negative, so it is not used (no mean)"))
         total = None
-    dist, made = histogram_from_buckets([(x.labels["le"], x.increase) for x in b.series], m.scale, where, total)
+    dist, made = checked_histogram([(x.labels, x.increase) for x in b.series], m.scale, where, total)
     checks += made
+    if dist is None and made:
+        return None, checks, buckets_sel
     resets = max(b.resets, c.resets)
     if resets:
         checks.append(Check(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -32,9 +32,28 @@ class NativeHistogram:
     count: float
     sum: float
     buckets: tuple[tuple[int, float, float, float], ...]
+    #: Where it was read (URL, field and series), for the errors about it.
+    origin: str = ""
 
-    def distribution(self, scale: float = 1.0) -> HistogramDistribution:
-        """The histogram as a distribution, in seconds (``scale`` converts the unit)."""
+    @property
+    def negative_count(self) -> float:
+        """Observations in buckets wholly below zero (the zero bucket straddles it and is not
+        counted): none can be a latency."""
+        return float(sum(b[3] for b in self.buckets if b[1] < 0 and b[2] <= 0))
+
+    def distribution(self, scale: float = 1.0, negative: Literal["refuse", "allow"] = "refuse"
+                     ) -> HistogramDistribution:
+        """The histogram as a distribution, in seconds (``scale`` converts the unit).
+
+        Raises SourceError (``negative-observations``) when buckets below zero hold
+        observations: a latency cannot be negative, so no percentile of it is honest.
+        ``negative="allow"`` reads any real values (as Prometheus's ``histogram_quantile``)."""
+        below = self.negative_count
+        if below > 0 and negative == "refuse":
+            raise SourceError(
+                f"{self.origin or 'native histogram'}: negative-observations: {below:.0f} of {self.count:.0f} "
+                "observations are below zero; a latency cannot be negative (a clock stepped back, or this is "
+                "not a latency), so no percentile is made from it")
         bs = sorted(self.buckets, key=lambda b: (b[2], b[1]))
         lower = np.array([b[1] for b in bs], dtype=float)
         upper = np.array([b[2] for b in bs], dtype=float)
@@ -111,7 +130,29 @@ def _list(value: Any, where: str) -> list[Any]:
 def _pair(item: Any, where: str) -> tuple[float, Any]:
     if not isinstance(item, list) or len(item) != 2:
         raise SourceError(f"{where}: expected [timestamp, value], got {remote_text(item, 60)}")
-    return parse_float(item[0], where), item[1]
+    ts = parse_float(item[0], where)
+    if not math.isfinite(ts):
+        raise SourceError(f"{where}: timestamp {remote_text(repr(item[0]), 40)} is not a time")
+    return ts, item[1]
+
+
+def _increasing(times: list[float], where: str, labels: Mapping[str, str]) -> None:
+    """Prometheus answers a series' samples once each, oldest first; latmap's exact counts
+    read them in that order, so a repeat or a step back is a broken answer, not data."""
+    for i in range(1, len(times)):
+        if times[i] <= times[i - 1]:
+            raise SourceError(f"{where}[{i}]: timestamp {times[i]:.3f} does not follow {times[i - 1]:.3f} "
+                              f"(series {remote_text(labels, 160)}): samples repeat or are out of order")
+
+
+def _unique(labels: list[Mapping[str, str]], where: str) -> None:
+    """Prometheus never answers one label set twice (it fails the query instead)."""
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    for i, m in enumerate(labels):
+        key = tuple(sorted(m.items()))
+        if key in seen:
+            raise SourceError(f"{where}[{i}]: series {remote_text(m, 160)} appears twice in one answer")
+        seen.add(key)
 
 
 def parse_native(obj: Any, where: str) -> NativeHistogram:
@@ -129,13 +170,22 @@ def parse_native(obj: Any, where: str) -> NativeHistogram:
         if rule_f not in (0, 1, 2, 3) or hi < lo or c < 0 or math.isnan(c):
             raise SourceError(f"{w}: invalid bucket {remote_text(b, 120)}")
         buckets.append((int(rule_f), lo, hi, c))
-    return NativeHistogram(count, total, tuple(buckets))
+    return NativeHistogram(count, total, tuple(buckets), where)
 
 
 def _labels(item: dict[str, Any], where: str) -> dict[str, str]:
     metric = item.get("metric", {})
     if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
         raise SourceError(f"{where}.metric: expected a map of label names to strings")
+    q = metric.get("quantile")
+    if q is not None:
+        # The data model reserves ``quantile`` for a summary's quantile, a float; a series
+        # whose label is no number cannot be read as what it claims to be.
+        try:
+            float(q)
+        except ValueError:
+            raise SourceError(f"{where}.metric: quantile={remote_text(repr(q), 40)} is not a number "
+                              f"(series {remote_text(metric, 160)})") from None
     return dict(metric)
 
 
@@ -176,12 +226,14 @@ def decode_query(body: Any, url: str) -> QueryResult:
             labels = _labels(item, w)
             if "histogram" in item:
                 ts, h = _pair(item["histogram"], f"{w}.histogram")
-                samples.append(Sample(labels, ts, histogram=parse_native(h, f"{w}.histogram")))
+                named = f"{w}.histogram" + (f" (series {remote_text(labels, 160)})" if labels else "")
+                samples.append(Sample(labels, ts, histogram=parse_native(h, named)))
             elif "value" in item:
                 ts, v = _pair(item["value"], f"{w}.value")
                 samples.append(Sample(labels, ts, value=parse_float(v, f"{w}.value")))
             else:
                 raise SourceError(f"{w}: sample has neither value nor histogram")
+        _unique([x.labels for x in samples], where)
         return QueryResult("vector", samples=tuple(samples), warnings=warnings)
     if rtype == "matrix":
         series = []
@@ -191,13 +243,17 @@ def decode_query(body: Any, url: str) -> QueryResult:
                 raise SourceError(f"{w}: expected an object")
             labels = _labels(item, w)
             pairs = [_pair(p, f"{w}.values") for p in _list(item.get("values"), f"{w}.values")]
+            _increasing([p[0] for p in pairs], f"{w}.values", labels)
             times = np.array([p[0] for p in pairs], dtype=float)
             vs = np.array([parse_float(p[1], f"{w}.values") for p in pairs], dtype=float)
+            named = f"{w}.histograms" + (f" (series {remote_text(labels, 160)})" if labels else "")
             hs = tuple(
-                (t, parse_native(h, f"{w}.histograms"))
+                (t, parse_native(h, named))
                 for t, h in (_pair(p, f"{w}.histograms") for p in _list(item.get("histograms"), f"{w}.histograms"))
             )
+            _increasing([t for t, _ in hs], f"{w}.histograms", labels)
             series.append(SeriesValues(labels, times, vs, hs))
+        _unique([x.labels for x in series], where)
         return QueryResult("matrix", series=tuple(series), warnings=warnings)
     raise SourceError(f"{url}: data.resultType: unknown {remote_text(repr(rtype), 60)}")
 

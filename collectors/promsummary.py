@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from mapper.core.distribution import SummaryDistribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
+from mapper.core.redact import remote_text
 
 #: Labels that tell apart processes measuring the same thing, not different things.
 INSTANCE_LABELS = frozenset({
@@ -42,6 +43,43 @@ class SummarySeries:
     sum: float | None
 
 
+def quantile_label(text: object) -> float | None:
+    """A ``quantile`` label's value as a float in [0, 1]; None for anything else (missing,
+    ``"abc"``, ``"2"``, ``"NaN"``): such a series says nothing latmap can place."""
+    try:
+        q = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return q if 0.0 <= q <= 1.0 else None  # NaN fails both
+
+
+def invalid_quantile(where: str, series: str, text: object) -> Check:
+    """The check for a quantile series whose ``quantile`` label is no quantile (it is left out)."""
+    said = "no quantile label" if text is None else f"quantile={remote_text(repr(text), 40)}"
+    return Check("error", "invalid-quantile",
+                 f"{where}: {remote_text(series, 160)} has {said}, not a number in [0, 1]; the series is left out")
+
+
+def checked_quantiles(quantiles: Mapping[float, float], series: str, where: str
+                      ) -> tuple[dict[float, float], list[Check]]:
+    """The quantiles a summary series can show: keys in [0, 1], values finite and >= 0, or NaN
+    (no observations; :func:`summary_result` says so). The rest are left out with a check:
+    a latency cannot be negative or infinite, and a quantile outside [0, 1] is no percentile."""
+    keep: dict[float, float] = {}
+    checks: list[Check] = []
+    for q, v in sorted(quantiles.items()):
+        if not 0.0 <= q <= 1.0:
+            checks.append(invalid_quantile(where, series, q))
+        elif v < 0 or math.isinf(v):
+            checks.append(Check(
+                "error", "negative-observations" if v < 0 else "invalid-quantile-value",
+                f"{where}: {remote_text(series, 160)} reports {v:g} for {percentile_label(q)}; a latency "
+                f"cannot be {'negative' if v < 0 else 'infinite'}, so that percentile is not shown"))
+        else:
+            keep[q] = v
+    return keep, checks
+
+
 def series_key(labels: Mapping[str, str], drop: Iterable[str] = ()) -> str:
     d = {"quantile", "__name__", *drop}
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k not in d) + "}"
@@ -56,10 +94,28 @@ def _merged(per: list[SummarySeries], origin: str) -> SummaryDistribution:
     return SummaryDistribution(worst, sum(s.count for s in per), total, origin=origin)
 
 
+def _checked(s: SummarySeries, where: str, checks: list[Check]) -> SummarySeries:
+    """``s`` with its unusable quantiles, count and sum left out (a check for each)."""
+    key = series_key(s.labels)
+    quantiles, bad = checked_quantiles(s.quantiles, key, where)
+    checks += bad
+    count, total = s.count, s.sum
+    if not (math.isfinite(count) and count >= 0):
+        checks.append(Check("warning", "invalid-count", f"{where}: {key} _count increased by {count:g} in the "
+                            "window; a count cannot be that, so the sample count is unknown (0)"))
+        count = 0.0
+    if total is not None and not (math.isfinite(total) and total >= 0):
+        checks.append(Check("warning", "negative-sum", f"{where}: {key} _sum increased by {total:g} in the "
+                            "window; a latency sum cannot be that, so it is not used (no mean)"))
+        total = None
+    return SummarySeries(s.labels, quantiles, count, total)
+
+
 def summary_result(where: str, provenance: str, series: list[SummarySeries],
                    checks: list[Check]) -> MeasurementResult:
     """The measurement result for a summary family's series (already scaled to seconds)."""
     checks = list(checks)
+    series = [_checked(s, where, checks) for s in series]
     checks.append(Check(
         "info", "summary-window",
         f"{where}: summary quantiles are computed by each client over its own sliding window "

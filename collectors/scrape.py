@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.base import histogram_from_buckets, no_data, pick_labels, quantile_free_summary
+from collectors.base import SourceBase, no_data, pick_labels, quantile_free_summary
+from collectors.classic import checked_histogram
 from collectors.http import HttpClient
+from collectors.promsummary import checked_quantiles, invalid_quantile, quantile_label
 from mapper.core.distribution import SummaryDistribution
 from mapper.core.errors import SourceError
 from mapper.core.model import Check, MeasurementResult, Window
+from mapper.core.source import Give
 from mapper.core.spec import Measurement, SourceSpec
 
 
-class ScrapeCollector:
-    """Reads histograms and summaries from a Prometheus text exposition."""
+class ScrapeCollector(SourceBase):
+    """Reads histograms and summaries from a Prometheus text exposition (read once per
+    collector: one map's scrape)."""
+
+    gives: frozenset[Give] = frozenset({"histograms", "summaries"})
 
     def __init__(self, spec: SourceSpec, backoff: float = 0.25) -> None:
         self.spec = spec
@@ -53,19 +59,27 @@ class ScrapeCollector:
 
         samples = [s for s in fam.samples if selected(s.labels)]  # type: ignore[attr-defined]
         if m.kind == "histogram":
-            buckets = [(s.labels["le"], s.value) for s in samples if s.name.endswith("_bucket")]
+            buckets = [(s.labels, s.value) for s in samples if s.name.endswith("_bucket")]
             total = sum(s.value for s in samples if s.name.endswith("_sum"))
-            dist, checks = histogram_from_buckets(buckets, m.scale, where, total)
+            # One exposition is one moment: a bound twice in one series is a broken page.
+            dist, checks = checked_histogram(buckets, m.scale, where, total, duplicates="refuse")
+            if dist is None and checks:
+                return MeasurementResult(None, provenance, tuple(checks))
             if dist is None or dist.count <= 0:
                 r = no_data(where, provenance)
                 return MeasurementResult(None, provenance, tuple(checks) + r.checks)
             return MeasurementResult(dist, provenance, (*checks, since))
         instances: dict[str, dict[float, float]] = {}
         count = total = 0.0
+        checks = [since]
         for s in samples:
             if "quantile" in s.labels:
                 key = pick_labels(s.labels, ("quantile",))
-                instances.setdefault(key, {})[float(s.labels["quantile"])] = s.value * m.scale
+                q = quantile_label(s.labels["quantile"])
+                if q is None:
+                    checks.append(invalid_quantile(where, f"{s.name}{key}", s.labels["quantile"]))
+                    continue
+                instances.setdefault(key, {})[q] = s.value * m.scale
             elif s.name.endswith("_count"):
                 count += s.value
             elif s.name.endswith("_sum"):
@@ -76,5 +90,6 @@ class ScrapeCollector:
             return no_data(where, provenance)
         if len(instances) > 1:
             raise SourceError(f"{where}: selector matches {len(instances)} summary series; narrow it")
-        (qs,) = instances.values()
-        return MeasurementResult(SummaryDistribution(qs, count), provenance, (since,))
+        ((key, qs),) = instances.items()
+        qs, bad = checked_quantiles(qs, key, where)
+        return MeasurementResult(SummaryDistribution(qs, count), provenance, (*checks, *bad))

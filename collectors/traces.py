@@ -12,13 +12,17 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from collectors.base import SourceBase
 from collectors.datadog import load_datadog_spans
+from collectors.otlp.codec import DUPLICATE_SPAN
 from collectors.otlp.files import read_trace_files
 from collectors.spool.store import QUARANTINE_DIR, WAL_DIR, looks_like_spool, scan_spool
 from mapper.core.errors import SourceError
 from mapper.core.model import Window
+from mapper.core.source import Give
 from mapper.core.spans import LoadedSpans, SpanBatch, in_window
 from mapper.core.spec import SourceSpec
+from mapper.core.spec.engine import is_url
 
 
 def is_spool(path: Path) -> bool:
@@ -44,10 +48,12 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ())
     set_aside: Counter[str] = Counter()
     spool = is_spool(path)
     if spool:
-        read = scan_spool(path, start_ns=start_ns, end_ns=end_ns)
+        read = scan_spool(path, start_ns=start_ns + 1, end_ns=end_ns)  # (start, end], as in_window
         batch = read.batch
         if read.torn_records:
             set_aside["damaged spool records (torn by a crash)"] += read.torn_records
+        if read.duplicates:  # retried exports, or a segment compacted but not yet removed
+            set_aside[DUPLICATE_SPAN] += read.duplicates
         origin = f"spool {path}"
         damaged = (*read.damaged_segments, *(f"{WAL_DIR}/{QUARANTINE_DIR}/{n}" for n in read.quarantined))
     else:
@@ -61,3 +67,22 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ())
     # the spool's reader has deduplicated already
     return LoadedSpans(in_window(batch, window, set_aside, deduplicate=not spool), dict(set_aside), origin,
                        damaged=damaged)
+
+
+class TraceFiles(SourceBase):
+    """The ``traces`` source as a :class:`~mapper.core.source.Source`: OTLP files or a spool,
+    read whole for a window (``spans``); a spool, or one given by URL, can also be analysed
+    partition by partition (``partitioned`` names it)."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        self.spec = spec
+        path = spec.path or ""
+        self._partitioned = bool(path) and (is_url(path) or is_spool(Path(path)))
+        self.gives: frozenset[Give] = frozenset({"spans", "partitions"} if self._partitioned else {"spans"})
+
+    def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
+        return load_spans(self.spec, window, services)
+
+    @property
+    def partitioned(self) -> str | None:
+        return self.spec.path if self._partitioned else None

@@ -2,9 +2,9 @@
 
 The steps (each a plain HTTP call, so a test server can answer them):
 
-1. ``GET /api/dashboards/uid/<uid>``: a dashboard with our uid that is not tagged
-   ``latmap`` is someone else's: refuse (:class:`UsageError`, nothing written) unless
-   ``force``.
+1. ``GET /api/dashboards/uid/<uid>``: a dashboard with our uid whose ``tags`` is not a list
+   holding ``latmap`` (:func:`is_latmaps`; a string ``"latmap"`` is not) is someone else's:
+   refuse (:class:`UsageError`, nothing written) unless ``force``.
 2. ``GET /api/folders``: find the folder by title. If the stored dashboard already equals
    ours (ignoring ``id`` and ``version``) and sits in that folder, stop: nothing is written.
 3. ``POST /api/folders`` when the folder is missing, then ``POST /api/dashboards/db`` with
@@ -12,7 +12,8 @@ The steps (each a plain HTTP call, so a test server can answer them):
    commit ``message``.
 
 Errors are :class:`SourceError` naming the Grafana URL (never the token): 401/403 say to
-check the token and its rights, 412 says someone else changed or named the dashboard.
+check the token and its rights, 412 says someone else changed or named the dashboard; an
+answer of the wrong shape (a list for an object, a uid that is no string) names the field.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from mapper.core.errors import SourceError, UsageError
 from mapper.core.redact import remember, remote_text
 from mapper.core.urls import check_http_url
 
-__all__ = ["LATMAP_TAG", "PushResult", "push_dashboard", "token_from"]
+__all__ = ["LATMAP_TAG", "PushResult", "is_latmaps", "push_dashboard", "token_from"]
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +125,56 @@ def _comparable(dashboard: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dashboard.items() if k not in _VOLATILE}
 
 
+# Every field read from a Grafana answer is checked for its type here: an answer of the wrong
+# shape (a list for an object, a number for a uid, a string for tags) is a one-line
+# SourceError naming the URL and the field, never a traceback and never a guess.
+
+
+def _object(data: Any, where: str, what: str = "the answer") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise SourceError(f"{where}: {what} is {_kind(data)}, expected a JSON object (not Grafana's API?)")
+    return data
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def _uid(data: dict[str, Any], where: str, field: str = "uid") -> str:
+    uid = data.get("uid")
+    if not isinstance(uid, str) or not uid:
+        shown = "missing" if uid is None else f"{_kind(uid)} ({remote_text(repr(uid), 40)})"
+        raise SourceError(f"{where}: {field} is {shown}, expected a non-empty string")
+    return uid
+
+
+def _optional(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """``data[key]`` when it is of ``kind`` (bool is no int), None when missing or null."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SourceError(f"{where}: {key} is {_kind(value)}, expected {kind.__name__}")
+    return value
+
+
+def is_latmaps(dashboard: dict[str, Any]) -> bool:
+    """Whether a stored dashboard is latmap's own: ``tags`` a list holding :data:`LATMAP_TAG`.
+    A string ``tags`` (``"latmap-like"``), a tag inside a nested list, or no tags is someone
+    else's dashboard."""
+    tags = dashboard.get("tags")
+    return isinstance(tags, list) and any(isinstance(t, str) and t == LATMAP_TAG for t in tags)
+
+
 def _find_folder(g: _Grafana, title: str) -> str | None:
+    where = f"Grafana {g.shown}/api/folders"
     _, folders = g.call("GET", "/api/folders?limit=1000")
     if not isinstance(folders, list):
-        raise SourceError(f"Grafana {g.shown}/api/folders: expected a list of folders")
-    for f in folders:
+        raise SourceError(f"{where}: the answer is {_kind(folders)}, expected a list of folders")
+    for i, f in enumerate(folders):
         if isinstance(f, dict) and f.get("title") == title:
-            return str(f["uid"])
+            return _uid(f, where, f"[{i}].uid (folder {remote_text(repr(title), 80)})")
     return None
 
 
@@ -148,24 +192,31 @@ def push_dashboard(url: str, dashboard: dict[str, Any], folder: str | None, toke
     if not uid:
         raise UsageError("the dashboard has no uid: cannot upsert it idempotently")
     g = _Grafana(url, token, folder, timeout)
-    status, stored = g.call("GET", f"/api/dashboards/uid/{quote(str(uid), safe='')}", allow=(404,))
-    existing = stored.get("dashboard") if status == 200 and isinstance(stored, dict) else None
-    if existing is not None:
-        tags = existing.get("tags") or []
-        if LATMAP_TAG not in tags and not force:
+    path = f"/api/dashboards/uid/{quote(str(uid), safe='')}"
+    where = f"Grafana {g.shown}{path}"
+    status, stored = g.call("GET", path, allow=(404,))
+    existing: dict[str, Any] | None = None
+    meta: dict[str, Any] = {}
+    if status != 404:
+        stored = _object(stored, where)
+        existing = _object(stored.get("dashboard"), where, "dashboard")
+        meta = _object(stored.get("meta") or {}, where, "meta")
+        if not is_latmaps(existing) and not force:
+            title = existing.get("title")
             raise UsageError(
-                f"Grafana {g.shown}: dashboard uid {uid!r} ({existing.get('title')!r}) exists and "
-                f"is not tagged {LATMAP_TAG!r}: not overwriting it (use --force to replace it)")
+                f"Grafana {g.shown}: dashboard uid {uid!r} ({remote_text(repr(title), 80)}) exists and "
+                f"is not tagged {LATMAP_TAG!r} (tags must be a list holding it): not overwriting it "
+                "(use --force to replace it)")
     folder_uid = _find_folder(g, folder) if folder else None
     if existing is not None and (not folder or folder_uid is not None):
-        meta = stored.get("meta") or {}
-        same_folder = (meta.get("folderUid") or "") == (folder_uid or "")
+        same_folder = (_optional(meta, "folderUid", str, f"{where}: meta") or "") == (folder_uid or "")
         if same_folder and _comparable(existing) == _comparable(dashboard):
             log.info("Grafana %s: dashboard %s unchanged", g.shown, uid)
-            return PushResult(str(uid), "unchanged", folder_uid, meta.get("url"), existing.get("version"))
+            return PushResult(str(uid), "unchanged", folder_uid, _optional(meta, "url", str, f"{where}: meta"),
+                              _optional(existing, "version", int, f"{where}: dashboard"))
     if folder and folder_uid is None:
         _, created = g.call("POST", "/api/folders", {"title": folder})
-        folder_uid = str(created["uid"])
+        folder_uid = _uid(_object(created, f"Grafana {g.shown}/api/folders"), f"Grafana {g.shown}/api/folders")
         log.info("Grafana %s: created folder %r (%s)", g.shown, folder, folder_uid)
     body_dash = copy.deepcopy(dashboard)
     body_dash["id"] = None
@@ -175,5 +226,7 @@ def push_dashboard(url: str, dashboard: dict[str, Any], folder: str | None, toke
     if folder_uid:
         body["folderUid"] = folder_uid
     _, saved = g.call("POST", "/api/dashboards/db", body)
+    where = f"Grafana {g.shown}/api/dashboards/db"
+    saved = _object(saved, where)
     return PushResult(str(uid), "updated" if existing is not None else "created", folder_uid,
-                      saved.get("url"), saved.get("version"))
+                      _optional(saved, "url", str, where), _optional(saved, "version", int, where))

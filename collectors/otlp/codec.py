@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from mapper.core.errors import LatmapError
-from mapper.core.spans import SpanBatch, dedupe
+from mapper.core.spans import DUPLICATE_SPAN, SpanBatch, dedupe
 
 __all__ = [
     "BAD_LINK_ID",
@@ -86,7 +86,6 @@ INVALID_PARENT_ID = "invalid parent span id"
 BAD_TIMESTAMP = "bad timestamp"  # negative, past 2262 (does not fit int64 ns), or not an integer
 MISSING_TIMESTAMPS = "missing timestamps"  # start or end is 0 (absent)
 END_BEFORE_START = "end before start"
-DUPLICATE_SPAN = "duplicate span"
 REJECT_REASONS: tuple[str, ...] = (
     BAD_TRACE_ID_LENGTH, INVALID_TRACE_ID, BAD_SPAN_ID_LENGTH, INVALID_SPAN_ID, BAD_PARENT_ID_LENGTH,
     INVALID_PARENT_ID, BAD_TIMESTAMP, MISSING_TIMESTAMPS, END_BEFORE_START, DUPLICATE_SPAN,

@@ -22,11 +22,14 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+import numpy as np
+
 from collectors.otlp.codec import PayloadError
 from collectors.otlp.json import decode_json
 from collectors.otlp.protobuf import decode_protobuf
 from collectors.spool.payload import encode_payload
 from mapper.core.errors import LatmapError
+from mapper.core.spans import SpanBatch
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +40,50 @@ class DecoderUnavailableError(LatmapError):
 
 #: (rows kept, reason -> spans rejected, reason -> spans repaired, Arrow IPC payload or b"")
 DecodeResult = tuple[int, dict[str, int], dict[str, int], bytes]
+#: Reasons a span that decoded well is refused for its start time (``partial_success``, the
+#: rejected counter); the limits are :func:`collectors.spool.limits.accepted_starts`'s. Here, not
+#: there, so that a decode worker does not import the spool's reader (Parquet, datasets).
+OLDER_THAN_RETENTION = "older than the retention"
+TOO_FAR_AHEAD = "starts too far in the future"
+#: The span start times (Unix ns, inclusive; None: open) an export may keep (see
+#: :func:`collectors.spool.limits.accepted_starts`); the others are rejected with their reason.
+Starts = tuple[int | None, int | None]
 _ENCODINGS = ("protobuf", "json")
-_REQ = struct.Struct("<BI")  # encoding index, body length
+_REQ = struct.Struct("<BIqq")  # encoding index, body length, lowest and highest start kept
+_INT64 = (-(2**63), 2**63 - 1)  # an open end of Starts on the pipe
 _RESP = struct.Struct("<BII")  # status (0 ok, 1 bad payload, 2 internal), meta length, payload length
 _ANSWER_READ = 1 << 20  # an answer's first read takes this much if it is there (the pipe's size)
 
 
-def decode_request(body: bytes, encoding: str) -> DecodeResult:
-    """Decode an export body (``"protobuf"`` or ``"json"``) into a spool payload; PayloadError if bad."""
+def decode_request(body: bytes, encoding: str, starts: Starts = (None, None)) -> DecodeResult:
+    """Decode an export body (``"protobuf"`` or ``"json"``) into a spool payload; PayloadError if bad.
+
+    Spans that start outside ``starts`` are left out and counted under
+    :data:`~collectors.spool.limits.OLDER_THAN_RETENTION` / :data:`~collectors.spool.limits.TOO_FAR_AHEAD`
+    (after the decoder's own reasons: a span is counted once).
+    """
     decoded = decode_protobuf(body) if encoding == "protobuf" else decode_json(body, request=True)
-    rows = len(decoded.batch)
-    payload = encode_payload(decoded.batch).to_pybytes() if rows else b""
-    return (rows, {k: int(v) for k, v in decoded.rejected.items()},
-            {k: int(v) for k, v in decoded.warnings.items()}, payload)
+    rejected = {k: int(v) for k, v in decoded.rejected.items()}
+    # the repairs are counted over the spans that decoded, those refused here for their time included
+    warnings = {k: int(v) for k, v in decoded.warnings.items()}
+    batch = decoded.batch
+    lo, hi = starts
+    if len(batch) and (lo is not None or hi is not None):
+        start = batch.start_ns
+        old = start < lo if lo is not None else np.zeros(start.size, dtype=bool)
+        ahead = start > hi if hi is not None else np.zeros(start.size, dtype=bool)
+        for reason, mask in ((OLDER_THAN_RETENTION, old), (TOO_FAR_AHEAD, ahead)):
+            if mask.any():
+                rejected[reason] = int(mask.sum())
+        if old.any() or ahead.any():
+            batch = batch.take(np.flatnonzero(~(old | ahead)))
+    return _encoded(batch, rejected, warnings)
+
+
+def _encoded(batch: SpanBatch, rejected: dict[str, int], warnings: dict[str, int]) -> DecodeResult:
+    rows = len(batch)
+    payload = encode_payload(batch).to_pybytes() if rows else b""
+    return rows, rejected, warnings, payload
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -177,18 +211,25 @@ def _worker_loop() -> None:
         head = _read_exact(0, _REQ.size)
         if head is None:
             return
-        enc, length = _REQ.unpack(head)
+        enc, length, lo, hi = _REQ.unpack(head)
         body = _read_exact(0, length)
         if body is None:
             raise EOFError("request cut short")
         try:
-            rows, rejected, warnings, payload = decode_request(body, _ENCODINGS[enc])
+            rows, rejected, warnings, payload = decode_request(
+                body, _ENCODINGS[enc], (None if lo == _INT64[0] else lo, None if hi == _INT64[1] else hi))
             status, meta = 0, json.dumps([rows, rejected, warnings]).encode()
         except PayloadError as err:
             status, meta, payload = 1, str(err).encode(), b""
         except Exception as err:  # a bug: answer it (HTTP 500) rather than die
             status, meta, payload = 2, f"{type(err).__name__}: {err}".encode(), b""
         _writev_all(out, [_RESP.pack(status, len(meta), len(payload)) + meta, payload])
+
+
+def _request_head(body: bytes, encoding: str, starts: Starts) -> bytes:
+    lo, hi = starts
+    return _REQ.pack(_ENCODINGS.index(encoding), len(body), _INT64[0] if lo is None else lo,
+                     _INT64[1] if hi is None else hi)
 
 
 def _answer(status: int, meta: bytes, payload: bytes) -> DecodeResult:
@@ -224,8 +265,8 @@ class _Worker:
         if _read_exact(self.r, 1) != b"R":
             raise LatmapError(f"decode worker {self.proc.pid} did not start (see its stderr)")
 
-    def call(self, body: bytes, encoding: str) -> DecodeResult:
-        _write_all(self.w, _REQ.pack(_ENCODINGS.index(encoding), len(body)))
+    def call(self, body: bytes, encoding: str, starts: Starts) -> DecodeResult:
+        _write_all(self.w, _request_head(body, encoding, starts))
         _write_all(self.w, body)
         head = _read_exact(self.r, _RESP.size)
         if head is None:
@@ -237,11 +278,11 @@ class _Worker:
             raise EOFError("decode worker exited mid-answer")
         return _answer(status, meta, payload)
 
-    async def call_async(self, body: bytes, encoding: str) -> tuple[int, bytes, bytes]:
+    async def call_async(self, body: bytes, encoding: str, starts: Starts) -> tuple[int, bytes, bytes]:
         """:meth:`call` on the running event loop (the pipes are waited on, not a thread);
         the answer's (status, meta, payload) for :func:`_answer`."""
         loop = asyncio.get_running_loop()
-        head = _REQ.pack(_ENCODINGS.index(encoding), len(body))
+        head = _request_head(body, encoding, starts)
         await _write_all_async(loop, self.w, head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             await _write_all_async(loop, self.w, body)
@@ -371,10 +412,10 @@ class DecodePool:
 
     # -- decoding -----------------------------------------------------------------------
 
-    def decode(self, body: bytes, encoding: str) -> DecodeResult:
+    def decode(self, body: bytes, encoding: str, starts: Starts = (None, None)) -> DecodeResult:
         worker = self._take()
         try:
-            return worker.call(body, encoding)
+            return worker.call(body, encoding, starts)
         except (OSError, EOFError) as err:
             if self._closed:
                 raise DecoderUnavailableError("receiver is stopping; retry") from err
@@ -384,11 +425,11 @@ class DecodePool:
         finally:
             self._give_back(worker)
 
-    async def decode_async(self, body: bytes, encoding: str) -> DecodeResult:
+    async def decode_async(self, body: bytes, encoding: str, starts: Starts = (None, None)) -> DecodeResult:
         """:meth:`decode` on the running event loop (which it never blocks)."""
         worker = await self._take_async()
         try:
-            answer = await worker.call_async(body, encoding)
+            answer = await worker.call_async(body, encoding, starts)
         except (OSError, EOFError) as err:
             if self._closed:
                 self._give_back(worker)

@@ -38,6 +38,7 @@ from collectors.spool.exposition import metrics_response
 from collectors.spool.http_framing import (
     BodyTooLargeError,
     HttpLimits,
+    expects_continue,
     framing_problem,
     inflate_gzip,
     unread_body_closes,
@@ -176,7 +177,10 @@ class OtlpHttpApp:
                 if length_text is None:
                     raise _Reply(411, grpc.StatusCode.INVALID_ARGUMENT, "Content-Length is required", close=True)
                 if int(length_text) > limit:
-                    if int(length_text) <= 2 * limit:  # read it, so the client gets the 413, not a reset
+                    # read it, so the client gets the 413, not a reset; but never ask for a body
+                    # that will be refused: a client waiting for 100 Continue gets the 413 alone
+                    # (RFC 9110 10.1.1; receive() would send the 100 Continue)
+                    if int(length_text) <= 2 * limit and not expects_continue(headers):
                         await self._drain(receive)
                     raise BodyTooLargeError(f"body of {int(length_text)} bytes is over the {limit}-byte limit")
             body = await self._read_body(receive, limit)

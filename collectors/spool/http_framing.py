@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from collectors.otlp.codec import PayloadError
+from collectors.spool.limits import require_positive
 from mapper.core.errors import LatmapError
 
-__all__ = ["BodyTooLargeError", "HttpLimits", "framing_problem", "inflate_gzip", "unread_body_closes"]
+__all__ = ["BodyTooLargeError", "HttpLimits", "expects_continue", "framing_problem", "inflate_gzip",
+           "unread_body_closes"]
 
 
 class BodyTooLargeError(LatmapError):
@@ -35,6 +37,9 @@ class HttpLimits:
     head_timeout: float = 10.0  # seconds from a request's first byte to the end of its headers
     body_timeout: float = 60.0  # seconds to receive the whole body; past it: 408 and close
     keep_alive: int = 30  # an idle keep-alive connection is closed after this many seconds
+
+    def __post_init__(self) -> None:
+        require_positive(self, *(f.name for f in fields(self)))  # (zero connections serve nothing)
 
 
 def inflate_gzip(data: bytes, limit: int) -> bytes:
@@ -88,10 +93,17 @@ def framing_problem(lengths: Sequence[str], encodings: Sequence[str]) -> str | N
     return None
 
 
+def expects_continue(headers: Mapping[str, list[str]]) -> bool:
+    """Whether the client waits for ``100 Continue`` before it sends the body (RFC 9110 10.1.1)."""
+    return any("100-continue" in v.lower() for v in headers.get("expect", []))
+
+
 def unread_body_closes(headers: Mapping[str, list[str]], limit: int) -> bool:
     """An answer that leaves the body unread closes the connection unless the body is small
-    and of known length (the server then reads past it to the next request)."""
+    and of known length (the server then reads past it to the next request), and the client
+    is not waiting for ``100 Continue`` (it may then send the body or not: the connection's
+    next bytes are unknown)."""
     lengths = headers.get("content-length", [])
-    if "transfer-encoding" in headers or len(lengths) > 1:
+    if "transfer-encoding" in headers or len(lengths) > 1 or expects_continue(headers):
         return True
     return bool(lengths) and (not lengths[0].strip().isdigit() or int(lengths[0]) > limit)

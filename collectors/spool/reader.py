@@ -150,7 +150,12 @@ def read_segment(path: str | Path) -> tuple[pa.Table, int]:
     """All good records of one segment as one table, and the number of damaged ones skipped.
     ``path`` may be an fsspec URL."""
     p = Path(path)
-    data = _open(str(path)).read() if "://" in str(path) else p.read_bytes()
+    try:
+        data = _open(str(path)).read() if "://" in str(path) else p.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as err:  # a directory, no permission ...: this segment only
+        raise SpoolError(f"{path}: cannot read the segment ({err.strerror or err})") from err
     tables: list[pa.Table] = []
     torn = 0
     for payload in _iter_records(p, data):
@@ -253,16 +258,14 @@ def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None
             continue
         torn += bad
         tables.append(_time_filter(table, start_ns, end_ns))
-    files = _parquet_files(root, start_ns, end_ns)
-    if files:
-        dataset = ds.dataset(files, schema=SCHEMA, format="parquet")
-        expr = None
-        if start_ns is not None:
-            expr = ds.field("start_ns") >= start_ns
-        if end_ns is not None:
-            upper = ds.field("start_ns") <= end_ns
-            expr = upper if expr is None else expr & upper
-        tables.append(dataset.to_table(filter=expr))
+    for name in _parquet_files(root, start_ns, end_ns):
+        try:  # one by one: a damaged file costs its own spans only
+            tables.append(read_spool_file(name, start_ns, end_ns)[0])
+        except FileNotFoundError:
+            continue  # removed by retention meanwhile
+        except SpoolError as err:
+            log.warning("%s; skipped", err)
+            damaged.append(str(Path(name).relative_to(root)))
     tables = [t for t in tables if t.num_rows]
     batch = table_to_batch(pa.concat_tables(tables)) if tables else SpanBatch.empty()
     batch, dups = dedupe(batch)
@@ -314,8 +317,14 @@ def _url_files(url: str, start_ns: int | None, end_ns: int | None) -> SpoolFiles
                 continue
             files.append(f)
         moved = tuple(sorted(Path(f).name for f in fs.glob(f"{root}/{WAL_DIR}/{QUARANTINE_DIR}/*")))
+        if not segs and not files:
+            # nothing to read: say why in one line (a spool elsewhere, or a window before its data)
+            if not fs.glob(f"{root}/{WAL_DIR}") and not fs.glob(f"{root}/date=*/hour=*/*.parquet"):
+                raise SpoolError(f"{url}: not a spool: no {WAL_DIR}/ segments and no "
+                                 "date=YYYY-MM-DD/hour=HH/*.parquet files there")
+            raise SpoolError(f"{url}: the spool has no segments and no Parquet files for the window")
     except (OSError, ValueError, ImportError) as err:
-        raise SpoolError(f"{url}: cannot list the spool: {err}") from err
+        raise SpoolError(f"{url}: cannot list the spool: {_one_line(err)}") from err
     return SpoolFiles(url, tuple(fs.unstrip_protocol(s) for s in segs), tuple(fs.unstrip_protocol(f) for f in files),
                       moved)
 
@@ -363,15 +372,16 @@ def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
     try:
         pf = pq.ParquetFile(_open(name) if "://" in name else name, pre_buffer=False)
         have = set(pf.schema_arrow.names)
+        _check_columns(name, list(have))
         want = list(columns) if columns else [f.name for f in SCHEMA]
         read = [c for c in {*want, "start_ns"} if c in have]
         for batch in pf.iter_batches(batch_size=batch_rows, columns=read, use_threads=False):
             table = _time_filter(pa.Table.from_batches([batch]), start_ns, end_ns)
             yield _conform(table, want), 0
-    except (pa.ArrowInvalid, OSError) as err:
+    except (pa.ArrowException, OSError) as err:  # a wrong type fails the cast: ArrowNotImplementedError
         if isinstance(err, FileNotFoundError) or ("://" not in name and not Path(name).exists()):
             raise FileNotFoundError(name) from err
-        raise SpoolError(f"{name}: not a readable Parquet file ({err})") from err
+        raise SpoolError(f"{name}: not a readable Parquet file ({_one_line(err)})") from err
 
 
 def _conform(table: pa.Table, columns: list[str]) -> pa.Table:
@@ -406,11 +416,30 @@ def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
         upper = ds.field("start_ns") <= end_ns
         expr = upper if expr is None else expr & upper
     try:
+        _check_columns(name, ds.dataset([name], format="parquet").schema.names)
         return ds.dataset([name], schema=SCHEMA, format="parquet").to_table(columns=columns, filter=expr), 0
-    except (pa.ArrowInvalid, OSError) as err:
-        if not Path(name).exists():
+    except (pa.ArrowException, OSError) as err:  # (ArrowIOError is an OSError)
+        if isinstance(err, FileNotFoundError) or ("://" not in name and not Path(name).exists()):
             raise FileNotFoundError(name) from err
-        raise SpoolError(f"{name}: not a readable Parquet file ({err})") from err
+        raise SpoolError(f"{name}: not a readable Parquet file ({_one_line(err)})") from err
+
+
+#: What a Parquet file must hold to be one of the spool's: every column but ``links`` (which
+#: spools written before it existed lack; the readers fill it in).
+_REQUIRED = tuple(f.name for f in SCHEMA if f.name != LINKS_COLUMN)
+
+
+def _check_columns(name: str, have: Sequence[str]) -> None:
+    """Refuse a Parquet file without the spool's columns (another program's file): read with
+    the spool's schema it would give nulls, not an error."""
+    missing = [c for c in _REQUIRED if c not in have]
+    if missing:
+        raise SpoolError(f"{name}: not a spool Parquet file (no {', '.join(missing[:3])}"
+                         f"{' ...' if len(missing) > 3 else ''} column)")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300]
 
 
 def read_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpanBatch:

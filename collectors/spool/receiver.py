@@ -12,6 +12,9 @@ case                                    HTTP   gRPC
 ======================================  =====  ==============================
 all spans kept                          200    OK
 some spans set aside (bad ids ...)      200    OK, ``partial_success`` set
+spans older than the retention, or      200    OK, ``partial_success`` set
+starting over a day ahead (never
+written: retention would delete them)
 body is not OTLP                        400    INVALID_ARGUMENT
 no or wrong bearer token                401    UNAUTHENTICATED
 body (after gunzip) over the limit      413    RESOURCE_EXHAUSTED (by grpcio)
@@ -74,6 +77,7 @@ from collectors.spool.grpc_service import TraceService
 from collectors.spool.http_app import JSON, METRICS_PATH, PROTOBUF, TRACES_PATH
 from collectors.spool.http_framing import BodyTooLargeError, HttpLimits, inflate_gzip
 from collectors.spool.http_server import HttpServer
+from collectors.spool.limits import LimitError, accepted_starts
 from collectors.spool.sink import SpanSink
 from collectors.spool.store import Spool, SpoolLimits
 from mapper.core.errors import LatmapError, UsageError
@@ -106,6 +110,8 @@ DEFAULT_HTTP = "127.0.0.1:4318"
 DEFAULT_GRPC = "127.0.0.1:4317"
 #: The OTLP specification's recommended request limit, after decompression.
 MAX_BODY_BYTES = 20 << 20
+#: More decode processes than this is a mistake (each is a Python process of ~60 MB).
+MAX_DECODE_WORKERS = 256
 #: The OTLP trace service's full gRPC name (``/<service>/Export``).
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
@@ -198,6 +204,10 @@ class Receiver:
         collectors: Sequence[Any] = (),
         http_limits: HttpLimits | None = None,
     ) -> None:
+        if decode_workers is not None and not 0 <= decode_workers <= MAX_DECODE_WORKERS:
+            raise LimitError("decode_workers", f"{decode_workers} is not between 0 and {MAX_DECODE_WORKERS}")
+        if max_body_bytes <= 0 or grpc_workers <= 0:
+            raise LimitError("max_body_bytes" if max_body_bytes <= 0 else "grpc_workers", "must be > 0")
         self.spool = spool
         self.sinks = tuple(sinks)
         self.max_body_bytes = max_body_bytes
@@ -304,7 +314,9 @@ class Receiver:
         """
         self.spool.check_capacity()  # cheap refusal before decoding when full
         pool = self._pool
-        rows, rejected, warnings, payload = pool.decode(body, encoding) if pool else decode_request(body, encoding)
+        starts = accepted_starts(self.spool.limits)
+        rows, rejected, warnings, payload = (pool.decode(body, encoding, starts) if pool
+                                             else decode_request(body, encoding, starts))
         if rows:
             self.spool.append_payload(payload)
         return self._done(rows, rejected, warnings, payload, transport)
@@ -321,7 +333,8 @@ class Receiver:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(executor, self.export, body, encoding, transport)
         self.spool.check_capacity()
-        rows, rejected, warnings, payload = await pool.decode_async(body, encoding)
+        rows, rejected, warnings, payload = await pool.decode_async(body, encoding,
+                                                                    accepted_starts(self.spool.limits))
         if rows:
             await self.spool.append_payload_async(payload)
         return self._done(rows, rejected, warnings, payload, transport)

@@ -114,8 +114,8 @@ class StageShare:
 
 def trace_parts(lm: LatencyMap) -> pd.DataFrame | None:
     """One row per complete trace: lead time and each (stage, part) duration, seconds."""
-    t = lm.traces
-    if t is None or lm.end_to_end_method != "traces" or not t.per_item:
+    t = lm.traces.items() if lm.traces is not None else None
+    if t is None or lm.end_to_end_method != "traces":
         return None
     return item_parts(t, lm.path)
 
@@ -152,14 +152,11 @@ def attribute(lm: LatencyMap, tails: Sequence[float] = TAILS,
 
 
 def _merged_means(lm: LatencyMap) -> Mapping[str, tuple[pd.Series, int]] | None:
-    """The per-item means a partitioned analysis merged (``TraceTable.part_means``), if any."""
+    """The per-item means a partitioned analysis merged for the map's path, if any."""
     t = lm.traces
-    if t is None or lm.end_to_end_method != "traces" or t.part_means is None:
+    if t is None or lm.end_to_end_method != "traces":
         return None
-    if callable(t.part_means):  # several paths: the means of the map's path, merged on demand
-        means: Mapping[str, tuple[pd.Series, int]] | None = t.part_means(tuple(lm.path))
-        return means
-    return t.part_means
+    return t.path_means(tuple(lm.path))
 
 
 def _from_traces(df: pd.DataFrame, q: float) -> TailAttribution:

@@ -79,6 +79,12 @@ class BucketAdvice:
         return tuple(float(f"{b * self.scale:.6g}") for b in self.bounds)
 
 
+#: The narrowest width advice is made for: the advised bounds keep four significant digits
+#: (bounds people can read), which cannot step finer than 0.1% (1000 -> 1001), and a grid
+#: that fine over a wide interval asks for more bounds than any histogram can hold.
+MIN_WIDTH = 0.001
+
+
 def native_schema(width: float) -> int:
     """The smallest native-histogram schema whose bucket ratio minus one is below ``width``."""
     s = math.ceil(-math.log2(math.log2(1.0 + width)) + 1e-12)
@@ -88,8 +94,8 @@ def native_schema(width: float) -> int:
 def advise(lm: LatencyMap, width: float, budgets: Sequence[tuple[str, float]] = ()) -> tuple[BucketAdvice, ...]:
     """Advice for every part of ``lm`` with data. ``budgets`` are extra ``(stage, threshold)``
     pairs (per-hop budgets) to put bounds on, like the spec's stage objectives."""
-    if not 0 < width < 1:
-        raise ValueError(f"width must be between 0 and 1 (5% is 0.05), got {width!r}")
+    if not MIN_WIDTH <= width < 1:
+        raise ValueError(f"width must be between {MIN_WIDTH:g} and 1 (5% is 0.05), got {width!r}")
     out = []
     for sr in lm.stages:
         parts = [(p, r) for p, r in (("wait", sr.wait), ("process", sr.process))

@@ -147,7 +147,7 @@ def _unexplained(lm: LatencyMap) -> SampleDistribution | MergedSamples | None:
     a partitioned analysis without its trace replay)."""
     if lm.end_to_end_method != "traces" or lm.traces is None:
         return None
-    if not lm.traces.per_item and not lm.traces.replays:
+    if not lm.traces.can_replay:
         return None
     fs = future_state(lm, [Change(n, "cap", _NEAR_ZERO) for n in lm.path])
     if isinstance(fs.future, MergedSamples):  # replayed partition by partition: the same values

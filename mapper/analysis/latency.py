@@ -10,127 +10,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, choose
-from mapper.analysis.segments import SegmentData, SegmentReport, build_segments
-from mapper.analysis.traces import TraceTable
+from mapper.analysis.map_model import Bottleneck as Bottleneck
+from mapper.analysis.map_model import FlowEfficiency as FlowEfficiency
+from mapper.analysis.map_model import HopResult as HopResult
+from mapper.analysis.map_model import LatencyMap as LatencyMap
+from mapper.analysis.map_model import ObjectiveResult as ObjectiveResult
+from mapper.analysis.map_model import StageResult as StageResult
+from mapper.analysis.segments import SegmentData, build_segments
 from mapper.core.convolve import convolve
 from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label, too_few_note
+from mapper.core.estimate import addable
 from mapper.core.model import Check, MeasurementResult, Window
-from mapper.core.spec import Objective, Stage, StreamSpec
+from mapper.core.spec import Objective, StreamSpec
 
 PARTS = ("wait", "process")
 #: An interval wider than this fraction of its value gets a ``bucket-too-coarse`` check.
 COARSE_RATIO = 1.0
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """A stage's measured wait and process, and their sum (the hop into the stage)."""
-
-    stage: Stage
-    wait: MeasurementResult | None
-    process: MeasurementResult | None
-    total: Distribution | None
-
-    def part(self, name: str) -> MeasurementResult | None:
-        return self.wait if name == "wait" else self.process
-
-
-@dataclass(frozen=True)
-class HopResult:
-    source: str
-    target: str
-    latency: Distribution | None
-
-
-@dataclass(frozen=True)
-class ObjectiveResult:
-    """``status``: ``met``, ``broken``, or ``unknown`` (the data cannot tell)."""
-
-    objective: Objective
-    estimate: Estimate | None
-    status: str
-
-
-@dataclass(frozen=True)
-class FlowEfficiency:
-    """Process time over lead time; ``method`` is ``mean`` (exact from sums) or ``p50``."""
-
-    value: float
-    method: str
-    process: float
-    lead: float
-
-
-@dataclass(frozen=True)
-class Bottleneck:
-    """The stage with the largest hop percentile, decided on intervals.
-
-    ``stage`` has the largest point value (or lower bound); ``candidates`` lists, largest
-    first, every stage whose interval reaches the largest lower bound among all stages: each
-    of them could be the slowest. With more than one, the data cannot name a single
-    bottleneck, and the report says "alerting or http: intervals overlap".
-    """
-
-    stage: str
-    q: float
-    estimate: Estimate
-    candidates: tuple[str, ...] = ()
-
-    @property
-    def decided(self) -> bool:
-        return len(self.candidates) <= 1
-
-    def marks(self, name: str) -> bool:
-        """True when ``name`` is the bottleneck for sure (renderers style only this one)."""
-        return self.decided and self.stage == name
-
-    def describe(self) -> str:
-        """``alerting`` or ``alerting or http: intervals overlap``."""
-        if self.decided:
-            return self.stage
-        return f"{' or '.join(self.candidates)}: intervals overlap"
-
-
-@dataclass(frozen=True)
-class LatencyMap:
-    """Everything a renderer needs; renderers never query a source."""
-
-    spec: StreamSpec
-    window: Window
-    stages: tuple[StageResult, ...]
-    hops: tuple[HopResult, ...]
-    end_to_end: Distribution | None
-    path: tuple[str, ...]
-    flow_efficiency: FlowEfficiency | None
-    bottleneck: Bottleneck | None
-    objectives: tuple[ObjectiveResult, ...]
-    checks: tuple[Check, ...]
-    traces: TraceTable | None = None
-    #: How ``end_to_end`` was made: "traces" (lead time per trace), "convolution", "single",
-    #: "measured" (the spec's ``end_to_end:`` histogram, one observation per item).
-    end_to_end_method: str = "convolution"
-    segments: SegmentReport | None = None
-    #: Example items per part and percentile (:mod:`mapper.analysis.examples`), None when
-    #: no traces were read or the spec asks for none (``examples: {count: 0}``).
-    examples: Examples | None = None
-    #: The spec's measured lead time as collected (``end_to_end:``), whether or not it had data.
-    measured_lead: MeasurementResult | None = None
-    #: With a measured lead time: the one computed from the stages (what-ifs change the stages,
-    #: so they compare against it, like for like).
-    computed_end_to_end: Distribution | None = None
-
-    @property
-    def broken(self) -> bool:
-        return any(o.status == "broken" for o in self.objectives)
-
-    def stage_result(self, name: str) -> StageResult:
-        for s in self.stages:
-            if s.stage.name == name:
-                return s
-        raise KeyError(name)
 
 
 def sum_of(parts: Sequence[Distribution]) -> Distribution | None:
@@ -214,35 +113,106 @@ def _bound(x: float | None) -> str:
     return "unbounded" if x is None else f"{x:g}s"
 
 
-def analyse(spec: StreamSpec, window: Window,
-            results: Mapping[tuple[str, str], MeasurementResult],
-            traces: TraceTable | None = None, extra_checks: Sequence[Check] = (),
-            totals: Mapping[str, Distribution] | None = None,
-            segment_data: SegmentData | None = None,
-            measured_lead: MeasurementResult | None = None, lead: Distribution | None = None,
-            examples: Examples | None = None) -> LatencyMap:
-    """Build the latency map from each ``(stage, part)``'s collected result.
+@dataclass(frozen=True)
+class MapInput:
+    """What :func:`analyse` makes a map of, once gathered.
 
-    With ``traces``, a path whose every stage is measured from traces gets its lead time
-    per trace (exact) instead of the convolution of its parts; ``totals`` likewise gives a
-    stage's hop (wait + process) per item where it is known. ``measured_lead`` (the spec's
-    ``end_to_end:``) replaces the computed lead time when it has data: it was measured per
-    item, so it needs neither every stage in the traces nor the independence of a convolution;
-    the computed one is compared with it (``lead-time-disagrees`` when their intervals at the
-    ranking percentile do not overlap). ``lead`` is the
-    per-item lead time when it was computed elsewhere (a partitioned analysis: ``traces`` then
-    has no per-item rows), and ``examples`` its examples (merged from every partition's
-    proposals for the thresholds :func:`map_example_thresholds` gives of this map).
+    ``results``: each ``(stage, part)``'s collected result (metrics win over traces).
+    ``traces``: the trace side; a path whose every stage is measured from traces gets its
+    lead time per trace (exact) instead of the convolution of its parts, and ``totals``
+    likewise gives a stage's hop (wait + process) per item where it is known.
+    ``measured_lead`` (the spec's ``end_to_end:``) replaces the computed lead time when it
+    has data: it was measured per item, so it needs neither every stage in the traces nor
+    the independence of a convolution; the computed one is compared with it
+    (``lead-time-disagrees`` when their intervals at the ranking percentile do not overlap).
+    ``lead`` is the per-item lead time when it was computed elsewhere (a partitioned
+    analysis: ``traces`` then has no per-item rows), and ``examples`` its examples (merged
+    from every partition's proposals for the thresholds :func:`example_thresholds_for`
+    gives). ``checks`` join the map's; ``segments`` is what the segments are built from.
     """
-    if lead is None and traces is not None and traces.lead.size:
-        lead = SampleDistribution(traces.lead)
-    checks: list[Check] = list(extra_checks)
+
+    results: Mapping[tuple[str, str], MeasurementResult]
+    traces: TraceEvidence | None = None
+    checks: Sequence[Check] = ()
+    totals: Mapping[str, Distribution] = field(default_factory=dict)
+    segments: SegmentData | None = None
+    measured_lead: MeasurementResult | None = None
+    lead: Distribution | None = None
+    examples: Examples | None = None
+
+    def lead_time(self) -> Distribution | None:
+        """The per-item lead time: given, or the traces' own."""
+        items = self.traces.items() if self.traces is not None else None
+        if self.lead is None and items is not None and items.lead.size:
+            return SampleDistribution(items.lead)
+        return self.lead
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The map's stages, its lead time and the path it runs along, with their checks."""
+
+    stages: tuple[StageResult, ...]
+    path: tuple[str, ...]
+    end_to_end: Distribution | None  # the measured lead time when it has data
+    computed: Distribution | None  # the lead time from the stages
+    lead: Distribution | None  # per item, from traces
+    q_rank: float
+    lead_measured: bool  # the spec's end_to_end: had data
+    checks: tuple[Check, ...]
+
+
+def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
+    """Build the latency map of the stream over ``window`` from what was gathered (see
+    :class:`MapInput`): stages, hops, lead time, flow efficiency, bottleneck, objectives,
+    segments and examples, with every check."""
+    shape = _shape(spec, given)
+    by_name = {s.stage.name: s for s in shape.stages}
+    hops = tuple(HopResult(up, down, by_name[down].total) for up, down in spec.hops)
+    end_to_end, path, traces = shape.end_to_end, shape.path, given.traces
+    checks = [*given.checks, *shape.checks]
+    flow = _flow_efficiency([by_name[n] for n in path], end_to_end)
+    bottleneck = find_bottleneck(shape.stages, shape.q_rank)
+    objectives = tuple(_objective(o, end_to_end if o.target == "end_to_end" else by_name[o.target].total)
+                       for o in spec.objectives)
+    checks += _objective_checks(objectives)
+    method = ("measured" if shape.lead_measured else
+              "traces" if end_to_end is not None and end_to_end is shape.lead and traces is not None else
+              "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
+    seg = given.segments
+    segments = (build_segments(spec, window, seg.hourly, seg.samples, seg.labels, seg.merged)
+                if seg is not None else None)
+    if segments is not None:
+        checks += segments.checks
+    examples = given.examples  # partitioned (no rows to choose from): as merged from the partitions
+    if traces is None or spec.examples.count <= 0:
+        examples = None
+    elif (items := traces.items()) is not None:
+        examples = choose(items, _map_thresholds(spec, shape.stages, end_to_end, path, traces),
+                          spec.examples.count)
+    return LatencyMap(spec, window, shape.stages, hops, end_to_end, path, flow,
+                      bottleneck, objectives, tuple(checks), traces, method, segments, examples,
+                      given.measured_lead, shape.computed if shape.lead_measured else None)
+
+
+def example_thresholds_for(spec: StreamSpec, given: MapInput) -> dict[tuple[str, str, float], Threshold]:
+    """The thresholds :func:`analyse` chooses the examples of the map of ``given`` with
+    (none without traces), without the rest of the map: what a partitioned analysis's
+    partitions propose examples for."""
+    if given.traces is None:
+        return {}
+    shape = _shape(spec, given)
+    return _map_thresholds(spec, shape.stages, shape.end_to_end, shape.path, given.traces)
+
+
+def _stage_results(spec: StreamSpec, given: MapInput) -> tuple[list[StageResult], list[Check]]:
+    checks: list[Check] = []
     stage_results: list[StageResult] = []
     for stage in spec.stages:
         parts: dict[str, MeasurementResult | None] = {}
         dists = []
         for part in PARTS:
-            r = results.get((stage.name, part))
+            r = given.results.get((stage.name, part))
             parts[part] = r
             if r is None:
                 continue
@@ -257,12 +227,17 @@ def analyse(spec: StreamSpec, window: Window,
             checks.append(Check("info", "no-owner", f"{stage.name}: no owner in the spec ({stage.place})",
                                 stage.name))
         complete = all(r is None or r.distribution is not None for r in parts.values())
-        total = (totals or {}).get(stage.name) or (sum_of(dists) if complete else None)
+        total = given.totals.get(stage.name) or (sum_of(dists) if complete else None)
         stage_results.append(StageResult(stage, parts["wait"], parts["process"], total))
-    by_name = {s.stage.name: s for s in stage_results}
-    hops = tuple(HopResult(up, down, by_name[down].total) for up, down in spec.hops)
+    return stage_results, checks
 
-    q_rank = 0.99 if 0.99 in spec.percentiles else max(spec.percentiles)
+
+def _slowest_path(spec: StreamSpec, by_name: Mapping[str, StageResult], traces: TraceEvidence | None,
+                  lead: Distribution | None, q_rank: float
+                  ) -> tuple[tuple[str, ...], Distribution | None, set[str]]:
+    """The path whose lead time is slowest at ``q_rank``, that lead time (per item from
+    traces when every stage of the path is traced, else the convolution of its parts) and
+    the stages whose missing data left a path without one."""
     paths = _paths(spec)
     best: tuple[float, tuple[str, ...], Distribution | None] = (-math.inf, paths[0] if paths else (), None)
     missing: set[str] = set()
@@ -280,7 +255,15 @@ def analyse(spec: StreamSpec, window: Window,
         e2e = lead if from_traces else sum_of(parts_d)
         if _rank_value(e2e, q_rank) >= best[0]:
             best = (_rank_value(e2e, q_rank), path, e2e)
-    _, path, end_to_end = best
+    return best[1], best[2], missing
+
+
+def _shape(spec: StreamSpec, given: MapInput) -> _Shape:
+    stage_results, checks = _stage_results(spec, given)
+    by_name = {s.stage.name: s for s in stage_results}
+    q_rank = 0.99 if 0.99 in spec.percentiles else max(spec.percentiles)
+    lead, traces, measured_lead = given.lead_time(), given.traces, given.measured_lead
+    path, end_to_end, missing = _slowest_path(spec, by_name, traces, lead, q_rank)
     lead_measured = measured_lead is not None and measured_lead.distribution is not None
     if (not lead_measured and end_to_end is not None and traces is not None and len(path) > 1
             and end_to_end is not lead):
@@ -293,12 +276,11 @@ def analyse(spec: StreamSpec, window: Window,
     elif end_to_end is None and len(path) > 1:
         blockers = [f"{n} {p}" for n in path for p in PARTS
                     if (r := by_name[n].part(p)) is not None and r.distribution is not None
-                    and not hasattr(r.distribution, "point_masses")]
+                    and not addable(r.distribution)]
         if blockers:
             checks.append(Check("warning", "no-end-to-end", (
                 f"no end-to-end lead time: {', '.join(blockers)} cannot be added to the other parts "
                 "(percentiles computed per instance or per host are not a distribution)")))
-
     computed = end_to_end
     if measured_lead is not None:
         checks += [Check(c.level, c.code, f"end to end: {c.message}") for c in measured_lead.checks]
@@ -312,60 +294,34 @@ def analyse(spec: StreamSpec, window: Window,
                        for c in _estimate_checks("end to end", "lead time", end_to_end, spec.percentiles)]
             if computed is not None:
                 checks += _disagreement(measured_lead.distribution, computed, q_rank)
-    flow = _flow_efficiency([by_name[n] for n in path], end_to_end)
-    bottleneck = find_bottleneck(stage_results, q_rank)
+    return _Shape(tuple(stage_results), path, end_to_end, computed, lead, q_rank, lead_measured, tuple(checks))
 
-    objectives = tuple(
-        _objective(o, end_to_end if o.target == "end_to_end" else by_name[o.target].total)
-        for o in spec.objectives
-    )
+
+def _objective_checks(objectives: Sequence[ObjectiveResult]) -> list[Check]:
+    checks = []
     for o in objectives:
+        target = None if o.objective.target == "end_to_end" else o.objective.target
         if o.status == "unknown":
             why = o.estimate.note if o.estimate and o.estimate.note else "no data"
             checks.append(Check("warning", "objective-unknown",
                                 f"objective {o.objective.label} <= {o.objective.threshold:g}s: cannot tell ({why})",
-                                None if o.objective.target == "end_to_end" else o.objective.target))
+                                target))
         elif o.estimate is not None and _straddles(o.estimate, o.objective.threshold):
             checks.append(Check("warning", "objective-uncertain", (
                 f"objective {o.objective.label} <= {o.objective.threshold:g}s: {o.status} by the estimate "
                 f"{o.estimate.value:g}s, but its interval [{_bound(o.estimate.low)}..{_bound(o.estimate.high)}] "
-                "crosses the threshold: the data cannot confirm the verdict"),
-                None if o.objective.target == "end_to_end" else o.objective.target))
-    method = ("measured" if lead_measured else
-              "traces" if end_to_end is not None and end_to_end is lead and traces is not None else
-              "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
-    segments = (build_segments(spec, window, segment_data.hourly, segment_data.samples, segment_data.labels,
-                               segment_data.merged)
-                if segment_data is not None else None)
-    if segments is not None:
-        checks += segments.checks
-    if traces is None or spec.examples.count <= 0:
-        examples = None
-    elif traces.per_item:
-        examples = choose(traces, _map_thresholds(spec, stage_results, end_to_end, path, traces),
-                          spec.examples.count)
-    # else: partitioned (no rows to choose from): ``examples`` as merged from the partitions
-    return LatencyMap(spec, window, tuple(stage_results), hops, end_to_end, path, flow,
-                      bottleneck, objectives, tuple(checks), traces, method, segments, examples,
-                      measured_lead, computed if lead_measured else None)
+                "crosses the threshold: the data cannot confirm the verdict"), target))
+    return checks
 
 
 def _map_thresholds(spec: StreamSpec, stage_results: Sequence[StageResult], end_to_end: Distribution | None,
-                    path: Sequence[str], traces: TraceTable) -> dict[tuple[str, str, float], Threshold]:
+                    path: Sequence[str], traces: TraceEvidence) -> dict[tuple[str, str, float], Threshold]:
     thresholds = example_thresholds(spec.percentiles, stage_results, end_to_end)
     if not all(n in traces.stages for n in path):
         # The traces' items span only the traced stages: their lead is part of the lead
         # time, not an example of it (the lead time is a convolution or a measurement).
         thresholds = {k: t for k, t in thresholds.items() if k[0] != END_TO_END}
     return thresholds
-
-
-def map_example_thresholds(lm: LatencyMap) -> dict[tuple[str, str, float], Threshold]:
-    """The thresholds :func:`analyse` chooses ``lm``'s examples with (none without traces):
-    for a partitioned analysis, whose partitions propose the examples."""
-    if lm.traces is None:
-        return {}
-    return _map_thresholds(lm.spec, lm.stages, lm.end_to_end, lm.path, lm.traces)
 
 
 def example_thresholds(qs: Sequence[float], stage_results: Sequence[StageResult],
@@ -431,7 +387,7 @@ def _estimate_rank(e: Estimate) -> float:
     return e.low if e.low is not None else -math.inf
 
 
-def _why_not_from_traces(path: Sequence[str], traces: TraceTable) -> str:
+def _why_not_from_traces(path: Sequence[str], traces: TraceEvidence) -> str:
     """Why the lead time is a convolution although traces were read (for a check)."""
     head = "end to end is a convolution of the hops, not a lead time per item from traces: "
     untraced = [n for n in path if n not in traces.stages]

@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from collectors.spool.limits import LimitError, require_positive
 from mapper.analysis.items import id_key
 from mapper.analysis.livegroups import Grouped, grouped, groups, in_sorted, items_per_group, truncated_groups
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, match_stages
@@ -93,8 +94,14 @@ class StoreLimits:
     settle: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (self.ttl > 0 and self.settle >= 0 and self.max_items > 0 and self.max_spans > 0):
-            raise ValueError("store limits: ttl and the maxima must be > 0, settle >= 0")
+        """Refuse limits under which nothing is ever emitted (:class:`LimitError`, naming the field)."""
+        require_positive(self, "ttl", "max_items", "max_spans")
+        if not (isinstance(self.settle, int | float) and self.settle >= 0):
+            raise LimitError("settle", f"{self.settle!r} is not a number >= 0")
+        if self.settle >= self.ttl:
+            # an item is emitted once quiet for ``settle`` and dropped ``ttl`` after its first span
+            raise LimitError("settle", f"{self.settle:g} s is not shorter than the ttl ({self.ttl:g} s): "
+                             "every item would be dropped before it could be emitted")
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from mapper.core.distribution import CONFIDENCE, Estimate, PointMasses, too_few_note
+from mapper.core.estimate import Kind
 from mapper.core.quantiles import check_q
 
 #: Bits of the order key that name a bin: 1 sign + 11 exponent + 8 mantissa (bins 2^-8 wide).
@@ -150,6 +152,7 @@ class MergedSamples:
     """Samples known by their count, sum, fine bin counts and the order statistics a report
     reads: the same :class:`Estimate` as a ``SampleDistribution`` of all the values."""
 
+    kind: ClassVar[Kind] = "merged-samples"
     n: int
     total: float
     order_stats: Mapping[int, float]

@@ -17,17 +17,19 @@ with the counts the checks need; :mod:`mapper.analysis.merge` merges them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from mapper.analysis.attribution import item_parts
+from mapper.analysis.attribution import MEDIAN_BAND, TAILS, item_parts
 from mapper.analysis.examples import data_range
+from mapper.analysis.merge import MergedSamples
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table
 from mapper.analysis.whatif import replay_hops
-from mapper.core.distribution import Distribution
+from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
 from mapper.core.spans import SpanBatch
 
@@ -140,6 +142,8 @@ class PartVectors:
     #: With ``frame``: the trace table's rows as ``attribution.item_parts`` reads them, for a
     #: path chosen after the merge (a stream of several paths).
     frame: pd.DataFrame | None = None
+    #: Repeated spans (retried exports) dropped before the analysis: counted in spans-set-aside.
+    duplicates: int = 0
 
 
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
@@ -228,4 +232,46 @@ def merged_part_results(stage: str, provenance: str, dists: Mapping[tuple[str, s
                                      "trace start before the producer ends (clock skew across the link); "
                                      "kept, not clamped", stage, "wait"))
         out["wait"] = MeasurementResult(wait, provenance, tuple(wchecks))
+    return out
+
+
+def sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
+    """The partitions' counts added up (vectors empty), their checks named by partition."""
+    def add(field: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for pv in parts:
+            for k, v in getattr(pv, field).items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    low: dict[str, float] = {}
+    for pv in parts:
+        for k, v in pv.min_wait.items():
+            low[k] = min(low.get(k, 0.0), v)
+    checks = tuple(Check(c.level, c.code, f"partition {i + 1}/{n_parts}: {c.message}", c.stage, c.part)
+                   for i, pv in enumerate(parts) for c in pv.checks)
+    return PartVectors({}, sum(pv.traces for pv in parts), sum(pv.spans_used for pv in parts),
+                       sum(pv.link_edges for pv in parts), add("stage_rows"), add("negative_waits"), low,
+                       add("skewed_links"), checks, duplicates=sum(pv.duplicates for pv in parts))
+
+
+def tail_sets(lead: MergedSamples) -> dict[str, tuple[float, float]]:
+    """The item sets the tail attribution averages, as lead-time ranges with exact bounds
+    (merged order statistics): ``"median"`` (the median band) and each tail's label."""
+    lo, hi = (lead.exact(q) for q in MEDIAN_BAND)
+    return {"median": (lo, hi), **{percentile_label(q): (lead.exact(q), math.inf) for q in (*TAILS, 0.99)}}
+
+
+def mean_parts(sums: Sequence[tuple[Sequence[str] | None, Mapping[str, tuple[int, np.ndarray]]]],
+               sets: Mapping[str, tuple[float, float]]) -> dict[str, tuple[pd.Series, int]] | None:
+    """The mean lead and parts of each of ``sets``, from every partition's (columns, per set
+    the item count and the column sums); None when no partition had items of the path."""
+    columns = next((c for c, _ in sums if c), None)
+    if columns is None:
+        return None
+    out = {}
+    for name in sets:
+        n = sum(s[name][0] for _, s in sums if name in s)
+        total = sum((s[name][1] for _, s in sums if name in s), np.zeros(len(columns)))
+        out[name] = (pd.Series(total / n if n else np.full(len(columns), np.nan), index=columns), n)
     return out

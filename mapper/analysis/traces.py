@@ -28,9 +28,8 @@ link, also as ``link-clock-skew``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,19 +112,23 @@ class TraceTable:
     link_edges: int = 0
     #: The trace ids behind each item (None: a table built without them).
     ids: ItemTraces | None = None
-    #: Rows per stage when ``frame`` does not hold them (a partitioned analysis's summary).
-    stage_rows: Mapping[str, int] | None = None
-    #: False for a partitioned analysis's summary: no per-item rows (empty ``frame`` and
-    #: ``lead``); the figures that need them say so instead of reading an empty table.
-    per_item: bool = True
-    #: A partitioned analysis's merged per-item means for the tail attribution and the time
-    #: shares: ``"median"`` (the items of the median band) and a percentile label (``"p99"``:
-    #: the items at or above it) -> (mean lead and parts, as ``attribution.item_parts`` names
-    #: them; the number of items).
-    part_means: Mapping[str, tuple[pd.Series, int]] | Callable[..., Any] | None = None
-    #: A partitioned analysis's trace replays, merged exactly: ``(path,
-    #: whatif.change_key(changes))`` -> the lead time after them.
-    replays: Mapping[Any, Any] = field(default_factory=dict)
+
+    @property
+    def can_replay(self) -> bool:
+        """Every what-if can be replayed from the rows."""
+        return True
+
+    def items(self) -> TraceTable:
+        """The per-item rows: this table (see :class:`~mapper.analysis.evidence.TraceEvidence`)."""
+        return self
+
+    def path_means(self, path: Sequence[str]) -> None:
+        """None: the tail attribution reads the rows."""
+        return None
+
+    def replay(self, path: Sequence[str], changes: object) -> None:
+        """None: a what-if is replayed from the rows."""
+        return None
 
     def trace_ids(self, items: np.ndarray) -> dict[int, tuple[str, ...]]:
         """Every trace id of each item code in ``items`` (an item joined across traces by
@@ -154,8 +157,6 @@ class TraceTable:
         """Share of traces (that touch any stage) in which ``stage`` appears."""
         if self.traces == 0:
             return 0.0
-        if self.stage_rows is not None:
-            return self.stage_rows.get(stage, 0) / self.traces
         return float((self.frame["stage"] == stage).sum()) / self.traces
 
     def totals(self, stage: str) -> np.ndarray:
@@ -314,12 +315,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     found = (up_i >= 0) & (gkey[j] == up_g)
     hand = np.where(parent_ok, handover, np.where(found, g_end[j], 0))
     wait = np.where(parent_ok | found, (g_start - hand).astype(np.float64) * NS, np.nan)
-    if rows is None:
-        primary = np.ones(g_trace.size, dtype=bool)
-    else:
-        # A stage's spans shared by the branches of one root (fan-out) are one sample.
-        primary = np.zeros(g_trace.size, dtype=bool)
-        primary[first_of_each(items.root[g_trace] * len(b) + brow)] = True
+    primary = _primary(g_trace, None if rows is None else items.root[g_trace] * len(b) + brow)
     frame = pd.DataFrame({
         "trace": g_trace,
         "stage": pd.Categorical.from_codes(g_stage, categories=list(names)),
@@ -330,18 +326,34 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         "linked": linked,
         "primary": primary,
     })
-    # Lead time: items that contain every stage (groups are sorted by item).
-    tb = np.flatnonzero(np.r_[True, g_trace[1:] != g_trace[:-1]])
-    present = np.diff(np.r_[tb, g_trace.size])
-    complete = present == n_st
-    lead = (np.maximum.reduceat(g_end, tb) - np.minimum.reduceat(g_start, tb))[complete].astype(np.float64) * NS
+    tb, lead, lead_items = _lead_times(g_trace, g_start, g_end, n_st)
     labels = {}
     for col in label_columns:
         per_trace = np.full(n_tr, None, dtype=object)
         per_trace[g_trace[tb]] = getattr(b, col)[brow[tb]]
         labels[col] = per_trace
-    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), g_trace[tb][complete], labels,
+    return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), lead_items, labels,
                       items.checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo))
+
+
+def _primary(g_trace: np.ndarray, shared_key: np.ndarray | None) -> np.ndarray:
+    """Which groups are a stage's sample: all of them, unless items were expanded per path
+    (``shared_key``: root and batch row), where a stage's spans shared by the branches of one
+    root (fan-out) are one sample, the first."""
+    primary = np.ones(g_trace.size, dtype=bool) if shared_key is None else np.zeros(g_trace.size, dtype=bool)
+    if shared_key is not None:
+        primary[first_of_each(shared_key)] = True
+    return primary
+
+
+def _lead_times(g_trace: np.ndarray, g_start: np.ndarray, g_end: np.ndarray,
+                n_st: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each item's first group (groups are sorted by item), and the lead time (seconds) and
+    item code of every item that contains all ``n_st`` stages."""
+    tb = np.flatnonzero(np.r_[True, g_trace[1:] != g_trace[:-1]])
+    complete = np.diff(np.r_[tb, g_trace.size]) == n_st
+    lead = (np.maximum.reduceat(g_end, tb) - np.minimum.reduceat(g_start, tb))[complete].astype(np.float64) * NS
+    return tb, lead, g_trace[tb][complete]
 
 
 def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trace: np.ndarray,

@@ -28,6 +28,7 @@ from mapper.analysis.latency import LatencyMap
 from mapper.core.convolve import VARIANTS, ConvolvedDistribution, compress, sum_masses
 from mapper.core.distribution import Distribution, PointMasses, SampleDistribution
 from mapper.core.errors import DataError, UsageError
+from mapper.core.estimate import addable
 from mapper.core.spec.extra import CHANGE_KINDS, Change, change_from
 
 if TYPE_CHECKING:
@@ -128,9 +129,10 @@ def future_state(lm: LatencyMap, changes: Sequence[Change]) -> FutureState:
     _validate(lm, changes)
     if lm.end_to_end is None:
         raise DataError("no end-to-end lead time to change: a stage on the path has no data")
-    if lm.end_to_end_method == "traces" and lm.traces is not None and lm.traces.per_item:
-        return FutureState(SampleDistribution(lm.traces.lead), _replay(lm, changes), changes, TRACE_REPLAY)
-    merged = lm.traces.replays.get((tuple(lm.path), change_key(changes))) if lm.traces is not None else None
+    items = lm.traces.items() if lm.traces is not None else None
+    if lm.end_to_end_method == "traces" and items is not None:
+        return FutureState(SampleDistribution(items.lead), _replay(items, lm.path, changes), changes, TRACE_REPLAY)
+    merged = lm.traces.replay(lm.path, change_key(changes)) if lm.traces is not None else None
     if lm.end_to_end_method == "traces" and merged is not None:  # replayed partition by partition
         return FutureState(lm.end_to_end, merged, changes, TRACE_REPLAY)
     if lm.end_to_end_method == "measured":
@@ -143,14 +145,12 @@ def future_state(lm: LatencyMap, changes: Sequence[Change]) -> FutureState:
     return FutureState(lm.end_to_end, _convolution(lm, changes), changes, CONVOLUTION)
 
 
-def _replay(lm: LatencyMap, changes: Sequence[Change]) -> SampleDistribution:
+def _replay(table: TraceTable, path: Sequence[str], changes: Sequence[Change]) -> SampleDistribution:
     """Per complete trace: lead - sum over changed hops of (old hop - new hop).
 
     Time the hops do not explain (overlap of synchronous calls, gaps) is kept as it was.
     """
-    table = lm.traces
-    assert table is not None
-    lead, hops = replay_hops(table, lm.path)
+    lead, hops = replay_hops(table, path)
     return SampleDistribution(replayed(lead, hops, changes))
 
 
@@ -210,7 +210,7 @@ def _part(name: str, d: Distribution) -> _Part:
         raise DataError(f"{name}: no observations in the window; cannot recompute the end to end")
     if isinstance(d, ConvolvedDistribution):
         return _Part(dict(d.parts_masses), d.count, d.mean)
-    if not hasattr(d, "point_masses"):
+    if not addable(d):
         raise DataError(f"{name}: client-computed quantiles (a summary) cannot be added; "
                         "no what-if by convolution")
     masses = {}

@@ -42,9 +42,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collectors.spool.reader import SpoolFiles, spool_files
+from collectors.spool.reader import QUARANTINE_DIR, WAL_DIR, SpoolFiles, spool_files
 from mapper.analysis.attribution import MEDIAN_BAND, TAILS, item_parts
 from mapper.analysis.budgets import hop_quantile
+from mapper.analysis.evidence import OnePathMeans, PathMeansSource
 from mapper.analysis.examples import Examples, Threshold, merge
 from mapper.analysis.examples import Key as ExampleKey
 from mapper.analysis.merge import (
@@ -60,6 +61,9 @@ from mapper.analysis.partition import (
     PARTS_LEAD,
     PartVectors,
     linked_groups,
+    mean_parts,
+    sum_parts,
+    tail_sets,
 )
 from mapper.analysis.segments import (
     PEAK_CONFIDENCE,
@@ -70,6 +74,7 @@ from mapper.analysis.segments import (
 )
 from mapper.analysis.traces import StageMatch, TraceTable
 from mapper.analysis.whatif import change_key
+from mapper.app.dask_client import connect
 from mapper.app.partition_tasks import (
     PARTITION_TASKS,
     FileIds,
@@ -85,9 +90,7 @@ from mapper.app.partition_tasks import (
     segment_pass_two,
     spill_files,
 )
-from mapper.core.distribution import percentile_label
-from mapper.core.errors import SourceError, UsageError
-from mapper.core.model import Check
+from mapper.core.errors import SourceError
 from mapper.core.spec import StreamSpec
 from mapper.core.spec.engine import BYTES_PER_SPAN, EngineSpec
 from mapper.core.spec.extra import Change
@@ -113,9 +116,9 @@ class Merged:
     torn: int
     damaged: tuple[str, ...]
     quarantined: tuple[str, ...]
-    #: With a single path: the tail attribution's merged means (``TraceTable.part_means``);
-    #: with several, every stage from traces: :class:`PathMeans` (the means of a path, on demand).
-    part_means: Mapping[str, tuple[pd.Series, int]] | Callable[..., Any] | None = None
+    #: The tail attribution's merged means: with a single path :class:`~mapper.analysis.evidence.OnePathMeans`;
+    #: with several, every stage from traces, :class:`PathMeans` (the means of a path, on demand).
+    part_means: PathMeansSource | None = None
     #: With a :class:`SamplePlan`: each planned traced part's segments, merged exactly.
     segments: Mapping[Key, MergedSegment] | None = None
     #: ``(path, whatif.change_key(changes))`` -> the lead time after them, replayed per item
@@ -123,6 +126,11 @@ class Merged:
     replays: Mapping[Any, MergedSamples] = field(default_factory=dict)
     #: The example items, merged from every partition's proposals (pass 4), when asked for.
     examples: Examples | None = None
+
+    @property
+    def unread(self) -> tuple[str, ...]:
+        """The spool files not read, damaged: segments found damaged, then those quarantined."""
+        return (*self.damaged, *(f"{WAL_DIR}/{QUARANTINE_DIR}/{n}" for n in self.quarantined))
 
 
 @dataclass(frozen=True)
@@ -173,25 +181,6 @@ def _dask_map(client: Any) -> Mapper:
                                   f"{str(err)[:300]}") from err
         return out
     return run
-
-
-def connect(engine: EngineSpec, timeout: float = 10.0) -> Any:
-    """A Dask client on ``engine.scheduler``; an unreachable or mismatched scheduler is a
-    UsageError (one line, exit 2)."""
-    try:
-        from distributed import Client
-    except ImportError as err:
-        raise UsageError("engine dask: install latmap[dask] (dask[dataframe] and distributed)") from err
-    try:
-        client = Client(engine.scheduler, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as err:
-        raise UsageError(f"engine dask: scheduler {engine.scheduler} unreachable: {err}") from err
-    try:
-        client.get_versions(check=True)
-    except ValueError as err:  # distributed raises on a version mismatch of required packages
-        client.close()
-        raise UsageError(f"engine dask: {engine.scheduler}: {str(err).splitlines()[0]}") from err
-    return client
 
 
 def needed_qs(spec: StreamSpec) -> tuple[float, ...]:
@@ -266,7 +255,7 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         # Spill tasks over groups of files: one spill file per partition and task (many small
         # files per partition would cost an open each when the partition is read).
         names = files.files
-        per_task = len(names) if run is _local_map else max(1, math.ceil(len(names) / SPILL_TASKS))
+        per_task = max(1, len(names) if run is _local_map else math.ceil(len(names) / SPILL_TASKS))
         groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
         run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
         del linked, group
@@ -280,18 +269,19 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         wanted = {k: bins_for_ranks(merged[k], ranks[k]) for k in keys}
         second = run(pass_two, [(scratch, p, wanted) for p in range(n_parts)])
         dists = {k: merged_samples(merged[k], ranks[k], [s[k] for s in second if k in s]) for k in keys}
-        means: Any = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
+        one = _part_means(dists.get(PARTS_LEAD), scratch, n_parts, run)
+        means: PathMeansSource | None = OnePathMeans(one) if one is not None else None
         segments = merge_segments(scratch, n_parts, run, plan) if plan is not None else None
         replays = keep_replays(scratch, [p for p, (_, sm) in enumerate(first) if sm], [m.stage for m in matches],
                                qs, base) if replay else {}
         if keep_frame and means is None:
             means = keep_frames(scratch, [p for p, (_, sm) in enumerate(first) if sm], base)
-        chosen = _examples(examples, Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
+        chosen = _examples(examples, Merged(dists, sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                                             0, (), (), means),
                            [pv.starts for pv, _ in first], scratch, matches, upstream, run)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return Merged(dists, _sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
+    return Merged(dists, sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                   sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined,
                   means, segments, replays, chosen)
 
@@ -319,18 +309,8 @@ def _part_means(lead: MergedSamples | None, scratch: str, n_parts: int,
     with the band's and tails' thresholds exact (merged order statistics of the lead)."""
     if lead is None or not lead.n:
         return None
-    lo, hi = (lead.exact(q) for q in MEDIAN_BAND)
-    sets = {"median": (lo, hi), **{percentile_label(q): (lead.exact(q), math.inf) for q in (*TAILS, 0.99)}}
-    third = run(pass_three, [(scratch, p, sets) for p in range(n_parts)])
-    columns = next((c for c, _ in third if c), None)
-    if columns is None:
-        return None
-    out = {}
-    for name in sets:
-        n = sum(s[name][0] for _, s in third if name in s)
-        total = sum((s[name][1] for _, s in third if name in s), np.zeros(len(columns)))
-        out[name] = (pd.Series(total / n if n else np.full(len(columns), np.nan), index=columns), n)
-    return out
+    sets = tail_sets(lead)
+    return mean_parts(run(pass_three, [(scratch, p, sets) for p in range(n_parts)]), sets)
 
 
 def _take_pairs(ids: list[FileIds]) -> tuple[np.ndarray, np.ndarray]:
@@ -344,25 +324,6 @@ def _take_pairs(ids: list[FileIds]) -> tuple[np.ndarray, np.ndarray]:
         at += i.src.size
         ids[k] = FileIds(i.name, i.rows, i.src[:0].copy(), i.dst[:0].copy(), i.torn, i.damaged)
     return src, dst
-
-
-def _sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
-    def add(field: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for pv in parts:
-            for k, v in getattr(pv, field).items():
-                out[k] = out.get(k, 0) + v
-        return out
-
-    low: dict[str, float] = {}
-    for pv in parts:
-        for k, v in pv.min_wait.items():
-            low[k] = min(low.get(k, 0.0), v)
-    checks = tuple(Check(c.level, c.code, f"partition {i + 1}/{n_parts}: {c.message}", c.stage, c.part)
-                   for i, pv in enumerate(parts) for c in pv.checks)
-    return PartVectors({}, sum(pv.traces for pv in parts), sum(pv.spans_used for pv in parts),
-                       sum(pv.link_edges for pv in parts), add("stage_rows"), add("negative_waits"), low,
-                       add("skewed_links"), checks)
 
 
 def merge_replays(scratch: str, n_parts: int, run: Mapper, futures: Sequence[Sequence[Change]], stages: Sequence[str],
@@ -460,7 +421,7 @@ class PathMeans:
         self._done: dict[tuple[str, ...], dict[str, tuple[pd.Series, int]] | None] = {}
         self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
 
-    def __call__(self, path: Sequence[str]) -> dict[str, tuple[pd.Series, int]] | None:
+    def of_path(self, path: Sequence[str]) -> dict[str, tuple[pd.Series, int]] | None:
         key = tuple(path)
         if key not in self._done:
             work = tempfile.mkdtemp(prefix="path-", dir=self.root)

@@ -147,16 +147,17 @@ def _spill_one(name: str, lo: int, hi: int, linked: np.ndarray, group: np.ndarra
     return total
 
 
-def _partition_batch(scratch: str, p: int) -> Any:
+def _partition_batch(scratch: str, p: int) -> tuple[Any, int]:
+    """Partition ``p``'s spans, repeated spans dropped, and how many were (None: no spans)."""
     d = Path(scratch) / f"p={p}"
     files = sorted(str(f) for f in d.glob("f*.parquet")) if d.is_dir() else []
     if not files:
-        return None
+        return None, 0
     try:
         table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
     except (pa.ArrowInvalid, OSError) as err:
         raise SourceError(f"partition {p} ({d}): cannot be read: {err}") from err
-    return dedupe(table_to_batch(table))[0]
+    return dedupe(table_to_batch(table))
 
 
 def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
@@ -165,7 +166,7 @@ def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapp
     """Partition ``p``'s analysis: its counts (vectors dropped) and its samples' bin counts;
     the samples are kept in the partition's directory for :func:`pass_two` (and with
     ``keep_table`` its trace table, for :func:`pass_four`)."""
-    batch = _partition_batch(scratch, p)
+    batch, duplicates = _partition_batch(scratch, p)
     if batch is None:
         return PartVectors({}), {}
     try:
@@ -188,7 +189,7 @@ def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapp
         (d / "items.json").write_text(json.dumps(list(pv.items.columns)))
     summaries = {k: Summary.of(v) for k, v in pv.vectors.items()}
     return PartVectors({}, pv.traces, pv.spans_used, pv.link_edges, pv.stage_rows, pv.negative_waits,
-                       pv.min_wait, pv.skewed_links, pv.checks, starts=pv.starts), summaries
+                       pv.min_wait, pv.skewed_links, pv.checks, starts=pv.starts, duplicates=duplicates), summaries
 
 
 def pass_two(scratch: str, p: int, wanted: Mapping[Key, np.ndarray]) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
@@ -227,7 +228,7 @@ def pass_four(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Map
         if kept.exists():
             table = _load_table(kept)
         else:
-            batch = _partition_batch(scratch, p)
+            batch, _ = _partition_batch(scratch, p)
             if batch is None:
                 return {}
             table = build_trace_table(batch, matches, upstream)

@@ -13,14 +13,19 @@ from mapper.core.files import dumps
 
 
 def share_of(width: str) -> float:
-    """``--width`` as a share in (0, 1): ``5%`` or ``0.05``."""
+    """``--width`` as a share in [0.1%, 100%): ``5%`` or ``0.05``. Narrower widths are refused
+    (:data:`mapper.analysis.buckets.MIN_WIDTH`): no histogram has the bounds they ask for."""
     text = width.strip()
     try:
         share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise UsageError(f"--width: not a share like 5% or 0.05: {width!r}") from None
-    if not 0 < share < 1:
+    if not 0 < share < 1:  # NaN too
         raise UsageError(f"--width: must be between 0% and 100%, got {width!r}")
+    if share < analysis.buckets.MIN_WIDTH:
+        raise UsageError(
+            f"--width: {width!r} is below {analysis.buckets.MIN_WIDTH:.1%}: bounds of four significant digits "
+            "cannot step that finely, and no histogram has that many buckets; ask for 0.1% or more")
     return share
 
 

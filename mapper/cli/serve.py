@@ -3,8 +3,9 @@ and, with ``--stream``, the live value stream's histograms on ``/metrics``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -12,7 +13,37 @@ from collectors import spool as spool_pkg
 from mapper import analysis, app
 from mapper.cli.output import echo
 from mapper.cli.parse import duration_of, size_of
+from mapper.core.durations import parse_duration
 from mapper.core.errors import UsageError
+
+T = TypeVar("T")
+
+
+#: A smaller spool refuses nearly every export (a record of a few spans is a few KiB).
+MIN_DISK_BYTES = 1 << 20
+#: The option that sets each limit field (the limits name their fields when they refuse one).
+_FLAGS = {"max_disk_bytes": "--max-disk", "retention_days": "--retention", "max_connections": "--max-connections",
+          "ttl": "--live-ttl", "settle": "--live-settle", "max_items": "--live-max-items",
+          "max_spans": "--live-max-spans", "decode_workers": "--decode-workers"}
+
+
+def _is_zero(text: str) -> bool:
+    """``0``, ``0s``, ``0d`` ...: a duration of no time (``--retention 0``: keep everything)."""
+    try:
+        return parse_duration(text) == 0
+    except ValueError:
+        return False
+
+
+def _limits(cls: Callable[..., T], **values: Any) -> T:
+    """``cls(**values)``, a limit it refuses as a UsageError naming the option."""
+    try:
+        return cls(**values)
+    except ValueError as err:  # a LimitError (imported lazily with the spool): it names the field
+        field = getattr(err, "field", None)
+        if field is None:
+            raise
+        raise UsageError(f"{_FLAGS.get(field, field)}: {getattr(err, 'reason', err)}") from None
 
 
 @click.command("serve")
@@ -28,7 +59,7 @@ from mapper.core.errors import UsageError
               help="Refuse spans (429/503 with Retry-After) beyond this much spool on disk.")
 @click.option("--retention", default="7d", show_default=True, metavar="DURATION",
               help="Drop spool data older than this ('0' keeps everything).")
-@click.option("--decode-workers", type=click.IntRange(min=0), default=None,
+@click.option("--decode-workers", type=click.IntRange(min=0, max=256), default=None,
               help="Decoding processes (default: one per CPU; 0 decodes in the server process).")
 @click.option("--writer-id", metavar="ID",
               help="This receiver's id among several sharing one spool directory (replicas behind a load "
@@ -65,9 +96,19 @@ def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, 
     """
     if metrics_token and not (token_env or token_file):
         raise UsageError("--metrics-token needs --token-env VAR or --token-file FILE")
-    keep = duration_of(retention, "--retention") if retention not in ("0", "0s") else None
-    limits = spool_pkg.store.SpoolLimits(max_disk_bytes=size_of(max_disk, "--max-disk"),
-                         retention_days=None if keep is None else keep / 86400, writer_id=writer_id)
+    disk = size_of(max_disk, "--max-disk")
+    if disk < MIN_DISK_BYTES:
+        raise UsageError(f"--max-disk: {max_disk} is under {MIN_DISK_BYTES >> 20} MiB: the spool would refuse "
+                         "nearly every export")
+    keep = None if _is_zero(retention) else duration_of(retention, "--retention")
+    limits = _limits(spool_pkg.store.SpoolLimits, max_disk_bytes=disk,
+                     retention_days=None if keep is None else keep / 86400, writer_id=writer_id)
+    http_limits = _limits(spool_pkg.receiver.HttpLimits, max_connections=max_connections)
+    store_limits = None
+    if streams:
+        store_limits = _limits(analysis.live.StoreLimits, ttl=duration_of(live_ttl, "--live-ttl"),
+                               settle=0.0 if _is_zero(live_settle) else duration_of(live_settle, "--live-settle"),
+                               max_items=live_max_items, max_spans=live_max_spans)
 
     def ready(receiver: Any) -> None:
         echo(f"latmap serve: OTLP/HTTP port {receiver.http_port or 'off'}, OTLP/gRPC port "
@@ -87,15 +128,9 @@ def serve_command(spool: str, http: str, grpc_addr: str, token_env: str | None, 
         http=None if http == "off" else http, grpc=None if grpc_addr == "off" else grpc_addr,
         token_env=token_env, token_file=token_file, decode_workers=decode_workers,
         metrics_public=not metrics_token, on_ready=ready,
-        http_limits=spool_pkg.receiver.HttpLimits(max_connections=max_connections))
-    if not streams:
+        http_limits=http_limits)
+    if store_limits is None:
         spool_pkg.receiver.serve_forever(spool, limits=limits, **common)
         return
-    try:
-        store_limits = analysis.live.StoreLimits(
-            ttl=duration_of(live_ttl, "--live-ttl") or 0.0, settle=duration_of(live_settle, "--live-settle") or 0.0,
-            max_items=live_max_items, max_spans=live_max_spans)
-    except ValueError as err:
-        raise UsageError(f"--live-ttl/--live-settle: {err}") from None
     app.live.serve(spool, streams, limits=store_limits, max_label_values=live_label_limit,
                    spool_limits=limits, **common)

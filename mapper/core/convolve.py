@@ -22,15 +22,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from mapper.core.distribution import (
     PROBABILITY_EDGES,
+    Distribution,
     Estimate,
     PointMasses,
     too_few_note,
 )
+from mapper.core.estimate import Kind, addable
 
 #: The three bounds every convolution is computed for: below, estimate, above.
 VARIANTS = ("low", "mid", "high")
@@ -149,6 +152,7 @@ class ConvolvedDistribution:
     count: float
     mean: float | None
     note: str = "estimate: convolution of the hop distributions, assuming independence"
+    kind: ClassVar[Kind] = "convolution"
     #: What the parts were, in words ("metric histograms", "trace samples" ...; see :func:`origin_of`).
     origin: str = "metric histograms"
 
@@ -170,17 +174,18 @@ class ConvolvedDistribution:
         return Estimate(q, mid, low, max(high, mid), self.count, self.note)
 
 
-def convolve(parts: Sequence[object]) -> ConvolvedDistribution | None:
+def convolve(parts: Sequence[Distribution]) -> ConvolvedDistribution | None:
     """Sum of the given distributions, or ``None`` if any part cannot be convolved.
 
-    Parts must offer ``point_masses(variant)`` (histograms, samples); client-computed
-    summary quantiles cannot be added and give ``None``.
+    Parts must be :func:`~mapper.core.estimate.addable` (histograms, samples, sketches);
+    client-computed quantiles (summaries, per-host percentiles) cannot be added and give ``None``.
     """
-    if not parts or not all(hasattr(p, "point_masses") for p in parts):
+    addable_parts = [p for p in parts if addable(p)]
+    if not parts or len(addable_parts) < len(parts):
         return None
-    counts = [float(p.count) for p in parts]  # type: ignore[attr-defined]
-    means = [p.mean for p in parts]  # type: ignore[attr-defined]
-    mean = sum(means) if all(m is not None for m in means) else None  # type: ignore[misc]
+    counts = [float(p.count) for p in addable_parts]
+    means = [p.mean for p in addable_parts]
+    mean = sum(m for m in means if m is not None) if all(m is not None for m in means) else None
     origin = origin_of(parts)
     if min(counts) <= 0:
         return ConvolvedDistribution({}, 0.0, mean, origin=origin)
@@ -188,18 +193,19 @@ def convolve(parts: Sequence[object]) -> ConvolvedDistribution | None:
     for variant in VARIANTS:
         # Compress every part first: a sample part may hold millions of points.
         compressed = [compress(m.values, m.weights, variant)
-                      for m in (p.point_masses(variant) for p in parts)]  # type: ignore[attr-defined]
+                      for m in (p.point_masses(variant) for p in addable_parts)]
         result[variant] = sum_masses(compressed, variant)
     return ConvolvedDistribution(result, min(counts), mean, origin=origin)
 
 
-#: Part types, in the words a report uses for where a convolution's parts came from.
-_ORIGINS = {"HistogramDistribution": "metric histograms", "SampleDistribution": "trace samples",
-            "SketchDistribution": "back-end sketches", "ConvolvedDistribution": "convolutions"}
+#: Part kinds, in the words a report uses for where a convolution's parts came from (a
+#: convolution says its own; another kind is named by its type).
+_ORIGINS: dict[Kind, str] = {"histogram": "metric histograms", "samples": "trace samples",
+                             "sketch": "back-end sketches"}
 
 
-def origin_of(parts: Sequence[object]) -> str:
+def origin_of(parts: Sequence[Distribution]) -> str:
     """The kinds of the parts, in words and in a stable order: never a source not used."""
-    kinds = {str(getattr(p, "origin", "convolutions")) if type(p).__name__ == "ConvolvedDistribution"
-             else _ORIGINS.get(type(p).__name__, type(p).__name__) for p in parts}
+    kinds = {p.origin if isinstance(p, ConvolvedDistribution)
+             else _ORIGINS.get(p.kind, type(p).__name__) for p in parts}
     return " and ".join(sorted(kinds)) or "no parts"

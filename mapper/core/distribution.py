@@ -19,20 +19,34 @@ Three kinds of data make a distribution:
 * :class:`HostAggregateDistribution`: per-host, per-flush percentiles (Datadog histograms):
   only bounds, never a combined value.
 
-All values are seconds.
+All values are seconds. :class:`Estimate`, the :class:`Distribution` protocol and the closed
+set of kinds live in :mod:`mapper.core.estimate`; the passed-through kinds (summary, sketch,
+per-host) in :mod:`mapper.core.passthrough`; this module holds the kinds latmap computes
+percentiles of itself and names them all, so callers import distributions from one place.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from mapper.core.quantiles import check_q, min_count, percentile_label
+from mapper.core.estimate import PROBABILITY_EDGES as PROBABILITY_EDGES
+from mapper.core.estimate import Distribution as Distribution
+from mapper.core.estimate import Estimate as Estimate
+from mapper.core.estimate import Kind
+from mapper.core.estimate import PointMasses as PointMasses
+from mapper.core.estimate import too_few_note as too_few_note
+from mapper.core.passthrough import HostAggregateDistribution as HostAggregateDistribution
+from mapper.core.passthrough import SketchDistribution as SketchDistribution
+from mapper.core.passthrough import SummaryDistribution as SummaryDistribution
+from mapper.core.quantiles import check_q
+from mapper.core.quantiles import min_count as min_count
+from mapper.core.quantiles import percentile_label as percentile_label
 from mapper.core.sumbounds import Buckets, narrow
 
 _T = TypeVar("_T")
@@ -43,57 +57,6 @@ CONFIDENCE = 0.95
 FLAT_LOG_DENSITY = 0.05
 #: The in-bucket curve is used only when it moves the estimate by this many sampling sd's.
 NOISE_SD = 3.0
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A percentile with its uncertainty.
-
-    ``value`` is the point estimate in seconds, or ``None`` when the data cannot support it
-    (then ``note`` says why). ``low``/``high`` bound the true value; ``high is None`` means
-    unbounded above (the quantile is in the ``+Inf`` bucket or beyond the largest sample).
-    ``low is None`` only for a histogram whose lowest bucket is open below.
-    """
-
-    q: float
-    value: float | None
-    low: float | None
-    high: float | None
-    count: float
-    note: str | None = None
-
-    @property
-    def label(self) -> str:
-        """The report key for this quantile: ``p50``, ``p99``, ``p99.99``."""
-        return percentile_label(self.q)
-
-
-def too_few_note(q: float, count: float) -> str | None:
-    """The note for an unsupported quantile, or ``None`` when ``count`` is enough."""
-    need = min_count(q)
-    if count < need:
-        needed = "more than any count" if need == math.inf else f"{need:,.0f}"
-        return f"too few samples: {count:,.0f} < {needed} needed for {percentile_label(q)}"
-    return None
-
-
-@runtime_checkable
-class Distribution(Protocol):
-    """What the rest of latmap needs of a latency distribution, whatever its source."""
-
-    @property
-    def count(self) -> float:
-        """Number of observations (may be fractional for rate-extrapolated histograms)."""
-        ...
-
-    @property
-    def mean(self) -> float | None:
-        """Exact mean in seconds when the source has a sum, else ``None``."""
-        ...
-
-    def quantile(self, q: float) -> Estimate:
-        """The ``q``-quantile (0 < q < 1) with its interval."""
-        ...
 
 
 # --------------------------------------------------------------------------- histograms
@@ -117,6 +80,8 @@ class HistogramDistribution:
     ``interpolation="linear"`` reproduces Prometheus exactly. The estimate always lies in
     the bucket, so the interval holds whatever the shape.
     """
+
+    kind: ClassVar[Kind] = "histogram"
 
     lower: np.ndarray
     upper: np.ndarray
@@ -336,6 +301,8 @@ class SampleDistribution:
     would be beyond the largest observation: the data cannot bound the quantile above.
     """
 
+    kind: ClassVar[Kind] = "samples"
+
     values: np.ndarray
 
     def __post_init__(self) -> None:
@@ -372,218 +339,3 @@ class SampleDistribution:
 
     def point_masses(self, variant: str) -> PointMasses:
         return PointMasses(self.values, np.full(self.values.size, 1.0 / max(1, self.values.size)))
-
-
-def _at(mapping: Mapping[float, _T], q: float) -> _T | None:
-    """The entry for quantile ``q`` (keys compared to 1e-9: 0.9999 from YAML's 99.99 / 100)."""
-    for have, value in mapping.items():
-        if math.isclose(have, q, rel_tol=0, abs_tol=1e-9):
-            return value
-    return None
-
-
-# --------------------------------------------------------------------------- summaries
-
-
-@dataclass(frozen=True)
-class SummaryDistribution:
-    """Quantiles computed by an instrumented client (a Prometheus summary), passed through.
-
-    A summary's quantiles cover the client's own sliding window (``max_age``) and one
-    process, from a rank-approximate sketch; they can be neither aggregated across instances
-    nor re-windowed nor verified, so the interval is unknown: ``low``/``high`` are ``None``
-    and the note says where the number comes from. ``count`` and ``sum`` are the window's.
-    """
-
-    quantiles: Mapping[float, float]
-    count: float
-    sum: float | None = None
-    origin: str = "summary"
-
-    @property
-    def mean(self) -> float | None:
-        if self.sum is None or self.count <= 0:
-            return None
-        return self.sum / self.count
-
-    def quantile(self, q: float) -> Estimate:
-        value = _at(self.quantiles, q)
-        if value is not None:
-            if math.isnan(value):
-                return Estimate(q, None, None, None, self.count, f"{self.origin}: no observations")
-            return Estimate(q, value, None, None, self.count,
-                            f"{self.origin}: client-computed over the client's own sliding window "
-                            "(max_age, 10m by default), not the report's window; rank-approximate, "
-                            "not verifiable, interval unknown")
-        exposed = ", ".join(percentile_label(x) for x in sorted(self.quantiles)) or "none"
-        return Estimate(
-            q, None, None, None, self.count,
-            f"not available: the summary exposes only {exposed}",
-        )
-
-
-# --------------------------------------------------------------------------- served sketches
-
-
-@dataclass(frozen=True)
-class SketchDistribution:
-    """Percentiles a back end computed from its own quantile sketch over the whole window
-    (Datadog distribution metrics: DDSketch), passed through with the sketch's guarantee.
-
-    DDSketch answers a value within ``relative_accuracy`` of the true quantile, so the
-    interval is ``value / (1 + a) .. value / (1 - a)`` (narrowed to the exact min and max
-    when known). ``bounds`` holds quantiles known only as a range (from chunks of the window:
-    the quantile of a union lies between its parts' quantiles), ``unavailable`` why a
-    quantile the back end was asked for was not served. Anything else is "not available":
-    latmap never interpolates between served percentiles to make a number up.
-    """
-
-    quantiles: Mapping[float, float]
-    count: float
-    sum: float | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    relative_accuracy: float = 0.01
-    origin: str = "Datadog DDSketch"
-    bounds: Mapping[float, tuple[float, float]] = field(default_factory=dict)
-    unavailable: Mapping[float, str] = field(default_factory=dict)
-
-    @property
-    def mean(self) -> float | None:
-        if self.sum is None or self.count <= 0:
-            return None
-        return self.sum / self.count
-
-    def _clip(self, low: float, high: float) -> tuple[float, float]:
-        if self.minimum is not None:
-            low = max(low, self.minimum)
-        if self.maximum is not None:
-            high = min(high, self.maximum)
-        return low, max(low, high)
-
-    def quantile(self, q: float) -> Estimate:
-        check_q(q)
-        if self.count <= 0:
-            return Estimate(q, None, None, None, 0.0, "no observations in the window")
-        short = too_few_note(q, self.count)
-        if short:
-            return Estimate(q, None, None, None, self.count, short)
-        a = self.relative_accuracy
-        if (value := _at(self.quantiles, q)) is not None:
-            low, high = self._clip(value / (1 + a), value / (1 - a))
-            return Estimate(q, value, low, high, self.count, f"{self.origin}: computed by the back end, "
-                            f"relative accuracy {a:.2%}")
-        if (bounds := _at(self.bounds, q)) is not None:
-            low, high = self._clip(bounds[0] / (1 + a), bounds[1] / (1 - a))
-            return Estimate(q, None, low, high, self.count,
-                            f"bounded only: {self.origin} answered per chunk of the window, and "
-                            "percentiles of chunks cannot be combined")
-        if (why := _at(self.unavailable, q)) is not None:
-            return Estimate(q, None, None, None, self.count, f"not available: {why}")
-        served = ", ".join(percentile_label(x) for x in sorted(self.quantiles)) or "none"
-        return Estimate(q, None, None, None, self.count, f"not available: {self.origin} serves {served}")
-
-    def point_masses(self, variant: str) -> PointMasses:
-        """Weighted points between the served percentiles, for convolution.
-
-        Between served quantiles ``q_i < q_j`` lies probability ``q_j - q_i``; ``low`` puts it at
-        the lower end's lower bound, ``high`` at the upper end's upper bound, so sums stay
-        bounded. Below the lowest served quantile the mass reaches down to the minimum (0 when
-        unknown), above the highest up to the maximum (unbounded when unknown). ``mid``
-        interpolates log(value) linearly in logit(p) between the served values, with the exact
-        min and max standing for the 1/(n+1) and n/(n+1) quantiles.
-        """
-        a = self.relative_accuracy
-        qs = sorted(self.quantiles)
-        vals = np.array([self.quantiles[q] for q in qs], dtype=float)
-        probs = np.array(qs, dtype=float)
-        lo_end = self.minimum if self.minimum is not None else 0.0
-        hi_end = self.maximum if self.maximum is not None else math.inf
-        if not qs:
-            return PointMasses(np.array([lo_end if variant == "low" else hi_end]), np.array([1.0]))
-        p = np.concatenate([[0.0], probs, [1.0]])
-        v_low = np.concatenate([[lo_end], vals / (1 + a), [vals[-1] / (1 + a)]])
-        v_high = np.concatenate([[vals[0] / (1 - a)], vals / (1 - a), [hi_end]])
-        v_low, v_high = np.maximum(v_low, lo_end), np.minimum(v_high, hi_end)
-        if variant == "low":
-            return PointMasses(v_low[:-1], np.diff(p))
-        if variant == "high":
-            return PointMasses(v_high[1:], np.diff(p))
-        edges = PROBABILITY_EDGES
-        mids = (edges[:-1] + edges[1:]) / 2
-        # logit(p) follows a tail better than p does
-        n = max(self.count, 1.0)
-        anchor_p = np.concatenate([[1 / (n + 1)] if self.minimum is not None else [], probs,
-                                   [n / (n + 1)] if self.maximum is not None else []])
-        anchor_v = np.concatenate([[self.minimum] if self.minimum is not None else [], vals,
-                                   [self.maximum] if self.maximum is not None else []])
-        order = np.argsort(anchor_p, kind="stable")
-        anchor_p, anchor_v = anchor_p[order], np.maximum.accumulate(anchor_v[order])
-        logit = np.log(anchor_p) - np.log1p(-anchor_p)
-        values = np.exp(np.interp(np.log(mids) - np.log1p(-mids), logit, np.log(np.maximum(anchor_v, 1e-12))))
-        return PointMasses(values, np.diff(edges))
-
-
-@dataclass(frozen=True)
-class HostAggregateDistribution:
-    """Percentiles an agent computed per host and per flush interval (Datadog *histogram*
-    metrics: ``.median``, ``.95percentile``), which no one can combine into the window's.
-
-    What can honestly be said: the window's quantile over all hosts lies between the
-    smallest and the largest per-host per-flush quantile (a quantile of a union lies between
-    its parts'), so those are the interval and the value is not given. ``maximum`` (the
-    largest ``.max``) is exact.
-    """
-
-    bounds: Mapping[float, tuple[float, float]]
-    count: float
-    maximum: float | None = None
-    origin: str = "Datadog histogram (agent-side, per host and flush interval)"
-
-    @property
-    def mean(self) -> float | None:
-        return None
-
-    def quantile(self, q: float) -> Estimate:
-        check_q(q)
-        if self.count <= 0:
-            return Estimate(q, None, None, None, 0.0, "no observations in the window")
-        if (bounds := _at(self.bounds, q)) is not None:
-            return Estimate(q, None, bounds[0], bounds[1], self.count,
-                            f"not combinable: {self.origin}; the window's {percentile_label(q)} lies "
-                            f"between the smallest and largest per-host value")
-        exposed = ", ".join(percentile_label(x) for x in sorted(self.bounds)) or "none"
-        return Estimate(q, None, None, None, self.count,
-                        f"not available: {self.origin} exposes only {exposed}")
-
-
-# --------------------------------------------------------------------------- point masses
-
-
-def _probability_edges() -> np.ndarray:
-    """Probability grid for point-mass representations: even in the body, dense in the tail.
-
-    The tail part reaches 1 - 1e-7, so p99.99 of a sum keeps ~300 points of resolution.
-    """
-    body = np.linspace(0.0, 1.0, 513)
-    tail = 1.0 - np.logspace(-0.3, -7.0, 700)
-    return np.unique(np.concatenate([body, tail, [1.0]]))
-
-
-PROBABILITY_EDGES = _probability_edges()
-
-
-@dataclass(frozen=True, eq=False)
-class PointMasses:
-    """A discrete distribution: ``values`` with ``weights`` summing to 1."""
-
-    values: np.ndarray
-    weights: np.ndarray
-
-    def quantile(self, q: float) -> float:
-        """The lower q-quantile (smallest value whose cumulative weight reaches q)."""
-        order = np.argsort(self.values, kind="stable")
-        v, w = self.values[order], self.weights[order]
-        cum = np.cumsum(w)
-        i = int(np.searchsorted(cum, q * cum[-1] - 1e-12, side="left"))
-        return float(v[min(i, v.size - 1)])

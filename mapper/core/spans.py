@@ -243,6 +243,10 @@ def first_rows(hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray |
     return np.sort(order[first])
 
 
+#: The reason a repeated span (a retried export) is set aside, in every spans-set-aside count.
+DUPLICATE_SPAN = "duplicate span"
+
+
 def dedupe(batch: SpanBatch) -> tuple[SpanBatch, int]:
     """``batch`` without repeated (trace id, span id) rows, and how many were removed.
 

@@ -12,7 +12,7 @@ import pytest
 from mapper.analysis.attribution import Contribution, TailAttribution, attribute, shares
 from mapper.analysis.baseline import compare, load_baseline
 from mapper.analysis.findings import find
-from mapper.analysis.latency import analyse
+from mapper.analysis.latency import MapInput, analyse
 from mapper.analysis.traces import StageMatch, build_trace_table
 from mapper.core.distribution import HistogramDistribution
 from mapper.core.errors import UsageError
@@ -82,7 +82,7 @@ def _traced_map(seed: int = 1, b_wait_tail: bool = True):  # type: ignore[no-unt
         for part, r in part_results(table, s, "test").items():
             results[(s, part)] = r
     totals = {s: SampleDistribution(table.totals(s)) for s in "abc"}
-    return analyse(spec, Window(0, 4e9), results, table, (), totals)
+    return analyse(spec, Window(0, 4e9), MapInput(results, table, totals=totals))
 
 
 def test_the_only_tail_cause_is_found_from_traces() -> None:
@@ -122,7 +122,7 @@ def _metric_map(slow_b: float = 1.0, seed: int = 2, bounds: list[float] | None =
         ("c", "process"): rng.lognormal(math.log(0.004), 0.1, N),
     }
     results = {k: MeasurementResult(_hist(v, b), "test") for k, v in parts.items()}
-    return analyse(loads_spec(METRIC_SPEC), Window(0, 86400), results)
+    return analyse(loads_spec(METRIC_SPEC), Window(0, 86400), MapInput(results))
 
 
 def test_metrics_attribution_is_an_approximation_that_finds_the_tail_hop() -> None:

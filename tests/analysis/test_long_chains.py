@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mapper.analysis.latency import analyse
+from mapper.analysis.latency import MapInput, analyse
 from mapper.core.distribution import HistogramDistribution
 from mapper.core.model import MeasurementResult, Window
 from mapper.core.spec import loads_spec
@@ -18,7 +18,7 @@ def test_a_chain_of_1000_stages_is_walked_and_rendered() -> None:
             + "".join(f"  - {{name: s{i}, owner: o, process: {{source: p, histogram: h{i}}}}}\n" for i in range(1000)))
     spec = loads_spec(text)
     results = {(f"s{i}", "process"): MeasurementResult(None, f"p: h{i}") for i in range(1000)}
-    lm = analyse(spec, Window.ending(1_767_436_620.0, 3600.0), results)
+    lm = analyse(spec, Window.ending(1_767_436_620.0, 3600.0), MapInput(results))
     doc = to_json(lm)
     assert len(doc["stages"]) == 1000 and doc["path"][0] == "s0" and doc["path"][-1] == "s999"
     assert "s999" in to_markdown(lm) and "s999" in to_table(lm)
@@ -36,6 +36,6 @@ def test_a_chain_of_1000_measured_stages_is_convolved() -> None:
         counts = rng.integers(1, 100, len(upper)).astype(float)
         counts[-1] = 0
         results[(f"s{i}", "process")] = MeasurementResult(HistogramDistribution(lower, upper, counts), f"p: h{i}")
-    lm = analyse(spec, Window.ending(1_767_436_620.0, 3600.0), results)
+    lm = analyse(spec, Window.ending(1_767_436_620.0, 3600.0), MapInput(results))
     p50 = to_json(lm)["end_to_end"]["p50"]
     assert p50["low"] < p50["value"] < p50["high"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mapper.analysis.latency import analyse
+from mapper.analysis.latency import MapInput, analyse
 from mapper.analysis.whatif import future_state
 from mapper.core.distribution import SampleDistribution
 from mapper.core.errors import SpecError
@@ -49,14 +49,14 @@ def test_the_measured_lead_time_replaces_the_convolution() -> None:
     results = {("a", "process"): _result(a, "a"), ("b", "process"): _result(b, "b")}
     spec = loads_spec(SPEC)
     lead = a + b + 0.004  # a gap between the stages the metrics cannot see
-    lm = analyse(spec, Window(0, 3600), results, measured_lead=_result(lead, "latmap_lead_time_seconds"))
+    lm = analyse(spec, Window(0, 3600), MapInput(results, measured_lead=_result(lead, "latmap_lead_time_seconds")))
     assert lm.end_to_end_method == "measured" and lm.end_to_end.count == 5000  # type: ignore[union-attr]
     doc = to_json(lm)
     assert doc["end_to_end"]["source"].startswith("measured: prom: latmap_lead_time_seconds")
     assert doc["end_to_end"]["p50"]["value"] == pytest.approx(np.quantile(lead, 0.5), rel=0.01)
     # the stages do not explain the lead time: said, not hidden
     assert [c for c in lm.checks if c.code == "lead-time-disagrees"]
-    plain = analyse(spec, Window(0, 3600), results)
+    plain = analyse(spec, Window(0, 3600), MapInput(results))
     assert plain.end_to_end_method == "convolution"
 
 
@@ -65,7 +65,7 @@ def test_a_measured_lead_time_without_data_falls_back_and_says_so() -> None:
     results = {("a", "process"): _result(rng.uniform(0.001, 0.002, 500), "a"),
                ("b", "process"): _result(rng.uniform(0.001, 0.002, 500), "b")}
     empty = MeasurementResult(None, "prom: latmap_lead_time_seconds")
-    lm = analyse(loads_spec(SPEC), Window(0, 3600), results, measured_lead=empty)
+    lm = analyse(loads_spec(SPEC), Window(0, 3600), MapInput(results, measured_lead=empty))
     assert lm.end_to_end_method == "convolution"
     assert any(c.code == "no-end-to-end" and "has no data" in c.message for c in lm.checks)
 
@@ -74,8 +74,8 @@ def test_a_what_if_compares_the_stages_with_the_stages_not_with_the_measured_lea
     rng = np.random.default_rng(3)
     a, b = rng.uniform(0.001, 0.002, 4000), rng.uniform(0.001, 0.002, 4000)
     results = {("a", "process"): _result(a, "a"), ("b", "process"): _result(b, "b")}
-    lm = analyse(loads_spec(SPEC), Window(0, 3600), results,
-                 measured_lead=_result(a + b + 0.004, "latmap_lead_time_seconds"))
+    lm = analyse(loads_spec(SPEC), Window(0, 3600),
+                 MapInput(results, measured_lead=_result(a + b + 0.004, "latmap_lead_time_seconds")))
     fs = future_state(lm, [Change("a", "scale", 1.0)])  # no change at all
     now, later = fs.current.quantile(0.5).value, fs.future.quantile(0.5).value
     assert now == pytest.approx(later, rel=0.02)  # not the 4ms gap read as an effect

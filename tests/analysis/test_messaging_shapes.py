@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mapper.analysis.examples import END_TO_END, MEDIAN, Threshold, choose
-from mapper.analysis.latency import analyse
+from mapper.analysis.latency import MapInput, analyse
 from mapper.analysis.live import JoinStore, StoreLimits, Values
 from mapper.analysis.traces import build_trace_table, part_results
 from mapper.core.distribution import SampleDistribution
@@ -339,7 +339,7 @@ def test_lead_examples_only_where_the_lead_time_is_the_traces() -> None:
     results = {(s, p): r for s in ("orders", "billing") for p, r in part_results(table, s, "traces").items()}
     mail = np.random.default_rng(2).uniform(0.0001, 0.0002, 200)  # small: the partial leads would qualify
     results[("mailer", "process")] = MeasurementResult(SampleDistribution(mail), "prom: mailer_seconds")
-    lm = analyse(spec, Window(T0 / 1e9 - 60, T0 / 1e9 + 3600), results, traces=table)
+    lm = analyse(spec, Window(T0 / 1e9 - 60, T0 / 1e9 + 3600), MapInput(results, table))
     assert lm.end_to_end_method == "convolution"
     assert lm.examples is not None
     assert not lm.examples.get(END_TO_END, "lead", 0.99) and not lm.examples.get(END_TO_END, "lead", MEDIAN)

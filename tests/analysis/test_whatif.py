@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.analysis.traces import StageMatch, build_trace_table, part_results
 from mapper.analysis.whatif import (
     CONVOLUTION,
@@ -73,7 +73,7 @@ def _traced_map(n: int = 3000) -> tuple[LatencyMap, dict[str, np.ndarray]]:
                               {"a": None, "b": "a", "c": "b"})
     results = {(s, part): r for s in STAGES for part, r in part_results(table, s, "test").items()}
     totals: dict[str, Distribution] = {s: SampleDistribution(table.totals(s)) for s in STAGES}
-    lm = analyse(_spec(True), WINDOW, results, table, (), totals)
+    lm = analyse(_spec(True), WINDOW, MapInput(results, table, totals=totals))
     hops = {"a": pa[:n] * 1e-9, "b": (wb + pb)[:n] * 1e-9, "c": (wc + pc)[:n] * 1e-9}
     return lm, hops
 
@@ -135,7 +135,7 @@ def _histogram(x: np.ndarray) -> HistogramDistribution:
 
 def _metrics_map(dists: dict[str, Distribution]) -> LatencyMap:
     results = {(s, "process"): MeasurementResult(d, "test") for s, d in dists.items()}
-    return analyse(_spec(False), WINDOW, results)
+    return analyse(_spec(False), WINDOW, MapInput(results))
 
 
 @pytest.fixture(scope="module")
@@ -206,12 +206,13 @@ def test_json_and_table_show_current_and_future(samples: dict[str, np.ndarray]) 
 def test_report_section_applies_the_specs_planned_changes(samples: dict[str, np.ndarray]) -> None:
     results = {(s, "process"): MeasurementResult(_histogram(x), "test") for s, x in samples.items()}
     planned = (Change("b", "remove", place="stream.yaml:30"),)
-    lm = analyse(_spec(False, planned), WINDOW, results)
+    lm = analyse(_spec(False, planned), WINDOW, MapInput(results))
     section = future_state_section(lm)
     assert section is not None and section["changes"] == ["b: removed"]
     assert section["future"]["p50"]["value"] < section["current"]["p50"]["value"]
-    assert future_state_section(analyse(_spec(False), WINDOW, results)) is None
-    bad = analyse(_spec(False, (Change("b", "parallel", other="b", place="stream.yaml:31"),)), WINDOW, results)
+    assert future_state_section(analyse(_spec(False), WINDOW, MapInput(results))) is None
+    bad = analyse(_spec(False, (Change("b", "parallel", other="b", place="stream.yaml:31"),)), WINDOW,
+                  MapInput(results))
     assert future_state_section(bad) == {"changes": ["b: in parallel with b"],
                                    "error": "stream.yaml:31: b: parallel must name another stage on the path "
                                             "(a, b, c), got 'b'"}

@@ -21,7 +21,7 @@ import requests
 import yaml
 
 from mapper.analysis.findings import find
-from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.app.history import LATEST, IndexRow, RunRecord, index_rows, record_run, runs, to_index_html
 from mapper.app.pushgw import push_run
 from mapper.cli import exit_code
@@ -66,7 +66,7 @@ def _map(slow_b: float = 1.0, seed: int = 2, name: str = "chain", objective: str
     }
     results = {k: MeasurementResult(HistogramDistribution.from_cumulative(
         bounds, [(v <= b).sum() for b in bounds], sum=float(v.sum())), "test") for k, v in parts.items()}
-    return analyse(loads_spec(_spec(name, objective)), Window(0, 86400), results)
+    return analyse(loads_spec(_spec(name, objective)), Window(0, 86400), MapInput(results))
 
 
 def _find(lm: LatencyMap):  # type: ignore[no-untyped-def]

@@ -89,7 +89,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mapper", "serve", "--spool", str(spool), "--http", f"127.0.0.1:{http_port}",
          "--grpc", f"127.0.0.1:{grpc_port}", "--decode-workers", "0", "--stream", str(spec),
-         "--live-settle", "1s", "--live-ttl", "60s"], stdout=log, stderr=subprocess.STDOUT, env=env)
+         "--live-settle", "1s", "--live-ttl", "60s",
+         "--retention", "0"],  # the known spans have fixed dates, older than a default retention
+        stdout=log, stderr=subprocess.STDOUT, env=env)
     config = (f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: latmap\n"
               f"    static_configs: [{{targets: ['127.0.0.1:{http_port}']}}]\n")
     try:

@@ -21,11 +21,13 @@ import pytest
 from collectors.spool.reader import spool_files
 from collectors.spool.store import Spool
 from mapper.analysis.examples import MEDIAN, Threshold
-from mapper.analysis.latency import analyse, map_example_thresholds
+from mapper.analysis.latency import MapInput, analyse
 from mapper.analysis.traces import StageMatch
+from mapper.app import pipeline
 from mapper.app.engine import Replays
+from mapper.app.gather import traces_at
 from mapper.app.partition_tasks import TABLE_FILE, pass_four, pass_one, spill_files
-from mapper.app.pipeline import collect_traces
+from mapper.app.trace_side import collect_traces
 from mapper.cli import main
 from mapper.core.errors import SourceError
 from mapper.core.model import Window
@@ -96,6 +98,18 @@ def test_partitioned_numbers_equal_in_memory(reports: dict[str, dict[str, Any]])
     assert "traces-partitioned" not in _codes(reports["memory"])
 
 
+def test_both_routes_count_the_duplicates_they_drop(reports: dict[str, dict[str, Any]]) -> None:
+    """The retried export's spans are dropped on both routes, and said so alike (issue 25)."""
+    def aside(report: dict[str, Any]) -> str:
+        (check,) = [c for c in report["checks"] if c["code"] == "spans-set-aside"]
+        return check["message"].split("spans set aside: ", 1)[1]
+
+    memory, merged = aside(reports["memory"]), aside(reports["merged"])
+    assert "duplicate span" in memory and "duplicate span" in merged
+    count = [p for p in memory.split(", ") if p.endswith("duplicate span")]
+    assert count and count[0] in merged
+
+
 def test_over_budget_every_figure_is_the_in_memory_one(reports: dict[str, dict[str, Any]]) -> None:
     merged, memory = reports["merged"], reports["memory"]
     # one path, every stage from traces: the tail attribution and the time shares (a third
@@ -139,22 +153,41 @@ def test_partitions_propose_the_examples_of_the_in_memory_path(reports: dict[str
 
 
 def test_analyse_never_chooses_examples_from_a_partitioned_table(spool: Path, tmp_path: Path) -> None:
-    """Without the thresholds hook (no fourth pass) a partitioned table has no rows to choose
+    """Without examples asked for (no fourth pass) a partitioned table has no rows to choose
     from: no examples, rather than examples chosen from an empty frame."""
     spec = load_spec(bench.write_spec(tmp_path / "s.yaml", spool,
                                       f"{{kind: local, partition_spans: {PARTITION_SPANS}, memory_budget: 0}}"))
     end = datetime.fromisoformat(bench.UNTIL.replace("Z", "+00:00")).timestamp()
     window = Window(end - 2 * 86400, end)
-    tr = collect_traces(spec, window)
-    assert tr.table is not None and not tr.table.per_item and tr.examples is None
-    lm = analyse(spec, window, tr.results, tr.table, (), tr.totals, None, None, tr.lead)
+    source = traces_at(str(spool))
+    tr = collect_traces(spec, window, source, examples=False)
+    assert tr.table is not None and tr.table.items() is None and tr.examples is None
+    lm = analyse(spec, window, MapInput(tr.results, tr.table, totals=tr.totals, lead=tr.lead))
     assert lm.examples is None
-    # with the hook, the fourth pass proposes them for the map's own thresholds
-    hooked = collect_traces(spec, window, lambda t: map_example_thresholds(
-        analyse(spec, window, t.results, t.table, (), t.totals, None, None, t.lead)))
+    # asked for them, the fourth pass proposes them for the map's own thresholds
+    hooked = collect_traces(spec, window, source)
     assert hooked.examples is not None and hooked.examples.get("end_to_end", "lead", 0.99)
-    assert analyse(spec, window, tr.results, tr.table, (), tr.totals, None, None, tr.lead,
-                   hooked.examples).examples is hooked.examples
+    assert analyse(spec, window, MapInput(tr.results, tr.table, totals=tr.totals, lead=tr.lead,
+                                          examples=hooked.examples)).examples is hooked.examples
+
+
+def test_a_partitioned_map_is_analysed_once(spool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partitions propose examples for the thresholds of the map's stages and lead time
+    (``example_thresholds_for``), not of a second whole analysis: ``analyse`` runs once."""
+    spec = load_spec(bench.write_spec(tmp_path / "s.yaml", spool,
+                                      f"{{kind: local, partition_spans: {PARTITION_SPANS}, memory_budget: 0}}"))
+    end = datetime.fromisoformat(bench.UNTIL.replace("Z", "+00:00")).timestamp()
+    calls = []
+
+    def counted(*args: Any) -> Any:
+        calls.append(args)
+        return analyse(*args)
+
+    monkeypatch.setattr(pipeline, "analyse", counted)
+    lm = pipeline.build_map(spec, Window(end - 2 * 86400, end))
+    assert len(calls) == 1
+    assert lm.traces is not None and lm.traces.items() is None
+    assert lm.examples is not None and lm.examples.get("end_to_end", "lead", 0.99)
 
 
 def test_pass_four_reads_the_kept_table_as_the_rebuilt_one(spool: Path, tmp_path: Path) -> None:

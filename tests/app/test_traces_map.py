@@ -112,11 +112,12 @@ def received_traces(tmp: Path, make: Callable[[dict[str, trace.Tracer]], None] =
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from collectors.spool.receiver import Receiver
-    from collectors.spool.store import Spool
+    from collectors.spool.store import Spool, SpoolLimits
 
     spool_dir = tmp / "spool"
-    with Spool(str(spool_dir)) as spool, Receiver(spool, http="127.0.0.1:0", grpc="127.0.0.1:0",
-                                                  decode_workers=0) as rx:
+    # T0 is a fixed date, older than a default retention: kept (the receiver refuses what it would drop)
+    with Spool(str(spool_dir), SpoolLimits(retention_days=None)) as spool, \
+            Receiver(spool, http="127.0.0.1:0", grpc="127.0.0.1:0", decode_workers=0) as rx:
         providers = {}
         for svc in services:
             exporter = (HttpExporter(endpoint=f"http://127.0.0.1:{rx.http_port}/v1/traces")

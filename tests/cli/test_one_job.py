@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from mapper.analysis.findings import find
-from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.app import job
 from mapper.app.budgets import with_budgets
 from mapper.app.request import MapRequest, requested_spec
@@ -101,7 +101,7 @@ def test_a_command_that_refuses_its_arguments_never_asks(spec_file: Path, asked:
 def _prepared_map(spec_file: Path) -> LatencyMap:
     """A map with no measurement in it: what the command prints must come from this one."""
     spec = load_spec(spec_file)
-    return analyse(spec, Window.ending(UNTIL, 3600.0), {})
+    return analyse(spec, Window.ending(UNTIL, 3600.0), MapInput({}))
 
 
 def test_commands_work_on_the_map_run_map_returns(spec_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -617,7 +617,7 @@ def test_apm_spans_422_is_rejected_with_datadogs_words(replay: DatadogReplay) ->
 def test_per_host_bounds_render_as_ranges_and_block_the_end_to_end_with_a_reason() -> None:
     """A Datadog histogram cannot be added to other parts: the map says why there is no
     lead time, and its cells show the range, never a number."""
-    from mapper.analysis.latency import analyse
+    from mapper.analysis.latency import MapInput, analyse
     from mapper.core.model import MeasurementResult
     from mapper.render.report import to_table
 
@@ -634,8 +634,8 @@ stages:
 """, "s.yaml")
     sketch = SketchDistribution({0.5: 0.0125, 0.99: 0.08}, 250_000, 3550.0, 0.0012, 0.95)
     hosts = HostAggregateDistribution({0.5: (0.008, 0.014)}, 10_000, 0.7)
-    lm = analyse(spec, DAY, {("a", "process"): MeasurementResult(sketch, "dd a"),
-                             ("b", "process"): MeasurementResult(hosts, "dd b")})
+    lm = analyse(spec, DAY, MapInput({("a", "process"): MeasurementResult(sketch, "dd a"),
+                             ("b", "process"): MeasurementResult(hosts, "dd b")}))
     assert lm.end_to_end is None
     (check,) = [c for c in lm.checks if c.code == "no-end-to-end"]
     assert check.message == ("no end-to-end lead time: b process cannot be added to the other parts "

@@ -64,9 +64,12 @@ def test_native_histogram_with_negative_zero_and_positive_buckets() -> None:
     (_, h), = series.histograms
     rules = sorted({b[0] for b in h.buckets})
     assert rules == [0, 1, 3]
-    d = h.distribution()
+    d = h.distribution(negative="allow")
     assert d.count == pytest.approx(sum(b[3] for b in h.buckets))
     assert math.isfinite(d.quantile_values([0.5])[0])
+    with pytest.raises(SourceError, match=r"^x: data.result\[0\].histograms \(series \{'__name__': 'foo'\}\): "
+                       r"negative-observations: 3 of 10 "):
+        h.distribution()  # a latency cannot be negative: refused by default
 
 
 def test_native_histogram_matrix() -> None:

@@ -73,7 +73,7 @@ def test_map_and_discover_still_work_on_a_damaged_spool(tmp_path: Path, capsys: 
     assert main(["map", "-c", str(spec), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     (check,) = [c for c in doc["checks"] if c["code"] == "spool-damaged"]
-    assert f"2 damaged segment(s) not read, their spans missing from the map: {segments[0].name}, " \
+    assert f"2 damaged segment(s) or file(s) not read, their spans missing from the map: {segments[0].name}, " \
            f"{segments[1].name}" in check["message"]
 
 

@@ -34,7 +34,7 @@ from dashboards.grafana import build_dashboard, dashboard_queries
 from dashboards.provisioning import concrete, datasources_yaml, write_provisioning
 from dashboards.rules import render_rules
 from mapper.analysis.examples import Example, StageTime
-from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.app.discover import Discovery, Family, starter_spec
 from mapper.core.distribution import HistogramDistribution
 from mapper.core.escape import (
@@ -237,7 +237,7 @@ def _map(names: list[str]) -> LatencyMap:
         x = rng.lognormal(math.log(0.004), 0.3, 2000)
         results[(n, "process")] = MeasurementResult(HistogramDistribution.from_cumulative(
             BOUNDS, [(x <= b).sum() for b in BOUNDS], sum=float(x.sum())), "test")
-    return analyse(spec, Window(0, 86400), results)
+    return analyse(spec, Window(0, 86400), MapInput(results))
 
 
 def test_svgs_and_report_html_are_well_formed_xml_with_any_name() -> None:

@@ -13,11 +13,12 @@ import pytest
 
 from collectors.otlp.codec import PayloadError
 from collectors.otlp.files import read_trace_files
+from mapper.app.dask_client import connect
 from mapper.app.history import record_run
 from mapper.core.errors import OutputError, SpecError, UsageError
 from mapper.core.files import write_atomic
 from mapper.core.spec import loads_spec
-from mapper.core.spec.engine import parse_engine_text
+from mapper.core.spec.engine import EngineSpec, parse_engine_text
 
 
 @pytest.mark.parametrize("path", ["/proc/latmap-out/report.json", "/proc/self/latmap/map.svg"])
@@ -69,3 +70,25 @@ def test_a_gzip_bomb_in_a_traces_file_is_refused_quickly(tmp_path: Path) -> None
     with pytest.raises(PayloadError, match="refused as a gzip bomb"):
         list(read_trace_files(bomb))
     assert time.monotonic() - started < 30  # bounded work, not a wall-time target
+
+
+def test_a_dask_address_that_answers_http_times_out_with_one_line() -> None:
+    """Dask's timeout covers the connect, not the handshake: an HTTP server on the address
+    used to keep the map waiting for ever."""
+    pytest.importorskip("distributed")
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(UsageError, match="did not answer as a Dask scheduler"):
+            connect(EngineSpec(kind="dask", scheduler=f"tcp://127.0.0.1:{server.server_port}"), timeout=2.0)
+        assert time.monotonic() - started < 60
+    finally:
+        server.shutdown()

@@ -13,7 +13,7 @@ import pytest
 
 from mapper.analysis.attribution import attribute
 from mapper.analysis.findings import Findings
-from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.analysis.profiles import profile_from_samples
 from mapper.core.distribution import HistogramDistribution, SampleDistribution
 from mapper.core.model import MeasurementResult, Window
@@ -48,7 +48,7 @@ def _map() -> LatencyMap:
         (EVIL, "process"): rng.lognormal(math.log(0.003), 0.2, N),
     }
     return analyse(loads_spec(SPEC), Window(0, 86400),
-                   {k: MeasurementResult(_hist(v), "test") for k, v in parts.items()})
+                   MapInput({k: MeasurementResult(_hist(v), "test") for k, v in parts.items()}))
 
 
 class _Collect(HTMLParser):

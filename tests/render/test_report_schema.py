@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from mapper.analysis.findings import find
-from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.app.budgets import with_budgets
 from mapper.core.distribution import HistogramDistribution
 from mapper.core.model import MeasurementResult, Window
@@ -57,7 +57,7 @@ def _map(seed: int = 2) -> LatencyMap:
     results = {k: MeasurementResult(HistogramDistribution.from_cumulative(
         BOUNDS, [(v <= b).sum() for b in BOUNDS], sum=float(v.sum())), "test") for k, v in parts.items()}
     results["d", "process"] = MeasurementResult(None, "test: no series")
-    return analyse(loads_spec(SPEC), Window(0, 86400), results)
+    return analyse(loads_spec(SPEC), Window(0, 86400), MapInput(results))
 
 
 def _errors(doc: Any) -> list[str]:

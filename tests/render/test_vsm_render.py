@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from mapper.analysis.latency import LatencyMap, analyse
+from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.core.distribution import HistogramDistribution
 from mapper.core.model import MeasurementResult, Window
 from mapper.core.spec import loads_spec
@@ -46,7 +46,7 @@ def _small_map() -> LatencyMap:
     rng = np.random.default_rng(1)
     results = {(EVIL, "process"): _m(rng, 0.002), ("slow", "wait"): _m(rng, 0.001),
                ("slow", "process"): _m(rng, 0.04), ("empty", "process"): MeasurementResult(None, "test")}
-    return analyse(spec, Window(0, 86400), results)
+    return analyse(spec, Window(0, 86400), MapInput(results))
 
 
 def _long_map(n: int = 30) -> LatencyMap:
@@ -58,7 +58,7 @@ def _long_map(n: int = 30) -> LatencyMap:
     for i in range(n):
         results[(f"stage-{i:02d}", "wait")] = _m(rng, 0.001)
         results[(f"stage-{i:02d}", "process")] = _m(rng, 0.004 if i != 17 else 0.03)
-    return analyse(spec, Window(0, 86400), results)
+    return analyse(spec, Window(0, 86400), MapInput(results))
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +218,7 @@ def test_a_branch_that_skips_a_box_is_drawn_with_a_connector() -> None:
     rng = np.random.default_rng(3)
     results = {("a", "process"): _m(rng, 0.002), ("b", "process"): _m(rng, 0.003),
                ("c", "wait"): _m(rng, 0.001), ("c", "process"): _m(rng, 0.004)}
-    lm = analyse(spec, Window(0, 86400), results)
+    lm = analyse(spec, Window(0, 86400), MapInput(results))
     assert sorted(lm.spec.hops) == [("a", "b"), ("a", "c")]
     root = ET.fromstring(to_svg(lm))
     text = _all_text(root)
