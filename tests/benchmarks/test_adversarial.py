@@ -26,6 +26,6 @@ def test_quick_adversarial_pass_is_clean(tmp_path: Path, capsys: pytest.CaptureF
     bad = [c for c in figures["cases"] if c["verdict"] != "clean" or c["leaked"]]
     assert code == 0 and not bad, (bad, out[-2000:])
     assert figures["by_part"].keys() == {"cli", "answers", "outputs", "spool", "serve", "sigkill"}
-    assert min(figures["by_part"].values()) >= 4 and figures["inputs"] >= 80
+    assert min(figures["by_part"].values()) >= 3 and figures["inputs"] >= 50
     assert figures["hangs"] == figures["internal_errors"] == figures["crashes"] == figures["secret_leaks"] == 0
     assert figures["acked_spans"] > 0 and figures["acked_spans_lost"] == 0
