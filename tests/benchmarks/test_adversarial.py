@@ -1,7 +1,9 @@
-"""The adversarial pass, on its quick subset: every hostile input at the CLI, the spec and
-``latmap serve`` is handled cleanly (no traceback, no internal error, no crash, no raw control
-character, no secret in any output), and no acknowledged span is lost to SIGKILL. The full
-pass (``python benchmarks/adversarial.py``) prints the figures for the issue's note."""
+"""The adversarial pass, on its quick subset: every hostile input at the CLI, the spec, the
+servers latmap reads, the outputs it writes and ``latmap serve`` is handled cleanly (no
+traceback, no internal error, no hang, no crash, no raw control character, no prefix of a
+secret in any output, outputs that parse, refusals that happen), and no acknowledged span is
+lost to SIGKILL or to retention. The full pass (``python benchmarks/adversarial.py``) prints
+the figures for the issue's note."""
 
 from __future__ import annotations
 
@@ -23,5 +25,7 @@ def test_quick_adversarial_pass_is_clean(tmp_path: Path, capsys: pytest.CaptureF
     figures = json.loads((tmp_path / "adv.json").read_text())
     bad = [c for c in figures["cases"] if c["verdict"] != "clean" or c["leaked"]]
     assert code == 0 and not bad, (bad, out[-2000:])
-    assert figures["inputs"] >= 20 and figures["by_part"].keys() == {"cli", "serve", "sigkill"}
+    assert figures["by_part"].keys() == {"cli", "answers", "outputs", "spool", "serve", "sigkill"}
+    assert min(figures["by_part"].values()) >= 3 and figures["inputs"] >= 50
+    assert figures["hangs"] == figures["internal_errors"] == figures["crashes"] == figures["secret_leaks"] == 0
     assert figures["acked_spans"] > 0 and figures["acked_spans_lost"] == 0
