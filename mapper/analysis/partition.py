@@ -221,10 +221,12 @@ def merged_part_results(stage: str, provenance: str, dists: Mapping[tuple[str, s
         wchecks = []
         neg = sums.negative_waits.get(stage, 0)
         if neg:
+            # Partitions keep counts, not the hand-over spans' starts: both causes are named.
             wchecks.append(Check("warning", "negative-wait",
-                                 f"{stage} wait: {neg:,} of {int(wait.count):,} items start before their hand-over "
-                                 f"(clock skew between hosts, by up to {-sums.min_wait[stage]:.3g}s); kept, not "
-                                 "clamped", stage, "wait"))
+                                 f"{stage} wait: {neg:,} of {int(wait.count):,} items start before their hand-over, "
+                                 f"by up to {-sums.min_wait[stage]:.3g}s: a consumer that starts before its "
+                                 "producer's span ends (one host), or clock skew between hosts; kept, not clamped",
+                                 stage, "wait"))
             skew = sums.skewed_links.get(stage, 0)
             if skew:
                 wchecks.append(Check("warning", "link-clock-skew",
