@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from mapper.analysis.items import build_items, expand_ranges, first_of_each
-from mapper.analysis.waits import handover_columns, negative_wait_checks
+from mapper.analysis.waits import first_stage_checks, handover_columns, negative_wait_checks
 from mapper.core.distribution import Distribution, SampleDistribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
 from mapper.core.spans import SpanBatch, trace_id_hex
@@ -326,8 +326,9 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         per_trace = np.full(n_tr, None, dtype=object)
         per_trace[g_trace[tb]] = getattr(b, col)[brow[tb]]
         labels[col] = per_trace
+    checks = (*items.checks, *first_stage_checks(batch, stage_i, names, upstream))
     return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), lead_items, labels,
-                      items.checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo))
+                      checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo))
 
 
 def _primary(g_trace: np.ndarray, shared_key: np.ndarray | None) -> np.ndarray:

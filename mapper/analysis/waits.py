@@ -13,10 +13,13 @@ check says so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+import pandas as pd
 
 from mapper.core.model import Check
-from mapper.core.spans import KIND_CLIENT
+from mapper.core.spans import KIND_CLIENT, KIND_PRODUCER, SpanBatch
 
 NS = 1e-9
 #: What a wait is measured from, by the code in the trace frame's ``wait_from`` column.
@@ -83,4 +86,52 @@ def negative_wait_checks(stage: str, waits: np.ndarray, after_start: np.ndarray 
             f"{stage} wait: {int(skew.sum()):,} of {total} items start before their hand-over span even began "
             f"(by up to {s.max():.3g}s): clock skew between hosts (the spans carry no host; on one clock a "
             "consumer cannot start before its producer began); kept, not clamped"), stage, "wait"))
+    return out
+
+
+def first_stage_checks(batch: SpanBatch, stage_i: np.ndarray, names: Sequence[str],
+                       upstream: Mapping[str, str | None]) -> list[Check]:
+    """Why each first stage (no upstream) has no wait, one check per stage with spans.
+
+    When its spans have a PRODUCER or CLIENT parent (or link) in a service that is no stage,
+    the hand-over into the stream is in the data: ``first-stage-wait-not-measured`` names that
+    service and proposes it as a stage before this one (which then measures the wait). Else
+    ``first-stage-no-wait``: nothing traced hands items over to it."""
+    out = []
+    keys = pd.DataFrame({"th": batch.trace_hi, "tl": batch.trace_lo, "ref": batch.span_id, "p_stage": stage_i,
+                         "p_service": batch.service, "p_kind": batch.kind, "p_start": batch.start_ns,
+                         "p_end": batch.end_ns})
+    links = batch.all_links
+    for i, name in enumerate(names):
+        if upstream.get(name) is not None:
+            continue
+        rows = np.flatnonzero(stage_i == i)
+        if rows.size == 0:
+            continue
+        with_parent = rows[batch.parent_id[rows] != 0]
+        lk = np.isin(links.row, rows)
+        refs = pd.DataFrame({"row": np.r_[with_parent, links.row[lk]],
+                             "th": np.r_[batch.trace_hi[with_parent], links.trace_hi[lk]],
+                             "tl": np.r_[batch.trace_lo[with_parent], links.trace_lo[lk]],
+                             "ref": np.r_[batch.parent_id[with_parent], links.span_id[lk]]})
+        hits = refs.merge(keys, on=["th", "tl", "ref"])
+        hits = hits[(hits["p_stage"] < 0) & hits["p_kind"].isin((KIND_PRODUCER, KIND_CLIENT))]
+        hits = hits.drop_duplicates("row")
+        if hits.empty:
+            out.append(Check("info", "first-stage-no-wait", (
+                f"{name} wait: not measured: it is a first stage and none of its {rows.size:,} spans has a "
+                "PRODUCER or CLIENT parent or link outside the stream (the hand-over into the stream is not "
+                "traced); its lead time starts at its first span"), name, "wait"))
+            continue
+        by = hits["p_service"].value_counts()
+        top = str(by.index[0])
+        mine = hits[hits["p_service"] == top]
+        hand = np.where(mine["p_kind"] == KIND_CLIENT, mine["p_start"], mine["p_end"])
+        wait = np.median(batch.start_ns[mine["row"].to_numpy()] - hand) * NS
+        others = f" (also {', '.join(map(str, by.index[1:]))})" if by.size > 1 else ""
+        out.append(Check("info", "first-stage-wait-not-measured", (
+            f"{name} wait: not measured, though {int(by.iloc[0]):,} of its {rows.size:,} spans are handed over "
+            f"by spans of {top!r}{others}, which is not a stage (median hand-over {wait:.3g}s); add "
+            f"{{name: {top}, traces: {{service: {top}}}}} as a stage before {name} to measure this wait"),
+            name, "wait"))
     return out
