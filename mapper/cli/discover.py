@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mapper import app
+from mapper import app, render
 from mapper.cli.options import timeout_option
 from mapper.cli.output import echo
 from mapper.cli.parse import duration_of
@@ -40,10 +40,9 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
     if traces is not None:
         edges = app.pipeline.trace_graph(traces)
         if fmt == "json":
-            echo(json.dumps([{"client": e.client, "server": e.server, "connection_type": e.connection_type,
-                              "count": e.count} for e in edges], indent=2, sort_keys=True))
+            echo(json.dumps([render.graph.edge_json(e) for e in edges], indent=2, sort_keys=True))
         else:
-            echo(app.discover.graph_table(edges), nl=False)
+            echo(render.graph.edge_table(edges), nl=False)
         text = app.discover.starter_spec_from_traces(edges, traces)
     else:
         assert prometheus is not None
@@ -60,3 +59,4 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
             raise UsageError(f"{path}: exists; use --force to overwrite")
         write_atomic(path, text)
         echo(f"wrote {path}", err=True)
+
