@@ -23,7 +23,7 @@ from mapper.core.urls import check_http_url
 @click.option("--window", metavar="DURATION", default="24h", show_default=True,
               help="How far back to look for series and service-graph edges.")
 @click.option("--write", "write", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Write a starter stream.yaml to FILE.")
+              help="Write a starter stream spec (stream.yaml) to FILE; nothing else is written.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
 @timeout_option
