@@ -250,8 +250,17 @@ def sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
     for pv in parts:
         for k, v in pv.min_wait.items():
             low[k] = min(low.get(k, 0.0), v)
-    checks = tuple(Check(c.level, c.code, f"partition {i + 1}/{n_parts}: {c.message}", c.stage, c.part)
-                   for i, pv in enumerate(parts) for c in pv.checks)
+    # A first stage's wait check says the same of every partition: the first partition's is kept.
+    seen: set[tuple[str, str | None]] = set()
+    kept: list[Check] = []
+    for i, pv in enumerate(parts):
+        for c in pv.checks:
+            if c.code.startswith("first-stage-"):
+                if (c.code, c.stage) in seen:
+                    continue
+                seen.add((c.code, c.stage))
+            kept.append(Check(c.level, c.code, f"partition {i + 1}/{n_parts}: {c.message}", c.stage, c.part))
+    checks = tuple(kept)
     return PartVectors({}, sum(pv.traces for pv in parts), sum(pv.spans_used for pv in parts),
                        sum(pv.link_edges for pv in parts), add("stage_rows"), add("negative_waits"), low,
                        add("skewed_links"), checks, duplicates=sum(pv.duplicates for pv in parts))

@@ -98,9 +98,11 @@ def first_stage_checks(batch: SpanBatch, stage_i: np.ndarray, names: Sequence[st
     service and proposes it as a stage before this one (which then measures the wait). Else
     ``first-stage-no-wait``: nothing traced hands items over to it."""
     out = []
-    keys = pd.DataFrame({"th": batch.trace_hi, "tl": batch.trace_lo, "ref": batch.span_id, "p_stage": stage_i,
-                         "p_service": batch.service, "p_kind": batch.kind, "p_start": batch.start_ns,
-                         "p_end": batch.end_ns})
+    # Only spans outside the stream that hand over (PRODUCER, CLIENT) can be the source.
+    outside = np.flatnonzero((stage_i < 0) & np.isin(batch.kind, (KIND_PRODUCER, KIND_CLIENT)))
+    keys = pd.DataFrame({"th": batch.trace_hi[outside], "tl": batch.trace_lo[outside], "ref": batch.span_id[outside],
+                         "p_service": batch.service[outside], "p_kind": batch.kind[outside],
+                         "p_start": batch.start_ns[outside], "p_end": batch.end_ns[outside]})
     links = batch.all_links
     for i, name in enumerate(names):
         if upstream.get(name) is not None:
@@ -115,7 +117,6 @@ def first_stage_checks(batch: SpanBatch, stage_i: np.ndarray, names: Sequence[st
                              "tl": np.r_[batch.trace_lo[with_parent], links.trace_lo[lk]],
                              "ref": np.r_[batch.parent_id[with_parent], links.span_id[lk]]})
         hits = refs.merge(keys, on=["th", "tl", "ref"])
-        hits = hits[(hits["p_stage"] < 0) & hits["p_kind"].isin((KIND_PRODUCER, KIND_CLIENT))]
         hits = hits.drop_duplicates("row")
         if hits.empty:
             out.append(Check("info", "first-stage-no-wait", (

@@ -41,3 +41,14 @@ def test_a_first_stage_with_no_traced_hand_over_says_why_it_has_no_wait() -> Non
     assert [c.code for c in checks] == ["first-stage-no-wait"]
     assert "hand-over into the stream is not traced" in checks[0].message
     assert not [c for c in build_trace_table(_batch(False), MATCHES, UP).checks if c.stage == "alerting"]
+
+
+def test_partitions_say_a_first_stage_check_once() -> None:
+    from mapper.analysis.partition import PartVectors, sum_parts
+    from mapper.core.model import Check
+
+    c = Check("info", "first-stage-no-wait", "ingest wait: not measured", "ingest", "wait")
+    other = Check("warning", "link-cycle", "2 traces", None)
+    summed = sum_parts([PartVectors({}, checks=(c, other)), PartVectors({}, checks=(c, other))], 2)
+    assert [x.code for x in summed.checks] == ["first-stage-no-wait", "link-cycle", "link-cycle"]
+    assert summed.checks[0].message.startswith("partition 1/2: ")
