@@ -81,12 +81,24 @@ def _estimate_checks(stage: str, part: str, d: Distribution, qs: Sequence[float]
                              stage, part))
         elif (e.value and e.low is not None and e.high is not None
               and (e.high - e.low) > COARSE_RATIO * e.value):
-            out.append(Check(
-                "info", "bucket-too-coarse",
-                f"{stage} {part} {label}: interval {e.low:g}..{e.high:g}s is wider than the value "
-                f"{e.value:g}s; finer buckets around it would sharpen it (`latmap buckets` advises the bounds)",
-                stage, part))
+            out += _wide_interval(stage, part, d, e)
     return out
+
+
+def _wide_interval(stage: str, part: str, d: Distribution, e: Estimate) -> list[Check]:
+    """Why an interval is wider than its value, by what the part is made of: bucket advice only
+    where there are buckets; samples (traces) are sharpened by more items, nothing else by us."""
+    where = f"{stage} {part} {e.label}: interval {e.low:g}..{e.high:g}s is wider than the value {e.value:g}s"
+    if d.kind == "histogram":
+        return [Check("info", "bucket-too-coarse",
+                      f"{where}; finer buckets around it would sharpen it (`latmap buckets` advises the bounds)",
+                      stage, part)]
+    if d.kind in ("samples", "merged-samples"):
+        return [Check("info", "interval-too-wide",
+                      f"{where}: it is the order-statistic interval of {d.count:,.0f} samples (no buckets); "
+                      "more items in the window (a longer window, less trace sampling) would narrow it",
+                      stage, part)]
+    return []  # sketches and served percentiles: their accuracy is the back end's, not ours to advise
 
 
 def _objective(o: Objective, d: Distribution | None) -> ObjectiveResult:

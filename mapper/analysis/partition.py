@@ -221,10 +221,12 @@ def merged_part_results(stage: str, provenance: str, dists: Mapping[tuple[str, s
         wchecks = []
         neg = sums.negative_waits.get(stage, 0)
         if neg:
+            # Partitions keep counts, not the hand-over spans' starts: both causes are named.
             wchecks.append(Check("warning", "negative-wait",
-                                 f"{stage} wait: {neg:,} of {int(wait.count):,} items start before their hand-over "
-                                 f"(clock skew between hosts, by up to {-sums.min_wait[stage]:.3g}s); kept, not "
-                                 "clamped", stage, "wait"))
+                                 f"{stage} wait: {neg:,} of {int(wait.count):,} items start before their hand-over, "
+                                 f"by up to {-sums.min_wait[stage]:.3g}s: a consumer that starts before its "
+                                 "producer's span ends (one host), or clock skew between hosts; kept, not clamped",
+                                 stage, "wait"))
             skew = sums.skewed_links.get(stage, 0)
             if skew:
                 wchecks.append(Check("warning", "link-clock-skew",
@@ -248,8 +250,17 @@ def sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
     for pv in parts:
         for k, v in pv.min_wait.items():
             low[k] = min(low.get(k, 0.0), v)
-    checks = tuple(Check(c.level, c.code, f"partition {i + 1}/{n_parts}: {c.message}", c.stage, c.part)
-                   for i, pv in enumerate(parts) for c in pv.checks)
+    # A first stage's wait check says the same of every partition: the first partition's is kept.
+    seen: set[tuple[str, str | None]] = set()
+    kept: list[Check] = []
+    for i, pv in enumerate(parts):
+        for c in pv.checks:
+            if c.code.startswith("first-stage-"):
+                if (c.code, c.stage) in seen:
+                    continue
+                seen.add((c.code, c.stage))
+            kept.append(Check(c.level, c.code, f"partition {i + 1}/{n_parts}: {c.message}", c.stage, c.part))
+    checks = tuple(kept)
     return PartVectors({}, sum(pv.traces for pv in parts), sum(pv.spans_used for pv in parts),
                        sum(pv.link_edges for pv in parts), add("stage_rows"), add("negative_waits"), low,
                        add("skewed_links"), checks, duplicates=sum(pv.duplicates for pv in parts))

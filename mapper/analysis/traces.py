@@ -22,8 +22,9 @@ Definitions (per item, per stage):
   contain every stage of the path.
 
 Items that miss a stage are counted (completeness per stage) and left out of the lead
-time; negative waits (clock skew between hosts) are counted, never clamped (and, across a
-link, also as ``link-clock-skew``).
+time; negative waits are counted, never clamped, with their cause (a consumer that starts
+before its producer's span ends, or clock skew between hosts: :mod:`mapper.analysis.waits`;
+across a link, also as ``link-clock-skew``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ import numpy as np
 import pandas as pd
 
 from mapper.analysis.items import build_items, expand_ranges, first_of_each
+from mapper.analysis.waits import first_stage_checks, handover_columns, negative_wait_checks
 from mapper.core.distribution import Distribution, SampleDistribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
-from mapper.core.spans import KIND_CLIENT, SpanBatch, trace_id_hex
+from mapper.core.spans import SpanBatch, trace_id_hex
 
 NS = 1e-9
 #: Observations beyond a percentile that both sources need before they are compared on it.
@@ -306,15 +308,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     up_i = np.array([stage_of.get(upstream.get(n) or "", -1) for n in names])[g_stage]
     brow = firsts if rows is None else rows[firsts]  # the batch row of each group's first span
     prow, linked = _handover_rows(b, brow, rows, trace, span_id, si, g_trace, trace_b, up_i)
-    parent_ok = prow >= 0
-    safe = np.maximum(prow, 0)
-    handover = np.where(kind[safe] == KIND_CLIENT, start[safe], end[safe])
-    # Fallback: the end of the upstream stage in the same item.
-    up_g = g_trace * n_st + up_i
-    j = np.clip(np.searchsorted(gkey, up_g), 0, gkey.size - 1)
-    found = (up_i >= 0) & (gkey[j] == up_g)
-    hand = np.where(parent_ok, handover, np.where(found, g_end[j], 0))
-    wait = np.where(parent_ok | found, (g_start - hand).astype(np.float64) * NS, np.nan)
+    hand = handover_columns(kind, start, end, prow, g_start, g_end, gkey, g_trace, up_i, n_st)
     primary = _primary(g_trace, None if rows is None else items.root[g_trace] * len(b) + brow)
     frame = pd.DataFrame({
         "trace": g_trace,
@@ -322,7 +316,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         "start": g_start / 1e9,
         "end": g_end / 1e9,
         "process": process,
-        "wait": wait,
+        **hand,
         "linked": linked,
         "primary": primary,
     })
@@ -332,8 +326,9 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         per_trace = np.full(n_tr, None, dtype=object)
         per_trace[g_trace[tb]] = getattr(b, col)[brow[tb]]
         labels[col] = per_trace
+    checks = (*items.checks, *first_stage_checks(batch, stage_i, names, upstream))
     return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), lead_items, labels,
-                      items.checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo))
+                      checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo))
 
 
 def _primary(g_trace: np.ndarray, shared_key: np.ndarray | None) -> np.ndarray:
@@ -422,21 +417,18 @@ def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, Me
     waits = f["wait"].to_numpy()
     waits = waits[~np.isnan(waits)]
     if waits.size:
-        wchecks = []
-        neg = int(np.sum(waits < 0))
-        if neg:
-            wchecks.append(Check("warning", "negative-wait",
-                                 f"{stage} wait: {neg:,} of {waits.size:,} items start before their hand-over "
-                                 f"(clock skew between hosts, by up to {-waits.min():.3g}s); kept, not clamped",
-                                 stage, "wait"))
-            if "linked" in f:
-                linked = f["linked"].to_numpy()[~np.isnan(f["wait"].to_numpy())]
-                skew = int(np.sum(linked & (waits < 0)))
-                if skew:
-                    wchecks.append(Check("warning", "link-clock-skew",
-                                         f"{stage} wait: {skew:,} consumers linked to a producer in another "
-                                         "trace start before the producer ends (clock skew across the link); "
-                                         "kept, not clamped", stage, "wait"))
+        has = ~np.isnan(f["wait"].to_numpy())
+        cols = [f[c].to_numpy()[has] if c in f else None for c in ("after_span_start", "wait_from")]
+        wchecks = negative_wait_checks(stage, waits, cols[0], cols[1])
+        if wchecks and "linked" in f:
+            # Across a link only a start before the producer began is certainly skew (see waits).
+            skewed = waits < 0 if cols[0] is None else cols[0] < 0
+            skew = int(np.sum(f["linked"].to_numpy()[has] & skewed))
+            if skew:
+                wchecks.append(Check("warning", "link-clock-skew",
+                                     f"{stage} wait: {skew:,} consumers linked to a producer in another "
+                                     "trace start before the producer began (clock skew across the link); "
+                                     "kept, not clamped", stage, "wait"))
         out["wait"] = MeasurementResult(SampleDistribution(waits), provenance, tuple(wchecks))
     return out
 

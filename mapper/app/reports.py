@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mapper.analysis.latency import LatencyMap
-from mapper.core.files import dumps, write_atomic
+from mapper.core.files import REPORT_FILES, dumps, write_atomic
 from mapper.render.html import to_html
 from mapper.render.report import to_json, to_markdown
 from mapper.render.vsm_svg import to_svg
@@ -20,7 +20,5 @@ def write_reports(lm: LatencyMap, out: str | Path, findings: Findings | None = N
     ``map.svg`` into ``out`` (each atomically); return the paths."""
 
     d = Path(out)
-    return [write_atomic(d / "report.json", dumps(to_json(lm, findings))),
-            write_atomic(d / "report.md", to_markdown(lm, findings)),
-            write_atomic(d / "report.html", to_html(lm, findings)),
-            write_atomic(d / "map.svg", to_svg(lm))]
+    texts = (dumps(to_json(lm, findings)), to_markdown(lm, findings), to_html(lm, findings), to_svg(lm))
+    return [write_atomic(d / name, text) for name, text in zip(REPORT_FILES, texts, strict=True)]

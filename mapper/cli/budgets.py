@@ -16,7 +16,8 @@ from mapper.core.files import dumps
 @click.option("--format", "fmt", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True,
               help="What to print on stdout.")
 @click.option("--write", "write", is_flag=True,
-              help="Add the budgets to the spec as each stage's objectives (comments and order kept).")
+              help="Rewrite the spec file (-c FILE) in place with the budgets as each stage's objectives "
+                   "(comments and order kept); nothing else is written.")
 def budgets_command(options: MapOptions, fmt: str, write: bool) -> None:
     """Per-hop budgets: split the end-to-end objective into one threshold per hop.
 

@@ -20,7 +20,8 @@ from mapper.core.urls import check_http_url
 @click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
               help="The stream spec (stream.yaml).")
 @click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
-              help="Write DIR/dashboards/<uid>.json, DIR/rules/<stream>.rules.yml, DIR/provisioning/.")
+              help="Write DIR/dashboards/<uid>.json, DIR/rules/<stream>.rules.yml, "
+                   "DIR/provisioning/dashboards/latmap.yaml and DIR/provisioning/datasources/latmap.yaml.")
 @click.option("--prometheus", metavar="URL", default=None,
               help="Prometheus for the data source and --check (default: the spec's source).")
 @click.option("--check", is_flag=True,

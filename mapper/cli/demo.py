@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from mapper import demo
+from mapper.cli.options import REPORTS
 from mapper.cli.output import FORMATS, echo, render_map
 from mapper.core.errors import UsageError
 
 
 @click.command("demo")
 @click.option("--out", metavar="DIR", default="latmap-demo", show_default=True,
-              type=click.Path(file_okay=False), help="Where to write stream.yaml and the reports.")
+              type=click.Path(file_okay=False), help=f"Where to write stream.yaml, {REPORTS}.")
 @click.option("--mode", type=click.Choice(("auto", "prometheus", "scrape")), default="auto",
               show_default=True,
               help="prometheus: backfill a real local Prometheus; scrape: read a /metrics endpoint.")
@@ -21,7 +22,8 @@ def demo_command(out: str, mode: str, seed: int, fmt: str) -> None:
     """Map a simulated trading chain (market data -> alerting -> notification).
 
     Needs no server: uses a local `prometheus` binary when there is one, else a
-    loopback /metrics endpoint. Writes stream.yaml, report.json and report.md.
+    loopback /metrics endpoint. Writes stream.yaml and the reports (report.json, report.md,
+    report.html, map.svg) into --out.
     """
     if mode == "prometheus" and not demo.localprom.binaries_available():
         raise UsageError("--mode prometheus: no prometheus/promtool on PATH (apt-get install prometheus)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mapper import app
+from mapper import app, render
 from mapper.cli.options import timeout_option
 from mapper.cli.output import echo
 from mapper.cli.parse import duration_of
@@ -23,7 +23,7 @@ from mapper.core.urls import check_http_url
 @click.option("--window", metavar="DURATION", default="24h", show_default=True,
               help="How far back to look for series and service-graph edges.")
 @click.option("--write", "write", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Write a starter stream.yaml to FILE.")
+              help="Write a starter stream spec (stream.yaml) to FILE; nothing else is written.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
 @timeout_option
@@ -40,10 +40,9 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
     if traces is not None:
         edges = app.pipeline.trace_graph(traces)
         if fmt == "json":
-            echo(json.dumps([{"client": e.client, "server": e.server, "connection_type": e.connection_type,
-                              "count": e.count} for e in edges], indent=2, sort_keys=True))
+            echo(json.dumps([render.graph.edge_json(e) for e in edges], indent=2, sort_keys=True))
         else:
-            echo(app.discover.graph_table(edges), nl=False)
+            echo(render.graph.edge_table(edges), nl=False)
         text = app.discover.starter_spec_from_traces(edges, traces)
     else:
         assert prometheus is not None
@@ -60,3 +59,4 @@ def discover_command(prometheus: str | None, traces: str | None, window: str, wr
             raise UsageError(f"{path}: exists; use --force to overwrite")
         write_atomic(path, text)
         echo(f"wrote {path}", err=True)
+

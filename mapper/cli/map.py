@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from mapper import analysis, app
-from mapper.cli.options import MapOptions, map_options
+from mapper.cli.options import REPORTS, MapOptions, map_options
 from mapper.cli.output import FORMATS, echo, exit_code, progress_bar, render_map
 
 
 @click.command("map")
 @map_options
 @click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
-              help="Also write report.json and report.md into DIR.")
+              help=f"Also write {REPORTS} into DIR.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="What to print on stdout.")
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")

@@ -19,6 +19,7 @@ import click
 
 from mapper.app.request import MapRequest, requested_spec
 from mapper.cli.parse import duration_of, time_of
+from mapper.core.files import REPORT_FILES
 
 if TYPE_CHECKING:
     from mapper.app.pipeline import Progress
@@ -93,3 +94,6 @@ def map_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_MAP_OPTIONS):
         with_options = option(with_options)
     return with_options
+
+#: The report files, for help texts (map, report, demo).
+REPORTS = ", ".join(REPORT_FILES)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from mapper import analysis, app, render
-from mapper.cli.options import MapOptions, map_options
+from mapper.cli.options import REPORTS, MapOptions, map_options
 from mapper.cli.output import echo, exit_code, progress_bar
 from mapper.core.errors import LatmapError, UsageError
 from mapper.core.urls import check_http_url
@@ -15,9 +15,10 @@ from mapper.core.urls import check_http_url
 @click.command("report")
 @map_options
 @click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
-              help="Write report.json, report.md, report.html and map.svg into DIR.")
+              help=f"Write {REPORTS} into DIR.")
 @click.option("--history", "history", metavar="DIR", type=click.Path(file_okay=False),
-              help="Keep dated runs in DIR/<stream>/<YYYY-MM-DD>/, with latest and index.html.")
+              help=f"Keep dated runs: DIR/<stream>/<YYYY-MM-DD>/ (each with {REPORTS}), DIR/<stream>/latest "
+                   "(a symlink, or a file naming the run) and DIR/<stream>/index.html.")
 @click.option("--keep", metavar="DAYS", type=click.IntRange(min=0), default=30, show_default=True,
               help="With --history: remove runs older than DAYS days (0: keep all).")
 @click.option("--baseline", metavar="REPORT", type=click.Path(dir_okay=False),

@@ -20,7 +20,9 @@ from mapper.core.files import write_atomic
 @click.command("rules")
 @click.option("-c", "--config", "config", required=True, metavar="FILE", type=click.Path(dir_okay=False),
               help="The stream spec (stream.yaml).")
-@click.option("--out", metavar="FILE", help="Write the rule file here (default: stdout).")
+@click.option("--out", metavar="FILE",
+              help="Write the rule file here (default: stdout); with --alerts also the promtool tests, "
+                   "FILE with the suffix .test.yml unless --tests.")
 @click.option("--rate-window", default="5m", show_default=True, help="Range of rate() in the recorded series.")
 @click.option("--interval", default=None, help="Rule group evaluation interval (default: Prometheus's global).")
 @click.option("--alerts", is_flag=True,

@@ -163,14 +163,15 @@ class ConvolvedDistribution:
         mid = self.parts_masses["mid"].quantile(q)
         high = self.parts_masses["high"].quantile(q)
         low = min(low, mid)
+        # Too few items is said first: more bucket bounds would not make the percentile mean anything.
+        short = too_few_note(q, self.count)
+        if short:
+            return Estimate(q, None, low, None, self.count, short)
         if not math.isfinite(high):
             return Estimate(
                 q, None, low, None, self.count,
                 f"a part's tail is in its +Inf bucket: above {low:g}s",
             )
-        short = too_few_note(q, self.count)
-        if short:
-            return Estimate(q, None, low, None, self.count, short)
         return Estimate(q, mid, low, max(high, mid), self.count, self.note)
 
 

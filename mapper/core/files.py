@@ -15,6 +15,9 @@ from typing import Any
 from mapper.core.errors import OutputError
 from mapper.core.redact import redact
 
+#: The files a map is written as: ``--out`` of map, report and demo, and each ``--history`` run.
+REPORT_FILES = ("report.json", "report.md", "report.html", "map.svg")
+
 
 def _file_mode() -> int:
     """What ``open()`` would give a new file: 0666 minus the umask (0644 under the usual 022)."""

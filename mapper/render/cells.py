@@ -84,10 +84,11 @@ def latency_json(d: Distribution | None, qs: tuple[float, ...],
 def cell(e: Estimate) -> str:
     """One percentile for people: ``12.3ms [10ms..25ms]``, or why there is no number."""
     if e.value is None:
-        if e.note and "+Inf" in e.note and e.low is not None:
-            return f">{format_duration(e.low)} (+Inf bucket)"
+        # Too few first: a +Inf tail is worth a larger bound only once the percentile means anything.
         if e.note and e.note.startswith("too few"):
             return f"n/a (n={e.count:,.0f} too few)"
+        if e.note and "+Inf" in e.note and e.low is not None:
+            return f">{format_duration(e.low)} (+Inf bucket)"
         if e.low is not None and e.high is not None:  # only bounded (per-host, per-chunk values)
             why = e.note.split(":")[0] if e.note else "bounded"
             return f"n/a [{format_duration(e.low)}..{format_duration(e.high)}] ({why})"
@@ -104,6 +105,6 @@ def short_cell(e: Estimate) -> str:
     bucket, or ``n/a``."""
     if e.value is not None:
         return format_duration(e.value)
-    if e.note and "+Inf" in e.note and e.low is not None:
+    if e.note and "+Inf" in e.note and e.low is not None and not e.note.startswith("too few"):
         return f">{format_duration(e.low)}"
     return "n/a"

@@ -273,12 +273,20 @@ def test_missing_malformed_duplicate_links_and_cycles_are_counted() -> None:
 
 
 def test_skew_across_a_link_is_counted_not_clamped() -> None:
-    b = _batch([(1, 11, 0, "a", 0, 10, PROD), (2, 21, 0, "b", 7, 20, CONS)], [(1, 1, 11)])
+    # The consumer starts before its producer began: only skewed clocks do that (issue 26).
+    b = _batch([(1, 11, 0, "a", 10, 20, PROD), (2, 21, 0, "b", 7, 30, CONS)], [(1, 1, 11)])
     table = build_trace_table(b, AB, UP)
     res = part_results(table, "b", "test")
     assert res["wait"].distribution is not None
     assert {c.code for c in res["wait"].checks} == {"negative-wait", "link-clock-skew"}
-    assert table.stage_frame("b")["wait"].tolist() == pytest.approx([-3e-9])
+    assert table.stage_frame("b")["wait"].tolist() == pytest.approx([-13e-9])
+
+
+def test_a_linked_consumer_starting_before_its_producer_ends_is_not_called_skew() -> None:
+    b = _batch([(1, 11, 0, "a", 0, 10, PROD), (2, 21, 0, "b", 7, 20, CONS)], [(1, 1, 11)])
+    res = part_results(build_trace_table(b, AB, UP), "b", "test")
+    (check,) = res["wait"].checks
+    assert check.code == "negative-wait" and "before their hand-over span ends" in check.message
 
 
 def test_a_spool_of_the_old_schema_still_reads_its_first_links(tmp_path: Path) -> None:
