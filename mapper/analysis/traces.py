@@ -47,6 +47,8 @@ from mapper.core.model import Check, MeasurementResult
 from mapper.core.spans import KIND_CLIENT, SpanBatch, trace_id_hex
 
 NS = 1e-9
+#: The columns of :attr:`TraceTable.frame`.
+TABLE_COLUMNS = ("trace", "stage", "start", "end", "process", "wait", "linked", "primary", "th", "tail_policy")
 #: Observations beyond a percentile that both sources need before they are compared on it.
 MIN_TAIL_FOR_COMPARISON = 10
 
@@ -278,9 +280,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     stage_i = match_stages(batch, matches)
     used = stage_i >= 0
     if not used.any():
-        empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary", "th",
-                                      "tail_policy"])
-        return TraceTable(empty, names, 0, np.array([]), 0)
+        return TraceTable(pd.DataFrame(columns=list(TABLE_COLUMNS)), names, 0, np.array([]), 0)
     all_used = bool(used.all())
     b = batch if all_used else batch.take(np.flatnonzero(used))
     si_b = (stage_i if all_used else stage_i[used]).astype(np.int64)
@@ -334,8 +334,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         "wait": wait,
         "linked": linked,
         "primary": primary,
-        "th": b.sampling_th[brow],  # an item's sampling is its stage's first span's
-        "tail_policy": b.tail_policy[brow],
+        "th": b.sampling_th[brow], "tail_policy": b.tail_policy[brow],  # the sampling of the group's first span
     })
     tb, lead, lead_items = _lead_times(g_trace, g_start, g_end, n_st)
     labels = {}
