@@ -20,7 +20,8 @@ What the caller can rely on:
   ``unknown_service:<process.executable.name>``, is used, as SDKs do), an unknown kind or status
   code (0 is used), a link with a malformed id (kept with zero ids, so the map counts it;
   the ``link_*`` columns get none), or a string value longer than
-  :data:`MAX_VALUE_CHARS` (cut).
+  :data:`MAX_VALUE_CHARS` (cut), or a ``tracestate`` whose OpenTelemetry sampling threshold
+  (``ot=th:...``) is not 1-14 lowercase hex digits (the span is kept, its sampling unknown).
 * Rows keep the payload's order; within one :class:`Decoded` a (trace id, span id) pair
   appears once (the first copy wins: retried exports resend the same span).
 """
@@ -45,6 +46,7 @@ __all__ = [
     "DUPLICATE_SPAN",
     "END_BEFORE_START",
     "INVALID_PARENT_ID",
+    "INVALID_SAMPLING_THRESHOLD",
     "INVALID_SPAN_ID",
     "INVALID_TRACE_ID",
     "LONG_VALUE",
@@ -97,8 +99,10 @@ UNKNOWN_SPAN_KIND = "unknown span kind"
 UNKNOWN_STATUS_CODE = "unknown status code"
 BAD_LINK_ID = "bad link id"
 LONG_VALUE = "long value truncated"
+INVALID_SAMPLING_THRESHOLD = "invalid sampling threshold"
 WARNING_REASONS: tuple[str, ...] = (
     MISSING_SERVICE_NAME, UNKNOWN_SPAN_KIND, UNKNOWN_STATUS_CODE, BAD_LINK_ID, LONG_VALUE,
+    INVALID_SAMPLING_THRESHOLD,
 )
 
 #: The service of spans whose resource has no ``service.name`` (OTel resource semantic conventions).

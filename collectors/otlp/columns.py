@@ -28,6 +28,7 @@ from collectors.otlp.codec import (
     DUPLICATE_SPAN,
     END_BEFORE_START,
     INVALID_PARENT_ID,
+    INVALID_SAMPLING_THRESHOLD,
     INVALID_SPAN_ID,
     INVALID_TRACE_ID,
     LONG_VALUE,
@@ -40,9 +41,9 @@ from collectors.otlp.codec import (
     Decoded,
     nonzero_counts,
 )
-from mapper.core.spans import ATTRIBUTE_COLUMNS, SpanBatch, SpanLinks, first_rows
+from mapper.core.spans import ATTRIBUTE_COLUMNS, TH_NOT_SAMPLED, TH_UNKNOWN, SpanBatch, SpanLinks, first_rows
 
-__all__ = ["ATTR_INDEX", "ATTR_KEYS", "RawColumns", "resolve_service_name"]
+__all__ = ["ATTR_INDEX", "ATTR_KEYS", "TAIL_POLICY_KEY", "RawColumns", "resolve_service_name", "threshold_of"]
 
 _INT64_MAX = 2**63 - 1
 _KIND_NAMES = {f"SPAN_KIND_{n}": i for i, n in
@@ -52,6 +53,15 @@ _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR
 ATTR_KEYS = tuple(ATTRIBUTE_COLUMNS)
 ATTR_INDEX = {key: i for i, key in enumerate(ATTR_KEYS)}
 _HEX = re.compile(r"[0-9a-fA-F]*")
+#: The ``ot`` list-member of a W3C tracestate (OWS allowed around members), and its ``th`` sub-key.
+_OT_MEMBER = re.compile(r"(?:^|,)[ \t]*ot=([^,]*)")
+_TH = re.compile(r"[0-9a-f]{1,14}")
+#: The instrumentation-scope attribute the Collector's tail-sampling processor writes on the
+#: spans it keeps (feature gate ``processor.tailsamplingprocessor.recordpolicy``).
+TAIL_POLICY_KEY = "tailsampling.policy"
+#: OTLP span flags: the W3C trace flags are the low 8 bits, ``sampled`` is bit 0.
+_SAMPLED_FLAG = 0x1
+_TH_MALFORMED = -3  # a malformed th while building the column: counted, then made unknown
 
 
 
@@ -79,7 +89,10 @@ class RawColumns:
         self.status: list[Any] = []
         self.name: list[Any] = []
         self.attrs: tuple[list[Any], ...] = tuple([] for _ in ATTR_KEYS)
+        self.trace_state: list[Any] = []  # bytes (protobuf) or str/None (JSON)
+        self.flags: list[Any] = []  # OTLP span flags; 0 when absent
         self.services: list[tuple[str, bool, int]] = []  # (service, name was missing, spans)
+        self.policies: list[tuple[Any, int]] = []  # (scope's tailsampling.policy or None, spans)
 
     def finish(self) -> Decoded:
         n = len(self.trace)
@@ -139,8 +152,11 @@ class RawColumns:
             long_mask |= long_attr
         service, service_missing, long_service = self._service_column(n)
         long_mask |= long_service
+        sampling_th, th_bad = _thresholds(self.trace_state, self.flags)
+        tail_policy = self._policy_column(n)
         warned = {MISSING_SERVICE_NAME: service_missing, UNKNOWN_SPAN_KIND: kind_bad,
-                  UNKNOWN_STATUS_CODE: status_bad, BAD_LINK_ID: link_bad, LONG_VALUE: long_mask}
+                  UNKNOWN_STATUS_CODE: status_bad, BAD_LINK_ID: link_bad, LONG_VALUE: long_mask,
+                  INVALID_SAMPLING_THRESHOLD: th_bad}
         warnings = {reason: int(mask[keep].sum()) for reason, mask in warned.items()}
 
         columns = {
@@ -148,6 +164,7 @@ class RawColumns:
             "link_trace_hi": link_trace[:, 0].copy(), "link_trace_lo": link_trace[:, 1].copy(),
             "link_span_id": link_span[:, 0],
             "start_ns": start, "end_ns": end, "kind": kind, "status": status, "service": service, "name": names,
+            "sampling_th": sampling_th, "tail_policy": tail_policy,
         }
         for col_name, column in zip(ATTRIBUTE_COLUMNS.values(), attrs, strict=True):
             columns[col_name] = column
@@ -174,6 +191,62 @@ class RawColumns:
         long = np.array([len(s) > MAX_VALUE_CHARS for s, _, _ in self.services], dtype=bool)
         column = np.repeat(names, counts) if n else np.empty(0, dtype=object)
         return column, np.repeat(missing, counts), np.repeat(long, counts)
+
+
+    def _policy_column(self, n: int) -> np.ndarray:
+        """Per span, its scope's ``tailsampling.policy`` (None: absent), one repeat per scope."""
+        if not any(p for p, _ in self.policies):
+            return np.full(n, None, dtype=object)
+        values = np.empty(len(self.policies), dtype=object)
+        values[:] = [(_cut(p.decode("utf-8", "replace")) if isinstance(p, bytes) else _cut(p)) if p else None
+                     for p, _ in self.policies]
+        return np.repeat(values, np.array([c for _, c in self.policies], dtype=np.int64))
+
+
+def threshold_of(trace_state: str) -> int | None:
+    """The OpenTelemetry rejection threshold in a W3C ``tracestate`` (``ot=th:<hex>``): an int
+    in [0, 2**56); :data:`TH_UNKNOWN` when there is no ``th``; None when ``th`` is malformed.
+
+    ``th`` is 1-14 lowercase hex digits with trailing zeros left out, so it is padded to 14
+    on the right (``th:8`` is 2**55: probability one half; ``th:0`` is "always sampled").
+    """
+    member = _OT_MEMBER.search(trace_state)
+    if member is None:
+        return TH_UNKNOWN
+    for sub in member.group(1).strip().split(";"):
+        if sub.startswith("th:"):
+            digits = sub[3:]
+            return int(digits.ljust(14, "0"), 16) if _TH.fullmatch(digits) else None
+    return TH_UNKNOWN
+
+
+def _thresholds(states: list[Any], flags: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``sampling_th`` column and the mask of malformed ``th`` values.
+
+    Trace states repeat (one sampling probability per deployment; explicit randomness ``rv``
+    makes one per trace, never one per span): each distinct value is parsed once, and the
+    column is a dictionary look-up in C. Spans whose flags are present (non-zero) with the
+    W3C ``sampled`` bit clear get :data:`TH_NOT_SAMPLED`.
+    """
+    n = len(states)
+    distinct = set(states)
+    parsed: dict[Any, int] = {}
+    for state in distinct:
+        text = state.decode("utf-8", "replace") if isinstance(state, bytes) else state
+        th = threshold_of(text) if isinstance(text, str) and "ot=" in text else TH_UNKNOWN
+        parsed[state] = _TH_MALFORMED if th is None else th
+    if len(parsed) == 1:
+        column = np.full(n, next(iter(parsed.values())), dtype=np.int64)
+    else:
+        column = np.fromiter(map(parsed.__getitem__, states), dtype=np.int64, count=n)
+    bad = column == _TH_MALFORMED
+    column[bad] = TH_UNKNOWN
+    try:
+        fl = np.array(flags, dtype=np.int64).reshape(n)
+    except (TypeError, ValueError, OverflowError):  # JSON strings, nulls ...: one by one
+        fl = np.array([_to_int(f) for f in flags], dtype=np.int64).reshape(n)
+    column[(fl > 0) & ((fl & _SAMPLED_FLAG) == 0)] = TH_NOT_SAMPLED
+    return column, bad
 
 
 def _cut(text: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from collectors.otlp.codec import Decoded, NotTraces, PayloadError, gc_paused
-from collectors.otlp.columns import ATTR_INDEX, RawColumns, resolve_service_name
+from collectors.otlp.columns import ATTR_INDEX, TAIL_POLICY_KEY, RawColumns, resolve_service_name
 
 #: A JSON escape of a UTF-16 surrogate (``\ud800``-``\udfff``): only then can a parsed string
 #: hold a lone surrogate, so only then is the document checked for one.
@@ -116,6 +116,7 @@ def _collect_document(doc: Any) -> RawColumns:
             for j, ss in enumerate(rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ()):
                 place[1:] = [j, len(raw.trace)]
                 _copy_json_spans(ss.get("spans") or (), raw)
+                raw.policies.append((_scope_policy(ss.get("scope")), len(raw.trace) - place[2]))
             raw.services.append((service, missing, len(raw.trace) - resource_start))
     except (AttributeError, TypeError, KeyError, IndexError) as err:
         where = f"resourceSpans[{place[0]}]"
@@ -123,6 +124,15 @@ def _collect_document(doc: Any) -> RawColumns:
             where += f".scopeSpans[{place[1]}].spans[{len(raw.trace) - place[2]}]"
         raise PayloadError(f"{where}: not an OTLP object of the expected shape ({err})") from err
     return raw
+
+
+def _scope_policy(scope: Any) -> str | None:
+    """The scope's ``tailsampling.policy`` (the Collector's tail sampling), None when absent."""
+    for kv in (scope or {}).get("attributes") or ():
+        if kv.get("key") == TAIL_POLICY_KEY:
+            value = (kv.get("value") or {}).get("stringValue")
+            return value if isinstance(value, str) and value else None
+    return None
 
 
 def _json_service(resource: Any) -> tuple[str, bool]:
@@ -145,6 +155,7 @@ def _copy_json_spans(spans: Iterable[Any], raw: RawColumns) -> None:
     links_row, links_trace, links_span = raw.links_row.append, raw.links_trace.append, raw.links_span.append
     start, end, name = raw.start.append, raw.end.append, raw.name.append
     kind, status = raw.kind.append, raw.status.append
+    trace_state, flags = raw.trace_state.append, raw.flags.append
     a0, a1, a2, a3 = (values.append for values in raw.attrs)
     index = ATTR_INDEX
     zero8, zero16 = "0" * 16, "0" * 32
@@ -159,6 +170,9 @@ def _copy_json_spans(spans: Iterable[Any], raw: RawColumns) -> None:
         st = get("status")
         status((st.get("code") or 0) if st else 0)
         name(get("name") or "")
+        ts = get("traceState")
+        trace_state(ts if isinstance(ts, str) else None)
+        flags(get("flags") or 0)
         links = get("links")
         if links:
             first = links[0]

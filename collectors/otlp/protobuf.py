@@ -2,10 +2,12 @@
 
 Speed: the protobuf body is parsed by upb into a *lean* copy of the OTLP schema that declares
 only the fields latmap keeps (:func:`_lean_traces_data`). Skipped fields (events, most
-attribute value types, trace state ...) stay unparsed bytes, and the attribute lists are
+attribute value types, the scope's name ...) stay unparsed bytes, and the attribute lists are
 declared as ``map<string, AnyValue>``, which has the same wire layout as ``repeated KeyValue``,
 so looking up the four keys of :data:`~mapper.core.spans.ATTRIBUTE_COLUMNS` is a hash lookup in C
-rather than a Python loop over every attribute. String values are declared ``bytes`` so that
+rather than a Python loop over every attribute (the scope's ``tailsampling.policy`` likewise,
+once per scope). The span's ``trace_state`` and ``flags`` are copied as they are; the sampling
+threshold is parsed once per distinct trace state, after the loop. String values are declared ``bytes`` so that
 one attribute with invalid UTF-8 does not fail a whole request (the Collector does not check
 either); kept strings are decoded with replacement characters. Ids, timestamps and enums are
 validated on numpy arrays after the one Python loop over spans
@@ -20,7 +22,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from collectors.otlp.codec import Decoded, PayloadError, gc_paused
-from collectors.otlp.columns import ATTR_KEYS, RawColumns, resolve_service_name
+from collectors.otlp.columns import ATTR_KEYS, TAIL_POLICY_KEY, RawColumns, resolve_service_name
 
 __all__ = ["decode_protobuf"]
 
@@ -38,9 +40,11 @@ _LEAN_SCHEMA: dict[str, tuple[tuple[str, int, int, str | None], ...]] = {
     "Resource": (("attributes", 1, _T.TYPE_MESSAGE, "map"),),
     "Status": (("code", 3, _T.TYPE_INT32, None),),
     "Link": (("trace_id", 1, _T.TYPE_BYTES, None), ("span_id", 2, _T.TYPE_BYTES, None)),
+    "InstrumentationScope": (("attributes", 3, _T.TYPE_MESSAGE, "map"),),
     "Span": (
         ("trace_id", 1, _T.TYPE_BYTES, None),
         ("span_id", 2, _T.TYPE_BYTES, None),
+        ("trace_state", 3, _T.TYPE_BYTES, None),
         ("parent_span_id", 4, _T.TYPE_BYTES, None),
         ("name", 5, _T.TYPE_BYTES, None),
         ("kind", 6, _T.TYPE_INT32, None),
@@ -49,8 +53,9 @@ _LEAN_SCHEMA: dict[str, tuple[tuple[str, int, int, str | None], ...]] = {
         ("attributes", 9, _T.TYPE_MESSAGE, "map"),
         ("links", 13, _T.TYPE_MESSAGE, "Link"),
         ("status", 15, _T.TYPE_MESSAGE, "Status"),
+        ("flags", 16, _T.TYPE_FIXED32, None),
     ),
-    "ScopeSpans": (("spans", 2, _T.TYPE_MESSAGE, "Span"),),
+    "ScopeSpans": (("scope", 1, _T.TYPE_MESSAGE, "InstrumentationScope"), ("spans", 2, _T.TYPE_MESSAGE, "Span")),
     # 1000: instrumentation_library_spans of OTLP 0.15-0.19 (before that it was field 2,
     # which is scope_spans now with the same layout).
     "ResourceSpans": (
@@ -118,10 +123,11 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
     links_row, links_trace, links_span = raw.links_row.append, raw.links_trace.append, raw.links_span.append
     start, end, name = raw.start.append, raw.end.append, raw.name.append
     kind, status = raw.kind.append, raw.status.append
+    trace_state, flags = raw.trace_state.append, raw.flags.append
     a0, a1, a2, a3 = (values.append for values in raw.attrs)
     k0, k1, k2, k3 = ATTR_KEYS
     zero8, zero16 = bytes(8), bytes(16)
-    services = raw.services
+    services, policies = raw.services, raw.policies
     for resource_spans in data.resource_spans:
         attributes = resource_spans.resource.attributes
         service = attributes.get("service.name")
@@ -132,6 +138,8 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
         )
         before = len(raw.trace)
         for scope_spans in resource_spans.scope_spans or resource_spans.instrumentation_library_spans:
+            scope_start = len(raw.trace)
+            policy = scope_spans.scope.attributes.get(TAIL_POLICY_KEY) if scope_spans.HasField("scope") else None
             for s in scope_spans.spans:
                 trace(s.trace_id)
                 span(s.span_id)
@@ -141,6 +149,8 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
                 kind(s.kind)
                 status(s.status.code)
                 name(s.name)
+                trace_state(s.trace_state)
+                flags(s.flags)
                 links = s.links
                 if links:
                     first = links[0]
@@ -169,4 +179,5 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
                     a1(None)
                     a2(None)
                     a3(None)
+            policies.append((None if policy is None else policy.string_value, len(raw.trace) - scope_start))
         services.append((service_name, missing, len(raw.trace) - before))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mapper.core.spans import LINKS_COLUMN, SpanBatch, SpanLinks, links_type, parquet_schema
+from mapper.core.spans import LINKS_COLUMN, SAMPLING_COLUMNS, SpanBatch, SpanLinks, links_type, parquet_schema
 
 #: The columns of every record and Parquet file: :func:`mapper.core.spans.parquet_schema`.
 SCHEMA = parquet_schema()
@@ -28,12 +28,15 @@ def encode_payload(batch: SpanBatch) -> pa.Buffer:
 
 
 def decode_payload(payload: Any) -> pa.Table:
-    """A record's payload back as a table (zero-copy over ``payload``); a record of the old
-    schema (no ``links``) gets a null ``links`` column, so every record has one schema."""
+    """A record's payload back as a table (zero-copy over ``payload``); a record of an older
+    schema (no ``links``, no sampling columns) gets null columns, so every record has one
+    schema (null sampling: unknown)."""
     table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
-    if LINKS_COLUMN not in table.column_names:
-        table = table.append_column(SCHEMA.field(LINKS_COLUMN),
-                                    pa.nulls(table.num_rows, SCHEMA.field(LINKS_COLUMN).type))
+    if table.column_names != SCHEMA.names:
+        for name in (*SAMPLING_COLUMNS, LINKS_COLUMN):
+            if name not in table.column_names:
+                table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+        table = table.select(SCHEMA.names)
     return table
 
 

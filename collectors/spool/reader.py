@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from collectors.spool.payload import SCHEMA, arrays, decode_payload
 from mapper.core.errors import LatmapError
-from mapper.core.spans import LINKS_COLUMN, SpanBatch, SpanLinks, dedupe
+from mapper.core.spans import LINKS_COLUMN, SAMPLING_COLUMNS, SpanBatch, SpanLinks, dedupe
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,24 @@ class SpoolRead:
 
 
 def table_to_batch(table: pa.Table) -> SpanBatch:
-    """A table of :data:`SCHEMA`'s columns as a span batch."""
+    """A table of :data:`SCHEMA`'s columns as a span batch; a sampling column that is null or
+    absent (a spool written before latmap read sampling) is "unknown sampling"."""
     if table.num_rows == 0:
         return SpanBatch.empty()
-    cols = {f.name: _column(table.column(f.name)) for f in SCHEMA if f.name != LINKS_COLUMN}
+    cols = {f.name: _column(_filled(table, f.name)) for f in SCHEMA if f.name != LINKS_COLUMN}
     first = (cols["link_trace_hi"], cols["link_trace_lo"], cols["link_span_id"])
     return SpanBatch(**cols, links=links_from_table(table, first))
+
+
+def _filled(table: pa.Table, name: str) -> pa.ChunkedArray:
+    """The column, with a sampling column's nulls (or its absence) as its "unknown" value."""
+    if name not in SAMPLING_COLUMNS or SAMPLING_COLUMNS[name] is None:
+        return table.column(name) if name in table.column_names else pa.chunked_array(
+            [pa.nulls(table.num_rows, SCHEMA.field(name).type)])
+    if name not in table.column_names:
+        return pa.chunked_array([pa.array(np.full(table.num_rows, SAMPLING_COLUMNS[name]), SCHEMA.field(name).type)])
+    col = table.column(name)
+    return col.fill_null(SAMPLING_COLUMNS[name]) if col.null_count else col
 
 
 def payloads_batch(payloads: Sequence[Any]) -> SpanBatch:
@@ -424,9 +436,9 @@ def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
         raise SpoolError(f"{name}: not a readable Parquet file ({_one_line(err)})") from err
 
 
-#: What a Parquet file must hold to be one of the spool's: every column but ``links`` (which
-#: spools written before it existed lack; the readers fill it in).
-_REQUIRED = tuple(f.name for f in SCHEMA if f.name != LINKS_COLUMN)
+#: What a Parquet file must hold to be one of the spool's: every column but ``links`` and the
+#: sampling columns (which spools written before them lack; the readers fill them in).
+_REQUIRED = tuple(f.name for f in SCHEMA if f.name != LINKS_COLUMN and f.name not in SAMPLING_COLUMNS)
 
 
 def _check_columns(name: str, have: Sequence[str]) -> None:

@@ -19,14 +19,18 @@ the span's *start* time in UTC; the schema is :func:`mapper.core.spans.parquet_s
     link_trace_hi/lo,
     link_span_id            uint64   the span's first link (async hand-over); 0 = none
     links                   list<struct<trace_hi, trace_lo, span_id>>   every link of the span
-
-Spools written before ``links`` existed still read: a missing or null ``links`` means the
-span's links are its ``link_*`` first link (:mod:`collectors.spool.links`).
     start_ns, end_ns        int64    Unix nanoseconds
     kind, status            int8     OTLP SpanKind and StatusCode values
     service, name,
     destination, messaging_system,
     peer_service, db_system string   null when absent
+    sampling_th             int64    OTel sampling threshold (tracestate ot=th); -1 unknown,
+                                     -2 the W3C sampled flag is clear
+    tail_policy             string   the Collector's tailsampling.policy; null when absent
+
+Spools written before ``links`` existed still read: a missing or null ``links`` means the
+span's links are its ``link_*`` first link (:mod:`collectors.spool.links`). Spools written
+before the sampling columns existed read too: missing or null means "unknown sampling".
 
 plus the partition columns ``date`` (``YYYY-MM-DD``) and ``hour`` (0-23) from the directory
 names (pyarrow infers them as string and int32).

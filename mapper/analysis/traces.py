@@ -36,12 +36,21 @@ import numpy as np
 import pandas as pd
 
 from mapper.analysis.items import build_items, expand_ranges, first_of_each
+from mapper.analysis.sampling import (
+    sampled_count,
+    sampling_checks,
+    tail_sampling_suspected,
+    weighted_parts,
+    weighted_samples,
+)
 from mapper.analysis.waits import first_stage_checks, handover_columns, negative_wait_checks
-from mapper.core.distribution import Distribution, SampleDistribution, percentile_label
+from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
 from mapper.core.spans import SpanBatch, trace_id_hex
 
 NS = 1e-9
+#: The columns of :attr:`TraceTable.frame`.
+TABLE_COLUMNS = ("trace", "stage", "start", "end", "process", "wait", "linked", "primary", "th", "tail_policy")
 #: Observations beyond a percentile that both sources need before they are compared on it.
 MIN_TAIL_FOR_COMPARISON = 10
 
@@ -95,7 +104,8 @@ class TraceTable:
     ``frame`` columns: ``trace`` (int code), ``stage``, ``start``, ``end``, ``process``,
     ``wait`` (NaN for the first stage or when the upstream stage is missing), ``linked``
     (the hand-over crossed a span link into another trace), ``primary`` (False for a copy of
-    a stage's spans shared by fan-out branches of one root: :meth:`stage_frame` leaves it out).
+    a stage's spans shared by fan-out branches of one root: :meth:`stage_frame` leaves it out),
+    ``th`` and ``tail_policy`` (the sampling of the group's first span: :mod:`mapper.analysis.sampling`).
     ``lead`` holds one lead time per complete item (seconds), ``lead_traces`` their codes.
     ``labels`` maps a span column (e.g. ``destination``) to each item's value, read from
     the item's first span of its first stage, for slicing by label (:meth:`where`).
@@ -272,8 +282,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
     stage_i = match_stages(batch, matches)
     used = stage_i >= 0
     if not used.any():
-        empty = pd.DataFrame(columns=["trace", "stage", "start", "end", "process", "wait", "linked", "primary"])
-        return TraceTable(empty, names, 0, np.array([]), 0)
+        return TraceTable(pd.DataFrame(columns=list(TABLE_COLUMNS)), names, 0, np.array([]), 0)
     all_used = bool(used.all())
     b = batch if all_used else batch.take(np.flatnonzero(used))
     si_b = (stage_i if all_used else stage_i[used]).astype(np.int64)
@@ -319,6 +328,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         **hand,
         "linked": linked,
         "primary": primary,
+        "th": b.sampling_th[brow], "tail_policy": b.tail_policy[brow],  # the sampling of the group's first span
     })
     tb, lead, lead_items = _lead_times(g_trace, g_start, g_end, n_st)
     labels = {}
@@ -413,9 +423,11 @@ def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, Me
         checks.append(Check("info", "incomplete-traces",
                             f"{stage}: present in {share:.1%} of {table.traces:,} {unit}; those without it "
                             "are left out of the lead time", stage))
-    out = {"process": MeasurementResult(SampleDistribution(f["process"].to_numpy()), provenance, tuple(checks))}
-    waits = f["wait"].to_numpy()
-    waits = waits[~np.isnan(waits)]
+    process, th = weighted_parts(f, "process")
+    if th is not None:
+        checks += sampling_checks(stage, th, f["tail_policy"].to_numpy() if "tail_policy" in f else None)
+    out = {"process": MeasurementResult(weighted_samples(process, th), provenance, tuple(checks))}
+    waits, wait_th = weighted_parts(f, "wait")
     if waits.size:
         has = ~np.isnan(f["wait"].to_numpy())
         cols = [f[c].to_numpy()[has] if c in f else None for c in ("after_span_start", "wait_from")]
@@ -429,7 +441,7 @@ def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, Me
                                      f"{stage} wait: {skew:,} consumers linked to a producer in another "
                                      "trace start before the producer began (clock skew across the link); "
                                      "kept, not clamped", stage, "wait"))
-        out["wait"] = MeasurementResult(SampleDistribution(waits), provenance, tuple(wchecks))
+        out["wait"] = MeasurementResult(weighted_samples(waits, wait_th), provenance, tuple(wchecks))
     return out
 
 
@@ -440,12 +452,14 @@ def compare(stage: str, part: str, metric: Distribution, traced: Distribution,
     Percentiles disagree when their intervals do not overlap. A percentile is compared only
     when both sides have at least :data:`MIN_TAIL_FOR_COMPARISON` observations beyond it:
     with one or two, its 95% interval misses by chance too often to call it a disagreement
-    (and many parts x percentiles are compared at once). Counts are not compared as equal
-    because traces are usually sampled, only reported.
+    (and many parts x percentiles are compared at once; sampled traces count their sampled
+    items here, not their weighted count). Counts are not compared as equal because traces are
+    usually sampled, only reported; weighted trace items far fewer than the metric's
+    observations are ``tail-sampling-suspected`` (:mod:`mapper.analysis.sampling`).
     """
     out = []
     for q in qs:
-        if min(metric.count, traced.count) * (1 - q) < MIN_TAIL_FOR_COMPARISON:
+        if min(metric.count, sampled_count(traced)) * (1 - q) < MIN_TAIL_FOR_COMPARISON:
             continue
         a, b = metric.quantile(q), traced.quantile(q)
         if a.value is None or b.value is None or a.low is None or b.low is None:
@@ -469,4 +483,4 @@ def compare(stage: str, part: str, metric: Distribution, traced: Distribution,
                              "matched to this stage that the metric does not time", stage, part))
         else:
             out.append(Check("info", "metrics-traces-count", counts + "; the counts agree)", stage, part))
-    return out
+    return out + tail_sampling_suspected(stage, part, metric, traced)

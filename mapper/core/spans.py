@@ -8,6 +8,14 @@ Ids: a trace id is 16 bytes, kept as two big-endian uint64 halves (``trace_hi``,
 ``trace_lo``) so that sorting and grouping are numeric; span ids are one uint64; 0 means
 "none" (no parent, no link).
 
+Sampling: ``sampling_th`` is the OpenTelemetry probability-sampling rejection threshold of the
+span's trace (the ``th`` of ``ot=`` in its W3C ``tracestate``: 56 bits, so an int64 holds it),
+or one of :data:`TH_UNKNOWN` (no ``th``: sampling unknown, the item counts 1) and
+:data:`TH_NOT_SAMPLED` (the span's W3C ``sampled`` flag is explicitly clear). ``tail_policy`` is
+the Collector's tail-sampling ``tailsampling.policy`` (an instrumentation-scope attribute), or
+None. Both are :data:`SAMPLING_COLUMNS`: spools written before them lack them, and a missing
+value means "unknown sampling", never "not sampled" (:mod:`mapper.analysis.sampling` weighs).
+
 Links: a span has any number of links (a batch consumer links to every message it took).
 The ``link_*`` columns keep the *first* one (the spool's original schema); every link is in
 :attr:`SpanBatch.links`, one row per link (:class:`SpanLinks`).
@@ -50,7 +58,16 @@ _COLUMNS: dict[str, Any] = {
     "messaging_system": object,
     "peer_service": object,
     "db_system": object,
+    "sampling_th": np.int64,
+    "tail_policy": object,
 }
+
+#: ``sampling_th`` when the span carries no ``th`` (or an invalid one): unknown, weight 1.
+TH_UNKNOWN = -1
+#: ``sampling_th`` when the span's W3C trace flags say "not sampled" (recorded and exported anyway).
+TH_NOT_SAMPLED = -2
+#: Columns that spools written before sampling was read lack, with the value that means "unknown".
+SAMPLING_COLUMNS: dict[str, Any] = {"sampling_th": TH_UNKNOWN, "tail_policy": None}
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,6 +154,9 @@ class SpanBatch:
     messaging_system: np.ndarray
     peer_service: np.ndarray
     db_system: np.ndarray
+    # None when built: unknown for every span (set to an array in __post_init__)
+    sampling_th: np.ndarray = None  # type: ignore[assignment]
+    tail_policy: np.ndarray = None  # type: ignore[assignment]
     links: SpanLinks | None = None
 
     def __post_init__(self) -> None:
@@ -144,7 +164,10 @@ class SpanBatch:
         for f in fields(self):
             if f.name == "links":
                 continue
-            col = np.asarray(getattr(self, f.name), dtype=_COLUMNS[f.name])
+            value = getattr(self, f.name)
+            if value is None:  # a sampling column not given: unknown for every span
+                value = np.full(n, SAMPLING_COLUMNS[f.name], dtype=_COLUMNS[f.name])
+            col = np.asarray(value, dtype=_COLUMNS[f.name])
             if col.shape != (n,):
                 raise ValueError(f"column {f.name} has shape {col.shape}, expected ({n},)")
             object.__setattr__(self, f.name, col)
@@ -177,6 +200,8 @@ class SpanBatch:
         for name, dt in _COLUMNS.items():
             if name in columns:
                 full[name] = np.asarray(columns[name], dtype=dt)
+            elif name in SAMPLING_COLUMNS:
+                full[name] = np.full(n, SAMPLING_COLUMNS[name], dtype=dt)
             elif dt is object:
                 full[name] = np.full(n, None, dtype=object)
             else:

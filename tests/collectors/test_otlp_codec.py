@@ -72,6 +72,7 @@ def test_official_example_upper_case_hex_ids_and_times() -> None:
         "start_ns": 1544712660000000000, "end_ns": 1544712661000000000,
         "kind": KIND_SERVER, "status": 0, "service": "my.service", "name": "I'm a server span",
         "destination": None, "messaging_system": None, "peer_service": None, "db_system": None,
+        "sampling_th": -1, "tail_policy": None,
     }]
 
 
@@ -165,6 +166,7 @@ def test_jaeger_api_v3_result_wrapper() -> None:
         "link_trace_hi": 0, "link_trace_lo": 0, "link_span_id": 0, "start_ns": T0, "end_ns": T0 + 5,
         "kind": KIND_SERVER, "status": 2, "service": UNKNOWN_SERVICE, "name": "foobar",
         "destination": None, "messaging_system": None, "peer_service": None, "db_system": None,
+        "sampling_th": -1, "tail_policy": None,
     }]
 
 
@@ -252,12 +254,13 @@ EXPECTED_FULL = [
     {"trace_hi": 0x0123456789ABCDEF, "trace_lo": 0xFEDCBA9876543210, "span_id": 0xA1, "parent_id": 0xA0,
      "link_trace_hi": 0, "link_trace_lo": 0, "link_span_id": 0, "start_ns": T0, "end_ns": T0 + 2500,
      "kind": KIND_PRODUCER, "status": 2, "service": "alerting", "name": "op-161",
-     "destination": "ticks", "messaging_system": "kafka", "peer_service": None, "db_system": None},
+     "destination": "ticks", "messaging_system": "kafka", "peer_service": None, "db_system": None,
+     "sampling_th": -1, "tail_policy": None},
     {"trace_hi": 0, "trace_lo": 0x0BAD, "span_id": 0xB1, "parent_id": 0,
      "link_trace_hi": 0x0123456789ABCDEF, "link_trace_lo": 0xFEDCBA9876543210, "link_span_id": 0xA1,
      "start_ns": T0 + 5000, "end_ns": T0 + 6000, "kind": KIND_CONSUMER, "status": 0, "service": "notification",
      "name": "op-177", "destination": None, "messaging_system": None, "peer_service": "sns",
-     "db_system": None},  # an int db.system is not a string: not kept
+     "db_system": None, "sampling_th": -1, "tail_policy": None},  # an int db.system is not a string: not kept
 ]
 
 
@@ -302,9 +305,10 @@ def test_lean_schema_field_numbers_match_opentelemetry_proto() -> None:
         "AnyValue": common_pb2.AnyValue, "Resource": resource_pb2.Resource, "Status": trace_pb2.Status,
         "Link": trace_pb2.Span.Link, "Span": trace_pb2.Span, "ScopeSpans": trace_pb2.ScopeSpans,
         "ResourceSpans": trace_pb2.ResourceSpans, "TracesData": trace_pb2.TracesData,
+        "InstrumentationScope": common_pb2.InstrumentationScope,
     }
     wire = {FD.TYPE_BYTES: "len", FD.TYPE_STRING: "len", FD.TYPE_MESSAGE: "len", FD.TYPE_INT32: "varint",
-            FD.TYPE_ENUM: "varint", FD.TYPE_FIXED64: "i64"}
+            FD.TYPE_ENUM: "varint", FD.TYPE_FIXED64: "i64", FD.TYPE_FIXED32: "i32"}
     checked = 0
     for message, fields in otlp_protobuf._LEAN_SCHEMA.items():
         by_name = real[message].DESCRIPTOR.fields_by_name
@@ -319,7 +323,7 @@ def test_lean_schema_field_numbers_match_opentelemetry_proto() -> None:
             checked += 1
     kv = common_pb2.KeyValue.DESCRIPTOR.fields_by_name
     assert (kv["key"].number, kv["value"].number) == (1, 2)
-    assert checked == 19
+    assert checked == 23
 
 
 def test_legacy_instrumentation_library_spans_field_1000() -> None:
@@ -609,6 +613,6 @@ def test_merge_dedupes_across_requests_and_adds_counts() -> None:
 
 def test_every_reason_is_exported_once() -> None:
     assert len(REJECT_REASONS) == len(set(REJECT_REASONS)) == 10
-    assert len(WARNING_REASONS) == len(set(WARNING_REASONS)) == 5
+    assert len(WARNING_REASONS) == len(set(WARNING_REASONS)) == 6
     exported = {getattr(codec, n) for n in codec.__all__ if isinstance(getattr(codec, n), str)}
     assert exported == set(REJECT_REASONS) | set(WARNING_REASONS) | {UNKNOWN_SERVICE}
