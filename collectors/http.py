@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -161,7 +162,40 @@ def send(session: requests.Session, method: str, url: str, timeout: float, max_b
          **kwargs: Any) -> requests.Response | str:
     """One request: its response (body read, at most ``max_bytes``), or why there is none (no
     answer in time, no connection) as a one-line message to retry on; any other request
-    failure, and an answer beyond ``max_bytes``, raises SourceError."""
+    failure, and an answer beyond ``max_bytes``, raises SourceError.
+
+    ``timeout`` bounds each wait for bytes, and the body has a deadline of its own; the whole
+    request also has one (:func:`whole_request_deadline`): a server that keeps sending
+    something other than an answer (``100 Continue`` for ever, one informational response
+    after another) meets every per-read timeout and would otherwise hold the map for ever.
+    The request then runs in a daemon thread that is abandoned past the deadline."""
+    outcome: list[requests.Response | str | BaseException] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(_send(session, method, url, timeout, max_bytes, **kwargs))
+        except BaseException as err:  # handed to the calling thread below
+            outcome.append(err)
+
+    worker = threading.Thread(target=attempt, name="latmap-http", daemon=True)
+    worker.start()
+    deadline = whole_request_deadline(timeout)
+    worker.join(deadline)
+    if not outcome:
+        return f"{url}: no complete answer within {deadline:g}s"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def whole_request_deadline(timeout: float) -> float:
+    """The longest one request may take from start to read body: two per-read timeouts (the
+    connection and the answer's head) and the body's deadline, plus a little."""
+    return 3 * timeout + 2.0
+
+
+def _send(session: requests.Session, method: str, url: str, timeout: float, max_bytes: int,
+          **kwargs: Any) -> requests.Response | str:
     try:
         resp = session.request(method, url, timeout=timeout, stream=True, **kwargs)
         try:

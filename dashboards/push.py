@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
-from collectors.http import MAX_RESPONSE, USER_AGENT, read_capped, read_secret
+from collectors.http import MAX_RESPONSE, USER_AGENT, read_secret, send
 from mapper.core.errors import SourceError, UsageError
 from mapper.core.redact import remember, remote_text
 from mapper.core.urls import check_http_url
@@ -81,19 +81,15 @@ class _Grafana:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None,
              allow: tuple[int, ...] = ()) -> tuple[int, Any]:
         where = f"Grafana {self.shown}{path}"
-        try:
-            resp = self.session.request(method, self.base + path, json=body, timeout=self.timeout,
-                                        stream=True, allow_redirects=False)  # the token stays here
-            try:
-                read_capped(resp, where, MAX_RESPONSE, self.timeout)
-            finally:
-                resp.close()
-        except requests.Timeout as err:
-            raise SourceError(f"{where}: no answer within {self.timeout:g}s") from err
-        except requests.ConnectionError as err:
-            raise SourceError(f"{where}: cannot connect (is Grafana running at {self.shown}?)") from err
-        except requests.RequestException as err:
-            raise SourceError(f"{where}: request failed: {type(err).__name__}") from err
+        # Through collectors.http.send: the body capped, the whole request under a deadline
+        # (a server answering 100 Continue for ever cannot hold the push), no redirect (the
+        # token stays here).
+        resp = send(self.session, method, self.base + path, self.timeout, MAX_RESPONSE, json=body,
+                    allow_redirects=False)
+        if isinstance(resp, str):
+            if ": cannot connect" in resp:
+                raise SourceError(f"{where}: cannot connect (is Grafana running at {self.shown}?)")
+            raise SourceError(f"{where}: no answer within {self.timeout:g}s")
         status = resp.status_code
         try:
             data = resp.json() if resp.content else None
