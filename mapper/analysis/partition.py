@@ -146,6 +146,28 @@ class PartVectors:
     duplicates: int = 0
 
 
+#: The check of a partitioned window whose spans were probability-sampled (see :func:`_unweighted`).
+UNWEIGHTED = "sampled-traces-not-weighted"
+
+
+def _unweighted(table: TraceTable, stages: Sequence[str]) -> list[Check]:
+    """Partitions merge plain order statistics: the adjusted counts of probability-sampled
+    spans (OTel ``th`` above 0) are not applied here, as the in-memory route applies them, so
+    the counts are of sampled items. Said per stage rather than left as a silent difference."""
+    f = table.frame
+    if "th" not in f or not len(f):
+        return []
+    th = f["th"].to_numpy()
+    out = []
+    for s in stages:
+        if np.any((th > 0) & (f["stage"].to_numpy() == s)):
+            out.append(Check("warning", UNWEIGHTED, (
+                f"{s}: items come from probability-sampled traces (OTel th); a window analysed "
+                "partition by partition counts the sampled items and does not weight them by their adjusted "
+                "count (a window within engine.memory_budget does); prefer the stage's metrics for its count"), s))
+    return out
+
+
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
                       upstream: Mapping[str, str | None], path: Sequence[str] | None = None,
                       on_table: Callable[[TraceTable], None] | None = None,
@@ -183,8 +205,9 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
         lead, by_hop = replay_hops(table, table.stages)
         hops = (np.column_stack([lead, *(by_hop[s] for s in table.stages)]) if lead.size
                 else np.zeros((0, len(table.stages) + 1)))
+    checks = (*table.checks, *_unweighted(table, [m.stage for m in matches]))
     return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
-                       table.checks, items, starts=starts, times=times, replay=hops,
+                       checks, items, starts=starts, times=times, replay=hops,
                        frame=table.frame[list(FRAME_COLUMNS)] if frame else None)
 
 
@@ -255,7 +278,7 @@ def sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
     kept: list[Check] = []
     for i, pv in enumerate(parts):
         for c in pv.checks:
-            if c.code.startswith("first-stage-"):
+            if c.code.startswith("first-stage-") or c.code == UNWEIGHTED:
                 if (c.code, c.stage) in seen:
                     continue
                 seen.add((c.code, c.stage))

@@ -8,6 +8,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collectors.otlp.protobuf import decode_protobuf
+from mapper.analysis.partition import UNWEIGHTED, partition_vectors, sum_parts
 from mapper.analysis.sampling import WeightedSamples, adjusted_counts, sampled_count, weighted_samples
 from mapper.analysis.traces import StageMatch, build_trace_table, compare, part_results
 from mapper.core.distribution import SampleDistribution
@@ -117,3 +118,12 @@ def test_a_batch_built_without_sampling_columns_is_unknown_sampling() -> None:
                                     "end_ns": [T0 + 5], "service": ["alerting"], "name": ["x"]})
     assert batch.sampling_th.tolist() == [TH_UNKNOWN] and batch.tail_policy.tolist() == [None]
     assert batch.take(np.array([0])).sampling_th.tolist() == [TH_UNKNOWN]
+
+
+def test_a_partitioned_window_of_sampled_spans_says_it_does_not_weight_them() -> None:
+    batch = decode_protobuf(_request(40, ["ot=th:c"])).batch
+    parts = [partition_vectors(batch, STAGES, UP), partition_vectors(batch, STAGES, UP)]
+    checks = [c for c in sum_parts(parts, 2).checks if c.code == UNWEIGHTED]
+    assert len(checks) == 1 and checks[0].stage == "alerting" and "adjusted count" in checks[0].message
+    plain = decode_protobuf(_request(40, ["ot=th:0"])).batch
+    assert not [c for c in partition_vectors(plain, STAGES, UP).checks if c.code == UNWEIGHTED]
