@@ -28,7 +28,8 @@ TOKEN = re.compile(r"\$\{[^}]*\}|\$\w+|\[\[[^\]]*\]\]|\{\{[^}]*\}\}")
 #: latmap's own templates in its dashboard; no other may appear.
 OURS = {"${datasource}", "$__all", "$__rate_interval", "$__range", "{{le}}", "{{percentile}}"}
 PROVISIONING_VAR = re.compile(r"\$(\{|__file\{|__env\{|[A-Za-z_])")
-DRAFT_KEYS = {"version", "name", "owner", "window", "percentiles", "sources", "stages"}
+#: The top-level keys a discover draft writes (``draft: true`` marks it a draft until edited).
+DRAFT_KEYS = {"version", "name", "owner", "window", "percentiles", "sources", "stages", "draft"}
 
 
 def hostile_spec(url: str, names: list[str]) -> str:
