@@ -209,19 +209,19 @@ def test_discover_draft_keeps_its_keys_whatever_the_metric_names_say() -> None:
     )
     text = starter_spec(Discovery(families), "http://prom:9090/$x")
     doc = yaml.safe_load(text)
-    assert list(doc) == ["version", "name", "owner", "window", "percentiles", "sources", "stages"]
+    assert list(doc) == ["draft", "version", "name", "owner", "window", "percentiles", "sources", "stages"]
     assert doc["sources"] == {"prom": {"kind": "prometheus", "url": "http://prom:9090/$x"}}
     names = {m["histogram"] for s in doc["stages"] for part in ("wait", "process") if (m := s.get(part))}
     assert f"svc_wait{evil}_seconds" in names and "queue_seconds" in names
     selectors = [m["selector"] for s in doc["stages"] for part in ("wait", "process")
                  if (m := s.get(part)) and "selector" in m]
     assert {"service": f"api{evil}"} in selectors and {"service": "db # c: d"} in selectors
-    skipped = [line for line in text.splitlines() if line.startswith("# not proposed")]
+    skipped = [line for line in text.splitlines() if line.startswith("# left out")]
     assert len(skipped) == 1 and "odd_bytes" in skipped[0]
     # an ordinary draft is unchanged: quoted names, the same comment
     plain = starter_spec(Discovery((Family("api_latency_seconds", {"service": ["api"]}, 1),)), "http://p")
-    assert '  - name: "api"\n    owner: TODO\n    process: {source: prom, histogram: "api_latency_seconds", ' \
-           "unit: s}  # guess: process (no wait/queue/backlog/lag/delay in the name)\n" in plain
+    assert '  - name: "api"\n    owner: TODO  # guess: who owns it?\n    process: {source: prom, histogram: ' \
+           '"api_latency_seconds", unit: s}  # guess: process (no wait/queue/backlog/lag/delay in the name)\n' in plain
 
 
 # --------------------------------------------------------------------------- XML / SVG / HTML
