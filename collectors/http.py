@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from typing import Any
 
 import requests
 import urllib3
 
+from mapper.core.deadline import DeadlinePassed, call_within
 from mapper.core.errors import SourceError
 from mapper.core.files import BoundedReadError, read_bounded
 from mapper.core.redact import remember, remember_basic, remote_text
@@ -169,23 +169,12 @@ def send(session: requests.Session, method: str, url: str, timeout: float, max_b
     something other than an answer (``100 Continue`` for ever, one informational response
     after another) meets every per-read timeout and would otherwise hold the map for ever.
     The request then runs in a daemon thread that is abandoned past the deadline."""
-    outcome: list[requests.Response | str | BaseException] = []
-
-    def attempt() -> None:
-        try:
-            outcome.append(_send(session, method, url, timeout, max_bytes, **kwargs))
-        except BaseException as err:  # handed to the calling thread below
-            outcome.append(err)
-
-    worker = threading.Thread(target=attempt, name="latmap-http", daemon=True)
-    worker.start()
     deadline = whole_request_deadline(timeout)
-    worker.join(deadline)
-    if not outcome:
+    try:
+        return call_within(lambda: _send(session, method, url, timeout, max_bytes, **kwargs), deadline,
+                           "latmap-http")
+    except DeadlinePassed:
         return f"{url}: no complete answer within {deadline:g}s"
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
 
 
 def whole_request_deadline(timeout: float) -> float:

@@ -6,9 +6,9 @@ deadline of its own; everything after it (tasks, retries, worker memory) is Dask
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from mapper.core.deadline import DeadlinePassed, call_within
 from mapper.core.errors import UsageError
 from mapper.core.redact import remote_text
 from mapper.core.spec.engine import EngineSpec
@@ -39,22 +39,12 @@ def _client_within(client_class: Any, scheduler: str, timeout: float) -> Any:
     that accepts and then says nothing a scheduler would (an HTTP server, a proxy) kept the
     client waiting for ever. The client is made in a daemon thread and abandoned past the
     deadline, so ``latmap`` exits with one line instead of hanging."""
-    made: list[Any] = []
-    failed: list[BaseException] = []
-
-    def make() -> None:
-        try:
-            made.append(client_class(scheduler, timeout=timeout, set_as_default=False))
-        except BaseException as err:  # reported below, in the calling thread
-            failed.append(err)
-
-    worker = threading.Thread(target=make, name="latmap-dask-connect", daemon=True)
-    worker.start()
-    worker.join(timeout + 5.0)
-    if made:
-        return made[0]
-    if failed:
-        raise UsageError(f"engine dask: scheduler {scheduler} unreachable: "
-                         f"{remote_text(failed[0], 200)}") from failed[0]
-    raise UsageError(f"engine dask: {scheduler} did not answer as a Dask scheduler within "
-                     f"{timeout + 5.0:g} s (is it the scheduler's comm port, usually 8786?)")
+    deadline = timeout + 5.0
+    try:
+        return call_within(lambda: client_class(scheduler, timeout=timeout, set_as_default=False), deadline,
+                           "latmap-dask-connect")
+    except DeadlinePassed:
+        raise UsageError(f"engine dask: {scheduler} did not answer as a Dask scheduler within "
+                         f"{deadline:g} s (is it the scheduler's comm port, usually 8786?)") from None
+    except Exception as err:
+        raise UsageError(f"engine dask: scheduler {scheduler} unreachable: {remote_text(err, 200)}") from err
