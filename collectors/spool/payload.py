@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mapper.core.spans import LINKS_COLUMN, SAMPLING_COLUMNS, SpanBatch, SpanLinks, links_type, parquet_schema
+from mapper.core.spans import LINKS_COLUMN, OPTIONAL_COLUMNS, SpanBatch, SpanLinks, links_type, parquet_schema
 
 #: The columns of every record and Parquet file: :func:`mapper.core.spans.parquet_schema`.
 SCHEMA = parquet_schema()
@@ -33,7 +33,7 @@ def decode_payload(payload: Any) -> pa.Table:
     schema (null sampling: unknown)."""
     table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
     if table.column_names != SCHEMA.names:
-        for name in (*SAMPLING_COLUMNS, LINKS_COLUMN):
+        for name in (*OPTIONAL_COLUMNS, LINKS_COLUMN):
             if name not in table.column_names:
                 table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
         table = table.select(SCHEMA.names)

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from collectors.spool.payload import SCHEMA, arrays, decode_payload
 from mapper.core.errors import LatmapError
-from mapper.core.spans import LINKS_COLUMN, SAMPLING_COLUMNS, SpanBatch, SpanLinks, dedupe
+from mapper.core.spans import LINKS_COLUMN, OPTIONAL_COLUMNS, SpanBatch, SpanLinks, dedupe
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,13 @@ def table_to_batch(table: pa.Table) -> SpanBatch:
 
 def _filled(table: pa.Table, name: str) -> pa.ChunkedArray:
     """The column, with a sampling column's nulls (or its absence) as its "unknown" value."""
-    if name not in SAMPLING_COLUMNS or SAMPLING_COLUMNS[name] is None:
+    if name not in OPTIONAL_COLUMNS or OPTIONAL_COLUMNS[name] is None:
         return table.column(name) if name in table.column_names else pa.chunked_array(
             [pa.nulls(table.num_rows, SCHEMA.field(name).type)])
     if name not in table.column_names:
-        return pa.chunked_array([pa.array(np.full(table.num_rows, SAMPLING_COLUMNS[name]), SCHEMA.field(name).type)])
+        return pa.chunked_array([pa.array(np.full(table.num_rows, OPTIONAL_COLUMNS[name]), SCHEMA.field(name).type)])
     col = table.column(name)
-    return col.fill_null(SAMPLING_COLUMNS[name]) if col.null_count else col
+    return col.fill_null(OPTIONAL_COLUMNS[name]) if col.null_count else col
 
 
 def payloads_batch(payloads: Sequence[Any]) -> SpanBatch:
@@ -438,7 +438,7 @@ def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
 
 #: What a Parquet file must hold to be one of the spool's: every column but ``links`` and the
 #: sampling columns (which spools written before them lack; the readers fill them in).
-_REQUIRED = tuple(f.name for f in SCHEMA if f.name != LINKS_COLUMN and f.name not in SAMPLING_COLUMNS)
+_REQUIRED = tuple(f.name for f in SCHEMA if f.name != LINKS_COLUMN and f.name not in OPTIONAL_COLUMNS)
 
 
 def _check_columns(name: str, have: Sequence[str]) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import Examples
+from mapper.analysis.flow_model import StreamFlow
 from mapper.analysis.segments import SegmentReport
 from mapper.core.distribution import Distribution, Estimate
 from mapper.core.model import Check, MeasurementResult, Window
@@ -110,6 +111,9 @@ class LatencyMap:
     #: With a measured lead time: the one computed from the stages (what-ifs change the stages,
     #: so they compare against it, like for like).
     computed_end_to_end: Distribution | None = None
+    #: Items in and out, yield, rework, inventory and utilisation per stage (None: not
+    #: computed, e.g. no traces and no flow metrics).
+    flow: StreamFlow | None = None
 
     @property
     def broken(self) -> bool:

@@ -60,14 +60,23 @@ _COLUMNS: dict[str, Any] = {
     "db_system": object,
     "sampling_th": np.int64,
     "tail_policy": object,
+    "instance": object,
+    "exceptions": np.int16,
 }
 
 #: ``sampling_th`` when the span carries no ``th`` (or an invalid one): unknown, weight 1.
 TH_UNKNOWN = -1
 #: ``sampling_th`` when the span's W3C trace flags say "not sampled" (recorded and exported anyway).
 TH_NOT_SAMPLED = -2
-#: Columns that spools written before sampling was read lack, with the value that means "unknown".
-SAMPLING_COLUMNS: dict[str, Any] = {"sampling_th": TH_UNKNOWN, "tail_policy": None}
+#: ``exceptions`` when the span's events were not read (a spool written before they were).
+EXCEPTIONS_UNKNOWN = -1
+#: Columns that spools written before them lack, with the value that means "unknown":
+#: the sampling columns; ``instance`` (the resource's ``service.instance.id``: one worker of a
+#: stage, what utilisation counts) and ``exceptions`` (the span's events named ``exception``).
+OPTIONAL_COLUMNS: dict[str, Any] = {"sampling_th": TH_UNKNOWN, "tail_policy": None, "instance": None,
+                                    "exceptions": EXCEPTIONS_UNKNOWN}
+#: The sampling columns among them.
+SAMPLING_COLUMNS: dict[str, Any] = {k: OPTIONAL_COLUMNS[k] for k in ("sampling_th", "tail_policy")}
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +137,84 @@ class SpanLinks:
         at = first + offset
         return SpanLinks(new_row, self.trace_hi[at], self.trace_lo[at], self.span_id[at])
 
+#: :attr:`SpanAttributes.scope` values: an attribute of the span, or of its resource.
+SCOPE_SPAN, SCOPE_RESOURCE = 0, 1
+SCOPE_NAMES = ("span", "resource")
+
+
+@dataclass(frozen=True, eq=False)
+class SpanAttributes:
+    """Every attribute of a batch's spans and of their resources, one row per (span,
+    attribute), ordered by ``row`` (sparse: most spans carry few of all the keys there are).
+
+    ``row`` is the span's row in its :class:`SpanBatch`; ``scope`` is :data:`SCOPE_SPAN` or
+    :data:`SCOPE_RESOURCE`; ``key`` the attribute's name and ``value`` its value as text (a
+    number as its shortest repr, a bool as ``true``/``false``, an array or map as JSON), so
+    every value compares and counts the same whatever the wire format. What ``latmap explain``
+    compares the slow items with the rest on; never in a report unless asked (values may be PII).
+    """
+
+    row: np.ndarray
+    scope: np.ndarray
+    key: np.ndarray
+    value: np.ndarray
+
+    def __post_init__(self) -> None:
+        row = np.asarray(self.row, dtype=np.int64)
+        order = np.argsort(row, kind="stable") if row.size and np.any(row[1:] < row[:-1]) else None
+        for name, dt in (("row", np.int64), ("scope", np.int8), ("key", object), ("value", object)):
+            col = np.asarray(getattr(self, name), dtype=dt)
+            if col.shape != row.shape:
+                raise ValueError(f"attribute column {name} has shape {col.shape}, expected {row.shape}")
+            object.__setattr__(self, name, col if order is None else col[order])
+
+    def __len__(self) -> int:
+        return int(self.row.size)
+
+    @classmethod
+    def empty(cls) -> SpanAttributes:
+        return cls(*(np.array([], dtype=dt) for dt in (np.int64, np.int8, object, object)))
+
+    def keys(self) -> list[tuple[str, str]]:
+        """Every ``(scope name, key)`` present, sorted."""
+        if not self.row.size:
+            return []
+        pairs = {(SCOPE_NAMES[int(sc)], str(k)) for sc, k in zip(self.scope.tolist(), self.key.tolist(), strict=True)}
+        return sorted(pairs)
+
+    def column(self, key: str, scope: str, n: int) -> np.ndarray:
+        """The values of ``key`` (in ``scope``: ``span`` or ``resource``) for a batch of ``n``
+        rows: an object array, None where a span lacks it (the last value if repeated)."""
+        out = np.full(n, None, dtype=object)
+        hit = (self.key == key) & (self.scope == SCOPE_NAMES.index(scope))
+        out[self.row[hit]] = self.value[hit]
+        return out
+
+    def take_rows(self, index: np.ndarray, n: int) -> SpanAttributes:
+        """The attributes of the batch rows ``index`` (integer or boolean, of a batch of
+        ``n``), renumbered to the new rows."""
+        idx = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index, dtype=np.int64)
+        if self.row.size == 0:
+            return SpanAttributes.empty()
+        starts = np.searchsorted(self.row, np.arange(n + 1))
+        per = (starts[1:] - starts[:-1])[idx]
+        if not per.any():
+            return SpanAttributes.empty()
+        new_row = np.repeat(np.arange(idx.size), per)
+        first = np.repeat(starts[:-1][idx], per)
+        at = first + np.arange(new_row.size) - np.repeat(np.cumsum(per) - per, per)
+        return SpanAttributes(new_row, self.scope[at], self.key[at], self.value[at])
+
+    @staticmethod
+    def concat(parts: list[SpanAttributes | None], sizes: list[int]) -> SpanAttributes:
+        """The attributes of concatenated batches of ``sizes`` rows (None: none read)."""
+        offsets = np.cumsum([0, *sizes])
+        got = [(a, off) for a, off in zip(parts, offsets, strict=False) if a is not None and len(a)]
+        if not got:
+            return SpanAttributes.empty()
+        return SpanAttributes(np.concatenate([a.row + off for a, off in got]),
+                              *(np.concatenate([getattr(a, name) for a, _ in got]) for name in ("scope", "key", "value")))
+
 
 @dataclass(frozen=True, eq=False)
 class SpanBatch:
@@ -157,16 +244,20 @@ class SpanBatch:
     # None when built: unknown for every span (set to an array in __post_init__)
     sampling_th: np.ndarray = None  # type: ignore[assignment]
     tail_policy: np.ndarray = None  # type: ignore[assignment]
+    instance: np.ndarray = None  # type: ignore[assignment]
+    exceptions: np.ndarray = None  # type: ignore[assignment]
     links: SpanLinks | None = None
+    #: Every span and resource attribute as read (None: not read; see :class:`SpanAttributes`).
+    attributes: SpanAttributes | None = None
 
     def __post_init__(self) -> None:
         n = len(self.trace_hi)
         for f in fields(self):
-            if f.name == "links":
+            if f.name in ("links", "attributes"):
                 continue
             value = getattr(self, f.name)
-            if value is None:  # a sampling column not given: unknown for every span
-                value = np.full(n, SAMPLING_COLUMNS[f.name], dtype=_COLUMNS[f.name])
+            if value is None:  # an optional column not given: unknown for every span
+                value = np.full(n, OPTIONAL_COLUMNS[f.name], dtype=_COLUMNS[f.name])
             col = np.asarray(value, dtype=_COLUMNS[f.name])
             if col.shape != (n,):
                 raise ValueError(f"column {f.name} has shape {col.shape}, expected ({n},)")
@@ -192,7 +283,8 @@ class SpanBatch:
         return cls(**empty)
 
     @classmethod
-    def from_columns(cls, columns: dict[str, Any], links: SpanLinks | None = None) -> SpanBatch:
+    def from_columns(cls, columns: dict[str, Any], links: SpanLinks | None = None,
+                     attributes: SpanAttributes | None = None) -> SpanBatch:
         """Build from a mapping of column name to sequence; missing string columns are None.
         ``links``: every link (default: the ``link_*`` columns' first links)."""
         n = len(columns["trace_hi"])
@@ -200,13 +292,13 @@ class SpanBatch:
         for name, dt in _COLUMNS.items():
             if name in columns:
                 full[name] = np.asarray(columns[name], dtype=dt)
-            elif name in SAMPLING_COLUMNS:
-                full[name] = np.full(n, SAMPLING_COLUMNS[name], dtype=dt)
+            elif name in OPTIONAL_COLUMNS:
+                full[name] = np.full(n, OPTIONAL_COLUMNS[name], dtype=dt)
             elif dt is object:
                 full[name] = np.full(n, None, dtype=object)
             else:
                 full[name] = np.zeros(n, dtype=dt)
-        return cls(**full, links=links)
+        return cls(**full, links=links, attributes=attributes)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The equal-length span columns (``links`` is not one: see :attr:`all_links`)."""
@@ -214,8 +306,9 @@ class SpanBatch:
 
     def take(self, index: np.ndarray) -> SpanBatch:
         """The rows at ``index`` (an integer or boolean array), with their links."""
+        attrs = None if self.attributes is None else self.attributes.take_rows(index, len(self))
         return SpanBatch(**{k: v[index] for k, v in self.columns().items()},
-                         links=self.all_links.take_rows(index, len(self)))
+                         links=self.all_links.take_rows(index, len(self)), attributes=attrs)
 
     @staticmethod
     def concat(batches: list[SpanBatch]) -> SpanBatch:
@@ -225,8 +318,10 @@ class SpanBatch:
         links = SpanLinks(*(np.concatenate([getattr(b.all_links, name) + (off if name == "row" else 0)
                                             for b, off in zip(batches, offsets, strict=False)])
                             for name in ("row", "trace_hi", "trace_lo", "span_id")))
+        attrs = (SpanAttributes.concat([b.attributes for b in batches], [len(b) for b in batches])
+                 if any(b.attributes is not None for b in batches) else None)
         return SpanBatch(**{name: np.concatenate([getattr(b, name) for b in batches])
-                            for name in _COLUMNS}, links=links)
+                            for name in _COLUMNS}, links=links, attributes=attrs)
 
 
 def split_trace_id(raw: bytes) -> tuple[int, int]:
@@ -247,7 +342,8 @@ def parquet_schema() -> Any:
     """The spool's Parquet schema: one row per span, the columns of :class:`SpanBatch`."""
     import pyarrow as pa
 
-    types = {np.uint64: pa.uint64(), np.int64: pa.int64(), np.int8: pa.int8(), object: pa.string()}
+    types = {np.uint64: pa.uint64(), np.int64: pa.int64(), np.int16: pa.int16(), np.int8: pa.int8(),
+             object: pa.string()}
     return pa.schema([*((name, types[dt]) for name, dt in _COLUMNS.items()), (LINKS_COLUMN, links_type())])
 
 

@@ -74,7 +74,7 @@ def test_search_page_first_span_exact(search: dict[str, Any]) -> None:
         "start_ns": start, "end_ns": start + 3402932, "kind": KIND_SERVER, "status": 0,
         "service": "python-sample-app-spartancrimson", "name": "GET /",
         "destination": None, "messaging_system": None, "peer_service": None, "db_system": None,
-        "sampling_th": -1, "tail_policy": None,
+        "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1,
     }
     assert batch.trace_lo.dtype == np.uint64 and batch.start_ns.dtype == np.int64
 

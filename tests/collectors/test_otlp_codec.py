@@ -72,7 +72,7 @@ def test_official_example_upper_case_hex_ids_and_times() -> None:
         "start_ns": 1544712660000000000, "end_ns": 1544712661000000000,
         "kind": KIND_SERVER, "status": 0, "service": "my.service", "name": "I'm a server span",
         "destination": None, "messaging_system": None, "peer_service": None, "db_system": None,
-        "sampling_th": -1, "tail_policy": None,
+        "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1,
     }]
 
 
@@ -166,7 +166,7 @@ def test_jaeger_api_v3_result_wrapper() -> None:
         "link_trace_hi": 0, "link_trace_lo": 0, "link_span_id": 0, "start_ns": T0, "end_ns": T0 + 5,
         "kind": KIND_SERVER, "status": 2, "service": UNKNOWN_SERVICE, "name": "foobar",
         "destination": None, "messaging_system": None, "peer_service": None, "db_system": None,
-        "sampling_th": -1, "tail_policy": None,
+        "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1,
     }]
 
 
@@ -255,12 +255,12 @@ EXPECTED_FULL = [
      "link_trace_hi": 0, "link_trace_lo": 0, "link_span_id": 0, "start_ns": T0, "end_ns": T0 + 2500,
      "kind": KIND_PRODUCER, "status": 2, "service": "alerting", "name": "op-161",
      "destination": "ticks", "messaging_system": "kafka", "peer_service": None, "db_system": None,
-     "sampling_th": -1, "tail_policy": None},
+     "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1},
     {"trace_hi": 0, "trace_lo": 0x0BAD, "span_id": 0xB1, "parent_id": 0,
      "link_trace_hi": 0x0123456789ABCDEF, "link_trace_lo": 0xFEDCBA9876543210, "link_span_id": 0xA1,
      "start_ns": T0 + 5000, "end_ns": T0 + 6000, "kind": KIND_CONSUMER, "status": 0, "service": "notification",
      "name": "op-177", "destination": None, "messaging_system": None, "peer_service": "sns",
-     "db_system": None, "sampling_th": -1, "tail_policy": None},  # an int db.system is not a string: not kept
+     "db_system": None, "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1},  # an int db.system is not a string: not kept
 ]
 
 
