@@ -212,8 +212,8 @@ class SpanAttributes:
         got = [(a, off) for a, off in zip(parts, offsets, strict=False) if a is not None and len(a)]
         if not got:
             return SpanAttributes.empty()
-        return SpanAttributes(np.concatenate([a.row + off for a, off in got]),
-                              *(np.concatenate([getattr(a, name) for a, _ in got]) for name in ("scope", "key", "value")))
+        cols = (np.concatenate([getattr(a, name) for a, _ in got]) for name in ("scope", "key", "value"))
+        return SpanAttributes(np.concatenate([a.row + off for a, off in got]), *cols)
 
 
 @dataclass(frozen=True, eq=False)
