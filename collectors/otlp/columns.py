@@ -171,7 +171,8 @@ class RawColumns:
         if keep.size != n:
             columns = {k: v[keep] for k, v in columns.items()}
             all_links = all_links.take_rows(keep, n)
-        return Decoded(SpanBatch(**columns, links=all_links), nonzero_counts(rejected), nonzero_counts(warnings))
+        batch = SpanBatch.from_columns(columns, links=all_links)
+        return Decoded(batch, nonzero_counts(rejected), nonzero_counts(warnings))
 
     def _links(self, ids: Any, n: int) -> SpanLinks:
         """Every link; a malformed id (wrong length, not hex) becomes zeros, kept to be counted."""

@@ -72,9 +72,9 @@ def table_to_batch(table: pa.Table) -> SpanBatch:
     absent (a spool written before latmap read sampling) is "unknown sampling"."""
     if table.num_rows == 0:
         return SpanBatch.empty()
-    cols = {f.name: _column(_filled(table, f.name)) for f in SCHEMA if f.name != LINKS_COLUMN}
+    cols: dict[str, Any] = {f.name: _column(_filled(table, f.name)) for f in SCHEMA if f.name != LINKS_COLUMN}
     first = (cols["link_trace_hi"], cols["link_trace_lo"], cols["link_span_id"])
-    return SpanBatch(**cols, links=links_from_table(table, first))
+    return SpanBatch.from_columns(cols, links=links_from_table(table, first))
 
 
 def _filled(table: pa.Table, name: str) -> pa.ChunkedArray:
