@@ -260,7 +260,8 @@ EXPECTED_FULL = [
      "link_trace_hi": 0x0123456789ABCDEF, "link_trace_lo": 0xFEDCBA9876543210, "link_span_id": 0xA1,
      "start_ns": T0 + 5000, "end_ns": T0 + 6000, "kind": KIND_CONSUMER, "status": 0, "service": "notification",
      "name": "op-177", "destination": None, "messaging_system": None, "peer_service": "sns",
-     "db_system": None, "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1},  # an int db.system is not a string: not kept
+     # an int db.system is not a string: not kept
+     "db_system": None, "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1},
 ]
 
 
