@@ -16,7 +16,7 @@ DOCS = ROOT / "docs"
 SETUP = [
     "pip install -e . && latmap demo                 # map a simulated trading chain: no server needed",
     "apt-get update && apt-get install -y prometheus victoria-metrics prometheus-pushgateway chromium"
-    " && pip install -e '.[dev]' && python3 -m pytest   # the whole test suite",
+    " && pip install -e '.[dev]' && python3 -m pytest -n auto --dist loadfile   # the whole test suite",
 ]
 
 
