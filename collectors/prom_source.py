@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collectors.base import SourceBase
 from collectors import prom_slices
+from collectors.base import SourceBase
 from collectors.prom_segments import hourly_buckets, label_buckets
 from collectors.prometheus import PrometheusCollector
 from collectors.promexemplars import exemplar_query, parse_exemplars

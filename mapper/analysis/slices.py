@@ -307,8 +307,8 @@ def compare_windows(now: Mapping[str, Mapping[str, HistogramDistribution]],
         changes = []
         for v in both:
             e_now, e_then = interval(a[v], q, conf), interval(b[v], q, conf)
-            slower = not (unusable(e_now) or unusable(e_then)) and disjoint(e_now, e_then, True)
-            changes.append(SliceChange(v, e_now, e_then, slower))
+            got_slower = not (unusable(e_now) or unusable(e_then)) and disjoint(e_now, e_then, True)
+            changes.append(SliceChange(v, e_now, e_then, got_slower))
         changes.sort(key=lambda c: (not c.slower, -(c.now.value or 0.0), c.value))
         new, gone = tuple(sorted(set(a) - set(b))), tuple(sorted(set(b) - set(a)))
         out.append(LabelChanges(label, tuple(changes), new, gone, _change_verdict(label, changes, new, gone, q)))

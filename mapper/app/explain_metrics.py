@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 from mapper.analysis.slices import (
     MAX_VALUES,
-    SlicesExplanation,
     Skipped,
+    SlicesExplanation,
     choose_labels,
     compare_windows,
     explain_slices,
