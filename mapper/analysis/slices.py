@@ -23,8 +23,8 @@ or request ids) would make thousands of rows: both are left out, and said so (``
 whose interval now lies wholly above its interval then got slower; values that appeared or
 went away are listed.
 
-The JSON shape (:meth:`SlicesExplanation.to_json`) is documented in docs/explain.md
-("Label slices") and in report.schema.json's ``$defs/slices_explanation``.
+The JSON shape (:meth:`SlicesExplanation.to_json`) is documented in docs/explain-slices.md
+and in report.schema.json's ``$defs/slices_explanation``.
 """
 
 from __future__ import annotations

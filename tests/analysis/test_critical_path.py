@@ -12,6 +12,7 @@ from mapper.analysis.critical_path import critical_path, upstreams
 from mapper.analysis.traces import StageMatch, build_trace_table
 from mapper.core.spans import SpanBatch
 from mapper.core.spec import loads_spec
+from tests.analysis.test_slices import schema_problems
 
 N = 4_000
 MS = 1_000_000
@@ -78,6 +79,7 @@ def test_slow_branch_holds_the_critical_path_and_the_fast_one_nothing() -> None:
     assert shares == pytest.approx(1.0)
     assert "a -> c -> d" in r.verdict and "at d, c arrived last in 100%" in r.verdict
     json.dumps(r.to_json(), allow_nan=False)
+    assert schema_problems(r.to_json(), "critical_path_explanation") == []
 
 
 def test_a_branch_that_decides_some_items_shares_the_path() -> None:

@@ -13,6 +13,18 @@ from mapper.analysis.slices import MAX_VALUES, add_histograms, choose_labels, ex
 from mapper.core.distribution import HistogramDistribution
 
 H = HistogramDistribution.from_cumulative
+def schema_problems(value: object, name: str) -> list[str]:
+    """What makes ``value`` break report.schema.json's ``$defs/<name>``."""
+    import json as _json
+    from importlib.resources import files
+
+    from jsonschema import Draft202012Validator
+
+    defs = _json.loads(files("mapper.render").joinpath("report.schema.json").read_text())["$defs"]
+    v = Draft202012Validator({"$ref": f"#/$defs/{name}", "$defs": defs})
+    return [e.message for e in v.iter_errors(value)]
+
+
 BOUNDS = [0.05, 0.1, 0.25, 0.5, 1.0, math.inf]
 
 
@@ -52,3 +64,4 @@ def test_a_slow_slice_with_too_few_observations_is_not_named() -> None:
     r = explain_slices("s", "process", 0.99, {"pod": {**fast, "p9": many}})
     assert r.named == (("pod", "p9"),)
     json.dumps(r.to_json(), allow_nan=False)
+    assert schema_problems(r.to_json(), "slices_explanation") == []

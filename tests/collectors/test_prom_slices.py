@@ -17,6 +17,7 @@ from mapper.app.explain_metrics import earlier, explain_slices_for
 from mapper.core.model import Window
 from mapper.core.spec import loads_spec
 from mapper.demo.localprom import backfill, running_prometheus
+from tests.analysis.test_slices import schema_problems
 from tests.servers import require_binary
 
 pytestmark = pytest.mark.prometheus
@@ -110,6 +111,7 @@ def test_one_slow_pod_of_five_is_named(url: str) -> None:
     j = r.to_json()
     assert j["kind"] == "slices" and j["percentile"] == "p99" and j["labels"][0]["named"] == ["p3"]
     assert j["labels"][0]["slices"][0]["estimate"]["low"] == top.estimate.low
+    assert schema_problems(j, "slices_explanation") == []
 
 
 def test_five_equal_pods_name_none_and_an_id_label_is_left_out(url: str) -> None:
@@ -121,6 +123,7 @@ def test_five_equal_pods_name_none_and_an_id_label_is_left_out(url: str) -> None
     assert "indistinguishable" in r.labels[0].verdict
     assert [(s.label, s.values) for s in r.skipped] == [("user", 40)] and "an id" in r.skipped[0].reason
     assert r.named == () and "no slice of pod stands out" in r.verdict
+    assert schema_problems(r.to_json(), "slices_explanation") == []
 
 
 def test_what_cannot_be_sliced_says_why(url: str) -> None:
