@@ -134,3 +134,47 @@ def test_what_cannot_be_sliced_says_why(url: str) -> None:
     assert [c.code for c in hop.checks] == ["slices-no-metric"]
     nothing = explain_slices_for(spec, WINDOW, "even", "wait", 0.99)  # no series at all
     assert nothing.labels == () and "no label to slice by" in nothing.verdict
+
+
+def test_native_histograms_are_sliced_by_their_labels() -> None:
+    """Two targets scraped by a real Prometheus (native histograms over protobuf), one ten
+    times slower: sliced by ``instance``, that one is named."""
+    import time as _time
+
+    import requests
+
+    from tests.native_exposition import PROTOBUF_TYPE, histogram_family
+    from tests.servers import loopback_server, reply
+
+    require_binary("prometheus")
+    rng = np.random.default_rng(6)
+    empty = histogram_family("rpc_seconds", np.array([]), schema=3)
+    full = [histogram_family("rpc_seconds", rng.lognormal(math.log(0.04), 0.3, 3000) * f, schema=3)
+            for f in (1, 10)]
+    bodies = [empty, empty]  # observed from zero, then all at once: the window's increase
+
+    def query(u: str, expr: str) -> list:  # type: ignore[type-arg]
+        return requests.get(f"{u}/api/v1/query", params={"query": expr}, timeout=5).json()["data"]["result"]
+
+    with loopback_server(lambda req: reply(req, 200, bodies[0], PROTOBUF_TYPE)) as fast, \
+            loopback_server(lambda req: reply(req, 200, bodies[1], PROTOBUF_TYPE)) as slow:
+        targets = ", ".join(f"'{t.removeprefix('http://')}'" for t in (fast, slow))
+        config = ("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: app\n"
+                  f"    static_configs: [{{targets: [{targets}]}}]\n")
+        with running_prometheus(config=config, extra_args=["--enable-feature=native-histograms"]) as u:
+            def wait_for(expr: str) -> None:
+                deadline = _time.monotonic() + 30
+                while len(query(u, expr)) < 2 and _time.monotonic() < deadline:
+                    _time.sleep(0.2)
+
+            wait_for("count_over_time(rpc_seconds[1m]) >= 2")
+            bodies[:] = full
+            wait_for("histogram_count(rpc_seconds) > 0")
+            now = _time.time()
+            spec = loads_spec(f"name: n\nsources: {{prom: {{kind: prometheus, url: \"{u}\"}}}}\n"
+                              "stages:\n  - {name: rpc, process: {source: prom, histogram: rpc_seconds}}\n")
+            r = explain_slices_for(spec, Window(now - 120, now), "rpc", "process", 0.99)
+    assert [s.label for s in r.skipped] == ["job"]
+    inst = next(ls for ls in r.labels if ls.label == "instance")
+    assert inst.named == (slow.removeprefix("http://"),)
+    assert schema_problems(r.to_json(), "slices_explanation") == []
