@@ -110,6 +110,7 @@ class _Grid:
     """The complete items' rows as (item x stage) arrays."""
 
     stages: tuple[str, ...]
+    items: np.ndarray  # the table's item (``trace``) code of each row
     start: np.ndarray
     end: np.ndarray
     process: np.ndarray
@@ -134,7 +135,7 @@ def _grid(table: TraceTable) -> tuple[_Grid, int]:
     complete = ~np.isnan(cols["start"]).any(axis=1)
     g = {c: a[complete] for c, a in cols.items()}
     lead = np.nanmax(g["end"], axis=1) - np.nanmin(g["start"], axis=1) if complete.any() else np.zeros(0)
-    return _Grid(stages, g["start"], g["end"], g["process"], g["wait"], lead), int((~complete).sum())
+    return _Grid(stages, items[complete], g["start"], g["end"], g["process"], g["wait"], lead), int((~complete).sum())
 
 
 def _walk(g: _Grid, ups: Mapping[str, Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,6 +169,19 @@ def _walk(g: _Grid, ups: Mapping[str, Sequence[str]]) -> tuple[np.ndarray, np.nd
             continue
         wait[:, k] = np.where(on[:, k], w, 0.0)
     return on, crit, wait
+
+
+def decided_by(table: TraceTable, ups: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Per complete item (index: the table's item code): ``lead`` and, per join stage, the
+    upstream whose hand-over arrived last (the branch that decided the item's lead time)."""
+    g, _ = _grid(table)
+    _, crit, _ = _walk(g, ups)
+    out = pd.DataFrame({"lead": g.lead}, index=pd.Index(g.items, name="trace"))
+    names = np.array(g.stages, dtype=object)
+    for k, join in enumerate(g.stages):
+        if len([u for u in ups.get(join, ()) if u in g.stages]) > 1:
+            out[join] = names[crit[:, k]]
+    return out
 
 
 def critical_path(table: TraceTable, ups: Mapping[str, Sequence[str]], q: float = 0.99) -> CriticalPathExplanation:

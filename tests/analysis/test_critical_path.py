@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mapper.analysis.critical_path import critical_path, upstreams
+from mapper.analysis.critical_path import critical_path, decided_by, upstreams
 from mapper.analysis.traces import StageMatch, build_trace_table
 from mapper.core.spans import SpanBatch
 from mapper.core.spec import loads_spec
@@ -71,6 +71,8 @@ def test_slow_branch_holds_the_critical_path_and_the_fast_one_nothing() -> None:
     assert r.paths[0] == (("a", "c", "d"), r.tail_items)
     by = {b.upstream: b for b in r.branches}
     assert by["c"].share == 1.0 and by["b"].decided == 0
+    per_item = decided_by(_table(), ups)
+    assert len(per_item) == N and set(per_item["d"]) == {"c"}
     assert by["b"].slack is not None and by["b"].slack > 0.15  # the tail's c took 200 ms more
     # the join's wait on the path is from c's hand-over (1 ms), not from b's (the table's)
     d_wait = next(s for s in r.shares if s.stage == "d" and s.part == "wait")
