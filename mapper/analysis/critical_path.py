@@ -118,12 +118,21 @@ class _Grid:
     lead: np.ndarray
 
 
+def _stage_codes(col: pd.Series, stages: Sequence[str]) -> np.ndarray:
+    """Each row's index in ``stages`` (-1: another stage), from a categorical's codes when it is one."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        at = {s: i for i, s in enumerate(stages)}
+        remap = np.array([at.get(str(c), -1) for c in col.cat.categories] + [-1], dtype=np.int64)
+        return remap[col.cat.codes.to_numpy()]  # code -1 (missing) reads the last entry
+    return np.asarray(pd.Categorical(col.astype(str), categories=list(stages)).codes, dtype=np.int64)
+
+
 def _grid(table: TraceTable) -> tuple[_Grid, int]:
     """The rows of items that have every stage; and how many items were left out."""
     stages = tuple(table.stages)
     f = table.frame
     n_st = len(stages)
-    code = pd.Categorical(f["stage"].astype(str), categories=list(stages)).codes
+    code = _stage_codes(f["stage"], stages)
     ok = code >= 0
     trace = f["trace"].to_numpy()[ok]
     items, inv = np.unique(trace, return_inverse=True)
