@@ -48,6 +48,13 @@ class SourceBase:
     def label_buckets(self, measurement: Measurement, window: Window, label: str) -> dict[str, dict[float, float]]:
         self._refuse("bucket counts per label")
 
+    def slice_labels(self, measurement: Measurement, window: Window) -> dict[str, int]:
+        self._refuse("label slices")
+
+    def label_histograms(self, measurement: Measurement, window: Window,
+                         label: str) -> tuple[dict[str, HistogramDistribution], list[Check]]:
+        self._refuse("label slices")
+
     def exemplars(self, measurement: Measurement, window: Window, trace_labels: Sequence[str],
                   where: str) -> tuple[list[ExemplarPoint], list[Check]]:
         self._refuse("exemplars")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from collectors import prom_slices
 from collectors.base import SourceBase
 from collectors.prom_segments import hourly_buckets, label_buckets
 from collectors.prometheus import PrometheusCollector
 from collectors.promexemplars import exemplar_query, parse_exemplars
+from mapper.core.distribution import HistogramDistribution
 from mapper.core.model import Check, HourBuckets, Window
 from mapper.core.source import ExemplarPoint, Give
 from mapper.core.spec import Measurement, SourceSpec
@@ -20,7 +22,8 @@ from mapper.core.spec import Measurement, SourceSpec
 class PrometheusSource(PrometheusCollector, SourceBase):
     """Everything one map reads from one Prometheus-compatible source."""
 
-    gives: frozenset[Give] = frozenset({"histograms", "summaries", "hourly", "labels", "exemplars"})
+    gives: frozenset[Give] = frozenset({"histograms", "summaries", "hourly", "labels", "slices",
+                                            "exemplars"})
 
     def __init__(self, spec: SourceSpec, backoff: float = 0.25) -> None:
         super().__init__(spec, backoff=backoff, remember=True)
@@ -30,6 +33,13 @@ class PrometheusSource(PrometheusCollector, SourceBase):
 
     def label_buckets(self, measurement: Measurement, window: Window, label: str) -> dict[str, dict[float, float]]:
         return label_buckets(self.client, measurement, window, label)
+
+    def slice_labels(self, measurement: Measurement, window: Window) -> dict[str, int]:
+        return prom_slices.slice_labels(self.client, measurement, window)
+
+    def label_histograms(self, measurement: Measurement, window: Window,
+                         label: str) -> tuple[dict[str, HistogramDistribution], list[Check]]:
+        return prom_slices.label_histograms(self.client, measurement, window, label)
 
     def exemplars(self, measurement: Measurement, window: Window, trace_labels: Sequence[str],
                   where: str) -> tuple[list[ExemplarPoint], list[Check]]:

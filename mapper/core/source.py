@@ -15,6 +15,9 @@ What each word promises:
 * ``hourly``: :meth:`Source.hourly_buckets`, the cumulative bucket counts of each whole hour
   of the window (bucket counts add across hours; percentiles would not).
 * ``labels``: :meth:`Source.label_buckets`, the window's bucket counts per value of a label.
+* ``slices``: :meth:`Source.slice_labels`, each label of a histogram's series in the window
+  with its number of values, and :meth:`Source.label_histograms`, the window's histogram per
+  value of one label (classic or native; counts, never percentiles, per slice).
 * ``exemplars``: :meth:`Source.exemplars`, observations kept with their trace id.
 * ``spans``: :meth:`Source.spans`, the spans that start in the window.
 * ``partitions``: a spool that can be analysed partition by partition
@@ -26,12 +29,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from mapper.core.distribution import HistogramDistribution
 from mapper.core.model import Check, HourBuckets, MeasurementResult, Window
 from mapper.core.spans import LoadedSpans
 from mapper.core.spec import Measurement, SourceSpec
 
 #: What a source can give (see the module's docstring).
-Give = Literal["histograms", "summaries", "hourly", "labels", "exemplars", "spans", "partitions"]
+Give = Literal["histograms", "summaries", "hourly", "labels", "slices", "exemplars", "spans", "partitions"]
 
 #: One exemplar as a map uses it: (trace id, observed value in seconds, Unix timestamp).
 ExemplarPoint = tuple[str, float, float]
@@ -55,6 +59,15 @@ class Source(Protocol):
 
     def label_buckets(self, measurement: Measurement, window: Window, label: str) -> dict[str, dict[float, float]]:
         """Per value of ``label``, the window's cumulative bucket counts (empty: no series has it)."""
+        ...
+
+    def slice_labels(self, measurement: Measurement, window: Window) -> dict[str, int]:
+        """Each label of the histogram's series in ``window`` and how many values it takes."""
+        ...
+
+    def label_histograms(self, measurement: Measurement, window: Window,
+                         label: str) -> tuple[dict[str, HistogramDistribution], list[Check]]:
+        """Per value of ``label``: the window's histogram (seconds), and what could not be counted."""
         ...
 
     def exemplars(self, measurement: Measurement, window: Window, trace_labels: Sequence[str],
