@@ -6,6 +6,7 @@ are unknown (a check says why, and its figures are dashes)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -60,9 +61,14 @@ def _hist(x: np.ndarray) -> HistogramDistribution:
 
 def branching_map(flow: StreamFlow | None = FLOW) -> LatencyMap:
     """The four-stage branching map with ``flow`` (None: a map without flow)."""
+    lm = _latency_map()
+    return dataclasses.replace(lm, flow=flow, checks=(*lm.checks, WORKERS_UNKNOWN) if flow else lm.checks)
+
+
+@functools.cache
+def _latency_map() -> LatencyMap:
     rng = np.random.default_rng(7)
     medians = {("market-data", "process"): 0.002, ("alerting", "wait"): 0.001, ("alerting", "process"): 0.004,
                ("notification", "wait"): 0.03, ("notification", "process"): 0.01, (EVIL, "process"): 0.003}
     results = {k: MeasurementResult(_hist(rng.lognormal(math.log(m), 0.2, N)), "test") for k, m in medians.items()}
-    lm = analyse(loads_spec(SPEC), Window(0, 3600), MapInput(results))
-    return dataclasses.replace(lm, flow=flow, checks=(*lm.checks, WORKERS_UNKNOWN) if flow else lm.checks)
+    return analyse(loads_spec(SPEC), Window(0, 3600), MapInput(results))
