@@ -57,7 +57,8 @@ def test_report_json_carries_each_stages_flow_under_the_contracts_names(lm: Late
                          {"stage": EVIL, "items": 470, "share": pytest.approx(470 / 14639)}]
     assert a["inventory"]["mean"] == 3.2 and a["inventory"]["peak"] == 17 and a["inventory"]["little"] == 3.1
     assert len(a["inventory"]["hourly"]) == 24 and a["inventory"]["hourly"][1] is None
-    assert (a["workers"], a["workers_source"], a["utilisation"], a["utilisation_peak_hour"]) == (4, "instances", 0.62, 0.81)
+    assert (a["workers"], a["workers_source"], a["utilisation"], a["utilisation_peak_hour"]) == \
+        (4, "instances", 0.62, 0.81)
     assert (a["capacity_per_s"], a["headroom"], a["rework_seconds"], a["rework_share"]) == (12.5, 1.3, 52.3, 0.004)
     n = flows["notification"]  # workers unknown, a last stage: nulls, never a guess
     assert n["yield"] is None and n["workers"] is None and n["utilisation"] is None and n["next"] == []
@@ -71,7 +72,8 @@ def test_without_flow_every_flow_is_null(lm: LatencyMap) -> None:
 
 def test_markdown_table_and_terminal_show_the_flow_table_and_the_rework_line(lm: LatencyMap) -> None:
     md = to_markdown(lm)
-    assert "| stage | in | out | yield | %C\\&A | inventory mean/peak | utilisation | workers | capacity | headroom |" in md
+    assert ("| stage | in | out | yield | %C\\&A | inventory mean/peak | utilisation | workers | capacity | "
+            "headroom |") in md
     assert "| alerting | 14,639 | 4,470 | 30.5% | 97.0% | 3.2 / 17 | 62.0% (peak hour 81.0%) | 4 (instances) | " \
            "12.5/s | 1.30x |" in md
     assert "- rework: alerting %C\\&A 97.0% (failed 439, retried 439): 52.3s, 0.4% of lead time" in md
