@@ -6,7 +6,9 @@ process p99, hops are edges with the wait p99 in front of the next stage); an en
 objectives row when a stage objective sits on one histogram (the error budget left over the
 budget window and the burn rates, from the recorded error ratios of ``latmap rules --alerts``:
 the same series the alerts read); one row per stage (wait and process quantiles, bucket
-heatmaps, request rate, the hop against its objectives). Template variables: the Prometheus
+heatmaps, request rate, the hop against its objectives). With traced stages, a flow row
+(inventory, yield, %C&A, busy workers per stage) from the series of ``latmap serve --stream``
+(:data:`mapper.core.names.STAGE_ITEMS`, :data:`~mapper.core.names.STAGE_INVENTORY`). Template variables: the Prometheus
 data source and one per segment label; event windows are annotations.
 
 Why Node Graph rather than Canvas: Node Graph lays out the stages and hops from two queries
@@ -225,6 +227,42 @@ def _stage_row(spec: StreamSpec, stage: Stage, missing: list[NotDashboardable]) 
     return panels
 
 
+def _flow_panel(title: str, unit: str, description: str, targets: list[tuple[str, str]]) -> timeseries.Panel:
+    p = timeseries.Panel().title(title).unit(unit).datasource(DATASOURCE).span(12).height(8).description(description)
+    if unit == "percentunit":
+        p = p.min(0).max(1)
+    for i, (legend, expr) in enumerate(targets):
+        p = p.with_target(_target(expr, legend, chr(ord("A") + i)))
+    return p
+
+
+def _flow_panels(spec: StreamSpec) -> list[Builder[Any]]:
+    """The flow row (issue 27): inventory, yield, %C&A and busy workers per traced stage, from
+    the series ``latmap serve --stream`` exports; empty when no stage is traced."""
+    if not Q.flow_stages(spec):
+        return []
+    live = "Live, from `latmap serve --stream` (traced stages). "
+    return [
+        _flow_panel("Inventory: items waiting before each stage", "short",
+                    live + "The items handed over to a stage and not yet started (a VSM inventory triangle): "
+                    "now, and the most at once over the rate interval.",
+                    [("{{stage}}", Q.inventory(spec)), ("{{stage}} peak", Q.inventory(spec, "max"))]),
+        _flow_panel("Yield: items handed on / items in", "percentunit",
+                    live + "Items a stage hands on to a next stage over the items that reached it; the rest "
+                    "stopped there (complete for the stages they passed). 0 at a last stage.",
+                    [("{{stage}}", Q.flow_yield(spec))]),
+        _flow_panel("%C&A: first-pass yield", "percentunit",
+                    live + "The share of items processed without an error or a retry at the stage "
+                    "(1 - (failed + retried) / items in).",
+                    [("{{stage}}", Q.first_pass_yield(spec))]),
+        _flow_panel("Busy workers: process seconds per second", "short",
+                    live + "The workers busy on average (utilisation x workers): the stage's process time "
+                    "per second of the rate interval. Divide by the workers for the utilisation; `latmap "
+                    "map` reports it with the workers counted from the spans.",
+                    [("{{stage}}", Q.busy_workers(spec))]),
+    ]
+
+
 def _objective_panels(o: ObjectiveSeries) -> list[Builder[Any]]:
     """Budget left over the budget window and the burn rates: the alert rules' recorded
     error ratios (``latmap rules --alerts``), so the panels show what the alerts see."""
@@ -277,6 +315,11 @@ def build(spec: StreamSpec) -> tuple[db.Dashboard, list[NotDashboardable]]:
     d = d.with_row(db.Row("End to end"))
     for p in _end_to_end(spec, missing):
         d = d.with_panel(p)
+    flow = _flow_panels(spec)
+    if flow:
+        d = d.with_row(db.Row("Flow"))
+        for p in flow:
+            d = d.with_panel(p)
     objectives = objective_series(spec)
     if objectives:
         d = d.with_row(db.Row("Objectives"))

@@ -26,7 +26,7 @@ from collectors.promql import WINDOW_PLACEHOLDER, escape_value, selector
 from mapper.core.calendar import cron_fields
 from mapper.core.distribution import percentile_label
 from mapper.core.errors import LatmapError
-from mapper.core.names import LEAD_TIME
+from mapper.core.names import LEAD_TIME, STAGE_INVENTORY, STAGE_ITEMS, STAGE_PROCESS
 from mapper.core.spec import Measurement, Stage, StreamSpec
 
 RATE = "$__rate_interval"
@@ -197,6 +197,59 @@ def flow_efficiency(spec: StreamSpec) -> str | None:
     return f"({' + '.join(process)}) / ({' + '.join(everything)})"
 
 
+# --------------------------------------------------------------------------- flow (issue 27)
+# From the live exporter's series (``latmap serve --stream``, one set per traced stage): items by
+# outcome (passed | stopped partition the items in; failed | retried count, once each, the items
+# not right the first time), the inventory gauge, and the process histogram's sum. ``rng`` is the
+# rate range (Grafana's ``$__rate_interval``, or the rules' ``5m``), ``by`` the labels kept.
+
+
+def flow_stages(spec: StreamSpec) -> list[Stage]:
+    """The stages the live exporter counts the flow of: the traced ones."""
+    return [s for s in spec.stages if s.traces is not None]
+
+
+def _stream(spec: StreamSpec) -> str:
+    return f'stream="{escape_value(spec.name)}"'
+
+
+def stage_items(spec: StreamSpec, outcomes: str, rng: str = RATE, by: str = "stage") -> str:
+    """Items per second at each stage whose outcome matches ``outcomes`` (a regex: ``passed|stopped``)."""
+    return f'sum by ({by}) (rate({STAGE_ITEMS}_total{{{_stream(spec)},outcome=~"{outcomes}"}}[{rng}]))'
+
+
+def items_in(spec: StreamSpec, rng: str = RATE, by: str = "stage") -> str:
+    """Items per second reaching each stage: those handed on plus those that stopped there."""
+    return stage_items(spec, "passed|stopped", rng, by)
+
+
+def flow_yield(spec: StreamSpec, rng: str = RATE, by: str = "stage") -> str:
+    """Yield per stage: items handed on / items in (0 at a last stage, where all stop; a stage
+    without a passed series is kept at 0 by ``or 0 *``, not dropped)."""
+    inn = items_in(spec, rng, by)
+    return f"({stage_items(spec, 'passed', rng, by)} or 0 * {inn}) / {inn}"
+
+
+def first_pass_yield(spec: StreamSpec, rng: str = RATE, by: str = "stage") -> str:
+    """%C&A per stage: 1 - (failed + retried) / items in; a stage without a failed or retried
+    series is right first time (``or 0 *`` keeps it instead of dropping it)."""
+    inn = items_in(spec, rng, by)
+    return f"1 - ({stage_items(spec, 'failed|retried', rng, by)} or 0 * {inn}) / {inn}"
+
+
+def inventory(spec: StreamSpec, over: str | None = None, rng: str = RATE, by: str = "stage") -> str:
+    """Items waiting before each stage: the gauge now, or ``over`` the range (``avg`` for the
+    time-average, ``max`` for the peak; summed over exporters, so a peak is an upper bound)."""
+    sel = f"{STAGE_INVENTORY}{{{_stream(spec)}}}"
+    return f"sum by ({by}) ({sel})" if over is None else f"sum by ({by}) ({over}_over_time({sel}[{rng}]))"
+
+
+def busy_workers(spec: StreamSpec, rng: str = RATE, by: str = "stage") -> str:
+    """Process seconds per second at each stage: the workers busy on average (utilisation x
+    workers; the live series do not know the workers)."""
+    return f"sum by ({by}) (rate({STAGE_PROCESS}_sum{{{_stream(spec)}}}[{rng}]))"
+
+
 def _node(stage: Stage, expr: str) -> str:
     name = escape_value(stage.name)
     return f'label_replace(label_replace({expr}, "id", "{name}", "", ""), "title", "{name}", "", "")'
@@ -273,15 +326,21 @@ __all__ = [
     "DashboardError",
     "NotDashboardable",
     "bucket_rate",
+    "busy_workers",
     "check_labels",
     "dashboardable",
     "event_window",
+    "first_pass_yield",
     "flow_efficiency",
+    "flow_stages",
+    "flow_yield",
     "graph_edges",
     "graph_nodes",
     "heatmap",
     "hop_quantile",
+    "inventory",
     "is_pushed",
+    "items_in",
     "lead_time_quantile",
     "mean",
     "parts",
@@ -289,5 +348,6 @@ __all__ = [
     "q_label",
     "quantile",
     "request_rate",
+    "stage_items",
     "stage_parts",
 ]

@@ -14,6 +14,16 @@ For a classic histogram ``m`` measuring ``part`` (``wait`` or ``process``) of st
   for each of the spec's percentiles (``p99_99_5m`` for p99.99). Percentiles are always
   computed from the summed bucket rates, never by averaging quantiles.
 
+With traced stages, the flow of the live stream (``latmap serve --stream``'s series, issue 27),
+labels ``stream`` and ``stage`` kept (``outcome`` too on the first):
+
+* ``stream_stage_outcome:latmap_stage_items:rate5m``: items per second by outcome;
+* ``stream_stage:latmap_stage_yield:ratio_rate5m``: passed / (passed + stopped);
+* ``stream_stage:latmap_stage_first_pass_yield:ratio_rate5m``: 1 - (failed + retried) / in;
+* ``stream_stage:latmap_stage_inventory:avg_over_time5m`` and ``...:max_over_time5m``: the
+  items waiting, time-average and peak;
+* ``stream_stage:latmap_stage_process_seconds:busy_rate5m``: the workers busy on average.
+
 Values stay in the metric's own unit (a ``_milliseconds`` histogram gives milliseconds).
 Summaries, raw queries and trace-measured stages cannot be recorded this way (summary
 quantiles cannot be aggregated; a raw query's window is latmap's; traces are not in
@@ -30,13 +40,15 @@ from typing import NamedTuple
 import yaml
 
 from collectors.promql import escape_value, selector
+from dashboards import queries as Q
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import prom_duration
 from mapper.core.errors import SpecError
 from mapper.core.escape import yaml_comment
+from mapper.core.names import STAGE_INVENTORY, STAGE_ITEMS, STAGE_PROCESS
 from mapper.core.spec import Measurement, StreamSpec
 
-__all__ = ["PART_LABEL", "STAGE_LABEL", "Rule", "group_name", "not_recordable", "render_rules",
+__all__ = ["PART_LABEL", "STAGE_LABEL", "Rule", "flow_rules", "group_name", "not_recordable", "render_rules",
            "rules_for"]
 
 #: Label naming the stage a recorded series measures.
@@ -136,7 +148,27 @@ def rules_for(spec: StreamSpec, rate_window: float = DEFAULT_RATE_WINDOW) -> lis
             op = percentile_label(q).replace(".", "_")
             rules.append(Rule(f"{level}:{m.name}:{op}_{rng}",
                               f"histogram_quantile({q:g}, {bucket}{{{match}}})"))
-    return rules
+    return rules + flow_rules(spec, rate_window)
+
+
+def flow_rules(spec: StreamSpec, rate_window: float = DEFAULT_RATE_WINDOW) -> list[Rule]:
+    """The flow's recording rules (see the module docstring), from the series ``latmap serve
+    --stream`` exports for the traced stages; none when no stage is traced. The expressions are
+    the dashboard's (:mod:`dashboards.queries`), over ``rate_window`` instead of Grafana's."""
+    if not Q.flow_stages(spec):
+        return []
+    rng = prom_duration(rate_window)
+    by = "stream, stage"
+    return [
+        Rule(f"stream_stage_outcome:{STAGE_ITEMS}:rate{rng}",
+             Q.stage_items(spec, "passed|stopped|failed|retried", rng, "stream, stage, outcome")),
+        Rule(f"stream_stage:{STAGE_ITEMS.replace('items', 'yield')}:ratio_rate{rng}", Q.flow_yield(spec, rng, by)),
+        Rule(f"stream_stage:{STAGE_ITEMS.replace('items', 'first_pass_yield')}:ratio_rate{rng}",
+             Q.first_pass_yield(spec, rng, by)),
+        Rule(f"stream_stage:{STAGE_INVENTORY}:avg_over_time{rng}", Q.inventory(spec, "avg", rng, by)),
+        Rule(f"stream_stage:{STAGE_INVENTORY}:max_over_time{rng}", Q.inventory(spec, "max", rng, by)),
+        Rule(f"stream_stage:{STAGE_PROCESS}:busy_rate{rng}", Q.busy_workers(spec, rng, by)),
+    ]
 
 
 def render_rules(spec: StreamSpec, rate_window: float = DEFAULT_RATE_WINDOW,

@@ -16,9 +16,14 @@ from mapper.cli.output import FORMATS, echo, exit_code, progress_bar, render_map
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="What to print on stdout.")
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
+@click.option("--flow", is_flag=True,
+              help="Also print the flow per stage: items in and out, yield, %C&A (first-pass yield), "
+                   "inventory mean/peak, utilisation, workers, capacity and headroom, and the rework line "
+                   "(report.json, .md and .html always carry it).")
 @click.option("--baseline", metavar="REPORT", type=click.Path(dir_okay=False),
               help="Compare with a previous report.json (default: the spec's pinned baseline, if any).")
-def map_command(options: MapOptions, out: str | None, fmt: str, no_progress: bool, baseline: str | None) -> None:
+def map_command(options: MapOptions, out: str | None, fmt: str, no_progress: bool, flow: bool,
+                baseline: str | None) -> None:
     """Map a value stream: query its sources and print the latency map.
 
     Exits 1 when an objective of the spec is broken, 2 on a config or source error.
@@ -29,5 +34,5 @@ def map_command(options: MapOptions, out: str | None, fmt: str, no_progress: boo
     if out:
         for path in app.pipeline.write_reports(lm, out, found):
             echo(f"wrote {path}", err=True)
-    echo(render_map(fmt, lm, found), nl=False)
+    echo(render_map(fmt, lm, found, flow=flow), nl=False)
     raise SystemExit(exit_code(broken=lm.broken))

@@ -34,13 +34,14 @@ def exit_code(*, broken: bool, regressions: int = 0) -> int:
     return EXIT_OBJECTIVE_BROKEN if broken or regressions else EXIT_OK
 
 
-def render_map(fmt: str, lm: Any, found: Any) -> str:
-    """The map and its findings as ``fmt`` (table, json or markdown) for stdout."""
+def render_map(fmt: str, lm: Any, found: Any, flow: bool = False) -> str:
+    """The map and its findings as ``fmt`` (table, json or markdown) for stdout; ``flow``
+    adds the flow block to the table (json and markdown always carry the flow)."""
     if fmt == "json":
         return dumps(render.report.to_json(lm, found))
     if fmt == "markdown":
         return str(render.report.to_markdown(lm, found))
-    return str(render.report.to_table(lm, found))
+    return str(render.report.to_table(lm, found, flow=flow))
 
 
 @contextmanager

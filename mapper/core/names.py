@@ -55,3 +55,14 @@ LIVE_LABEL_VALUES_CUT = "latmap_live_label_values_cut"
 LIVE_OPEN_ITEMS = "latmap_live_open_items"
 #: Gauge: spans held by the store.
 LIVE_HELD_SPANS = "latmap_live_held_spans"
+
+# The flow of the live value stream (issue 27), per traced stage, labels ``stream`` and ``stage``.
+#: Counter: items at a stage by ``outcome`` (``_total`` is added by the exposition): ``passed``
+#: (handed on to a next stage) or ``stopped`` (ended at the stage): the two partition the items
+#: that reached it; and, of those, ``failed`` (an attempt ended in an error) or else ``retried``
+#: (processed more than once): each item not right the first time counts once, under one of them.
+STAGE_ITEMS = "latmap_stage_items"
+#: The values of ``STAGE_ITEMS``'s ``outcome`` label.
+OUTCOMES = ("passed", "stopped", "failed", "retried")
+#: Gauge: items waiting before a stage (handed over, not yet started).
+STAGE_INVENTORY = "latmap_stage_inventory"

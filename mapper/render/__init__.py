@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         budgets,
         cells,
         examples,
+        flow,
         graph,
         html,
         plots,
@@ -22,11 +23,12 @@ if TYPE_CHECKING:
         sections,
         trend_svg,
         verdict,
+        vsm_icons,
         vsm_svg,
         vsm_text,
     )
 
-__all__ = ["buckets", "budgets", "cells", "examples", "graph", "html", "plots", "report", "sections", "trend_svg",
-           "verdict", "vsm_svg", "vsm_text"]
+__all__ = ["buckets", "budgets", "cells", "examples", "flow", "graph", "html", "plots", "report", "sections",
+           "trend_svg", "verdict", "vsm_icons", "vsm_svg", "vsm_text"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -19,6 +19,7 @@ from mapper.core.escape import html_text as escape
 from mapper.render import plots
 from mapper.render.cells import cell, method_of
 from mapper.render.examples import html_section
+from mapper.render.flow import flow_html
 from mapper.render.report import stage_rows, summary_lines, total_source
 from mapper.render.sections import future_state_section
 from mapper.render.vsm_svg import to_svg
@@ -212,6 +213,7 @@ def to_html(lm: LatencyMap, findings: Findings | None = None) -> str:
         _section("The value stream", f'<div class="map">{svg}</div>'),
         _section("Per stage", _table(head, rows) + _ul(summary_lines(lm))),
         _section("Per hop", _table(["from", "to", "part", "n", *head[4:]], hop_rows)) if hop_rows else "",
+        _section("Flow", flow_html(lm)) if lm.flow is not None else "",
         _distributions(lm),
         _segments(lm),
         _findings(findings),

@@ -4,8 +4,10 @@
 
 * ``stream``, ``owner``, ``schema_version``, ``generated_at``
 * ``window``: ``{start, end}`` (RFC 3339) and ``seconds``
-* ``stages``: each ``{name, owner, wait, process, total}``; ``wait``/``process`` are latency
-  objects or ``null`` when the spec defines none
+* ``stages``: each ``{name, owner, wait, process, total, flow}``; ``wait``/``process`` are latency
+  objects or ``null`` when the spec defines none; ``flow`` the stage's items, yield, rework,
+  inventory and utilisation (:func:`mapper.render.flow.stage_flow_json`) or ``null``
+* ``flow``: ``{items_completed}`` (the items that reached the stream's end) or ``null``
 * ``hops``: each ``{from, to, latency}``
 * ``end_to_end``: a latency object (``null`` when a stage on the path has no data), ``path``
 * ``flow_efficiency``: ``{value, method, process_seconds, lead_seconds}`` or ``null``
@@ -48,6 +50,7 @@ from mapper.core.escape import markdown_code, markdown_text
 from mapper.core.model import MeasurementResult
 from mapper.render.cells import cell, estimate_json, latency_json, method_of, num
 from mapper.render.examples import add_examples, markdown_lines
+from mapper.render.flow import FLOW_HEAD, flow_lines, flow_rows, flow_table, stage_flow_json, stream_flow_json
 from mapper.render.sections import findings_json, findings_lines, future_state_section, segments_json
 from mapper.render.vsm_text import to_mermaid
 
@@ -106,6 +109,7 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
             "wait": add_examples(_part_json(s.wait, qs), lm, s.stage.name, "wait"),
             "process": add_examples(_part_json(s.process, qs), lm, s.stage.name, "process"),
             "total": add_examples(latency_json(s.total, qs, total_source(s)), lm, s.stage.name, "hop"),
+            "flow": stage_flow_json(lm.flow.of(s.stage.name) if lm.flow is not None else None),
         })
     e2e = add_examples(latency_json(lm.end_to_end, qs, end_to_end_source(lm)), lm, END_TO_END, "lead")
     fe = lm.flow_efficiency
@@ -125,6 +129,7 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
                  for h in lm.hops],
         "end_to_end": e2e,
         "path": list(lm.path),
+        "flow": stream_flow_json(lm.flow),
         "flow_efficiency": None if fe is None else {
             "value": num(fe.value), "method": fe.method,
             "process_seconds": num(fe.process), "lead_seconds": num(fe.lead)},
@@ -207,8 +212,9 @@ def summary_lines(lm: LatencyMap) -> list[str]:
     return out
 
 
-def to_table(lm: LatencyMap, findings: Findings | None = None) -> str:
-    """The map as an aligned plain-text table with a summary and the checks."""
+def to_table(lm: LatencyMap, findings: Findings | None = None, flow: bool = False) -> str:
+    """The map as an aligned plain-text table with a summary and the checks; with ``flow``,
+    a second block: items in and out, yield, %C&A, inventory and utilisation per stage."""
     head, rows = stage_rows(lm)
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
@@ -218,6 +224,8 @@ def to_table(lm: LatencyMap, findings: Findings | None = None) -> str:
     lines += [fmt.format(*r) for r in rows]
     lines.append("")
     lines += summary_lines(lm)
+    if flow:
+        lines += ["", flow_table(lm).rstrip("\n")]
     if findings:
         lines += findings_lines(findings, lm.spec.percentiles)
     checks = (*lm.checks, *(findings.checks if findings else ()))
@@ -252,6 +260,7 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
         found = findings_lines(findings, lm.spec.percentiles)
         if found:
             lines += ["", "## Where the time goes", "", "```", *map(_md_code, found), "```"]
+    lines += _flow_markdown(lm)
     lines += _segment_lines(lm)
     lines += markdown_lines(lm, _md_escape)
     checks = (*lm.checks, *(findings.checks if findings else ()))
@@ -299,4 +308,22 @@ def _segment_lines(lm: LatencyMap) -> list[str]:
         out.append(f"- **{_md_escape(c.name)}** ({_md_escape(c.stage)} {_md_escape(c.part)}, "
                    f"{len(c.occurrences)} occurrence(s); quiet: {_md_escape(c.basis)})")
         out += [f"  - {'**flagged** ' if d.flagged else ''}{_md_escape(d.message)}" for d in c.differences]
+    return out
+
+
+def _flow_markdown(lm: LatencyMap) -> list[str]:
+    """report.md's flow: the flow table, and the split, rework and reason lines under it."""
+    rows = flow_rows(lm)
+    if not rows:
+        return []
+    out = ["", "## Flow", "", "Items per stage over the window: in, handed on (out), yield = out / in, "
+           "%C&A = first-pass yield (no error, no retry), inventory = items waiting before the stage "
+           "(time-average / most at once), utilisation = busy time / (window x workers). "
+           "`—`: the data cannot give the figure (the lines below say why).", "",
+           "| " + " | ".join(_md_escape(h) for h in FLOW_HEAD) + " |", "|" + "|".join("---" for _ in FLOW_HEAD) + "|"]
+    out += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
+    lines = flow_lines(lm)
+    if lines:
+        out.append("")
+        out += [f"- {_md_escape(line)}" for line in lines]
     return out

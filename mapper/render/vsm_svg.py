@@ -5,7 +5,11 @@ each stage labelled with its wait, the bottleneck drawn dark with a thick border
 hatched band, a stage without data dashed, and under each row of boxes the VSM timeline
 ladder (wait on the upper step, process on the lower). The lead time p50/p99 and the flow
 efficiency close the picture. With examples and ``links:`` in the spec, the bottleneck box
-opens its slowest example's trace and numbered links above it open the others.
+opens its slowest example's trace and numbered links above it open the others. When the map
+carries the stream's flow (``LatencyMap.flow``), the classic VSM icons join in
+(:mod:`mapper.render.vsm_icons`): an inventory triangle in each wait slot and a data box
+under each process box; a stream that branches is laid out in lanes, its branches drawn as
+elbow arrows (``class="vsm-arrow vsm-branch"``, ``data-from``, ``data-to``).
 
 What a caller can rely on: the output is well-formed XML; every string taken from the spec
 or the data passes through :func:`xml.sax.saxutils.escape` / ``quoteattr``; meaning is never
@@ -26,6 +30,7 @@ from mapper.core.escape import xml_text as escape
 from mapper.core.model import MeasurementResult
 from mapper.render.cells import cell, short_cell
 from mapper.render.examples import slowest, trace_links
+from mapper.render.vsm_icons import ARROW_OFFSET, DATABOX_H, databox, inventory, lanes
 
 PER_ROW = 6
 BOX_W = 210
@@ -140,8 +145,10 @@ def _lead_lines(lm: LatencyMap) -> list[str]:
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where things go: stages in rows of :data:`PER_ROW`, each a wait slot then a box, with
-    the ladder under them; the lead time lines close the picture."""
+    """Where things go: stages in rows of :data:`PER_ROW` (or, when the stream branches, in
+    lanes: :func:`mapper.render.vsm_icons.lanes`), each a wait slot then a box, with the data
+    box (when the map has its flow) and the ladder under them; the lead time lines close the
+    picture."""
 
     box_h: int
     row_h: int
@@ -149,22 +156,36 @@ class _Layout:
     width: int
     height: int
     rows: int
+    #: Each stage's (row, column), in the map's order.
+    cells: tuple[tuple[int, int], ...]
+    branched: bool
+    #: The data box's height; 0 without flow (no icons).
+    databox_h: int
+    #: Where the arrow into a box runs, below the box's top.
+    arrow_y: float
 
     @classmethod
     def of(cls, lm: LatencyMap, lead_lines: int) -> _Layout:
-        n = len(lm.stages)
-        cols = max(1, min(PER_ROW, n))
-        rows = max(1, -(-n // PER_ROW))
+        names = [s.stage.name for s in lm.stages]
+        cells, branched = lanes(names, {s.stage.name: s.stage.upstream for s in lm.stages}, PER_ROW)
+        cols = max(1, max((c for _, c in cells), default=0) + 1)
+        rows = max(1, max((r for r, _ in cells), default=0) + 1)
         box_h = LINE * (2 + max((len(_box_lines(lm, s)) for s in lm.stages), default=1)) + 6
+        icons = lm.flow is not None
+        fan_in = max((len(s.stage.upstream) for s in lm.stages), default=1)
+        if icons:  # the triangle and its lines fill the slot: the arrows run under them
+            box_h = max(box_h, ARROW_OFFSET + 14 * max(0, fan_in - 1) + 10)
+        databox_h = DATABOX_H + 6 if icons else 0
         ladder_h = 70
-        row_h = box_h + ladder_h + 40
+        row_h = box_h + databox_h + ladder_h + 40
         top = MARGIN + 50
         width = MARGIN * 2 + cols * (SLOT_W + BOX_W) + 40
-        return cls(box_h, row_h, top, width, top + rows * row_h + LINE * (lead_lines + 1) + MARGIN, rows)
+        return cls(box_h, row_h, top, width, top + rows * row_h + LINE * (lead_lines + 1) + MARGIN, rows,
+                   tuple(cells), branched, databox_h, ARROW_OFFSET if icons else box_h / 2)
 
     def place(self, i: int) -> tuple[float, float]:
         """The top left corner of stage ``i``'s box."""
-        r, c = divmod(i, PER_ROW)
+        r, c = self.cells[i]
         return MARGIN + SLOT_W + c * (SLOT_W + BOX_W), self.top + r * self.row_h
 
 
@@ -190,8 +211,10 @@ def to_svg(lm: LatencyMap) -> str:
     for i, s in enumerate(lm.stages):
         x, y = layout.place(i)
         out += _stage_box(lm, s, x, y, layout.box_h)
-        out += _wait_slot(s, i, x, y, layout, incoming.get(s.stage.name, []), order, connectors)
-        out += _ladder(s, x, y + layout.box_h)
+        out += _wait_slot(lm, s, i, x, y, layout, incoming.get(s.stage.name, []), order, connectors)
+        if lm.flow is not None:
+            out += databox(lm, s, lm.flow.of(s.stage.name), x, y + layout.box_h + 6, BOX_W)
+        out += _ladder(s, x, y + layout.box_h + layout.databox_h)
     ly = layout.top + layout.rows * layout.row_h
     for j, line in enumerate(lead):
         out.append(_text(MARGIN, ly + j * LINE, line, size=12, weight="bold" if j == 0 else "normal"))
@@ -211,8 +234,11 @@ def _header(lm: LatencyMap, layout: _Layout) -> list[str]:
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
         _text(MARGIN, MARGIN + 16, f"Value stream: {lm.spec.name}"
               + (f" (owner: {lm.spec.owner})" if lm.spec.owner else ""), size=16, weight="bold"),
-        _text(MARGIN, MARGIN + 34, "boxes: process time per stage · arrows: wait before the stage · "
-              "ladder: p50 wait (upper) and process (lower)", size=11),
+        _text(MARGIN, MARGIN + 34, ("boxes: process time per stage · triangles: items waiting and the wait "
+                                    "before the stage · data boxes: C/T, %C&A, yield, utilisation · "
+                                    if lm.flow is not None else
+                                    "boxes: process time per stage · arrows: wait before the stage · ")
+              + "ladder: p50 wait (upper) and process (lower)", size=11),
     ]
 
 
@@ -256,34 +282,59 @@ def _stage_box(lm: LatencyMap, s: StageResult, x: float, y: float, box_h: int) -
     return out
 
 
-def _wait_slot(s: StageResult, i: int, x: float, y: float, layout: _Layout, sources: list[str],
+def _arrow_class(lm: LatencyMap, src: str, dst: str) -> str:
+    """An arrow's hooks: ``vsm-arrow``, plus ``vsm-branch`` when its stage hands over to
+    several next stages; ``data-from`` / ``data-to`` name the stages."""
+    fan_out = sum(1 for s in lm.stages if src in s.stage.upstream)
+    cls = "vsm-arrow vsm-branch" if fan_out > 1 else "vsm-arrow"
+    return f'class="{cls}" data-from={quoteattr(src)} data-to={quoteattr(dst)}'
+
+
+def _wait_slot(lm: LatencyMap, s: StageResult, i: int, x: float, y: float, layout: _Layout, sources: list[str],
                order: dict[str, int], connectors: _Connectors) -> list[str]:
-    """The wait slot left of stage ``i``'s box: its wait, and an arrow in from each upstream
-    stage (a numbered off-page connector pair when the two are not side by side)."""
+    """The wait slot left of stage ``i``'s box: its wait (with the flow: the inventory
+    triangle), and an arrow in from each upstream stage: straight from the box beside it, an
+    elbow from a branching stage in the column before, else a numbered off-page connector pair."""
     out: list[str] = []
     box_h = layout.box_h
-    mid = y + box_h / 2
     sx = x - SLOT_W
-    for j, line in enumerate(_wait_lines(s)):
-        out.append(_text(sx + SLOT_W / 2, y + 14 + j * LINE, line, anchor="middle"))
+    name = s.stage.name
+    if lm.flow is not None and (sources or _inventory_known(lm, name)):
+        out += inventory(lm, s, lm.flow.of(name), sx, y, SLOT_W)
+    elif lm.flow is None:
+        for j, line in enumerate(_wait_lines(s)):
+            out.append(_text(sx + SLOT_W / 2, y + 14 + j * LINE, line, anchor="middle"))
+    row, col = layout.cells[i]
     for k, src in enumerate(sources):
-        ay = mid + 14 * k
-        adjacent = order.get(src) == i - 1 and i % PER_ROW != 0
-        if adjacent:
-            out.append(f'<line x1="{sx + 2}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
+        ay = y + layout.arrow_y + 14 * k
+        attrs = _arrow_class(lm, src, name)
+        up = layout.cells[order[src]] if src in order else None
+        if up == (row, col - 1):
+            out.append(f'<line {attrs} x1="{sx + 2}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
                        'stroke-width="2" marker-end="url(#arrow)"/>')
+            continue
+        if layout.branched and up is not None and up[1] == col - 1:  # a branch: out of the box before, sideways
+            px, py = layout.place(order[src])
+            out.append(f'<path {attrs} d="M{px + BOX_W:g},{py + layout.arrow_y:g} H{sx + 8:g} V{ay:g} H{x - 2:g}" '
+                       f'fill="none" stroke="{INK}" stroke-width="2" marker-end="url(#arrow)"/>')
             continue
         # Not side by side (a row wrap or a branch): a numbered off-page connector pair.
         connectors.count += 1
         tag = f"({connectors.count})"
         out.append(_text(sx + 16, ay + 4, tag, weight="bold", anchor="middle"))
-        out.append(f'<line x1="{sx + 30}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
+        out.append(f'<line {attrs} x1="{sx + 30}" y1="{ay}" x2="{x - 2}" y2="{ay}" stroke="{INK}" '
                    'stroke-width="2" marker-end="url(#arrow)"/>')
         if src in order:
             px, py = layout.place(order[src])
             nth = connectors.out_of[src] = connectors.out_of.get(src, 0) + 1
             out.append(_text(px + BOX_W + 4, py + box_h + 10 - LINE * nth, f"→{tag}", weight="bold"))
     return out
+
+
+def _inventory_known(lm: LatencyMap, stage: str) -> bool:
+    """Whether the flow has an inventory before ``stage`` (a first stage gets a triangle only then)."""
+    f = lm.flow.of(stage) if lm.flow is not None else None
+    return f is not None and f.inventory is not None
 
 
 def _ladder(s: StageResult, x: float, box_bottom: float) -> list[str]:
