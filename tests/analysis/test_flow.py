@@ -154,3 +154,61 @@ def test_partitioned_route_gives_the_in_memory_counts(tmp_path) -> None:  # type
             assert p.inventory.peak <= m.inventory.peak and p.inventory.peak_resolution > 0
         assert astuple(p.utilisation) == pytest.approx(astuple(m.utilisation))
     assert any(c.code == "inventory-peak-sampled" for c in merged.checks)
+
+
+def test_sdk_spans_stop_at_alerting_complete_and_failures_count(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Real OpenTelemetry SDK spans (OTLP protobuf): 40 ticks, 10 go on to notification, one
+    alerting delivery fails (status ERROR) and is redelivered on the same producer span."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    from mapper.app.gather import traces_at
+    from mapper.app.trace_side import collect_traces
+
+    exporter = InMemorySpanExporter()
+    t = {}
+    for svc in ("market-data", "alerting", "notification"):
+        p = TracerProvider(resource=Resource.create({"service.name": svc}))
+        p.add_span_processor(SimpleSpanProcessor(exporter))
+        t[svc] = p.get_tracer("test")
+    ms = 1_000_000
+    for i in range(40):
+        s0 = (W0 + 10 + i) * 1_000_000_000
+        tick = t["market-data"].start_span("tick", kind=SpanKind.SERVER, start_time=s0)
+        pub = t["market-data"].start_span("ticks publish", trace.set_span_in_context(tick), SpanKind.PRODUCER,
+                                          start_time=s0 + ms)
+        pub.end(s0 + 2 * ms)
+        tick.end(s0 + 2 * ms)
+        c0 = s0 + 5 * ms
+        if i == 3:
+            bad = t["alerting"].start_span("ticks process", trace.set_span_in_context(pub), SpanKind.CONSUMER,
+                                           start_time=c0)
+            bad.set_status(Status(StatusCode.ERROR))
+            bad.end(c0 + ms)
+            c0 += 100 * ms
+        con = t["alerting"].start_span("ticks process", trace.set_span_in_context(pub), SpanKind.CONSUMER,
+                                       start_time=c0)
+        if i % 4 == 0:
+            enq = t["alerting"].start_span("alerts publish", trace.set_span_in_context(con), SpanKind.PRODUCER,
+                                           start_time=c0 + ms)
+            enq.end(c0 + 2 * ms)
+            t["notification"].start_span("send", trace.set_span_in_context(enq), SpanKind.CONSUMER,
+                                         start_time=c0 + 10 * ms).end(c0 + 20 * ms)
+        con.end(c0 + 2 * ms)
+    path = tmp_path / "spans.binpb"
+    path.write_bytes(encode_spans(exporter.get_finished_spans()).SerializeToString())
+    got = collect_traces(loads_spec(SPEC.replace("/nonexistent", str(path))), Window(W0, W0 + WINDOW),
+                         traces_at(str(path)))
+    al, nt = got.flow["alerting"], got.flow["notification"]
+    assert (al.items_in, al.items_out, al.stopped, nt.items_in) == (40, 10, 30, 10)
+    assert (al.rework.failed, al.rework.retried, al.rework.first_pass_yield) == (1, 1, 39 / 40)
+    assert al.rework.seconds == pytest.approx(0.1)
+    assert got.items_completed == 10
+    codes = {(c.code, c.stage) for c in got.checks}
+    assert not any(c.code == "incomplete-traces" for r in got.results.values() for c in r.checks)
+    assert ("workers-unknown", "alerting") in codes  # no service.instance.id on these resources
