@@ -70,7 +70,11 @@ def _finder(hi: np.ndarray, lo: np.ndarray, span: np.ndarray):  # type: ignore[n
     def find(qh: np.ndarray, ql: np.ndarray, qs: np.ndarray) -> np.ndarray:
         if not keys.size or not qs.size:
             return np.full(qs.size, -1, np.int64)
-        cand = order[np.minimum(np.searchsorted(keys, id_key(qh, ql, qs)), keys.size - 1)]
+        needles = id_key(qh, ql, qs)
+        by = np.argsort(needles)  # sorted needles: each binary search starts near the last one
+        at = np.empty(needles.size, np.int64)
+        at[by] = np.searchsorted(keys, needles[by])
+        cand = order[np.minimum(at, keys.size - 1)]
         ok = (span[cand] == qs) & (hi[cand] == qh) & (lo[cand] == ql) & (qs != 0)
         return np.where(ok, cand, -1)
 
@@ -107,7 +111,9 @@ def group_flags(batch: SpanBatch, stage_i: np.ndarray, upstream_i: Sequence[int]
     pid, start = batch.parent_id[used], batch.start_ns[used]
     find = _finder(hi, lo, sid)
     up = np.asarray(upstream_i, np.int64)[st]
-    p = find(hi, lo, pid)
+    p = np.full(n, -1, np.int64)
+    child = np.flatnonzero(pid != 0)
+    p[child] = find(hi[child], lo[child], pid[child])
     target = np.where((p >= 0) & (up >= 0) & (st[np.maximum(p, 0)] == up), p, -1)
     links = batch.all_links
     if len(links):
@@ -151,14 +157,14 @@ def instances_of(batch: SpanBatch, stage_i: np.ndarray, n_st: int) -> tuple[list
     """Per stage: the distinct ``service.instance.id`` of its spans, and how many of its spans
     have none (unknown)."""
     used = np.flatnonzero(stage_i >= 0)
-    inst = batch.instance[used]
-    st = stage_i[used]
-    known = pd.notna(inst)
-    unknown = np.bincount(st[~known], minlength=n_st)
-    frame = pd.DataFrame({"s": st[known], "i": inst[known]}).drop_duplicates()
+    codes, names = pd.factorize(batch.instance[used])  # None: code -1
+    st = stage_i[used].astype(np.int64)
+    unknown = np.bincount(st[codes < 0], minlength=n_st)
+    pairs = np.unique(st[codes >= 0] * max(len(names), 1) + codes[codes >= 0])
     out: list[frozenset[str]] = [frozenset() for _ in range(n_st)]
-    for s, names in frame.groupby("s")["i"]:
-        out[int(s)] = frozenset(str(x) for x in names)  # type: ignore[call-overload]
+    for k in range(n_st):
+        mine = pairs[pairs // max(len(names), 1) == k] % max(len(names), 1)
+        out[k] = frozenset(str(names[i]) for i in mine.tolist())
     return out, unknown
 
 
