@@ -212,3 +212,16 @@ def test_sdk_spans_stop_at_alerting_complete_and_failures_count(tmp_path) -> Non
     codes = {(c.code, c.stage) for c in got.checks}
     assert not any(c.code == "incomplete-traces" for r in got.results.values() for c in r.checks)
     assert ("workers-unknown", "alerting") in codes  # no service.instance.id on these resources
+
+
+def test_spec_workers_set_the_utilisation_and_bad_ones_name_their_line() -> None:
+    from mapper.core.errors import SpecError
+
+    batch, truth = chain(n=300, seed=2)
+    text = SPEC.replace("service: notification}}", "service: notification}, workers: 3}")
+    lm = build_map(loads_spec(text), Window(W0, W0 + WINDOW), collectors={"spans": Spans(batch)})
+    u = lm.flow.of("notification").utilisation
+    assert (u.workers, u.workers_source) == (3, "spec")
+    assert u.value == pytest.approx(truth.notify_busy_s / WINDOW / 3)
+    with pytest.raises(SpecError, match=r":7.*workers: must be a whole number >= 1"):
+        loads_spec(SPEC.replace("service: notification}}", "service: notification}, workers: 0}"))
