@@ -39,6 +39,9 @@ class Inventory:
     source: str = "traces"
     #: What the gauge was (``kafka_consumergroup_lag{group="alerting"}``), for reports.
     provenance: str | None = None
+    #: Seconds between the instants ``peak`` was read at: 0 for an exact sweep over every
+    #: wait (traces in memory); above 0 the peak of a grid (a lower bound of the true peak).
+    peak_resolution: float | None = None
 
 
 @dataclass(frozen=True)

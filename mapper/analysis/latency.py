@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, choose
+from mapper.analysis.flow_checks import assemble_flow, dedupe_checks, flow_checks
+from mapper.analysis.flow_model import StageFlow
 from mapper.analysis.map_model import Bottleneck as Bottleneck
 from mapper.analysis.map_model import FlowEfficiency as FlowEfficiency
 from mapper.analysis.map_model import HopResult as HopResult
@@ -151,6 +153,11 @@ class MapInput:
     measured_lead: MeasurementResult | None = None
     lead: Distribution | None = None
     examples: Examples | None = None
+    #: Each stage's flow from traces and from metrics (:func:`~mapper.analysis.flow_checks.assemble_flow`
+    #: slots them together), and the items that reached the stream's end (None: unknown).
+    flow_traced: Mapping[str, StageFlow] = field(default_factory=dict)
+    flow_metered: Mapping[str, StageFlow] = field(default_factory=dict)
+    items_completed: float | None = None
 
     def lead_time(self) -> Distribution | None:
         """The per-item lead time: given, or the traces' own."""
@@ -188,6 +195,9 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
     objectives = tuple(_objective(o, end_to_end if o.target == "end_to_end" else by_name[o.target].total)
                        for o in spec.objectives)
     checks += _objective_checks(objectives)
+    stream_flow = assemble_flow(spec, given.flow_traced, given.flow_metered, given.items_completed)
+    if stream_flow is not None:
+        checks = dedupe_checks([*checks, *flow_checks(stream_flow)])
     method = ("measured" if shape.lead_measured else
               "traces" if end_to_end is not None and end_to_end is shape.lead and traces is not None else
               "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
@@ -204,7 +214,7 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
                           spec.examples.count)
     return LatencyMap(spec, window, shape.stages, hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments, examples,
-                      given.measured_lead, shape.computed if shape.lead_measured else None)
+                      given.measured_lead, shape.computed if shape.lead_measured else None, stream_flow)
 
 
 def example_thresholds_for(spec: StreamSpec, given: MapInput) -> dict[tuple[str, str, float], Threshold]:

@@ -26,8 +26,9 @@ import pandas as pd
 
 from mapper.analysis.attribution import MEDIAN_BAND, TAILS, item_parts
 from mapper.analysis.examples import data_range
+from mapper.analysis.flow import FlowSums, flow_sums
 from mapper.analysis.merge import MergedSamples
-from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table
+from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, incomplete_check
 from mapper.analysis.whatif import replay_hops
 from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
@@ -144,6 +145,9 @@ class PartVectors:
     frame: pd.DataFrame | None = None
     #: Repeated spans (retried exports) dropped before the analysis: counted in spans-set-aside.
     duplicates: int = 0
+    #: With a ``window``: the flow's sums (items in and out, rework, inventory, busy time),
+    #: which add up across partitions (:meth:`~mapper.analysis.flow.FlowSums.merge`).
+    flow: FlowSums | None = None
 
 
 #: The check of a partitioned window whose spans were probability-sampled (see :func:`_unweighted`).
@@ -171,11 +175,12 @@ def _unweighted(table: TraceTable, stages: Sequence[str]) -> list[Check]:
 def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
                       upstream: Mapping[str, str | None], path: Sequence[str] | None = None,
                       on_table: Callable[[TraceTable], None] | None = None,
-                      replay: bool = False, frame: bool = False) -> PartVectors:
+                      replay: bool = False, frame: bool = False,
+                      window: tuple[float, float] | None = None) -> PartVectors:
     """The samples of one partition (whole items): ``(stage, part)`` -> seconds, part one of
     ``wait`` (NaN-free: items with a hand-over), ``process``, ``total``; ``LEAD`` the lead
     time of the complete items. ``on_table`` is given the partition's trace table (to keep
-    it for a later pass)."""
+    it for a later pass); with ``window`` (Unix seconds) the flow's sums too."""
     table = build_trace_table(batch, matches, upstream)
     if on_table is not None:
         on_table(table)
@@ -208,7 +213,8 @@ def partition_vectors(batch: SpanBatch, matches: Sequence[StageMatch],
     checks = (*table.checks, *_unweighted(table, [m.stage for m in matches]))
     return PartVectors(vectors, table.traces, table.spans_used, table.link_edges, rows, neg, low, skew,
                        checks, items, starts=starts, times=times, replay=hops,
-                       frame=table.frame[list(FRAME_COLUMNS)] if frame else None)
+                       frame=table.frame[list(FRAME_COLUMNS)] if frame else None,
+                       flow=flow_sums(table, batch, matches, upstream, window) if window is not None else None)
 
 
 def set_sums(items: pd.DataFrame, thresholds: Mapping[str, tuple[float, float]]) -> dict[str, tuple[int, np.ndarray]]:
@@ -231,13 +237,9 @@ def merged_part_results(stage: str, provenance: str, dists: Mapping[tuple[str, s
     if process is None or process.count == 0:
         msg = f"{stage}: no spans match the stage in the window"
         return {"process": MeasurementResult(None, provenance, (Check("warning", "no-data", msg, stage),))}
-    checks: list[Check] = []
     share = sums.stage_rows.get(stage, 0) / sums.traces if sums.traces else 0.0
-    if share < 1.0:
-        unit = "items (traces joined by span links)" if sums.link_edges else "traces"
-        checks.append(Check("info", "incomplete-traces",
-                            f"{stage}: present in {share:.1%} of {sums.traces:,} {unit}; those without it "
-                            "are left out of the lead time", stage))
+    flow = sums.flow.stages.get(stage) if sums.flow is not None else None
+    checks = incomplete_check(stage, share, sums.traces, sums.link_edges, flow.missing if flow else None)
     out = {"process": MeasurementResult(process, provenance, tuple(checks))}
     wait = dists.get((stage, "wait"))
     if wait is not None and wait.count:
@@ -286,7 +288,8 @@ def sum_parts(parts: Sequence[PartVectors], n_parts: int) -> PartVectors:
     checks = tuple(kept)
     return PartVectors({}, sum(pv.traces for pv in parts), sum(pv.spans_used for pv in parts),
                        sum(pv.link_edges for pv in parts), add("stage_rows"), add("negative_waits"), low,
-                       add("skewed_links"), checks, duplicates=sum(pv.duplicates for pv in parts))
+                       add("skewed_links"), checks, duplicates=sum(pv.duplicates for pv in parts),
+                       flow=FlowSums.merge([pv.flow for pv in parts]))
 
 
 def tail_sets(lead: MergedSamples) -> dict[str, tuple[float, float]]:

@@ -410,19 +410,34 @@ def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trac
     return prow, linked
 
 
-def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, MeasurementResult]:
-    """The stage's wait and process from traces, as collector results with their checks."""
+def incomplete_check(stage: str, share: float, traces: int, link_edges: int, missing: int | None) -> list[Check]:
+    """``incomplete-traces``: items without the stage. With ``missing`` (items that reach a
+    stage after this one without this one: :mod:`mapper.analysis.flow`) only those are, an
+    item that stopped before the stage is complete for the stages it passed; without it
+    (unknown) every item that lacks the stage is counted."""
+    unit = "items (traces joined by span links)" if link_edges else "traces"
+    if missing is None:
+        if share >= 1.0:
+            return []
+        return [Check("info", "incomplete-traces", f"{stage}: present in {share:.1%} of {traces:,} {unit}; "
+                      "those without it are left out of the lead time", stage)]
+    if not missing:
+        return []
+    return [Check("info", "incomplete-traces", f"{stage}: {missing:,} of {traces:,} {unit} reach a later stage "
+                  "without it (its spans missing: not sampled, outside the window, or not matched); they are "
+                  "left out of the lead time", stage)]
+
+
+def part_results(table: TraceTable, stage: str, provenance: str,
+                 missing: int | None = None) -> dict[str, MeasurementResult]:
+    """The stage's wait and process from traces, as collector results with their checks
+    (``missing``: see :func:`incomplete_check`)."""
     f = table.stage_frame(stage)
     checks: list[Check] = []
     if f.empty:
         msg = f"{stage}: no spans match the stage in the window"
         return {"process": MeasurementResult(None, provenance, (Check("warning", "no-data", msg, stage),))}
-    share = table.completeness(stage)
-    if share < 1.0:
-        unit = "items (traces joined by span links)" if table.link_edges else "traces"
-        checks.append(Check("info", "incomplete-traces",
-                            f"{stage}: present in {share:.1%} of {table.traces:,} {unit}; those without it "
-                            "are left out of the lead time", stage))
+    checks += incomplete_check(stage, table.completeness(stage), table.traces, table.link_edges, missing)
     process, th = weighted_parts(f, "process")
     if th is not None:
         checks += sampling_checks(stage, th, f["tail_policy"].to_numpy() if "tail_policy" in f else None)

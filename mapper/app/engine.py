@@ -261,8 +261,9 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         del linked, group
         replay = replay_all or bool(item_path)
         keep_frame = replay_all and not item_path  # several paths: the attribution's path comes after the merge
-        first = run(pass_one, [(scratch, p, matches, upstream, item_path, replay, keep_frame, _wants(examples))
-                               for p in range(n_parts)])
+        window = ((lo - 1) / 1e9, hi / 1e9)  # the flow's window: spans that start in (lo - 1, hi]
+        first = run(pass_one, [(scratch, p, matches, upstream, item_path, replay, keep_frame, _wants(examples),
+                                window) for p in range(n_parts)])
         keys = sorted({k for _, s in first for k in s})
         merged = {k: merge_summaries(s[k] for _, s in first if k in s) for k in keys}
         ranks = {k: ranks_needed(m.n, qs) for k, m in merged.items()}

@@ -162,17 +162,19 @@ def _partition_batch(scratch: str, p: int) -> tuple[Any, int]:
 
 def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
              path: Sequence[str] | None = None, replay: bool = False,
-             keep_frame: bool = False, keep_table: bool = False) -> tuple[PartVectors, dict[Key, Summary]]:
-    """Partition ``p``'s analysis: its counts (vectors dropped) and its samples' bin counts;
-    the samples are kept in the partition's directory for :func:`pass_two` (and with
-    ``keep_table`` its trace table, for :func:`pass_four`)."""
+             keep_frame: bool = False, keep_table: bool = False,
+             window: tuple[float, float] | None = None) -> tuple[PartVectors, dict[Key, Summary]]:
+    """Partition ``p``'s analysis: its counts (vectors dropped; with ``window``, Unix
+    seconds, the flow's sums) and its samples' bin counts; the samples are kept in the
+    partition's directory for :func:`pass_two` (and with ``keep_table`` its trace table, for
+    :func:`pass_four`)."""
     batch, duplicates = _partition_batch(scratch, p)
     if batch is None:
         return PartVectors({}), {}
     try:
         pv = partition_vectors(batch, matches, upstream, path,
                                on_table=partial(_save_table, Path(scratch) / f"p={p}") if keep_table else None,
-                               replay=replay, frame=keep_frame)
+                               replay=replay, frame=keep_frame, window=window)
     except Exception as err:  # a partition that fails names itself; the run fails
         raise SourceError(f"partition {p}: analysis failed: {type(err).__name__}: {err}") from err
     keys = sorted(pv.vectors)
@@ -189,7 +191,8 @@ def pass_one(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapp
         (d / "items.json").write_text(json.dumps(list(pv.items.columns)))
     summaries = {k: Summary.of(v) for k, v in pv.vectors.items()}
     return PartVectors({}, pv.traces, pv.spans_used, pv.link_edges, pv.stage_rows, pv.negative_waits,
-                       pv.min_wait, pv.skewed_links, pv.checks, starts=pv.starts, duplicates=duplicates), summaries
+                       pv.min_wait, pv.skewed_links, pv.checks, starts=pv.starts, duplicates=duplicates,
+                       flow=pv.flow), summaries
 
 
 def pass_two(scratch: str, p: int, wanted: Mapping[Key, np.ndarray]) -> dict[Key, tuple[np.ndarray, np.ndarray]]:

@@ -9,11 +9,14 @@ compared in checks (by the pipeline).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from mapper.analysis.evidence import MergedTraces, TraceEvidence
 from mapper.analysis.examples import Examples, Threshold
 from mapper.analysis.examples import Key as ExampleKey
+from mapper.analysis.flow import FlowSums, flow_sums
+from mapper.analysis.flow_checks import traced_flows
+from mapper.analysis.flow_model import StageFlow
 from mapper.analysis.latency import MapInput, example_thresholds_for
 from mapper.analysis.partition import LEAD, merged_part_results
 from mapper.analysis.segments import MergedSegment
@@ -47,6 +50,10 @@ class Traced:
     examples: Examples | None = None
     #: Merged from partitions: the traced parts' segments.
     segments: dict[tuple[str, str], MergedSegment] | None = None
+    #: Each traced stage's flow (items in and out, rework, inventory, utilisation).
+    flow: dict[str, StageFlow] = field(default_factory=dict)
+    #: Items that reached the stream's end (the lead time's items; None: no flow).
+    items_completed: float | None = None
 
 
 def _traced(spec: StreamSpec) -> list[tuple[Stage, TraceMatch]]:
@@ -101,6 +108,7 @@ def _in_memory(spec_source: SourceSpec, source: Source, window: Window, staged: 
     except SourceError as err:
         raise SourceError(f"traces from {spec_source.name!r}: {err}") from err
     table = build_trace_table(loaded.batch, matches, upstream)
+    sums = flow_sums(table, loaded.batch, matches, upstream, (window.start, window.end))
     checks = []
     if loaded.set_aside:
         reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(loaded.set_aside.items()))
@@ -112,11 +120,22 @@ def _in_memory(spec_source: SourceSpec, source: Source, window: Window, staged: 
     results: dict[tuple[str, str], MeasurementResult] = {}
     totals: dict[str, Distribution] = {}
     for s, t in staged:
-        for part, r in part_results(table, s.name, _where(spec_source, loaded.origin, t)).items():
+        missing = sums.stages[s.name].missing if s.name in sums.stages else None
+        for part, r in part_results(table, s.name, _where(spec_source, loaded.origin, t), missing).items():
             results[(s.name, part)] = r
         if s.wait is None and s.process is None and not table.stage_frame(s.name).empty:
             totals[s.name] = SampleDistribution(table.totals(s.name))
-    return Traced(table, results, checks, totals)
+    flows, flow_checks = _flows(staged, upstream, sums)
+    return Traced(table, results, checks + flow_checks, totals, flow=flows, items_completed=float(sums.completed))
+
+
+def _flows(staged: list[tuple[Stage, TraceMatch]], upstream: Mapping[str, str | None],
+           sums: FlowSums | None) -> tuple[dict[str, StageFlow], list[Check]]:
+    """The traced stages' flow and its trace-only checks (none without sums)."""
+    if sums is None:
+        return {}, []
+    downstream = {s.name: [d for d, u in upstream.items() if u == s.name] for s, _ in staged}
+    return traced_flows(sums, downstream, {s.name: s.workers for s, _ in staged})
 
 
 def _where(source: SourceSpec, origin: str, t: TraceMatch) -> str:
@@ -175,9 +194,12 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[tuple[St
         if s.wait is None and s.process is None and total is not None and total.count:
             totals[s.name] = total
     lead = merged.distributions.get(LEAD)
-    return Traced(evidence, results, checks, totals, lead if lead is not None and lead.count else None,
+    upstream = {s.name: next((u for u in s.upstream if u in {x.name for x, _ in staged}), None) for s, _ in staged}
+    flows, flow_checks = _flows(staged, upstream, sums.flow)
+    return Traced(evidence, results, checks + flow_checks, totals, lead if lead is not None and lead.count else None,
                   examples=merged.examples,
-                  segments=dict(merged.segments) if merged.segments is not None else None)
+                  segments=dict(merged.segments) if merged.segments is not None else None,
+                  flow=flows, items_completed=float(sums.flow.completed) if sums.flow is not None else None)
 
 
 def source_graph(source: Source) -> list[Edge]:

@@ -23,7 +23,7 @@ DATADOG_SOURCE = ("kind", "site", "url", "api_key_env", "api_key_file", "app_key
                   "max_response")
 BASIC_AUTH = ("username", "password_env", "password_file")
 TLS = ("ca_file", "insecure_skip_verify")
-STAGE = ("name", "owner", "description", "wait", "process", "traces", "upstream", "objectives", "weight")
+STAGE = ("name", "owner", "description", "wait", "process", "traces", "upstream", "objectives", "weight", "workers")
 #: What a measurement from a Prometheus-like source names: exactly one of these.
 METRIC = ("histogram", "summary", "query")
 #: ``wait:`` / ``process:`` from a Prometheus-like source.

@@ -49,6 +49,9 @@ class Stage:
     #: The stage's share weight when ``latmap budgets`` splits an end-to-end objective
     #: (``None``: split by the hops' current shares of the tail). Always > 0.
     weight: float | None = None
+    #: Workers serving the stage (``workers:``), for its utilisation and capacity; None:
+    #: counted from the spans' distinct ``service.instance.id``. Always >= 1.
+    workers: int | None = None
 
 
 @dataclass
@@ -100,8 +103,9 @@ def _stage(i: int, snode: LDict, line: int, src: Mapping[str, Any], sources: Map
         parsed.objectives += parse_objectives(sname, snode["objectives"], snode.line_of("objectives"),
                                               f"{where}.objectives", p)
     weight = _weight(snode, where, p) if "weight" in snode else None
+    workers = _workers(snode, where, p) if "workers" in snode else None
     return Stage(name=sname, place=p.at(line), owner=name_field(snode, "owner", where, p),
-                 wait=wait, process=process, upstream=upstream, weight=weight,
+                 wait=wait, process=process, upstream=upstream, weight=weight, workers=workers,
                  description=str_field(snode, "description", where, p),
                  traces=_trace_match(snode["traces"], snode.line_of("traces"), f"{where}.traces",
                                      sources, p) if "traces" in snode else None)
@@ -155,6 +159,15 @@ def _weight(node: LDict, where: str, p: Problems) -> float | None:
         p.add(node.line_of("weight"), f"{where}.weight", f"must be a number > 0, got {v!r}")
         return None
     return float(v)
+
+
+def _workers(node: LDict, where: str, p: Problems) -> int | None:
+    """A stage's workers: a whole number >= 1 (what utilisation divides the busy time by)."""
+    v = node["workers"]
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        p.add(node.line_of("workers"), f"{where}.workers", f"must be a whole number >= 1, got {v!r}")
+        return None
+    return v
 
 
 def check_stage_sources(doc: LDict, stages: list[Stage], sources: Mapping[str, SourceSpec], p: Problems) -> None:
