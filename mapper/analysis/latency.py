@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, choose
+from mapper.analysis.flow_metrics import metered_flow, stream_of, wants_metered_flow
+from mapper.analysis.flow_model import StageFlow
 from mapper.analysis.map_model import Bottleneck as Bottleneck
 from mapper.analysis.map_model import FlowEfficiency as FlowEfficiency
 from mapper.analysis.map_model import HopResult as HopResult
@@ -24,6 +26,7 @@ from mapper.analysis.segments import SegmentData, build_segments
 from mapper.core.convolve import convolve
 from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label, too_few_note
 from mapper.core.estimate import addable
+from mapper.core.flowread import FlowReads
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.spec import Objective, StreamSpec
 
@@ -151,6 +154,8 @@ class MapInput:
     measured_lead: MeasurementResult | None = None
     lead: Distribution | None = None
     examples: Examples | None = None
+    #: The stages' flow metrics as gathered (errors, retries, inventory gauges).
+    flow_reads: FlowReads | None = None
 
     def lead_time(self) -> Distribution | None:
         """The per-item lead time: given, or the traces' own."""
@@ -202,9 +207,17 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
     elif (items := traces.items()) is not None:
         examples = choose(items, _map_thresholds(spec, shape.stages, end_to_end, path, traces),
                           spec.examples.count)
+    # The flow from metrics alone (issue 27); merged with the traced flow, this becomes
+    # assemble_flow(spec, traced, metered).
+    metered: dict[str, StageFlow] = {}
+    if wants_metered_flow(spec):
+        metered, flow_checks = metered_flow(spec, window, given.results, given.flow_reads,
+                                            seg.hourly if seg is not None else None)
+        checks += flow_checks
     return LatencyMap(spec, window, shape.stages, hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments, examples,
-                      given.measured_lead, shape.computed if shape.lead_measured else None)
+                      given.measured_lead, shape.computed if shape.lead_measured else None,
+                      flow=stream_of(spec, metered))
 
 
 def example_thresholds_for(spec: StreamSpec, given: MapInput) -> dict[tuple[str, str, float], Threshold]:
