@@ -77,7 +77,7 @@ def flow_lines() -> Iterator[str]:
     yield from _process("notify", 'stage="notify",outcome="error"', err, t)
     yield "# TYPE fp_wait_seconds histogram\n"
     n = _cumulative(np.full(k, PER_STEP["notify"], float))
-    rows = [[float(c) if NOTIFY_WAIT <= b else 0.0 for b in WAIT_BOUNDS] for c in n]
+    rows = [[float(c) if b >= NOTIFY_WAIT else 0.0 for b in WAIT_BOUNDS] for c in n]
     yield from _hist_lines("fp_wait_seconds", 'stage="notify"', WAIT_BOUNDS, rows, list(t), list(n * NOTIFY_WAIT))
     yield "# TYPE fp_alert_errors counter\n"
     for ts, c in zip(t, _cumulative(np.ones(k)), strict=True):

@@ -127,7 +127,8 @@ def test_a_missing_gauge_gives_a_check_and_no_inventory(prom_url: str) -> None:
 
 
 def test_a_negative_gauge_gives_a_check_and_no_inventory(prom_url: str) -> None:
-    f, codes = _one_stage(prom_url, "    inventory: {source: prom, gauge: fp_negative_lag, selector: 'group=~\"al.*\"'}\n")
+    lag = "    inventory: {source: prom, gauge: fp_negative_lag, selector: 'group=~\"al.*\"'}\n"
+    f, codes = _one_stage(prom_url, lag)
     assert f.inventory is not None and f.inventory.mean is None and f.inventory.peak is None
     assert "-3" in codes["inventory-negative"][0]
 
