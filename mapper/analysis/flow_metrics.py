@@ -211,9 +211,11 @@ def _inventory(s: Stage, window: Window, gauge: GaugeRead | None,
                 s.name, "inventory"))
         return empty, checks
     if not np.all(np.isfinite(v)) or not np.all(np.isfinite(low)) or np.any(low < 0):
+        finite = low[np.isfinite(low)]
+        seen = f"went as low as {float(finite.min()):g}" if finite.size else "is not a number"
         checks.append(Check("error", "inventory-negative", (
-            f"{s.name} inventory: {gauge.provenance} went as low as {float(np.nanmin(low)):g}; items waiting "
-            "cannot be negative (a lag computed against a stale offset, or not a queue depth): no inventory"),
+            f"{s.name} inventory: {gauge.provenance} {seen}; items waiting cannot be negative (a lag computed "
+            "against a stale offset, or not a queue depth): no inventory"),
             s.name, "inventory"))
         return empty, checks
     covered = v.size * gauge.step / window.seconds
