@@ -15,10 +15,12 @@ from typing import NoReturn, Protocol
 from collectors.classic import checked_histogram
 from mapper.core.distribution import HistogramDistribution, SummaryDistribution
 from mapper.core.errors import SourceError
+from mapper.core.flowread import CounterRead, GaugeRead
 from mapper.core.model import Check, HourBuckets, MeasurementResult, Window
 from mapper.core.source import ExemplarPoint, Give
 from mapper.core.spans import LoadedSpans
 from mapper.core.spec import Measurement, SourceSpec
+from mapper.core.spec.flow import FlowMetric
 
 
 class Collector(Protocol):
@@ -61,6 +63,12 @@ class SourceBase:
 
     def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
         self._refuse("spans")
+
+    def counter_increase(self, metric: FlowMetric, window: Window) -> CounterRead:
+        self._refuse("counters")
+
+    def gauge_range(self, metric: FlowMetric, window: Window) -> GaugeRead:
+        self._refuse("gauges")
 
     @property
     def partitioned(self) -> str | None:

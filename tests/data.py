@@ -194,6 +194,9 @@ def all_lines(data: DemoData) -> Iterator[str]:
             yield line
     yield from quirk_lines()
     yield from new_lines()
+    from tests.flow_data import flow_lines  # it builds on this module's helpers
+
+    yield from flow_lines()
     yield "# EOF\n"
 
 

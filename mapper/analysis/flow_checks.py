@@ -181,11 +181,12 @@ def flow_checks(flow: StreamFlow) -> list[Check]:
     return out
 
 
-def dedupe_checks(checks: list[Check]) -> list[Check]:
-    """One check per (code, stage): the first."""
-    seen: set[tuple[str, str | None]] = set()
+def new_checks(have: list[Check], more: list[Check]) -> list[Check]:
+    """The checks of ``more`` whose (code, stage) ``have`` does not hold yet (a metered
+    stage's ``rework`` is said once), each once; ``have`` itself is left whole."""
+    seen = {(c.code, c.stage) for c in have}
     out = []
-    for c in checks:
+    for c in more:
         if (c.code, c.stage) not in seen:
             seen.add((c.code, c.stage))
             out.append(c)

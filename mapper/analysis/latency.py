@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, choose
-from mapper.analysis.flow_checks import assemble_flow, dedupe_checks, flow_checks
+from mapper.analysis.flow_checks import assemble_flow, flow_checks, new_checks
+from mapper.analysis.flow_metrics import metered_flow, wants_metered_flow
 from mapper.analysis.flow_model import StageFlow
 from mapper.analysis.map_model import Bottleneck as Bottleneck
 from mapper.analysis.map_model import FlowEfficiency as FlowEfficiency
@@ -26,6 +27,7 @@ from mapper.analysis.segments import SegmentData, build_segments
 from mapper.core.convolve import convolve
 from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label, too_few_note
 from mapper.core.estimate import addable
+from mapper.core.flowread import FlowReads
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.spec import Objective, StreamSpec
 
@@ -153,11 +155,13 @@ class MapInput:
     measured_lead: MeasurementResult | None = None
     lead: Distribution | None = None
     examples: Examples | None = None
-    #: Each stage's flow from traces and from metrics (:func:`~mapper.analysis.flow_checks.assemble_flow`
-    #: slots them together), and the items that reached the stream's end (None: unknown).
+    #: Each stage's flow from traces (:func:`~mapper.analysis.flow_checks.assemble_flow` slots
+    #: it together with the flow from metrics), and the items that reached the stream's end
+    #: (None: unknown).
     flow_traced: Mapping[str, StageFlow] = field(default_factory=dict)
-    flow_metered: Mapping[str, StageFlow] = field(default_factory=dict)
     items_completed: float | None = None
+    #: The stages' flow metrics as gathered (errors, retries, inventory gauges).
+    flow_reads: FlowReads | None = None
 
     def lead_time(self) -> Distribution | None:
         """The per-item lead time: given, or the traces' own."""
@@ -195,9 +199,6 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
     objectives = tuple(_objective(o, end_to_end if o.target == "end_to_end" else by_name[o.target].total)
                        for o in spec.objectives)
     checks += _objective_checks(objectives)
-    stream_flow = assemble_flow(spec, given.flow_traced, given.flow_metered, given.items_completed)
-    if stream_flow is not None:
-        checks = dedupe_checks([*checks, *flow_checks(stream_flow)])
     method = ("measured" if shape.lead_measured else
               "traces" if end_to_end is not None and end_to_end is shape.lead and traces is not None else
               "convolution" if len([n for n in path if by_name[n].total is not None]) > 1 else "single")
@@ -212,6 +213,15 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
     elif (items := traces.items()) is not None:
         examples = choose(items, _map_thresholds(spec, shape.stages, end_to_end, path, traces),
                           spec.examples.count)
+    # The flow: each stage's from metrics where the spec names flow metrics, else from traces.
+    metered: dict[str, StageFlow] = {}
+    if wants_metered_flow(spec):
+        metered, metered_checks = metered_flow(spec, window, given.results, given.flow_reads,
+                                               seg.hourly if seg is not None else None)
+        checks += metered_checks
+    stream_flow = assemble_flow(spec, given.flow_traced, metered, given.items_completed)
+    if stream_flow is not None:
+        checks += new_checks(checks, flow_checks(stream_flow))
     return LatencyMap(spec, window, shape.stages, hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments, examples,
                       given.measured_lead, shape.computed if shape.lead_measured else None, stream_flow)

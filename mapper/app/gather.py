@@ -3,7 +3,8 @@
 For the window, each source of the spec is asked, once, for everything the map reads of it
 (:class:`~mapper.core.source.Source`): every metric measurement and the measured lead time
 (with the progress bar), the trace side (:mod:`mapper.app.trace_side`), the segments' hourly
-and per-label bucket counts, and the histograms' exemplars. The sources are made here and
+and per-label bucket counts, the histograms' exemplars, and the stages' flow metrics (error
+and retry counters, inventory gauges). The sources are made here and
 only here (:func:`collectors.sources.make_source`), one per source name for the map, so a
 question two parts of the map ask is sent once.
 """
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, overload
+
+import numpy as np
 
 from collectors.sources import make_source
 from mapper.analysis.exemplars import ExemplarRead
@@ -21,9 +24,11 @@ from mapper.analysis.segments import SegmentData, trace_samples
 from mapper.app.plan import END_TO_END, measurements, metric_hourly, wants_segments
 from mapper.app.trace_side import Traced, collect_traces
 from mapper.core.errors import QueryRejected, SourceError
+from mapper.core.flowread import CounterRead, FlowReads, GaugeRead
 from mapper.core.model import Check, MeasurementResult, Window
 from mapper.core.source import Source
 from mapper.core.spec import SourceSpec, StreamSpec
+from mapper.core.spec.flow import FlowMetric
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class Gathered:
     traced: Traced
     segments: SegmentData | None
     exemplars: dict[Key, ExemplarRead]
+    #: The stages' flow metrics (errors, retries, inventory) as read.
+    flow: FlowReads = field(default_factory=FlowReads)
 
 
 def gather(spec: StreamSpec, window: Window, progress: Progress | None = None,
@@ -67,7 +74,7 @@ def gather(spec: StreamSpec, window: Window, progress: Progress | None = None,
     measured_lead = metrics.pop(END_TO_END, None)
     traced = _trace_side(spec, window, made, metrics, measured_lead)
     return Gathered(metrics, measured_lead, traced, _segments(spec, window, made, traced),
-                    _exemplars(spec, window, made))
+                    _exemplars(spec, window, made), flow_reads(spec, window, made))
 
 
 def collect(spec: StreamSpec, window: Window, progress: Progress | None = None,
@@ -162,6 +169,49 @@ def _exemplars(spec: StreamSpec, window: Window, made: Sources) -> dict[Key, Exe
         except SourceError as err:
             log.info("%s: not read: %s", where, err)
     return out
+
+
+def flow_reads(spec: StreamSpec, window: Window, made: Mapping[str, Source] | Sources) -> FlowReads:
+    """Every stage's ``errors``, ``retries`` and ``inventory`` metric over the window. A query
+    the back end refuses becomes a check on a read with no number (the rest of the map
+    stands); any other source error is raised with the stage and key."""
+    errors: dict[str, CounterRead] = {}
+    retries: dict[str, CounterRead] = {}
+    inventory: dict[str, GaugeRead] = {}
+    for s in spec.stages:
+        if s.errors is not None:
+            errors[s.name] = _read(s.name, "errors", s.errors, window, made)
+        if s.retries is not None:
+            retries[s.name] = _read(s.name, "retries", s.retries, window, made)
+        if s.inventory is not None:
+            inventory[s.name] = _read(s.name, "inventory", s.inventory, window, made)
+    return FlowReads(errors, retries, inventory)
+
+
+@overload
+def _read(stage: str, key: Literal["inventory"], metric: FlowMetric, window: Window,
+          made: Mapping[str, Source] | Sources) -> GaugeRead: ...
+@overload
+def _read(stage: str, key: Literal["errors", "retries"], metric: FlowMetric, window: Window,
+          made: Mapping[str, Source] | Sources) -> CounterRead: ...
+def _read(stage: str, key: str, metric: FlowMetric, window: Window,
+          made: Mapping[str, Source] | Sources) -> CounterRead | GaugeRead:
+    source = made[metric.source]
+    where = f"{stage} {key} ({metric.place})"
+    if "flow" not in source.gives:
+        raise SourceError(f"{where}: source {metric.source!r} gives no flow metrics")
+    try:
+        if key == "inventory":
+            return source.gauge_range(metric, window)
+        return source.counter_increase(metric, window)
+    except QueryRejected as err:
+        rejected = (Check("error", "query-rejected", f"{where}: {err}", stage, key),)
+        if key == "inventory":
+            empty = np.array([], dtype=float)
+            return GaugeRead(empty, empty, empty, 0.0, metric.describe(), rejected)
+        return CounterRead(None, metric.describe(), rejected)
+    except SourceError as err:
+        raise SourceError(f"{where}: {err}") from err
 
 
 def traces_at(path: str) -> Source:

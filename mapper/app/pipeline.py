@@ -63,7 +63,7 @@ def analyse_gathered(spec: StreamSpec, window: Window, g: Gathered) -> LatencyMa
             stage, part)
             for stage, part, m in measurements(spec) if spec.sources[m.source].kind == "datadog"]
     lm = analyse(spec, window, MapInput(results, tr.table, checks, tr.totals, g.segments, g.measured_lead,
-                                        tr.lead, tr.examples, flow_traced=tr.flow,
+                                        tr.lead, tr.examples, flow_reads=g.flow, flow_traced=tr.flow,
                                         items_completed=tr.items_completed))
     return with_exemplars(lm, g.exemplars)
 

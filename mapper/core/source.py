@@ -20,6 +20,8 @@ What each word promises:
   value of one label (classic or native; counts, never percentiles, per slice).
 * ``exemplars``: :meth:`Source.exemplars`, observations kept with their trace id.
 * ``spans``: :meth:`Source.spans`, the spans that start in the window.
+* ``flow``: :meth:`Source.counter_increase` and :meth:`Source.gauge_range`, a counter's
+  exact increase and a gauge over the window (a stage's errors, retries and inventory).
 * ``partitions``: a spool that can be analysed partition by partition
   (:attr:`Source.partitioned` names it).
 """
@@ -30,12 +32,15 @@ from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from mapper.core.distribution import HistogramDistribution
+from mapper.core.flowread import CounterRead, GaugeRead
 from mapper.core.model import Check, HourBuckets, MeasurementResult, Window
 from mapper.core.spans import LoadedSpans
 from mapper.core.spec import Measurement, SourceSpec
+from mapper.core.spec.flow import FlowMetric
 
 #: What a source can give (see the module's docstring).
-Give = Literal["histograms", "summaries", "hourly", "labels", "slices", "exemplars", "spans", "partitions"]
+Give = Literal["histograms", "summaries", "hourly", "labels", "slices", "exemplars", "spans", "partitions",
+               "flow"]
 
 #: One exemplar as a map uses it: (trace id, observed value in seconds, Unix timestamp).
 ExemplarPoint = tuple[str, float, float]
@@ -77,6 +82,14 @@ class Source(Protocol):
 
     def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
         """The spans that start inside ``window``, deduplicated (``services`` narrows a remote source)."""
+        ...
+
+    def counter_increase(self, metric: FlowMetric, window: Window) -> CounterRead:
+        """The counter's (or histogram ``_count``'s) exact increase over ``window``, summed across series."""
+        ...
+
+    def gauge_range(self, metric: FlowMetric, window: Window) -> GaugeRead:
+        """The gauge at each step of ``window``, summed across series, with its smallest series."""
         ...
 
     @property

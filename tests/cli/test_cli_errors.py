@@ -141,7 +141,7 @@ def test_bad_spec_exits_2_with_file_and_line(tmp_path: Path, capsys: pytest.Capt
     assert lines == [
         f"latmap: error: {path}:4: stages[0].name: is required",
         f"latmap: error: {path}:4: stages[0].nme: unknown key (allowed: name, owner, description, wait, "
-        "process, traces, upstream, objectives, weight)",
+        "process, traces, upstream, objectives, weight, workers, errors, retries, inventory)",
     ]
 
 

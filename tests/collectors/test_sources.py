@@ -10,6 +10,7 @@ from collectors.sources import make_source
 from mapper.core.errors import SourceError, SpecError
 from mapper.core.model import Window
 from mapper.core.spec import Measurement, SourceSpec
+from mapper.core.spec.flow import FlowMetric
 
 WINDOW = Window(0.0, 3600.0)
 
@@ -24,7 +25,7 @@ def test_each_kind_says_what_it_gives(tmp_path: Path) -> None:
     local = make_source(_source("traces", "", str(spool)))
     assert local.gives == {"spans", "partitions"} and local.partitioned == str(spool)
     assert make_source(_source("prometheus")).gives == {"histograms", "summaries", "hourly", "labels", "slices",
-                                                         "exemplars"}
+                                                         "exemplars", "flow"}
     assert make_source(_source("scrape")).gives == {"histograms", "summaries"}
     assert make_source(_source("traces", "", str(tmp_path / "otlp.jsonl"))).gives == {"spans"}
     by_url = make_source(_source("traces", "", "http://127.0.0.1:1/spool"))
@@ -40,6 +41,11 @@ def test_what_a_kind_does_not_give_is_refused_with_its_place() -> None:
         scrape.spans(WINDOW)
     with pytest.raises(SourceError, match=r"stream.yaml:4: a scrape source gives no label slices"):
         scrape.label_histograms(m, WINDOW, "pod")
+    gauge = FlowMetric("s", "gauge", "queue_depth", "stream.yaml:12")
+    with pytest.raises(SourceError, match=r"stream.yaml:4: a scrape source gives no gauges"):
+        scrape.gauge_range(gauge, WINDOW)
+    with pytest.raises(SourceError, match=r"stream.yaml:4: a traces source gives no counters"):
+        make_source(_source("traces", "", "/nonexistent")).counter_increase(gauge, WINDOW)
     traces = make_source(_source("traces", "", "/nonexistent"))
     with pytest.raises(SourceError, match=r"stream.yaml:4: a traces source gives no exemplars"):
         traces.exemplars(m, WINDOW, ("trace_id",), "here")

@@ -66,7 +66,8 @@ def test_unknown_key_names_its_line_and_field() -> None:
     text = GOOD.replace("    process: {source: prom, histogram: notify_send_seconds",
                         "    procss: {source: prom, histogram: notify_send_seconds")
     assert _error(text) == ("stream.yaml:19: stages[notification].procss: unknown key "
-                            "(allowed: name, owner, description, wait, process, traces, upstream, objectives, weight)")
+                            "(allowed: name, owner, description, wait, process, traces, upstream, objectives, weight, "
+                            "workers, errors, retries, inventory)")
 
 
 def test_missing_source_names_the_known_ones() -> None:

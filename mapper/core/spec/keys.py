@@ -23,7 +23,8 @@ DATADOG_SOURCE = ("kind", "site", "url", "api_key_env", "api_key_file", "app_key
                   "max_response")
 BASIC_AUTH = ("username", "password_env", "password_file")
 TLS = ("ca_file", "insecure_skip_verify")
-STAGE = ("name", "owner", "description", "wait", "process", "traces", "upstream", "objectives", "weight", "workers")
+STAGE = ("name", "owner", "description", "wait", "process", "traces", "upstream", "objectives", "weight",
+         "workers", "errors", "retries", "inventory")
 #: What a measurement from a Prometheus-like source names: exactly one of these.
 METRIC = ("histogram", "summary", "query")
 #: ``wait:`` / ``process:`` from a Prometheus-like source.
@@ -34,6 +35,10 @@ DATADOG_METRIC = ("distribution", "histogram")
 DATADOG_MEASUREMENT = ("source", *DATADOG_METRIC, "filter", "unit")
 #: A stage's ``traces:`` selector.
 TRACE_MATCH = ("source", "service", "span_name", "attributes")
+#: A stage's ``errors:`` / ``retries:`` (a counter, or a selector on its process histogram).
+FLOW_COUNTER = ("source", "counter", "selector")
+#: A stage's ``inventory:`` (a queue-depth or consumer-lag gauge).
+FLOW_GAUGE = ("source", "gauge", "selector")
 SEGMENTS = ("labels", "hours", "weekdays")
 EVENT = ("name", "start", "end", "cron", "duration", "tz")
 #: The kinds of a planned change (one per ``future`` item, beside ``hop``).
@@ -58,6 +63,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "stages[].wait, stages[].process": MEASUREMENT,
     "stages[].wait, stages[].process (datadog)": DATADOG_MEASUREMENT,
     "stages[].traces": TRACE_MATCH,
+    "stages[].errors, stages[].retries": FLOW_COUNTER,
+    "stages[].inventory": FLOW_GAUGE,
     "segments": SEGMENTS,
     "events[]": EVENT,
     "future[]": CHANGE,

@@ -14,6 +14,7 @@ from typing import Any
 
 from mapper.core.spec import keys
 from mapper.core.spec._parse import Problems, check_keys, name_field, str_field
+from mapper.core.spec.flow import FlowMetric, parse_inventory, parse_rework, parse_workers
 from mapper.core.spec.measurements import Measurement, parse_measurement
 from mapper.core.spec.objectives import Objective, parse_objectives
 from mapper.core.spec.sources import TRACE_SOURCE_KINDS, SourceSpec
@@ -49,9 +50,14 @@ class Stage:
     #: The stage's share weight when ``latmap budgets`` splits an end-to-end objective
     #: (``None``: split by the hops' current shares of the tail). Always > 0.
     weight: float | None = None
-    #: Workers serving the stage (``workers:``), for its utilisation and capacity; None:
-    #: counted from the spans' distinct ``service.instance.id``. Always >= 1.
+    #: How many work at the stage at once (utilisation, capacity); None: counted from the
+    #: spans' distinct ``service.instance.id``, else unknown.
     workers: int | None = None
+    #: The flow read from metrics (:mod:`mapper.core.spec.flow`): failed and retried
+    #: attempts, and the gauge of the items waiting before the stage.
+    errors: FlowMetric | None = None
+    retries: FlowMetric | None = None
+    inventory: FlowMetric | None = None
 
 
 @dataclass
@@ -103,9 +109,14 @@ def _stage(i: int, snode: LDict, line: int, src: Mapping[str, Any], sources: Map
         parsed.objectives += parse_objectives(sname, snode["objectives"], snode.line_of("objectives"),
                                               f"{where}.objectives", p)
     weight = _weight(snode, where, p) if "weight" in snode else None
-    workers = _workers(snode, where, p) if "workers" in snode else None
+    rework = {k: parse_rework(snode[k], snode.line_of(k), f"{where}.{k}", process, src, p)
+              for k in ("errors", "retries") if k in snode}
+    inventory = (parse_inventory(snode["inventory"], snode.line_of("inventory"), f"{where}.inventory", src, p)
+                 if "inventory" in snode else None)
     return Stage(name=sname, place=p.at(line), owner=name_field(snode, "owner", where, p),
-                 wait=wait, process=process, upstream=upstream, weight=weight, workers=workers,
+                 wait=wait, process=process, upstream=upstream, weight=weight,
+                 workers=parse_workers(snode, where, p) if "workers" in snode else None,
+                 errors=rework.get("errors"), retries=rework.get("retries"), inventory=inventory,
                  description=str_field(snode, "description", where, p),
                  traces=_trace_match(snode["traces"], snode.line_of("traces"), f"{where}.traces",
                                      sources, p) if "traces" in snode else None)
@@ -159,15 +170,6 @@ def _weight(node: LDict, where: str, p: Problems) -> float | None:
         p.add(node.line_of("weight"), f"{where}.weight", f"must be a number > 0, got {v!r}")
         return None
     return float(v)
-
-
-def _workers(node: LDict, where: str, p: Problems) -> int | None:
-    """A stage's workers: a whole number >= 1 (what utilisation divides the busy time by)."""
-    v = node["workers"]
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        p.add(node.line_of("workers"), f"{where}.workers", f"must be a whole number >= 1, got {v!r}")
-        return None
-    return v
 
 
 def check_stage_sources(doc: LDict, stages: list[Stage], sources: Mapping[str, SourceSpec], p: Problems) -> None:
