@@ -223,5 +223,5 @@ def test_spec_workers_set_the_utilisation_and_bad_ones_name_their_line() -> None
     u = lm.flow.of("notification").utilisation
     assert (u.workers, u.workers_source) == (3, "spec")
     assert u.value == pytest.approx(truth.notify_busy_s / WINDOW / 3)
-    with pytest.raises(SpecError, match=r":7.*workers: must be a whole number >= 1"):
+    with pytest.raises(SpecError, match=r":7.*workers: must be a whole number from 1 to"):
         loads_spec(SPEC.replace("service: notification}}", "service: notification}, workers: 0}"))
