@@ -17,6 +17,13 @@ first request sent to the last 200 received, and a 200 means "fsynced" for both 
 * ``naive``: the same stdlib HTTP server decoding with ``MessageToDict``, one Python dict per
   span, one JSON line per span, and one fsync per request.
 
+``--load sdk`` sends SDK-shaped requests instead (1,000 spans from one resource with ten
+resource attributes, HTTP and messaging attributes, exception events). Beside each receiver the
+*decode floor* is printed: the spans/s of the protobuf C backend (upb) parsing the same requests
+into the full OTLP message in one process, and each receiver's ratio to it (target: latmap >=
+0.3x). ``--before DIR`` also runs the receiver of another checkout (``git archive REV | tar -x
+-C DIR``) in the same rounds, and prints latmap/before per second and per CPU-second.
+
 Reported per receiver: spans, seconds, spans/s, the receiver process's peak RSS (VmHWM), and
 the ratio to the naive one. Targets (from the issue): >= 200,000 spans/s on the 2-core
 machine, >= 8x the naive receiver, peak RSS < 1 GiB; the exit code is 1 when one is missed.

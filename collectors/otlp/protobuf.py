@@ -1,8 +1,9 @@
 """Decoding OTLP/protobuf traces: :func:`decode_protobuf`.
 
 Speed: the protobuf body is parsed by upb into a *lean* copy of the OTLP schema that declares
-only the fields latmap keeps (:func:`_lean_traces_data`). Skipped fields (events, most
-attribute value types, the scope's name ...) stay unparsed bytes, and the attribute lists are
+only the fields latmap keeps (:func:`_lean_traces_data`). Skipped fields (event attributes,
+the scope's name ...) stay unparsed bytes (events are read for their names only: the
+``exceptions`` column), and the attribute lists are
 declared as ``map<string, AnyValue>``, which has the same wire layout as ``repeated KeyValue``,
 so looking up the four keys of :data:`~mapper.core.spans.ATTRIBUTE_COLUMNS` is a hash lookup in C
 rather than a Python loop over every attribute (the scope's ``tailsampling.policy`` likewise,
@@ -12,6 +13,11 @@ one attribute with invalid UTF-8 does not fail a whole request (the Collector do
 either); kept strings are decoded with replacement characters. Ids, timestamps and enums are
 validated on numpy arrays after the one Python loop over spans
 (:meth:`collectors.otlp.columns.RawColumns.finish`).
+
+Every span attribute is kept without a Python step per attribute: the body is parsed a second
+time with a schema whose spans are plain ``bytes`` (:data:`_RAW_SCHEMA`), and each span's bytes
+are the raw attributes :mod:`collectors.otlp.attributes` parses when a reader asks. Resource
+attributes (one set per resource) are rendered as text here.
 """
 
 from __future__ import annotations
