@@ -17,6 +17,13 @@ first request sent to the last 200 received, and a 200 means "fsynced" for both 
 * ``naive``: the same stdlib HTTP server decoding with ``MessageToDict``, one Python dict per
   span, one JSON line per span, and one fsync per request.
 
+``--load sdk`` sends SDK-shaped requests instead (1,000 spans from one resource with ten
+resource attributes, HTTP and messaging attributes, exception events). Beside each receiver the
+*decode floor* is printed: the spans/s of the protobuf C backend (upb) parsing the same requests
+into the full OTLP message in one process, and each receiver's ratio to it (target: latmap >=
+0.3x). ``--before DIR`` also runs the receiver of another checkout (``git archive REV | tar -x
+-C DIR``) in the same rounds, and prints latmap/before per second and per CPU-second.
+
 Reported per receiver: spans, seconds, spans/s, the receiver process's peak RSS (VmHWM), and
 the ratio to the naive one. Targets (from the issue): >= 200,000 spans/s on the 2-core
 machine, >= 8x the naive receiver, peak RSS < 1 GiB; the exit code is 1 when one is missed.
@@ -74,7 +81,9 @@ from otlp_load import (  # puts this checkout on sys.path: the receivers run its
     ROOT,
     TARGET_RSS,
     build_requests,
+    build_sdk_requests,
     cpu_seconds,
+    decode_floor,
     free_port,
     machine_busy,
     peak_rss,
@@ -86,6 +95,8 @@ from mapper.demo.localprom import stop_process
 
 TARGET_SPANS_PER_S = 200_000
 TARGET_RATIO = 8.0
+#: Receive-to-fsync against the single-process decode floor (issue 29).
+TARGET_FLOOR_RATIO = 0.3
 
 
 # --- the naive receiver -------------------------------------------------------------------
@@ -175,16 +186,21 @@ class Result:
     syncs: int | None  # fsyncs the receiver made (latmap: group commits, from its /metrics)
 
 
+#: ``--before DIR``: a checkout whose receiver runs as ``before`` (the same code before a change).
+BEFORE: dict[str, str] = {}
+
+
 def _start(kind: str, directory: str, port: int) -> subprocess.Popen[bytes]:
-    if kind == "latmap":
+    root = Path(BEFORE["dir"]) if kind == "before" else ROOT
+    if kind in ("latmap", "before"):
         cmd = [sys.executable, "-m", "mapper", "serve", "--spool", directory, "--http", f"127.0.0.1:{port}",
                "--grpc", "off"]
     elif kind == "stdlib":
         cmd = [sys.executable, str(Path(__file__).with_name("stdlib_receiver.py")), directory, str(port)]
     else:
         cmd = [sys.executable, __file__, "--serve-naive", directory, str(port)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=root, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -229,14 +245,17 @@ def measure(kind: str, requests: Sequence[tuple[bytes, int]], clients: int, dire
 
 
 def part_a(total_spans: int, clients: int, baseline_spans: int | None,
-           rounds: int = 2) -> tuple[list[Result], list[str]]:
-    """Run the receivers; the results (latmap, stdlib, naive) and the list of missed targets."""
+           rounds: int = 2, load: str = "chain") -> tuple[list[Result], list[str], float]:
+    """Run the receivers; the results (latmap, stdlib, naive; ``before`` too with ``--before``),
+    the list of missed targets and the decode floor (spans/s)."""
     t0 = time.perf_counter()
-    requests = build_requests(total_spans)
+    requests = build_sdk_requests(total_spans) if load == "sdk" else build_requests(total_spans)
     sent = sum(n for _, n in requests)
-    print(f"built {len(requests)} requests, {sent} spans, "
+    print(f"built {len(requests)} {load} requests, {sent} spans, "
           f"{sum(len(b) for b, _ in requests) / 2**20:.0f} MiB of protobuf in {time.perf_counter() - t0:.1f} s",
           flush=True)
+    floor = decode_floor(requests)
+    print(f"decode floor: {floor:,.0f} spans/s (upb parsing the same requests, one process)", flush=True)
     naive_requests = requests
     if baseline_spans is not None:
         count, naive_requests = 0, []
@@ -250,8 +269,9 @@ def part_a(total_spans: int, clients: int, baseline_spans: int | None,
     with tempfile.TemporaryDirectory(prefix="latmap-bench-") as tmp:
         from collectors.spool.store import scan_spool
 
+        kinds = ("latmap", "stdlib", *(("before",) if BEFORE else ()))
         for i in range(rounds):
-            for kind in ("latmap", "stdlib") if i % 2 == 0 else ("stdlib", "latmap"):
+            for kind in kinds if i % 2 == 0 else kinds[::-1]:
                 spool = Path(tmp) / f"{kind}-{i}"
                 r = measure(kind, requests, clients, str(spool))
                 print(f"  round {i + 1} {kind}: {r.spans_per_s:,.0f} spans/s", flush=True)
@@ -265,7 +285,7 @@ def part_a(total_spans: int, clients: int, baseline_spans: int | None,
         naive_dir.mkdir()
         naive = measure("naive", naive_requests, clients, str(naive_dir))
     latmap, stdlib = best["latmap"], best["stdlib"]
-    results = [latmap, stdlib, naive]
+    results = [latmap, stdlib, *([best["before"]] if "before" in best else []), naive]
     ratio = latmap.spans_per_s / naive.spans_per_s
     if any(r.failed_requests for r in results):
         missed.append("some requests were not answered 200")
@@ -277,7 +297,22 @@ def part_a(total_spans: int, clients: int, baseline_spans: int | None,
         missed.append(f"uvicorn stack {latmap.spans_per_s:,.0f} spans/s < stdlib stack {stdlib.spans_per_s:,.0f}")
     if latmap.peak_rss_mib * 2**20 >= TARGET_RSS:
         missed.append(f"latmap peak RSS {latmap.peak_rss_mib:.0f} MiB >= 1 GiB")
-    return results, missed
+    if latmap.spans_per_s < TARGET_FLOOR_RATIO * floor:
+        missed.append(f"latmap {latmap.spans_per_s:,.0f} spans/s < {TARGET_FLOOR_RATIO}x the decode floor "
+                      f"{floor:,.0f}")
+    return results, missed, floor
+
+
+def print_floor(results: Sequence[Result], floor: float) -> None:
+    """Each receiver's rate beside the decode floor, and the ratio."""
+    for r in results:
+        print(f"{r.receiver:<8} {r.spans_per_s:>10,.0f} spans/s = {r.spans_per_s / floor:.2f}x the decode floor "
+              f"({floor:,.0f} spans/s)")
+    by_name = {r.receiver: r for r in results}
+    if "before" in by_name:
+        new, old = by_name["latmap"], by_name["before"]
+        print(f"latmap / before ({BEFORE['dir']}): {new.spans_per_s / old.spans_per_s:.2f}x spans/s, "
+              f"{(new.spans / new.cpu_seconds) / (old.spans / old.cpu_seconds):.2f}x per CPU-s")
 
 
 def print_table(results: Sequence[Result]) -> None:
@@ -314,6 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--baseline-spans", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=2, help="alternate latmap/stdlib receivers this many times")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--load", choices=("chain", "sdk"), default="chain",
+                    help="part (a)'s requests: the value-stream chain, or SDK-shaped (1,000-span requests, ten "
+                         "resource attributes, HTTP and messaging attributes, exception events)")
+    ap.add_argument("--before", metavar="DIR",
+                    help="part (a): also run the receiver of this checkout (e.g. `git archive REV`), as 'before'")
     ap.add_argument("--stream", action="store_true",
                     help="instead: receive-to-durable with and without `latmap serve --stream` (live_ingest.py)")
     ap.add_argument("--serve-naive", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
@@ -342,9 +382,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     if args.part in ("a", "all"):
         print(f"part (a): receive-to-durable, {os.cpu_count()} CPUs, {args.clients} client connections", flush=True)
-        results, missed = part_a(spans, args.clients, args.baseline_spans, args.rounds)
+        if args.before:
+            BEFORE["dir"] = str(Path(args.before).resolve())
+        results, missed, floor = part_a(spans, args.clients, args.baseline_spans, args.rounds, args.load)
         print_table(results)
-        doc.update(part_a=[asdict(r) for r in results], missed=missed)
+        print_floor(results, floor)
+        doc.update(part_a=[asdict(r) for r in results], missed=missed, decode_floor=floor)
         for m in missed:
             print(f"target missed: {m}")
         status = 1 if missed else 0

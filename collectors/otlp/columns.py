@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from collectors.otlp.attributes import parse_raw
 from collectors.otlp.codec import (
     BAD_LINK_ID,
     BAD_PARENT_ID_LENGTH,
@@ -41,7 +42,15 @@ from collectors.otlp.codec import (
     Decoded,
     nonzero_counts,
 )
-from mapper.core.spans import ATTRIBUTE_COLUMNS, TH_NOT_SAMPLED, TH_UNKNOWN, SpanBatch, SpanLinks, first_rows
+from mapper.core.spans import (
+    ATTRIBUTE_COLUMNS,
+    TH_NOT_SAMPLED,
+    TH_UNKNOWN,
+    SpanAttributes,
+    SpanBatch,
+    SpanLinks,
+    first_rows,
+)
 
 __all__ = ["ATTR_INDEX", "ATTR_KEYS", "TAIL_POLICY_KEY", "RawColumns", "resolve_service_name", "threshold_of"]
 
@@ -59,6 +68,8 @@ _TH = re.compile(r"[0-9a-f]{1,14}")
 #: The instrumentation-scope attribute the Collector's tail-sampling processor writes on the
 #: spans it keeps (feature gate ``processor.tailsamplingprocessor.recordpolicy``).
 TAIL_POLICY_KEY = "tailsampling.policy"
+#: The resource attribute naming one worker of a service (the ``instance`` column).
+INSTANCE_KEY = "service.instance.id"
 #: OTLP span flags: the W3C trace flags are the low 8 bits, ``sampled`` is bit 0.
 _SAMPLED_FLAG = 0x1
 _TH_MALFORMED = -3  # a malformed th while building the column: counted, then made unknown
@@ -93,6 +104,11 @@ class RawColumns:
         self.flags: list[Any] = []  # OTLP span flags; 0 when absent
         self.services: list[tuple[str, bool, int]] = []  # (service, name was missing, spans)
         self.policies: list[tuple[Any, int]] = []  # (scope's tailsampling.policy or None, spans)
+        self.exceptions: list[int] = []  # events named "exception", per span
+        # per resource, as self.services: its attributes as text and how many were left out
+        self.resources: list[tuple[dict[str, str], int]] = []
+        # per span, its attributes as received (protobuf: the span's bytes; JSON: the list as text)
+        self.raw_attributes: list[Any] = []
 
     def finish(self) -> Decoded:
         n = len(self.trace)
@@ -154,6 +170,7 @@ class RawColumns:
         long_mask |= long_service
         sampling_th, th_bad = _thresholds(self.trace_state, self.flags)
         tail_policy = self._policy_column(n)
+        attributes, instance = self._attributes(n)
         warned = {MISSING_SERVICE_NAME: service_missing, UNKNOWN_SPAN_KIND: kind_bad,
                   UNKNOWN_STATUS_CODE: status_bad, BAD_LINK_ID: link_bad, LONG_VALUE: long_mask,
                   INVALID_SAMPLING_THRESHOLD: th_bad}
@@ -164,14 +181,16 @@ class RawColumns:
             "link_trace_hi": link_trace[:, 0].copy(), "link_trace_lo": link_trace[:, 1].copy(),
             "link_span_id": link_span[:, 0],
             "start_ns": start, "end_ns": end, "kind": kind, "status": status, "service": service, "name": names,
-            "sampling_th": sampling_th, "tail_policy": tail_policy,
+            "sampling_th": sampling_th, "tail_policy": tail_policy, "instance": instance,
+            "exceptions": np.minimum(np.asarray(self.exceptions, dtype=np.int64).reshape(n), np.iinfo(np.int16).max),
         }
         for col_name, column in zip(ATTRIBUTE_COLUMNS.values(), attrs, strict=True):
             columns[col_name] = column
         if keep.size != n:
             columns = {k: v[keep] for k, v in columns.items()}
             all_links = all_links.take_rows(keep, n)
-        batch = SpanBatch.from_columns(columns, links=all_links)
+            attributes = attributes.take_rows(keep)
+        batch = SpanBatch.from_columns(columns, links=all_links, attributes=attributes)
         return Decoded(batch, nonzero_counts(rejected), nonzero_counts(warnings))
 
     def _links(self, ids: Any, n: int) -> SpanLinks:
@@ -193,6 +212,18 @@ class RawColumns:
         column = np.repeat(names, counts) if n else np.empty(0, dtype=object)
         return column, np.repeat(missing, counts), np.repeat(long, counts)
 
+
+    def _attributes(self, n: int) -> tuple[SpanAttributes, np.ndarray]:
+        """The batch's attributes (span ones raw, parsed on first use) and the ``instance``
+        column (each resource's ``service.instance.id``, None where absent)."""
+        counts = np.array([c for _, _, c in self.services], dtype=np.int64)
+        index = np.repeat(np.arange(len(self.resources), dtype=np.int32), counts) if n else np.zeros(0, np.int32)
+        raw = np.empty(n, dtype=object)
+        raw[:] = self.raw_attributes if len(self.raw_attributes) == n else [None] * n
+        attributes = SpanAttributes(n, resource=index, resources=[r for r, _ in self.resources],
+                                    resource_dropped=[d for _, d in self.resources], raw=raw, parse=parse_raw)
+        names = np.array([r.get(INSTANCE_KEY) for r, _ in self.resources] + [None], dtype=object)
+        return attributes, names[index] if n else np.empty(0, dtype=object)
 
     def _policy_column(self, n: int) -> np.ndarray:
         """Per span, its scope's ``tailsampling.policy`` (None: absent), one repeat per scope."""

@@ -4,6 +4,7 @@ gzip-compressed or not. Decoding itself is :mod:`collectors.otlp.protobuf`'s and
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -28,7 +29,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 __all__ = ["read_trace_files"]
 
 
-def read_trace_files(path: str | Path, *, batch_spans: int = 65_536) -> Iterator[Decoded]:
+def read_trace_files(path: str | Path, *, batch_spans: int = 65_536,
+                     with_attributes: bool = False) -> Iterator[Decoded]:
     """Decode a trace file, or every file under a directory (recursively, in sorted order).
 
     The format is recognised from the content, not the name:
@@ -44,6 +46,10 @@ def read_trace_files(path: str | Path, *, batch_spans: int = 65_536) -> Iterator
     are merged into one :class:`Decoded` of about ``batch_spans`` spans, de-duplicated. In a
     directory, hidden files (``.name``) and files holding something else (OTLP metrics or logs,
     other text) are skipped, with an INFO log line; a file named explicitly must be traces.
+
+    ``with_attributes``: keep :attr:`SpanBatch.attributes` (every span and resource attribute,
+    parsed on first use); by default they are let go as soon as a record is decoded (the map
+    does not need them, and held raw they cost about the spans' wire size).
 
     Raises :class:`PayloadError` naming the file and line (``spans.jsonl:17: invalid JSON: ...``)
     or record (``spans.pb: record 3 at byte 1234: ...``), and SourceError when a file cannot be
@@ -61,7 +67,10 @@ def read_trace_files(path: str | Path, *, batch_spans: int = 65_536) -> Iterator
     for file in files:
         try:
             with _open_stream(file) as stream:
-                yield from _coalesce(_read_stream(stream, str(file)), batch_spans)
+                parts = _read_stream(stream, str(file))
+                if not with_attributes:
+                    parts = (_without_attributes(d) for d in parts)
+                yield from _coalesce(parts, batch_spans)
         except NotTraces as err:
             if not walk:
                 raise
@@ -70,6 +79,11 @@ def read_trace_files(path: str | Path, *, batch_spans: int = 65_536) -> Iterator
             raise PayloadError(f"{file}: corrupt gzip: {err}") from err
         except OSError as err:
             raise SourceError(f"{file}: cannot read: {err.strerror or err}") from err
+
+
+def _without_attributes(decoded: Decoded) -> Decoded:
+    batch = dataclasses.replace(decoded.batch, attributes=None)
+    return Decoded(batch, decoded.rejected, decoded.warnings)
 
 
 #: A gzip file may expand to this many times its own size, plus :data:`GZIP_FLOOR`: real OTLP

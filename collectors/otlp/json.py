@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from collectors.otlp.attributes import resource_texts
 from collectors.otlp.codec import Decoded, NotTraces, PayloadError, gc_paused
 from collectors.otlp.columns import ATTR_INDEX, TAIL_POLICY_KEY, RawColumns, resolve_service_name
 
@@ -113,6 +114,7 @@ def _collect_document(doc: Any) -> RawColumns:
             resource_start = len(raw.trace)
             place[:] = [i, -1, resource_start]
             service, missing = _json_service(rs.get("resource"))
+            raw.resources.append(resource_texts((rs.get("resource") or {}).get("attributes") or (), from_json=True))
             for j, ss in enumerate(rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ()):
                 place[1:] = [j, len(raw.trace)]
                 _copy_json_spans(ss.get("spans") or (), raw)
@@ -156,9 +158,11 @@ def _copy_json_spans(spans: Iterable[Any], raw: RawColumns) -> None:
     start, end, name = raw.start.append, raw.end.append, raw.name.append
     kind, status = raw.kind.append, raw.status.append
     trace_state, flags = raw.trace_state.append, raw.flags.append
+    exceptions, keep_raw = raw.exceptions.append, raw.raw_attributes.append
     a0, a1, a2, a3 = (values.append for values in raw.attrs)
     index = ATTR_INDEX
     zero8, zero16 = "0" * 16, "0" * 32
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
     for sp in spans:
         get = sp.get
         trace(get("traceId") or "")
@@ -173,6 +177,9 @@ def _copy_json_spans(spans: Iterable[Any], raw: RawColumns) -> None:
         ts = get("traceState")
         trace_state(ts if isinstance(ts, str) else None)
         flags(get("flags") or 0)
+        events = get("events")
+        exceptions(sum(isinstance(e, dict) and e.get("name") == "exception" for e in events)
+                   if isinstance(events, list) else 0)
         links = get("links")
         if links:
             first = links[0]
@@ -187,6 +194,7 @@ def _copy_json_spans(spans: Iterable[Any], raw: RawColumns) -> None:
             link_trace(zero16)
             link_span(zero8)
         attributes = get("attributes")
+        keep_raw(dumps(attributes) if isinstance(attributes, list) and attributes else None)
         if attributes:
             found: list[Any] = [None, None, None, None]
             for kv in attributes:

@@ -1,8 +1,9 @@
 """Decoding OTLP/protobuf traces: :func:`decode_protobuf`.
 
 Speed: the protobuf body is parsed by upb into a *lean* copy of the OTLP schema that declares
-only the fields latmap keeps (:func:`_lean_traces_data`). Skipped fields (events, most
-attribute value types, the scope's name ...) stay unparsed bytes, and the attribute lists are
+only the fields latmap keeps (:func:`_lean_traces_data`). Skipped fields (event attributes,
+the scope's name ...) stay unparsed bytes (events are read for their names only: the
+``exceptions`` column), and the attribute lists are
 declared as ``map<string, AnyValue>``, which has the same wire layout as ``repeated KeyValue``,
 so looking up the four keys of :data:`~mapper.core.spans.ATTRIBUTE_COLUMNS` is a hash lookup in C
 rather than a Python loop over every attribute (the scope's ``tailsampling.policy`` likewise,
@@ -12,89 +13,94 @@ one attribute with invalid UTF-8 does not fail a whole request (the Collector do
 either); kept strings are decoded with replacement characters. Ids, timestamps and enums are
 validated on numpy arrays after the one Python loop over spans
 (:meth:`collectors.otlp.columns.RawColumns.finish`).
+
+Every span attribute is kept without a Python step per attribute: the body is parsed a second
+time with a schema whose spans are plain ``bytes`` (:data:`_RAW_SCHEMA`), and each span's bytes
+are the raw attributes :mod:`collectors.otlp.attributes` parses when a reader asks. Resource
+attributes (one set per resource) are rendered as text here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
+from collectors.otlp.attributes import resource_texts
 from collectors.otlp.codec import Decoded, PayloadError, gc_paused
 from collectors.otlp.columns import ATTR_KEYS, TAIL_POLICY_KEY, RawColumns, resolve_service_name
+from collectors.otlp.lean import Schema, T, lean_messages
 
 __all__ = ["decode_protobuf"]
 
 
-_OPT = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
-_REP = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
-_T = descriptor_pb2.FieldDescriptorProto
 _LEAN_PACKAGE = "latmap.otlp_lean"
+_ANY_VALUE = (("string_value", 1, T.TYPE_BYTES, None), ("bool_value", 2, T.TYPE_BOOL, None),
+              ("int_value", 3, T.TYPE_INT64, None), ("double_value", 4, T.TYPE_DOUBLE, None),
+              ("array_value", 5, T.TYPE_MESSAGE, "ArrayValue"), ("kvlist_value", 6, T.TYPE_MESSAGE, "KeyValueList"),
+              ("bytes_value", 7, T.TYPE_BYTES, None))
 
 #: The lean schema: message -> (field, number, type, message type). Numbers are OTLP's
 #: (opentelemetry/proto/trace/v1/trace.proto); tests check them against opentelemetry-proto.
 #: ``attributes`` are maps (same wire layout as ``repeated KeyValue``); strings are bytes.
-_LEAN_SCHEMA: dict[str, tuple[tuple[str, int, int, str | None], ...]] = {
-    "AnyValue": (("string_value", 1, _T.TYPE_BYTES, None),),
-    "Resource": (("attributes", 1, _T.TYPE_MESSAGE, "map"),),
-    "Status": (("code", 3, _T.TYPE_INT32, None),),
-    "Link": (("trace_id", 1, _T.TYPE_BYTES, None), ("span_id", 2, _T.TYPE_BYTES, None)),
-    "InstrumentationScope": (("attributes", 3, _T.TYPE_MESSAGE, "map"),),
+_LEAN_SCHEMA: Schema = {
+    "AnyValue": _ANY_VALUE,
+    "ArrayValue": (("values", 1, T.TYPE_MESSAGE, "AnyValue"),),
+    "KeyValue": (("key", 1, T.TYPE_BYTES, None), ("value", 2, T.TYPE_MESSAGE, "AnyValue")),
+    "KeyValueList": (("values", 1, T.TYPE_MESSAGE, "KeyValue"),),
+    "Resource": (("attributes", 1, T.TYPE_MESSAGE, "map"),),
+    "Status": (("code", 3, T.TYPE_INT32, None),),
+    "Link": (("trace_id", 1, T.TYPE_BYTES, None), ("span_id", 2, T.TYPE_BYTES, None)),
+    "Event": (("name", 2, T.TYPE_BYTES, None),),
+    "InstrumentationScope": (("attributes", 3, T.TYPE_MESSAGE, "map"),),
     "Span": (
-        ("trace_id", 1, _T.TYPE_BYTES, None),
-        ("span_id", 2, _T.TYPE_BYTES, None),
-        ("trace_state", 3, _T.TYPE_BYTES, None),
-        ("parent_span_id", 4, _T.TYPE_BYTES, None),
-        ("name", 5, _T.TYPE_BYTES, None),
-        ("kind", 6, _T.TYPE_INT32, None),
-        ("start_time_unix_nano", 7, _T.TYPE_FIXED64, None),
-        ("end_time_unix_nano", 8, _T.TYPE_FIXED64, None),
-        ("attributes", 9, _T.TYPE_MESSAGE, "map"),
-        ("links", 13, _T.TYPE_MESSAGE, "Link"),
-        ("status", 15, _T.TYPE_MESSAGE, "Status"),
-        ("flags", 16, _T.TYPE_FIXED32, None),
+        ("trace_id", 1, T.TYPE_BYTES, None),
+        ("span_id", 2, T.TYPE_BYTES, None),
+        ("trace_state", 3, T.TYPE_BYTES, None),
+        ("parent_span_id", 4, T.TYPE_BYTES, None),
+        ("name", 5, T.TYPE_BYTES, None),
+        ("kind", 6, T.TYPE_INT32, None),
+        ("start_time_unix_nano", 7, T.TYPE_FIXED64, None),
+        ("end_time_unix_nano", 8, T.TYPE_FIXED64, None),
+        ("attributes", 9, T.TYPE_MESSAGE, "map"),
+        ("events", 11, T.TYPE_MESSAGE, "Event"),
+        ("links", 13, T.TYPE_MESSAGE, "Link"),
+        ("status", 15, T.TYPE_MESSAGE, "Status"),
+        ("flags", 16, T.TYPE_FIXED32, None),
     ),
-    "ScopeSpans": (("scope", 1, _T.TYPE_MESSAGE, "InstrumentationScope"), ("spans", 2, _T.TYPE_MESSAGE, "Span")),
+    "ScopeSpans": (("scope", 1, T.TYPE_MESSAGE, "InstrumentationScope"), ("spans", 2, T.TYPE_MESSAGE, "Span")),
     # 1000: instrumentation_library_spans of OTLP 0.15-0.19 (before that it was field 2,
     # which is scope_spans now with the same layout).
     "ResourceSpans": (
-        ("resource", 1, _T.TYPE_MESSAGE, "Resource"),
-        ("scope_spans", 2, _T.TYPE_MESSAGE, "ScopeSpans"),
-        ("instrumentation_library_spans", 1000, _T.TYPE_MESSAGE, "ScopeSpans"),
+        ("resource", 1, T.TYPE_MESSAGE, "Resource"),
+        ("scope_spans", 2, T.TYPE_MESSAGE, "ScopeSpans"),
+        ("instrumentation_library_spans", 1000, T.TYPE_MESSAGE, "ScopeSpans"),
     ),
     # Also the layout of ExportTraceServiceRequest (field 1: resource_spans).
-    "TracesData": (("resource_spans", 1, _T.TYPE_MESSAGE, "ResourceSpans"),),
+    "TracesData": (("resource_spans", 1, T.TYPE_MESSAGE, "ResourceSpans"),),
 }
-_REPEATED = {("Span", "links"), ("ScopeSpans", "spans"), ("ResourceSpans", "scope_spans"),
-             ("ResourceSpans", "instrumentation_library_spans"), ("TracesData", "resource_spans")}
+_REPEATED = {("Span", "links"), ("Span", "events"), ("ScopeSpans", "spans"), ("ResourceSpans", "scope_spans"),
+             ("ResourceSpans", "instrumentation_library_spans"), ("TracesData", "resource_spans"),
+             ("ArrayValue", "values"), ("KeyValueList", "values")}
+#: The same request with each span left as its bytes: what the span attributes are kept as
+#: (:mod:`collectors.otlp.attributes` parses them when asked), a list upb fills in C.
+_RAW_SCHEMA: Schema = {
+    "ScopeSpans": (("spans", 2, T.TYPE_BYTES, None),),
+    "ResourceSpans": (("scope_spans", 2, T.TYPE_MESSAGE, "ScopeSpans"),
+                      ("instrumentation_library_spans", 1000, T.TYPE_MESSAGE, "ScopeSpans")),
+    "TracesData": (("resource_spans", 1, T.TYPE_MESSAGE, "ResourceSpans"),),
+}
 
 
 def _lean_traces_data() -> Any:
     """The message class of the lean schema's TracesData, in a private descriptor pool."""
-    fdp = descriptor_pb2.FileDescriptorProto(name="latmap_otlp_lean.proto", package=_LEAN_PACKAGE, syntax="proto3")
-    for msg_name, fields in _LEAN_SCHEMA.items():
-        msg = fdp.message_type.add(name=msg_name)
-        for name, number, ftype, target in fields:
-            if target == "map":
-                entry = msg.nested_type.add(name="AttributesEntry")
-                entry.options.map_entry = True
-                entry.field.add(name="key", number=1, type=_T.TYPE_STRING, label=_OPT)
-                entry.field.add(name="value", number=2, type=_T.TYPE_MESSAGE, label=_OPT,
-                                type_name=f".{_LEAN_PACKAGE}.AnyValue")
-                msg.field.add(name=name, number=number, type=ftype, label=_REP,
-                              type_name=f".{_LEAN_PACKAGE}.{msg_name}.AttributesEntry")
-                continue
-            label = _REP if (msg_name, name) in _REPEATED else _OPT
-            f = msg.field.add(name=name, number=number, type=ftype, label=label)
-            if target:
-                f.type_name = f".{_LEAN_PACKAGE}.{target}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_LEAN_PACKAGE}.TracesData"))
+    return lean_messages(_LEAN_PACKAGE, _LEAN_SCHEMA, _REPEATED)["TracesData"]
 
 
 _LeanTracesData = _lean_traces_data()
+_RawTracesData = lean_messages("latmap.otlp_raw", _RAW_SCHEMA, {
+    ("ScopeSpans", "spans"), ("ResourceSpans", "scope_spans"), ("ResourceSpans", "instrumentation_library_spans"),
+    ("TracesData", "resource_spans")})["TracesData"]
 
 
 def decode_protobuf(body: bytes) -> Decoded:
@@ -113,6 +119,10 @@ def decode_protobuf(body: bytes) -> Decoded:
             raise PayloadError(f"invalid protobuf: {detail} (expected an OTLP ExportTraceServiceRequest)") from err
         _copy_protobuf(data, raw)
         del data  # the parsed message is the biggest thing alive: free it before building columns
+        spans = raw.raw_attributes
+        for resource_spans in _RawTracesData.FromString(body).resource_spans:
+            for scope_spans in resource_spans.scope_spans or resource_spans.instrumentation_library_spans:
+                spans.extend(scope_spans.spans)
         return raw.finish()
 
 
@@ -127,9 +137,11 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
     a0, a1, a2, a3 = (values.append for values in raw.attrs)
     k0, k1, k2, k3 = ATTR_KEYS
     zero8, zero16 = bytes(8), bytes(16)
-    services, policies = raw.services, raw.policies
+    services, policies, resources = raw.services, raw.policies, raw.resources
+    exceptions = raw.exceptions.append
     for resource_spans in data.resource_spans:
         attributes = resource_spans.resource.attributes
+        resources.append(resource_texts(attributes.items(), from_json=False))
         service = attributes.get("service.name")
         executable = attributes.get("process.executable.name")
         service_name, missing = resolve_service_name(
@@ -151,6 +163,8 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
                 name(s.name)
                 trace_state(s.trace_state)
                 flags(s.flags)
+                events = s.events
+                exceptions(sum(e.name == b"exception" for e in events) if events else 0)
                 links = s.links
                 if links:
                     first = links[0]

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from collectors.spool.payload import SCHEMA, arrays, decode_payload
+from collectors.spool.payload import FULL_SCHEMA, SCHEMA, arrays, attributes_from_table, decode_payload, schema_of
 from mapper.core.errors import LatmapError
 from mapper.core.spans import LINKS_COLUMN, OPTIONAL_COLUMNS, SpanBatch, SpanLinks, dedupe
 
@@ -74,7 +74,7 @@ def table_to_batch(table: pa.Table) -> SpanBatch:
         return SpanBatch.empty()
     cols: dict[str, Any] = {f.name: _column(_filled(table, f.name)) for f in SCHEMA if f.name != LINKS_COLUMN}
     first = (cols["link_trace_hi"], cols["link_trace_lo"], cols["link_span_id"])
-    return SpanBatch.from_columns(cols, links=links_from_table(table, first))
+    return SpanBatch.from_columns(cols, links=links_from_table(table, first), attributes=attributes_from_table(table))
 
 
 def _filled(table: pa.Table, name: str) -> pa.ChunkedArray:
@@ -88,11 +88,12 @@ def _filled(table: pa.Table, name: str) -> pa.ChunkedArray:
     return col.fill_null(OPTIONAL_COLUMNS[name]) if col.null_count else col
 
 
-def payloads_batch(payloads: Sequence[Any]) -> SpanBatch:
-    """Several records' payloads as one span batch, in order (one conversion for them all)."""
+def payloads_batch(payloads: Sequence[Any], with_attributes: bool = False) -> SpanBatch:
+    """Several records' payloads as one span batch, in order (one conversion for them all);
+    ``with_attributes``: with :attr:`SpanBatch.attributes` (None otherwise)."""
     if not payloads:
         return SpanBatch.empty()
-    return table_to_batch(pa.concat_tables([decode_payload(p) for p in payloads]))
+    return table_to_batch(pa.concat_tables([decode_payload(p, with_attributes) for p in payloads]))
 
 
 def _column(col: pa.ChunkedArray) -> np.ndarray:
@@ -158,9 +159,9 @@ def _iter_records(path: Path, data: bytes) -> Iterator[memoryview | None]:
         off = nxt
 
 
-def read_segment(path: str | Path) -> tuple[pa.Table, int]:
+def read_segment(path: str | Path, with_attributes: bool = False) -> tuple[pa.Table, int]:
     """All good records of one segment as one table, and the number of damaged ones skipped.
-    ``path`` may be an fsspec URL."""
+    ``path`` may be an fsspec URL; ``with_attributes``: the attribute columns too."""
     p = Path(path)
     try:
         data = _open(str(path)).read() if "://" in str(path) else p.read_bytes()
@@ -175,12 +176,12 @@ def read_segment(path: str | Path) -> tuple[pa.Table, int]:
             torn += 1
             continue
         try:
-            tables.append(decode_payload(payload))
+            tables.append(decode_payload(payload, with_attributes))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:  # CRC good, content not ours
             log.error("%s: record does not decode as spans (%s), skipped", p, err)
             torn += 1
     if not tables:
-        return SCHEMA.empty_table(), torn
+        return schema_of(with_attributes).empty_table(), torn
     return pa.concat_tables(tables), torn
 
 
@@ -244,8 +245,11 @@ def _parquet_files(root: Path, start_ns: int | None, end_ns: int | None) -> list
     return files
 
 
-def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpoolRead:
-    """Spans that start in ``[start_ns, end_ns]`` (Unix ns, both ends inclusive, None = open).
+def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None,
+               with_attributes: bool = False) -> SpoolRead:
+    """Spans that start in ``[start_ns, end_ns]`` (Unix ns, both ends inclusive, None = open);
+    ``with_attributes``: with every span and resource attribute (:attr:`SpanBatch.attributes`:
+    None otherwise, and for a spool written before latmap kept them).
 
     Reads the hour partitions that can hold such spans plus every write-ahead segment not yet
     compacted, then drops duplicates. Safe while a receiver writes and compacts: segments
@@ -261,7 +265,7 @@ def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None
     damaged: list[str] = []
     for seg in segments(root):
         try:
-            table, bad = read_segment(seg)
+            table, bad = read_segment(seg, with_attributes)
         except FileNotFoundError:
             continue  # compacted meanwhile: its Parquet files are listed below
         except SpoolError as err:  # a whole segment unreadable: the others still count
@@ -272,7 +276,7 @@ def scan_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None
         tables.append(_time_filter(table, start_ns, end_ns))
     for name in _parquet_files(root, start_ns, end_ns):
         try:  # one by one: a damaged file costs its own spans only
-            tables.append(read_spool_file(name, start_ns, end_ns)[0])
+            tables.append(read_spool_file(name, start_ns, end_ns, with_attributes=with_attributes)[0])
         except FileNotFoundError:
             continue  # removed by retention meanwhile
         except SpoolError as err:
@@ -356,9 +360,11 @@ def spool_files(path: str | Path, start_ns: int | None = None, end_ns: int | Non
 
 
 def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None = None,
-                    columns: list[str] | None = None, batch_rows: int = 500_000) -> Iterator[tuple[pa.Table, int]]:
+                    columns: list[str] | None = None, batch_rows: int = 500_000,
+                    with_attributes: bool = False) -> Iterator[tuple[pa.Table, int]]:
     """:func:`read_spool_file` in pieces of at most ``batch_rows`` rows (a Parquet file is
     streamed, never read whole); each piece comes with the damaged records it skipped.
+    ``columns`` default to :data:`SCHEMA`'s (``with_attributes``: :data:`FULL_SCHEMA`'s).
 
     A local segment compacted since it was listed is read from the Parquet files compaction
     made of it (``date=*/hour=*/<segment>.parquet``: renamed into place before the segment
@@ -366,14 +372,14 @@ def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
     """
     if name.endswith(SEGMENT_SUFFIX):  # bounded by the receiver's segment size
         try:
-            table, torn = read_spool_file(name, start_ns, end_ns, columns)
+            table, torn = read_spool_file(name, start_ns, end_ns, columns, with_attributes)
         except FileNotFoundError:
             seg = Path(name)
             made = sorted(seg.parent.parent.glob(f"date=*/hour=*/{seg.name.removesuffix(SEGMENT_SUFFIX)}.parquet"))
             if "://" in name or not made:
                 raise
             for f in made:
-                yield from iter_spool_file(str(f), start_ns, end_ns, columns, batch_rows)
+                yield from iter_spool_file(str(f), start_ns, end_ns, columns, batch_rows, with_attributes)
             return
         for at in range(0, max(table.num_rows, 1), batch_rows):
             yield table.slice(at, batch_rows), torn if at == 0 else 0
@@ -385,7 +391,7 @@ def iter_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
         pf = pq.ParquetFile(_open(name) if "://" in name else name, pre_buffer=False)
         have = set(pf.schema_arrow.names)
         _check_columns(name, list(have))
-        want = list(columns) if columns else [f.name for f in SCHEMA]
+        want = list(columns) if columns else schema_of(with_attributes).names
         read = [c for c in {*want, "start_ns"} if c in have]
         for batch in pf.iter_batches(batch_size=batch_rows, columns=read, use_threads=False):
             table = _time_filter(pa.Table.from_batches([batch]), start_ns, end_ns)
@@ -400,17 +406,17 @@ def _conform(table: pa.Table, columns: list[str]) -> pa.Table:
     """``columns`` of ``table`` in :data:`SCHEMA`'s types, absent ones null."""
     out = []
     for c in columns:
-        field = SCHEMA.field(c)
+        field = FULL_SCHEMA.field(c)
         if c in table.column_names:
             col = table.column(c)
             out.append(col if col.type == field.type else col.cast(field.type))
         else:
             out.append(pa.nulls(table.num_rows, field.type))
-    return pa.table(out, schema=pa.schema([SCHEMA.field(c) for c in columns]))
+    return pa.table(out, schema=pa.schema([FULL_SCHEMA.field(c) for c in columns]))
 
 
 def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None = None,
-                    columns: list[str] | None = None) -> tuple[pa.Table, int]:
+                    columns: list[str] | None = None, with_attributes: bool = False) -> tuple[pa.Table, int]:
     """One file listed by :func:`spool_files`: its rows that start in ``[start_ns, end_ns]``
     (``columns`` only, ``start_ns`` always read) and the damaged records skipped.
 
@@ -418,7 +424,7 @@ def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
     ``FileNotFoundError`` for a file gone since it was listed (compacted meanwhile).
     """
     if name.endswith(SEGMENT_SUFFIX):
-        table, torn = read_segment(name)
+        table, torn = read_segment(name, with_attributes or bool(columns and set(columns) - set(SCHEMA.names)))
         table = _time_filter(table, start_ns, end_ns)
         return (table.select(columns) if columns else table), torn
     expr = None
@@ -429,7 +435,9 @@ def read_spool_file(name: str, start_ns: int | None = None, end_ns: int | None =
         expr = upper if expr is None else expr & upper
     try:
         _check_columns(name, ds.dataset([name], format="parquet").schema.names)
-        return ds.dataset([name], schema=SCHEMA, format="parquet").to_table(columns=columns, filter=expr), 0
+        schema = schema_of(with_attributes or bool(columns and set(columns) - set(SCHEMA.names)))
+        return ds.dataset([name], schema=schema, format="parquet").to_table(
+            columns=columns or schema.names, filter=expr), 0
     except (pa.ArrowException, OSError) as err:  # (ArrowIOError is an OSError)
         if isinstance(err, FileNotFoundError) or ("://" not in name and not Path(name).exists()):
             raise FileNotFoundError(name) from err
@@ -454,9 +462,10 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())[:300]
 
 
-def read_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None) -> SpanBatch:
+def read_spool(path: str | Path, start_ns: int | None = None, end_ns: int | None = None,
+               with_attributes: bool = False) -> SpanBatch:
     """The deduplicated spans of a spool that start in ``[start_ns, end_ns]`` (see :func:`scan_spool`)."""
-    return scan_spool(path, start_ns, end_ns).batch
+    return scan_spool(path, start_ns, end_ns, with_attributes).batch
 
 
 def links_from_table(table: Any, first: tuple[np.ndarray, np.ndarray, np.ndarray]) -> SpanLinks:

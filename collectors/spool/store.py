@@ -394,7 +394,7 @@ class Spool:
 
     def _compact_one(self, seg: Path, own: bool = True) -> None:
         try:
-            table, torn = read_segment(seg)
+            table, torn = read_segment(seg, with_attributes=True)  # the Parquet files keep them
         except SpoolError:
             size = seg.stat().st_size
             quarantine(self.wal, seg, "not a spool segment (bad magic)")

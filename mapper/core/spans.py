@@ -29,6 +29,16 @@ from typing import Any
 
 import numpy as np
 
+from mapper.core.span_attributes import (  # noqa: F401 - the contract's home is here too
+    MAX_ATTRIBUTE_CHARS,
+    MAX_ATTRIBUTES,
+    SCOPE_NAMES,
+    SCOPE_RESOURCE,
+    SCOPE_SPAN,
+    SpanAttributes,
+    SparseAttributes,
+)
+
 #: OTLP SpanKind values.
 KIND_UNSPECIFIED, KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = range(6)
 
@@ -137,85 +147,6 @@ class SpanLinks:
         at = first + offset
         return SpanLinks(new_row, self.trace_hi[at], self.trace_lo[at], self.span_id[at])
 
-#: :attr:`SpanAttributes.scope` values: an attribute of the span, or of its resource.
-SCOPE_SPAN, SCOPE_RESOURCE = 0, 1
-SCOPE_NAMES = ("span", "resource")
-
-
-@dataclass(frozen=True, eq=False)
-class SpanAttributes:
-    """Every attribute of a batch's spans and of their resources, one row per (span,
-    attribute), ordered by ``row`` (sparse: most spans carry few of all the keys there are).
-
-    ``row`` is the span's row in its :class:`SpanBatch`; ``scope`` is :data:`SCOPE_SPAN` or
-    :data:`SCOPE_RESOURCE`; ``key`` the attribute's name and ``value`` its value as text (a
-    number as its shortest repr, a bool as ``true``/``false``, an array or map as JSON), so
-    every value compares and counts the same whatever the wire format. What ``latmap explain``
-    compares the slow items with the rest on; never in a report unless asked (values may be PII).
-    """
-
-    row: np.ndarray
-    scope: np.ndarray
-    key: np.ndarray
-    value: np.ndarray
-
-    def __post_init__(self) -> None:
-        row = np.asarray(self.row, dtype=np.int64)
-        order = np.argsort(row, kind="stable") if row.size and np.any(row[1:] < row[:-1]) else None
-        for name, dt in (("row", np.int64), ("scope", np.int8), ("key", object), ("value", object)):
-            col = np.asarray(getattr(self, name), dtype=dt)
-            if col.shape != row.shape:
-                raise ValueError(f"attribute column {name} has shape {col.shape}, expected {row.shape}")
-            object.__setattr__(self, name, col if order is None else col[order])
-
-    def __len__(self) -> int:
-        return int(self.row.size)
-
-    @classmethod
-    def empty(cls) -> SpanAttributes:
-        return cls(*(np.array([], dtype=dt) for dt in (np.int64, np.int8, object, object)))
-
-    def keys(self) -> list[tuple[str, str]]:
-        """Every ``(scope name, key)`` present, sorted."""
-        if not self.row.size:
-            return []
-        pairs = {(SCOPE_NAMES[int(sc)], str(k)) for sc, k in zip(self.scope.tolist(), self.key.tolist(), strict=True)}
-        return sorted(pairs)
-
-    def column(self, key: str, scope: str, n: int) -> np.ndarray:
-        """The values of ``key`` (in ``scope``: ``span`` or ``resource``) for a batch of ``n``
-        rows: an object array, None where a span lacks it (the last value if repeated)."""
-        out = np.full(n, None, dtype=object)
-        hit = (self.key == key) & (self.scope == SCOPE_NAMES.index(scope))
-        out[self.row[hit]] = self.value[hit]
-        return out
-
-    def take_rows(self, index: np.ndarray, n: int) -> SpanAttributes:
-        """The attributes of the batch rows ``index`` (integer or boolean, of a batch of
-        ``n``), renumbered to the new rows."""
-        idx = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index, dtype=np.int64)
-        if self.row.size == 0:
-            return SpanAttributes.empty()
-        starts = np.searchsorted(self.row, np.arange(n + 1))
-        per = (starts[1:] - starts[:-1])[idx]
-        if not per.any():
-            return SpanAttributes.empty()
-        new_row = np.repeat(np.arange(idx.size), per)
-        first = np.repeat(starts[:-1][idx], per)
-        at = first + np.arange(new_row.size) - np.repeat(np.cumsum(per) - per, per)
-        return SpanAttributes(new_row, self.scope[at], self.key[at], self.value[at])
-
-    @staticmethod
-    def concat(parts: list[SpanAttributes | None], sizes: list[int]) -> SpanAttributes:
-        """The attributes of concatenated batches of ``sizes`` rows (None: none read)."""
-        offsets = np.cumsum([0, *sizes])
-        got = [(a, off) for a, off in zip(parts, offsets, strict=False) if a is not None and len(a)]
-        if not got:
-            return SpanAttributes.empty()
-        cols = (np.concatenate([getattr(a, name) for a, _ in got]) for name in ("scope", "key", "value"))
-        return SpanAttributes(np.concatenate([a.row + off for a, off in got]), *cols)
-
-
 @dataclass(frozen=True, eq=False)
 class SpanBatch:
     """Equal-length columns, one row per span. String columns hold ``str`` or ``None``.
@@ -267,6 +198,8 @@ class SpanBatch:
                                                                  self.link_span_id))
         elif self.links.row.size and (self.links.row[-1] >= n or self.links.row[0] < 0):
             raise ValueError(f"links name rows outside the batch of {n} spans")
+        if self.attributes is not None and self.attributes.n != n:
+            raise ValueError(f"attributes of {self.attributes.n} spans for a batch of {n}")
 
     @property
     def all_links(self) -> SpanLinks:
@@ -338,13 +271,25 @@ def trace_id_hex(hi: int, lo: int) -> str:
     return f"{int(hi):016x}{int(lo):016x}"
 
 
-def parquet_schema() -> Any:
-    """The spool's Parquet schema: one row per span, the columns of :class:`SpanBatch`."""
+#: The spool columns holding :attr:`SpanBatch.attributes` (absent or null in spools written
+#: before them: attributes unknown): each span's attributes as the decoder kept them (OTLP
+#: protobuf span bytes, or JSON text), and its resource's attributes as a JSON
+#: ``[{key: text}, left out]``, dictionary-encoded (one entry per resource, not per span).
+ATTRIBUTES_RAW, ATTRIBUTES_JSON, RESOURCE_ATTRIBUTES = "attributes_raw", "attributes_json", "resource_attributes"
+ATTRIBUTE_FIELDS = (ATTRIBUTES_RAW, ATTRIBUTES_JSON, RESOURCE_ATTRIBUTES)
+
+
+def parquet_schema(attributes: bool = False) -> Any:
+    """The spool's Parquet schema: one row per span, the columns of :class:`SpanBatch`;
+    ``attributes``: with :data:`ATTRIBUTE_FIELDS` (what is written; readers skip them unless asked)."""
     import pyarrow as pa
 
     types = {np.uint64: pa.uint64(), np.int64: pa.int64(), np.int16: pa.int16(), np.int8: pa.int8(),
              object: pa.string()}
-    return pa.schema([*((name, types[dt]) for name, dt in _COLUMNS.items()), (LINKS_COLUMN, links_type())])
+    extra = [(ATTRIBUTES_RAW, pa.binary()), (ATTRIBUTES_JSON, pa.string()),
+             (RESOURCE_ATTRIBUTES, pa.dictionary(pa.int32(), pa.string()))] if attributes else []
+    return pa.schema([*((name, types[dt]) for name, dt in _COLUMNS.items()), (LINKS_COLUMN, links_type()),
+                      *extra])
 
 
 def first_rows(hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray | None:

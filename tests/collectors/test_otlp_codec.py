@@ -72,7 +72,7 @@ def test_official_example_upper_case_hex_ids_and_times() -> None:
         "start_ns": 1544712660000000000, "end_ns": 1544712661000000000,
         "kind": KIND_SERVER, "status": 0, "service": "my.service", "name": "I'm a server span",
         "destination": None, "messaging_system": None, "peer_service": None, "db_system": None,
-        "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1,
+        "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": 0,
     }]
 
 
@@ -166,7 +166,7 @@ def test_jaeger_api_v3_result_wrapper() -> None:
         "link_trace_hi": 0, "link_trace_lo": 0, "link_span_id": 0, "start_ns": T0, "end_ns": T0 + 5,
         "kind": KIND_SERVER, "status": 2, "service": UNKNOWN_SERVICE, "name": "foobar",
         "destination": None, "messaging_system": None, "peer_service": None, "db_system": None,
-        "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1,
+        "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": 0,
     }]
 
 
@@ -255,13 +255,13 @@ EXPECTED_FULL = [
      "link_trace_hi": 0, "link_trace_lo": 0, "link_span_id": 0, "start_ns": T0, "end_ns": T0 + 2500,
      "kind": KIND_PRODUCER, "status": 2, "service": "alerting", "name": "op-161",
      "destination": "ticks", "messaging_system": "kafka", "peer_service": None, "db_system": None,
-     "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1},
+     "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": 0},
     {"trace_hi": 0, "trace_lo": 0x0BAD, "span_id": 0xB1, "parent_id": 0,
      "link_trace_hi": 0x0123456789ABCDEF, "link_trace_lo": 0xFEDCBA9876543210, "link_span_id": 0xA1,
      "start_ns": T0 + 5000, "end_ns": T0 + 6000, "kind": KIND_CONSUMER, "status": 0, "service": "notification",
      "name": "op-177", "destination": None, "messaging_system": None, "peer_service": "sns",
      # an int db.system is not a string: not kept
-     "db_system": None, "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": -1},
+     "db_system": None, "sampling_th": -1, "tail_policy": None, "instance": None, "exceptions": 0},
 ]
 
 
@@ -306,10 +306,12 @@ def test_lean_schema_field_numbers_match_opentelemetry_proto() -> None:
         "AnyValue": common_pb2.AnyValue, "Resource": resource_pb2.Resource, "Status": trace_pb2.Status,
         "Link": trace_pb2.Span.Link, "Span": trace_pb2.Span, "ScopeSpans": trace_pb2.ScopeSpans,
         "ResourceSpans": trace_pb2.ResourceSpans, "TracesData": trace_pb2.TracesData,
-        "InstrumentationScope": common_pb2.InstrumentationScope,
+        "InstrumentationScope": common_pb2.InstrumentationScope, "Event": trace_pb2.Span.Event,
+        "ArrayValue": common_pb2.ArrayValue, "KeyValueList": common_pb2.KeyValueList, "KeyValue": common_pb2.KeyValue,
     }
     wire = {FD.TYPE_BYTES: "len", FD.TYPE_STRING: "len", FD.TYPE_MESSAGE: "len", FD.TYPE_INT32: "varint",
-            FD.TYPE_ENUM: "varint", FD.TYPE_FIXED64: "i64", FD.TYPE_FIXED32: "i32"}
+            FD.TYPE_ENUM: "varint", FD.TYPE_FIXED64: "i64", FD.TYPE_FIXED32: "i32", FD.TYPE_BOOL: "varint",
+            FD.TYPE_INT64: "varint", FD.TYPE_DOUBLE: "i64"}
     checked = 0
     for message, fields in otlp_protobuf._LEAN_SCHEMA.items():
         by_name = real[message].DESCRIPTOR.fields_by_name
@@ -324,7 +326,7 @@ def test_lean_schema_field_numbers_match_opentelemetry_proto() -> None:
             checked += 1
     kv = common_pb2.KeyValue.DESCRIPTOR.fields_by_name
     assert (kv["key"].number, kv["value"].number) == (1, 2)
-    assert checked == 23
+    assert checked == 35
 
 
 def test_legacy_instrumentation_library_spans_field_1000() -> None:
