@@ -211,7 +211,9 @@ def test_sdk_spans_stop_at_alerting_complete_and_failures_count(tmp_path) -> Non
     assert got.items_completed == 10
     codes = {(c.code, c.stage) for c in got.checks}
     assert not any(c.code == "incomplete-traces" for r in got.results.values() for c in r.checks)
-    assert ("workers-unknown", "alerting") in codes  # no service.instance.id on these resources
+    # the SDK gives each provider's resource a service.instance.id: one worker per stage here
+    assert ("workers-unknown", "alerting") not in codes
+    assert al.utilisation is not None and al.utilisation.workers == 1
 
 
 def test_spec_workers_set_the_utilisation_and_bad_ones_name_their_line() -> None:
