@@ -1,0 +1,208 @@
+"""Each item's value of every attribute, grouped into a few values that can be tested.
+
+An item's value of an attribute at a stage is the value on the **first span** (the earliest)
+of the item at that stage: the span whose start the stage's wait ends at. Sources, per span:
+the span and resource attributes (:class:`~mapper.core.spans.SpanAttributes`, when the
+decoder kept them) and the fields latmap keeps as columns (span name, status, kind,
+exceptions, ``service.instance.id``, the messaging and peer columns: the same keys as the
+attributes they were read from, so a key read twice is used once).
+
+Grouping (so that an explanation never has thousands of rows): at most ``max_values``
+values per attribute, the others as ``(other)``; numbers with more distinct values than
+that cut into quantile bins (NaN and infinities as ``(not finite)``, text in a mostly
+numeric attribute as ``(not a number)``); items without the attribute as ``(missing)``.
+Left out, and said so: attributes of one value (``constant``), of a value per item
+(``unique``: ids), of more distinct values than half their items (``high-cardinality``:
+user ids), on fewer than ``min_items`` items (``rare``), and keys that look like personal
+data (``pii``: e-mail, user, password, token, ip ...) unless asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mapper.analysis.explain.model import MISSING, NOT_A_NUMBER, NOT_FINITE, OTHER
+from mapper.analysis.items import expand_ranges
+from mapper.core.spans import ATTRIBUTE_COLUMNS, SCOPE_NAMES, SpanBatch
+
+#: Key words (a key's parts split at ``.``, ``_``, ``-``) that mark a key as personal data.
+PII_WORDS = frozenset({"email", "mail", "user", "username", "userid", "enduser", "password", "passwd", "pwd",
+                       "secret", "token", "apikey", "auth", "authorization", "cookie", "session", "ip", "phone",
+                       "ssn", "card", "iban"})
+_SPLIT = re.compile(r"[._\-/ ]+")
+_STATUS = np.array(["unset", "ok", "error"], dtype=object)
+_KIND = np.array(["unspecified", "internal", "server", "client", "producer", "consumer"], dtype=object)
+#: Share of an attribute's items whose values must be numbers for it to be binned as one.
+NUMERIC_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Options:
+    """How an explanation groups and tests: ``max_values`` per attribute, ``bins`` for
+    numbers, ``min_items`` carrying an attribute, ``include_pii``, the false discovery rate
+    ``alpha``, ``max_findings`` listed and ``examples`` per finding."""
+
+    max_values: int = 20
+    bins: int = 5
+    min_items: int = 5
+    include_pii: bool = False
+    alpha: float = 0.05
+    max_findings: int = 20
+    examples: int = 3
+
+
+@dataclass(frozen=True)
+class Raw:
+    """One attribute as read: per item a code into ``uniques`` (-1: the item lacks it)."""
+
+    stage: str
+    scope: str
+    key: str
+    code: np.ndarray
+    uniques: np.ndarray
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """One attribute ready to test: per item a group code into ``labels``; ``grouped``
+    names what was grouped (``other``, ``not-finite``, ``not-a-number``, ``numeric-bins``)."""
+
+    stage: str
+    scope: str
+    key: str
+    code: np.ndarray
+    labels: tuple[str, ...]
+    grouped: tuple[str, ...] = ()
+
+
+def looks_personal(key: str) -> bool:
+    """Whether ``key`` names personal data (a word of :data:`PII_WORDS`, or an address of
+    the client): its values are left out unless asked for."""
+    words = {w.lower() for w in _SPLIT.split(key) if w}
+    return bool(words & PII_WORDS) or "client.address" in key.lower()
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
+
+
+def read(batch: SpanBatch, rows: np.ndarray, stage: str) -> Iterator[Raw]:
+    """Every attribute of the spans at ``rows`` (one batch row per item, -1: the item has
+    no span at the stage), as per-item codes: one gather and one factorization per key."""
+    ok = rows >= 0
+    at = np.where(ok, rows, 0)
+    seen: set[tuple[str, str]] = set()
+    attrs = batch.attributes
+    if attrs is not None and len(attrs):
+        items = np.flatnonzero(ok)
+        lo = np.searchsorted(attrs.row, rows[items], "left")
+        count = np.searchsorted(attrs.row, rows[items], "right") - lo
+        pos = expand_ranges(lo, count)
+        item = np.repeat(items, count)
+        key_code, keys = _codes(attrs.key[pos])
+        val_code, vals = _codes(attrs.value[pos])
+        group = key_code * 2 + attrs.scope[pos].astype(np.int64)
+        order = np.argsort(group, kind="stable")
+        bounds = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]]) if order.size else order
+        for b, e in zip(bounds.tolist(), [*bounds[1:].tolist(), order.size], strict=True):
+            g = int(group[order[b]])
+            key, scope = str(keys[g // 2]), SCOPE_NAMES[g % 2]
+            code = np.full(rows.size, -1, dtype=np.int64)
+            code[item[order[b:e]]] = val_code[order[b:e]]
+            seen.add((scope, key))
+            yield Raw(stage, scope, key, code, vals)
+    columns: list[tuple[str, str, np.ndarray]] = [("column", "span.name", batch.name[at]),
+                                                  ("column", "span.status", _STATUS[np.clip(batch.status[at], 0, 2)]),
+                                                  ("column", "span.kind", _KIND[np.clip(batch.kind[at], 0, 5)])]
+    exc = batch.exceptions[at]
+    if (exc[ok] >= 0).any():
+        columns.append(("column", "span.exceptions", np.where(exc >= 0, exc.astype(str).astype(object), None)))
+    columns.append(("resource", "service.instance.id", batch.instance[at]))
+    columns += [("span", otel, getattr(batch, col)[at]) for otel, col in ATTRIBUTE_COLUMNS.items()]
+    for scope, key, values in columns:
+        if (scope, key) in seen:
+            continue
+        values = np.asarray(values, dtype=object)
+        values[~ok] = None
+        code, uniques = _codes(values)
+        if (code >= 0).any():
+            yield Raw(stage, scope, key, code, uniques)
+
+
+def group(raw: Raw, opts: Options) -> Grouped | str:
+    """``raw`` grouped for testing (see the module docstring), or the reason it is left out."""
+    if not opts.include_pii and looks_personal(raw.key):
+        return "pii"
+    present = raw.code >= 0
+    n_present = int(present.sum())
+    if n_present < opts.min_items:
+        return "rare"
+    counts = np.bincount(raw.code[present], minlength=raw.uniques.size)
+    used = np.flatnonzero(counts)
+    missing = raw.code.size - n_present
+    if used.size == 1:
+        return "constant" if not missing else _categorical(raw, used, counts, opts, ())
+    if used.size <= opts.max_values:
+        return _categorical(raw, used, counts, opts, ())
+    nums = pd.to_numeric(pd.Series(raw.uniques[used]), errors="coerce").to_numpy(dtype=np.float64)
+    text = np.array([str(u).strip().lower().lstrip("+-") == "nan" for u in raw.uniques[used]]) if np.isnan(
+        nums).any() else np.zeros(used.size, bool)
+    numeric = ~np.isnan(nums) | text
+    if counts[used][numeric].sum() >= NUMERIC_SHARE * n_present:
+        return _binned(raw, used, nums, numeric, opts)
+    if used.size == n_present:
+        return "unique"
+    if used.size > n_present / 2:
+        return "high-cardinality"
+    return _categorical(raw, used, counts, opts, ("other",))
+
+
+def _categorical(raw: Raw, used: np.ndarray, counts: np.ndarray, opts: Options, grouped: tuple[str, ...]) -> Grouped:
+    """The ``max_values`` most common values as they are (ties by value), the rest as
+    ``(other)``, a missing value as ``(missing)``."""
+    labels = [str(u) for u in raw.uniques[used]]
+    order = sorted(range(used.size), key=lambda i: (-int(counts[used[i]]), labels[i]))
+    keep = order[:opts.max_values]
+    lookup = np.full(raw.uniques.size + 1, -1, dtype=np.int64)  # last slot: missing
+    out_labels = [labels[i] for i in keep]
+    lookup[used[keep]] = np.arange(len(keep))
+    if len(order) > len(keep):
+        lookup[used[order[len(keep):]]] = len(out_labels)
+        out_labels.append(OTHER)
+    if (raw.code < 0).any():
+        lookup[-1] = len(out_labels)
+        out_labels.append(MISSING)
+    return Grouped(raw.stage, raw.scope, raw.key, lookup[raw.code], tuple(out_labels), grouped)
+
+
+def _binned(raw: Raw, used: np.ndarray, nums: np.ndarray, numeric: np.ndarray, opts: Options) -> Grouped:
+    """Numbers cut at their quantiles into at most ``opts.bins`` bins ``[lo, hi)`` (the last
+    closed), with ``(not finite)``, ``(not a number)`` and ``(missing)`` groups as needed."""
+    value = np.full(raw.uniques.size + 1, np.nan)
+    value[used] = nums
+    kind = np.full(raw.uniques.size + 1, 3, dtype=np.int8)  # 0 finite, 1 not finite, 2 not a number, 3 missing
+    finite_u = numeric & np.isfinite(nums)
+    kind[used] = np.where(finite_u, 0, np.where(numeric, 1, 2))
+    per_item = value[raw.code]
+    item_kind = kind[raw.code]
+    finite = per_item[item_kind == 0]
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, opts.bins + 1))) if finite.size else np.array([0.0])
+    n_bins = max(edges.size - 1, 1)
+    labels = [f"[{edges[i]:.6g}, {edges[i + 1]:.6g})" for i in range(n_bins - 1)]
+    labels.append(f"[{edges[n_bins - 1]:.6g}, {edges[-1]:.6g}]")
+    code = np.clip(np.searchsorted(edges, np.nan_to_num(per_item), "right") - 1, 0, n_bins - 1)
+    grouped = ["numeric-bins"]
+    for k, label, reason in ((1, NOT_FINITE, "not-finite"), (2, NOT_A_NUMBER, "not-a-number"), (3, MISSING, None)):
+        sel = item_kind == k
+        if sel.any():
+            code[sel] = len(labels)
+            labels.append(label)
+            if reason:
+                grouped.append(reason)
+    return Grouped(raw.stage, raw.scope, raw.key, code, tuple(labels), tuple(grouped))
