@@ -18,7 +18,7 @@ Counts are of sampled items (each item once, whatever its sampling weight). Pure
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -162,18 +162,25 @@ def _with_examples(table: TraceTable, found: Sequence[tuple[Finding, int, int]],
 
 
 def against(current: Explanation, baseline: Sequence[ValueCount], baseline_tail: int, versus: str,
-            opts: Options | None = None) -> Explanation:
+            opts: Options | None = None, baseline_left_out: Mapping[str, Collection[str]] | None = None
+            ) -> Explanation:
     """``current``'s tail against a baseline's tail (``baseline``: its counts,
     ``baseline_tail``: its tail items): per value, whether its share of the tail grew
-    (one-sided Fisher, corrected together); ``new`` for a value the baseline never saw."""
+    (one-sided Fisher, corrected together); ``new`` for a value the baseline never saw. An
+    attribute the baseline left out untested and uncounted (``baseline_left_out``: its
+    ``left_out``; a constant one is counted) is not compared: absent from its counts is not
+    absent from its data."""
     opts = opts or Options()
     then = {(c.stage, c.scope, c.key, c.value): c for c in baseline}
+    # Quantile bins are cut where each run's numbers fall: two runs' bins are not the same values.
+    binned = set(current.grouped.get("numeric-bins", ()))
+    skip = {k for reason, keys in (baseline_left_out or {}).items() if reason != "constant" for k in keys} | binned
     n1, n0 = current.tail_items, baseline_tail
     total = n1 + n0
     lf = log_factorials(total)
     rows = []
     for c in current.counts:
-        if not c.tail:
+        if not c.tail or (c.key if current.part != "lead" else f"{c.stage}: {c.key}") in skip:
             continue
         old = then.get((c.stage, c.scope, c.key, c.value))
         a0 = old.tail if old is not None else 0
@@ -193,8 +200,9 @@ def against(current: Explanation, baseline: Sequence[ValueCount], baseline_tail:
                              f"{versus}: {n0} tail item(s) in the baseline: too few to compare with"))
     return Explanation(current.kind, current.target, current.part, current.percentile, "baseline",
                        current.threshold, n1, n0, len(rows), opts.alpha, tuple(found[:opts.max_findings]),
-                       max(len(found) - opts.max_findings, 0), current.left_out, current.grouped, current.counts,
-                       current.value_of, versus, tuple(checks))
+                       max(len(found) - opts.max_findings, 0),
+                       {**current.left_out, **({"numeric-bins-not-comparable": tuple(sorted(binned))} if binned else {})},
+                       current.grouped, current.counts, current.value_of, versus, tuple(checks))
 
 
 def not_explained(target: str, part: str, q: float, why: str) -> Explanation:
