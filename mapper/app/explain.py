@@ -100,13 +100,13 @@ def run_explain(req: ExplainRequest) -> ExplainResult:
     now = _explain_map(lm, target, req.part, q, req.contrast, req.options)
     out = [now]
     if old is not None:
-        out.append(against(now, old[0], old[1], f"baseline {req.baseline}", req.options))
+        out.append(against(now, old[0], old[1], f"baseline {req.baseline}", req.options, old[2]))
     elif req.versus is not None:
         before = Window(window.start - req.versus, window.end - req.versus)
         then = _explain_map(pipeline.build_map(spec, before, request.progress, req.collectors), target,
                             req.part, q, req.contrast, req.options)
         out.append(against(now, then.counts, then.tail_items,
-                           f"the same hours {format_duration(req.versus)} earlier", req.options))
+                           f"the same hours {format_duration(req.versus)} earlier", req.options, then.left_out))
     return ExplainResult(tuple(out), spec, window)
 
 
@@ -128,15 +128,20 @@ def _explain_map(lm: LatencyMap, target: str, part: str, q: float, contrast: str
 
 
 def _baseline_counts(path: str, stream: str, target: str, part: str,
-                     q: float) -> tuple[list[ValueCount], int]:
-    """The baseline report's counts for ``target``/``part``/``q`` and its tail items; a
+                     q: float) -> tuple[list[ValueCount], int, dict[str, list[str]]]:
+    """The baseline report's counts for ``target``/``part``/``q``, its tail items and what
+    it left out; a
     UsageError naming the file when it has none (an older report, another percentile)."""
     doc = load_baseline(path, stream)
     for e in doc.get("explanations") or []:
         if (isinstance(e, dict) and e.get("kind") == KIND_ATTRIBUTES and e.get("stage") == target
                 and e.get("part") == part and e.get("percentile") == percentile_label(q)
                 and e.get("contrast") in (None, "rest", "median")):
-            return _counts(e.get("counts"), path), _int(e.get("tail_items"), f"{path}: explanations: tail_items")
+            left = e.get("left_out")
+            left_out = ({str(k): [str(x) for x in v] for k, v in left.items() if isinstance(v, list)}
+                        if isinstance(left, dict) else {})
+            return (_counts(e.get("counts"), path), _int(e.get("tail_items"), f"{path}: explanations: tail_items"),
+                    left_out)
     raise UsageError(f"{path}: no explanation of {target} {part} {percentile_label(q)} in the baseline "
                      "(run latmap explain --format json for it, or map with it as the bottleneck)")
 

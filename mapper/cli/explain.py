@@ -9,7 +9,7 @@ import click
 from mapper import app, render
 from mapper.analysis.explain import Options
 from mapper.cli.options import MapOptions, map_options
-from mapper.cli.output import echo
+from mapper.cli.output import echo, exit_code
 from mapper.cli.parse import duration_of
 from mapper.core.files import dumps
 
@@ -41,7 +41,10 @@ def explain_command(options: MapOptions, stage: str | None, part: str, percentil
     items over every span and resource attribute of the stage's spans (every stage's for
     --part lead): per value its share of the tail and of the rest, the lift, a one-sided
     Fisher exact test and the Benjamini-Hochberg q-value over everything tested. Only
-    values with q < 0.05 are called significant. Exits 2 on a config or source error.
+    values with q < 0.05 are called significant.
+
+    Exits 1 when --baseline or --versus finds a value whose share of the tail grew
+    significantly, 2 on a config or source error, else 0.
     """
     spec = options.spec()
     req = app.explain.ExplainRequest(options.request(spec), stage, part, percentile, contrast,
@@ -52,3 +55,5 @@ def explain_command(options: MapOptions, stage: str | None, part: str, percentil
         echo(dumps(app.explain.explanations_doc(result)), nl=False)
     else:
         echo(render.explain.text(result.explanations), nl=False)
+    changed = [f for e in result.explanations if e.contrast == "baseline" for f in e.significant]
+    raise SystemExit(exit_code(broken=False, regressions=len(changed)))
