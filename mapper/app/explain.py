@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mapper.analysis.baseline import load_baseline
@@ -32,7 +32,7 @@ from mapper.core.source import Source
 from mapper.core.spec import StreamSpec
 from mapper.render.explain import explanations_json
 
-__all__ = ["ExplainRequest", "ExplainResult", "explanations_doc", "run_explain"]
+__all__ = ["ExplainRequest", "ExplainResult", "Options", "explanations_doc", "run_explain"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ExplainRequest:
     part: str
     percentile: float = 99.0
     contrast: str = "rest"
-    options: Options = Options()
+    options: Options = field(default_factory=Options)
     baseline: str | None = None
     versus: float | None = None
     collectors: Mapping[str, Source] | None = None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import click
 
 from mapper import app, render
-from mapper.analysis.explain import Options
 from mapper.cli.options import MapOptions, map_options
 from mapper.cli.output import echo, exit_code
 from mapper.cli.parse import duration_of
@@ -48,7 +47,7 @@ def explain_command(options: MapOptions, stage: str | None, part: str, percentil
     """
     spec = options.spec()
     req = app.explain.ExplainRequest(options.request(spec), stage, part, percentile, contrast,
-                                     Options(max_values=max_values, include_pii=include_pii), baseline,
+                                     app.explain.Options(max_values=max_values, include_pii=include_pii), baseline,
                                      duration_of(versus, "--versus"))
     result = app.explain.run_explain(req)
     if fmt == "json":

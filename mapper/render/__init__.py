@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         vsm_text,
     )
 
-__all__ = ["buckets", "budgets", "cells", "examples", "explain", "graph", "html", "plots", "report", "sections", "trend_svg",
-           "verdict", "vsm_svg", "vsm_text"]
+__all__ = ["buckets", "budgets", "cells", "examples", "explain", "graph", "html", "plots", "report", "sections",
+           "trend_svg", "verdict", "vsm_svg", "vsm_text"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

@@ -38,7 +38,7 @@ def table() -> TraceTable:
     return _table()
 
 
-@pytest.mark.parametrize("target,part", [("risk", "process"), ("risk", "hop"), ("end_to_end", "lead")])
+@pytest.mark.parametrize(("target", "part"), [("risk", "process"), ("risk", "hop"), ("end_to_end", "lead")])
 def test_the_slow_host_ranks_first_and_no_decoy_is_significant(table: TraceTable, target: str, part: str) -> None:
     e = explain(table, target, part, 0.99, _low(table, target, part))
     top = e.findings[0]
@@ -71,9 +71,9 @@ def test_many_values_are_capped_with_other() -> None:
     assert not isinstance(g, str) and len(g.labels) == 21 and g.labels[-1] == "(other)" and "other" in g.grouped
 
 
-@pytest.mark.parametrize("key,personal", [("user.id", True), ("enduser.id", True), ("http.request.header.cookie", True),
-                                          ("net.peer.ip", True), ("client.address", True), ("host.name", False),
-                                          ("service.version", False), ("tenant", False)])
+@pytest.mark.parametrize(("key", "personal"), [
+    ("user.id", True), ("enduser.id", True), ("http.request.header.cookie", True), ("net.peer.ip", True),
+    ("client.address", True), ("host.name", False), ("service.version", False), ("tenant", False)])
 def test_personal_keys(key: str, personal: bool) -> None:
     assert looks_personal(key) is personal
 
@@ -86,7 +86,7 @@ def test_fisher_matches_the_hypergeometric_tail() -> None:
     assert p == pytest.approx(1 / 70, rel=1e-12)
     assert fisher_greater(0, 4, 4, 8)[0] == 1.0
     big, test = fisher_greater(60_000, 100_000, 500_000, 1_000_000)
-    assert test == "normal" and 0 < big < 1e-100 or big == 0.0
+    assert (test == "normal" and 0 < big < 1e-100) or big == 0.0
 
 
 def test_benjamini_hochberg_is_monotone_and_known() -> None:

@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from collectors.base import SourceBase
-from mapper.app.explain import ExplainRequest, explanations_doc, run_explain
 from mapper.analysis.latency import LatencyMap
+from mapper.app.explain import ExplainRequest, explanations_doc, run_explain
 from mapper.app.pipeline import build_map
 from mapper.app.request import MapRequest
 from mapper.cli import main
@@ -98,7 +98,7 @@ def test_a_pinned_report_as_baseline_names_the_new_version(spec_path: Path, tmp_
     _report(build_map(spec, Window(UNTIL - 3600, UNTIL), collectors={"spans": Memory(chain(seed=2))}), tmp_path)
     result = run_explain(_request(spec_path, chain(seed=3, version_on_slow="1.1"),
                                   baseline=str(tmp_path / "report.json")))
-    now, versus = result.explanations
+    _now, versus = result.explanations
     assert versus.contrast == "baseline" and versus.versus == f"baseline {tmp_path / 'report.json'}"
     top = versus.findings[0]
     assert (top.key, top.value, top.new, top.significant) == ("service.version", "1.1", True, True)

@@ -20,6 +20,7 @@ data (``pii``: e-mail, user, password, token, ip ...) unless asked for.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -92,22 +93,65 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
 
 
+class _Coded:
+    """A batch's attribute keys and values and its text columns, factorized once (on first
+    use) for every stage and explanation that reads them: afterwards a stage's values are
+    integer gathers, not hashing of text per item."""
+
+    def __init__(self, batch: SpanBatch) -> None:
+        self.batch = weakref.ref(batch)
+        self.columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.attributes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in self.columns:
+            b = self.batch()
+            assert b is not None  # only asked while the batch is read
+            self.columns[name] = _codes(getattr(b, name))
+        return self.columns[name]
+
+    def attrs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Row offsets (``n + 1``), key codes, keys, value codes, values (None: no attributes)."""
+        b = self.batch()
+        if self.attributes is None and b is not None and b.attributes is not None and len(b.attributes):
+            a = b.attributes
+            offsets = np.r_[0, np.cumsum(np.bincount(a.row, minlength=len(b)))]
+            self.attributes = (offsets, *_codes(a.key), *_codes(a.value))
+        return self.attributes
+
+
+_CODED: weakref.WeakKeyDictionary[SpanBatch, _Coded] = weakref.WeakKeyDictionary()
+
+
+def coded(batch: SpanBatch) -> _Coded:
+    """``batch``'s factorized columns and attributes (made once, dropped with the batch)."""
+    got = _CODED.get(batch)
+    if got is None:
+        got = _CODED[batch] = _Coded(batch)
+    return got
+
+
+def _ints(stage: str, scope: str, key: str, codes: np.ndarray, names: np.ndarray, ok: np.ndarray) -> Raw:
+    """A column of small integer codes (status, kind) as it is: no text to factorize."""
+    return Raw(stage, scope, key, np.where(ok, np.clip(codes, 0, names.size - 1), -1).astype(np.int64), names)
+
+
 def read(batch: SpanBatch, rows: np.ndarray, stage: str) -> Iterator[Raw]:
     """Every attribute of the spans at ``rows`` (one batch row per item, -1: the item has
-    no span at the stage), as per-item codes: one gather and one factorization per key."""
+    no span at the stage), as per-item codes (integer gathers of :func:`coded`)."""
     ok = rows >= 0
     at = np.where(ok, rows, 0)
     seen: set[tuple[str, str]] = set()
-    attrs = batch.attributes
-    if attrs is not None and len(attrs):
+    c = coded(batch)
+    attrs = c.attrs()
+    if attrs is not None and batch.attributes is not None:
+        offsets, key_all, keys, val_all, vals = attrs
         items = np.flatnonzero(ok)
-        lo = np.searchsorted(attrs.row, rows[items], "left")
-        count = np.searchsorted(attrs.row, rows[items], "right") - lo
-        pos = expand_ranges(lo, count)
-        item = np.repeat(items, count)
-        key_code, keys = _codes(attrs.key[pos])
-        val_code, vals = _codes(attrs.value[pos])
-        group = key_code * 2 + attrs.scope[pos].astype(np.int64)
+        lo = offsets[rows[items]]
+        pos = expand_ranges(lo, offsets[rows[items] + 1] - lo)
+        item = np.repeat(items, offsets[rows[items] + 1] - lo)
+        group = key_all[pos] * 2 + batch.attributes.scope[pos].astype(np.int64)
+        val_code = val_all[pos]
         order = np.argsort(group, kind="stable")
         bounds = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]]) if order.size else order
         for b, e in zip(bounds.tolist(), [*bounds[1:].tolist(), order.size], strict=True):
@@ -117,20 +161,24 @@ def read(batch: SpanBatch, rows: np.ndarray, stage: str) -> Iterator[Raw]:
             code[item[order[b:e]]] = val_code[order[b:e]]
             seen.add((scope, key))
             yield Raw(stage, scope, key, code, vals)
-    columns: list[tuple[str, str, np.ndarray]] = [("column", "span.name", batch.name[at]),
-                                                  ("column", "span.status", _STATUS[np.clip(batch.status[at], 0, 2)]),
-                                                  ("column", "span.kind", _KIND[np.clip(batch.kind[at], 0, 5)])]
+    yield _ints(stage, "column", "span.status", batch.status[at], _STATUS, ok)
+    yield _ints(stage, "column", "span.kind", batch.kind[at], _KIND, ok)
     exc = batch.exceptions[at]
-    if (exc[ok] >= 0).any():
-        columns.append(("column", "span.exceptions", np.where(exc >= 0, exc.astype(str).astype(object), None)))
-    columns.append(("resource", "service.instance.id", batch.instance[at]))
-    columns += [("span", otel, getattr(batch, col)[at]) for otel, col in ATTRIBUTE_COLUMNS.items()]
-    for scope, key, values in columns:
+    known = ok & (exc >= 0)
+    if known.any():
+        uniq, inv = np.unique(exc[known], return_inverse=True)
+        code = np.full(rows.size, -1, dtype=np.int64)
+        code[known] = inv
+        yield Raw(stage, "column", "span.exceptions", code, uniq.astype(str).astype(object))
+    columns = [("column", "span.name", "name"), ("resource", "service.instance.id", "instance"),
+               *(("span", otel, col) for otel, col in ATTRIBUTE_COLUMNS.items())]
+    for scope, key, name in columns:
         if (scope, key) in seen:
             continue
-        values = np.asarray(values, dtype=object)
-        values[~ok] = None
-        code, uniques = _codes(values)
+        all_codes, uniques = c.column(name)
+        if not uniques.size:
+            continue  # a column no span filled (the usual case for most of them)
+        code = np.where(ok, all_codes[at], -1)
         if (code >= 0).any():
             yield Raw(stage, scope, key, code, uniques)
 

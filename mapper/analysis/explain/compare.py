@@ -201,7 +201,8 @@ def against(current: Explanation, baseline: Sequence[ValueCount], baseline_tail:
     return Explanation(current.kind, current.target, current.part, current.percentile, "baseline",
                        current.threshold, n1, n0, len(rows), opts.alpha, tuple(found[:opts.max_findings]),
                        max(len(found) - opts.max_findings, 0),
-                       {**current.left_out, **({"numeric-bins-not-comparable": tuple(sorted(binned))} if binned else {})},
+                       {**current.left_out,
+                        **({"numeric-bins-not-comparable": tuple(sorted(binned))} if binned else {})},
                        current.grouped, current.counts, current.value_of, versus, tuple(checks))
 
 
