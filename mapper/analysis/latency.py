@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, choose
+from mapper.analysis.explain import Explanation, explain, not_explained
 from mapper.analysis.flow_checks import assemble_flow, flow_checks, new_checks
 from mapper.analysis.flow_metrics import metered_flow, wants_metered_flow
 from mapper.analysis.flow_model import StageFlow
@@ -224,7 +225,26 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
         checks += new_checks(checks, flow_checks(stream_flow))
     return LatencyMap(spec, window, shape.stages, hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments, examples,
-                      given.measured_lead, shape.computed if shape.lead_measured else None, stream_flow)
+                      given.measured_lead, shape.computed if shape.lead_measured else None, stream_flow,
+                      explanations=_explanations(spec, shape, bottleneck, traces))
+
+
+def _explanations(spec: StreamSpec, shape: _Shape, bottleneck: Bottleneck | None,
+                  traces: TraceEvidence | None) -> tuple[Explanation, ...]:
+    """Why the tail is slow, from the traces' attributes, for the bottleneck's hop and the
+    lead time at the ranking percentile (only what the traces measure)."""
+    if traces is None:
+        return ()
+    q = shape.q_rank
+    thresholds = _map_thresholds(spec, shape.stages, shape.end_to_end, shape.path, traces)
+    wanted = [(bottleneck.stage, "hop")] if bottleneck is not None and bottleneck.stage in traces.stages else []
+    if all(n in traces.stages for n in shape.path):
+        wanted.append((END_TO_END, "lead"))
+    items = traces.items()
+    if items is None:
+        return tuple(not_explained(t, p, q, "the traces were analysed partition by partition") for t, p in wanted)
+    return tuple(explain(items, t, p, q, t_.low if (t_ := thresholds.get((t, p, q))) is not None else None)
+                 for t, p in wanted)
 
 
 def example_thresholds_for(spec: StreamSpec, given: MapInput) -> dict[tuple[str, str, float], Threshold]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import Examples
+from mapper.analysis.explain.model import Explanation
 from mapper.analysis.flow_model import StreamFlow
 from mapper.analysis.segments import SegmentReport
 from mapper.core.distribution import Distribution, Estimate
@@ -114,6 +115,9 @@ class LatencyMap:
     #: Items in and out, yield, rework, inventory and utilisation per stage (None: not
     #: computed, e.g. no traces and no flow metrics).
     flow: StreamFlow | None = None
+    #: Why the tail is slow (:mod:`mapper.analysis.explain`): for the bottleneck's hop and the
+    #: lead time at the ranking percentile, from the traces' attributes (empty: no traces).
+    explanations: tuple[Explanation, ...] = ()
 
     @property
     def broken(self) -> bool:

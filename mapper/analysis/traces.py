@@ -50,7 +50,8 @@ from mapper.core.spans import SpanBatch, trace_id_hex
 
 NS = 1e-9
 #: The columns of :attr:`TraceTable.frame`.
-TABLE_COLUMNS = ("trace", "stage", "start", "end", "process", "wait", "linked", "primary", "th", "tail_policy")
+TABLE_COLUMNS = ("trace", "stage", "start", "end", "process", "wait", "linked", "primary", "th", "tail_policy",
+                 "span_row")
 #: Observations beyond a percentile that both sources need before they are compared on it.
 MIN_TAIL_FOR_COMPARISON = 10
 
@@ -105,7 +106,8 @@ class TraceTable:
     ``wait`` (NaN for the first stage or when the upstream stage is missing), ``linked``
     (the hand-over crossed a span link into another trace), ``primary`` (False for a copy of
     a stage's spans shared by fan-out branches of one root: :meth:`stage_frame` leaves it out),
-    ``th`` and ``tail_policy`` (the sampling of the group's first span: :mod:`mapper.analysis.sampling`).
+    ``th`` and ``tail_policy`` (the sampling of the group's first span: :mod:`mapper.analysis.sampling`),
+    ``span_row`` (that first span's row in :attr:`spans`: what ``latmap explain`` reads its attributes from).
     ``lead`` holds one lead time per complete item (seconds), ``lead_traces`` their codes.
     ``labels`` maps a span column (e.g. ``destination``) to each item's value, read from
     the item's first span of its first stage, for slicing by label (:meth:`where`).
@@ -124,6 +126,10 @@ class TraceTable:
     link_edges: int = 0
     #: The trace ids behind each item (None: a table built without them).
     ids: ItemTraces | None = None
+    #: The spans the table was built from (the stages' spans only; None: not kept), which the
+    #: frame's ``span_row`` indexes: the attributes :mod:`mapper.analysis.explain` compares.
+    #: A reference, not a copy (the table's ``ids`` hold two of its columns already).
+    spans: SpanBatch | None = None
 
     @property
     def can_replay(self) -> bool:
@@ -156,7 +162,8 @@ class TraceTable:
         keep_lead = per_trace[self.lead_traces]
         return TraceTable(self.frame[rows], self.stages, int(per_trace.sum()), self.lead[keep_lead],
                           self.spans_used, self.lead_traces[keep_lead],
-                          {k: v for k, v in self.labels.items()}, self.checks, self.link_edges, self.ids)
+                          {k: v for k, v in self.labels.items()}, self.checks, self.link_edges, self.ids,
+                          self.spans)
 
     def stage_frame(self, stage: str) -> pd.DataFrame:
         """The stage's rows, each sample once (fan-out copies left out)."""
@@ -329,6 +336,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         "linked": linked,
         "primary": primary,
         "th": b.sampling_th[brow], "tail_policy": b.tail_policy[brow],  # the sampling of the group's first span
+        "span_row": brow,
     })
     tb, lead, lead_items = _lead_times(g_trace, g_start, g_end, n_st)
     labels = {}
@@ -338,7 +346,7 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         labels[col] = per_trace
     checks = (*items.checks, *first_stage_checks(batch, stage_i, names, upstream))
     return TraceTable(frame, names, int(tb.size), lead, int(used.sum()), lead_items, labels,
-                      checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo))
+                      checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo), b)
 
 
 def _primary(g_trace: np.ndarray, shared_key: np.ndarray | None) -> np.ndarray:

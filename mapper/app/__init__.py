@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         draft,
         engine,
         examples,
+        explain,
         gather,
         history,
         job,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
         trace_side,
     )
 
-__all__ = ["budgets", "dask_client", "discover", "draft", "engine", "examples", "gather", "history", "job", "live",
-           "partition_tasks", "pipeline", "plan", "pushgw", "reports", "request", "trace_side"]
+__all__ = ["budgets", "dask_client", "discover", "draft", "engine", "examples", "explain", "gather", "history", "job",
+           "live", "partition_tasks", "pipeline", "plan", "pushgw", "reports", "request", "trace_side"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

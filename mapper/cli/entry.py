@@ -14,6 +14,7 @@ from mapper.cli.demo import demo_command
 from mapper.cli.deps import deps_command
 from mapper.cli.discover import discover_command
 from mapper.cli.examples import examples_command
+from mapper.cli.explain import explain_command
 from mapper.cli.group import add_command, cli
 from mapper.cli.map import map_command
 from mapper.cli.output import EXIT_ERROR, EXIT_OK, echo
@@ -26,7 +27,8 @@ from mapper.core.errors import LatmapError
 __all__ = ["cli", "main"]
 
 for _command in (map_command, report_command, discover_command, serve_command, deps_command, examples_command,
-                 whatif_command, budgets_command, buckets_command, dashboards_command, rules_command, demo_command):
+                 explain_command, whatif_command, budgets_command, buckets_command, dashboards_command, rules_command,
+                 demo_command):
     add_command(_command)
 
 

@@ -19,6 +19,7 @@ from mapper.core.escape import html_text as escape
 from mapper.render import plots
 from mapper.render.cells import cell, method_of
 from mapper.render.examples import html_section
+from mapper.render.explain import html_section as why_section
 from mapper.render.flow import flow_html
 from mapper.render.report import stage_rows, summary_lines, total_source
 from mapper.render.sections import future_state_section
@@ -217,6 +218,7 @@ def to_html(lm: LatencyMap, findings: Findings | None = None) -> str:
         _distributions(lm),
         _segments(lm),
         _findings(findings),
+        why_section(lm.explanations, lm.spec.links),
         _examples(lm),
         _whatif(lm, findings),
         _section("Checks", _ul((f"{c.level}: [{c.code}] {c.message}" for c in checks),

@@ -50,6 +50,8 @@ from mapper.core.escape import markdown_code, markdown_text
 from mapper.core.model import MeasurementResult
 from mapper.render.cells import cell, estimate_json, latency_json, method_of, num
 from mapper.render.examples import add_examples, markdown_lines
+from mapper.render.explain import explanations_json
+from mapper.render.explain import markdown_lines as why_lines
 from mapper.render.flow import FLOW_HEAD, flow_lines, flow_rows, flow_table, stage_flow_json, stream_flow_json
 from mapper.render.sections import findings_json, findings_lines, future_state_section, segments_json
 from mapper.render.vsm_text import to_mermaid
@@ -148,6 +150,7 @@ def to_json(lm: LatencyMap, findings: Findings | None = None) -> dict[str, Any]:
         **(findings_json(findings) if findings else {}),
         "segments": None if lm.segments is None else segments_json(lm.segments, qs),
         **({"future_state": future_state_section(lm, findings)} if lm.spec.future else {}),
+        **({"explanations": explanations_json(lm.explanations, lm.spec.links)} if lm.explanations else {}),
     }
 
 
@@ -262,6 +265,7 @@ def to_markdown(lm: LatencyMap, findings: Findings | None = None) -> str:
             lines += ["", "## Where the time goes", "", "```", *map(_md_code, found), "```"]
     lines += _flow_markdown(lm)
     lines += _segment_lines(lm)
+    lines += why_lines(lm.explanations, lm.spec.links, _md_escape)
     lines += markdown_lines(lm, _md_escape)
     checks = (*lm.checks, *(findings.checks if findings else ()))
     if checks:

@@ -1,0 +1,173 @@
+"""``latmap explain``: why the tail of one part of one stage (or the lead time) is slow.
+
+    >>> result = run_explain(ExplainRequest(MapRequest("stream.yaml"), "risk", "hop"))  # doctest: +SKIP
+    >>> result.explanations[0].significant[0].key
+
+The map is made as every command makes it (:func:`~mapper.app.job.run_map`, the asked
+percentile added to the spec's); the explanation compares the tail's items with the others
+(:mod:`mapper.analysis.explain`). ``baseline`` (a pinned report.json whose ``explanations``
+hold the same target, part and percentile) or ``versus`` (the same hours ``versus`` seconds
+earlier, mapped in this run) add the comparison with the baseline's tail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mapper.analysis.baseline import load_baseline
+from mapper.analysis.examples import END_TO_END, EXAMPLE_PARTS
+from mapper.analysis.explain import CONTRASTS, KIND_ATTRIBUTES, Explanation, Options, ValueCount, against, explain
+from mapper.analysis.explain.compare import not_explained
+from mapper.analysis.latency import LatencyMap, example_thresholds
+from mapper.app import pipeline
+from mapper.app.request import MapRequest, requested_spec
+from mapper.core.distribution import percentile_label
+from mapper.core.durations import format_duration, format_time
+from mapper.core.errors import UsageError
+from mapper.core.model import Window
+from mapper.core.source import Source
+from mapper.core.spec import StreamSpec
+from mapper.render.explain import explanations_json
+
+__all__ = ["ExplainRequest", "ExplainResult", "Options", "explanations_doc", "run_explain"]
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """One explanation to make: of ``part`` (wait, process, hop or lead) of ``stage`` (None
+    for ``lead``) at ``percentile`` (e.g. 99), the tail against ``contrast`` (``rest`` or
+    ``median``), grouped and tested as ``options`` say; ``baseline`` a report.json to
+    compare the tail with, or ``versus`` seconds (the same hours that much earlier).
+    ``collectors``: sources by name instead of those the spec makes (tests, embedders)."""
+
+    map: MapRequest
+    stage: str | None
+    part: str
+    percentile: float = 99.0
+    contrast: str = "rest"
+    options: Options = field(default_factory=Options)
+    baseline: str | None = None
+    versus: float | None = None
+    collectors: Mapping[str, Source] | None = None
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    """The explanations (this one's ``attributes`` first, then the baseline comparison when
+    asked; other kinds, ``slices`` and ``critical_path``, join the same list), the spec
+    (overrides applied) and the window."""
+
+    explanations: tuple[Explanation, ...]
+    spec: StreamSpec
+    window: Window
+
+
+def _target(spec: StreamSpec, req: ExplainRequest) -> str:
+    if req.part not in EXAMPLE_PARTS:
+        raise UsageError(f"--part: {req.part!r} is not one of {', '.join(EXAMPLE_PARTS)}")
+    if not 0 < req.percentile < 100:
+        raise UsageError(f"--percentile: {req.percentile:g} is not between 0 and 100")
+    if req.contrast not in CONTRASTS[:2]:
+        raise UsageError(f"--against: {req.contrast!r} is not one of {', '.join(CONTRASTS[:2])}")
+    if req.baseline is not None and req.versus is not None:
+        raise UsageError("--baseline and --versus: give one of them")
+    if req.part == "lead":
+        return END_TO_END
+    if req.stage is None:
+        raise UsageError(f"--stage: give the stage whose {req.part} to explain (or --part lead)")
+    if req.stage not in {s.name for s in spec.stages}:
+        raise UsageError(f"--stage: {req.stage!r} is not a stage of {spec.path} "
+                         f"(stages: {', '.join(s.name for s in spec.stages)})")
+    return req.stage
+
+
+def run_explain(req: ExplainRequest) -> ExplainResult:
+    """Map, then explain (see the module docstring). Arguments are checked against the
+    spec before any source is asked (a UsageError names the option); a baseline is read
+    before the map too (a UsageError names the file)."""
+    spec = requested_spec(req.map)
+    target = _target(spec, req)
+    q = round(req.percentile / 100, 12)
+    if q not in spec.percentiles:
+        spec = dataclasses.replace(spec, percentiles=(*spec.percentiles, q))
+    old = _baseline_counts(req.baseline, spec.name, target, req.part, q) if req.baseline else None
+    request = dataclasses.replace(req.map, spec=spec)
+    window = pipeline.window_for(spec, request.length, request.until)
+    lm = pipeline.build_map(spec, window, request.progress, req.collectors)
+    now = _explain_map(lm, target, req.part, q, req.contrast, req.options)
+    out = [now]
+    if old is not None:
+        out.append(against(now, old[0], old[1], f"baseline {req.baseline}", req.options, old[2]))
+    elif req.versus is not None:
+        before = Window(window.start - req.versus, window.end - req.versus)
+        then = _explain_map(pipeline.build_map(spec, before, request.progress, req.collectors), target,
+                            req.part, q, req.contrast, req.options)
+        out.append(against(now, then.counts, then.tail_items,
+                           f"the same hours {format_duration(req.versus)} earlier", req.options, then.left_out))
+    return ExplainResult(tuple(out), spec, window)
+
+
+def _explain_map(lm: LatencyMap, target: str, part: str, q: float, contrast: str, opts: Options) -> Explanation:
+    """The explanation of ``part`` of ``target`` at ``q`` from the map's traces, with the
+    threshold the map's own interval gives (what the report prints)."""
+    traces = lm.traces
+    if traces is None:
+        return not_explained(target, part, q, "the spec measures no stage from traces")
+    if target != END_TO_END and target not in traces.stages:
+        return not_explained(target, part, q, f"{target} is not measured from traces")
+    items = traces.items()
+    if items is None:
+        return not_explained(target, part, q, "the traces were analysed partition by partition "
+                             "(a window over engine.memory_budget): narrow the window")
+    end = lm.end_to_end if all(n in traces.stages for n in lm.path) else None
+    t = example_thresholds((q,), lm.stages, end).get((target, part, q))
+    return explain(items, target, part, q, t.low if t is not None else None, contrast, opts)
+
+
+def _baseline_counts(path: str, stream: str, target: str, part: str,
+                     q: float) -> tuple[list[ValueCount], int, dict[str, list[str]]]:
+    """The baseline report's counts for ``target``/``part``/``q``, its tail items and what
+    it left out; a
+    UsageError naming the file when it has none (an older report, another percentile)."""
+    doc = load_baseline(path, stream)
+    for e in doc.get("explanations") or []:
+        if (isinstance(e, dict) and e.get("kind") == KIND_ATTRIBUTES and e.get("stage") == target
+                and e.get("part") == part and e.get("percentile") == percentile_label(q)
+                and e.get("contrast") in (None, "rest", "median")):
+            left = e.get("left_out")
+            left_out = ({str(k): [str(x) for x in v] for k, v in left.items() if isinstance(v, list)}
+                        if isinstance(left, dict) else {})
+            return (_counts(e.get("counts"), path), _int(e.get("tail_items"), f"{path}: explanations: tail_items"),
+                    left_out)
+    raise UsageError(f"{path}: no explanation of {target} {part} {percentile_label(q)} in the baseline "
+                     "(run latmap explain --format json for it, or map with it as the bottleneck)")
+
+
+def _int(x: Any, where: str) -> int:
+    if not isinstance(x, int) or isinstance(x, bool) or x < 0:
+        raise UsageError(f"{where}: {x!r} is not a count")
+    return x
+
+
+def _counts(rows: Any, path: str) -> list[ValueCount]:
+    if not isinstance(rows, list):
+        raise UsageError(f"{path}: explanations: counts is not a list")
+    out = []
+    for i, r in enumerate(rows):
+        where = f"{path}: explanations: counts[{i}]"
+        if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("stage", "scope", "key", "value")):
+            raise UsageError(f"{where}: needs stage, scope, key and value as text")
+        out.append(ValueCount(r["stage"], r["scope"], r["key"], r["value"], _int(r.get("tail"), where),
+                              _int(r.get("rest"), where)))
+    return out
+
+
+def explanations_doc(result: ExplainResult) -> dict[str, Any]:
+    """What ``--format json`` prints: the stream, the window and every explanation as in
+    ``report.json`` ``explanations``."""
+    return {"stream": result.spec.name,
+            "window": {"start": format_time(result.window.start), "end": format_time(result.window.end)},
+            "explanations": explanations_json(result.explanations, result.spec.links)}
