@@ -19,7 +19,12 @@ Definitions (the live stream counts the same; a span set gives the same numbers 
   over the intervals); merged from partitions it is the most waiting at the instants of a
   grid of :data:`GRID_BINS` over the window (``grid_step`` seconds apart): the event counts
   per bin add up exactly, the peak between two instants is not seen (a lower bound).
-* **busy** time: the sum of the items' process (self) time at the stage.
+* **busy** time: the sum of the items' process (self) time at the stage (``process_s``),
+  and beside it ``union_s``: per ``service.instance.id``, the union of the stage's span
+  intervals in the window (:func:`~mapper.analysis.flow_spans.busy_intervals`). A worker
+  that serves several items at once has a summed process time above its busy time; the
+  true busy time is at most either, so utilisation from instances takes the smaller. Merged
+  from partitions, the unions are added (overlaps across parts not removed): an upper bound.
 
 Everything per stage adds up across partitions of whole items (:meth:`FlowSums.merge`).
 """
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mapper.analysis.flow_spans import GroupFlags, group_flags, instances_of, upstream_indices
+from mapper.analysis.flow_spans import GroupFlags, busy_intervals, group_flags, instances_of, upstream_indices
 from mapper.analysis.traces import StageMatch, TraceTable, match_stages
 from mapper.core.spans import SpanBatch
 
@@ -68,6 +73,9 @@ class StageSums:
     process_s: float = 0.0
     arrivals_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
     busy_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: Busy seconds as the union of each instance's span intervals (see the module), and per hour.
+    union_s: float = 0.0
+    union_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
     wait_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
     wait_slices: np.ndarray = field(default_factory=lambda: np.zeros(SLICES))
     grid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -117,7 +125,7 @@ def _add(parts: list[StageSums]) -> StageSums:
     out: dict[str, object] = {}
     for name in ("items_in", "out", "failed", "retried", "not_first_pass", "rework_s", "rework_completed_s",
                  "waits", "wait_s", "no_producer", "process_n", "process_s", "unknown_instances", "failed_late",
-                 "arrivals_h", "busy_h", "wait_h", "wait_slices", "grid"):
+                 "arrivals_h", "busy_h", "union_s", "union_h", "wait_h", "wait_slices", "grid"):
         out[name] = sum((getattr(p, name) for p in live[1:]), getattr(a, name))
     handed: dict[str, int] = {}
     for p in live:
@@ -182,6 +190,8 @@ def flow_sums(table: TraceTable, batch: SpanBatch, matches: Sequence[StageMatch]
     by_stage = np.argsort(fs, kind="stable")
     bounds = np.searchsorted(fs[by_stage], np.arange(n_st + 1))
     cols = {c: f[c].to_numpy(dtype=np.float64) for c in ("start", "process", "wait")}
+    edges = hour_edges(window)
+    ist, ia, ib = busy_intervals(batch, stage_i, window)
     out = {}
     for k, name in enumerate(names):
         rows = by_stage[bounds[k]:bounds[k + 1]]
@@ -189,8 +199,10 @@ def flow_sums(table: TraceTable, batch: SpanBatch, matches: Sequence[StageMatch]
         children = [j for j in range(n_st) if up_i[j] == k]
         out[name] = _stage(rows, ftr, k, n_st, children, names, present, flags, cols, completed, window,
                            up_i[k] >= 0)
+        mine = ist == k
         out[name] = replace(out[name], missing=None if missing is None else int(missing[k]), instances=inst[k],
-                            unknown_instances=int(unknown[k]))
+                            unknown_instances=int(unknown[k]), union_s=float((ib[mine] - ia[mine]).sum()),
+                            union_h=_integral(ia[mine], ib[mine], edges))
     lead = np.asarray(table.lead, np.float64)
     return FlowSums(out, window, int(lead.size), float(lead.sum()))
 
@@ -198,7 +210,7 @@ def flow_sums(table: TraceTable, batch: SpanBatch, matches: Sequence[StageMatch]
 def _empty(window: tuple[float, float]) -> StageSums:
     h = hour_edges(window).size - 1
     bins = math.ceil((window[1] - window[0]) / grid_step(window))
-    return StageSums(arrivals_h=np.zeros(h), busy_h=np.zeros(h), wait_h=np.zeros(h),
+    return StageSums(arrivals_h=np.zeros(h), busy_h=np.zeros(h), union_h=np.zeros(h), wait_h=np.zeros(h),
                      grid=np.zeros(max(bins, 1), np.int64))
 
 
