@@ -81,6 +81,10 @@ class StageSums:
     grid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     #: Exact peak (a sweep over one table's intervals); None when merged from several.
     peak: int | None = 0
+    #: Merged from several: the largest and the sum of the parts' exact peaks (the true peak
+    #: lies between the first, or the grid's, and the second).
+    part_peak_max: int = 0
+    part_peak_sum: int = 0
     instances: frozenset[str] = frozenset()
     unknown_instances: int = 0
     #: Failed items not retried that started within the longest retry delay of the window's
@@ -132,7 +136,10 @@ def _add(parts: list[StageSums]) -> StageSums:
         for k, v in p.handed.items():
             handed[k] = handed.get(k, 0) + v
     missing = None if any(p.missing is None for p in live) else sum(p.missing or 0 for p in live)
+    part_max = max(p.peak if p.peak is not None else p.part_peak_max for p in live)
+    part_sum = sum(p.peak if p.peak is not None else p.part_peak_sum for p in live)
     return replace(a, **out, handed=handed, missing=missing, peak=None,  # type: ignore[arg-type]
+                   part_peak_max=part_max, part_peak_sum=part_sum,
                    instances=frozenset().union(*(p.instances for p in live)))
 
 
@@ -149,7 +156,11 @@ def grid_step(window: tuple[float, float]) -> float:
 
 def _integral(a: np.ndarray, b: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Item-seconds waiting between consecutive ``edges``: with I(T) = sum of the parts of the
-    intervals [a, b] before T (sorted starts and ends, cumulative sums), exactly I(e[k+1]) - I(e[k])."""
+    intervals [a, b] before T (sorted starts and ends, cumulative sums), exactly I(e[k+1]) - I(e[k]).
+    Computed from the first edge as origin: Unix seconds times thousands of items would cancel
+    in float64 to milliseconds, a percent of a quiet hour's integral."""
+    o = edges[0] if edges.size else 0.0
+    a, b, edges = a - o, b - o, edges - o
     sa, sb = np.sort(a), np.sort(b)
     ca, cb = np.r_[0.0, np.cumsum(sa)], np.r_[0.0, np.cumsum(sb)]
     na, nb = np.searchsorted(sa, edges), np.searchsorted(sb, edges)
