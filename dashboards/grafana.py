@@ -41,6 +41,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import heatmap as hm_model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from dashboards import flow_metrics as FM
 from dashboards import queries as Q
 from dashboards.alerts import DEFAULT_POLICY, ObjectiveSeries, objective_series
 from dashboards.queries import NotDashboardable
@@ -232,15 +233,52 @@ def _flow_panel(title: str, unit: str, description: str, targets: list[tuple[str
     if unit == "percentunit":
         p = p.min(0).max(1)
     for i, (legend, expr) in enumerate(targets):
-        p = p.with_target(_target(expr, legend, chr(ord("A") + i)))
+        p = p.with_target(_target(expr, legend, _ref(i)))
     return p
+
+
+def _ref(i: int) -> str:
+    """Grafana refIds A..Z, then AA, AB ... (a flow panel has a target per stage)."""
+    return chr(ord("A") + i) if i < 26 else _ref(i // 26 - 1) + chr(ord("A") + i % 26)
+
+
+def _metered_flow_panels(spec: StreamSpec) -> list[Builder[Any]]:
+    """The flow from the metrics the spec names (:mod:`dashboards.flow_metrics`): the queue
+    gauges' mean and peak, %C&A from the error counters, utilisation over the spec's workers;
+    a panel only where some stage has its metric."""
+    stages = FM.metered_flow_stages(spec)
+    inventory = [(legend, e) for s in stages for legend, e in (
+        (grafana_text(s.name), FM.inventory_mean(spec, s)),
+        (f"{grafana_text(s.name)} peak", FM.inventory_peak(spec, s))) if e]
+    fpy = [(grafana_text(s.name), e) for s in stages if (e := FM.first_pass_yield(spec, s))]
+    util = [(grafana_text(s.name), e) for s in stages if (e := FM.utilisation(spec, s))]
+    about = "From the metrics the spec names on each stage. "
+    panels: list[Builder[Any]] = []
+    if inventory:
+        panels.append(_flow_panel(
+            "Inventory from queue gauges: mean and peak", "short",
+            about + "`inventory:` gauge summed over its series (queue depth, consumer lag): its time-average "
+            "over the rate interval, and the most waiting at once (the peak of the sum).", inventory))
+    if fpy:
+        panels.append(_flow_panel(
+            "%C&A from error counters", "percentunit",
+            about + "1 - the `errors:` (or `retries:`, the larger of the two) counter's rate over the items' rate "
+            "(the process histogram's count): attempts right the first time.", fpy))
+    if util:
+        panels.append(_flow_panel(
+            "Utilisation: busy seconds / (second x workers)", "percentunit",
+            about + "The process histogram's summed seconds per second over the spec's `workers:`; near 1 the "
+            "waits climb steeply.", util))
+    return panels
 
 
 def _flow_panels(spec: StreamSpec) -> list[Builder[Any]]:
     """The flow row (issue 27): inventory, yield, %C&A and busy workers per traced stage, from
-    the series ``latmap serve --stream`` exports; empty when no stage is traced."""
+    the series ``latmap serve --stream`` exports, then the stages' flow metrics; empty when
+    no stage has either."""
+    metered = _metered_flow_panels(spec)
     if not Q.flow_stages(spec):
-        return []
+        return metered
     live = "Live, from `latmap serve --stream` (traced stages). "
     return [
         _flow_panel("Inventory: items waiting before each stage", "short",
@@ -260,6 +298,7 @@ def _flow_panels(spec: StreamSpec) -> list[Builder[Any]]:
                     "per second of the rate interval. Divide by the workers for the utilisation; `latmap "
                     "map` reports it with the workers counted from the spans.",
                     [("{{stage}}", Q.busy_workers(spec))]),
+        *metered,
     ]
 
 

@@ -24,6 +24,14 @@ labels ``stream`` and ``stage`` kept (``outcome`` too on the first):
   items waiting, time-average and peak;
 * ``stream_stage:latmap_stage_process_seconds:busy_rate5m``: the workers busy on average.
 
+For the stages whose flow the spec measures with metrics (``errors:``, ``retries:``,
+``inventory:``, ``workers:``; :mod:`dashboards.flow_metrics`), labelled ``stage="s"``:
+
+* ``stage:<gauge>:avg_over_time5m`` and ``stage:<gauge>:max_over_time5m``: the queue
+  gauge's time-average (summed over its series) and the peak of its sum;
+* ``stage:latmap_first_pass_yield:ratio_rate5m``: 1 - error (or retry) rate / items rate;
+* ``stage:latmap_utilisation:ratio_rate5m``: busy seconds per second / the spec's workers.
+
 Values stay in the metric's own unit (a ``_milliseconds`` histogram gives milliseconds).
 Summaries, raw queries and trace-measured stages cannot be recorded this way (summary
 quantiles cannot be aggregated; a raw query's window is latmap's; traces are not in
@@ -40,6 +48,7 @@ from typing import NamedTuple
 import yaml
 
 from collectors.promql import escape_value, selector
+from dashboards import flow_metrics as FM
 from dashboards import queries as Q
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import prom_duration
@@ -146,18 +155,22 @@ def rules_for(spec: StreamSpec, rate_window: float = DEFAULT_RATE_WINDOW) -> lis
         match = ",".join(f'{k}="{escape_value(v)}"' for k, v in ours.items())
         for q in spec.percentiles:
             op = percentile_label(q).replace(".", "_")
+            # labelled like its bucket rule: two stages sharing a histogram record two series, and
+            # promtool's lint sees the rules apart
             rules.append(Rule(f"{level}:{m.name}:{op}_{rng}",
-                              f"histogram_quantile({q:g}, {bucket}{{{match}}})"))
+                              f"histogram_quantile({q:g}, {bucket}{{{match}}})", ours))
     return rules + flow_rules(spec, rate_window)
 
 
 def flow_rules(spec: StreamSpec, rate_window: float = DEFAULT_RATE_WINDOW) -> list[Rule]:
-    """The flow's recording rules (see the module docstring), from the series ``latmap serve
-    --stream`` exports for the traced stages; none when no stage is traced. The expressions are
-    the dashboard's (:mod:`dashboards.queries`), over ``rate_window`` instead of Grafana's."""
-    if not Q.flow_stages(spec):
-        return []
+    """The flow's recording rules (see the module docstring): from the series ``latmap serve
+    --stream`` exports for the traced stages, and from the flow metrics the spec names; none
+    when there is neither. The expressions are the dashboard's (:mod:`dashboards.queries`,
+    :mod:`dashboards.flow_metrics`), over ``rate_window`` instead of Grafana's."""
     rng = prom_duration(rate_window)
+    metered = _metered_flow_rules(spec, rng)
+    if not Q.flow_stages(spec):
+        return metered
     by = "stream, stage"
     return [
         Rule(f"stream_stage_outcome:{STAGE_ITEMS}:rate{rng}",
@@ -168,7 +181,24 @@ def flow_rules(spec: StreamSpec, rate_window: float = DEFAULT_RATE_WINDOW) -> li
         Rule(f"stream_stage:{STAGE_INVENTORY}:avg_over_time{rng}", Q.inventory(spec, "avg", rng, by)),
         Rule(f"stream_stage:{STAGE_INVENTORY}:max_over_time{rng}", Q.inventory(spec, "max", rng, by)),
         Rule(f"stream_stage:{STAGE_PROCESS}:busy_rate{rng}", Q.busy_workers(spec, rng, by)),
+        *metered,
     ]
+
+
+def _metered_flow_rules(spec: StreamSpec, rng: str) -> list[Rule]:
+    """The rules of the flow the spec measures with metrics, one set per stage (``stage`` label)."""
+    out: list[Rule] = []
+    for s in FM.metered_flow_stages(spec):
+        ours = {STAGE_LABEL: s.name}
+        if s.inventory is not None and (mean := FM.inventory_mean(spec, s, rng)):
+            out.append(Rule(f"{STAGE_LABEL}:{s.inventory.name}:avg_over_time{rng}", mean, ours))
+            out.append(Rule(f"{STAGE_LABEL}:{s.inventory.name}:max_over_time{rng}",
+                            FM.inventory_peak(spec, s, rng) or "", ours))
+        if fpy := FM.first_pass_yield(spec, s, rng):
+            out.append(Rule(f"{STAGE_LABEL}:latmap_first_pass_yield:ratio_rate{rng}", fpy, ours))
+        if util := FM.utilisation(spec, s, rng):
+            out.append(Rule(f"{STAGE_LABEL}:latmap_utilisation:ratio_rate{rng}", util, ours))
+    return out
 
 
 def render_rules(spec: StreamSpec, rate_window: float = DEFAULT_RATE_WINDOW,

@@ -19,7 +19,12 @@ Definitions (the live stream counts the same; a span set gives the same numbers 
   over the intervals); merged from partitions it is the most waiting at the instants of a
   grid of :data:`GRID_BINS` over the window (``grid_step`` seconds apart): the event counts
   per bin add up exactly, the peak between two instants is not seen (a lower bound).
-* **busy** time: the sum of the items' process (self) time at the stage.
+* **busy** time: the sum of the items' process (self) time at the stage (``process_s``),
+  and beside it ``union_s``: per ``service.instance.id``, the union of the stage's span
+  intervals in the window (:func:`~mapper.analysis.flow_spans.busy_intervals`). A worker
+  that serves several items at once has a summed process time above its busy time; the
+  true busy time is at most either, so utilisation from instances takes the smaller. Merged
+  from partitions, the unions are added (overlaps across parts not removed): an upper bound.
 
 Everything per stage adds up across partitions of whole items (:meth:`FlowSums.merge`).
 """
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mapper.analysis.flow_spans import GroupFlags, group_flags, instances_of, upstream_indices
+from mapper.analysis.flow_spans import GroupFlags, busy_intervals, group_flags, instances_of, upstream_indices
 from mapper.analysis.traces import StageMatch, TraceTable, match_stages
 from mapper.core.spans import SpanBatch
 
@@ -68,11 +73,18 @@ class StageSums:
     process_s: float = 0.0
     arrivals_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
     busy_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: Busy seconds as the union of each instance's span intervals (see the module), and per hour.
+    union_s: float = 0.0
+    union_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
     wait_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
     wait_slices: np.ndarray = field(default_factory=lambda: np.zeros(SLICES))
     grid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     #: Exact peak (a sweep over one table's intervals); None when merged from several.
     peak: int | None = 0
+    #: Merged from several: the largest and the sum of the parts' exact peaks (the true peak
+    #: lies between the first, or the grid's, and the second).
+    part_peak_max: int = 0
+    part_peak_sum: int = 0
     instances: frozenset[str] = frozenset()
     unknown_instances: int = 0
     #: Failed items not retried that started within the longest retry delay of the window's
@@ -117,14 +129,17 @@ def _add(parts: list[StageSums]) -> StageSums:
     out: dict[str, object] = {}
     for name in ("items_in", "out", "failed", "retried", "not_first_pass", "rework_s", "rework_completed_s",
                  "waits", "wait_s", "no_producer", "process_n", "process_s", "unknown_instances", "failed_late",
-                 "arrivals_h", "busy_h", "wait_h", "wait_slices", "grid"):
+                 "arrivals_h", "busy_h", "union_s", "union_h", "wait_h", "wait_slices", "grid"):
         out[name] = sum((getattr(p, name) for p in live[1:]), getattr(a, name))
     handed: dict[str, int] = {}
     for p in live:
         for k, v in p.handed.items():
             handed[k] = handed.get(k, 0) + v
     missing = None if any(p.missing is None for p in live) else sum(p.missing or 0 for p in live)
+    part_max = max(p.peak if p.peak is not None else p.part_peak_max for p in live)
+    part_sum = sum(p.peak if p.peak is not None else p.part_peak_sum for p in live)
     return replace(a, **out, handed=handed, missing=missing, peak=None,  # type: ignore[arg-type]
+                   part_peak_max=part_max, part_peak_sum=part_sum,
                    instances=frozenset().union(*(p.instances for p in live)))
 
 
@@ -141,7 +156,11 @@ def grid_step(window: tuple[float, float]) -> float:
 
 def _integral(a: np.ndarray, b: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Item-seconds waiting between consecutive ``edges``: with I(T) = sum of the parts of the
-    intervals [a, b] before T (sorted starts and ends, cumulative sums), exactly I(e[k+1]) - I(e[k])."""
+    intervals [a, b] before T (sorted starts and ends, cumulative sums), exactly I(e[k+1]) - I(e[k]).
+    Computed from the first edge as origin: Unix seconds times thousands of items would cancel
+    in float64 to milliseconds, a percent of a quiet hour's integral."""
+    o = edges[0] if edges.size else 0.0
+    a, b, edges = a - o, b - o, edges - o
     sa, sb = np.sort(a), np.sort(b)
     ca, cb = np.r_[0.0, np.cumsum(sa)], np.r_[0.0, np.cumsum(sb)]
     na, nb = np.searchsorted(sa, edges), np.searchsorted(sb, edges)
@@ -182,6 +201,8 @@ def flow_sums(table: TraceTable, batch: SpanBatch, matches: Sequence[StageMatch]
     by_stage = np.argsort(fs, kind="stable")
     bounds = np.searchsorted(fs[by_stage], np.arange(n_st + 1))
     cols = {c: f[c].to_numpy(dtype=np.float64) for c in ("start", "process", "wait")}
+    edges = hour_edges(window)
+    ist, ia, ib = busy_intervals(batch, stage_i, window)
     out = {}
     for k, name in enumerate(names):
         rows = by_stage[bounds[k]:bounds[k + 1]]
@@ -189,8 +210,10 @@ def flow_sums(table: TraceTable, batch: SpanBatch, matches: Sequence[StageMatch]
         children = [j for j in range(n_st) if up_i[j] == k]
         out[name] = _stage(rows, ftr, k, n_st, children, names, present, flags, cols, completed, window,
                            up_i[k] >= 0)
+        mine = ist == k
         out[name] = replace(out[name], missing=None if missing is None else int(missing[k]), instances=inst[k],
-                            unknown_instances=int(unknown[k]))
+                            unknown_instances=int(unknown[k]), union_s=float((ib[mine] - ia[mine]).sum()),
+                            union_h=_integral(ia[mine], ib[mine], edges))
     lead = np.asarray(table.lead, np.float64)
     return FlowSums(out, window, int(lead.size), float(lead.sum()))
 
@@ -198,7 +221,7 @@ def flow_sums(table: TraceTable, batch: SpanBatch, matches: Sequence[StageMatch]
 def _empty(window: tuple[float, float]) -> StageSums:
     h = hour_edges(window).size - 1
     bins = math.ceil((window[1] - window[0]) / grid_step(window))
-    return StageSums(arrivals_h=np.zeros(h), busy_h=np.zeros(h), wait_h=np.zeros(h),
+    return StageSums(arrivals_h=np.zeros(h), busy_h=np.zeros(h), union_h=np.zeros(h), wait_h=np.zeros(h),
                      grid=np.zeros(max(bins, 1), np.int64))
 
 

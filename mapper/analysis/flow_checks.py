@@ -100,10 +100,15 @@ def _inventory(name: str, s: StageSums, sums: FlowSums) -> tuple[Inventory | Non
     if s.peak is not None:
         peak, resolution = float(s.peak), 0.0
     else:
-        peak, resolution = float(np.cumsum(s.grid).max(initial=0)), sums.grid_step
-        checks.append(Check("info", "inventory-peak-sampled", (
-            f"{name} inventory: merged from partitions, the peak is the most items waiting at instants "
-            f"{resolution:.3g}s apart (a lower bound of the true peak; exact in memory)"), name, "wait"))
+        # merged: the most waiting at the grid's instants, or in one partition alone (both lower
+        # bounds); the parts' peaks summed bound it from above, and where the two meet it is exact
+        peak = float(max(np.cumsum(s.grid).max(initial=0), s.part_peak_max))
+        resolution = 0.0 if peak >= s.part_peak_sum else sums.grid_step
+        if resolution:
+            checks.append(Check("info", "inventory-peak-sampled", (
+                f"{name} inventory: merged from partitions, the peak is at least {peak:.0f} (the most items "
+                f"waiting at instants {resolution:.3g}s apart, or in one partition) and at most "
+                f"{s.part_peak_sum} (the partitions' peaks added); exact in memory"), name, "wait"))
     third = SLICES // 3
     first, lastm = (float(s.wait_slices[:third].sum() / (window / SLICES * third)),
                     float(s.wait_slices[-third:].sum() / (window / SLICES * third)))
@@ -116,6 +121,10 @@ def _inventory(name: str, s: StageSums, sums: FlowSums) -> tuple[Inventory | Non
 
 def _utilisation(name: str, s: StageSums, sums: FlowSums, spec_workers: int | None
                  ) -> tuple[Utilisation | None, list[Check]]:
+    """busy / (window x workers). Workers from the spec are slots (threads, consumers): busy is
+    the summed process time. Workers from instances are the instances: busy is the smaller of
+    the summed process time and the instances' merged span intervals (an instance serving
+    several items at once is busy once). Busy beyond what the workers can give: no number."""
     window = sums.seconds
     if spec_workers is not None:
         workers, where = spec_workers, "spec"
@@ -128,16 +137,37 @@ def _utilisation(name: str, s: StageSums, sums: FlowSums, spec_workers: int | No
             f"{name}: workers unknown ({why}): no utilisation or capacity; set `workers:` on the stage"), name)]
     if not s.process_n or window <= 0:
         return None, []
-    mean_process = s.process_s / s.process_n
-    capacity = workers / mean_process if mean_process > 0 else None
+    busy, busy_h = s.process_s, s.busy_h
+    checks: list[Check] = []
+    if where != "spec" and s.union_s < s.process_s:
+        busy, busy_h = s.union_s, s.union_h
+        if s.peak is None and s.process_s - s.union_s > 1e-6:
+            checks.append(Check("info", "utilisation-upper-bound", (
+                f"{name}: its instances serve several items at once; merged from partitions, their busy "
+                "intervals overlapping across partitions are counted twice: utilisation and busy time are "
+                "upper bounds, capacity a lower bound (exact in memory)"), name, "utilisation"))
+    if busy > window * workers * (1 + 1e-9):
+        return Utilisation(None, workers, where, None, busy_seconds=busy), [*checks, Check(
+            "warning", "workers-too-few", (
+                f"{name}: busy {busy:.4g}s in a {window:.0f}s window is more than {workers} workers can be "
+                f"({where}): the workers are too few, or each serves several items at once (count the "
+                "concurrent slots in `workers:`); no utilisation"), name, "utilisation")]
+    # items finished per busy second, times the workers: workers / mean process time when each
+    # worker serves one item at a time, higher when it serves several
+    capacity = workers * s.process_n / busy if busy > 0 else None
     secs = np.diff(hour_edges(sums.window))
     h = int(np.argmax(s.arrivals_h)) if s.arrivals_h.size else -1
     peak = headroom = None
     if h >= 0 and secs[h] > 0:
-        peak = float(s.busy_h[h] / (secs[h] * workers))
+        peak = float(busy_h[h] / (secs[h] * workers))
+        if peak > 1 + 1e-9:  # an hour busier than its workers can be: the same doubt, in that hour
+            checks.append(Check("warning", "workers-too-few", (
+                f"{name}: busy {busy_h[h]:.4g}s in its peak hour ({secs[h]:.0f}s) is more than {workers} workers "
+                f"can be ({where}); no peak-hour utilisation"), name, "utilisation"))
+            peak = None
         rate = s.arrivals_h[h] / secs[h]
         headroom = capacity / rate if capacity is not None and rate > 0 else None
-    return Utilisation(s.process_s / (window * workers), workers, where, capacity, peak, headroom, s.process_s), []
+    return Utilisation(busy / (window * workers), workers, where, capacity, peak, headroom, busy), checks
 
 
 def assemble_flow(spec: StreamSpec, traced: Mapping[str, StageFlow], metered: Mapping[str, StageFlow],

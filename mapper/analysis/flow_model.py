@@ -68,9 +68,13 @@ class Rework:
 class Utilisation:
     """How busy a stage is: busy time / (window x workers).
 
-    ``workers`` counted from distinct ``service.instance.id`` (x thread ids where present) or
-    set in the spec (``workers_source`` says which); ``capacity_per_s`` = workers / mean
-    process time; ``peak_hour`` the utilisation in the hour of the window with the most
+    ``workers`` counted from distinct ``service.instance.id`` (thread ids are not read) or
+    set in the spec (``workers_source`` says which); ``busy_seconds`` the time they were busy
+    (spec workers: the summed process time; instances: at most each instance's merged span
+    intervals, so an instance serving several items at once is busy once); ``value`` never
+    exceeds 1 (busy time the workers cannot hold gives None and a check); ``capacity_per_s`` =
+    workers x items / busy time (workers / mean process time when each serves one at a time);
+    ``peak_hour`` the utilisation in the hour of the window with the most
     arrivals, and ``headroom`` capacity / that hour's arrival rate (below 1: the queue grows).
     """
 

@@ -174,3 +174,31 @@ def upstream_indices(stages: Sequence[str], upstream: Mapping[str, str | None]) 
     """The upstream stage index of each of ``stages`` (-1: a first stage)."""
     at = {s: i for i, s in enumerate(stages)}
     return [at.get(upstream.get(s) or "", -1) for s in stages]
+
+
+
+def busy_intervals(batch: SpanBatch, stage_i: np.ndarray, window: tuple[float, float]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """When each stage's instances were busy: per instance, its spans' intervals merged (a
+    worker serving several items at once is busy once, not once per item) and clipped to
+    ``window``; as ``(stage, start, end)`` arrays of disjoint-per-instance intervals (Unix
+    seconds). Spans without a ``service.instance.id`` are left out (their stage's workers
+    are unknown, so it gets no utilisation from instances)."""
+    used = np.flatnonzero(stage_i >= 0)
+    codes = pd.factorize(batch.instance[used])[0].astype(np.int64)
+    used, codes = used[codes >= 0], codes[codes >= 0]
+    if not used.size:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    ws, we = window
+    st = stage_i[used].astype(np.int64)
+    a = np.clip(batch.start_ns[used] * 1e-9, ws, we) - ws
+    b = np.clip(batch.end_ns[used] * 1e-9, ws, we) - ws
+    group = st * (int(codes.max()) + 1) + codes
+    order = np.lexsort((a, group))
+    g, a, b = group[order], a[order], b[order]
+    # a running maximum of the ends within each group: the groups shifted apart on one axis
+    shift = g.astype(np.float64) * (we - ws + 1.0)
+    reach = np.maximum.accumulate(b + shift) - shift
+    new = np.r_[True, (g[1:] != g[:-1]) | (a[1:] > reach[:-1])]
+    heads = np.flatnonzero(new)
+    return st[order][heads], a[heads] + ws, np.maximum.reduceat(b, heads) + ws
