@@ -97,18 +97,21 @@ def _inventory(name: str, s: StageSums, sums: FlowSums) -> tuple[Inventory | Non
     num = np.bincount(hod, weights=s.wait_h, minlength=24)
     den = np.bincount(hod, weights=secs, minlength=24)
     hourly = tuple(float(num[h] / den[h]) if den[h] > 0 else None for h in range(24))
+    peak: float | None
     if s.peak is not None:
         peak, resolution = float(s.peak), 0.0
     else:
         # merged: the most waiting at the grid's instants, or in one partition alone (both lower
-        # bounds); the parts' peaks summed bound it from above, and where the two meet it is exact
-        peak = float(max(np.cumsum(s.grid).max(initial=0), s.part_peak_max))
-        resolution = 0.0 if peak >= s.part_peak_sum else sums.grid_step
+        # bounds); the parts' peaks summed bound it from above. Where the two meet it is exact;
+        # otherwise no number (a lower bound printed as "the peak" would be a wrong one)
+        low = float(max(np.cumsum(s.grid).max(initial=0), s.part_peak_max))
+        resolution = 0.0 if low >= s.part_peak_sum else sums.grid_step
+        peak = low if not resolution else None
         if resolution:
             checks.append(Check("info", "inventory-peak-sampled", (
-                f"{name} inventory: merged from partitions, the peak is at least {peak:.0f} (the most items "
-                f"waiting at instants {resolution:.3g}s apart, or in one partition) and at most "
-                f"{s.part_peak_sum} (the partitions' peaks added); exact in memory"), name, "wait"))
+                f"{name} inventory: merged from partitions, the peak is between {low:.0f} (the most items "
+                f"waiting at instants {resolution:.3g}s apart, or in one partition) and {s.part_peak_sum} "
+                "(the partitions' peaks added): no single figure; exact in memory"), name, "wait"))
     third = SLICES // 3
     first, lastm = (float(s.wait_slices[:third].sum() / (window / SLICES * third)),
                     float(s.wait_slices[-third:].sum() / (window / SLICES * third)))

@@ -129,7 +129,7 @@ def test_missing_spans_and_unknown_workers_are_checks() -> None:
 
 def test_partitioned_route_gives_the_in_memory_counts(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A spool window analysed partition by partition: every count and sum as in memory, the
-    peak read at the grid's instants (a lower bound, said in a check)."""
+    peak only where its bounds meet (else none, and a check gives the bounds)."""
     from collectors.spool.store import Spool, SpoolLimits
     from mapper.app.gather import traces_at
     from mapper.app.trace_side import collect_traces
@@ -151,7 +151,8 @@ def test_partitioned_route_gives_the_in_memory_counts(tmp_path) -> None:  # type
         assert astuple(p.rework) == pytest.approx(astuple(m.rework))
         if m.inventory is not None:
             assert p.inventory.mean == pytest.approx(m.inventory.mean)
-            assert p.inventory.peak <= m.inventory.peak and p.inventory.peak_resolution > 0
+            # bounds that do not meet give no peak (the check says between what), never a lower bound
+            assert p.inventory.peak is None and p.inventory.peak_resolution > 0
         assert astuple(p.utilisation) == pytest.approx(astuple(m.utilisation))
     assert any(c.code == "inventory-peak-sampled" for c in merged.checks)
 
