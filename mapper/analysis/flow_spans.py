@@ -85,8 +85,10 @@ def _groups(key: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """Rows sorted by (key, start); per row whether its group has more than one row; per row
     the group's rework (last start - first start, ns) on the group's first row, else 0."""
     order = np.lexsort((start, key))
+    if not key.size:
+        return order, np.zeros(0, bool), np.zeros(0, np.int64)
     k = key[order]
-    first = np.r_[True, k[1:] != k[:-1]] if k.size else np.array([], bool)
+    first = np.r_[True, k[1:] != k[:-1]]
     gid = np.cumsum(first) - 1
     size = np.bincount(gid)
     s = start[order]

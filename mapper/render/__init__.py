@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         graph,
         html,
         plots,
+        queueing,
         report,
         sections,
         trend_svg,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
         vsm_text,
     )
 
-__all__ = ["buckets", "budgets", "cells", "examples", "flow", "graph", "html", "plots", "report", "sections",
-           "trend_svg", "verdict", "vsm_icons", "vsm_svg", "vsm_text"]
+__all__ = ["buckets", "budgets", "cells", "examples", "flow", "graph", "html", "plots", "queueing", "report",
+           "sections", "trend_svg", "verdict", "vsm_icons", "vsm_svg", "vsm_text"]
 
 __getattr__ = lazy_getattr(__name__, __all__)
