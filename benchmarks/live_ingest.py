@@ -8,8 +8,9 @@ one after the other, each a ``latmap serve`` subprocess:
 * ``plain``: no ``--stream`` (the baseline);
 * ``stream``: ``--stream`` with a spec of three traced stages (gateway -> marketdata ->
   alerting, matched by service); items that hold all three complete, the others expire;
-* ``never``: ``--stream`` with a spec whose last stage no span matches, so *no item ever
-  completes*: the store fills to its limits and drops the oldest groups; its peak RSS shows
+* ``never``: ``--stream`` with a spec whose first stage no span matches, so *no item ever
+  completes* (items may stop before the last stage, but every item must come in through the
+  first): the store fills to its limits and drops the oldest groups; its peak RSS shows
   the memory bound (``--live-max-spans`` / ``--live-max-items``).
 
 Printed: spans/s and receiver CPU-seconds per span of each, their ratio to ``plain``, peak RSS,
@@ -39,9 +40,9 @@ name: bench
 sources:
   spans: {{kind: traces, path: "{spool}"}}
 stages:
-  - {{name: gateway, traces: {{source: spans, service: gateway}}}}
+  - {{name: gateway, traces: {{source: spans, service: {first}}}}}
   - {{name: marketdata, traces: {{source: spans, service: marketdata}}}}
-  - {{name: alerting, traces: {{source: spans, service: {last}}}}}
+  - {{name: alerting, traces: {{source: spans, service: alerting}}}}
 """
 
 
@@ -115,10 +116,10 @@ def part_stream(total_spans: int, clients: int) -> tuple[list[Run], list[str]]:
     with tempfile.TemporaryDirectory(prefix="latmap-live-bench-") as tmp_name:
         tmp = Path(tmp_name)
         specs = {}
-        for name, last in (("stream", "alerting"), ("never", "no-such-service")):
+        for name, first in (("stream", "gateway"), ("never", "no-such-service")):
             (tmp / name).mkdir()
             specs[name] = tmp / name / "stream.yaml"
-            specs[name].write_text(SPEC.format(spool=tmp / name / "spool", last=last))
+            specs[name].write_text(SPEC.format(spool=tmp / name / "spool", first=first))
         (tmp / "plain").mkdir()
         runs.append(measure("plain", requests, clients, tmp, []))
         runs.append(measure("stream", requests, clients, tmp, ["--stream", str(specs["stream"])]))

@@ -10,13 +10,19 @@ parent or span link, lead time), so a live value equals the map's value for the 
 What the store holds is grouped at each :meth:`JoinStore.flush` (a timer calls it, about once
 a second): traces joined by a span link in either direction are one **group** (the item, or
 the items of a fan-out or a batch, exactly the paths :mod:`mapper.analysis.items` follows).
-A group is **complete** when it has a span of every stage and no span of it arrived for
-``settle`` seconds (a stage's spans of one item come in one or a few requests; the quiet time
-lets the late ones join), and each of its items that has started is through every stage (a
-group of a batch or a fan-out has every stage as soon as one item is through; the slow ones,
-the tail, come later and must not be cut off as late). Then its items are emitted and its
-spans dropped. A group whose items are not all through at ``ttl`` emits those that are and
-counts the others as incomplete (``ttl``, one per item).
+A group is **complete** when its items came in through the stream's entry (every stage it has,
+has its upstream stage too), no span of it arrived for ``settle`` seconds (a stage's spans of
+one item come in one or a few requests; the quiet time lets the late ones join), and it holds
+no **open hand-over** (:mod:`mapper.analysis.liveflow`: a PRODUCER span, or a CLIENT call to a
+next stage's service, that no span of the next stage has taken yet). Items need not reach the
+last stage: an item complete at a stage that handed nothing on **stopped** there (a tick that
+raises no alert), counted as complete, and its values and per-stage outcomes are emitted. An
+open hand-over is an item waiting before the next stage (the inventory gauge): its group
+waits for the consumer's span (the slow items of a batch or a fan-out, the tail, come later
+and must not be cut off as late). At ``ttl`` a group still holding open hand-overs emits its
+items and counts those whose hand-over was not taken as incomplete (``ttl``, one per item), or
+is dropped as incomplete when all of its items wait. ``settle`` must cover the export delay
+between services and a broker's redelivery delay (a redelivery after its item left is late).
 
 Bounds (:class:`StoreLimits`, like the Collector's servicegraph connector's ``store``): a group
 open for longer than ``ttl`` is dropped as **incomplete**; beyond ``max_items`` open groups or
@@ -69,8 +75,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collectors.spool.limits import LimitError, require_positive
+from mapper.analysis.flow_spans import upstream_indices
 from mapper.analysis.items import id_key
-from mapper.analysis.livegroups import Grouped, grouped, groups, in_sorted, items_per_group, truncated_groups
+from mapper.analysis.liveflow import open_handovers, pending_items, reached, stage_outcomes
+from mapper.analysis.livegroups import Grouped, grouped, groups, in_sorted, truncated_groups
 from mapper.analysis.traces import StageMatch, TraceTable, build_trace_table, match_stages
 from mapper.core.spans import KIND_CLIENT, KIND_INTERNAL, KIND_PRODUCER, SpanBatch
 
@@ -144,6 +152,8 @@ class Counts:
     producer_expired: int = 0  # consumer spans linked to a span that expired before
     spans_late: int = 0  # spans of a trace whose item had already left (emitted, or dropped as busy)
     negative_waits: Counter[str] = field(default_factory=Counter)  # stage -> waits < 0
+    #: stage -> outcome (passed, stopped, failed, retried) -> items emitted
+    outcomes: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,8 @@ class Flush:
     expired: Mapping[str, int]
     open_items: int
     held_spans: int
+    #: Per stage, the emitted items by outcome (:func:`mapper.analysis.liveflow.stage_outcomes`).
+    outcomes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 class JoinStore:
@@ -171,6 +183,9 @@ class JoinStore:
         self._pending_rows = 0  # spans accepted since the last flush
         self._held: tuple[SpanBatch, np.ndarray] | None = None  # what the last flush kept
         self._open_items = 0
+        self._up = upstream_indices(stream.stages, stream.upstream)
+        #: Per stage: open hand-overs to it held after the last flush (items waiting before it).
+        self.inventory: dict[str, int] = {}
         # Keys of spans dropped incomplete (bounded ring): a consumer linked to one of them
         # is counted as "producer expired" instead of waiting for it in vain.
         self._expired = np.zeros(0, dtype=np.uint64)
@@ -244,17 +259,21 @@ class JoinStore:
         """Group what is held; emit complete groups, drop expired ones, enforce the limits."""
         chunks, held, truncated = self._take_pending()
         if not chunks:
+            self.inventory = {}
             return Flush((), 0, {}, 0, 0)
         g = grouped(chunks, len(held[0]) if held is not None else 0)
         lim = self.limits
-        present = self._present(g, now)
+        quiet = now - g.last >= lim.settle
+        aged = now - g.first >= lim.ttl
+        stage_i = match_stages(g.b, self.stream.matches)
+        pending, to = open_handovers(g.b, stage_i, self.stream.matches, self.stream.upstream)
         late = self._late(g)
-        complete = present.all(axis=1) & ~late
-        ready = complete & (now - g.last >= lim.settle)
-        expired = ~ready & ~late & (now - g.first >= lim.ttl)
-        busy = expired & complete
-        expired &= ~busy
-        ready, table, stragglers = self._wait_for_items(g, ready, now)
+        entered = reached(self._present(g, stage_i, quiet), self._up) & ~late
+        waiting = np.bincount(g.group[pending], minlength=g.n) > 0
+        ready = entered & quiet & (~waiting | aged)
+        busy = entered & ~waiting & ~quiet & aged
+        expired = ~ready & ~busy & ~late & aged
+        ready, expired, table, stragglers = self._stragglers(g, ready, expired, waiting, pending)
         cut = self._over_limits(g, ~ready & ~expired & ~busy & ~late)
         if truncated:  # spans of these groups were dropped at accept: incomplete, never emitted
             trunc = truncated_groups(g, truncated)
@@ -265,6 +284,9 @@ class JoinStore:
             late &= ~trunc
             if trunc.any():
                 table = None  # built again without them
+        kept = (~ready & ~expired & ~busy & ~cut & ~late)[g.group] & pending
+        self.inventory = {self.stream.stages[k]: int(n) for k, n in
+                          enumerate(np.bincount(to[kept], minlength=len(self._up))) if n}
         return self._settle(g, _Fate(ready, expired, busy, cut, late), table, stragglers)
 
     def _take_pending(self) -> tuple[list[tuple[SpanBatch, np.ndarray]], tuple[SpanBatch, np.ndarray] | None,
@@ -283,7 +305,7 @@ class JoinStore:
             chunks.insert(0, held)
         return chunks, held, truncated
 
-    def _present(self, g: Grouped, now: float) -> np.ndarray:
+    def _present(self, g: Grouped, stage_i: np.ndarray, quiet: np.ndarray) -> np.ndarray:
         """Per group and stage: whether the group has a span of the stage that counts yet.
 
         A span made inside an operation of its own service (INTERNAL, CLIENT, PRODUCER) whose
@@ -291,12 +313,12 @@ class JoinStore:
         the stage is matched by service alone, and comes in a later export (each service's
         SDK exports on its own timer). Until it comes the stage's wait and process would be
         the child's, not the stage's: the group waits (and expires at ttl if it never comes).
-        Looked up only in the groups that would be emitted now (every stage, quiet)."""
+        Looked up only in the groups that could be emitted now (quiet)."""
         b, group = g.b, g.group
-        stage_i = match_stages(b, self.stream.matches).astype(np.int64)
+        stage_i = stage_i.astype(np.int64)
         present = np.zeros((g.n, len(self.stream.matches)), dtype=bool)
         present[group, stage_i] = True
-        rows = np.flatnonzero((present.all(axis=1) & (now - g.last >= self.limits.settle))[group])
+        rows = np.flatnonzero(quiet[group])
         by_service = np.array([m.span_name is None and not m.attributes for m in self.stream.matches])
         inner = rows[np.isin(b.kind[rows], (KIND_INTERNAL, KIND_CLIENT, KIND_PRODUCER))
                      & (b.parent_id[rows] != 0) & by_service[stage_i[rows]]]
@@ -323,26 +345,27 @@ class JoinStore:
                 late[g.group[links.row[new][hit]]] = True
         return late
 
-    def _wait_for_items(self, g: Grouped, ready: np.ndarray, now: float
-                        ) -> tuple[np.ndarray, TraceTable | None, int]:
-        """The ready groups whose started items are all through, their table when it can be
-        reused, and the items to count incomplete.
+    def _stragglers(self, g: Grouped, ready: np.ndarray, expired: np.ndarray, waiting: np.ndarray,
+                    pending: np.ndarray) -> tuple[np.ndarray, np.ndarray, TraceTable | None, int]:
+        """The ready groups, the expired ones, the ready groups' table when it can be reused,
+        and the items to count incomplete.
 
-        A group of several items (a batch, a fan-out) has every stage once one item is through;
-        its other items' last spans may still come (the slow ones: the tail). It waits until
-        each item that has started is through, or until ttl, when the items through are
-        emitted and the others counted incomplete."""
+        A group still holding an open hand-over at ttl (a batch or a fan-out whose slowest
+        item's consumer never came) emits its items and counts those whose hand-over was not
+        taken as incomplete; a group all of whose items wait is expired instead."""
         if not ready.any():
-            return ready, None, 0
+            return ready, expired, None, 0
         rows = g.rows(ready)
         table = self._table(g.b.take(rows))
-        items_n, done_n = items_per_group(table, g.b, rows, g.group, g.n)
-        short = ready & (done_n < items_n)
-        wait_more = short & (now - g.first < self.limits.ttl)
-        stragglers = int((items_n - done_n)[short & ~wait_more].sum())
-        if wait_more.any():  # the table is built again for the groups that are ready
-            return ready & ~wait_more, None, stragglers
-        return ready, table, stragglers
+        at_ttl = ready & waiting
+        if not at_ttl.any():
+            return ready, expired, table, 0
+        items_n, pend_n = pending_items(table, pending[rows], g.group[rows], g.n)
+        gone = at_ttl & (pend_n >= items_n)
+        stragglers = int(pend_n[at_ttl & ~gone].sum())
+        if gone.any():  # the table is built again for the groups that are ready
+            return ready & ~gone, expired | gone, None, stragglers
+        return ready, expired, table, stragglers
 
     def _over_limits(self, g: Grouped, open_g: np.ndarray) -> np.ndarray:
         """Open groups past ``max_items`` or ``max_spans`` (a span counts with its links): the
@@ -361,11 +384,14 @@ class JoinStore:
         b, group = g.b, g.group
         values: tuple[Values, ...] = ()
         completed = 0
+        outcomes: dict[str, dict[str, int]] = {}
         if fate.ready.any():
             rows = g.rows(fate.ready)
+            sub = b.take(rows)
             if table is None:
-                table = self._table(b.take(rows))
+                table = self._table(sub)
             values, completed = self._emit(table)
+            outcomes = stage_outcomes(table, sub, self.stream.matches, self.stream.upstream)
             completed -= stragglers  # emitted with their group, but not through: counted incomplete
             self._remember_emitted(b, rows)
         if fate.busy.any():  # its later spans are late too, not a new group
@@ -383,11 +409,13 @@ class JoinStore:
             self._open_items = int(keep_g.sum())
             self.counts.spans_late += int(fate.late[group].sum())
             self.counts.items_completed += completed
+            for stage, by in outcomes.items():
+                self.counts.outcomes.setdefault(stage, Counter()).update(by)
             for reason, n in expired_n.items():
                 if n:
                     self.counts.incomplete[reason] += n
         return Flush(values, completed, {k: v for k, v in expired_n.items() if v}, int(keep_g.sum()),
-                     int(keep.size))
+                     int(keep.size), outcomes)
 
     def drop_all(self, reason: str = EXPIRED_RELOAD) -> int:
         """Drop every open group (a spec reload), counted as incomplete; returns how many."""

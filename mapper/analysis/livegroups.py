@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mapper.analysis.items import SpanIndex, id_key
-from mapper.analysis.traces import TraceTable, trace_codes
+from mapper.analysis.traces import trace_codes
 from mapper.core.spans import SpanBatch
 
 
@@ -56,26 +56,6 @@ def truncated_groups(g: Grouped, truncated: Sequence[np.ndarray]) -> np.ndarray:
     trunc = np.zeros(g.n, dtype=bool)
     trunc[g.group[hit]] = True
     return trunc
-
-
-def items_per_group(table: TraceTable, b: SpanBatch, rows: np.ndarray, group: np.ndarray,
-                     n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per group: the items of ``table`` (built over ``b``'s ``rows``) in it, and those with a
-    lead time (through every stage). An item's group is its first span's trace's."""
-    codes = np.unique(table.frame["trace"].to_numpy())
-    if not codes.size:
-        return np.zeros(n_groups, np.int64), np.zeros(n_groups, np.int64)
-    zero = np.zeros(rows.size, np.uint64)
-    row_keys = id_key(b.trace_hi[rows], b.trace_lo[rows], zero)
-    order = np.argsort(row_keys)
-    item_keys = id_key(np.asarray(table.labels["trace_hi"][codes], np.uint64),
-                       np.asarray(table.labels["trace_lo"][codes], np.uint64), np.zeros(codes.size, np.uint64))
-    at = order[np.minimum(np.searchsorted(row_keys[order], item_keys), rows.size - 1)]
-    item_group = np.full(int(codes.max()) + 1, -1, np.int64)
-    item_group[codes] = group[rows[at]]
-    items_n = np.bincount(item_group[codes], minlength=n_groups)
-    done_n = np.bincount(item_group[table.lead_traces], minlength=n_groups)
-    return items_n, done_n
 
 
 def in_sorted(keys: np.ndarray, ring: np.ndarray) -> np.ndarray:

@@ -249,7 +249,9 @@ class LiveDeriver:
 
     def _counters(self) -> Iterator[Any]:
         every = [(p.stream.name, s) for p, s in self._stores] + [(s.stream.name, s) for s in self._retired]
-        completed = CounterMetricFamily(N.LIVE_ITEMS_COMPLETED, "Items that passed every stage.", labels=["stream"])
+        completed = CounterMetricFamily(N.LIVE_ITEMS_COMPLETED, "Items complete: through every stage they reached "
+                                        "(to the stream's end, or stopped where no stage took them on).",
+                                        labels=["stream"])
         incomplete = CounterMetricFamily(N.LIVE_ITEMS_INCOMPLETE, "Groups of spans dropped before their item "
                                          "was complete, by reason (ttl, busy, limit, reload).",
                                          labels=["stream", "reason"])
@@ -297,6 +299,35 @@ class LiveDeriver:
             open_items.add_metric([p.stream.name], s.open_items)
             held.add_metric([p.stream.name], s.held_spans)
         yield from (completed, incomplete, unmatched, late, dropped, expired, negative, cut, open_items, held)
+        yield from self._flow(every)
+
+    def _flow(self, every: list[tuple[str, JoinStore]]) -> Iterator[Any]:
+        """Items per stage by outcome (every stage and outcome, from 0) and the inventory gauge
+        of each stage that has an upstream stage (nothing is handed over to a first stage)."""
+        items = CounterMetricFamily(N.STAGE_ITEMS, "Items at a stage by outcome: passed (handed on) or stopped "
+                                    "(its last stage) partition the items in; failed (an error), else retried "
+                                    "(processed more than once), the items not right the first time.",
+                                    labels=["stream", "stage", "outcome"])
+        inventory = GaugeMetricFamily(N.STAGE_INVENTORY, "Items handed over to a stage and not seen there yet "
+                                      "(waiting, or in process until their span is exported).",
+                                      labels=["stream", "stage"])
+        totals: dict[tuple[str, str, str], int] = {}
+        for p, _ in self._stores:
+            for stage in p.stream.stages:
+                for outcome in N.OUTCOMES:
+                    totals[(p.stream.name, stage, outcome)] = 0
+        for name, s in every:
+            for stage, by in dict(s.counts.outcomes).items():  # copies: a flush may add to them
+                for outcome, n in dict(by).items():
+                    totals[(name, stage, outcome)] = totals.get((name, stage, outcome), 0) + n
+        for key, n in totals.items():
+            items.add_metric(list(key), n)
+        for p, s in self._stores:
+            held = s.inventory
+            for stage in p.stream.stages:
+                if p.stream.upstream.get(stage) is not None:
+                    inventory.add_metric([p.stream.name, stage], held.get(stage, 0))
+        yield from (items, inventory)
 
 
 def _buckets(s: Series) -> list[tuple[str, float, PromExemplar] | tuple[str, float]]:

@@ -34,7 +34,8 @@ STAGE_WAIT = "latmap_stage_wait_seconds"
 STAGE_PROCESS = "latmap_stage_process_seconds"
 #: Histogram: an item's lead time, first stage's start to last stage's end, seconds.
 LIVE_LEAD_TIME = LEAD_TIME
-#: Counter: items that passed every stage (``_total`` is added by the exposition).
+#: Counter: items complete, through every stage they reached: to the stream's end, or stopped
+#: where no stage took them on (``_total`` is added by the exposition).
 LIVE_ITEMS_COMPLETED = "latmap_live_items_completed"
 #: Counter: groups of spans dropped before they were complete (label ``reason``: ttl, busy,
 #: limit, reload).
@@ -64,5 +65,7 @@ LIVE_HELD_SPANS = "latmap_live_held_spans"
 STAGE_ITEMS = "latmap_stage_items"
 #: The values of ``STAGE_ITEMS``'s ``outcome`` label.
 OUTCOMES = ("passed", "stopped", "failed", "retried")
-#: Gauge: items waiting before a stage (handed over, not yet started).
+#: Gauge: items waiting before a stage (handed over, not yet started). Live, from the spans
+#: held: hand-overs (a PRODUCER span, a CLIENT call to the stage's service) no span of the
+#: stage has taken yet, so items in process there count too until their span is exported.
 STAGE_INVENTORY = "latmap_stage_inventory"

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         graph,
         html,
         plots,
+        queueing,
         report,
         sections,
         trend_svg,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
         vsm_text,
     )
 
-__all__ = ["buckets", "budgets", "cells", "examples", "explain", "flow", "graph", "html", "plots", "report",
-           "sections", "trend_svg", "verdict", "vsm_icons", "vsm_svg", "vsm_text"]
+__all__ = ["buckets", "budgets", "cells", "examples", "explain", "flow", "graph", "html", "plots", "queueing",
+           "report", "sections", "trend_svg", "verdict", "vsm_icons", "vsm_svg", "vsm_text"]
 
 __getattr__ = lazy_getattr(__name__, __all__)

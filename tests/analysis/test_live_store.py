@@ -191,3 +191,17 @@ def test_a_span_after_its_item_was_emitted_is_late_not_a_new_group() -> None:
     store.accept(p1, now=31.0)
     store.accept(c1, now=31.0)
     assert store.flush(now=31.5).completed == 1 and store.counts.spans_late == 3
+
+
+def test_an_item_that_stops_at_the_first_stage_is_complete_there() -> None:
+    """A tick that nothing takes on (no hand-over span): complete at ingest once quiet, counted
+    stopped there; no lead time (it did not reach the stream's end)."""
+    store = JoinStore(STREAM, StoreLimits(ttl=30, settle=1))
+    tick = SpanBatch.from_columns({"trace_hi": [5], "trace_lo": [5], "span_id": [1], "parent_id": [0],
+                                   "start_ns": [0], "end_ns": [3 * MS], "kind": [2], "service": ["ingest"],
+                                   "name": ["tick"]})
+    store.accept(tick, now=0.0)
+    assert store.flush(now=0.5).completed == 0  # not quiet yet
+    out = store.flush(now=1.5)
+    assert out.completed == 1 and out.outcomes == {"ingest": {"passed": 0, "stopped": 1, "failed": 0, "retried": 0}}
+    assert store.counts.lead_times == 0 and store.inventory == {}
