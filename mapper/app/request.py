@@ -33,6 +33,8 @@ class MapRequest:
     is where traces are analysed (``local`` or ``dask://host:port``). ``length`` is the
     window's length in seconds (``None``: the spec's), ``until`` its end in unix seconds
     (``None``: now). ``progress`` is called with ``(done, total, label)`` after each query.
+    ``explain``: explain the tail in the map (``report.json`` ``explanations``), reading the
+    spans' attributes for it (``--no-explain``: neither).
     """
 
     spec: str | Path | StreamSpec
@@ -42,6 +44,7 @@ class MapRequest:
     length: float | None = None
     until: float | None = None
     progress: Progress | None = None
+    explain: bool = True
 
 
 def requested_spec(request: MapRequest, *, live: bool = False) -> StreamSpec:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from mapper.analysis.evidence import MergedTraces, TraceEvidence
 from mapper.analysis.examples import Examples, Threshold
+from mapper.analysis.explain import Explanation
 from mapper.analysis.examples import Key as ExampleKey
 from mapper.analysis.flow import FlowSums, flow_sums
 from mapper.analysis.flow_checks import traced_flows
@@ -54,6 +55,8 @@ class Traced:
     flow: dict[str, StageFlow] = field(default_factory=dict)
     #: Items that reached the stream's end (the lead time's items; None: no flow).
     items_completed: float | None = None
+    #: Merged from partitions: the map's attribute explanations (None: made from the table).
+    explained: tuple[Explanation, ...] | None = None
 
 
 def _traced(spec: StreamSpec) -> list[tuple[Stage, TraceMatch]]:
@@ -62,12 +65,14 @@ def _traced(spec: StreamSpec) -> list[tuple[Stage, TraceMatch]]:
 
 def collect_traces(spec: StreamSpec, window: Window, source: Source,
                    metrics: Results | None = None, measured_lead: MeasurementResult | None = None,
-                   examples: bool = True) -> Traced:
+                   examples: bool = True, attributes: bool = False) -> Traced:
     """The trace side of the spec's map over ``window``, from ``source`` (the source the
     stages' ``traces:`` name). A spool window of more spans than ``engine.memory_budget`` (or a spool given by
     URL) is analysed partition by partition; with ``examples`` its partitions then propose
     examples for the thresholds the map makes of the merged trace side and of ``metrics`` and
-    ``measured_lead`` (the map's metric side, which wins where both measure a part)."""
+    ``measured_lead`` (the map's metric side, which wins where both measure a part).
+    ``attributes``: read every span and resource attribute (what the map's explanations
+    compare; their cost is measured in benchmarks/explain_read.py)."""
     staged = _traced(spec)
     if not staged:
         return Traced(None, {}, [], {})
@@ -98,13 +103,14 @@ def collect_traces(spec: StreamSpec, window: Window, source: Source,
             raise SourceError(f"traces from {spec_source.name!r}: {err}") from err
         if merged is not None:
             return _from_partitions(spec, spec_source, staged, merged)
-    return _in_memory(spec_source, source, window, staged, matches, upstream)
+    return _in_memory(spec_source, source, window, staged, matches, upstream, attributes)
 
 
 def _in_memory(spec_source: SourceSpec, source: Source, window: Window, staged: list[tuple[Stage, TraceMatch]],
-               matches: list[StageMatch], upstream: dict[str, str | None]) -> Traced:
+               matches: list[StageMatch], upstream: dict[str, str | None], attributes: bool = False) -> Traced:
     try:
-        loaded = source.spans(window, [t.service for _, t in staged])
+        services = [t.service for _, t in staged]
+        loaded = source.spans(window, services, attributes=True) if attributes else source.spans(window, services)
     except SourceError as err:
         raise SourceError(f"traces from {spec_source.name!r}: {err}") from err
     table = build_trace_table(loaded.batch, matches, upstream)

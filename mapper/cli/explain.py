@@ -54,5 +54,4 @@ def explain_command(options: MapOptions, stage: str | None, part: str, percentil
         echo(dumps(app.explain.explanations_doc(result)), nl=False)
     else:
         echo(render.explain.text(result.explanations), nl=False)
-    changed = [f for e in result.explanations if e.contrast == "baseline" for f in e.significant]
-    raise SystemExit(exit_code(broken=False, regressions=len(changed)))
+    raise SystemExit(exit_code(broken=False, regressions=app.explain.changed(result.explanations)))

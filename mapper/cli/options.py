@@ -36,6 +36,13 @@ timeout_option = click.option(
     help="Per-request timeout of every source (default: each source's own, 30s).")
 
 #: ``--engine`` for every command that maps a stream.
+#: ``latmap map`` and ``latmap report``: explain the tail (on by default; its cost is measured
+#: in benchmarks/explain_read.py, docs/explain.md).
+explain_option = click.option(
+    "--explain/--no-explain", default=True, show_default=True,
+    help="Explain the tail (report.json explanations, \"Why the tail is slow\"): read the spans' attributes "
+         "and the bottleneck's label slices for it. --no-explain reads and computes neither.")
+
 engine_option = click.option(
     "--engine", metavar="ENGINE",
     help="Where traces are analysed: local (default) or dask://host:8786 (overrides the spec's engine).")

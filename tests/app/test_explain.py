@@ -54,7 +54,7 @@ class Memory(SourceBase):
         self.spec = SourceSpec(name="spans", kind="traces", url="", place="test", path="memory")
         self.batch = batch
 
-    def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
+    def spans(self, window: Window, services: Sequence[str] = (), attributes: bool = False) -> LoadedSpans:
         return LoadedSpans(in_window(self.batch, window, Counter()), {}, "memory")
 
 
