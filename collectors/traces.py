@@ -51,7 +51,8 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = (),
     set_aside: Counter[str] = Counter()
     spool = is_spool(path)
     if spool:
-        read = scan_spool(path, start_ns=start_ns + 1, end_ns=end_ns, with_attributes=attributes)  # (start, end], as in_window
+        # (start, end], as in_window
+        read = scan_spool(path, start_ns=start_ns + 1, end_ns=end_ns, with_attributes=attributes)
         batch = read.batch
         if read.torn_records:
             set_aside["damaged spool records (torn by a crash)"] += read.torn_records

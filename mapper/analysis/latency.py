@@ -12,9 +12,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mapper.analysis.critical_path import critical_path, upstreams
 from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, choose
-from mapper.analysis.critical_path import critical_path, upstreams
 from mapper.analysis.explain import Explanation, explain, not_explained
 from mapper.analysis.explain.kinds import AnyExplanation, has_join
 from mapper.analysis.flow_checks import assemble_flow, flow_checks, new_checks

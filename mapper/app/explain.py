@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mapper.analysis.baseline import load_baseline
+from mapper.analysis.critical_path import critical_path, upstreams
 from mapper.analysis.examples import END_TO_END, EXAMPLE_PARTS
 from mapper.analysis.explain import CONTRASTS, KIND_ATTRIBUTES, Explanation, Options, ValueCount, against, explain
-from mapper.analysis.critical_path import critical_path, upstreams
 from mapper.analysis.explain.compare import not_explained
 from mapper.analysis.explain.kinds import AnyExplanation, has_join
-from mapper.analysis.slices import SlicesExplanation
 from mapper.analysis.latency import LatencyMap, example_thresholds
+from mapper.analysis.slices import SlicesExplanation
 from mapper.app import pipeline
 from mapper.app.explain_metrics import earlier, explain_slices_for, part_measurement
 from mapper.app.gather import Sources

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from mapper.analysis.evidence import MergedTraces, TraceEvidence
 from mapper.analysis.examples import Examples, Threshold
-from mapper.analysis.explain import Explanation
 from mapper.analysis.examples import Key as ExampleKey
+from mapper.analysis.explain import Explanation
 from mapper.analysis.flow import FlowSums, flow_sums
 from mapper.analysis.flow_checks import traced_flows
 from mapper.analysis.flow_model import StageFlow

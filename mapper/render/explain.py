@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mapper.analysis.examples import END_TO_END
 from mapper.analysis.critical_path import CriticalPathExplanation
+from mapper.analysis.examples import END_TO_END
 from mapper.analysis.explain import Explanation, Finding
 from mapper.analysis.explain.kinds import AnyExplanation
 from mapper.analysis.slices import SlicesExplanation
