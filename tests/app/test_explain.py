@@ -106,29 +106,37 @@ def test_a_pinned_report_as_baseline_names_the_new_version(spec_path: Path, tmp_
 
 
 def _otlp(tmp: Path, n: int = 1500) -> Path:
-    """``n`` items by the real SDK: risk calls one of six databases (``peer.service``, a
-    column the decoders fill today), one ~10x slower; ``messaging.system`` a decoy."""
+    """``n`` items by the real SDK: ``risk`` runs on six hosts (the resource's ``host.name``),
+    one ~10x slower; decoys of no effect: the resource's ``cloud.availability_zone`` (two
+    zones across the hosts), the span's ``messaging.system`` and ``customer.tier``."""
     exporter = InMemorySpanExporter()
     tracers = {}
-    for svc in ("gateway", "pricing", "risk"):
+    for svc in ("gateway", "pricing"):
         p = TracerProvider(resource=Resource.create({"service.name": svc}))
         p.add_span_processor(SimpleSpanProcessor(exporter))
         tracers[svc] = p.get_tracer("test")
+    for host in HOSTS:
+        for zone in ("a", "b"):
+            p = TracerProvider(resource=Resource.create({"service.name": "risk", "host.name": host,
+                                                         "cloud.availability_zone": zone}))
+            p.add_span_processor(SimpleSpanProcessor(exporter))
+            tracers[f"risk/{host}/{zone}"] = p.get_tracer("test")
     rng = np.random.default_rng(4)
     for i in range(n):
-        db = int(rng.integers(0, 6))
+        host, zone = HOSTS[int(rng.integers(0, 6))], "ab"[int(rng.integers(0, 2))]
         t = T0 + i * 10 * MS
         gw = tracers["gateway"].start_span("GET /quote", kind=SpanKind.SERVER, start_time=t)
         gw.end(t + 2 * MS)
         pr = tracers["pricing"].start_span("price", trace.set_span_in_context(gw), SpanKind.CONSUMER,
                                            start_time=t + 3 * MS)
         pr.end(t + 6 * MS)
-        slow = 10 if HOSTS[db] == SLOW_HOST else 1
+        slow = 10 if host == SLOW_HOST else 1
         took = int(rng.lognormal(np.log(5), 0.3) * MS * slow)
-        tracers["risk"].start_span("score", trace.set_span_in_context(pr), SpanKind.CONSUMER, start_time=t + 7 * MS,
-                                   attributes={"peer.service": HOSTS[db],
-                                               "messaging.system": ("kafka", "rabbitmq")[int(rng.integers(0, 2))]}
-                                   ).end(t + 7 * MS + took)
+        tracers[f"risk/{host}/{zone}"].start_span(
+            "score", trace.set_span_in_context(pr), SpanKind.CONSUMER, start_time=t + 7 * MS,
+            attributes={"messaging.system": ("kafka", "rabbitmq")[int(rng.integers(0, 2))],
+                        "customer.tier": ("gold", "silver", "bronze")[int(rng.integers(0, 3))]}
+        ).end(t + 7 * MS + took)
     path = tmp / "spans.binpb"
     path.write_bytes(encode_spans(exporter.get_finished_spans()).SerializeToString())
     return path
@@ -142,11 +150,13 @@ def test_cli_json_ranks_the_slow_one_first(tmp_path: Path, capsys: pytest.Captur
     doc = json.loads(capsys.readouterr().out)
     (e,) = doc["explanations"]
     top = e["findings"][0]
-    assert (top["key"], top["value"], top["significant"]) == ("peer.service", SLOW_HOST, True)
-    assert [f for f in e["findings"] if f["significant"] and f["key"] != "peer.service"] == []
+    assert (top["scope"], top["key"], top["value"], top["significant"]) == ("resource", "host.name", SLOW_HOST, True)
+    assert [f for f in e["findings"] if f["significant"] and f["key"] != "host.name"] == []
+    tested = {f["key"] for f in e["findings"]} | {c["key"] for c in e["counts"]}
+    assert {"cloud.availability_zone", "messaging.system", "customer.tier"} <= tested  # the decoys were read
     assert e["kind"] == "attributes" and e["percentile"] == "p99" and e["tail_items"] >= 10
     assert main([*args, "--part", "process"]) == 0
-    assert f"peer.service={SLOW_HOST}" in capsys.readouterr().out
+    assert f"host.name={SLOW_HOST} (resource)" in capsys.readouterr().out
     assert main([*args, "--part", "queue"]) == 2
     assert main(["explain", "-c", str(spec), "--stage", "nowhere", "--part", "hop"]) == 2
     assert "--stage: 'nowhere' is not a stage" in capsys.readouterr().err
