@@ -42,14 +42,17 @@ def window_for(spec: StreamSpec, length: float | None = None, until: float | Non
 
 
 def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None,
-              collectors: Mapping[str, Source] | Sources | None = None, explain: bool = True) -> LatencyMap:
+              collectors: Mapping[str, Source] | Sources | None = None, explain: bool | None = True) -> LatencyMap:
     """Gather and analyse: the latency map of the stream over the window (``collectors``:
     sources to use by name instead of making them from the spec). ``explain``: explain the
-    tail (the spans' attributes read for it, the bottleneck's label slices asked for); off,
-    the map reads and computes neither (``latmap map --no-explain``)."""
+    tail, with every span and resource attribute read for it (True), from the span fields
+    latmap keeps only (None: what ``latmap map`` does by default, the attributes' cost is
+    measured in benchmarks/explain_read.py), or not at all (False: ``--no-explain``); the
+    bottleneck's label slices are asked for unless False."""
     made = Sources(spec, collectors)
-    lm = analyse_gathered(spec, window, gather(spec, window, progress, made, attributes=explain), explain)
-    if explain:
+    lm = analyse_gathered(spec, window, gather(spec, window, progress, made, attributes=explain is True),
+                          explain is not False)
+    if explain is not False:
         lm = with_slices(lm, made)
     return lm
 

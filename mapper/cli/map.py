@@ -25,7 +25,7 @@ from mapper.cli.output import FORMATS, echo, exit_code, progress_bar, render_map
                    "(report.json, .md and .html always carry it).")
 @click.option("--baseline", metavar="REPORT", type=click.Path(dir_okay=False),
               help="Compare with a previous report.json (default: the spec's pinned baseline, if any).")
-def map_command(options: MapOptions, out: str | None, fmt: str, no_progress: bool, explain: bool,
+def map_command(options: MapOptions, out: str | None, fmt: str, no_progress: bool, explain: bool | None,
                 flow: bool, baseline: str | None) -> None:
     """Map a value stream: query its sources and print the latency map.
 

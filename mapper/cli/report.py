@@ -29,7 +29,7 @@ from mapper.core.urls import check_http_url
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
 @explain_option
 def report_command(options: MapOptions, out: str | None, history: str | None, keep: int, baseline: str | None,
-                   pushgateway: str | None, no_progress: bool, explain: bool) -> None:
+                   pushgateway: str | None, no_progress: bool, explain: bool | None) -> None:
     """Map the stream and write the reports; with --history, keep a dated run and compare it
     with the previous one.
 

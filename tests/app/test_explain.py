@@ -162,3 +162,65 @@ def test_cli_json_ranks_the_slow_one_first(tmp_path: Path, capsys: pytest.Captur
     assert "--stage: 'nowhere' is not a stage" in capsys.readouterr().err
     assert main([*args, "--part", "hop", "--baseline", str(tmp_path / "missing.json")]) == 2
     assert "baseline not found" in capsys.readouterr().err
+
+
+FANOUT = """\
+name: fanout
+sources: {{spans: {{kind: traces, path: "{path}"}}}}
+stages:
+  - {{name: a, traces: {{source: spans, service: a}}}}
+  - {{name: b, upstream: a, traces: {{source: spans, service: b}}}}
+  - {{name: c, upstream: a, traces: {{source: spans, service: c}}}}
+  - {{name: d, upstream: [b, c], traces: {{source: spans, service: d}}}}
+"""
+
+
+def _fanout_otlp(tmp: Path, n: int = 800) -> Path:
+    """``n`` items by the real SDK: a hands each to b (3 ms) and c (20 ms, 5% of items +200 ms)
+    in parallel; d starts 1 ms after the later of the two."""
+    exporter = InMemorySpanExporter()
+    tracers = {}
+    for svc in "abcd":
+        p = TracerProvider(resource=Resource.create({"service.name": svc}))
+        p.add_span_processor(SimpleSpanProcessor(exporter))
+        tracers[svc] = p.get_tracer("test")
+    rng = np.random.default_rng(9)
+    for i in range(n):
+        t = T0 + i * 50 * MS
+        a = tracers["a"].start_span("hand out", kind=SpanKind.SERVER, start_time=t)
+        a.end(t + 2 * MS)
+        ctx = trace.set_span_in_context(a)
+        b0, c0 = t + int((3 + rng.random()) * MS), t + int((3 + rng.random()) * MS)
+        b_end = b0 + int((3 + (rng.random() < 0.02) * 10) * MS)
+        c_end = c0 + int((20 + (rng.random() < 0.05) * 200) * MS)
+        tracers["b"].start_span("b", ctx, SpanKind.CONSUMER, start_time=b0).end(b_end)
+        tracers["c"].start_span("c", ctx, SpanKind.CONSUMER, start_time=c0).end(c_end)
+        d0 = max(b_end, c_end) + MS
+        tracers["d"].start_span("d", ctx, SpanKind.CONSUMER, start_time=d0).end(d0 + 2 * MS)
+    path = tmp / "fanout.binpb"
+    path.write_bytes(encode_spans(exporter.get_finished_spans()).SerializeToString())
+    return path
+
+
+def test_cli_a_fan_out_is_attributed_to_the_slow_branch_only(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "stream.yaml"
+    spec.write_text(FANOUT.format(path=_fanout_otlp(tmp_path)))
+    args = ["-c", str(spec), "--until", str(UNTIL), "--window", "1h"]
+    assert main(["explain", *args, "--part", "lead", "--percentile", "95", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["kind"] for e in doc["explanations"]] == ["attributes", "critical_path"]
+    cp = doc["explanations"][1]
+    assert cp["percentile"] == "p95" and cp["tail_items"] >= 40
+    on = {(s["stage"], s["part"]): s for s in cp["shares"]}
+    assert on[("b", "wait")]["share"] == on[("b", "process")]["share"] == on[("b", "wait")]["on_path"] == 0.0
+    assert cp["shares"][0]["stage"] == "c" and on[("c", "process")]["share"] > 0.8
+    by = {x["upstream"]: x for x in cp["branches"]}
+    assert (by["c"]["share"], by["b"]["decided"]) == (1.0, 0)
+    assert cp["paths"][0]["stages"] == ["a", "c", "d"]
+    main(["map", *args, "--format", "json", "--no-progress"])
+    report = json.loads(capsys.readouterr().out)
+    (mapped,) = [e for e in report["explanations"] if e["kind"] == "critical_path"]
+    assert {x["upstream"]: x["decided"] for x in mapped["branches"]}["b"] == 0
+    assert main(["explain", *args, "--part", "lead"]) == 0
+    assert "at d: c arrived last" in capsys.readouterr().out
