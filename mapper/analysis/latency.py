@@ -281,6 +281,19 @@ def example_thresholds_for(spec: StreamSpec, given: MapInput) -> dict[tuple[str,
     return _map_thresholds(spec, shape.stages, shape.end_to_end, shape.path, given.traces)
 
 
+def explain_targets_for(spec: StreamSpec, given: MapInput) -> list[tuple[str, str, float, float | None]]:
+    """What :func:`analyse` explains from the traces' attributes for the map of ``given``,
+    with each tail's threshold, ``(target, part, q, low)``, without the rest of the map: what
+    a partitioned analysis's partitions count for."""
+    if given.traces is None:
+        return []
+    shape = _shape(spec, given)
+    b = find_bottleneck(shape.stages, shape.q_rank)
+    thresholds = _map_thresholds(spec, shape.stages, shape.end_to_end, shape.path, given.traces)
+    return [(t, p, shape.q_rank, th.low if (th := thresholds.get((t, p, shape.q_rank))) is not None else None)
+            for t, p in explained_targets(spec, given.traces, b.stage if b is not None else None, shape.path)]
+
+
 def _stage_results(spec: StreamSpec, given: MapInput) -> tuple[list[StageResult], list[Check]]:
     checks: list[Check] = []
     stage_results: list[StageResult] = []

@@ -50,7 +50,8 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
     measured in benchmarks/explain_read.py), or not at all (False: ``--no-explain``); the
     bottleneck's label slices are asked for unless False."""
     made = Sources(spec, collectors)
-    lm = analyse_gathered(spec, window, gather(spec, window, progress, made, attributes=explain is True),
+    lm = analyse_gathered(spec, window, gather(spec, window, progress, made, attributes=explain is True,
+                                                 explain=explain is not False),
                           explain is not False)
     if explain is not False:
         lm = with_slices(lm, made)

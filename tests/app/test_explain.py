@@ -4,6 +4,7 @@ the CLI), the report's ``explanations`` and a pinned report as the baseline."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -224,3 +225,37 @@ def test_cli_a_fan_out_is_attributed_to_the_slow_branch_only(tmp_path: Path,
     assert {x["upstream"]: x["decided"] for x in mapped["branches"]}["b"] == 0
     assert main(["explain", *args, "--part", "lead"]) == 0
     assert "at d: c arrived last" in capsys.readouterr().out
+
+
+def test_partitioned_explanations_equal_in_memory(tmp_path: Path) -> None:
+    """A spool of the chain whose risk host is in the ``service.instance.id`` column, mapped
+    whole and with ``memory_budget: 0`` in 2+ partitions: the same explanations (counts added
+    over partitions, the tail from the merged distribution), the slow instance first."""
+    from collectors.spool.store import Spool
+
+    batch = chain(1500)
+    host = batch.attributes.column("host.name", "resource") if batch.attributes is not None else None
+    assert host is not None
+    batch = dataclasses.replace(batch, instance=np.asarray(host, dtype=object), attributes=None)
+    root = tmp_path / "spool"
+    with Spool(root, compact=False) as s:
+        s.append(batch)
+    maps = {}
+    for name, engine in (("memory", "{kind: local}"), ("merged", "{kind: local, partition_spans: 2000, memory_budget: 0}")):
+        spec = loads_spec(SPEC.format(path=root) + f"engine: {engine}\n")
+        maps[name] = json.loads(dumps(to_json(build_map(spec, Window(UNTIL - 3600, UNTIL)))))
+    assert "traces-partitioned" in [c["code"] for c in maps["merged"]["checks"]]
+
+    def strip(report: dict[str, object]) -> list[dict[str, object]]:
+        out = []
+        for e in report["explanations"]:  # type: ignore[attr-defined]
+            e = {k: v for k, v in e.items() if k != "checks"}
+            e["findings"] = [{k: v for k, v in f.items() if k != "examples"} for f in e["findings"]]
+            e["counts"] = sorted(e["counts"], key=lambda c: (c["stage"], c["scope"], c["key"], c["value"]))
+            out.append(e)
+        return out
+
+    memory, merged = strip(maps["memory"]), strip(maps["merged"])
+    assert merged == memory
+    top = memory[0]["findings"][0]  # type: ignore[index]
+    assert (top["key"], top["value"], top["significant"]) == ("service.instance.id", SLOW_HOST, True)

@@ -118,14 +118,20 @@ def _test(groups: Sequence[Grouped], is_tail: np.ndarray, values: np.ndarray,
     """Every value with a tail item tested and corrected together; the first
     ``opts.max_findings`` as (finding, group index, value code), the number tested, the
     number not listed, and every value's counts."""
-    n_tail, total = int(is_tail.sum()), int(is_tail.size)
-    n_rest = total - n_tail
+    per = [(np.bincount(g.code[is_tail], minlength=len(g.labels)),
+            np.bincount(g.code[~is_tail], minlength=len(g.labels))) for g in groups]
+    return test_counts(groups, per, int(is_tail.sum()), int(is_tail.size - is_tail.sum()), opts)
+
+
+def test_counts(groups: Sequence[Grouped], per: Sequence[tuple[np.ndarray, np.ndarray]], n_tail: int, n_rest: int,
+                opts: Options) -> tuple[list[tuple[Finding, int, int]], int, int, list[ValueCount]]:
+    """:func:`_test` from each group's tail and contrast counts per label (``per``): what
+    partitions add up (:mod:`.merge`)."""
+    total = n_tail + n_rest
     lf = log_factorials(total)
     rows: list[tuple[int, int, int, int, float, str]] = []
     counts: list[ValueCount] = []
-    for gi, g in enumerate(groups):
-        tc = np.bincount(g.code[is_tail], minlength=len(g.labels))
-        rc = np.bincount(g.code[~is_tail], minlength=len(g.labels))
+    for gi, (g, (tc, rc)) in enumerate(zip(groups, per, strict=True)):
         for v in range(len(g.labels)):
             counts.append(ValueCount(g.stage, g.scope, g.key, g.labels[v], int(tc[v]), int(rc[v])))
             if tc[v]:
