@@ -12,7 +12,8 @@ each way ``--repeats`` times, rotated so load on the shared machine hits all ali
 per way the median wall and CPU seconds and peak RSS, and the ratios to ``--no-explain``
 (issue 28: explain adds at most 30% to the map, :data:`TARGET_RATIO`). CPU seconds are the
 steadier figure on a shared machine. What decided ``latmap map``'s default (columns only):
-reading every attribute of a million spans costs about 1.9x the CPU and 2.2x the memory.
+reading every attribute of a million spans costs about 2.1x the CPU and 2.3x the memory
+(the default: 1.06x the CPU, 1.02x the memory).
 
 Usage::
 

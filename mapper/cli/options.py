@@ -42,7 +42,7 @@ explain_option = click.option(
     "--explain/--no-explain", default=None,
     help="Why the tail is slow (report.json explanations): by default from the span fields latmap keeps "
          "(name, status, kind, peer and messaging columns) and the bottleneck's label slices; --explain also "
-         "reads every span and resource attribute (host.name, service.version ...: about 1.8x the CPU and 2x the "
+         "reads every span and resource attribute (host.name, service.version ...: about 2x the CPU and 2.3x the "
          "memory of the map over a million spans); --no-explain computes none.")
 
 engine_option = click.option(

@@ -241,7 +241,8 @@ def test_partitioned_explanations_equal_in_memory(tmp_path: Path) -> None:
     with Spool(root, compact=False) as s:
         s.append(batch)
     maps = {}
-    for name, engine in (("memory", "{kind: local}"), ("merged", "{kind: local, partition_spans: 2000, memory_budget: 0}")):
+    for name, engine in (("memory", "{kind: local}"),
+                         ("merged", "{kind: local, partition_spans: 2000, memory_budget: 0}")):
         spec = loads_spec(SPEC.format(path=root) + f"engine: {engine}\n")
         maps[name] = json.loads(dumps(to_json(build_map(spec, Window(UNTIL - 3600, UNTIL)))))
     assert "traces-partitioned" in [c["code"] for c in maps["merged"]["checks"]]
