@@ -37,7 +37,7 @@ MEDIAN_BAND = (0.45, 0.55)
 FEW_TAIL_ITEMS = 10
 
 
-def _check(target: str, part: str, code: str, message: str) -> Check:
+def explain_check(target: str, part: str, code: str, message: str) -> Check:
     stage = None if target == END_TO_END else target
     return Check("info", code, message, stage, None if part in ("hop", "lead") else part)
 
@@ -51,11 +51,11 @@ def explain(table: TraceTable, target: str, part: str, q: float, low: float | No
     what = f"{'lead time' if part == 'lead' else f'{target} {part}'} {percentile_label(q)}"
     empty = Explanation(KIND_ATTRIBUTES, target, part, q, contrast, low, 0, 0, alpha=opts.alpha)
     if table.spans is None or "span_row" not in table.frame:
-        return _with(empty, _check(target, part, "explain-no-attributes",
+        return _with(empty, explain_check(target, part, "explain-no-attributes",
                                    f"{what}: the traces were not kept with their spans: no attribute to compare"))
     pv = part_values(table, target, part, item_starts(table))
     if pv is None or low is None:
-        return _with(empty, _check(target, part, "explain-no-tail",
+        return _with(empty, explain_check(target, part, "explain-no-tail",
                                    f"{what}: the data cannot support the percentile: no tail to explain"))
     tail = pv.value >= low
     if contrast == "median":
@@ -71,7 +71,7 @@ def explain(table: TraceTable, target: str, part: str, q: float, low: float | No
     left: dict[str, list[str]] = {}
     counts: list[ValueCount] = []
     for stage in stages:
-        rows = _rows_of(table, stage, items)
+        rows = rows_of(table, stage, items)
         for raw in read(table.spans, rows, stage):
             got = group(raw, opts)
             name = raw.key if part != "lead" else f"{stage}: {raw.key}"
@@ -86,7 +86,7 @@ def explain(table: TraceTable, target: str, part: str, q: float, low: float | No
     findings = _with_examples(table, found, items, values, is_tail, pv.start[keep], groups, opts)
     checks = []
     if n_tail < FEW_TAIL_ITEMS:
-        checks.append(_check(target, part, "explain-few-tail-items",
+        checks.append(explain_check(target, part, "explain-few-tail-items",
                              f"{what}: {n_tail} tail item(s): too few for any attribute to stand out"))
     grouped: dict[str, list[str]] = {}
     for g in groups:
@@ -103,7 +103,7 @@ def _with(e: Explanation, check: Check) -> Explanation:
                        alpha=e.alpha, checks=(*e.checks, check))
 
 
-def _rows_of(table: TraceTable, stage: str, items: np.ndarray) -> np.ndarray:
+def rows_of(table: TraceTable, stage: str, items: np.ndarray) -> np.ndarray:
     """The batch row of each item's first span at ``stage`` (-1: none)."""
     f = table.stage_frame(stage)
     codes = f["trace"].to_numpy()
@@ -202,7 +202,7 @@ def against(current: Explanation, baseline: Sequence[ValueCount], baseline_tail:
     found.sort(key=lambda f: (f.q_value, -(f.lift if f.lift is not None else np.inf), f.stage, f.key, f.value))
     checks = list(current.checks)
     if n0 < FEW_TAIL_ITEMS:
-        checks.append(_check(current.target, current.part, "explain-few-tail-items",
+        checks.append(explain_check(current.target, current.part, "explain-few-tail-items",
                              f"{versus}: {n0} tail item(s) in the baseline: too few to compare with"))
     return Explanation(current.kind, current.target, current.part, current.percentile, "baseline",
                        current.threshold, n1, n0, len(rows), opts.alpha, tuple(found[:opts.max_findings]),
@@ -217,5 +217,5 @@ def not_explained(target: str, part: str, q: float, why: str) -> Explanation:
     analysed partition by partition: no per-item attributes in memory)."""
     what = f"{'lead time' if part == 'lead' else f'{target} {part}'} {percentile_label(q)}"
     return Explanation(KIND_ATTRIBUTES, target, part, q, "rest", None, 0, 0,
-                       checks=(_check(target, part, "explain-not-computed",
+                       checks=(explain_check(target, part, "explain-not-computed",
                                       f"{what}: the tail is not explained by attributes: {why}"),))

@@ -24,7 +24,7 @@ import numpy as np
 
 from mapper.analysis.examples import item_starts, part_values
 from mapper.analysis.explain.attributes import Grouped, Options, Raw, group, read
-from mapper.analysis.explain.compare import FEW_TAIL_ITEMS, _check, _rows_of, test_counts
+from mapper.analysis.explain.compare import FEW_TAIL_ITEMS, explain_check, rows_of, test_counts
 from mapper.analysis.explain.model import KIND_ATTRIBUTES, Explanation, ValueCount
 from mapper.analysis.traces import TraceTable
 from mapper.core.distribution import percentile_label
@@ -62,7 +62,7 @@ def partition_counts(table: TraceTable, targets: Sequence[Target]) -> list[Count
         stages = table.stages if part == "lead" else (target,)
         assert c.values is not None
         for stage in stages:
-            rows = _rows_of(table, stage, pv.item)
+            rows = rows_of(table, stage, pv.item)
             for raw in read(spans, rows, stage):
                 code = raw.code
                 n = raw.uniques.size
@@ -116,7 +116,7 @@ def explain_counts(target: Target, counts: Counts, opts: Options | None = None) 
     n_tail, n_rest = counts.tail, counts.rest
     if low is None or n_tail + n_rest == 0:
         return Explanation(KIND_ATTRIBUTES, name, part, q, "rest", low, 0, 0, alpha=opts.alpha,
-                           checks=(_check(name, part, "explain-no-tail",
+                           checks=(explain_check(name, part, "explain-no-tail",
                                           f"{what}: the data cannot support the percentile: no tail to explain"),))
     is_tail = np.r_[np.ones(n_tail, bool), np.zeros(n_rest, bool)]
     groups: list[Grouped] = []
@@ -137,11 +137,11 @@ def explain_counts(target: Target, counts: Counts, opts: Options | None = None) 
         n = len(got.labels)
         per.append((np.bincount(got.code[is_tail], minlength=n), np.bincount(got.code[~is_tail], minlength=n)))
     found, tested, more, value_counts = test_counts(groups, per, n_tail, n_rest, opts)
-    checks = [_check(name, part, "explain-partitioned",
+    checks = [explain_check(name, part, "explain-partitioned",
                      f"{what}: counted partition by partition and added (engine.memory_budget): the findings are "
                      "the in-memory ones, without example traces")]
     if n_tail < FEW_TAIL_ITEMS:
-        checks.append(_check(name, part, "explain-few-tail-items",
+        checks.append(explain_check(name, part, "explain-few-tail-items",
                              f"{what}: {n_tail} tail item(s): too few for any attribute to stand out"))
     grouped: dict[str, list[str]] = {}
     for g in groups:
