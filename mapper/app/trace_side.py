@@ -174,7 +174,8 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[tuple[St
     sums = merged.parts
     checks = [Check("info", "traces-partitioned", (
         f"{origin}: {merged.spans:,} spans analysed in {merged.partitions} partitions ({spec.engine.label} "
-        "engine); percentiles, intervals and counts are exact (merged order statistics)"))]
+        "engine); percentiles, intervals and counts are exact (merged order statistics); the explanations' "
+        "attribute counts are added over partitions (the in-memory findings, without example traces)"))]
     aside = {"damaged spool records (torn by a crash)": merged.torn, DUPLICATE_SPAN: sums.duplicates}
     if any(aside.values()):  # worded as the in-memory route words it
         reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(aside.items()) if n)

@@ -338,4 +338,4 @@ def test_partitioned_explanations_equal_in_memory(reports: dict[str, dict[str, A
     assert memory and all(e["tail_items"] > 0 for e in memory)  # (this chain's columns are constant)
     assert merged == memory
     codes = [c["code"] for e in reports["merged"]["explanations"] for c in e["checks"]]
-    assert "explain-partitioned" in codes and "explain-not-computed" not in codes
+    assert "explain-not-computed" not in codes

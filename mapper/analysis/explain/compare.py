@@ -94,8 +94,14 @@ def explain(table: TraceTable, target: str, part: str, q: float, low: float | No
             grouped.setdefault(reason, []).append(g.key if part != "lead" else f"{g.stage}: {g.key}")
     return Explanation(KIND_ATTRIBUTES, target, part, q, contrast, low, n_tail, n_rest, tested, opts.alpha,
                        findings, more, {k: tuple(sorted(v)) for k, v in sorted(left.items())},
-                       {k: tuple(sorted(v)) for k, v in sorted(grouped.items())}, (*counts, *counts_t),
+                       {k: tuple(sorted(v)) for k, v in sorted(grouped.items())}, in_order((*counts, *counts_t)),
                        checks=tuple(checks))
+
+
+def in_order(counts: Sequence[ValueCount]) -> tuple[ValueCount, ...]:
+    """Counts by stage, scope, key and value: one order whatever made them (in memory, or
+    added over partitions)."""
+    return tuple(sorted(counts, key=lambda c: (c.stage, c.scope, c.key, c.value)))
 
 
 def _with(e: Explanation, check: Check) -> Explanation:
