@@ -155,7 +155,7 @@ def _explain_map(lm: LatencyMap, target: str, part: str, q: float, contrast: str
     items = traces.items()
     if items is None:  # the map's own explanations were counted over the partitions
         made = [e for e in lm.explanations if isinstance(e, Explanation) and (e.target, e.part) == (target, part)
-                and e.percentile == q and e.contrast == contrast and e.tested]
+                and e.percentile == q and e.contrast == contrast]
         return made[0] if made else not_explained(
             target, part, q, "the traces were analysed partition by partition (a window over "
             "engine.memory_budget), which explains the bottleneck's hop and the lead time at the ranking "
