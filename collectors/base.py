@@ -61,7 +61,7 @@ class SourceBase:
                   where: str) -> tuple[list[ExemplarPoint], list[Check]]:
         self._refuse("exemplars")
 
-    def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
+    def spans(self, window: Window, services: Sequence[str] = (), attributes: bool = False) -> LoadedSpans:
         self._refuse("spans")
 
     def counter_increase(self, metric: FlowMetric, window: Window) -> CounterRead:

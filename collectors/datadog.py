@@ -97,7 +97,8 @@ class DatadogCollector(SourceBase):
         raise SourceError(f"{measurement.place}: a Datadog source reads distribution or histogram, "
                           f"not {measurement.kind}")
 
-    def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
+    def spans(self, window: Window, services: Sequence[str] = (), attributes: bool = False) -> LoadedSpans:
+        # Datadog's spans carry their tags as columns only: ``attributes`` is not given here.
         return load_datadog_spans(self.spec, window, services, client=self.client)
 
     # ------------------------------------------------------------------ distributions

@@ -30,11 +30,14 @@ def is_spool(path: Path) -> bool:
     return path.is_dir() and bool(looks_like_spool(path))
 
 
-def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
+def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = (),
+               attributes: bool = False) -> LoadedSpans:
     """The source's spans that start inside ``window``, deduplicated.
 
     ``services`` narrows what a remote source (Datadog APM) is asked for; local files and the
-    spool are read whole.
+    spool are read whole. ``attributes``: keep every span and resource attribute
+    (:attr:`SpanBatch.attributes`, what ``latmap explain`` compares); without, they are let
+    go as each record is decoded.
     """
     if source.kind == "datadog":
         return load_datadog_spans(source, window, services)
@@ -48,7 +51,8 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ())
     set_aside: Counter[str] = Counter()
     spool = is_spool(path)
     if spool:
-        read = scan_spool(path, start_ns=start_ns + 1, end_ns=end_ns)  # (start, end], as in_window
+        # (start, end], as in_window
+        read = scan_spool(path, start_ns=start_ns + 1, end_ns=end_ns, with_attributes=attributes)
         batch = read.batch
         if read.torn_records:
             set_aside["damaged spool records (torn by a crash)"] += read.torn_records
@@ -58,7 +62,7 @@ def load_spans(source: SourceSpec, window: Window, services: Sequence[str] = ())
         damaged = (*read.damaged_segments, *(f"{WAL_DIR}/{QUARANTINE_DIR}/{n}" for n in read.quarantined))
     else:
         parts = []
-        for decoded in read_trace_files(path):
+        for decoded in read_trace_files(path, with_attributes=attributes):
             parts.append(decoded.batch)
             set_aside.update(decoded.rejected)
         batch = SpanBatch.concat(parts)
@@ -80,8 +84,8 @@ class TraceFiles(SourceBase):
         self._partitioned = bool(path) and (is_url(path) or is_spool(Path(path)))
         self.gives: frozenset[Give] = frozenset({"spans", "partitions"} if self._partitioned else {"spans"})
 
-    def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
-        return load_spans(self.spec, window, services)
+    def spans(self, window: Window, services: Sequence[str] = (), attributes: bool = False) -> LoadedSpans:
+        return load_spans(self.spec, window, services, attributes)
 
     @property
     def partitioned(self) -> str | None:

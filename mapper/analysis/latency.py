@@ -12,9 +12,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mapper.analysis.critical_path import critical_path, upstreams
 from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import END_TO_END, MEDIAN, Examples, Threshold, choose
 from mapper.analysis.explain import Explanation, explain, not_explained
+from mapper.analysis.explain.kinds import AnyExplanation, has_join
 from mapper.analysis.flow_checks import assemble_flow, flow_checks, new_checks
 from mapper.analysis.flow_metrics import metered_flow, wants_metered_flow
 from mapper.analysis.flow_model import StageFlow
@@ -163,6 +165,11 @@ class MapInput:
     items_completed: float | None = None
     #: The stages' flow metrics as gathered (errors, retries, inventory gauges).
     flow_reads: FlowReads | None = None
+    #: Whether to explain the tail (``latmap map --no-explain``: not, and no attribute read).
+    explain: bool = True
+    #: A partitioned analysis's explanations (merged from the partitions' counts; None: the
+    #: map makes them from the per-item table, or there is none to make).
+    explained: Sequence[Explanation] | None = None
 
     def lead_time(self) -> Distribution | None:
         """The per-item lead time: given, or the traces' own."""
@@ -226,25 +233,42 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
     return LatencyMap(spec, window, shape.stages, hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments, examples,
                       given.measured_lead, shape.computed if shape.lead_measured else None, stream_flow,
-                      explanations=_explanations(spec, shape, bottleneck, traces))
+                      explanations=_explanations(spec, shape, bottleneck, given) if given.explain else ())
+
+
+def explained_targets(spec: StreamSpec, traces: TraceEvidence, bottleneck: str | None,
+                      path: Sequence[str]) -> list[tuple[str, str]]:
+    """What a map explains from the traces' attributes: the bottleneck's hop (when traced)
+    and the lead time (when every stage of the path is)."""
+    wanted = [(bottleneck, "hop")] if bottleneck is not None and bottleneck in traces.stages else []
+    if all(n in traces.stages for n in path):
+        wanted.append((END_TO_END, "lead"))
+    return wanted
 
 
 def _explanations(spec: StreamSpec, shape: _Shape, bottleneck: Bottleneck | None,
-                  traces: TraceEvidence | None) -> tuple[Explanation, ...]:
+                  given: MapInput) -> tuple[AnyExplanation, ...]:
     """Why the tail is slow, from the traces' attributes, for the bottleneck's hop and the
-    lead time at the ranking percentile (only what the traces measure)."""
+    lead time at the ranking percentile (only what the traces measure; a partitioned
+    analysis's as merged); then the critical path of a stream with a join."""
+    traces = given.traces
     if traces is None:
         return ()
     q = shape.q_rank
-    thresholds = _map_thresholds(spec, shape.stages, shape.end_to_end, shape.path, traces)
-    wanted = [(bottleneck.stage, "hop")] if bottleneck is not None and bottleneck.stage in traces.stages else []
-    if all(n in traces.stages for n in shape.path):
-        wanted.append((END_TO_END, "lead"))
+    wanted = explained_targets(spec, traces, bottleneck.stage if bottleneck is not None else None, shape.path)
     items = traces.items()
     if items is None:
-        return tuple(not_explained(t, p, q, "the traces were analysed partition by partition") for t, p in wanted)
-    return tuple(explain(items, t, p, q, t_.low if (t_ := thresholds.get((t, p, q))) is not None else None)
-                 for t, p in wanted)
+        merged = {(e.target, e.part): e for e in given.explained or ()}
+        return tuple(merged.get((t, p)) or not_explained(t, p, q, "the traces were analysed partition by partition")
+                     for t, p in wanted)
+    thresholds = _map_thresholds(spec, shape.stages, shape.end_to_end, shape.path, traces)
+    out: list[AnyExplanation] = [
+        explain(items, t, p, q, t_.low if (t_ := thresholds.get((t, p, q))) is not None else None)
+        for t, p in wanted]
+    ups = upstreams(spec.stages)
+    if has_join(ups) and all(s.name in traces.stages for s in spec.stages):
+        out.append(critical_path(items, ups, q))
+    return tuple(out)
 
 
 def example_thresholds_for(spec: StreamSpec, given: MapInput) -> dict[tuple[str, str, float], Threshold]:
@@ -255,6 +279,19 @@ def example_thresholds_for(spec: StreamSpec, given: MapInput) -> dict[tuple[str,
         return {}
     shape = _shape(spec, given)
     return _map_thresholds(spec, shape.stages, shape.end_to_end, shape.path, given.traces)
+
+
+def explain_targets_for(spec: StreamSpec, given: MapInput) -> list[tuple[str, str, float, float | None]]:
+    """What :func:`analyse` explains from the traces' attributes for the map of ``given``,
+    with each tail's threshold, ``(target, part, q, low)``, without the rest of the map: what
+    a partitioned analysis's partitions count for."""
+    if given.traces is None:
+        return []
+    shape = _shape(spec, given)
+    b = find_bottleneck(shape.stages, shape.q_rank)
+    thresholds = _map_thresholds(spec, shape.stages, shape.end_to_end, shape.path, given.traces)
+    return [(t, p, shape.q_rank, th.low if (th := thresholds.get((t, p, shape.q_rank))) is not None else None)
+            for t, p in explained_targets(spec, given.traces, b.stage if b is not None else None, shape.path)]
 
 
 def _stage_results(spec: StreamSpec, given: MapInput) -> tuple[list[StageResult], list[Check]]:

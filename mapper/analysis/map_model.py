@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from mapper.analysis.evidence import TraceEvidence
 from mapper.analysis.examples import Examples
-from mapper.analysis.explain.model import Explanation
+from mapper.analysis.explain.kinds import AnyExplanation
 from mapper.analysis.flow_model import StreamFlow
 from mapper.analysis.segments import SegmentReport
 from mapper.core.distribution import Distribution, Estimate
@@ -116,8 +116,10 @@ class LatencyMap:
     #: computed, e.g. no traces and no flow metrics).
     flow: StreamFlow | None = None
     #: Why the tail is slow (:mod:`mapper.analysis.explain`): for the bottleneck's hop and the
-    #: lead time at the ranking percentile, from the traces' attributes (empty: no traces).
-    explanations: tuple[Explanation, ...] = ()
+    #: lead time at the ranking percentile, from the traces' attributes; the critical path of a
+    #: stream with a join; the bottleneck's label slices when a metric histogram measures it
+    #: (empty: no traces and no histogram, or the map was asked without explanations).
+    explanations: tuple[AnyExplanation, ...] = ()
 
     @property
     def broken(self) -> bool:

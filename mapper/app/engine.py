@@ -48,6 +48,8 @@ from mapper.analysis.budgets import hop_quantile
 from mapper.analysis.evidence import OnePathMeans, PathMeansSource
 from mapper.analysis.examples import Examples, Threshold, merge
 from mapper.analysis.examples import Key as ExampleKey
+from mapper.analysis.explain import Explanation
+from mapper.analysis.explain.merge import Target, add_counts, explain_counts
 from mapper.analysis.merge import (
     MergedSamples,
     Summary,
@@ -80,6 +82,7 @@ from mapper.app.partition_tasks import (
     FileIds,
     Key,
     ids_of_file,
+    pass_five,
     pass_four,
     pass_one,
     pass_three,
@@ -126,6 +129,8 @@ class Merged:
     replays: Mapping[Any, MergedSamples] = field(default_factory=dict)
     #: The example items, merged from every partition's proposals (pass 4), when asked for.
     examples: Examples | None = None
+    #: The attributes explanations, from every partition's counts added (pass 5), when asked for.
+    explained: tuple[Explanation, ...] | None = None
 
     @property
     def unread(self) -> tuple[str, ...]:
@@ -196,13 +201,15 @@ def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpe
                         matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
                         qs: Sequence[float], client: Any = None,
                         item_path: Sequence[str] | None = None, segments: SamplePlan | None = None,
-                        replay: bool = False, examples: ExampleRequest | None = None) -> Merged | None:
+                        replay: bool = False, examples: ExampleRequest | None = None,
+                        explain: Callable[[Merged], Sequence[Target]] | None = None) -> Merged | None:
     """The merged analysis of a spool's spans that start in ``(start_ns, end_ns]``, or None
     when they fit ``engine.memory_budget`` (at :data:`BYTES_PER_SPAN`): analyse them whole.
     With ``segments``: the traced parts' segments too (:func:`merge_segments`); with an
     ``item_path`` or ``replay`` (every stage from traces): the what-if trace replay of any
     changes of any path, on demand (:class:`Replays`); with ``examples``, a fourth pass gives
-    ``Merged.examples``."""
+    ``Merged.examples``; with ``explain`` (the targets and thresholds to explain, of the merged
+    distributions), a fifth gives ``Merged.explained``."""
     files = spool_files(path, start_ns + 1, end_ns)
     own_client = None
     if engine.kind == "dask" and client is None:
@@ -210,7 +217,7 @@ def analyse_partitioned(path: str, start_ns: int, end_ns: int, engine: EngineSpe
     run = _dask_map(client) if engine.kind == "dask" else _local_map
     try:
         return _run(files, start_ns + 1, end_ns, engine, matches, upstream, qs, run, item_path, segments, replay,
-                    examples)
+                    examples, explain)
     finally:
         if own_client is not None:
             own_client.close()
@@ -236,7 +243,8 @@ def most_spans(files: SpoolFiles) -> int:
 def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Sequence[StageMatch],
          upstream: Mapping[str, str | None], qs: Sequence[float], run: Mapper,
          item_path: Sequence[str] | None = None, plan: SamplePlan | None = None,
-         replay_all: bool = False, examples: ExampleRequest | None = None) -> Merged | None:
+         replay_all: bool = False, examples: ExampleRequest | None = None,
+         explain: Callable[[Merged], Sequence[Target]] | None = None) -> Merged | None:
     if engine.memory_budget >= 0 and most_spans(files) * BYTES_PER_SPAN <= engine.memory_budget:
         return None
     ids: list[FileIds] = run(ids_of_file, [(f, lo, hi) for f in files.files])
@@ -277,14 +285,17 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
                                qs, base) if replay else {}
         if keep_frame and means is None:
             means = keep_frames(scratch, [p for p, (_, sm) in enumerate(first) if sm], base)
-        chosen = _examples(examples, Merged(dists, sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
-                                            0, (), (), means),
-                           [pv.starts for pv, _ in first], scratch, matches, upstream, run)
+        partial = Merged(dists, sum_parts([pv for pv, _ in first], n_parts), n_parts, spans, 0, (), (), means)
+        chosen = _examples(examples, partial, [pv.starts for pv, _ in first], scratch, matches, upstream, run)
+        targets = list(explain(partial)) if explain is not None else []
+        counts = add_counts(run(pass_five, [(scratch, p, matches, upstream, targets) for p in range(n_parts)]),
+                            len(targets)) if targets else []
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Merged(dists, sum_parts([pv for pv, _ in first], n_parts), n_parts, spans,
                   sum(i.torn for i in ids), tuple(Path(i.name).name for i in ids if i.damaged), files.quarantined,
-                  means, segments, replays, chosen)
+                  means, segments, replays, chosen,
+                  tuple(map(explain_counts, targets, counts)) if explain is not None else None)
 
 
 def _examples(request: ExampleRequest | None, merged: Merged, starts: Sequence[tuple[float, float] | None],

@@ -8,6 +8,12 @@ percentile added to the spec's); the explanation compares the tail's items with 
 (:mod:`mapper.analysis.explain`). ``baseline`` (a pinned report.json whose ``explanations``
 hold the same target, part and percentile) or ``versus`` (the same hours ``versus`` seconds
 earlier, mapped in this run) add the comparison with the baseline's tail.
+
+Beside the attributes: when a metric measures the part (a Prometheus histogram), its
+``slices`` by label (:func:`~mapper.app.explain_metrics.explain_slices_for`, through the
+map's own sources; ``versus`` compares them with the earlier window too); when the stream
+has a join (a stage with several upstreams) and traces, the ``critical_path`` of the items
+at the percentile.
 """
 
 from __future__ import annotations
@@ -18,11 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mapper.analysis.baseline import load_baseline
+from mapper.analysis.critical_path import critical_path, upstreams
 from mapper.analysis.examples import END_TO_END, EXAMPLE_PARTS
 from mapper.analysis.explain import CONTRASTS, KIND_ATTRIBUTES, Explanation, Options, ValueCount, against, explain
 from mapper.analysis.explain.compare import not_explained
+from mapper.analysis.explain.kinds import AnyExplanation, has_join
 from mapper.analysis.latency import LatencyMap, example_thresholds
+from mapper.analysis.slices import SlicesExplanation
 from mapper.app import pipeline
+from mapper.app.explain_metrics import earlier, explain_slices_for, part_measurement
+from mapper.app.gather import Sources
 from mapper.app.request import MapRequest, requested_spec
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import format_duration, format_time
@@ -32,7 +43,7 @@ from mapper.core.source import Source
 from mapper.core.spec import StreamSpec
 from mapper.render.explain import explanations_json
 
-__all__ = ["ExplainRequest", "ExplainResult", "Options", "explanations_doc", "run_explain"]
+__all__ = ["ExplainRequest", "ExplainResult", "Options", "changed", "explanations_doc", "run_explain"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +68,10 @@ class ExplainRequest:
 @dataclass(frozen=True)
 class ExplainResult:
     """The explanations (this one's ``attributes`` first, then the baseline comparison when
-    asked; other kinds, ``slices`` and ``critical_path``, join the same list), the spec
-    (overrides applied) and the window."""
+    asked, then the ``slices`` of a metric-measured part and the ``critical_path`` of a
+    stream with a join), the spec (overrides applied) and the window."""
 
-    explanations: tuple[Explanation, ...]
+    explanations: tuple[AnyExplanation, ...]
     spec: StreamSpec
     window: Window
 
@@ -96,18 +107,41 @@ def run_explain(req: ExplainRequest) -> ExplainResult:
     old = _baseline_counts(req.baseline, spec.name, target, req.part, q) if req.baseline else None
     request = dataclasses.replace(req.map, spec=spec)
     window = pipeline.window_for(spec, request.length, request.until)
-    lm = pipeline.build_map(spec, window, request.progress, req.collectors)
-    now = _explain_map(lm, target, req.part, q, req.contrast, req.options)
-    out = [now]
-    if old is not None:
-        out.append(against(now, old[0], old[1], f"baseline {req.baseline}", req.options, old[2]))
-    elif req.versus is not None:
-        before = Window(window.start - req.versus, window.end - req.versus)
-        then = _explain_map(pipeline.build_map(spec, before, request.progress, req.collectors), target,
-                            req.part, q, req.contrast, req.options)
-        out.append(against(now, then.counts, then.tail_items,
-                           f"the same hours {format_duration(req.versus)} earlier", req.options, then.left_out))
+    made = Sources(spec, req.collectors)
+    lm = pipeline.build_map(spec, window, request.progress, made)
+    measured = part_measurement(spec, req.stage or "", req.part) if req.part in ("wait", "process", "lead") else None
+    traced = lm.traces is not None and (target == END_TO_END or target in lm.traces.stages)
+    out: list[AnyExplanation] = []
+    if traced or measured is None:
+        now = _explain_map(lm, target, req.part, q, req.contrast, req.options)
+        out.append(now)
+        if old is not None:
+            out.append(against(now, old[0], old[1], f"baseline {req.baseline}", req.options, old[2]))
+        elif req.versus is not None:
+            before = Window(window.start - req.versus, window.end - req.versus)
+            then = _explain_map(pipeline.build_map(spec, before, request.progress, made), target,
+                                req.part, q, req.contrast, req.options)
+            out.append(against(now, then.counts, then.tail_items,
+                               f"the same hours {format_duration(req.versus)} earlier", req.options, then.left_out))
+    if measured is not None:
+        out.append(explain_slices_for(spec, window, req.stage or target, req.part, q,
+                                      earlier(window, req.versus) if req.versus is not None else None, made,
+                                      req.options.max_values))
+    ups = upstreams(spec.stages)
+    items = lm.traces.items() if lm.traces is not None else None
+    if has_join(ups) and items is not None and all(s.name in items.stages for s in spec.stages):
+        out.append(critical_path(items, ups, q))
     return ExplainResult(tuple(out), spec, window)
+
+
+def changed(explanations: tuple[AnyExplanation, ...]) -> int:
+    """What ``--baseline`` or ``--versus`` found changed: attribute values whose share of the
+    tail grew significantly, and label slices now slower than in the earlier window (the
+    command exits 1 when there is any)."""
+    grew = sum(len(e.significant) for e in explanations if isinstance(e, Explanation) and e.contrast == "baseline")
+    slower = sum(len(lc.slower) for e in explanations if isinstance(e, SlicesExplanation) and e.versus is not None
+                 for lc in e.versus.labels)
+    return grew + slower
 
 
 def _explain_map(lm: LatencyMap, target: str, part: str, q: float, contrast: str, opts: Options) -> Explanation:
@@ -119,9 +153,13 @@ def _explain_map(lm: LatencyMap, target: str, part: str, q: float, contrast: str
     if target != END_TO_END and target not in traces.stages:
         return not_explained(target, part, q, f"{target} is not measured from traces")
     items = traces.items()
-    if items is None:
-        return not_explained(target, part, q, "the traces were analysed partition by partition "
-                             "(a window over engine.memory_budget): narrow the window")
+    if items is None:  # the map's own explanations were counted over the partitions
+        made = [e for e in lm.explanations if isinstance(e, Explanation) and (e.target, e.part) == (target, part)
+                and e.percentile == q and e.contrast == contrast]
+        return made[0] if made else not_explained(
+            target, part, q, "the traces were analysed partition by partition (a window over "
+            "engine.memory_budget), which explains the bottleneck's hop and the lead time at the ranking "
+            "percentile against the rest only: narrow the window")
     end = lm.end_to_end if all(n in traces.stages for n in lm.path) else None
     t = example_thresholds((q,), lm.stages, end).get((target, part, q))
     return explain(items, target, part, q, t.low if t is not None else None, contrast, opts)

@@ -69,7 +69,7 @@ def _read(source: Source, m: Measurement, window: Window, labels: Sequence[str]
 
 
 def explain_slices_for(spec: StreamSpec, window: Window, stage: str, part: str, q: float,
-                       versus: Window | None = None, sources: Mapping[str, Source] | None = None,
+                       versus: Window | None = None, sources: Mapping[str, Source] | Sources | None = None,
                        max_values: int = MAX_VALUES) -> SlicesExplanation:
     """The ``slices`` explanation of ``stage``'s ``part`` at percentile ``q`` over ``window``:
     its histogram split by each label with 2..``max_values`` values, each slice against the

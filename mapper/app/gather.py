@@ -38,11 +38,12 @@ Key = tuple[str, str]
 
 
 class Sources:
-    """The map's sources by name, each made on first use (``given`` ones as they are)."""
+    """The map's sources by name, each made on first use (``given`` ones as they are; given
+    another :class:`Sources`, the same ones: what it made and what this one makes)."""
 
-    def __init__(self, spec: StreamSpec, given: Mapping[str, Source] | None = None) -> None:
+    def __init__(self, spec: StreamSpec, given: Mapping[str, Source] | Sources | None = None) -> None:
         self.spec = spec
-        self.made: dict[str, Source] = dict(given or {})
+        self.made: dict[str, Source] = given.made if isinstance(given, Sources) else dict(given or {})
 
     def __getitem__(self, name: str) -> Source:
         if name not in self.made:
@@ -66,13 +67,17 @@ class Gathered:
 
 
 def gather(spec: StreamSpec, window: Window, progress: Progress | None = None,
-           sources: Mapping[str, Source] | None = None) -> Gathered:
+           sources: Mapping[str, Source] | Sources | None = None, attributes: bool = False,
+           explain: bool = True) -> Gathered:
     """Read everything the map of ``spec`` over ``window`` needs. A source error is raised
-    with the stage and part it happened for; data problems come back as checks."""
+    with the stage and part it happened for; data problems come back as checks.
+    ``sources``: sources by name to use (a :class:`Sources`: shared, so a caller asks the
+    same ones again); ``attributes``: read the spans' attributes (for explanations);
+    ``explain``: a partitioned trace side counts attribute values for them."""
     made = Sources(spec, sources)
     metrics = _collect(spec, window, made, progress)
     measured_lead = metrics.pop(END_TO_END, None)
-    traced = _trace_side(spec, window, made, metrics, measured_lead)
+    traced = _trace_side(spec, window, made, metrics, measured_lead, attributes, explain)
     return Gathered(metrics, measured_lead, traced, _segments(spec, window, made, traced),
                     _exemplars(spec, window, made), flow_reads(spec, window, made))
 
@@ -110,7 +115,7 @@ def _collect(spec: StreamSpec, window: Window, made: Sources,
 
 
 def _trace_side(spec: StreamSpec, window: Window, made: Sources, metrics: Mapping[Key, MeasurementResult],
-                measured_lead: MeasurementResult | None) -> Traced:
+                measured_lead: MeasurementResult | None, attributes: bool = False, explain: bool = True) -> Traced:
     traced = [s.traces for s in spec.stages if s.traces is not None]
     if not traced:
         return Traced(None, {}, [], {})
@@ -118,7 +123,7 @@ def _trace_side(spec: StreamSpec, window: Window, made: Sources, metrics: Mappin
         source = made[traced[0].source]
     except SourceError as err:  # e.g. a Datadog key not set
         raise SourceError(f"traces from {traced[0].source!r}: {err}") from err
-    return collect_traces(spec, window, source, metrics, measured_lead)
+    return collect_traces(spec, window, source, metrics, measured_lead, attributes=attributes, explain=explain)
 
 
 def _segments(spec: StreamSpec, window: Window, made: Sources, traced: Traced) -> SegmentData | None:

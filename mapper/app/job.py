@@ -39,4 +39,4 @@ def run_map(request: MapRequest) -> MapResult:
     """
     spec = requested_spec(request)
     window = pipeline.window_for(spec, request.length, request.until)
-    return MapResult(pipeline.build_map(spec, window, request.progress), spec, window)
+    return MapResult(pipeline.build_map(spec, window, request.progress, explain=request.explain), spec, window)

@@ -25,6 +25,7 @@ from collectors.spool.payload import SCHEMA
 from collectors.spool.reader import SpoolError, iter_spool_file, table_to_batch
 from mapper.analysis.examples import Example, Threshold, propose
 from mapper.analysis.examples import Key as ExampleKey
+from mapper.analysis.explain.merge import Counts, Target, partition_counts
 from mapper.analysis.merge import (
     Summary,
     values_in,
@@ -238,6 +239,20 @@ def pass_four(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Map
         return propose(table, thresholds, window, k)
     except Exception as err:  # a partition that fails names itself; the run fails
         raise SourceError(f"partition {p}: examples failed: {type(err).__name__}: {err}") from err
+
+
+def pass_five(scratch: str, p: int, matches: Sequence[StageMatch], upstream: Mapping[str, str | None],
+              targets: Sequence[Target]) -> list[Counts]:
+    """Partition ``p``'s attribute counts of each explained target's tail and rest, against
+    the global thresholds (:func:`~mapper.analysis.explain.merge.partition_counts`): its
+    trace table built again from its spilled rows (the spans are what the counts read)."""
+    try:
+        batch, _ = _partition_batch(scratch, p)
+        if batch is None:
+            return [Counts(values={}) for _ in targets]
+        return partition_counts(build_trace_table(batch, matches, upstream), targets)
+    except Exception as err:  # a partition that fails names itself; the run fails
+        raise SourceError(f"partition {p}: explanation counts failed: {type(err).__name__}: {err}") from err
 
 
 #: The frame columns examples read (``examples.propose``), kept by :func:`_save_table`.

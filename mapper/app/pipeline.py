@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 from mapper.analysis.exemplars import with_exemplars
 from mapper.analysis.latency import LatencyMap, MapInput, analyse
 from mapper.analysis.servicegraph import Edge
 from mapper.analysis.traces import compare
 from mapper.app.draft import draft_check
-from mapper.app.gather import Gathered, Progress, collect, gather, traces_at
+from mapper.app.explain_metrics import explain_slices_for
+from mapper.app.gather import Gathered, Progress, Sources, collect, gather, traces_at
 from mapper.app.plan import measurements
 from mapper.app.reports import write_reports
 from mapper.app.trace_side import source_graph
+from mapper.core.distribution import Distribution
 from mapper.core.durations import format_duration, format_time
 from mapper.core.errors import UsageError
 from mapper.core.model import Check, Window
@@ -39,13 +42,47 @@ def window_for(spec: StreamSpec, length: float | None = None, until: float | Non
 
 
 def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None,
-              collectors: Mapping[str, Source] | None = None) -> LatencyMap:
+              collectors: Mapping[str, Source] | Sources | None = None, explain: bool | None = True) -> LatencyMap:
     """Gather and analyse: the latency map of the stream over the window (``collectors``:
-    sources to use by name instead of making them from the spec)."""
-    return analyse_gathered(spec, window, gather(spec, window, progress, collectors))
+    sources to use by name instead of making them from the spec). ``explain``: explain the
+    tail, with every span and resource attribute read for it (True), from the span fields
+    latmap keeps only (None: what ``latmap map`` does by default, the attributes' cost is
+    measured in benchmarks/explain_read.py), or not at all (False: ``--no-explain``); the
+    bottleneck's label slices are asked for unless False."""
+    made = Sources(spec, collectors)
+    lm = analyse_gathered(spec, window, gather(spec, window, progress, made, attributes=explain is True,
+                                                 explain=explain is not False),
+                          explain is not False)
+    if explain is not False:
+        lm = with_slices(lm, made)
+    return lm
 
 
-def analyse_gathered(spec: StreamSpec, window: Window, g: Gathered) -> LatencyMap:
+def with_slices(lm: LatencyMap, made: Sources) -> LatencyMap:
+    """The map with its bottleneck's label slices among its explanations, when a Prometheus
+    histogram measures a part of the bottleneck stage (the part with the larger
+    percentile, the one whose tail is the hop's)."""
+    b = lm.bottleneck
+    if b is None:
+        return lm
+    stage = next(s for s in lm.stages if s.stage.name == b.stage)
+    parts = [(part, r) for part, r, m in (("wait", stage.wait, stage.stage.wait), ("process", stage.process,
+                                                                                    stage.stage.process))
+             if r is not None and r.distribution is not None and m is not None and m.kind == "histogram"
+             and "slices" in made[m.source].gives]
+    if not parts:
+        return lm
+    part = max(parts, key=lambda pr: _value(pr[1].distribution, b.q))[0]
+    e = explain_slices_for(lm.spec, lm.window, b.stage, part, b.q, sources=made)
+    return replace(lm, explanations=(*lm.explanations, e))
+
+
+def _value(d: Distribution | None, q: float) -> float:
+    v = d.quantile(q).value if d is not None else None
+    return v if v is not None else -1.0
+
+
+def analyse_gathered(spec: StreamSpec, window: Window, g: Gathered, explain: bool = True) -> LatencyMap:
     """The one analysis of a map: the trace side and the metrics (which win where both
     measure a part, compared in checks), the segments, then the exemplars among the examples."""
     tr = g.traced
@@ -64,7 +101,8 @@ def analyse_gathered(spec: StreamSpec, window: Window, g: Gathered) -> LatencyMa
             for stage, part, m in measurements(spec) if spec.sources[m.source].kind == "datadog"]
     lm = analyse(spec, window, MapInput(results, tr.table, checks, tr.totals, g.segments, g.measured_lead,
                                         tr.lead, tr.examples, flow_reads=g.flow, flow_traced=tr.flow,
-                                        items_completed=tr.items_completed))
+                                        items_completed=tr.items_completed, explain=explain,
+                                        explained=tr.explained))
     return with_exemplars(lm, g.exemplars)
 
 

@@ -33,6 +33,9 @@ class MapRequest:
     is where traces are analysed (``local`` or ``dask://host:port``). ``length`` is the
     window's length in seconds (``None``: the spec's), ``until`` its end in unix seconds
     (``None``: now). ``progress`` is called with ``(done, total, label)`` after each query.
+    ``explain``: how far the map explains its tail (``report.json`` ``explanations``): None
+    (the default) from the span fields latmap keeps, True also from every span and resource
+    attribute (read for it: ``--explain``), False not at all (``--no-explain``).
     """
 
     spec: str | Path | StreamSpec
@@ -42,6 +45,7 @@ class MapRequest:
     length: float | None = None
     until: float | None = None
     progress: Progress | None = None
+    explain: bool | None = None
 
 
 def requested_spec(request: MapRequest, *, live: bool = False) -> StreamSpec:

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field, replace
 from mapper.analysis.evidence import MergedTraces, TraceEvidence
 from mapper.analysis.examples import Examples, Threshold
 from mapper.analysis.examples import Key as ExampleKey
+from mapper.analysis.explain import Explanation
+from mapper.analysis.explain.merge import Target
 from mapper.analysis.flow import FlowSums, flow_sums
 from mapper.analysis.flow_checks import traced_flows
 from mapper.analysis.flow_model import StageFlow
-from mapper.analysis.latency import MapInput, example_thresholds_for
+from mapper.analysis.latency import MapInput, example_thresholds_for, explain_targets_for
 from mapper.analysis.partition import LEAD, merged_part_results
 from mapper.analysis.segments import MergedSegment
 from mapper.analysis.servicegraph import Edge, service_graph
@@ -54,6 +56,8 @@ class Traced:
     flow: dict[str, StageFlow] = field(default_factory=dict)
     #: Items that reached the stream's end (the lead time's items; None: no flow).
     items_completed: float | None = None
+    #: Merged from partitions: the map's attribute explanations (None: made from the table).
+    explained: tuple[Explanation, ...] | None = None
 
 
 def _traced(spec: StreamSpec) -> list[tuple[Stage, TraceMatch]]:
@@ -62,12 +66,15 @@ def _traced(spec: StreamSpec) -> list[tuple[Stage, TraceMatch]]:
 
 def collect_traces(spec: StreamSpec, window: Window, source: Source,
                    metrics: Results | None = None, measured_lead: MeasurementResult | None = None,
-                   examples: bool = True) -> Traced:
+                   examples: bool = True, attributes: bool = False, explain: bool = True) -> Traced:
     """The trace side of the spec's map over ``window``, from ``source`` (the source the
     stages' ``traces:`` name). A spool window of more spans than ``engine.memory_budget`` (or a spool given by
     URL) is analysed partition by partition; with ``examples`` its partitions then propose
     examples for the thresholds the map makes of the merged trace side and of ``metrics`` and
-    ``measured_lead`` (the map's metric side, which wins where both measure a part)."""
+    ``measured_lead`` (the map's metric side, which wins where both measure a part).
+    ``attributes``: read every span and resource attribute (what the map's explanations
+    compare; their cost is measured in benchmarks/explain_read.py); ``explain``: partitions
+    count attribute values for the map's explanations (a fifth pass)."""
     staged = _traced(spec)
     if not staged:
         return Traced(None, {}, [], {})
@@ -86,6 +93,12 @@ def collect_traces(spec: StreamSpec, window: Window, source: Source,
                                                          totals=partial.totals, measured_lead=measured_lead,
                                                          lead=partial.lead))
 
+        def targets(m: Merged) -> list[Target]:
+            partial = _from_partitions(spec, spec_source, staged, m)
+            return explain_targets_for(spec, MapInput({**partial.results, **(metrics or {})}, partial.table,
+                                                      totals=partial.totals, measured_lead=measured_lead,
+                                                      lead=partial.lead))
+
         try:
             # A spool given by URL is only read partition by partition, whatever its size.
             engine = replace(spec.engine, memory_budget=-1) if is_url(where) else spec.engine
@@ -93,18 +106,20 @@ def collect_traces(spec: StreamSpec, window: Window, source: Source,
             merged = analyse_partitioned(where, int(window.start * 1e9), int(window.end * 1e9),
                                          engine, matches, upstream, qs, item_path=single_path(spec),
                                          examples=wanted, segments=segment_plan(spec, window, qs),
-                                         replay=all(s.traces is not None for s in spec.stages))
+                                         replay=all(s.traces is not None for s in spec.stages),
+                                         explain=targets if explain else None)
         except SourceError as err:
             raise SourceError(f"traces from {spec_source.name!r}: {err}") from err
         if merged is not None:
             return _from_partitions(spec, spec_source, staged, merged)
-    return _in_memory(spec_source, source, window, staged, matches, upstream)
+    return _in_memory(spec_source, source, window, staged, matches, upstream, attributes)
 
 
 def _in_memory(spec_source: SourceSpec, source: Source, window: Window, staged: list[tuple[Stage, TraceMatch]],
-               matches: list[StageMatch], upstream: dict[str, str | None]) -> Traced:
+               matches: list[StageMatch], upstream: dict[str, str | None], attributes: bool = False) -> Traced:
     try:
-        loaded = source.spans(window, [t.service for _, t in staged])
+        services = [t.service for _, t in staged]
+        loaded = source.spans(window, services, attributes=True) if attributes else source.spans(window, services)
     except SourceError as err:
         raise SourceError(f"traces from {spec_source.name!r}: {err}") from err
     table = build_trace_table(loaded.batch, matches, upstream)
@@ -159,7 +174,8 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[tuple[St
     sums = merged.parts
     checks = [Check("info", "traces-partitioned", (
         f"{origin}: {merged.spans:,} spans analysed in {merged.partitions} partitions ({spec.engine.label} "
-        "engine); percentiles, intervals and counts are exact (merged order statistics)"))]
+        "engine); percentiles, intervals and counts are exact (merged order statistics); the explanations' "
+        "attribute counts are added over partitions (the in-memory findings, without example traces)"))]
     aside = {"damaged spool records (torn by a crash)": merged.torn, DUPLICATE_SPAN: sums.duplicates}
     if any(aside.values()):  # worded as the in-memory route words it
         reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(aside.items()) if n)
@@ -199,7 +215,8 @@ def _from_partitions(spec: StreamSpec, source: SourceSpec, staged: list[tuple[St
     return Traced(evidence, results, checks + flow_checks, totals, lead if lead is not None and lead.count else None,
                   examples=merged.examples,
                   segments=dict(merged.segments) if merged.segments is not None else None,
-                  flow=flows, items_completed=float(sums.flow.completed) if sums.flow is not None else None)
+                  flow=flows, items_completed=float(sums.flow.completed) if sums.flow is not None else None,
+                  explained=merged.explained)
 
 
 def source_graph(source: Source) -> list[Edge]:

@@ -1,6 +1,6 @@
 """``latmap explain``: why the tail of one part is slow: the attribute values the slow items
-share, with the evidence (Fisher's exact test, Benjamini-Hochberg), and what changed since a
-baseline."""
+share, with the evidence (Fisher's exact test, Benjamini-Hochberg), the label slices of a
+metric histogram, the critical path of a fan-out, and what changed since a baseline."""
 
 from __future__ import annotations
 
@@ -34,16 +34,19 @@ from mapper.core.files import dumps
               help="What to print on stdout.")
 def explain_command(options: MapOptions, stage: str | None, part: str, percentile: float, contrast: str,
                     baseline: str | None, versus: str | None, max_values: int, include_pii: bool, fmt: str) -> None:
-    """Why the tail is slow: the attribute values the slow items share.
+    """Why the tail is slow: the attribute values the slow items share, the label slice that
+    holds the slow observations, the branch of a fan-out that decided the lead time.
 
     The tail (items at or beyond the percentile's lower bound) is compared with the other
     items over every span and resource attribute of the stage's spans (every stage's for
     --part lead): per value its share of the tail and of the rest, the lift, a one-sided
     Fisher exact test and the Benjamini-Hochberg q-value over everything tested. Only
-    values with q < 0.05 are called significant.
+    values with q < 0.05 are called significant. A part a Prometheus histogram measures is
+    also split by its labels (a slice is named only when its interval clears the rest's);
+    a stream with a join (a stage with several upstreams) also gets its critical path.
 
-    Exits 1 when --baseline or --versus finds a value whose share of the tail grew
-    significantly, 2 on a config or source error, else 0.
+    Exits 1 when --baseline or --versus finds a change (a value whose share of the tail
+    grew significantly, a label slice now slower), 2 on a config or source error, else 0.
     """
     spec = options.spec()
     req = app.explain.ExplainRequest(options.request(spec), stage, part, percentile, contrast,
@@ -54,5 +57,4 @@ def explain_command(options: MapOptions, stage: str | None, part: str, percentil
         echo(dumps(app.explain.explanations_doc(result)), nl=False)
     else:
         echo(render.explain.text(result.explanations), nl=False)
-    changed = [f for e in result.explanations if e.contrast == "baseline" for f in e.significant]
-    raise SystemExit(exit_code(broken=False, regressions=len(changed)))
+    raise SystemExit(exit_code(broken=False, regressions=app.explain.changed(result.explanations)))

@@ -36,6 +36,15 @@ timeout_option = click.option(
     help="Per-request timeout of every source (default: each source's own, 30s).")
 
 #: ``--engine`` for every command that maps a stream.
+#: ``latmap map`` and ``latmap report``: how far to explain the tail (the cost of reading every
+#: attribute is measured in benchmarks/explain_read.py; docs/explain.md).
+explain_option = click.option(
+    "--explain/--no-explain", default=None,
+    help="Why the tail is slow (report.json explanations): by default from the span fields latmap keeps "
+         "(name, status, kind, peer and messaging columns) and the bottleneck's label slices; --explain also "
+         "reads every span and resource attribute (host.name, service.version ...: about 2x the CPU and 2.3x the "
+         "memory of the map over a million spans); --no-explain computes none.")
+
 engine_option = click.option(
     "--engine", metavar="ENGINE",
     help="Where traces are analysed: local (default) or dask://host:8786 (overrides the spec's engine).")

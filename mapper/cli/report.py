@@ -3,10 +3,12 @@ with the previous ones), say what is broken or regressed, and exit so a schedule
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from mapper import analysis, app, render
-from mapper.cli.options import REPORTS, MapOptions, map_options
+from mapper.cli.options import REPORTS, MapOptions, explain_option, map_options
 from mapper.cli.output import echo, exit_code, progress_bar
 from mapper.core.errors import LatmapError, UsageError
 from mapper.core.urls import check_http_url
@@ -25,8 +27,9 @@ from mapper.core.urls import check_http_url
               help="Compare with a pinned report.json (default: the spec's pinned baseline, if any).")
 @click.option("--pushgateway", metavar="URL", help="Also push the run's percentiles to a Pushgateway.")
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
+@explain_option
 def report_command(options: MapOptions, out: str | None, history: str | None, keep: int, baseline: str | None,
-                   pushgateway: str | None, no_progress: bool) -> None:
+                   pushgateway: str | None, no_progress: bool, explain: bool | None) -> None:
     """Map the stream and write the reports; with --history, keep a dated run and compare it
     with the previous one.
 
@@ -37,7 +40,7 @@ def report_command(options: MapOptions, out: str | None, history: str | None, ke
     if pushgateway:
         check_http_url(pushgateway, "--pushgateway")
     with progress_bar(not no_progress) as progress:
-        lm = app.job.run_map(options.request(progress=progress)).latency_map
+        lm = app.job.run_map(replace(options.request(progress=progress), explain=explain)).latency_map
     if history is not None:
         try:
             record = app.history.record_run(

@@ -80,8 +80,10 @@ class Source(Protocol):
         """The window's exemplars with a well-formed trace id (seconds); the others counted in checks."""
         ...
 
-    def spans(self, window: Window, services: Sequence[str] = ()) -> LoadedSpans:
-        """The spans that start inside ``window``, deduplicated (``services`` narrows a remote source)."""
+    def spans(self, window: Window, services: Sequence[str] = (), attributes: bool = False) -> LoadedSpans:
+        """The spans that start inside ``window``, deduplicated (``services`` narrows a remote source);
+        ``attributes``: with :attr:`~mapper.core.spans.SpanBatch.attributes` where the source
+        keeps them (what ``latmap explain`` compares; None otherwise)."""
         ...
 
     def counter_increase(self, metric: FlowMetric, window: Window) -> CounterRead:

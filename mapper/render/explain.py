@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mapper.analysis.critical_path import CriticalPathExplanation
 from mapper.analysis.examples import END_TO_END
 from mapper.analysis.explain import Explanation, Finding
+from mapper.analysis.explain.kinds import AnyExplanation
+from mapper.analysis.slices import SlicesExplanation
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import format_duration
 from mapper.core.escape import html_text as escape
@@ -51,8 +54,37 @@ def explanation_json(e: Explanation, links: Links | None) -> dict[str, Any]:
     }
 
 
-def explanations_json(explanations: Sequence[Explanation], links: Links | None) -> list[dict[str, Any]]:
-    return [explanation_json(e, links) for e in explanations]
+def explanations_json(explanations: Sequence[AnyExplanation], links: Links | None) -> list[dict[str, Any]]:
+    """Every explanation as the schema's object of its ``kind``."""
+    return [explanation_json(e, links) if isinstance(e, Explanation) else _clean(e.to_json()) for e in explanations]
+
+
+def _clean(x: Any) -> Any:
+    """JSON without NaN or infinities (null instead: a number the data cannot support)."""
+    if isinstance(x, float):
+        return num(x)
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _other_lines(e: SlicesExplanation | CriticalPathExplanation) -> tuple[str, list[str]]:
+    """A slices or critical-path explanation as a title and its lines: the verdict, what
+    stands out (named slices per label, the deciding branch per join), what was left out."""
+    if isinstance(e, SlicesExplanation):
+        what = "lead time" if e.part == "lead" else f"{e.stage} {e.part}"
+        head = f"{what} {percentile_label(e.q)} by label slices"
+        lines = [e.verdict]
+        lines += [ls.verdict for ls in e.labels if ls.named]
+        if e.skipped:
+            lines.append("left out: " + "; ".join(f"{s.label} ({s.values} values)" for s in e.skipped))
+    else:
+        head = f"critical path of the lead time {percentile_label(e.q)}: {e.tail_items:,} tail items of {e.items:,}"
+        lines = [e.verdict]
+        lines += [f"at {b.join}: {b.upstream} arrived last in {b.decided:,} ({b.share:.0%})" for b in e.branches]
+    return head, [*lines, *(c.message for c in e.checks)]
 
 
 def title(e: Explanation) -> str:
@@ -83,11 +115,15 @@ def _summary(e: Explanation) -> list[str]:
     return out
 
 
-def text(explanations: Sequence[Explanation]) -> str:
+def text(explanations: Sequence[AnyExplanation]) -> str:
     """What ``latmap explain --format table`` prints: per explanation its significant
     findings (or that none is), then what was left out, then its checks."""
     lines: list[str] = []
     for e in explanations:
+        if not isinstance(e, Explanation):
+            head, body = _other_lines(e)
+            lines += [head, *(f"  {s}" for s in body), ""]
+            continue
         lines += [title(e), *(f"  {s}" for s in _summary(e))]
         sig = e.significant
         if sig:
@@ -101,13 +137,17 @@ def text(explanations: Sequence[Explanation]) -> str:
     return "\n".join(lines)
 
 
-def markdown_lines(explanations: Sequence[Explanation], links: Links | None,
+def markdown_lines(explanations: Sequence[AnyExplanation], links: Links | None,
                    md_escape: Callable[[str], str]) -> list[str]:
     """report.md's "Why the tail is slow" section (nothing without explanations)."""
     if not explanations:
         return []
     out = ["", "## Why the tail is slow", ""]
     for e in explanations:
+        if not isinstance(e, Explanation):
+            head, body = _other_lines(e)
+            out += [f"- **{md_escape(head)}**", *(f"  - {md_escape(s)}" for s in body)]
+            continue
         out.append(f"- **{md_escape(title(e))}**")
         out += [f"  - {md_escape(s)}" for s in _summary(e)]
         sig = e.significant[:SHOWN]
@@ -121,12 +161,16 @@ def markdown_lines(explanations: Sequence[Explanation], links: Links | None,
     return out
 
 
-def html_section(explanations: Sequence[Explanation], links: Links | None) -> str:
+def html_section(explanations: Sequence[AnyExplanation], links: Links | None) -> str:
     """report.html's "Why the tail is slow" section (empty without explanations)."""
     if not explanations:
         return ""
     parts = ['<section id="why"><h2>Why the tail is slow</h2>']
     for e in explanations:
+        if not isinstance(e, Explanation):
+            head, body = _other_lines(e)
+            parts += [f"<h3>{escape(head)}</h3>", *(f"<p>{escape(s)}</p>" for s in body)]
+            continue
         parts.append(f"<h3>{escape(title(e))}</h3>")
         parts += [f"<p>{escape(s)}</p>" for s in _summary(e)]
         sig = e.significant[:SHOWN]

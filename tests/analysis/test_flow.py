@@ -40,7 +40,7 @@ class Spans(SourceBase):
     def __init__(self, batch: SpanBatch) -> None:
         self.batch = batch
 
-    def spans(self, window: Window, services: object = ()) -> LoadedSpans:
+    def spans(self, window: Window, services: object = (), attributes: bool = False) -> LoadedSpans:
         return LoadedSpans(self.batch, {}, "test spans")
 
 

@@ -348,3 +348,23 @@ def test_a_damaged_replay_file_names_its_partition(tmp_path: Path) -> None:
         replays[(("a", "b"), (("a", "scale", 0.5, None),))]
     assert (("c",), ()) not in replays  # a path of stages not kept: no replay (convolution)
 
+
+def test_partitioned_explanations_equal_in_memory(reports: dict[str, dict[str, Any]]) -> None:
+    """Counts per attribute value merge by addition against the merged distribution's
+    threshold: the same tail, values tested, p- and q-values and findings (without the
+    examples, which a partitioned explanation does not carry)."""
+    def strip(report: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for e in report["explanations"]:
+            e = {k: v for k, v in e.items() if k != "checks"}
+            e["findings"] = [{k: v for k, v in f.items() if k != "examples"} for f in e["findings"]]
+            e["counts"] = sorted(e["counts"], key=lambda c: (c["stage"], c["scope"], c["key"], c["value"]))
+            out.append(e)
+        return out
+
+    memory, merged = strip(reports["memory"]), strip(reports["merged"])
+    assert [(e["stage"], e["part"]) for e in merged] == [(e["stage"], e["part"]) for e in memory]
+    assert memory and all(e["tail_items"] > 0 for e in memory)  # (this chain's columns are constant)
+    assert merged == memory
+    codes = [c["code"] for e in reports["merged"]["explanations"] for c in e["checks"]]
+    assert "explain-not-computed" not in codes

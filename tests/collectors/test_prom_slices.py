@@ -178,3 +178,28 @@ def test_native_histograms_are_sliced_by_their_labels() -> None:
     inst = next(ls for ls in r.labels if ls.label == "instance")
     assert inst.named == (slow.removeprefix("http://"),)
     assert schema_problems(r.to_json(), "slices_explanation") == []
+
+
+def test_cli_explain_and_the_map_name_the_slow_pod(url: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the CLI: ``latmap explain --format json`` names p3 (and ``--versus 7d`` that it
+    got slower: exit 1); ``latmap map``'s report.json explains its bottleneck by the same slices."""
+    import json
+
+    from mapper.cli import main
+    from tests.conftest import REPORT_SCHEMA
+
+    spec = tmp_path / "stream.yaml"
+    spec.write_text(SPEC.format(url=url))
+    args = ["-c", str(spec), "--until", str(END), "--window", "1h"]
+    assert main(["explain", *args, "--stage", "checkout", "--part", "process", "--format", "json"]) == 0
+    (e,) = json.loads(capsys.readouterr().out)["explanations"]  # no traces: no attributes entry
+    assert e["kind"] == "slices" and e["labels"][0]["named"] == ["p3"] and e["versus"] is None
+    assert main(["explain", *args, "--stage", "checkout", "--part", "process", "--versus", "7d"]) == 1
+    text = capsys.readouterr().out
+    assert "checkout process p99 by label slices" in text and "slower than in the earlier window: pod=p3" in text
+    main(["map", *args, "--format", "json", "--no-progress"])
+    report = json.loads(capsys.readouterr().out)
+    assert list(REPORT_SCHEMA.iter_errors(report)) == []
+    (s,) = [x for x in report["explanations"] if x["kind"] == "slices"]
+    assert (s["stage"], s["part"], s["labels"][0]["named"]) == ("checkout", "process", ["p3"])

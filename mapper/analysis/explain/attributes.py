@@ -154,8 +154,9 @@ def read(batch: SpanBatch, rows: np.ndarray, stage: str) -> Iterator[Raw]:
         group = key_all[pos]
         val_code = val_all[pos]
         order = np.argsort(group, kind="stable")
+        # (no span of the stage carries a span attribute: no bound at all, not one at 0)
         bounds = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]]) if order.size else order
-        for b, e in zip(bounds.tolist(), [*bounds[1:].tolist(), order.size], strict=True):
+        for b, e in zip(bounds.tolist(), [*bounds[1:].tolist(), order.size][:bounds.size], strict=True):
             key = str(keys[int(group[order[b]])])
             code = np.full(rows.size, -1, dtype=np.int64)
             code[item[order[b:e]]] = val_code[order[b:e]]

@@ -37,7 +37,7 @@ MEDIAN_BAND = (0.45, 0.55)
 FEW_TAIL_ITEMS = 10
 
 
-def _check(target: str, part: str, code: str, message: str) -> Check:
+def explain_check(target: str, part: str, code: str, message: str) -> Check:
     stage = None if target == END_TO_END else target
     return Check("info", code, message, stage, None if part in ("hop", "lead") else part)
 
@@ -51,11 +51,11 @@ def explain(table: TraceTable, target: str, part: str, q: float, low: float | No
     what = f"{'lead time' if part == 'lead' else f'{target} {part}'} {percentile_label(q)}"
     empty = Explanation(KIND_ATTRIBUTES, target, part, q, contrast, low, 0, 0, alpha=opts.alpha)
     if table.spans is None or "span_row" not in table.frame:
-        return _with(empty, _check(target, part, "explain-no-attributes",
+        return _with(empty, explain_check(target, part, "explain-no-attributes",
                                    f"{what}: the traces were not kept with their spans: no attribute to compare"))
     pv = part_values(table, target, part, item_starts(table))
     if pv is None or low is None:
-        return _with(empty, _check(target, part, "explain-no-tail",
+        return _with(empty, explain_check(target, part, "explain-no-tail",
                                    f"{what}: the data cannot support the percentile: no tail to explain"))
     tail = pv.value >= low
     if contrast == "median":
@@ -71,7 +71,7 @@ def explain(table: TraceTable, target: str, part: str, q: float, low: float | No
     left: dict[str, list[str]] = {}
     counts: list[ValueCount] = []
     for stage in stages:
-        rows = _rows_of(table, stage, items)
+        rows = rows_of(table, stage, items)
         for raw in read(table.spans, rows, stage):
             got = group(raw, opts)
             name = raw.key if part != "lead" else f"{stage}: {raw.key}"
@@ -86,7 +86,7 @@ def explain(table: TraceTable, target: str, part: str, q: float, low: float | No
     findings = _with_examples(table, found, items, values, is_tail, pv.start[keep], groups, opts)
     checks = []
     if n_tail < FEW_TAIL_ITEMS:
-        checks.append(_check(target, part, "explain-few-tail-items",
+        checks.append(explain_check(target, part, "explain-few-tail-items",
                              f"{what}: {n_tail} tail item(s): too few for any attribute to stand out"))
     grouped: dict[str, list[str]] = {}
     for g in groups:
@@ -94,8 +94,14 @@ def explain(table: TraceTable, target: str, part: str, q: float, low: float | No
             grouped.setdefault(reason, []).append(g.key if part != "lead" else f"{g.stage}: {g.key}")
     return Explanation(KIND_ATTRIBUTES, target, part, q, contrast, low, n_tail, n_rest, tested, opts.alpha,
                        findings, more, {k: tuple(sorted(v)) for k, v in sorted(left.items())},
-                       {k: tuple(sorted(v)) for k, v in sorted(grouped.items())}, (*counts, *counts_t),
+                       {k: tuple(sorted(v)) for k, v in sorted(grouped.items())}, in_order((*counts, *counts_t)),
                        checks=tuple(checks))
+
+
+def in_order(counts: Sequence[ValueCount]) -> tuple[ValueCount, ...]:
+    """Counts by stage, scope, key and value: one order whatever made them (in memory, or
+    added over partitions)."""
+    return tuple(sorted(counts, key=lambda c: (c.stage, c.scope, c.key, c.value)))
 
 
 def _with(e: Explanation, check: Check) -> Explanation:
@@ -103,7 +109,7 @@ def _with(e: Explanation, check: Check) -> Explanation:
                        alpha=e.alpha, checks=(*e.checks, check))
 
 
-def _rows_of(table: TraceTable, stage: str, items: np.ndarray) -> np.ndarray:
+def rows_of(table: TraceTable, stage: str, items: np.ndarray) -> np.ndarray:
     """The batch row of each item's first span at ``stage`` (-1: none)."""
     f = table.stage_frame(stage)
     codes = f["trace"].to_numpy()
@@ -118,14 +124,20 @@ def _test(groups: Sequence[Grouped], is_tail: np.ndarray, values: np.ndarray,
     """Every value with a tail item tested and corrected together; the first
     ``opts.max_findings`` as (finding, group index, value code), the number tested, the
     number not listed, and every value's counts."""
-    n_tail, total = int(is_tail.sum()), int(is_tail.size)
-    n_rest = total - n_tail
+    per = [(np.bincount(g.code[is_tail], minlength=len(g.labels)),
+            np.bincount(g.code[~is_tail], minlength=len(g.labels))) for g in groups]
+    return test_counts(groups, per, int(is_tail.sum()), int(is_tail.size - is_tail.sum()), opts)
+
+
+def test_counts(groups: Sequence[Grouped], per: Sequence[tuple[np.ndarray, np.ndarray]], n_tail: int, n_rest: int,
+                opts: Options) -> tuple[list[tuple[Finding, int, int]], int, int, list[ValueCount]]:
+    """:func:`_test` from each group's tail and contrast counts per label (``per``): what
+    partitions add up (:mod:`.merge`)."""
+    total = n_tail + n_rest
     lf = log_factorials(total)
     rows: list[tuple[int, int, int, int, float, str]] = []
     counts: list[ValueCount] = []
-    for gi, g in enumerate(groups):
-        tc = np.bincount(g.code[is_tail], minlength=len(g.labels))
-        rc = np.bincount(g.code[~is_tail], minlength=len(g.labels))
+    for gi, (g, (tc, rc)) in enumerate(zip(groups, per, strict=True)):
         for v in range(len(g.labels)):
             counts.append(ValueCount(g.stage, g.scope, g.key, g.labels[v], int(tc[v]), int(rc[v])))
             if tc[v]:
@@ -196,7 +208,7 @@ def against(current: Explanation, baseline: Sequence[ValueCount], baseline_tail:
     found.sort(key=lambda f: (f.q_value, -(f.lift if f.lift is not None else np.inf), f.stage, f.key, f.value))
     checks = list(current.checks)
     if n0 < FEW_TAIL_ITEMS:
-        checks.append(_check(current.target, current.part, "explain-few-tail-items",
+        checks.append(explain_check(current.target, current.part, "explain-few-tail-items",
                              f"{versus}: {n0} tail item(s) in the baseline: too few to compare with"))
     return Explanation(current.kind, current.target, current.part, current.percentile, "baseline",
                        current.threshold, n1, n0, len(rows), opts.alpha, tuple(found[:opts.max_findings]),
@@ -211,5 +223,5 @@ def not_explained(target: str, part: str, q: float, why: str) -> Explanation:
     analysed partition by partition: no per-item attributes in memory)."""
     what = f"{'lead time' if part == 'lead' else f'{target} {part}'} {percentile_label(q)}"
     return Explanation(KIND_ATTRIBUTES, target, part, q, "rest", None, 0, 0,
-                       checks=(_check(target, part, "explain-not-computed",
+                       checks=(explain_check(target, part, "explain-not-computed",
                                       f"{what}: the tail is not explained by attributes: {why}"),))
