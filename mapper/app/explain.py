@@ -31,9 +31,9 @@ from mapper.analysis.explain.compare import not_explained
 from mapper.analysis.explain.kinds import AnyExplanation, has_join
 from mapper.analysis.latency import LatencyMap, example_thresholds
 from mapper.analysis.slices import SlicesExplanation
-from mapper.app import pipeline
 from mapper.app.explain_metrics import earlier, explain_slices_for, part_measurement
 from mapper.app.gather import Sources
+from mapper.app.job import run_map
 from mapper.app.request import MapRequest, requested_spec
 from mapper.core.distribution import percentile_label
 from mapper.core.durations import format_duration, format_time
@@ -105,10 +105,10 @@ def run_explain(req: ExplainRequest) -> ExplainResult:
     if q not in spec.percentiles:
         spec = dataclasses.replace(spec, percentiles=(*spec.percentiles, q))
     old = _baseline_counts(req.baseline, spec.name, target, req.part, q) if req.baseline else None
-    request = dataclasses.replace(req.map, spec=spec)
-    window = pipeline.window_for(spec, request.length, request.until)
+    request = dataclasses.replace(req.map, spec=spec, explain=True)  # explain reads every attribute
     made = Sources(spec, req.collectors)
-    lm = pipeline.build_map(spec, window, request.progress, made)
+    mapped = run_map(request, made)
+    lm, window = mapped.latency_map, mapped.window
     measured = part_measurement(spec, req.stage or "", req.part) if req.part in ("wait", "process", "lead") else None
     traced = lm.traces is not None and (target == END_TO_END or target in lm.traces.stages)
     out: list[AnyExplanation] = []
@@ -118,9 +118,8 @@ def run_explain(req: ExplainRequest) -> ExplainResult:
         if old is not None:
             out.append(against(now, old[0], old[1], f"baseline {req.baseline}", req.options, old[2]))
         elif req.versus is not None:
-            before = Window(window.start - req.versus, window.end - req.versus)
-            then = _explain_map(pipeline.build_map(spec, before, request.progress, made), target,
-                                req.part, q, req.contrast, req.options)
+            before = dataclasses.replace(request, until=window.end - req.versus, length=window.seconds)
+            then = _explain_map(run_map(before, made).latency_map, target, req.part, q, req.contrast, req.options)
             out.append(against(now, then.counts, then.tail_items,
                                f"the same hours {format_duration(req.versus)} earlier", req.options, then.left_out))
     if measured is not None:

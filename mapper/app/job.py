@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mapper.analysis.latency import LatencyMap
 from mapper.app import pipeline
+from mapper.app.gather import Sources
 from mapper.app.request import MapRequest, requested_spec
 from mapper.core.model import Window
 from mapper.core.spec import StreamSpec
@@ -31,12 +32,15 @@ class MapResult:
     window: Window
 
 
-def run_map(request: MapRequest) -> MapResult:
+def run_map(request: MapRequest, sources: Sources | None = None) -> MapResult:
     """Load the spec (with the request's overrides), choose the window, build the map.
+    ``sources``: the sources to ask, shared with what the command asks after the map (an
+    explanation's label slices, a second window); default: made from the spec.
 
     Raises what those steps raise: SpecError for the spec, UsageError for a window that
     would start before 1970 or a bad override, SourceError when a source does not answer.
     """
     spec = requested_spec(request)
     window = pipeline.window_for(spec, request.length, request.until)
-    return MapResult(pipeline.build_map(spec, window, request.progress, explain=request.explain), spec, window)
+    return MapResult(pipeline.build_map(spec, window, request.progress, sources, explain=request.explain),
+                     spec, window)
