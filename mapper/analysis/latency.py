@@ -27,6 +27,8 @@ from mapper.analysis.map_model import LatencyMap as LatencyMap
 from mapper.analysis.map_model import ObjectiveResult as ObjectiveResult
 from mapper.analysis.map_model import StageResult as StageResult
 from mapper.analysis.segments import SegmentData, build_segments
+from mapper.analysis.verdicts import find_bottleneck as find_bottleneck
+from mapper.analysis.verdicts import flow_efficiency
 from mapper.core.convolve import convolve
 from mapper.core.distribution import Distribution, Estimate, SampleDistribution, percentile_label, too_few_note
 from mapper.core.estimate import addable
@@ -202,7 +204,7 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
     hops = tuple(HopResult(up, down, by_name[down].total) for up, down in spec.hops)
     end_to_end, path, traces = shape.end_to_end, shape.path, given.traces
     checks = [*given.checks, *shape.checks]
-    flow = _flow_efficiency([by_name[n] for n in path], end_to_end)
+    flow = flow_efficiency([by_name[n] for n in path], end_to_end)
     bottleneck = find_bottleneck(shape.stages, shape.q_rank)
     objectives = tuple(_objective(o, end_to_end if o.target == "end_to_end" else by_name[o.target].total)
                        for o in spec.objectives)
@@ -456,26 +458,6 @@ def _disagreement(measured: Distribution, computed: Distribution, q: float) -> l
     return []
 
 
-def find_bottleneck(stage_results: Sequence[StageResult], q: float) -> Bottleneck | None:
-    """The bottleneck at quantile ``q`` among the stages with a hop distribution, with every
-    stage whose interval overlaps the slowest lower bound as a candidate."""
-    measured = [(s.stage.name, s.total.quantile(q)) for s in stage_results if s.total is not None]
-    if not measured:
-        return None
-    ranked = sorted(measured, key=lambda m: -_estimate_rank(m[1]))
-    floor = max((e.low if e.low is not None else -math.inf) for _, e in measured)
-    if floor == -math.inf:
-        floor = max(_estimate_rank(e) for _, e in measured)
-    candidates = tuple(n for n, e in ranked if (e.high if e.high is not None else math.inf) >= floor)
-    return Bottleneck(ranked[0][0], q, ranked[0][1], candidates if len(candidates) > 1 else (ranked[0][0],))
-
-
-def _estimate_rank(e: Estimate) -> float:
-    if e.value is not None:
-        return e.value
-    return e.low if e.low is not None else -math.inf
-
-
 def _why_not_from_traces(path: Sequence[str], traces: TraceEvidence) -> str:
     """Why the lead time is a convolution although traces were read (for a check)."""
     head = "end to end is a convolution of the hops, not a lead time per item from traces: "
@@ -485,39 +467,3 @@ def _why_not_from_traces(path: Sequence[str], traces: TraceEvidence) -> str:
     shares = ", ".join(f"{n} {traces.completeness(n):.1%}" for n in path)
     return head + (f"none of the {traces.traces:,} traced items contains every stage of the path (present in: "
                    f"{shares}); are consumers in other traces linked to their producers?")
-
-
-def _flow_efficiency(path: Sequence[StageResult], lead_time: Distribution | None) -> FlowEfficiency | None:
-    """Process over lead time along the path: exact means when every part has a sum.
-
-    With a per-trace lead time (traces), its mean is the lead; else the lead is the sum of
-    the mean waits and process times.
-    """
-    proc: list[Distribution] = []
-    wait: list[Distribution] = []
-    for s in path:
-        for name, bucket in (("process", proc), ("wait", wait)):
-            r = s.part(name)
-            if r is not None:
-                if r.distribution is None:
-                    return None
-                bucket.append(r.distribution)
-    if not proc:
-        return None
-    means = [d.mean for d in proc + wait]
-    if all(m is not None for m in means):
-        p: float = sum(d.mean for d in proc)  # type: ignore[misc]
-        lead: float = p + sum(d.mean for d in wait)  # type: ignore[misc]
-        if isinstance(lead_time, SampleDistribution) and lead_time.mean:
-            lead = lead_time.mean
-        method = "mean"
-    else:
-        medians = [d.quantile(0.5).value for d in proc + wait]
-        if any(m is None for m in medians):
-            return None
-        p = sum(medians[: len(proc)])  # type: ignore[arg-type]
-        lead = sum(medians)  # type: ignore[arg-type]
-        method = "p50"
-    if lead <= 0:
-        return None
-    return FlowEfficiency(p / lead, method, p, lead)
