@@ -84,18 +84,25 @@ def explain(table: TraceTable, target: str, part: str, q: float, low: float | No
                 groups.append(got)
     found, tested, more, counts_t = _test(groups, is_tail, values, opts)
     findings = _with_examples(table, found, items, values, is_tail, pv.start[keep], groups, opts)
+    return assembled(Explanation(KIND_ATTRIBUTES, target, part, q, contrast, low, n_tail, n_rest, tested,
+                                 opts.alpha, findings, more), what, left, groups, (*counts, *counts_t))
+
+
+def assembled(e: Explanation, what: str, left: Mapping[str, Sequence[str]], groups: Sequence[Grouped],
+              counts: Sequence[ValueCount]) -> Explanation:
+    """``e`` (its figures and findings) with what both routes add the same way: the keys left
+    out and grouped, by reason, the value counts in their one order, and the few-tail check."""
     checks = []
-    if n_tail < FEW_TAIL_ITEMS:
-        checks.append(explain_check(target, part, "explain-few-tail-items",
-                             f"{what}: {n_tail} tail item(s): too few for any attribute to stand out"))
+    if e.tail_items < FEW_TAIL_ITEMS:
+        checks.append(explain_check(e.target, e.part, "explain-few-tail-items",
+                                    f"{what}: {e.tail_items} tail item(s): too few for any attribute to stand out"))
     grouped: dict[str, list[str]] = {}
     for g in groups:
         for reason in g.grouped:
-            grouped.setdefault(reason, []).append(g.key if part != "lead" else f"{g.stage}: {g.key}")
-    return Explanation(KIND_ATTRIBUTES, target, part, q, contrast, low, n_tail, n_rest, tested, opts.alpha,
-                       findings, more, {k: tuple(sorted(v)) for k, v in sorted(left.items())},
-                       {k: tuple(sorted(v)) for k, v in sorted(grouped.items())}, in_order((*counts, *counts_t)),
-                       checks=tuple(checks))
+            grouped.setdefault(reason, []).append(g.key if e.part != "lead" else f"{g.stage}: {g.key}")
+    return replace(e, left_out={k: tuple(sorted(v)) for k, v in sorted(left.items())},
+                   grouped={k: tuple(sorted(v)) for k, v in sorted(grouped.items())}, counts=in_order(counts),
+                   checks=tuple(checks))
 
 
 def in_order(counts: Sequence[ValueCount]) -> tuple[ValueCount, ...]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from mapper.analysis.examples import item_starts, part_values
 from mapper.analysis.explain.attributes import Grouped, Options, Raw, group, read
-from mapper.analysis.explain.compare import FEW_TAIL_ITEMS, explain_check, in_order, rows_of, test_counts
+from mapper.analysis.explain.compare import assembled, explain_check, rows_of, test_counts
 from mapper.analysis.explain.model import KIND_ATTRIBUTES, Explanation, ValueCount
 from mapper.analysis.traces import TraceTable
 from mapper.core.distribution import percentile_label
@@ -137,18 +137,9 @@ def explain_counts(target: Target, counts: Counts, opts: Options | None = None) 
         n = len(got.labels)
         per.append((np.bincount(got.code[is_tail], minlength=n), np.bincount(got.code[~is_tail], minlength=n)))
     found, tested, more, value_counts = test_counts(groups, per, n_tail, n_rest, opts)
-    checks = []  # (the map's traces-partitioned check says how the explanations were made)
-    if n_tail < FEW_TAIL_ITEMS:
-        checks.append(explain_check(name, part, "explain-few-tail-items",
-                             f"{what}: {n_tail} tail item(s): too few for any attribute to stand out"))
-    grouped: dict[str, list[str]] = {}
-    for g in groups:
-        for reason in g.grouped:
-            grouped.setdefault(reason, []).append(g.key if part != "lead" else f"{g.stage}: {g.key}")
-    return Explanation(KIND_ATTRIBUTES, name, part, q, "rest", low, n_tail, n_rest, tested, opts.alpha,
-                       tuple(f for f, _, _ in found), more, {k: tuple(sorted(v)) for k, v in sorted(left.items())},
-                       {k: tuple(sorted(v)) for k, v in sorted(grouped.items())}, in_order((*fixed, *value_counts)),
-                       checks=tuple(checks))
+    # (the map's traces-partitioned check says how the explanations were made)
+    return assembled(Explanation(KIND_ATTRIBUTES, name, part, q, "rest", low, n_tail, n_rest, tested, opts.alpha,
+                                 tuple(f for f, _, _ in found), more), what, left, groups, (*fixed, *value_counts))
 
 
 __all__ = ["Counts", "Target", "add_counts", "explain_counts", "partition_counts"]
