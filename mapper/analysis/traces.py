@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mapper.analysis.items import build_items, expand_ranges, first_of_each
+from mapper.analysis.items import SpanIndex, build_items, expand_ranges, first_of_each
 from mapper.analysis.sampling import (
     sampled_count,
     sampling_checks,
@@ -43,6 +43,7 @@ from mapper.analysis.sampling import (
     weighted_parts,
     weighted_samples,
 )
+from mapper.analysis.sorting import stable_order
 from mapper.analysis.waits import first_stage_checks, handover_columns, negative_wait_checks
 from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
@@ -124,6 +125,9 @@ class TraceTable:
     link_edges: int = 0
     #: The trace ids behind each item (None: a table built without them).
     ids: ItemTraces | None = None
+    #: :meth:`stage_frame`'s answers, kept: the analysis asks for each stage's rows many
+    #: times, and each answer copies every column of the stage's rows (read-only by contract).
+    _stage_frames: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def can_replay(self) -> bool:
@@ -159,11 +163,16 @@ class TraceTable:
                           {k: v for k, v in self.labels.items()}, self.checks, self.link_edges, self.ids)
 
     def stage_frame(self, stage: str) -> pd.DataFrame:
-        """The stage's rows, each sample once (fan-out copies left out)."""
+        """The stage's rows, each sample once (fan-out copies left out). The same frame is
+        returned on each call: read it, do not change it."""
+        kept = self._stage_frames.get(stage)
+        if kept is not None:
+            return kept
         sel = self.frame["stage"] == stage
         if "primary" in self.frame:
             sel &= self.frame["primary"]
-        return self.frame[sel]
+        out = self._stage_frames[stage] = self.frame[sel]
+        return out
 
     def completeness(self, stage: str) -> float:
         """Share of traces (that touch any stage) in which ``stage`` appears."""
@@ -185,8 +194,14 @@ class TraceTable:
 def match_stages(batch: SpanBatch, matches: Sequence[StageMatch]) -> np.ndarray:
     """Stage index of every span (-1: no stage). The first matching stage wins."""
     out = np.full(len(batch), -1, dtype=np.int32)
+    # Services dictionary-encoded once: each stage compares small integers, not strings.
+    codes, uniques = pd.factorize(batch.service) if len(matches) > 1 else (None, None)
     for i, m in enumerate(matches):
-        sel = (batch.service == m.service) & (out < 0)
+        if codes is None:
+            sel = (batch.service == m.service) & (out < 0)
+        else:
+            hit = np.flatnonzero(uniques == m.service)
+            sel = (codes == (hit[0] if hit.size else -2)) & (out < 0)
         if m.span_name is not None:
             sel &= batch.name == m.span_name
         for key, value in (m.attributes or {}).items():
@@ -213,7 +228,7 @@ def _self_time(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: n
     w = 2 * int(rel.max(initial=0)) + 2
     fits = w * n_traces < 2**62
     # Equal keys are events of one kind at one instant of one trace: their order is moot.
-    order = np.argsort(tr * w + 2 * rel + (d < 0)) if fits else np.lexsort((-d, t, tr))
+    order = stable_order(tr * w + 2 * rel + (d < 0), (w * n_traces).bit_length()) if fits else np.lexsort((-d, t, tr))
     t, d, tr, st = t[order], d[order], tr[order], st[order]
     dt = np.diff(t).astype(np.float64) * NS
     same = tr[1:] == tr[:-1]
@@ -298,25 +313,14 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         start, end, span_id, kind = b.start_ns[rows], b.end_ns[rows], b.span_id[rows], b.kind[rows]
     tmin = np.full(n_tr, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(tmin, trace, start)
-    # Per (trace, stage): one stable sort by (trace, stage, start); the group's first row is
-    # its earliest span (ties: the first row), its end the latest end.
-    grp = trace * n_st + si
-    rel = start - tmin[trace]
-    w = int(rel.max(initial=0)) + 1
-    order = (np.argsort(grp * w + rel, kind="stable") if (n_tr * n_st) * w < 2**62
-             else np.lexsort((start, grp)))
-    g_sorted = grp[order]
-    bounds = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
-    firsts = order[bounds]
-    gkey = g_sorted[bounds]
+    gkey, firsts, g_end = _groups(trace * n_st + si, n_tr * n_st, start, end, tmin[trace])
     g_trace, g_stage = gkey // n_st, gkey % n_st
     g_start = start[firsts]
-    g_end = np.maximum.reduceat(end[order], bounds)
     process = _self_time_parallel(trace, si, start, end, n_st, n_tr, tmin)[g_stage, g_trace]
     stage_of = {n: i for i, n in enumerate(names)}
     up_i = np.array([stage_of.get(upstream.get(n) or "", -1) for n in names])[g_stage]
     brow = firsts if rows is None else rows[firsts]  # the batch row of each group's first span
-    prow, linked = _handover_rows(b, brow, rows, trace, span_id, si, g_trace, trace_b, up_i)
+    prow, linked = _handover_rows(b, brow, rows, trace, span_id, si, g_trace, trace_b, up_i, items.index)
     hand = handover_columns(kind, start, end, prow, g_start, g_end, gkey, g_trace, up_i, n_st)
     primary = _primary(g_trace, None if rows is None else items.root[g_trace] * len(b) + brow)
     frame = pd.DataFrame({
@@ -341,6 +345,35 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
                       checks, items.edges, ItemTraces(trace, rows, b.trace_hi, b.trace_lo))
 
 
+def _groups(grp: np.ndarray, n_groups: int, start: np.ndarray, end: np.ndarray,
+            tmin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (trace, stage) groups present, in key order: each group's key, its first row (its
+    earliest span; ties: the first row) and its latest end.
+
+    When the keys are dense enough (at most a few per span), three scatter reductions over a
+    key-indexed array, no sort (a stable sort of millions of int64 keys costs seconds); else
+    one stable sort by (group, start relative to the trace's first start)."""
+    n = grp.size
+    if n_groups <= 4 * n + 1024:
+        big = np.iinfo(np.int64).max
+        g_min = np.full(n_groups, big, np.int64)
+        np.minimum.at(g_min, grp, start)
+        g_max = np.full(n_groups, np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(g_max, grp, end)
+        at_min = np.flatnonzero(start == g_min[grp])
+        first = np.full(n_groups, n, np.int64)
+        np.minimum.at(first, grp[at_min], at_min)
+        gkey = np.flatnonzero(first < n)
+        return gkey, first[gkey], g_max[gkey]
+    rel = start - tmin
+    w = int(rel.max(initial=0)) + 1
+    fits = n_groups * w < 2**62
+    order = stable_order(grp * w + rel, (n_groups * w).bit_length()) if fits else np.lexsort((start, grp))
+    g_sorted = grp[order]
+    bounds = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    return g_sorted[bounds], order[bounds], np.maximum.reduceat(end[order], bounds)
+
+
 def _primary(g_trace: np.ndarray, shared_key: np.ndarray | None) -> np.ndarray:
     """Which groups are a stage's sample: all of them, unless items were expanded per path
     (``shared_key``: root and batch row), where a stage's spans shared by the branches of one
@@ -363,7 +396,7 @@ def _lead_times(g_trace: np.ndarray, g_start: np.ndarray, g_end: np.ndarray,
 
 def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trace: np.ndarray,
                    span_id: np.ndarray, si: np.ndarray, g_trace: np.ndarray, trace_b: np.ndarray,
-                   up_i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   up_i: np.ndarray, index: SpanIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per group, the (expanded) row of the span that handed its item over, or -1, and
     whether that hand-over crossed a span link into another trace.
 
@@ -389,15 +422,13 @@ def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trac
     linked = np.zeros(n_g, dtype=bool)
     if cand_g.size == 0:
         return prow, linked
-    mix = _mix(trace, span_id)
-    by_key = np.argsort(mix, kind="stable")
-    sorted_keys = mix[by_key]
-    # Sorted needles let the binary search start where the previous one ended.
-    needles = _mix(g_trace[cand_g], cand_span)
-    by_needle = np.argsort(needles)
-    pos = np.empty(needles.size, dtype=np.int64)
-    pos[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
-    cand = by_key[np.minimum(pos, sorted_keys.size - 1)]
+    if rows is None and index is not None:
+        # Items are traces: the batch's span index (built for the links) finds the spans.
+        found = index.find(cand_hi, cand_lo, cand_span)
+        cand = np.maximum(found, 0)
+        cand_span = np.where(found >= 0, cand_span, 0)  # not found: no hit below
+    else:
+        cand = _find_in_items(trace, span_id, g_trace[cand_g], cand_span)
     crow = cand if rows is None else rows[cand]
     hit = ((cand_span != 0) & (span_id[cand] == cand_span) & (trace[cand] == g_trace[cand_g])
            & (b.trace_hi[crow] == cand_hi) & (b.trace_lo[crow] == cand_lo)
@@ -408,6 +439,20 @@ def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trac
     prow[first_g] = cand[chosen]
     linked[first_g] = is_link[chosen] & (trace_b[crow[chosen]] != trace_b[brow[first_g]])
     return prow, linked
+
+
+def _find_in_items(trace: np.ndarray, span_id: np.ndarray, item: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """The (expanded) row of each (item, span id), verified by the caller: a binary search
+    over the rows sorted by a 64-bit mix of the pair (the first of equal keys wins)."""
+    mix = _mix(trace, span_id)
+    by_key = stable_order(mix)
+    sorted_keys = mix[by_key]
+    # Sorted needles let the binary search start where the previous one ended.
+    needles = _mix(item, span)
+    by_needle = stable_order(needles)
+    pos = np.empty(needles.size, dtype=np.int64)
+    pos[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
+    return by_key[np.minimum(pos, sorted_keys.size - 1)]
 
 
 def part_results(table: TraceTable, stage: str, provenance: str) -> dict[str, MeasurementResult]:

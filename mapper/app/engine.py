@@ -243,7 +243,7 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
     spans = sum(i.rows for i in ids)
     if spans * BYTES_PER_SPAN <= engine.memory_budget:
         return None
-    n_parts = max(1, math.ceil(spans / engine.partition_spans))
+    n_parts = max(1, math.ceil(spans / engine.spans_per_partition))
     src, dst = _take_pairs(ids)
     linked, group = linked_groups(src, dst)
     del src, dst
