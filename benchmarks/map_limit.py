@@ -2,7 +2,7 @@
 
 One spool of linked 7-span items (``benchmarks/trace_scale.py``'s data: three traces an item,
 joined by span links; Parquet files as compaction writes them) is mapped by the real CLI, each
-map in a fresh process timed from start to exit with its own peak RSS (``ru_maxrss``):
+map in a fresh process timed from start to exit with its own peak RSS (``VmHWM``):
 
 * **floor**: reading the same spans (every Parquet file, every column, into Arrow), and
   reading them into a span batch (:func:`collectors.spool.reader.read_spool`: columns to
@@ -65,8 +65,11 @@ from mapper.cli import main
 buf = io.StringIO()
 with contextlib.redirect_stdout(buf):
     code = main({args!r})
-u = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({{"code": code, "seconds": time.perf_counter() - t, "rss": u.ru_maxrss * 1024,
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent (this script,
+# which generated the spool), VmHWM is this process's own.
+hwm = [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+rss = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"code": code, "seconds": time.perf_counter() - t, "rss": rss,
                   "report": json.loads(buf.getvalue()) if {fmt!r} else None}}))
 """
 
