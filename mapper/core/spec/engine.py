@@ -26,9 +26,11 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 #: Peak bytes per span of the in-memory path (measured: 920 MiB for 1,000,935 spans).
 BYTES_PER_SPAN = 1000
 #: Peak bytes per span of one partition's pass (above the map's fixed cost), with headroom:
-#: measured ~580 (700k-span partitions of linked 7-span items, benchmarks/map_limit.py).
-#: A partition holds at most ``memory_budget / PARTITION_BYTES_PER_SPAN`` spans.
-PARTITION_BYTES_PER_SPAN = 700
+#: measured 750-830 (linked 7-span items, 190k-380k-span partitions; benchmarks/map_limit.py).
+#: A partition holds at most ``memory_budget / PARTITION_BYTES_PER_SPAN`` spans, and the
+#: spool is spilled in pieces of at most half that, so a map peaks within its fixed cost
+#: plus the budget.
+PARTITION_BYTES_PER_SPAN = 1000
 #: No partition is made smaller than this (a tiny budget would otherwise make thousands).
 MIN_PARTITION_SPANS = 10_000
 ENGINE_KINDS = ("local", "dask")
