@@ -323,7 +323,10 @@ class SampleDistribution:
         return float(self.values.mean()) if self.values.size else None
 
     def quantile(self, q: float) -> Estimate:
-        answers: dict[float, Estimate] = self._answers  # type: ignore[attr-defined]
+        answers: dict[float, Estimate] | None = getattr(self, "_answers", None)
+        if answers is None:  # a subclass that set its values itself
+            answers = {}
+            object.__setattr__(self, "_answers", answers)
         kept = answers.get(q)
         if kept is None:
             kept = answers[q] = self._quantile(q)
