@@ -22,8 +22,10 @@ def stable_order(key: np.ndarray, bits: int | None = None) -> np.ndarray:
     """The stable argsort (int64 positions) of the integer array ``key``.
 
     ``bits``: the keys are known to be non-negative and below ``2**bits`` (fewer digits to
-    sort); None: any int64/uint64 values."""
+    sort; at most 16 bits: numpy's own radix sort); None: any int64/uint64 values."""
     n = key.size
+    if bits is not None and bits <= 16 and key.dtype.kind in "iu":
+        return np.argsort(key.astype(np.uint16), kind="stable")  # numpy's radix sort: O(n)
     ib = max(1, (n - 1).bit_length())
     if n < MIN_PACKED or ib > 40 or key.dtype.kind not in "iu":
         return np.argsort(key, kind="stable")
