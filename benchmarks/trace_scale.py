@@ -189,7 +189,9 @@ from mapper.cli import main
 t = time.perf_counter()
 code = main(["map", "-c", {spec!r}, "--until", {until!r}, "--out", {out!r}])
 u = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({{"code": code, "seconds": time.perf_counter() - t, "rss": u.ru_maxrss * 1024,
+# VmHWM: ru_maxrss carries the parent's peak over exec on Linux (the generated spool's).
+hwm = [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+print(json.dumps({{"code": code, "seconds": time.perf_counter() - t, "rss": hwm[0] if hwm else u.ru_maxrss * 1024,
                   "cpu": u.ru_utime + u.ru_stime}}))
 """
 

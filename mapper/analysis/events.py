@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.stats import binom
 
 from mapper.analysis.merge import MergedSamples
 from mapper.analysis.profiles import DAY, HourlyCounts
@@ -129,6 +128,8 @@ def interval(d: Distribution, q: float, confidence: float = CONFIDENCE) -> Estim
     if unusable(e) or not isinstance(d, SampleDistribution | HistogramDistribution | MergedSamples):
         return e
     alpha = (1 - confidence) / 2
+    from scipy.stats import binom  # here: scipy.stats costs ~0.6 s to import, and few maps compare events
+
     lo_rank = max(1, int(binom.ppf(alpha, n, q)))
     hi_rank = int(binom.ppf(1 - alpha, n, q)) + 1
     if isinstance(d, MergedSamples):  # merged partitions: the same order statistics

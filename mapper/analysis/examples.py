@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mapper.analysis.sorting import stable_order
 from mapper.analysis.traces import TraceTable
 
 #: The parts examples are chosen for.
@@ -122,7 +123,7 @@ def slice_of(start: np.ndarray, window: tuple[float, float], k: int) -> np.ndarr
 
 def by_slice(slices: np.ndarray, k: int) -> list[np.ndarray]:
     """The indices of each slice ``0..k-1``, each in index order (one stable sort)."""
-    order = np.argsort(slices, kind="stable")
+    order = stable_order(slices, max(k - 1, 0).bit_length())
     cuts = np.searchsorted(slices[order], np.arange(1, k))
     return np.split(order, cuts)
 

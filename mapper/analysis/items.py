@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mapper.analysis.sorting import stable_order
 from mapper.core.model import Check
 from mapper.core.spans import KIND_PRODUCER, SpanBatch
 
@@ -64,6 +65,8 @@ class Items:
     ``rows`` (None: the identity, no link joins traces) gives for each expanded row the
     batch row it copies; ``unit`` its item path (dense codes ``0..n_units-1``); ``root``
     each path's root trace code. ``edges`` counts the span links between traces followed.
+    ``index`` is the batch's :class:`SpanIndex` when one was built (links were followed),
+    so that the hand-over lookup need not sort the spans again.
     """
 
     rows: np.ndarray | None
@@ -72,6 +75,7 @@ class Items:
     root: np.ndarray
     edges: int
     checks: tuple[Check, ...] = ()
+    index: SpanIndex | None = None
 
 
 def id_key(hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray:
@@ -87,7 +91,7 @@ class SpanIndex:
     def __init__(self, b: SpanBatch) -> None:
         self.b = b
         key = id_key(b.trace_hi, b.trace_lo, b.span_id)
-        self.order = np.argsort(key, kind="stable")
+        self.order = stable_order(key)
         self.keys = key[self.order]
         self._parent = np.full(len(b), -2, dtype=np.int64)  # -2: not looked up yet
         self._above_producer: np.ndarray | None = None
@@ -99,7 +103,7 @@ class SpanIndex:
             return np.full(span.size, -1, dtype=np.int64)
         needles = id_key(hi, lo, span)
         # Sorted needles let each binary search start where the previous one ended.
-        by_needle = np.argsort(needles)
+        by_needle = stable_order(needles)
         at = np.empty(needles.size, dtype=np.int64)
         at[by_needle] = np.searchsorted(self.keys, needles[by_needle])
         cand = self.order[np.minimum(at, self.keys.size - 1)]
@@ -169,7 +173,7 @@ def find_spans(b: SpanBatch, hi: np.ndarray, lo: np.ndarray, span: np.ndarray) -
 
 def first_of_each(key: np.ndarray) -> np.ndarray:
     """Index of the first occurrence of each distinct value of ``key``."""
-    order = np.argsort(key, kind="stable")
+    order = stable_order(key)
     k = key[order]
     return order[np.r_[True, k[1:] != k[:-1]]] if k.size else order
 
@@ -221,7 +225,7 @@ def build_items(b: SpanBatch, trace: np.ndarray, n_tr: int) -> Items:
         checks.append(Check("info", "link-duplicate",
                             f"{n_dup:,} span links repeat another link of the same span; followed once"))
     if not cross.any():
-        return Items(None, trace, n_tr, np.arange(n_tr), 0, tuple(checks))
+        return Items(None, trace, n_tr, np.arange(n_tr), 0, tuple(checks), index)
     # span-level edges (producer row -> linking row), each once
     ekey = first_of_each(src[cross].astype(np.int64) * len(b) + tgt[cross])
     q, r = tgt[cross][ekey], src[cross][ekey]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mapper.analysis.sorting import stable_order
 from mapper.core.distribution import Distribution, HistogramDistribution, SampleDistribution
 from mapper.core.model import HOUR, HourBuckets
 
@@ -75,7 +76,7 @@ class HourlyCounts:
 
 def samples_by_slot(slot: np.ndarray, values: np.ndarray, n: int) -> tuple[SampleDistribution, ...]:
     """``values`` grouped by ``slot`` (0 .. n-1), one distribution per slot (empty ones too)."""
-    order = np.argsort(slot, kind="stable")
+    order = stable_order(slot, max(n - 1, 0).bit_length())
     parts = np.split(values[order], np.cumsum(np.bincount(slot, minlength=n))[:-1])
     return tuple(SampleDistribution(p) for p in parts)
 

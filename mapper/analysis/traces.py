@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mapper.analysis.items import build_items, expand_ranges, first_of_each
+from mapper.analysis.items import SpanIndex, build_items, expand_ranges, first_of_each
 from mapper.analysis.sampling import (
     sampled_count,
     sampling_checks,
@@ -43,6 +43,8 @@ from mapper.analysis.sampling import (
     weighted_parts,
     weighted_samples,
 )
+from mapper.analysis.sorting import stable_order
+from mapper.analysis.stage_time import self_time_parallel, stage_groups
 from mapper.analysis.waits import first_stage_checks, handover_columns, negative_wait_checks
 from mapper.core.distribution import Distribution, percentile_label
 from mapper.core.model import Check, MeasurementResult
@@ -130,6 +132,9 @@ class TraceTable:
     #: frame's ``span_row`` indexes: the attributes :mod:`mapper.analysis.explain` compares.
     #: A reference, not a copy (the table's ``ids`` hold two of its columns already).
     spans: SpanBatch | None = None
+    #: :meth:`stage_frame`'s answers, kept: the analysis asks for each stage's rows many
+    #: times, and each answer copies every column of the stage's rows (read-only by contract).
+    _stage_frames: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def can_replay(self) -> bool:
@@ -166,11 +171,16 @@ class TraceTable:
                           self.spans)
 
     def stage_frame(self, stage: str) -> pd.DataFrame:
-        """The stage's rows, each sample once (fan-out copies left out)."""
+        """The stage's rows, each sample once (fan-out copies left out). The same frame is
+        returned on each call: read it, do not change it."""
+        kept = self._stage_frames.get(stage)
+        if kept is not None:
+            return kept
         sel = self.frame["stage"] == stage
         if "primary" in self.frame:
             sel &= self.frame["primary"]
-        return self.frame[sel]
+        out = self._stage_frames[stage] = self.frame[sel]
+        return out
 
     def completeness(self, stage: str) -> float:
         """Share of traces (that touch any stage) in which ``stage`` appears."""
@@ -192,70 +202,20 @@ class TraceTable:
 def match_stages(batch: SpanBatch, matches: Sequence[StageMatch]) -> np.ndarray:
     """Stage index of every span (-1: no stage). The first matching stage wins."""
     out = np.full(len(batch), -1, dtype=np.int32)
+    # Services dictionary-encoded once: each stage compares small integers, not strings.
+    codes, uniques = pd.factorize(batch.service) if len(matches) > 1 else (None, None)
     for i, m in enumerate(matches):
-        sel = (batch.service == m.service) & (out < 0)
+        if codes is None:
+            sel = (batch.service == m.service) & (out < 0)
+        else:
+            hit = np.flatnonzero(uniques == m.service)
+            sel = (codes == (hit[0] if hit.size else -2)) & (out < 0)
         if m.span_name is not None:
             sel &= batch.name == m.span_name
         for key, value in (m.attributes or {}).items():
             sel &= getattr(batch, key) == value
         out[sel] = i
     return out
-
-
-def _self_time(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: np.ndarray,
-               n_stages: int, n_traces: int, tmin: np.ndarray) -> np.ndarray:
-    """Seconds per (stage, trace) covered by the stage's spans and by no downstream stage.
-
-    One sweep over start/end events sorted by (trace, time), starts before ends at equal
-    times: a running sum of +1/-1 gives, between consecutive events, whether the stage and
-    any later stage are active. Each trace's events balance, so one global cumulative sum
-    serves every trace. The sort key is one int64 (trace, time relative to the trace's
-    first start, end flag) when it fits, else a lexsort.
-    """
-    t = np.concatenate([start, end])
-    d = np.concatenate([np.ones(start.size, np.int8), -np.ones(end.size, np.int8)])
-    tr = np.concatenate([trace, trace])
-    st = np.concatenate([stage_i, stage_i])
-    rel = t - tmin[tr]
-    w = 2 * int(rel.max(initial=0)) + 2
-    fits = w * n_traces < 2**62
-    # Equal keys are events of one kind at one instant of one trace: their order is moot.
-    order = np.argsort(tr * w + 2 * rel + (d < 0)) if fits else np.lexsort((-d, t, tr))
-    t, d, tr, st = t[order], d[order], tr[order], st[order]
-    dt = np.diff(t).astype(np.float64) * NS
-    same = tr[1:] == tr[:-1]
-    tr_head = tr[:-1]
-    out = np.zeros((n_stages, n_traces))
-    # From the last stage back: "downstream active" is the running sum of the later stages.
-    down = np.zeros(t.size - 1, dtype=np.int32)
-    for k in range(n_stages - 1, -1, -1):
-        own = np.cumsum(np.where(st == k, d, np.int8(0)), dtype=np.int32)[:-1]
-        counted = same & (own > 0) & (down == 0)
-        out[k] = np.bincount(tr_head[counted], weights=dt[counted], minlength=n_traces)
-        down += own
-    return out
-
-
-def _self_time_parallel(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: np.ndarray,
-                        n_stages: int, n_traces: int, tmin: np.ndarray, min_spans: int = 400_000) -> np.ndarray:
-    """:func:`_self_time` over halves of the traces in two threads (numpy's sorts and
-    cumulative sums release the GIL, so the halves run on two cores); small inputs in one."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    if trace.size < min_spans or (os.cpu_count() or 1) < 2:
-        return _self_time(trace, stage_i, start, end, n_stages, n_traces, tmin)
-    mid = n_traces // 2
-    low = trace < mid
-    halves = [(np.flatnonzero(low), 0, mid), (np.flatnonzero(~low), mid, n_traces)]
-
-    def run(part: tuple[np.ndarray, int, int]) -> np.ndarray:
-        rows, lo, hi = part
-        return _self_time(trace[rows] - lo, stage_i[rows], start[rows], end[rows], n_stages, hi - lo, tmin[lo:hi])
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        a, b = pool.map(run, halves)
-    return np.concatenate([a, b], axis=1)
 
 
 def _mix(trace: np.ndarray, span_id: np.ndarray) -> np.ndarray:
@@ -305,25 +265,14 @@ def build_trace_table(batch: SpanBatch, matches: Sequence[StageMatch],
         start, end, span_id, kind = b.start_ns[rows], b.end_ns[rows], b.span_id[rows], b.kind[rows]
     tmin = np.full(n_tr, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(tmin, trace, start)
-    # Per (trace, stage): one stable sort by (trace, stage, start); the group's first row is
-    # its earliest span (ties: the first row), its end the latest end.
-    grp = trace * n_st + si
-    rel = start - tmin[trace]
-    w = int(rel.max(initial=0)) + 1
-    order = (np.argsort(grp * w + rel, kind="stable") if (n_tr * n_st) * w < 2**62
-             else np.lexsort((start, grp)))
-    g_sorted = grp[order]
-    bounds = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
-    firsts = order[bounds]
-    gkey = g_sorted[bounds]
+    gkey, firsts, g_end = stage_groups(trace * n_st + si, n_tr * n_st, start, end, tmin[trace])
     g_trace, g_stage = gkey // n_st, gkey % n_st
     g_start = start[firsts]
-    g_end = np.maximum.reduceat(end[order], bounds)
-    process = _self_time_parallel(trace, si, start, end, n_st, n_tr, tmin)[g_stage, g_trace]
+    process = self_time_parallel(trace, si, start, end, n_st, n_tr, tmin)[g_stage, g_trace]
     stage_of = {n: i for i, n in enumerate(names)}
     up_i = np.array([stage_of.get(upstream.get(n) or "", -1) for n in names])[g_stage]
     brow = firsts if rows is None else rows[firsts]  # the batch row of each group's first span
-    prow, linked = _handover_rows(b, brow, rows, trace, span_id, si, g_trace, trace_b, up_i)
+    prow, linked = _handover_rows(b, brow, rows, trace, span_id, si, g_trace, trace_b, up_i, items.index)
     hand = handover_columns(kind, start, end, prow, g_start, g_end, gkey, g_trace, up_i, n_st)
     primary = _primary(g_trace, None if rows is None else items.root[g_trace] * len(b) + brow)
     frame = pd.DataFrame({
@@ -371,7 +320,7 @@ def _lead_times(g_trace: np.ndarray, g_start: np.ndarray, g_end: np.ndarray,
 
 def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trace: np.ndarray,
                    span_id: np.ndarray, si: np.ndarray, g_trace: np.ndarray, trace_b: np.ndarray,
-                   up_i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   up_i: np.ndarray, index: SpanIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per group, the (expanded) row of the span that handed its item over, or -1, and
     whether that hand-over crossed a span link into another trace.
 
@@ -397,15 +346,13 @@ def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trac
     linked = np.zeros(n_g, dtype=bool)
     if cand_g.size == 0:
         return prow, linked
-    mix = _mix(trace, span_id)
-    by_key = np.argsort(mix, kind="stable")
-    sorted_keys = mix[by_key]
-    # Sorted needles let the binary search start where the previous one ended.
-    needles = _mix(g_trace[cand_g], cand_span)
-    by_needle = np.argsort(needles)
-    pos = np.empty(needles.size, dtype=np.int64)
-    pos[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
-    cand = by_key[np.minimum(pos, sorted_keys.size - 1)]
+    if rows is None and index is not None:
+        # Items are traces: the batch's span index (built for the links) finds the spans.
+        found = index.find(cand_hi, cand_lo, cand_span)
+        cand = np.maximum(found, 0)
+        cand_span = np.where(found >= 0, cand_span, 0)  # not found: no hit below
+    else:
+        cand = _find_in_items(trace, span_id, g_trace[cand_g], cand_span)
     crow = cand if rows is None else rows[cand]
     hit = ((cand_span != 0) & (span_id[cand] == cand_span) & (trace[cand] == g_trace[cand_g])
            & (b.trace_hi[crow] == cand_hi) & (b.trace_lo[crow] == cand_lo)
@@ -416,6 +363,20 @@ def _handover_rows(b: SpanBatch, brow: np.ndarray, rows: np.ndarray | None, trac
     prow[first_g] = cand[chosen]
     linked[first_g] = is_link[chosen] & (trace_b[crow[chosen]] != trace_b[brow[first_g]])
     return prow, linked
+
+
+def _find_in_items(trace: np.ndarray, span_id: np.ndarray, item: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """The (expanded) row of each (item, span id), verified by the caller: a binary search
+    over the rows sorted by a 64-bit mix of the pair (the first of equal keys wins)."""
+    mix = _mix(trace, span_id)
+    by_key = stable_order(mix)
+    sorted_keys = mix[by_key]
+    # Sorted needles let the binary search start where the previous one ended.
+    needles = _mix(item, span)
+    by_needle = stable_order(needles)
+    pos = np.empty(needles.size, dtype=np.int64)
+    pos[by_needle] = np.searchsorted(sorted_keys, needles[by_needle])
+    return by_key[np.minimum(pos, sorted_keys.size - 1)]
 
 
 def incomplete_check(stage: str, share: float, traces: int, link_edges: int, missing: int | None) -> list[Check]:

@@ -251,7 +251,7 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
     spans = sum(i.rows for i in ids)
     if spans * BYTES_PER_SPAN <= engine.memory_budget:
         return None
-    n_parts = max(1, math.ceil(spans / engine.partition_spans))
+    n_parts = max(1, math.ceil(spans / engine.spans_per_partition))
     src, dst = _take_pairs(ids)
     linked, group = linked_groups(src, dst)
     del src, dst
@@ -265,7 +265,8 @@ def _run(files: SpoolFiles, lo: int, hi: int, engine: EngineSpec, matches: Seque
         names = files.files
         per_task = max(1, len(names) if run is _local_map else math.ceil(len(names) / SPILL_TASKS))
         groups = [names[i:i + per_task] for i in range(0, len(names), per_task)]
-        run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch) for i, g in enumerate(groups)])
+        rows = min(500_000, max(engine.spans_per_partition // 2, 10_000))
+        run(spill_files, [(g, i, lo, hi, linked, group, n_parts, scratch, rows) for i, g in enumerate(groups)])
         del linked, group
         replay = replay_all or bool(item_path)
         keep_frame = replay_all and not item_path  # several paths: the attribution's path comes after the merge

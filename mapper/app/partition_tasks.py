@@ -108,15 +108,16 @@ def _link_pairs(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spill_files(names: Sequence[str], index: int, lo: int, hi: int, linked: np.ndarray, group: np.ndarray,
-                n_parts: int, scratch: str) -> np.ndarray:
+                n_parts: int, scratch: str, batch_rows: int = 500_000) -> np.ndarray:
     """Write some spool files' window rows into ``scratch/p=K/fINDEX.parquet`` by partition
     (one file per partition and task, whatever the number of spool files); returns the rows
-    written per partition."""
+    written per partition. Files are read ``batch_rows`` rows at a time (a partition's size
+    at most, so that spilling stays within the memory budget a partition does)."""
     total = np.zeros(n_parts, np.int64)
     writers: dict[int, pq.ParquetWriter] = {}
     try:
         for name in names:
-            total += _spill_one(name, lo, hi, linked, group, n_parts, scratch, index, writers)
+            total += _spill_one(name, lo, hi, linked, group, n_parts, scratch, index, writers, batch_rows)
     finally:
         for w in writers.values():
             w.close()
@@ -124,10 +125,10 @@ def spill_files(names: Sequence[str], index: int, lo: int, hi: int, linked: np.n
 
 
 def _spill_one(name: str, lo: int, hi: int, linked: np.ndarray, group: np.ndarray, n_parts: int, scratch: str,
-               index: int, writers: dict[int, Any]) -> np.ndarray:
+               index: int, writers: dict[int, Any], batch_rows: int = 500_000) -> np.ndarray:
     total = np.zeros(n_parts, np.int64)
     try:
-        for table, _ in iter_spool_file(name, lo, hi):
+        for table, _ in iter_spool_file(name, lo, hi, batch_rows=batch_rows):
             part = partition_of(table.column("trace_lo").to_numpy(), linked, group, n_parts)
             order = np.argsort(part, kind="stable")
             counts = np.bincount(part, minlength=n_parts)

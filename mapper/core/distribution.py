@@ -310,6 +310,9 @@ class SampleDistribution:
         if v.ndim != 1 or not np.all(np.isfinite(v)):
             raise ValueError("samples must be a 1-d array of finite numbers")
         object.__setattr__(self, "values", v)
+        # Each answer kept: the reports, findings and charts ask for the same few quantiles of
+        # the same (often million-value) distributions many times over.
+        object.__setattr__(self, "_answers", {})
 
     @property
     def count(self) -> float:
@@ -320,6 +323,16 @@ class SampleDistribution:
         return float(self.values.mean()) if self.values.size else None
 
     def quantile(self, q: float) -> Estimate:
+        answers: dict[float, Estimate] | None = getattr(self, "_answers", None)
+        if answers is None:  # a subclass that set its values itself
+            answers = {}
+            object.__setattr__(self, "_answers", answers)
+        kept = answers.get(q)
+        if kept is None:
+            kept = answers[q] = self._quantile(q)
+        return kept
+
+    def _quantile(self, q: float) -> Estimate:
         check_q(q)
         v = self.values
         n = v.size

@@ -240,7 +240,7 @@ def test_deps_shows_suppliers_and_consumers(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_self_time_in_two_threads_equals_one() -> None:
-    from mapper.analysis.traces import _self_time, _self_time_parallel
+    from mapper.analysis.stage_time import self_time, self_time_parallel
 
     rng = np.random.default_rng(3)
     n = 20_000
@@ -250,6 +250,6 @@ def test_self_time_in_two_threads_equals_one() -> None:
     end = start + rng.integers(0, 10**7, n)
     tmin = np.full(3000, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(tmin, trace, start)
-    one = _self_time(trace, stage, start, end, 4, 3000, tmin)
-    two = _self_time_parallel(trace, stage, start, end, 4, 3000, tmin, min_spans=0)
+    one = self_time(trace, stage, start, end, 4, 3000, tmin)
+    two = self_time_parallel(trace, stage, start, end, 4, 3000, tmin, min_spans=0)
     np.testing.assert_allclose(two, one, rtol=1e-12, atol=0)

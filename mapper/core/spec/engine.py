@@ -25,6 +25,14 @@ DEFAULT_PARTITION_SPANS = 1_000_000
 DEFAULT_MEMORY_BUDGET = 1 << 30
 #: Peak bytes per span of the in-memory path (measured: 920 MiB for 1,000,935 spans).
 BYTES_PER_SPAN = 1000
+#: Peak bytes per span of one partition's pass (above the map's fixed cost), with headroom:
+#: measured 750-830 (linked 7-span items, 190k-380k-span partitions; benchmarks/map_limit.py).
+#: A partition holds at most ``memory_budget / PARTITION_BYTES_PER_SPAN`` spans, and the
+#: spool is spilled in pieces of at most half that, so a map peaks within its fixed cost
+#: plus the budget.
+PARTITION_BYTES_PER_SPAN = 1000
+#: No partition is made smaller than this (a tiny budget would otherwise make thousands).
+MIN_PARTITION_SPANS = 10_000
 ENGINE_KINDS = ("local", "dask")
 
 
@@ -35,6 +43,17 @@ class EngineSpec:
     partition_spans: int = DEFAULT_PARTITION_SPANS
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     scratch: str | None = None  # where partitions are spilled (dask: storage every worker reads)
+
+    @property
+    def spans_per_partition(self) -> int:
+        """Spans per partition: ``partition_spans``, made smaller when the memory budget
+        would not hold a partition of that size (at :data:`PARTITION_BYTES_PER_SPAN`), so
+        that the budget bounds the map's memory. A budget <= 0 (always partitioned) leaves
+        ``partition_spans`` as given."""
+        if self.memory_budget <= 0:
+            return self.partition_spans
+        floor = min(self.partition_spans, MIN_PARTITION_SPANS)
+        return max(floor, min(self.partition_spans, self.memory_budget // PARTITION_BYTES_PER_SPAN))
 
     @property
     def label(self) -> str:
