@@ -23,7 +23,7 @@ from mapper.app.reports import write_reports
 from mapper.app.trace_side import source_graph
 from mapper.core.distribution import Distribution
 from mapper.core.durations import format_duration, format_time
-from mapper.core.errors import UsageError
+from mapper.core.errors import SourceError, UsageError
 from mapper.core.model import Check, Window
 from mapper.core.source import Source
 from mapper.core.spec import StreamSpec
@@ -61,7 +61,9 @@ def build_map(spec: StreamSpec, window: Window, progress: Progress | None = None
 def with_slices(lm: LatencyMap, made: Sources) -> LatencyMap:
     """The map with its bottleneck's label slices among its explanations, when a Prometheus
     histogram measures a part of the bottleneck stage (the part with the larger
-    percentile, the one whose tail is the hop's)."""
+    percentile, the one whose tail is the hop's). The slices are an explanation beside the
+    map: a back end that cannot give them (a timeout, a refused query) leaves a
+    ``slices-unavailable`` check, never the map unmade."""
     b = lm.bottleneck
     if b is None:
         return lm
@@ -73,7 +75,13 @@ def with_slices(lm: LatencyMap, made: Sources) -> LatencyMap:
     if not parts:
         return lm
     part = max(parts, key=lambda pr: _value(pr[1].distribution, b.q))[0]
-    e = explain_slices_for(lm.spec, lm.window, b.stage, part, b.q, sources=made)
+    try:
+        e = explain_slices_for(lm.spec, lm.window, b.stage, part, b.q, sources=made)
+    except SourceError as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return replace(lm, checks=(*lm.checks, Check("warning", "slices-unavailable", (
+            f"{b.stage} {part}: the bottleneck's label slices could not be read ({why}); the map stands without "
+            "them"), b.stage, part)))
     return replace(lm, explanations=(*lm.explanations, e))
 
 
