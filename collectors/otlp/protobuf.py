@@ -31,7 +31,7 @@ from collectors.otlp.codec import Decoded, PayloadError, gc_paused
 from collectors.otlp.columns import ATTR_KEYS, TAIL_POLICY_KEY, RawColumns, resolve_service_name
 from collectors.otlp.lean import Schema, T, lean_messages
 
-__all__ = ["decode_protobuf"]
+__all__ = ["decode_protobuf", "decode_protobuf_reference"]
 
 
 _LEAN_PACKAGE = "latmap.otlp_lean"
@@ -106,17 +106,29 @@ _RawTracesData = lean_messages("latmap.otlp_raw", _RAW_SCHEMA, {
 def decode_protobuf(body: bytes) -> Decoded:
     """Decode an OTLP/protobuf ``ExportTraceServiceRequest`` (or ``TracesData``: same layout).
 
-    Raises :class:`PayloadError` ("invalid protobuf: ...") when the bytes do not parse. Peak
-    memory is about six times the body (the parsed message, then the lists and columns), so
-    the caller's body-size limit is what bounds it.
+    Raises :class:`PayloadError` ("invalid protobuf: ...") when the bytes do not parse. The
+    spans are converted without a Python step per span (:mod:`collectors.otlp.fast`) when that
+    path can vouch for giving exactly what :func:`decode_protobuf_reference` gives; otherwise
+    (ptars missing, or a request it leaves to the reference) by the reference.
+    """
+    from collectors.otlp.fast import decode_fast  # imports this module: not at the top
+
+    decoded = decode_fast(body)
+    return decoded if decoded is not None else decode_protobuf_reference(body)
+
+
+def decode_protobuf_reference(body: bytes) -> Decoded:
+    """The reference decoder: upb parses the lean schema, one Python loop copies each span.
+
+    Peak memory is about six times the body (the parsed message, then the lists and columns),
+    so the caller's body-size limit is what bounds it.
     """
     raw = RawColumns(text_ids=False)
     with gc_paused():
         try:
             data = _LeanTracesData.FromString(body)
         except DecodeError as err:
-            detail = str(err).rsplit(": ", 1)[-1].lower()  # upb: "Error parsing message with type 'T': why"
-            raise PayloadError(f"invalid protobuf: {detail} (expected an OTLP ExportTraceServiceRequest)") from err
+            raise invalid_protobuf(err) from err
         _copy_protobuf(data, raw)
         del data  # the parsed message is the biggest thing alive: free it before building columns
         spans = raw.raw_attributes
@@ -124,6 +136,31 @@ def decode_protobuf(body: bytes) -> Decoded:
             for scope_spans in resource_spans.scope_spans or resource_spans.instrumentation_library_spans:
                 spans.extend(scope_spans.spans)
         return raw.finish()
+
+
+def invalid_protobuf(err: DecodeError) -> PayloadError:
+    """The one-line 400 message of a body upb cannot parse."""
+    detail = str(err).rsplit(": ", 1)[-1].lower()  # upb: "Error parsing message with type 'T': why"
+    return PayloadError(f"invalid protobuf: {detail} (expected an OTLP ExportTraceServiceRequest)")
+
+
+def resource_service(resource_spans: Any, raw: RawColumns) -> tuple[str, bool]:
+    """Append a resource's attributes (as text) to ``raw.resources``; its service and whether
+    that was defaulted."""
+    attributes = resource_spans.resource.attributes
+    raw.resources.append(resource_texts(attributes.items(), from_json=False))
+    service = attributes.get("service.name")
+    executable = attributes.get("process.executable.name")
+    return resolve_service_name(
+        service.string_value.decode("utf-8", "replace") if service is not None else None,
+        executable.string_value.decode("utf-8", "replace") if executable is not None else None,
+    )
+
+
+def scope_policy(scope_spans: Any) -> bytes | None:
+    """The scope's ``tailsampling.policy`` (None: absent)."""
+    policy = scope_spans.scope.attributes.get(TAIL_POLICY_KEY) if scope_spans.HasField("scope") else None
+    return None if policy is None else policy.string_value
 
 
 def _copy_protobuf(data: Any, raw: RawColumns) -> None:
@@ -137,21 +174,14 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
     a0, a1, a2, a3 = (values.append for values in raw.attrs)
     k0, k1, k2, k3 = ATTR_KEYS
     zero8, zero16 = bytes(8), bytes(16)
-    services, policies, resources = raw.services, raw.policies, raw.resources
+    services, policies = raw.services, raw.policies
     exceptions = raw.exceptions.append
     for resource_spans in data.resource_spans:
-        attributes = resource_spans.resource.attributes
-        resources.append(resource_texts(attributes.items(), from_json=False))
-        service = attributes.get("service.name")
-        executable = attributes.get("process.executable.name")
-        service_name, missing = resolve_service_name(
-            service.string_value.decode("utf-8", "replace") if service is not None else None,
-            executable.string_value.decode("utf-8", "replace") if executable is not None else None,
-        )
+        service_name, missing = resource_service(resource_spans, raw)
         before = len(raw.trace)
         for scope_spans in resource_spans.scope_spans or resource_spans.instrumentation_library_spans:
             scope_start = len(raw.trace)
-            policy = scope_spans.scope.attributes.get(TAIL_POLICY_KEY) if scope_spans.HasField("scope") else None
+            policy = scope_policy(scope_spans)
             for s in scope_spans.spans:
                 trace(s.trace_id)
                 span(s.span_id)
@@ -193,5 +223,5 @@ def _copy_protobuf(data: Any, raw: RawColumns) -> None:
                     a1(None)
                     a2(None)
                     a3(None)
-            policies.append((None if policy is None else policy.string_value, len(raw.trace) - scope_start))
+            policies.append((policy, len(raw.trace) - scope_start))
         services.append((service_name, missing, len(raw.trace) - before))

@@ -9,6 +9,8 @@ reader needs.
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,18 @@ from mapper.core.spans import (
 SCHEMA = parquet_schema()
 #: What every record and Parquet file is written with: :data:`SCHEMA` and the attribute columns.
 FULL_SCHEMA = parquet_schema(attributes=True)
+
+
+#: A write-ahead record: magic, payload length, CRC32 of the payload, then the payload
+#: (:mod:`collectors.spool.wal`). Here so that a decode worker frames its answer itself.
+RECORD_MAGIC = b"LMR1"
+HEADER = struct.Struct("<4sII")
+
+
+def record(payload: Any) -> bytes:
+    """``payload`` framed as a spool record (header with its CRC32, then the bytes)."""
+    view = memoryview(payload)
+    return HEADER.pack(RECORD_MAGIC, view.nbytes, zlib.crc32(view)) + view
 
 
 def schema_of(with_attributes: bool) -> pa.Schema:
