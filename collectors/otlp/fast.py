@@ -43,6 +43,7 @@ from collectors.otlp.protobuf import (
     resource_service,
     scope_policy,
 )
+from collectors.otlp.wire_size import REPEATED, SPAN_SCHEMA, canonical
 from mapper.core.spans import TH_NOT_SAMPLED, TH_UNKNOWN, SpanLinks
 
 try:  # a compiled wheel: where it cannot be installed, the reference decodes everything
@@ -59,25 +60,11 @@ _MAX_BODY = 2**31 - 1
 _SKELETON = dict(_LEAN_SCHEMA, ScopeSpans=(("scope", 1, T.TYPE_MESSAGE, "InstrumentationScope"),
                                            ("spans", 2, T.TYPE_BYTES, None)))
 _SkeletonTracesData = lean_messages("latmap.otlp_skeleton", _SKELETON, set(_REPEATED))["TracesData"]
-#: The span as ptars reads it: the reference's lean span, with attributes as a repeated
-#: KeyValue (key as bytes: checked for UTF-8 below) and the nested array / map values left as
-#: bytes (only their presence matters here).
-_ANY = (("string_value", 1, T.TYPE_BYTES, None), ("bool_value", 2, T.TYPE_BOOL, None),
-        ("int_value", 3, T.TYPE_INT64, None), ("double_value", 4, T.TYPE_DOUBLE, None),
-        ("array_value", 5, T.TYPE_BYTES, None), ("kvlist_value", 6, T.TYPE_BYTES, None),
-        ("bytes_value", 7, T.TYPE_BYTES, None))
-_OTHER_MEMBERS = tuple(name for name, *_ in _ANY[1:])
-_SPAN_SCHEMA = {
-    "AnyValue": _ANY,
-    "KeyValue": (("key", 1, T.TYPE_BYTES, None), ("value", 2, T.TYPE_MESSAGE, "AnyValue")),
-    "Status": _LEAN_SCHEMA["Status"],
-    "Link": _LEAN_SCHEMA["Link"],
-    "Event": _LEAN_SCHEMA["Event"],
-    "Span": tuple((n, num, T.TYPE_MESSAGE, "KeyValue") if n == "attributes" else (n, num, t, m)
-                  for n, num, t, m in _LEAN_SCHEMA["Span"]),
-}
-_SpanMessage = lean_messages("latmap.otlp_fast", _SPAN_SCHEMA,
-                             {("Span", "attributes"), ("Span", "events"), ("Span", "links")})["Span"]
+#: The span as ptars reads it: every OTLP field (so that :func:`wire_size.canonical` can
+#: account for every byte), attributes as a repeated KeyValue (keys as bytes: checked for UTF-8
+#: below), nested array and map values as bytes (upb checks them: :func:`_nested_values_parse`).
+_ANY = SPAN_SCHEMA["AnyValue"]
+_SpanMessage = lean_messages("latmap.otlp_fast", SPAN_SCHEMA, REPEATED)["Span"]
 _KEY_SET = pa.array([key.encode() for key in ATTR_KEYS], pa.binary())
 _handler: Any = None
 #: pyo3 reports a Rust panic as PanicException, a BaseException: caught too, never let through.
@@ -126,10 +113,13 @@ def decode_fast(body: bytes) -> Decoded | None:
                 raw.policies.append((policy, len(spans) - scope_start))
             raw.services.append((service_name, missing, len(spans) - before))
         del data
+        span_bytes = pa.array(spans, pa.binary())
         try:
-            batch = _span_handler().array_to_record_batch(pa.array(spans, pa.binary()))
+            batch = _span_handler().array_to_record_batch(span_bytes)
         except _PTARS_ERRORS:
             return None
+        if not canonical(batch, span_bytes):
+            return None  # something ptars skipped or resolved: upb decides
         converted = _converted(batch)
         if converted is None:
             return None
@@ -157,7 +147,7 @@ def _converted(batch: pa.RecordBatch) -> Converted | None:
     exception = pc.equal(events.flatten().field("name"), pa.scalar(b"exception", pa.binary()))
     event_rows = _rows(events, n)
     exceptions = np.bincount(event_rows[exception.to_numpy(zero_copy_only=False)], minlength=n).astype(np.int64)
-    status = pc.fill_null(pc.struct_field(batch.column("status"), [0]), 0)
+    status = pc.fill_null(pc.struct_field(batch.column("status"), "code"), 0)
     return Converted(
         _ids(batch.column("trace_id"), 16), _ids(batch.column("span_id"), 8),
         _ids(batch.column("parent_span_id"), 8, empty_ok=True), link_trace, link_span,
