@@ -102,9 +102,13 @@ def attribute_arrays(attributes: SpanAttributes | None, n: int) -> dict[str, pa.
             spans[r][k] = v
         pb, text = [None] * n, [None if d is None else json.dumps(d, separators=(",", ":")) for d in spans]
     else:
-        is_pb = [type(x) is bytes for x in raw.tolist()]
-        pb = [x if b else None for x, b in zip(raw.tolist(), is_pb, strict=True)]
-        text = [None if b else x for x, b in zip(raw.tolist(), is_pb, strict=True)]
+        items = raw.tolist()
+        if all(type(x) is bytes for x in items):  # what the protobuf decoders keep: one pass
+            pb, text = items, [None] * n
+        else:
+            is_pb = [type(x) is bytes for x in items]
+            pb = [x if b else None for x, b in zip(items, is_pb, strict=True)]
+            text = [None if b else x for x, b in zip(items, is_pb, strict=True)]
     dictionary = pa.array([json.dumps([dict(r), int(d)], separators=(",", ":"), ensure_ascii=False)
                            for r, d in zip(attributes.resources, attributes.resource_dropped.tolist(), strict=True)],
                           pa.string())
