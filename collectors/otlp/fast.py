@@ -65,6 +65,10 @@ _SkeletonTracesData = lean_messages("latmap.otlp_skeleton", _SKELETON, set(_REPE
 #: below), nested array and map values as bytes (upb checks them: :func:`_nested_values_parse`).
 _ANY = SPAN_SCHEMA["AnyValue"]
 _SpanMessage = lean_messages("latmap.otlp_fast", SPAN_SCHEMA, REPEATED)["Span"]
+#: Requests with fewer spans go to the reference: ptars and the column checks cost about a
+#: millisecond a request whatever its size, so below this the reference's Python loop is
+#: cheaper (benchmarks/otlp_decode.py; measured crossover 500-1,000 spans on 2 shared cores).
+FAST_MIN_SPANS = 1000
 _KEY_SET = pa.array([key.encode() for key in ATTR_KEYS], pa.binary())
 _handler: Any = None
 #: pyo3 reports a Rust panic as PanicException, a BaseException: caught too, never let through.
@@ -102,6 +106,9 @@ def decode_fast(body: bytes) -> Decoded | None:
             data = _SkeletonTracesData.FromString(body)
         except DecodeError:
             return None  # the reference raises its own message
+        if sum(len(scope_spans.spans) for resource_spans in data.resource_spans for scope_spans in
+               resource_spans.scope_spans or resource_spans.instrumentation_library_spans) < FAST_MIN_SPANS:
+            return None
         spans = raw.raw_attributes
         for resource_spans in data.resource_spans:
             service_name, missing = resource_service(resource_spans, raw)
@@ -147,7 +154,9 @@ def _converted(batch: pa.RecordBatch) -> Converted | None:
     exception = pc.equal(events.flatten().field("name"), pa.scalar(b"exception", pa.binary()))
     event_rows = _rows(events, n)
     exceptions = np.bincount(event_rows[exception.to_numpy(zero_copy_only=False)], minlength=n).astype(np.int64)
-    status = pc.fill_null(pc.struct_field(batch.column("status"), "code"), 0)
+    status_column = batch.column("status")
+    code = status_column.field("code")
+    status = np.where(_valid(status_column) & _valid(code), _raw(code), 0)
     return Converted(
         _ids(batch.column("trace_id"), 16), _ids(batch.column("span_id"), 8),
         _ids(batch.column("parent_span_id"), 8, empty_ok=True), link_trace, link_span,
@@ -219,8 +228,8 @@ def _timestamps(arr: pa.Array) -> Masked:
     return unsigned.view(np.int64), bad
 
 
-def _enum(arr: pa.Array, top: int) -> Masked:
-    values = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+def _enum(arr: pa.Array | np.ndarray, top: int) -> Masked:
+    values = np.array(arr if isinstance(arr, np.ndarray) else arr.to_numpy(zero_copy_only=False), dtype=np.int64)
     unknown = (values < 0) | (values > top)
     values[unknown] = 0
     return values.astype(np.int8), unknown
@@ -235,8 +244,19 @@ def _strings(arr: pa.Array, *, empty_is_none: bool) -> Masked:
     long = np.array([v is not None and len(v) > MAX_VALUE_CHARS for v in decoded] + [False], dtype=bool)
     values = np.empty(len(decoded) + 1, dtype=object)
     values[:-1] = [v[:MAX_VALUE_CHARS] if v is not None else None for v in decoded]
-    index = pc.fill_null(encoded.indices, len(decoded)).to_numpy(zero_copy_only=False)
+    index = _filled(encoded.indices, len(decoded))
     return values[index], long[index]
+
+
+def _raw(arr: pa.Array) -> np.ndarray:
+    """A fixed-width array's values, zero-copy (a null's slot holds anything: mask it)."""
+    dtype = np.dtype(arr.type.to_pandas_dtype())
+    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset:arr.offset + len(arr)]
+
+
+def _filled(arr: pa.Array, fill: int) -> np.ndarray:
+    """An integer array as int64, ``fill`` where null (no compute call)."""
+    return np.where(_valid(arr), _raw(arr), fill).astype(np.int64)
 
 
 def _valid(arr: pa.Array) -> np.ndarray:
@@ -264,7 +284,7 @@ def _attribute_columns(attributes: pa.ListArray, n: int) -> tuple[Masked, ...] |
     members = [_valid(values.field(i)) & present for i in range(len(_ANY))]
     if (members[4].any() or members[5].any()) and not _nested_values_parse(values, members[4], members[5]):
         return None
-    which = pc.fill_null(pc.index_in(keys, value_set=_KEY_SET), -1).to_numpy()
+    which = _filled(pc.index_in(keys, value_set=_KEY_SET), -1)
     hit = np.flatnonzero(which >= 0)
     if not hit.size:
         return tuple((np.full(n, None, dtype=object), np.zeros(n, dtype=bool)) for _ in ATTR_KEYS)
@@ -333,7 +353,7 @@ def _thresholds(states: pa.Array, flags: pa.Array) -> Masked:
         parsed.append(threshold_of(text) if "ot=" in text else TH_UNKNOWN)
     bad_of = np.array([th is None for th in parsed] + [False], dtype=bool)
     value_of = np.array([TH_UNKNOWN if th is None else th for th in parsed] + [TH_UNKNOWN], dtype=np.int64)
-    index = pc.fill_null(encoded.indices, len(parsed)).to_numpy(zero_copy_only=False)
+    index = _filled(encoded.indices, len(parsed))
     column, bad = value_of[index], bad_of[index]
     column[(fl > 0) & ((fl & 1) == 0)] = TH_NOT_SAMPLED
     return column, bad

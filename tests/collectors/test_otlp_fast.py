@@ -26,6 +26,13 @@ from collectors.spool.payload import encode_payload
 pytestmark = pytest.mark.skipif(not fast.available(), reason="ptars is not installed")
 
 
+@pytest.fixture(autouse=True)
+def _fast_for_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small payloads go to the reference in production (cheaper there); here the fast path
+    must take them, to be compared."""
+    monkeypatch.setattr(fast, "FAST_MIN_SPANS", 0)
+
+
 def _table(decoded: Any) -> pa.Table:
     return pa.ipc.open_stream(encode_payload(decoded.batch)).read_all()
 
@@ -117,6 +124,12 @@ def test_sdk_request_decodes_fast_and_identically() -> None:
     decoded = decode_protobuf(SDK)
     assert decoded.rejected  # the end-before-start span and the duplicate, counted alike
     assert sorted(set(decoded.batch.messaging_system.tolist()) - {None}) == ["kafka"]
+
+
+def test_small_requests_go_to_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast, "FAST_MIN_SPANS", 1000)
+    assert fast.decode_fast(SDK) is None
+    assert _table(decode_protobuf(SDK)).equals(_table(decode_protobuf_reference(SDK)))
 
 
 def test_benchmark_shaped_requests_decode_fast() -> None:
