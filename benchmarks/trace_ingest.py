@@ -354,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="part (a)'s requests: the value-stream chain, or SDK-shaped (1,000-span requests, ten "
                          "resource attributes, HTTP and messaging attributes, exception events)")
     ap.add_argument("--per-request", type=int, default=1000,
-                    help="spans per request of --load sdk (default 1000, as SDKs batch; a Collector sends 8192)")
+                    help="spans per request of --load sdk (default 1000; SDKs export up to 512 a batch, "
+                         "the Collector's batch processor 8192)")
     ap.add_argument("--before", metavar="DIR",
                     help="part (a): also run the receiver of this checkout (e.g. `git archive REV`), as 'before'")
     ap.add_argument("--stream", action="store_true",
