@@ -174,9 +174,10 @@ def run_method(method: str, body: bytes) -> int:
         return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
     from collectors.otlp import json as otlp_json
     from collectors.otlp import protobuf as otlp_protobuf
+    from collectors.otlp.schema import LeanTracesData
 
     if method == "upb parse (lean schema)":
-        data = otlp_protobuf._LeanTracesData.FromString(body)
+        data = LeanTracesData.FromString(body)
         return sum(len(ss.spans) for rs in data.resource_spans for ss in rs.scope_spans)
     if method == "8-field loop":
         return eight_fields(body)

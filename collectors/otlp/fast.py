@@ -36,14 +36,8 @@ from google.protobuf.message import DecodeError
 from collectors.otlp.codec import MAX_VALUE_CHARS, Decoded, gc_paused
 from collectors.otlp.columns import ATTR_KEYS, Converted, IdColumn, Masked, RawColumns, threshold_of
 from collectors.otlp.lean import T, lean_messages
-from collectors.otlp.protobuf import (
-    _LEAN_SCHEMA,
-    _REPEATED,
-    _LeanTracesData,
-    resource_service,
-    scope_policy,
-)
-from collectors.otlp.wire_size import REPEATED, SPAN_SCHEMA, canonical
+from collectors.otlp.schema import LEAN_REPEATED, LEAN_SCHEMA, LeanTracesData, resource_service, scope_policy
+from collectors.otlp.wire_size import NUMPY_TYPES, REPEATED, SPAN_SCHEMA, canonical
 from mapper.core.spans import TH_NOT_SAMPLED, TH_UNKNOWN, SpanLinks
 
 try:  # a compiled wheel: where it cannot be installed, the reference decodes everything
@@ -57,9 +51,9 @@ _INT64_MAX = 2**63 - 1
 #: Largest body the Arrow binary arrays (int32 offsets) can hold in one chunk.
 _MAX_BODY = 2**31 - 1
 #: The request with each span left as bytes; resources and scopes as the reference reads them.
-_SKELETON = dict(_LEAN_SCHEMA, ScopeSpans=(("scope", 1, T.TYPE_MESSAGE, "InstrumentationScope"),
+_SKELETON = dict(LEAN_SCHEMA, ScopeSpans=(("scope", 1, T.TYPE_MESSAGE, "InstrumentationScope"),
                                            ("spans", 2, T.TYPE_BYTES, None)))
-_SkeletonTracesData = lean_messages("latmap.otlp_skeleton", _SKELETON, set(_REPEATED))["TracesData"]
+_SkeletonTracesData = lean_messages("latmap.otlp_skeleton", _SKELETON, set(LEAN_REPEATED))["TracesData"]
 #: The span as ptars reads it: every OTLP field (so that :func:`wire_size.canonical` can
 #: account for every byte), attributes as a repeated KeyValue (keys as bytes: checked for UTF-8
 #: below), nested array and map values as bytes (upb checks them: :func:`_nested_values_parse`).
@@ -69,7 +63,8 @@ _SpanMessage = lean_messages("latmap.otlp_fast", SPAN_SCHEMA, REPEATED)["Span"]
 #: millisecond a request whatever its size, so below this the reference's Python loop is
 #: cheaper (benchmarks/otlp_decode.py; measured crossover 500-1,000 spans on 2 shared cores).
 FAST_MIN_SPANS = 1000
-_KEY_SET = pa.array([key.encode() for key in ATTR_KEYS], pa.binary())
+#: The kept attribute keys as an Arrow array (made on first use: pa.array imports pandas).
+_KEY_SET: Any = None
 _handler: Any = None
 #: pyo3 reports a Rust panic as PanicException, a BaseException: caught too, never let through.
 _PTARS_ERRORS: tuple[type[BaseException], ...] = (Exception,)
@@ -81,9 +76,10 @@ def available() -> bool:
 
 
 def _span_handler() -> Any:
-    global _handler, _PTARS_ERRORS
+    global _handler, _PTARS_ERRORS, _KEY_SET
     if _handler is None:
         assert ptars is not None
+        _KEY_SET = pa.array([key.encode() for key in ATTR_KEYS], pa.binary())
         pool = ptars.HandlerPool([_SpanMessage.DESCRIPTOR.file])
         _handler = pool.get_for_message(_SpanMessage.DESCRIPTOR)
         try:
@@ -250,8 +246,7 @@ def _strings(arr: pa.Array, *, empty_is_none: bool) -> Masked:
 
 def _raw(arr: pa.Array) -> np.ndarray:
     """A fixed-width array's values, zero-copy (a null's slot holds anything: mask it)."""
-    dtype = np.dtype(arr.type.to_pandas_dtype())
-    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset:arr.offset + len(arr)]
+    return np.frombuffer(arr.buffers()[1], dtype=NUMPY_TYPES[arr.type])[arr.offset:arr.offset + len(arr)]
 
 
 def _filled(arr: pa.Array, fill: int) -> np.ndarray:
@@ -320,7 +315,7 @@ def _nested_values_parse(values: pa.StructArray, arrays: np.ndarray, maps: np.nd
     span = b"".join(_field(9, _field(2, value)) for value in nested)
     request = _field(1, _field(2, _field(2, span)))
     try:
-        _LeanTracesData.FromString(request)
+        LeanTracesData.FromString(request)
     except DecodeError:
         return False
     return True

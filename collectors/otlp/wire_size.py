@@ -27,11 +27,12 @@ _B, _M = T.TYPE_BYTES, T.TYPE_MESSAGE
 #: AnyValue with the nested array and map values as bytes (upb checks those: see fast.py).
 _ANY = (("string_value", 1, _B, None), ("bool_value", 2, T.TYPE_BOOL, None),
         ("int_value", 3, T.TYPE_INT64, None), ("double_value", 4, T.TYPE_DOUBLE, None),
-        ("array_value", 5, _B, None), ("kvlist_value", 6, _B, None), ("bytes_value", 7, _B, None))
+        ("array_value", 5, _B, None), ("kvlist_value", 6, _B, None), ("bytes_value", 7, _B, None),
+        ("string_value_strindex", 8, T.TYPE_INT32, None))
 #: Every field of OTLP's Span (opentelemetry/proto/trace/v1/trace.proto), strings as bytes.
 SPAN_SCHEMA: Schema = {
     "AnyValue": _ANY,
-    "KeyValue": (("key", 1, _B, None), ("value", 2, _M, "AnyValue")),
+    "KeyValue": (("key", 1, _B, None), ("value", 2, _M, "AnyValue"), ("key_strindex", 3, T.TYPE_INT32, None)),
     "Status": (("message", 2, _B, None), ("code", 3, T.TYPE_INT32, None)),
     "Link": (("trace_id", 1, _B, None), ("span_id", 2, _B, None), ("trace_state", 3, _B, None),
              ("attributes", 4, _M, "KeyValue"), ("dropped_attributes_count", 5, T.TYPE_UINT32, None),
@@ -66,17 +67,16 @@ def _int32(values: np.ndarray) -> np.ndarray:
     return np.where(v < 0, 5, _varint(np.maximum(v, 0)))
 
 
+#: numpy dtypes of the fixed-width Arrow types ptars gives (``to_pandas_dtype`` would import pandas).
+NUMPY_TYPES = {pa.int32(): np.int32, pa.int64(): np.int64, pa.uint32(): np.uint32, pa.uint64(): np.uint64,
+               pa.float64(): np.float64}
+
+
 def _np(arr: pa.Array) -> np.ndarray:
     """A fixed-width array's values, zero-copy (a null's slot holds whatever it holds: mask it)."""
     if arr.null_count == 0:
         return arr.to_numpy()
-    width = arr.type.bit_width // 8
-    dtype = np.dtype(arr.type.to_pandas_dtype())
-    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset:arr.offset + len(arr)] if width else _np_bool(arr)
-
-
-def _np_bool(arr: pa.Array) -> np.ndarray:
-    return arr.fill_null(False).to_numpy(zero_copy_only=False)
+    return np.frombuffer(arr.buffers()[1], dtype=NUMPY_TYPES[arr.type])[arr.offset:arr.offset + len(arr)]
 
 
 def _lengths(arr: pa.Array) -> np.ndarray:
@@ -126,19 +126,25 @@ def _key_values(lists: pa.ListArray) -> np.ndarray:
     present = _valid(value)
     any_size = np.zeros(len(value), dtype=np.int64)
     for name, size in (("string_value", None), ("bool_value", 2), ("int_value", "varint"), ("double_value", 9),
-                       ("array_value", None), ("kvlist_value", None), ("bytes_value", None)):
+                       ("array_value", None), ("kvlist_value", None), ("bytes_value", None),
+                       ("string_value_strindex", "int32")):
         member = value.field(name)
         if member.null_count == len(member):
             continue
         there = _valid(member) & present
         if size is None:
             any_size += np.where(there, _len_field(_lengths(member)), 0)
+        elif size == "int32":
+            any_size += np.where(there, 1 + _int32(_np(member).astype(np.int64)), 0)
         elif size == "varint":
             any_size += np.where(there, 1 + _varint(_np(member).view(np.uint64)), 0)
         else:
             any_size += np.where(there, size, 0)
     kv_size = np.where(present, _len_field(any_size), 0)
     kv_size += np.where(_lengths(items.field("key")) > 0, _len_field(_lengths(items.field("key"))), 0)
+    strindex = _np(items.field("key_strindex")).astype(np.int64)
+    if strindex.any():
+        kv_size += np.where(strindex != 0, 1 + _int32(strindex), 0)
     return _len_field(kv_size)
 
 

@@ -139,6 +139,21 @@ def test_benchmark_shaped_requests_decode_fast() -> None:
         assert _same(body) == "fast"
 
 
+def test_the_fast_schema_declares_every_otlp_span_field() -> None:
+    """The byte accounting (wire_size.canonical) needs every field a span may carry: a field
+    OTLP adds later would send every span to the reference (correct, but slow)."""
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    from collectors.otlp.wire_size import SPAN_SCHEMA
+
+    real = {"Span": trace_pb2.Span, "Event": trace_pb2.Span.Event, "Link": trace_pb2.Span.Link,
+            "Status": trace_pb2.Status, "KeyValue": common_pb2.KeyValue, "AnyValue": common_pb2.AnyValue}
+    for message, cls in real.items():
+        declared = {name: number for name, number, *_ in SPAN_SCHEMA[message]}
+        assert declared == {f.name: f.number for f in cls.DESCRIPTOR.fields}, message
+
+
 # --- hostile payloads ---------------------------------------------------------------------
 
 
