@@ -63,6 +63,9 @@ _SpanMessage = lean_messages("latmap.otlp_fast", SPAN_SCHEMA, REPEATED)["Span"]
 #: millisecond a request whatever its size, so below this the reference's Python loop is
 #: cheaper (benchmarks/otlp_decode.py; measured crossover 500-1,000 spans on 2 shared cores).
 FAST_MIN_SPANS = 1000
+#: Fewer bytes than a usable span takes (two ids, two times, framing): a body below
+#: FAST_MIN_SPANS of these cannot hold FAST_MIN_SPANS usable spans, so it is not even skimmed.
+_MIN_SPAN_BYTES = 48
 #: The kept attribute keys as an Arrow array (made on first use: pa.array imports pandas).
 _KEY_SET: Any = None
 _handler: Any = None
@@ -94,7 +97,7 @@ def _span_handler() -> Any:
 def decode_fast(body: bytes) -> Decoded | None:
     """The reference decoder's :class:`Decoded` for ``body``, or None when this path cannot
     vouch for it (see the module's docstring): the caller then runs the reference."""
-    if ptars is None or len(body) > _MAX_BODY:
+    if ptars is None or len(body) > _MAX_BODY or len(body) < FAST_MIN_SPANS * _MIN_SPAN_BYTES:
         return None
     raw = RawColumns(text_ids=False)
     with gc_paused():
