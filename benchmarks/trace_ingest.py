@@ -245,11 +245,12 @@ def measure(kind: str, requests: Sequence[tuple[bytes, int]], clients: int, dire
 
 
 def part_a(total_spans: int, clients: int, baseline_spans: int | None,
-           rounds: int = 2, load: str = "chain") -> tuple[list[Result], list[str], float]:
+           rounds: int = 2, load: str = "chain", per_request: int = 1000) -> tuple[list[Result], list[str], float]:
     """Run the receivers; the results (latmap, stdlib, naive; ``before`` too with ``--before``),
     the list of missed targets and the decode floor (spans/s)."""
     t0 = time.perf_counter()
-    requests = build_sdk_requests(total_spans) if load == "sdk" else build_requests(total_spans)
+    requests = (build_sdk_requests(total_spans, per_request=per_request) if load == "sdk"
+                else build_requests(total_spans))
     sent = sum(n for _, n in requests)
     print(f"built {len(requests)} {load} requests, {sent} spans, "
           f"{sum(len(b) for b, _ in requests) / 2**20:.0f} MiB of protobuf in {time.perf_counter() - t0:.1f} s",
@@ -352,6 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--load", choices=("chain", "sdk"), default="chain",
                     help="part (a)'s requests: the value-stream chain, or SDK-shaped (1,000-span requests, ten "
                          "resource attributes, HTTP and messaging attributes, exception events)")
+    ap.add_argument("--per-request", type=int, default=1000,
+                    help="spans per request of --load sdk (default 1000; SDKs export up to 512 a batch, "
+                         "the Collector's batch processor 8192)")
     ap.add_argument("--before", metavar="DIR",
                     help="part (a): also run the receiver of this checkout (e.g. `git archive REV`), as 'before'")
     ap.add_argument("--stream", action="store_true",
@@ -384,7 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"part (a): receive-to-durable, {os.cpu_count()} CPUs, {args.clients} client connections", flush=True)
         if args.before:
             BEFORE["dir"] = str(Path(args.before).resolve())
-        results, missed, floor = part_a(spans, args.clients, args.baseline_spans, args.rounds, args.load)
+        results, missed, floor = part_a(spans, args.clients, args.baseline_spans, args.rounds, args.load,
+                                        args.per_request)
         print_table(results)
         print_floor(results, floor)
         doc.update(part_a=[asdict(r) for r in results], missed=missed, decode_floor=floor)

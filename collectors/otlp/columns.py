@@ -15,7 +15,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -52,7 +52,8 @@ from mapper.core.spans import (
     first_rows,
 )
 
-__all__ = ["ATTR_INDEX", "ATTR_KEYS", "TAIL_POLICY_KEY", "RawColumns", "resolve_service_name", "threshold_of"]
+__all__ = ["ATTR_INDEX", "ATTR_KEYS", "TAIL_POLICY_KEY", "Converted", "RawColumns", "resolve_service_name",
+           "threshold_of"]
 
 _INT64_MAX = 2**63 - 1
 _KIND_NAMES = {f"SPAN_KIND_{n}": i for i, n in
@@ -74,6 +75,34 @@ INSTANCE_KEY = "service.instance.id"
 _SAMPLED_FLAG = 0x1
 _TH_MALFORMED = -3  # a malformed th while building the column: counted, then made unknown
 
+
+
+#: An id column: (n, words) uint64, wrong-length mask, invalid mask.
+IdColumn = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: A column with the mask of its unusable (or cut) values.
+Masked = tuple[np.ndarray, np.ndarray]
+
+
+class Converted(NamedTuple):
+    """A decoder's per-span values as arrays, before the checks (:meth:`RawColumns.assemble`):
+    ids as words with their length and validity masks, ``all_links`` with malformed ids
+    zeroed, timestamps / enums / thresholds with their bad masks, strings decoded with the
+    mask of those cut."""
+
+    trace: IdColumn
+    span: IdColumn
+    parent: IdColumn
+    link_trace: IdColumn
+    link_span: IdColumn
+    all_links: SpanLinks
+    start: Masked
+    end: Masked
+    kind: Masked
+    status: Masked
+    names: Masked
+    attrs: tuple[Masked, ...]
+    thresholds: Masked
+    exceptions: np.ndarray
 
 
 class RawColumns:
@@ -111,19 +140,43 @@ class RawColumns:
         self.raw_attributes: list[Any] = []
 
     def finish(self) -> Decoded:
-        n = len(self.trace)
+        """The checked batch: the lists converted to arrays (:meth:`converted`), then :meth:`assemble`."""
+        return self.assemble(self.converted())
+
+    def converted(self) -> Converted:
+        """The per-span lists as arrays (each list freed once converted)."""
         ids = _ids_from_text if self.text_ids else _ids_from_bytes
-        trace, trace_len, trace_bad = ids(self.trace, 16)
-        span, span_len, span_bad = ids(self.span, 8)
-        parent, parent_len, parent_bad = ids(self.parent, 8)
-        link_trace, lt_len, lt_bad = ids(self.link_trace, 16)
-        link_span, ls_len, ls_bad = ids(self.link_span, 8)
-        all_links = self._links(ids, n)
-        start, start_bad = _timestamps(self.start, text=self.text_ids)
-        end, end_bad = _timestamps(self.end, text=self.text_ids)
+        trace = ids(self.trace, 16)
+        span = ids(self.span, 8)
+        parent = ids(self.parent, 8)
+        link_trace = ids(self.link_trace, 16)
+        link_span = ids(self.link_span, 8)
+        all_links = self._links(ids, len(self.trace))
+        start = _timestamps(self.start, text=self.text_ids)
+        end = _timestamps(self.end, text=self.text_ids)
         for converted in (self.trace, self.span, self.parent, self.link_trace, self.link_span, self.start, self.end,
                           self.links_row, self.links_trace, self.links_span):
             converted.clear()  # single use: free the per-span objects before building more
+        names = _strings(self.name, text=self.text_ids, empty_is_none=False)
+        attrs = tuple(_strings(values, text=self.text_ids, empty_is_none=True) for values in self.attrs)
+        n = len(names[0])
+        return Converted(trace, span, parent, link_trace, link_span, all_links, start, end,
+                         _enum(self.kind, _KIND_NAMES, 5), _enum(self.status, _STATUS_NAMES, 2), names, attrs,
+                         _thresholds(self.trace_state, self.flags),
+                         np.asarray(self.exceptions, dtype=np.int64).reshape(n))
+
+    def assemble(self, c: Converted) -> Decoded:
+        """Check the converted columns, set aside the spans that cannot be used, count the
+        repairs: one batch. The decoders that fill arrays directly (:mod:`collectors.otlp.fast`)
+        call this too, so every decoder applies the very same checks."""
+        trace, trace_len, trace_bad = c.trace
+        span, span_len, span_bad = c.span
+        parent, parent_len, parent_bad = c.parent
+        link_trace, lt_len, lt_bad = c.link_trace
+        link_span, ls_len, ls_bad = c.link_span
+        all_links = c.all_links
+        (start, start_bad), (end, end_bad) = c.start, c.end
+        n = len(start)
         trace_hi, trace_lo = trace[:, 0].copy(), trace[:, 1].copy()
         span_id = span[:, 0]
 
@@ -151,8 +204,7 @@ class RawColumns:
             rejected[DUPLICATE_SPAN] = int(keep.size - first.size)
             keep = keep[first]
 
-        kind, kind_bad = _enum(self.kind, _KIND_NAMES, 5)
-        status, status_bad = _enum(self.status, _STATUS_NAMES, 2)
+        (kind, kind_bad), (status, status_bad) = c.kind, c.status
         link_bad = lt_len | lt_bad | ls_len | ls_bad
         link_trace[link_bad] = 0
         link_span[link_bad] = 0
@@ -160,15 +212,15 @@ class RawColumns:
         link_bad = link_bad.copy()
         zero = (all_links.span_id == 0) | ((all_links.trace_hi == 0) & (all_links.trace_lo == 0))
         link_bad[all_links.row[zero]] = True
-        names, long_mask = _strings(self.name, text=self.text_ids, empty_is_none=False)
+        names, long_mask = c.names
+        long_mask = long_mask.copy()
         attrs = []
-        for values in self.attrs:
-            column, long_attr = _strings(values, text=self.text_ids, empty_is_none=True)
+        for column, long_attr in c.attrs:
             attrs.append(column)
             long_mask |= long_attr
         service, service_missing, long_service = self._service_column(n)
         long_mask |= long_service
-        sampling_th, th_bad = _thresholds(self.trace_state, self.flags)
+        sampling_th, th_bad = c.thresholds
         tail_policy = self._policy_column(n)
         attributes, instance = self._attributes(n)
         warned = {MISSING_SERVICE_NAME: service_missing, UNKNOWN_SPAN_KIND: kind_bad,
@@ -182,7 +234,7 @@ class RawColumns:
             "link_span_id": link_span[:, 0],
             "start_ns": start, "end_ns": end, "kind": kind, "status": status, "service": service, "name": names,
             "sampling_th": sampling_th, "tail_policy": tail_policy, "instance": instance,
-            "exceptions": np.minimum(np.asarray(self.exceptions, dtype=np.int64).reshape(n), np.iinfo(np.int16).max),
+            "exceptions": np.minimum(c.exceptions, np.iinfo(np.int16).max),
         }
         for col_name, column in zip(ATTRIBUTE_COLUMNS.values(), attrs, strict=True):
             columns[col_name] = column

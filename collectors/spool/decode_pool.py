@@ -1,9 +1,12 @@
 """Decoding OTLP request bodies off the receiver's main thread: in worker processes.
 
-Decoding is pure Python per span and the GIL would keep it on one core in threads, so the
+Decoding is CPU in this process's GIL, which would keep it on one core in threads, so the
 receiver hands bodies to plain subprocesses over pipes (length-prefixed frames: the body in,
-the Arrow payload of the decoded columns and the counts back). A worker that dies costs
-one 503 and is replaced. ``decode_workers=0`` decodes in the calling process instead.
+the counts and the spool record of the decoded columns back). The worker frames the record
+itself (its CRC32 is computed there, in parallel, not on the receiver's event loop), and the
+receiver reads the answer into one buffer and hands the record on without copying it. A
+worker that dies costs one 503 and is replaced. ``decode_workers=0`` decodes in the calling
+process instead.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 from collectors.otlp.codec import PayloadError
 from collectors.otlp.json import decode_json
 from collectors.otlp.protobuf import decode_protobuf
-from collectors.spool.payload import encode_payload
+from collectors.spool.payload import encode_payload, record
 from mapper.core.errors import LatmapError
 from mapper.core.spans import SpanBatch
 
@@ -38,8 +41,9 @@ class DecoderUnavailableError(LatmapError):
     """A decode worker died mid-request (HTTP 503: the client retries)."""
 
 
-#: (rows kept, reason -> spans rejected, reason -> spans repaired, Arrow IPC payload or b"")
-DecodeResult = tuple[int, dict[str, int], dict[str, int], bytes]
+#: (rows kept, reason -> spans rejected, reason -> spans repaired, the spool record of the
+#: spans kept or b"": :func:`collectors.spool.payload.record` of their Arrow IPC payload)
+DecodeResult = tuple[int, dict[str, int], dict[str, int], bytes | memoryview]
 #: Reasons a span that decoded well is refused for its start time (``partial_success``, the
 #: rejected counter); the limits are :func:`collectors.spool.limits.accepted_starts`'s. Here, not
 #: there, so that a decode worker does not import the spool's reader (Parquet, datasets).
@@ -56,7 +60,7 @@ _ANSWER_READ = 1 << 20  # an answer's first read takes this much if it is there 
 
 
 def decode_request(body: bytes, encoding: str, starts: Starts = (None, None)) -> DecodeResult:
-    """Decode an export body (``"protobuf"`` or ``"json"``) into a spool payload; PayloadError if bad.
+    """Decode an export body (``"protobuf"`` or ``"json"``) into a spool record; PayloadError if bad.
 
     Spans that start outside ``starts`` are left out and counted under
     :data:`~collectors.spool.limits.OLDER_THAN_RETENTION` / :data:`~collectors.spool.limits.TOO_FAR_AHEAD`
@@ -82,8 +86,7 @@ def decode_request(body: bytes, encoding: str, starts: Starts = (None, None)) ->
 
 def _encoded(batch: SpanBatch, rejected: dict[str, int], warnings: dict[str, int]) -> DecodeResult:
     rows = len(batch)
-    payload = encode_payload(batch).to_pybytes() if rows else b""
-    return rows, rejected, warnings, payload
+    return rows, rejected, warnings, record(encode_payload(batch)) if rows else b""
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -119,7 +122,7 @@ def _write_all(fd: int, data: bytes) -> None:
             select.select([], [fd], [])
 
 
-def _writev_all(fd: int, parts: list[bytes]) -> None:
+def _writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
     """Write ``parts`` back to back, in one system call when the pipe has room: the reader
     (often an event loop) then wakes once for the whole answer."""
     views = [memoryview(p) for p in parts if p]
@@ -180,6 +183,20 @@ async def _read_exact_async(loop: asyncio.AbstractEventLoop, fd: int, n: int, mo
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+async def _read_into_async(loop: asyncio.AbstractEventLoop, fd: int, view: memoryview) -> None:
+    """Fill ``view`` from the non-blocking ``fd``, waiting on the loop; EOFError on EOF."""
+    got, n = 0, view.nbytes
+    while got < n:
+        try:
+            k = os.readv(fd, [view[got:]])
+        except BlockingIOError:
+            await _ready(loop, fd, False)
+            continue
+        if not k:
+            raise EOFError(f"pipe closed after {got} of {n} bytes")
+        got += k
+
+
 def _widen_pipe(fd: int) -> None:
     """Ask Linux for a 1 MiB pipe buffer: a request crosses in a few writes instead of dozens."""
     with contextlib.suppress(OSError, AttributeError):
@@ -232,7 +249,7 @@ def _request_head(body: bytes, encoding: str, starts: Starts) -> bytes:
                      _INT64[1] if hi is None else hi)
 
 
-def _answer(status: int, meta: bytes, payload: bytes) -> DecodeResult:
+def _answer(status: int, meta: bytes, payload: bytes | memoryview) -> DecodeResult:
     if status == 1:
         raise PayloadError(meta.decode())
     if status == 2:
@@ -278,7 +295,7 @@ class _Worker:
             raise EOFError("decode worker exited mid-answer")
         return _answer(status, meta, payload)
 
-    async def call_async(self, body: bytes, encoding: str, starts: Starts) -> tuple[int, bytes, bytes]:
+    async def call_async(self, body: bytes, encoding: str, starts: Starts) -> tuple[int, bytes, memoryview]:
         """:meth:`call` on the running event loop (the pipes are waited on, not a thread);
         the answer's (status, meta, payload) for :func:`_answer`."""
         loop = asyncio.get_running_loop()
@@ -291,14 +308,17 @@ class _Worker:
         while len(first) < _RESP.size:
             first += await _read_exact_async(loop, self.r, _RESP.size - len(first), _ANSWER_READ)
         status, meta_len, payload_len = _RESP.unpack_from(first)
-        got = len(first) - _RESP.size
-        rest = meta_len + payload_len - got
-        if rest < 0:
+        size = _RESP.size + meta_len + payload_len
+        if len(first) > size:
             raise EOFError("decode worker sent more than one answer")
-        if rest:
-            first += await _read_exact_async(loop, self.r, rest)
-        data = memoryview(first)[_RESP.size:]
-        return status, bytes(data[:meta_len]), bytes(data[meta_len:])
+        if len(first) < size:  # the rest straight into one buffer: no copy per chunk, none after
+            buf = bytearray(size)
+            buf[:len(first)] = first
+            await _read_into_async(loop, self.r, memoryview(buf)[len(first):])
+            data = memoryview(buf)[_RESP.size:]
+        else:
+            data = memoryview(first)[_RESP.size:]
+        return status, bytes(data[:meta_len]), data[meta_len:]
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -9,6 +9,8 @@ reader needs.
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,18 @@ from mapper.core.spans import (
 SCHEMA = parquet_schema()
 #: What every record and Parquet file is written with: :data:`SCHEMA` and the attribute columns.
 FULL_SCHEMA = parquet_schema(attributes=True)
+
+
+#: A write-ahead record: magic, payload length, CRC32 of the payload, then the payload
+#: (:mod:`collectors.spool.wal`). Here so that a decode worker frames its answer itself.
+RECORD_MAGIC = b"LMR1"
+HEADER = struct.Struct("<4sII")
+
+
+def record(payload: Any) -> bytes:
+    """``payload`` framed as a spool record (header with its CRC32, then the bytes)."""
+    view = memoryview(payload)
+    return HEADER.pack(RECORD_MAGIC, view.nbytes, zlib.crc32(view)) + view
 
 
 def schema_of(with_attributes: bool) -> pa.Schema:
@@ -88,9 +102,13 @@ def attribute_arrays(attributes: SpanAttributes | None, n: int) -> dict[str, pa.
             spans[r][k] = v
         pb, text = [None] * n, [None if d is None else json.dumps(d, separators=(",", ":")) for d in spans]
     else:
-        is_pb = [type(x) is bytes for x in raw.tolist()]
-        pb = [x if b else None for x, b in zip(raw.tolist(), is_pb, strict=True)]
-        text = [None if b else x for x, b in zip(raw.tolist(), is_pb, strict=True)]
+        items = raw.tolist()
+        if all(type(x) is bytes for x in items):  # what the protobuf decoders keep: one pass
+            pb, text = items, [None] * n
+        else:
+            is_pb = [type(x) is bytes for x in items]
+            pb = [x if b else None for x, b in zip(items, is_pb, strict=True)]
+            text = [None if b else x for x, b in zip(items, is_pb, strict=True)]
     dictionary = pa.array([json.dumps([dict(r), int(d)], separators=(",", ":"), ensure_ascii=False)
                            for r, d in zip(attributes.resources, attributes.resource_dropped.tolist(), strict=True)],
                           pa.string())

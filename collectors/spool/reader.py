@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,15 +25,23 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from collectors.spool.payload import FULL_SCHEMA, SCHEMA, arrays, attributes_from_table, decode_payload, schema_of
+from collectors.spool.payload import (
+    FULL_SCHEMA,
+    HEADER,
+    RECORD_MAGIC,
+    SCHEMA,
+    arrays,
+    attributes_from_table,
+    decode_payload,
+    schema_of,
+)
+from collectors.spool.payload import record as record  # re-exported: the store and tests frame with it
 from mapper.core.errors import LatmapError
 from mapper.core.spans import LINKS_COLUMN, OPTIONAL_COLUMNS, SpanBatch, SpanLinks, dedupe
 
 log = logging.getLogger(__name__)
 
 SEGMENT_MAGIC = b"LMSPOOL1"
-RECORD_MAGIC = b"LMR1"
-HEADER = struct.Struct("<4sII")
 WAL_DIR = "_wal"
 #: Under ``_wal/``: damaged segments moved aside (never read, never deleted by latmap).
 QUARANTINE_DIR = "quarantine"
@@ -111,11 +118,6 @@ def _column(col: pa.ChunkedArray) -> np.ndarray:
 
 def _batch_to_table(batch: SpanBatch) -> pa.Table:
     return pa.table(arrays(batch), schema=SCHEMA)
-
-
-def record(payload: Any) -> bytes:
-    view = memoryview(payload)
-    return HEADER.pack(RECORD_MAGIC, view.nbytes, zlib.crc32(view)) + view
 
 
 # --- reading ----------------------------------------------------------------------------

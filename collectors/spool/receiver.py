@@ -78,6 +78,7 @@ from collectors.spool.http_app import JSON, METRICS_PATH, PROTOBUF, TRACES_PATH
 from collectors.spool.http_framing import BodyTooLargeError, HttpLimits, inflate_gzip
 from collectors.spool.http_server import HttpServer
 from collectors.spool.limits import LimitError, accepted_starts
+from collectors.spool.payload import HEADER
 from collectors.spool.sink import SpanSink
 from collectors.spool.store import Spool, SpoolLimits
 from mapper.core.errors import LatmapError, UsageError
@@ -315,11 +316,11 @@ class Receiver:
         self.spool.check_capacity()  # cheap refusal before decoding when full
         pool = self._pool
         starts = accepted_starts(self.spool.limits)
-        rows, rejected, warnings, payload = (pool.decode(body, encoding, starts) if pool
-                                             else decode_request(body, encoding, starts))
+        rows, rejected, warnings, framed = (pool.decode(body, encoding, starts) if pool
+                                            else decode_request(body, encoding, starts))
         if rows:
-            self.spool.append_payload(payload)
-        return self._done(rows, rejected, warnings, payload, transport)
+            self.spool.append_record(framed)
+        return self._done(rows, rejected, warnings, framed, transport)
 
     async def export_async(self, body: bytes, encoding: str, transport: str,
                            executor: Executor | None = None) -> ExportOutcome:
@@ -333,17 +334,18 @@ class Receiver:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(executor, self.export, body, encoding, transport)
         self.spool.check_capacity()
-        rows, rejected, warnings, payload = await pool.decode_async(body, encoding,
-                                                                    accepted_starts(self.spool.limits))
+        rows, rejected, warnings, framed = await pool.decode_async(body, encoding,
+                                                                   accepted_starts(self.spool.limits))
         if rows:
-            await self.spool.append_payload_async(payload)
-        return self._done(rows, rejected, warnings, payload, transport)
+            await self.spool.append_record_async(framed)
+        return self._done(rows, rejected, warnings, framed, transport)
 
-    def _done(self, rows: int, rejected: dict[str, int], warnings: dict[str, int], payload: bytes,
+    def _done(self, rows: int, rejected: dict[str, int], warnings: dict[str, int], framed: bytes | memoryview,
               transport: str) -> ExportOutcome:
-        """After the fsync: the sinks get the spans, the counters move; the export's outcome."""
+        """After the fsync: the sinks get the spans (the record's payload), the counters move;
+        the export's outcome."""
         if rows and self.sinks:
-            self._to_sinks(payload, rows)
+            self._to_sinks(bytes(memoryview(framed)[HEADER.size:]), rows)
         outcome = ExportOutcome(rows, rejected)
         self.metrics.accepted.labels(transport).inc(outcome.accepted)
         for reason, n in outcome.rejected.items():

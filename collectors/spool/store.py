@@ -42,7 +42,7 @@ Durability. :meth:`Spool.append` returns only after the record's bytes are on di
 (``fdatasync`` of the segment, and ``fsync`` of ``_wal/`` when the segment was created), so
 a caller that acknowledges after it returns never acknowledges something a crash can lose.
 One writer thread does all file I/O: callers queue their records and wait; the writer takes
-everything queued, writes it with one ``write``, syncs once and wakes all of them (group
+everything queued, writes it with one ``writev``, syncs once and wakes all of them (group
 commit). While it syncs, new requests queue up, so the batch grows with the load and the cost
 of a sync (~0.4 ms here) is shared by every request of the batch.
 
@@ -92,7 +92,7 @@ from collectors.spool.reader import (
     segments,
     writer_of,
 )
-from collectors.spool.wal import ActiveSegment, fsync_dir, quarantine, segment_path, tidy_segments, write_all
+from collectors.spool.wal import ActiveSegment, fsync_dir, quarantine, segment_path, tidy_segments, writev_all
 from mapper.core.redact import quoted
 from mapper.core.spans import SpanBatch
 
@@ -120,7 +120,7 @@ log = logging.getLogger(__name__)
 class _Append:
     __slots__ = ("done", "error", "future", "loop", "record")
 
-    def __init__(self, record: bytes) -> None:
+    def __init__(self, record: bytes | memoryview) -> None:
         self.record = record
         self.done = False
         self.error: BaseException | None = None
@@ -220,7 +220,12 @@ class Spool:
 
     def append_payload(self, payload: Any) -> None:
         """:meth:`append` for a payload already encoded by :func:`encode_payload` (bytes-like)."""
-        item = _Append(record(payload))
+        self.append_record(record(payload))
+
+    def append_record(self, framed: bytes | memoryview) -> None:
+        """:meth:`append_payload` for a payload already framed by
+        :func:`collectors.spool.payload.record` (a decode worker's answer)."""
+        item = _Append(framed)
         with self._lock:
             self._check(len(item.record))
             self._queue.append(item)
@@ -236,8 +241,13 @@ class Spool:
         """:meth:`append_payload` on the running event loop: the same queue and group commit,
         but the caller waits on the loop (the writer completes a future there once the record
         is fsynced) instead of parking a thread. Same errors, same promise."""
+        await self.append_record_async(record(payload))
+
+    async def append_record_async(self, framed: bytes | memoryview) -> None:
+        """:meth:`append_payload_async` for a record already framed (by a decode worker: its
+        CRC and framing cost the event loop nothing)."""
         loop = asyncio.get_running_loop()
-        item = _Append(record(payload))
+        item = _Append(framed)
         item.loop, item.future = loop, loop.create_future()
         with self._lock:
             self._check(len(item.record))
@@ -277,7 +287,7 @@ class Spool:
             error: Exception | None = None
             if batch:
                 try:
-                    self._commit(b"".join(item.record for item in batch))
+                    self._commit([item.record for item in batch])
                 except Exception as err:  # every waiter must hear of it, whatever it is
                     log.error("%s: spool write failed: %s", self.path, err)
                     error = err
@@ -307,7 +317,8 @@ class Spool:
             return None
         return max(0.05, self.limits.segment_age - (time.monotonic() - self._active.created))
 
-    def _commit(self, data: bytes) -> None:
+    def _commit(self, records: list[bytes | memoryview]) -> None:
+        """Append ``records`` with one ``writev`` (no joined copy) and sync once (group commit)."""
         if self._active is None:
             with self._lock:
                 self._seq += 1
@@ -322,10 +333,10 @@ class Spool:
                 self._n_segments += 1
                 self._disk += self._active.size
         seg = self._active
-        write_all(seg.fd, data)
-        seg.size += len(data)
+        size = writev_all(seg.fd, records)
+        seg.size += size
         with self._lock:
-            self._disk += len(data)
+            self._disk += size
         os.fdatasync(seg.fd)
         if seg.needs_dir_sync:
             fsync_dir(self.wal)

@@ -54,6 +54,26 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def writev_all(fd: int, parts: list[bytes | memoryview]) -> int:
+    """Write ``parts`` back to back with ``writev`` (no joined copy), resuming after a short
+    write; the bytes written."""
+    views = [memoryview(p).cast("B") for p in parts]
+    total = sum(v.nbytes for v in views)
+    at = 0
+    while at < len(views):
+        n = os.writev(fd, views[at:at + 512])  # well under IOV_MAX
+        while n and at < len(views):
+            if n >= views[at].nbytes:
+                n -= views[at].nbytes
+                at += 1
+            else:
+                views[at] = views[at][n:]
+                n = 0
+        while at < len(views) and views[at].nbytes == 0:
+            at += 1
+    return total
+
+
 def segment_path(wal: Path, seq: int, writer_id: str | None) -> Path:
     """A new segment's name, ``<created-ns>-<n>[@<writer id>].wal``: sorted by creation."""
     tag = "" if writer_id is None else f"@{writer_id}"

@@ -18,7 +18,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 import collectors.otlp.codec as codec
-import collectors.otlp.protobuf as otlp_protobuf
 from collectors.otlp.codec import (
     MAX_VALUE_CHARS,
     REJECT_REASONS,
@@ -30,6 +29,7 @@ from collectors.otlp.codec import (
 from collectors.otlp.files import read_trace_files
 from collectors.otlp.json import decode_json
 from collectors.otlp.protobuf import decode_protobuf
+from collectors.otlp.schema import LEAN_SCHEMA
 from mapper.core.errors import LatmapError
 from mapper.core.spans import KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, SpanBatch, dedupe
 from tests.otlp_helpers import FIXTURES, T0, add_span, one_scope, request_json, rows, span_json
@@ -313,7 +313,7 @@ def test_lean_schema_field_numbers_match_opentelemetry_proto() -> None:
             FD.TYPE_ENUM: "varint", FD.TYPE_FIXED64: "i64", FD.TYPE_FIXED32: "i32", FD.TYPE_BOOL: "varint",
             FD.TYPE_INT64: "varint", FD.TYPE_DOUBLE: "i64"}
     checked = 0
-    for message, fields in otlp_protobuf._LEAN_SCHEMA.items():
+    for message, fields in LEAN_SCHEMA.items():
         by_name = real[message].DESCRIPTOR.fields_by_name
         for name, number, ftype, target in fields:
             if name == "instrumentation_library_spans":
