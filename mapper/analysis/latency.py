@@ -20,6 +20,7 @@ from mapper.analysis.explain.kinds import AnyExplanation, has_join
 from mapper.analysis.flow_checks import assemble_flow, flow_checks, new_checks
 from mapper.analysis.flow_metrics import metered_flow, wants_metered_flow
 from mapper.analysis.flow_model import StageFlow
+from mapper.analysis.flow_sampled import against_metrics
 from mapper.analysis.map_model import Bottleneck as Bottleneck
 from mapper.analysis.map_model import FlowEfficiency as FlowEfficiency
 from mapper.analysis.map_model import HopResult as HopResult
@@ -231,7 +232,8 @@ def analyse(spec: StreamSpec, window: Window, given: MapInput) -> LatencyMap:
         checks += metered_checks
     stream_flow = assemble_flow(spec, given.flow_traced, metered, given.items_completed)
     if stream_flow is not None:
-        checks += new_checks(checks, flow_checks(stream_flow))
+        stream_flow, sampled = against_metrics(stream_flow, shape.stages)
+        checks += [*sampled, *new_checks(checks, flow_checks(stream_flow))]
     return LatencyMap(spec, window, shape.stages, hops, end_to_end, path, flow,
                       bottleneck, objectives, tuple(checks), traces, method, segments, examples,
                       given.measured_lead, shape.computed if shape.lead_measured else None, stream_flow,

@@ -32,6 +32,13 @@ def _check_outputs(out: Path) -> dict:
     assert doc["bottleneck"]["stage"] == "notification"
     assert "# Latency map: trading" in (out / "report.md").read_text()
     assert len(load_spec(out / "stream.yaml").stages) == 3
+    # The demo traces 12,000 items of over a million the metrics count: the flow's counts and
+    # ratios are the sample's, and nothing that scales with the items is given as the stage's.
+    flows = {s["name"]: s["flow"] for s in doc["stages"]}
+    assert all(f["items_in"] == 12_000 and f["first_pass_yield"] == 1.0 for f in flows.values())
+    assert all(f["utilisation"] is None and f["inventory"] is None and f["throughput_in_per_s"] is None
+               for f in flows.values())
+    assert {c["stage"] for c in doc["checks"] if c["code"] == "flow-traces-sampled"} == set(flows)
     return doc
 
 
