@@ -46,7 +46,7 @@ def test_a_short_write_then_enospc_is_refused_and_the_rest_reads_back(tmp_path: 
     with Spool(tmp_path, LIMITS) as spool:
         spool.append(_batch(3, 1))
         monkeypatch.setattr(store_mod, "writev_all", half_then_full)
-        with pytest.raises(SpoolError, match="write failed: .*No space left on device"):
+        with pytest.raises(SpoolError, match=r"write failed: .*No space left on device"):
             spool.append(_batch(4, 2))
         monkeypatch.undo()
         spool.append(_batch(5, 3))
