@@ -19,7 +19,8 @@ upb's, this path does not guess: :func:`decode_fast` answers None and the caller
 reference. That is: ptars not installed or failing on the bytes (a corrupt span; the
 reference then raises its own one-line error), a kept attribute whose ``AnyValue`` sets more
 than one member of its oneof (upb keeps the last on the wire; Arrow cannot say which), a span
-attribute key that is not UTF-8 (upb refuses the request: map keys are proto3 strings), and
+attribute key that is not UTF-8 (upb refuses the request: map keys are proto3 strings), a
+span attribute entry with a ``key_strindex`` (upb leaves such a map entry out of the map), and
 array or map attribute values that upb would refuse (too deep, corrupt), which are checked by
 letting upb parse them at the depth they have in the request.
 """
@@ -278,6 +279,8 @@ def _attribute_columns(attributes: pa.ListArray, n: int) -> tuple[Masked, ...] |
             keys.cast(pa.string())  # upb refuses a request whose span attribute key is not UTF-8
         except pa.ArrowInvalid:
             return None
+    if _filled(items.field("key_strindex"), 0).any():
+        return None  # upb leaves an entry with a field its map entry lacks out of the map: the kept key is lost
     present = _valid(values)  # an entry without a value: an empty AnyValue
     members = [_valid(values.field(i)) & present for i in range(len(_ANY))]
     if (members[4].any() or members[5].any()) and not _nested_values_parse(values, members[4], members[5]):

@@ -92,7 +92,12 @@ class ActiveSegment:
         self.size = 0
         self.created = time.monotonic()
         self.needs_dir_sync = True
-        write_all(self.fd, SEGMENT_MAGIC)
+        try:
+            write_all(self.fd, SEGMENT_MAGIC)
+        except OSError:  # ENOSPC: no descriptor left open, no empty file left per failed write
+            os.close(self.fd)
+            path.unlink(missing_ok=True)
+            raise
         self.size = len(SEGMENT_MAGIC)
 
     def close(self) -> None:

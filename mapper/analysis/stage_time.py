@@ -30,6 +30,11 @@ def self_time(trace: np.ndarray, stage_i: np.ndarray, start: np.ndarray, end: np
     tr = np.concatenate([trace, trace])
     st = np.concatenate([stage_i, stage_i])
     rel = t - tmin[tr]
+    if rel.size and int(rel.min()) < 0:  # an end before its trace's first start: from its earliest event, or
+        # its key would fall among the previous trace's keys
+        low = tmin.copy()
+        np.minimum.at(low, tr, t)
+        rel = t - low[tr]
     w = 2 * int(rel.max(initial=0)) + 2
     field_bits = _field_bits(trace, stage_i, start, end, n_stages)
     if field_bits and w * n_traces * n_stages < 2**62:

@@ -46,6 +46,24 @@ def test_scatter_groups_equal_the_sorted_groups() -> None:
         assert np.array_equal(a, b)
 
 
+def test_a_span_that_ends_before_it_starts_leaves_other_traces_alone() -> None:
+    """Trace 1's span ending before trace 1's first start once sorted its end event into
+    trace 0's keys, and trace 0's 100 ns of self time read as 0."""
+    trace, stage = np.array([0, 1, 1]), np.array([0, 0, 1])
+    start, end = np.array([0, 1000, 1050]), np.array([100, 1100, 10])
+    both = stage_time.self_time(trace, stage, start, end, 2, 2, np.array([0, 1000]))
+    alone = stage_time.self_time(trace[:1], stage[:1], start[:1], end[:1], 2, 1, np.array([0]))
+    assert np.array_equal(both[:, :1], alone) and alone[0, 0] > 0
+
+
+@pytest.mark.parametrize("key", [
+    np.array([], np.int64), np.array([7], np.uint64), np.tile(np.array([np.iinfo(np.int64).min, -1, 0, 1,
+                                                                        np.iinfo(np.int64).max]), 12_000),
+    np.tile(np.array([np.iinfo(np.uint64).max, 0, 2**63, 2**63 - 1, 5], np.uint64), 12_000)])
+def test_stable_order_at_the_integer_extremes(key: np.ndarray) -> None:
+    assert np.array_equal(stable_order(key), np.argsort(key, kind="stable"))
+
+
 @pytest.mark.parametrize("bits", [None, 5, 40])
 def test_stable_order_is_numpys_stable_argsort(bits: int | None) -> None:
     rng = np.random.default_rng(6)

@@ -223,6 +223,8 @@ HOSTILE = {
     "kept key, int value": (_request(BASE + _kv(MS, _f(3, 0, _v(5)))), True),
     "kept key, empty string": (_request(BASE + _kv(MS, _len(1, b""))), True),
     "kept key, no value": (_request(BASE + _len(9, _len(1, MS))), True),
+    "kept key with key_strindex": (_request(BASE + _len(9, _len(1, MS) + _len(2, _len(1, b"a")) + _f(3, 0, _v(3)))),
+                                   False),
     "kept key, string then int": (_request(BASE + _kv(MS, _len(1, b"a") + _f(3, 0, _v(5)))), False),
     "kept key, bad utf-8 and long": (_request(BASE + _kv(MS, _len(1, b"\xff" + b"x" * 1500))), True),
     "key not utf-8": (_request(BASE + _kv(b"\xff\xfe", _len(1, b"a"))), True),
