@@ -177,8 +177,13 @@ def _baseline_counts(path: str, stream: str, target: str, part: str,
             left = e.get("left_out")
             left_out = ({str(k): [str(x) for x in v] for k, v in left.items() if isinstance(v, list)}
                         if isinstance(left, dict) else {})
-            return (_counts(e.get("counts"), path), _int(e.get("tail_items"), f"{path}: explanations: tail_items"),
-                    left_out)
+            tail = _int(e.get("tail_items"), f"{path}: explanations: tail_items")
+            counts = _counts(e.get("counts"), path)
+            for i, c in enumerate(counts):  # more than the tail holds would make shares above 1
+                if c.tail > tail:
+                    raise UsageError(f"{path}: explanations: counts[{i}]: tail {c.tail} is more than the "
+                                     f"{tail} tail items")
+            return counts, tail, left_out
     raise UsageError(f"{path}: no explanation of {target} {part} {percentile_label(q)} in the baseline "
                      "(run latmap explain --format json for it, or map with it as the bottleneck)")
 
