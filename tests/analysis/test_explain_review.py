@@ -82,3 +82,13 @@ def test_a_baseline_count_beyond_its_tail_is_a_usage_error(tmp_path: Path) -> No
     p.write_text(json.dumps(doc))
     with pytest.raises(UsageError, match=r"counts\[0\]: tail 50 is more than the 5 tail items"):
         _baseline_counts(str(p), "x", "s", "hop", 0.99)
+
+
+def test_a_value_only_in_the_tail_is_not_called_new_against_the_rest() -> None:
+    from mapper.analysis.explain import Finding
+    from mapper.render.explain import finding_line
+
+    f = Finding("s", "span", "host.name", "h1", 8, 0, 0.8, 0.0, None, 1e-9, 1e-8, True, "fisher")
+    e = _current([], 10)
+    assert "lift new" not in finding_line(f, e) and "none in the contrast" in finding_line(f, e)
+    assert "lift new" in finding_line(f, Explanation("attributes", "s", "hop", 0.99, "baseline", 1.0, 10, 10))
