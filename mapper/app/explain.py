@@ -125,7 +125,7 @@ def run_explain(req: ExplainRequest) -> ExplainResult:
     if measured is not None:
         out.append(explain_slices_for(spec, window, req.stage or target, req.part, q,
                                       earlier(window, req.versus) if req.versus is not None else None, made,
-                                      req.options.max_values))
+                                      req.options.max_values, req.options.include_pii))
     ups = upstreams(spec.stages)
     items = lm.traces.items() if lm.traces is not None else None
     if has_join(ups) and items is not None and all(s.name in items.stages for s in spec.stages):
