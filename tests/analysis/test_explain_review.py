@@ -92,3 +92,28 @@ def test_a_value_only_in_the_tail_is_not_called_new_against_the_rest() -> None:
     e = _current([], 10)
     assert "lift new" not in finding_line(f, e) and "none in the contrast" in finding_line(f, e)
     assert "lift new" in finding_line(f, Explanation("attributes", "s", "hop", 0.99, "baseline", 1.0, 10, 10))
+
+
+@pytest.mark.parametrize(("target", "part"), [("risk", "process"), ("end_to_end", "lead")])
+def test_counts_added_over_partitions_explain_as_in_memory(target: str, part: str) -> None:
+    import dataclasses
+
+    from mapper.analysis.explain import explain
+    from mapper.analysis.explain.merge import add_counts, explain_counts, partition_counts
+    from mapper.analysis.traces import StageMatch, build_trace_table
+    from mapper.core.spans import SpanBatch
+    from tests.analysis.test_explain import UPSTREAM, _low
+    from tests.explain_data import STAGES, chain
+
+    def table(b: SpanBatch):  # type: ignore[no-untyped-def]
+        return build_trace_table(b, [StageMatch(s, s) for s in STAGES], UPSTREAM)
+
+    parts = [chain(n=600, seed=s, trace_base=1000 * s) for s in (1, 2, 3)]
+    whole = table(SpanBatch.concat(parts))
+    low = _low(whole, target, part)
+    mem = explain(whole, target, part, 0.99, low)
+    merged = explain_counts((target, part, 0.99, low),
+                            add_counts([partition_counts(table(p), [(target, part, 0.99, low)]) for p in parts], 1)[0])
+    bare = tuple(dataclasses.replace(f, examples=()) for f in mem.findings)
+    assert dataclasses.replace(mem, findings=bare) == merged
+    assert mem.significant and mem.significant[0].value == "risk-3"
