@@ -125,7 +125,7 @@ def run_explain(req: ExplainRequest) -> ExplainResult:
     if measured is not None:
         out.append(explain_slices_for(spec, window, req.stage or target, req.part, q,
                                       earlier(window, req.versus) if req.versus is not None else None, made,
-                                      req.options.max_values))
+                                      req.options.max_values, req.options.include_pii))
     ups = upstreams(spec.stages)
     items = lm.traces.items() if lm.traces is not None else None
     if has_join(ups) and items is not None and all(s.name in items.stages for s in spec.stages):
@@ -177,8 +177,13 @@ def _baseline_counts(path: str, stream: str, target: str, part: str,
             left = e.get("left_out")
             left_out = ({str(k): [str(x) for x in v] for k, v in left.items() if isinstance(v, list)}
                         if isinstance(left, dict) else {})
-            return (_counts(e.get("counts"), path), _int(e.get("tail_items"), f"{path}: explanations: tail_items"),
-                    left_out)
+            tail = _int(e.get("tail_items"), f"{path}: explanations: tail_items")
+            counts = _counts(e.get("counts"), path)
+            for i, c in enumerate(counts):  # more than the tail holds would make shares above 1
+                if c.tail > tail:
+                    raise UsageError(f"{path}: explanations: counts[{i}]: tail {c.tail} is more than the "
+                                     f"{tail} tail items")
+            return counts, tail, left_out
     raise UsageError(f"{path}: no explanation of {target} {part} {percentile_label(q)} in the baseline "
                      "(run latmap explain --format json for it, or map with it as the bottleneck)")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from mapper.analysis.explain.attributes import looks_personal
 from mapper.analysis.slices import (
     MAX_VALUES,
     Skipped,
@@ -70,13 +71,15 @@ def _read(source: Source, m: Measurement, window: Window, labels: Sequence[str]
 
 def explain_slices_for(spec: StreamSpec, window: Window, stage: str, part: str, q: float,
                        versus: Window | None = None, sources: Mapping[str, Source] | Sources | None = None,
-                       max_values: int = MAX_VALUES) -> SlicesExplanation:
+                       max_values: int = MAX_VALUES, include_pii: bool = False) -> SlicesExplanation:
     """The ``slices`` explanation of ``stage``'s ``part`` at percentile ``q`` over ``window``:
     its histogram split by each label with 2..``max_values`` values, each slice against the
     rest; with ``versus`` (e.g. :func:`earlier`), each slice against itself then.
 
     ``sources``: sources already made for the map (their answers are reused). A source error
-    is raised with the stage and part (a one-line error for the CLI)."""
+    is raised with the stage and part (a one-line error for the CLI). Labels that look like
+    personal data (``user``, ``email``, ``client_ip`` ...) are left out unless ``include_pii``:
+    their values would be in the report."""
     label = "end to end" if part == "lead" else stage
     m = part_measurement(spec, stage, part)
     if m is None:
@@ -90,7 +93,12 @@ def explain_slices_for(spec: StreamSpec, window: Window, stage: str, part: str, 
         return _empty(label, part, q, "slices-not-given",
                       f"a {source.spec.kind} source gives no label slices")
     try:
-        keep, skipped = choose_labels(source.slice_labels(m, window), max_values)
+        found = source.slice_labels(m, window)
+        keep, skipped = choose_labels(found, max_values)
+        if not include_pii:
+            skipped += [Skipped(lb, found[lb], "looks like personal data: its values are left out (--include-pii "
+                                               "to slice by it)") for lb in keep if looks_personal(lb)]
+            keep = [lb for lb in keep if not looks_personal(lb)]
         per, checks = _read(source, m, window, keep)
         before = None
         if versus is not None:

@@ -29,7 +29,8 @@ from mapper.core.files import dumps
 @click.option("--max-values", type=click.IntRange(2, 1000), default=20, show_default=True,
               help="Values per attribute tested; the others are grouped as (other).")
 @click.option("--include-pii", is_flag=True,
-              help="Also test attributes whose keys look personal (email, user, token, ip ...).")
+              help="Also test attributes whose keys, and slice by labels whose names, look personal "
+                   "(email, user, token, ip ...).")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True,
               help="What to print on stdout.")
 def explain_command(options: MapOptions, stage: str | None, part: str, percentile: float, contrast: str,

@@ -98,7 +98,9 @@ def title(e: Explanation) -> str:
 def finding_line(f: Finding, e: Explanation) -> str:
     """One finding as text: the value, its shares, lift and q-value."""
     where = f"{f.stage}: " if e.target == END_TO_END else ""
-    lift = "new" if f.lift is None else f"x{f.lift:.2f}"
+    # no lift: no contrast item has the value (a baseline's tail never had it: new)
+    lift = ("new" if e.contrast == "baseline" else "unbounded (none in the contrast)") if f.lift is None \
+        else f"x{f.lift:.2f}"
     tag = " (new)" if f.new and f.lift is not None else ""
     return (f"{where}{f.key}={f.value}{tag} ({f.scope}): {f.tail_share:.0%} of the tail vs {f.rest_share:.0%}, "
             f"lift {lift}, q={f.q_value:.2g}")

@@ -126,6 +126,16 @@ def test_five_equal_pods_name_none_and_an_id_label_is_left_out(url: str) -> None
     assert schema_problems(r.to_json(), "slices_explanation") == []
 
 
+def test_a_personal_label_is_not_sliced_unless_asked(url: str) -> None:
+    # (review) with the limit raised over its 40 values, "user" was sliced: every user's value in the report
+    spec = loads_spec(SPEC.format(url=url))
+    r = explain_slices_for(spec, WINDOW, "even", "process", 0.99, max_values=50)
+    assert [ls.label for ls in r.labels] == ["pod"]
+    assert [(s.label, s.values) for s in r.skipped] == [("user", 40)] and "personal" in r.skipped[0].reason
+    asked = explain_slices_for(spec, WINDOW, "even", "process", 0.99, max_values=50, include_pii=True)
+    assert [ls.label for ls in asked.labels] == ["pod", "user"]
+
+
 def test_what_cannot_be_sliced_says_why(url: str) -> None:
     spec = loads_spec(SPEC.format(url=url))
     lead = explain_slices_for(spec, WINDOW, "checkout", "lead", 0.99)

@@ -23,6 +23,7 @@ import re
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -34,8 +35,9 @@ from mapper.core.spans import ATTRIBUTE_COLUMNS, SpanBatch
 #: Key words (a key's parts split at ``.``, ``_``, ``-``) that mark a key as personal data.
 PII_WORDS = frozenset({"email", "mail", "user", "username", "userid", "enduser", "password", "passwd", "pwd",
                        "secret", "token", "apikey", "auth", "authorization", "cookie", "session", "ip", "phone",
-                       "ssn", "card", "iban"})
+                       "ssn", "card", "iban", "ipaddress", "ipaddr", "remoteaddr", "forwarded"})
 _SPLIT = re.compile(r"[._\-/ ]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _STATUS = np.array(["unset", "ok", "error"], dtype=object)
 _KIND = np.array(["unspecified", "internal", "server", "client", "producer", "consumer"], dtype=object)
 #: Share of an attribute's items whose values must be numbers for it to be binned as one.
@@ -84,7 +86,9 @@ class Grouped:
 def looks_personal(key: str) -> bool:
     """Whether ``key`` names personal data (a word of :data:`PII_WORDS`, or an address of
     the client): its values are left out unless asked for."""
-    words = {w.lower() for w in _SPLIT.split(key) if w}
+    parts = [w.lower() for part in _SPLIT.split(key) for w in _CAMEL.split(part) if w]
+    # camelCase and split compounds too: ``customerEmail``, ``api_key``, ``IPAddress``
+    words = {*parts, *(a + b for a, b in pairwise(parts))}
     return bool(words & PII_WORDS) or "client.address" in key.lower()
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from mapper.analysis.examples import END_TO_END, Example, item_starts, part_values
 from mapper.analysis.explain.attributes import Grouped, Options, group, read
-from mapper.analysis.explain.model import KIND_ATTRIBUTES, Explanation, Finding, ValueCount
+from mapper.analysis.explain.model import KIND_ATTRIBUTES, OTHER, Explanation, Finding, ValueCount
 from mapper.analysis.explain.stats import benjamini_hochberg, fisher_greater, log_factorials
 from mapper.analysis.traces import TraceTable
 from mapper.core.distribution import percentile_label
@@ -144,13 +144,18 @@ def test_counts(groups: Sequence[Grouped], per: Sequence[tuple[np.ndarray, np.nd
     lf = log_factorials(total)
     rows: list[tuple[int, int, int, int, float, str]] = []
     counts: list[ValueCount] = []
+    family = 0
     for gi, (g, (tc, rc)) in enumerate(zip(groups, per, strict=True)):
         for v in range(len(g.labels)):
             counts.append(ValueCount(g.stage, g.scope, g.key, g.labels[v], int(tc[v]), int(rc[v])))
+            if tc[v] + rc[v]:
+                family += 1
             if tc[v]:
                 p, test = fisher_greater(int(tc[v]), n_tail, int(tc[v] + rc[v]), total, lf)
                 rows.append((gi, v, int(tc[v]), int(rc[v]), p, test))
-    qv = benjamini_hochberg(np.array([r[4] for r in rows]))
+    # Every value carried by any item is one test (a value no tail item carries has p = 1):
+    # leaving those out would pick the family by the outcome and shrink the correction.
+    qv = _corrected([r[4] for r in rows], family)
     found = []
     for (gi, v, a, r, p, test), q in zip(rows, qv.tolist(), strict=True):
         g = groups[gi]
@@ -160,7 +165,12 @@ def test_counts(groups: Sequence[Grouped], per: Sequence[tuple[np.ndarray, np.nd
         found.append((Finding(g.stage, g.scope, g.key, g.labels[v], a, r, ts, rs, lift, p, q, sig, test), gi, v))
     found.sort(key=lambda x: (x[0].q_value, -(x[0].lift if x[0].lift is not None else np.inf),
                               x[0].stage, x[0].key, x[0].value))
-    return found[:opts.max_findings], len(rows), max(len(found) - opts.max_findings, 0), counts
+    return found[:opts.max_findings], family, max(len(found) - opts.max_findings, 0), counts
+
+
+def _corrected(p: Sequence[float], family: int) -> np.ndarray:
+    """The Benjamini-Hochberg q-values of ``p`` among ``family`` tests, the others' p-values 1."""
+    return benjamini_hochberg(np.r_[np.asarray(p, dtype=np.float64), np.ones(max(family - len(p), 0))])[:len(p)]
 
 
 def _with_examples(table: TraceTable, found: Sequence[tuple[Finding, int, int]], items: np.ndarray,
@@ -198,14 +208,30 @@ def against(current: Explanation, baseline: Sequence[ValueCount], baseline_tail:
     total = n1 + n0
     lf = log_factorials(total)
     rows = []
+
+    def name(c: ValueCount) -> str:
+        return c.key if current.part != "lead" else f"{c.stage}: {c.key}"
+
+    # the family: every value either tail carries of the attributes compared (one the
+    # current tail lacks has p = 1)
+    compared = {c.attribute for c in current.counts if name(c) not in skip}
+    # (other) holds different values in each run, and a value missing beside the baseline's
+    # (other) may be in it (not new, not absent): neither is compared.
+    pooled = {c.attribute for c in baseline if c.value == OTHER}
+
+    def comparable(c: ValueCount) -> bool:
+        return (c.attribute in compared and c.value != OTHER
+                and not (c.attribute in pooled and (c.stage, c.scope, c.key, c.value) not in then))
+
+    family = {(c.stage, c.scope, c.key, c.value) for c in (*current.counts, *baseline) if c.tail and comparable(c)}
     for c in current.counts:
-        if not c.tail or (c.key if current.part != "lead" else f"{c.stage}: {c.key}") in skip:
+        if not c.tail or not comparable(c):
             continue
         old = then.get((c.stage, c.scope, c.key, c.value))
         a0 = old.tail if old is not None else 0
         p, test = fisher_greater(c.tail, n1, c.tail + a0, total, lf)
         rows.append((c, a0, p, test, old is None))
-    qv = benjamini_hochberg(np.array([r[2] for r in rows]))
+    qv = _corrected([r[2] for r in rows], len(family))
     found = []
     for (c, a0, p, test, new), q in zip(rows, qv.tolist(), strict=True):
         ts, rs = c.tail / n1, (a0 / n0 if n0 else 0.0)
@@ -218,7 +244,7 @@ def against(current: Explanation, baseline: Sequence[ValueCount], baseline_tail:
         checks.append(explain_check(current.target, current.part, "explain-few-tail-items",
                              f"{versus}: {n0} tail item(s) in the baseline: too few to compare with"))
     return Explanation(current.kind, current.target, current.part, current.percentile, "baseline",
-                       current.threshold, n1, n0, len(rows), opts.alpha, tuple(found[:opts.max_findings]),
+                       current.threshold, n1, n0, len(family), opts.alpha, tuple(found[:opts.max_findings]),
                        max(len(found) - opts.max_findings, 0),
                        {**current.left_out,
                         **({"numeric-bins-not-comparable": tuple(sorted(binned))} if binned else {})},
