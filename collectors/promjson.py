@@ -167,7 +167,7 @@ def parse_native(obj: Any, where: str) -> NativeHistogram:
             raise SourceError(f"{w}: expected [rule, lower, upper, count]")
         rule_f = parse_float(b[0], w)
         lo, hi, c = (parse_float(x, w) for x in b[1:])
-        if rule_f not in (0, 1, 2, 3) or hi < lo or c < 0 or math.isnan(c):
+        if rule_f not in (0, 1, 2, 3) or math.isnan(lo) or math.isnan(hi) or hi < lo or c < 0 or math.isnan(c):
             raise SourceError(f"{w}: invalid bucket {remote_text(b, 120)}")
         buckets.append((int(rule_f), lo, hi, c))
     return NativeHistogram(count, total, tuple(buckets), where)

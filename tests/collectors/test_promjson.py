@@ -95,3 +95,13 @@ def test_malformed_answers_name_the_field(body: object, message: str) -> None:
     with pytest.raises(SourceError) as err:
         decode_query(body, "url")
     assert str(err.value) == message
+
+
+def test_a_native_bucket_with_a_nan_bound_names_the_bucket() -> None:
+    """A bound of "NaN" passed ``hi < lo`` (every comparison with NaN is false) and reached
+    the percentiles as a NaN interval; it is refused with the bucket's place."""
+    from collectors.promjson import parse_native
+
+    for bucket in ([1, "NaN", "0.5", "3"], [1, "0.25", "NaN", "3"]):
+        with pytest.raises(SourceError, match=r"h\.buckets\[0\].*invalid bucket"):
+            parse_native({"count": "3", "sum": "1", "buckets": [bucket]}, "h")
