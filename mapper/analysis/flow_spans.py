@@ -129,11 +129,14 @@ def group_flags(batch: SpanBatch, stage_i: np.ndarray, upstream_i: Sequence[int]
         target[lr[ok]] = t[ok]
     retried = np.zeros(n, bool)
     rework = np.zeros(n, np.int64)
-    att = np.flatnonzero(target >= 0)
+    # a copy of a span (an export sent twice; the live stream keeps copies) is no second attempt
+    me = find(hi, lo, sid)
+    copy = (me >= 0) & (me != np.arange(n))
+    att = np.flatnonzero((target >= 0) & ~copy)
     order, several, rw = _groups(st[att] * max(n, 1) + target[att], start[att])
     retried[att[order]] = several
     rework[att[order]] += rw
-    cl = np.flatnonzero((batch.kind[used] == KIND_CLIENT) & (pid != 0))
+    cl = np.flatnonzero((batch.kind[used] == KIND_CLIENT) & (pid != 0) & ~copy)
     if cl.size:
         name = pd.factorize(batch.name[used][cl])[0].astype(np.int64)
         k = pd.factorize(pd.MultiIndex.from_arrays([hi[cl], lo[cl], pid[cl], name, st[cl]]))[0]

@@ -1,0 +1,102 @@
+"""Issue 27's flow under review: inputs that gave a wrong number (a yield above 1, a peak-hour
+utilisation above 1, an exported span copy counted as a redelivery, a variance made up for
+a histogram with no finite bucket). Small values, no server."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mapper.analysis.flow import flow_sums
+from mapper.analysis.flow_checks import traced_flows
+from mapper.analysis.flow_metrics import metered_flow
+from mapper.analysis.queueing import scv
+from mapper.analysis.traces import StageMatch, build_trace_table
+from mapper.core.distribution import HistogramDistribution
+from mapper.core.errors import DataError
+from mapper.core.model import HourBuckets, MeasurementResult, Window
+from mapper.core.spans import KIND_CONSUMER, KIND_PRODUCER, SpanBatch
+from mapper.core.spec import loads_spec
+
+END = 1_700_002_800.0  # a whole hour
+WINDOW = Window(END - 7200, END)
+SPEC = """
+name: review
+sources:
+  prom: {kind: prometheus, url: http://127.0.0.1:1}
+stages:
+  - name: a
+    process: {source: prom, histogram: a_seconds}
+    workers: 1
+  - name: b
+    upstream: a
+    process: {source: prom, histogram: b_seconds}
+"""
+
+
+def _hist(count: float, mean: float) -> MeasurementResult:
+    return MeasurementResult(HistogramDistribution.from_cumulative([math.inf], [count], sum=count * mean), "test")
+
+
+def test_a_metered_stage_handing_on_more_than_it_took_in_has_no_yield() -> None:
+    # items in flight across the window's edges: b counted 110 while a counted 100
+    results = {("a", "process"): _hist(100, 0.1), ("b", "process"): _hist(110, 0.1)}
+    flows, checks = metered_flow(loads_spec(SPEC), WINDOW, results)
+    a = flows["a"]
+    assert a.stopped is None and "flow-out-exceeds-in" in {c.code for c in checks}
+    assert a.yield_ is None  # was 1.1
+    assert all(h.share is None or h.share <= 1 for h in a.handovers)
+
+
+def test_a_metered_peak_hour_beyond_the_workers_is_no_utilisation_but_a_check() -> None:
+    # 7200 items at 0.9 s on one worker over two hours: 90% busy; but 6000 came in the first
+    # hour: 150% of one worker in that hour, which no worker can be
+    results = {("a", "process"): _hist(7200, 0.9), ("b", "process"): _hist(7000, 0.1)}
+    hourly = {("a", "process"): [HourBuckets(END - 7200, {}, {math.inf: 6000.0}),
+                                 HourBuckets(END - 3600, {}, {math.inf: 1200.0})]}
+    flows, checks = metered_flow(loads_spec(SPEC), WINDOW, results, hourly=hourly)
+    u = flows["a"].utilisation
+    assert u is not None and u.value == pytest.approx(0.9)
+    assert u.peak_hour is None or u.peak_hour <= 1  # was 1.5
+    assert u.headroom is not None and u.headroom < 1
+    assert "utilisation-high" in {c.code for c in checks if c.stage == "a"}
+
+
+NS = 1_000_000_000
+W0 = 1_790_000_000.0
+MATCHES = [StageMatch("a", "a"), StageMatch("b", "b")]
+UPSTREAM = {"a": None, "b": "a"}
+
+
+def _batch(rows: list[tuple[int, int, int, float, float, int, str]]) -> SpanBatch:
+    """``(trace, span id, parent id, start, end, kind, service)`` per span."""
+    tr, sid, pid, start, end, kind, service = (np.array(c) for c in zip(*rows, strict=True))
+    n = len(rows)
+    z = np.zeros(n, np.int64)
+    return SpanBatch.from_columns({
+        "trace_hi": z, "trace_lo": tr, "span_id": sid, "parent_id": pid, "link_trace_hi": z,
+        "link_trace_lo": z, "link_span_id": z, "start_ns": np.round(start * NS).astype(np.int64),
+        "end_ns": np.round(end * NS).astype(np.int64), "kind": kind, "status": z,
+        "service": service.astype(object), "name": np.full(n, "op", object),
+        "instance": np.array([f"{s}-1" for s in service], object), "exceptions": z})
+
+
+def test_a_span_exported_twice_is_not_a_redelivery() -> None:
+    # the live stream does not drop copies of a span (an exporter's retried request)
+    b = _batch([(1, 1, 0, W0 + 10, W0 + 10.1, KIND_PRODUCER, "a"),
+                (1, 2, 1, W0 + 11, W0 + 12, KIND_CONSUMER, "b"),
+                (1, 2, 1, W0 + 11, W0 + 12, KIND_CONSUMER, "b")])
+    table = build_trace_table(b, MATCHES, UPSTREAM)
+    sums = flow_sums(table, b, MATCHES, UPSTREAM, (W0, W0 + 3600))
+    flows, _ = traced_flows(sums, {"a": ["b"], "b": []}, {})
+    r = flows["b"].rework
+    assert flows["b"].items_in == 1
+    assert r is not None and r.retried == 0 and r.first_pass_yield == 1.0  # was retried 1, %C&A 0
+
+
+def test_a_histogram_with_every_count_above_its_last_bound_has_no_variance_to_model() -> None:
+    d = HistogramDistribution.from_cumulative([1.0, math.inf], [0, 100], sum=400.0)
+    with pytest.raises(DataError):
+        scv(d)  # was cv² 0: a deterministic process made up
