@@ -17,7 +17,7 @@ from mapper.analysis.traces import StageMatch, build_trace_table
 from mapper.core.distribution import HistogramDistribution
 from mapper.core.errors import DataError
 from mapper.core.model import HourBuckets, MeasurementResult, Window
-from mapper.core.spans import KIND_CONSUMER, KIND_PRODUCER, SpanBatch
+from mapper.core.spans import KIND_CONSUMER, KIND_PRODUCER, SpanBatch, SpanLinks
 from mapper.core.spec import loads_spec
 
 END = 1_700_002_800.0  # a whole hour
@@ -70,7 +70,7 @@ MATCHES = [StageMatch("a", "a"), StageMatch("b", "b")]
 UPSTREAM = {"a": None, "b": "a"}
 
 
-def _batch(rows: list[tuple[int, int, int, float, float, int, str]]) -> SpanBatch:
+def _batch(rows: list[tuple[int, int, int, float, float, int, str]], links: SpanLinks | None = None) -> SpanBatch:
     """``(trace, span id, parent id, start, end, kind, service)`` per span."""
     tr, sid, pid, start, end, kind, service = (np.array(c) for c in zip(*rows, strict=True))
     n = len(rows)
@@ -80,7 +80,7 @@ def _batch(rows: list[tuple[int, int, int, float, float, int, str]]) -> SpanBatc
         "link_trace_lo": z, "link_span_id": z, "start_ns": np.round(start * NS).astype(np.int64),
         "end_ns": np.round(end * NS).astype(np.int64), "kind": kind, "status": z,
         "service": service.astype(object), "name": np.full(n, "op", object),
-        "instance": np.array([f"{s}-1" for s in service], object), "exceptions": z})
+        "instance": np.array([f"{s}-1" for s in service], object), "exceptions": z}, links=links)
 
 
 def test_a_span_exported_twice_is_not_a_redelivery() -> None:
@@ -100,3 +100,21 @@ def test_a_histogram_with_every_count_above_its_last_bound_has_no_variance_to_mo
     d = HistogramDistribution.from_cumulative([1.0, math.inf], [0, 100], sum=400.0)
     with pytest.raises(DataError):
         scv(d)  # was cv² 0: a deterministic process made up
+
+
+def test_a_batch_consumer_linked_to_three_producers_takes_in_three_items() -> None:
+    # three ticks in traces of their own; one consumer span (a batch) links to each producer
+    b = _batch([(1, 11, 0, W0 + 10, W0 + 10.1, KIND_PRODUCER, "a"),
+                (2, 12, 0, W0 + 11, W0 + 11.1, KIND_PRODUCER, "a"),
+                (3, 13, 0, W0 + 12, W0 + 12.1, KIND_PRODUCER, "a"),
+                (9, 20, 0, W0 + 15, W0 + 16, KIND_CONSUMER, "b")],
+               SpanLinks(np.array([3, 3, 3]), np.zeros(3, np.uint64), np.array([1, 2, 3], np.uint64),
+                         np.array([11, 12, 13], np.uint64)))
+    table = build_trace_table(b, MATCHES, UPSTREAM)
+    sums = flow_sums(table, b, MATCHES, UPSTREAM, (W0, W0 + 3600))
+    flows, _ = traced_flows(sums, {"a": ["b"], "b": []}, {})
+    assert flows["a"].items_out == 3
+    assert flows["b"].items_in == 3  # was 1: the three taken for one item redelivered three times
+    r = flows["b"].rework
+    assert r is not None and r.retried == 0 and r.first_pass_yield == 1.0
+    assert sums.stages["b"].wait_s == pytest.approx(4.9 + 3.9 + 2.9, abs=1e-3)
