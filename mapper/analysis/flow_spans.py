@@ -9,7 +9,8 @@ Per span of a stage (the spans :func:`~mapper.analysis.traces.match_stages` give
   attempts on one hand-over span are a **redelivery**: the message consumed again (or the
   call served again); every attempt after the first is extra;
 * **client retry**: CLIENT spans of the stage with the same trace, parent and name (the same
-  call made again by the stage).
+  call made again by the stage) after one of them failed (error): the same call repeated
+  without a failure before it is a loop of calls (one per recipient), not a retry.
 
 An (item, stage) is *retried* when any of its spans is in a group of several attempts or
 client calls, *failed* when any is an error. The rework time of a group is the time from its
@@ -141,14 +142,21 @@ def group_flags(batch: SpanBatch, stage_i: np.ndarray, upstream_i: Sequence[int]
     order, several, rw = _groups(st[att] * max(n, 1) + target[att], start[att])
     retried[att[order]] = several
     rework[att[order]] += rw
+    error = (batch.status[used] == STATUS_ERROR) | (batch.exceptions[used] > 0)
     cl = np.flatnonzero((batch.kind[used] == KIND_CLIENT) & (pid != 0) & ~copy)
     if cl.size:
         name = pd.factorize(batch.name[used][cl])[0].astype(np.int64)
-        k = pd.factorize(pd.MultiIndex.from_arrays([hi[cl], lo[cl], pid[cl], name, st[cl]]))[0]
-        order, several, rw = _groups(np.asarray(k, np.int64), start[cl])
-        retried[cl[order]] |= several
-        rework[cl[order]] += rw
-    error = (batch.status[used] == STATUS_ERROR) | (batch.exceptions[used] > 0)
+        k = np.asarray(pd.factorize(pd.MultiIndex.from_arrays([hi[cl], lo[cl], pid[cl], name, st[cl]]))[0],
+                       np.int64)
+        order, several, rw = _groups(k, start[cl])
+        # the same call made again after an attempt failed: a retry. Calls repeated with no
+        # failure before them are a loop (a query per recipient), not rework
+        ks, failed = k[order], error[cl[order]]
+        last = np.r_[ks[1:] != ks[:-1], True]
+        gid = np.cumsum(np.r_[True, ks[1:] != ks[:-1]]) - 1
+        redo = (np.bincount(gid, weights=failed & ~last) > 0)[gid]
+        retried[cl[order]] |= several & redo
+        rework[cl[order]] += np.where(redo, rw, 0)
     rows = np.arange(ids.unit.size) if ids.row is None else ids.row
     g = ids.unit.astype(np.int64) * n_st + st[rows]
     key, inv = np.unique(g, return_inverse=True)

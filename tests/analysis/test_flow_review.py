@@ -17,7 +17,7 @@ from mapper.analysis.traces import StageMatch, build_trace_table
 from mapper.core.distribution import HistogramDistribution
 from mapper.core.errors import DataError
 from mapper.core.model import HourBuckets, MeasurementResult, Window
-from mapper.core.spans import KIND_CONSUMER, KIND_PRODUCER, SpanBatch, SpanLinks
+from mapper.core.spans import KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, SpanBatch, SpanLinks
 from mapper.core.spec import loads_spec
 
 END = 1_700_002_800.0  # a whole hour
@@ -70,7 +70,8 @@ MATCHES = [StageMatch("a", "a"), StageMatch("b", "b")]
 UPSTREAM = {"a": None, "b": "a"}
 
 
-def _batch(rows: list[tuple[int, int, int, float, float, int, str]], links: SpanLinks | None = None) -> SpanBatch:
+def _batch(rows: list[tuple[int, int, int, float, float, int, str]], links: SpanLinks | None = None,
+           status: list[int] | None = None) -> SpanBatch:
     """``(trace, span id, parent id, start, end, kind, service)`` per span."""
     tr, sid, pid, start, end, kind, service = (np.array(c) for c in zip(*rows, strict=True))
     n = len(rows)
@@ -78,7 +79,8 @@ def _batch(rows: list[tuple[int, int, int, float, float, int, str]], links: Span
     return SpanBatch.from_columns({
         "trace_hi": z, "trace_lo": tr, "span_id": sid, "parent_id": pid, "link_trace_hi": z,
         "link_trace_lo": z, "link_span_id": z, "start_ns": np.round(start * NS).astype(np.int64),
-        "end_ns": np.round(end * NS).astype(np.int64), "kind": kind, "status": z,
+        "end_ns": np.round(end * NS).astype(np.int64), "kind": kind,
+        "status": z if status is None else np.array(status, np.int64),
         "service": service.astype(object), "name": np.full(n, "op", object),
         "instance": np.array([f"{s}-1" for s in service], object), "exceptions": z}, links=links)
 
@@ -118,3 +120,24 @@ def test_a_batch_consumer_linked_to_three_producers_takes_in_three_items() -> No
     r = flows["b"].rework
     assert r is not None and r.retried == 0 and r.first_pass_yield == 1.0
     assert sums.stages["b"].wait_s == pytest.approx(4.9 + 3.9 + 2.9, abs=1e-3)
+
+
+def _calls(status: list[int]):  # type: ignore[no-untyped-def]
+    """One item; b's consumer span makes the same CLIENT call three times (statuses given)."""
+    rows = [(1, 1, 0, W0 + 10, W0 + 10.1, KIND_PRODUCER, "a"), (1, 2, 1, W0 + 11, W0 + 14, KIND_CONSUMER, "b"),
+            *[(1, 3 + i, 2, W0 + 11.5 + i, W0 + 11.9 + i, KIND_CLIENT, "b") for i in range(3)]]
+    b = _batch(rows, status=[0, 0, *status])
+    sums = flow_sums(build_trace_table(b, MATCHES, UPSTREAM), b, MATCHES, UPSTREAM, (W0, W0 + 3600))
+    r = traced_flows(sums, {"a": ["b"], "b": []}, {})[0]["b"].rework
+    assert r is not None
+    return r
+
+
+def test_the_same_call_made_three_times_without_a_failure_is_a_loop_not_a_retry() -> None:
+    r = _calls([0, 0, 0])  # a query per recipient
+    assert r.retried == 0 and r.first_pass_yield == 1.0 and r.seconds == 0  # was retried 1, %C&A 0
+
+
+def test_the_same_call_made_again_after_it_failed_is_a_retry() -> None:
+    r = _calls([2, 0, 0])
+    assert r.retried == 1 and r.failed == 1 and r.first_pass_yield == 0.0 and r.seconds == pytest.approx(2.0)
