@@ -120,6 +120,9 @@ def test_a_batch_consumer_linked_to_three_producers_takes_in_three_items() -> No
     r = flows["b"].rework
     assert r is not None and r.retried == 0 and r.first_pass_yield == 1.0
     assert sums.stages["b"].wait_s == pytest.approx(4.9 + 3.9 + 2.9, abs=1e-3)
+    # one worker busy one second for the batch of three, not three seconds
+    u = traced_flows(sums, {"a": ["b"], "b": []}, {"b": 1})[0]["b"].utilisation
+    assert u is not None and u.busy_seconds == pytest.approx(1.0) and u.capacity_per_s == pytest.approx(3.0)
 
 
 def _calls(status: list[int]):  # type: ignore[no-untyped-def]
