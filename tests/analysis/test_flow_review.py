@@ -12,8 +12,9 @@ import pytest
 from mapper.analysis.flow import flow_sums
 from mapper.analysis.flow_checks import traced_flows
 from mapper.analysis.flow_metrics import metered_flow
+from mapper.analysis.liveflow import open_handovers
 from mapper.analysis.queueing import scv
-from mapper.analysis.traces import StageMatch, build_trace_table
+from mapper.analysis.traces import StageMatch, build_trace_table, match_stages
 from mapper.core.distribution import HistogramDistribution
 from mapper.core.errors import DataError
 from mapper.core.model import HourBuckets, MeasurementResult, Window
@@ -144,3 +145,11 @@ def test_the_same_call_made_three_times_without_a_failure_is_a_loop_not_a_retry(
 def test_the_same_call_made_again_after_it_failed_is_a_retry() -> None:
     r = _calls([2, 0, 0])
     assert r.retried == 1 and r.failed == 1 and r.first_pass_yield == 0.0 and r.seconds == pytest.approx(2.0)
+
+
+def test_a_hand_over_exported_twice_is_one_item_waiting() -> None:
+    # two ticks handed over, not taken yet; the first's PRODUCER span arrived twice
+    b = _batch([(1, 1, 0, W0 + 10, W0 + 10.1, KIND_PRODUCER, "a"), (1, 1, 0, W0 + 10, W0 + 10.1, KIND_PRODUCER, "a"),
+                (2, 3, 0, W0 + 11, W0 + 11.1, KIND_PRODUCER, "a")])
+    pending, to = open_handovers(b, match_stages(b, MATCHES), MATCHES, UPSTREAM)
+    assert int(np.bincount(to[pending], minlength=2)[1]) == 2  # was 3: the inventory gauge said 3 waiting
