@@ -19,7 +19,8 @@ Definitions (the live stream counts the same; a span set gives the same numbers 
   over the intervals); merged from partitions it is the most waiting at the instants of a
   grid of :data:`GRID_BINS` over the window (``grid_step`` seconds apart): the event counts
   per bin add up exactly, the peak between two instants is not seen (a lower bound).
-* **busy** time: the sum of the items' process (self) time at the stage (``process_s``),
+* **busy** time: the sum of the items' process (self) time at the stage (``process_s``; a
+  span on several items' paths, a batch consumer's, once),
   and beside it ``union_s``: per ``service.instance.id``, the union of the stage's span
   intervals in the window (:func:`~mapper.analysis.flow_spans.busy_intervals`). A worker
   that serves several items at once has a summed process time above its busy time; the
@@ -201,6 +202,8 @@ def flow_sums(table: TraceTable, batch: SpanBatch, matches: Sequence[StageMatch]
     by_stage = np.argsort(fs, kind="stable")
     bounds = np.searchsorted(fs[by_stage], np.arange(n_st + 1))
     cols = {c: f[c].to_numpy(dtype=np.float64) for c in ("start", "process", "wait")}
+    if "span_row" in f:
+        cols["span_row"] = f["span_row"].to_numpy(dtype=np.float64)
     edges = hour_edges(window)
     ist, ia, ib = busy_intervals(batch, stage_i, window)
     out = {}
@@ -278,15 +281,18 @@ def _stage(rows: np.ndarray, ftr: np.ndarray, k: int, n_st: int, children: Seque
     to_bin = lambda t: np.clip(((t - ws) / step).astype(np.int64), 0, n_bins - 1)  # noqa: E731
     grid = (np.bincount(to_bin(a), minlength=n_bins) - np.bincount(to_bin(b), minlength=n_bins)).astype(np.int64)
     late = e & ~r & (start[kept] > we - flags.retry_delay_max) if flags.retry_delay_max > 0 else e & False
+    # busy once per span: a batch consumer's span is on the path of every item of its batch
+    once = (np.unique(cols["span_row"][rows], return_index=True)[1] if "span_row" in cols
+            else np.arange(rows.size))
     return StageSums(
         items_in=int(heads.size), handed={d: int(v.sum()) for d, v in reach.items()}, out=int(anyout.sum()),
         failed=int(e.sum()), retried=int(r.sum()), not_first_pass=int((e | r).sum()),
         rework_s=float(rw.sum()), rework_completed_s=float(rw[done].sum()),
         waits=int(has.sum()), wait_s=float((b - a).sum()),
         no_producer=int((~has).sum()) if has_upstream else 0,
-        process_n=int(rows.size), process_s=float(process[rows].sum()),
+        process_n=int(rows.size), process_s=float(process[rows[once]].sum()),
         arrivals_h=np.bincount(hour_of[order[heads]], minlength=edges.size - 1).astype(np.float64),
-        busy_h=np.bincount(hour_of, weights=process[rows], minlength=edges.size - 1),
+        busy_h=np.bincount(hour_of[once], weights=process[rows[once]], minlength=edges.size - 1),
         wait_h=_integral(a, b, edges), wait_slices=_integral(a, b, np.linspace(ws, we, SLICES + 1)),
         grid=grid, peak=_peak(a, b), failed_late=int(late.sum()))
 

@@ -12,7 +12,7 @@ What each figure is, and what it means read from metrics:
   stages cannot tell whose items it took, so that handover, and ``items_out``, are unknown.
   ``yield_`` = out / in; ``stopped`` = in - out, the items that ended at the stage (filtered
   out, or failed for good), unknown when more went out than came in (a stage that fans out,
-  or items in flight across the window's edges).
+  or items in flight across the window's edges), and so is the yield (never above 1).
 * ``rework``: ``failed`` / ``retried`` are the error and retry counters' increases;
   ``first_pass_yield`` = 1 - attempts that went wrong / ``items_in``. Given both counters,
   a failure that is retried is one item counted in each: the larger count is taken (and a
@@ -23,7 +23,8 @@ What each figure is, and what it means read from metrics:
   wait = the wait histogram's sum / window (Little's law), which the gauge's mean must match.
 * ``utilisation``: busy time (the process histogram's sum) / (window x workers), workers from
   the spec; ``capacity_per_s`` = workers / mean process time; with hourly counts (segments),
-  ``peak_hour`` is the busiest hour's arrivals x mean process time / (hour x workers) and
+  ``peak_hour`` is the busiest hour's arrivals x mean process time / (hour x workers) (None
+  with a ``utilisation-high`` check when that is above 1: the hour needed more workers than it had) and
   ``headroom`` capacity / that hour's arrival rate.
 
 Where the data cannot give a figure it is None and a check says why; never a guess.
@@ -86,7 +87,9 @@ def metered_flow(spec: StreamSpec, window: Window, results: Mapping[Key, Measure
         checks += [*made, *rc, *ic, *uc]
         out[s.name] = StageFlow(
             stage=s.name, source=SOURCE, items_in=n, items_out=items_out, stopped=stopped,
-            yield_=items_out / n if items_out is not None and n else None, handovers=handovers,
+            # more out than in (fan-out, items in flight across the edges): no yield, a check says why
+            yield_=items_out / n if items_out is not None and stopped is not None and n else None,
+            handovers=handovers,
             throughput_in_per_s=n / window.seconds if n is not None else None,
             throughput_out_per_s=items_out / window.seconds if items_out is not None else None,
             rework=rework, inventory=inventory, utilisation=utilisation)
@@ -139,7 +142,7 @@ def _handovers(spec: StreamSpec, s: Stage, n: float | None, items: Mapping[str, 
                 f"{s.name} -> {d.name}: {d.name} takes items from {', '.join(d.upstream)}; its count cannot "
                 f"tell whose, so {s.name}'s items out are unknown"), s.name, "flow"))
             continue
-        handovers.append(Handover(d.name, got, got / n if n else None))
+        handovers.append(Handover(d.name, got, got / n if n and got <= n else None))
     if not known or n is None:
         return tuple(handovers), None, None, checks
     out = float(sum(h.items for h in handovers))
@@ -147,7 +150,7 @@ def _handovers(spec: StreamSpec, s: Stage, n: float | None, items: Mapping[str, 
     if stopped is None:
         checks.append(Check("info", "flow-out-exceeds-in", (
             f"{s.name}: handed on {out:.0f} items but took in {n:.0f} (a stage that fans out, or items in "
-            "flight across the window's edges): no count of the items that stopped here"), s.name, "flow"))
+            "flight across the window's edges): no yield, no count of the items that stopped here"), s.name, "flow"))
     return tuple(handovers), out, stopped, checks
 
 
@@ -278,6 +281,9 @@ def _utilisation(s: Stage, window: Window, process: Distribution | None,
         return Utilisation(None, s.workers, "spec", None, busy_seconds=busy), checks
     capacity = s.workers / mean if mean > 0 else None
     peak, headroom = _peak_hour(hourly, mean, s.workers, capacity)
+    if peak is not None and peak > 1.0 + 1e-9:
+        checks.append(_overloaded(s, peak))
+        return Utilisation(value, s.workers, "spec", capacity, None, headroom, busy), checks
     high = peak if peak is not None else value
     if high > UTILISATION_HIGH:
         when = "in the peak hour" if peak is not None else "over the window"
@@ -302,3 +308,11 @@ def _peak_hour(hourly: Sequence[HourBuckets] | None, mean: float, workers: int,
         return None, None
     rate = max(per_hour.values()) / HOUR
     return rate * mean / workers, (capacity / rate if capacity is not None and rate > 0 else None)
+
+
+def _overloaded(s: Stage, peak: float) -> Check:
+    """The peak hour's arrivals need more than the workers: no utilisation can say that (it
+    is at most 1), so no peak-hour figure; the check gives the offered load."""
+    return Check("warning", "utilisation-high", (
+        f"{s.name}: the peak hour's arrivals x mean process time need {peak:.0%} of {s.workers} workers: "
+        "busy throughout that hour and the queue grew; no peak-hour utilisation"), s.name, "flow")

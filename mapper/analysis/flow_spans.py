@@ -9,7 +9,8 @@ Per span of a stage (the spans :func:`~mapper.analysis.traces.match_stages` give
   attempts on one hand-over span are a **redelivery**: the message consumed again (or the
   call served again); every attempt after the first is extra;
 * **client retry**: CLIENT spans of the stage with the same trace, parent and name (the same
-  call made again by the stage).
+  call made again by the stage) after one of them failed (error): the same call repeated
+  without a failure before it is a loop of calls (one per recipient), not a retry.
 
 An (item, stage) is *retried* when any of its spans is in a group of several attempts or
 client calls, *failed* when any is an error. The rework time of a group is the time from its
@@ -117,6 +118,9 @@ def group_flags(batch: SpanBatch, stage_i: np.ndarray, upstream_i: Sequence[int]
     child = np.flatnonzero(pid != 0)
     p[child] = find(hi[child], lo[child], pid[child])
     target = np.where((p >= 0) & (up >= 0) & (st[np.maximum(p, 0)] == up), p, -1)
+    # every (span, hand-over span) pair: its parent, and each of its links, on its upstream stage
+    by_parent = np.flatnonzero(target >= 0)
+    cand_r, cand_c = by_parent, target[by_parent]
     links = batch.all_links
     if len(links):
         pos = np.full(len(batch), -1, np.int64)
@@ -124,23 +128,35 @@ def group_flags(batch: SpanBatch, stage_i: np.ndarray, upstream_i: Sequence[int]
         lr = pos[links.row]
         t = find(links.trace_hi, links.trace_lo, links.span_id)
         ok = np.flatnonzero((lr >= 0) & (t >= 0))
-        ok = ok[(up[lr[ok]] >= 0) & (st[t[ok]] == up[lr[ok]]) & (target[lr[ok]] < 0)]
+        ok = ok[(up[lr[ok]] >= 0) & (st[t[ok]] == up[lr[ok]])]
+        cand_r, cand_c = np.r_[cand_r, lr[ok]], np.r_[cand_c, t[ok]]
+        ok = ok[target[lr[ok]] < 0]
         ok = ok[first_of_each(lr[ok])]  # links in their order: the first one to the upstream stage
         target[lr[ok]] = t[ok]
     retried = np.zeros(n, bool)
     rework = np.zeros(n, np.int64)
-    att = np.flatnonzero(target >= 0)
+    # a copy of a span (an export sent twice; the live stream keeps copies) is no second attempt
+    me = find(hi, lo, sid)
+    copy = (me >= 0) & (me != np.arange(n))
+    att = np.flatnonzero((target >= 0) & ~copy)
     order, several, rw = _groups(st[att] * max(n, 1) + target[att], start[att])
     retried[att[order]] = several
     rework[att[order]] += rw
-    cl = np.flatnonzero((batch.kind[used] == KIND_CLIENT) & (pid != 0))
+    error = (batch.status[used] == STATUS_ERROR) | (batch.exceptions[used] > 0)
+    cl = np.flatnonzero((batch.kind[used] == KIND_CLIENT) & (pid != 0) & ~copy)
     if cl.size:
         name = pd.factorize(batch.name[used][cl])[0].astype(np.int64)
-        k = pd.factorize(pd.MultiIndex.from_arrays([hi[cl], lo[cl], pid[cl], name, st[cl]]))[0]
-        order, several, rw = _groups(np.asarray(k, np.int64), start[cl])
-        retried[cl[order]] |= several
-        rework[cl[order]] += rw
-    error = (batch.status[used] == STATUS_ERROR) | (batch.exceptions[used] > 0)
+        k = np.asarray(pd.factorize(pd.MultiIndex.from_arrays([hi[cl], lo[cl], pid[cl], name, st[cl]]))[0],
+                       np.int64)
+        order, several, rw = _groups(k, start[cl])
+        # the same call made again after an attempt failed: a retry. Calls repeated with no
+        # failure before them are a loop (a query per recipient), not rework
+        ks, failed = k[order], error[cl[order]]
+        last = np.r_[ks[1:] != ks[:-1], True]
+        gid = np.cumsum(np.r_[True, ks[1:] != ks[:-1]]) - 1
+        redo = (np.bincount(gid, weights=failed & ~last) > 0)[gid]
+        retried[cl[order]] |= several & redo
+        rework[cl[order]] += np.where(redo, rw, 0)
     rows = np.arange(ids.unit.size) if ids.row is None else ids.row
     g = ids.unit.astype(np.int64) * n_st + st[rows]
     key, inv = np.unique(g, return_inverse=True)
@@ -148,11 +164,40 @@ def group_flags(batch: SpanBatch, stage_i: np.ndarray, upstream_i: Sequence[int]
     delivery = np.full(m, np.iinfo(np.int64).max, np.int64)
     has = target[rows] >= 0
     np.minimum.at(delivery, inv[has], target[rows][has])
+    own = _own_delivery(ids.unit.astype(np.int64), rows, n, st, cand_r, cand_c, key, n_st)
+    delivery = np.where(own >= 0, own, delivery)
     return GroupFlags(key, np.bincount(inv, weights=error[rows], minlength=m) > 0,
                       np.bincount(inv, weights=retried[rows], minlength=m) > 0,
                       np.bincount(inv, weights=rework[rows], minlength=m) * 1e-9,
                       np.where(delivery == np.iinfo(np.int64).max, -1, delivery),
                       float(rework.max(initial=0)) * 1e-9)
+
+
+def _own_delivery(unit: np.ndarray, rows: np.ndarray, n: int, st: np.ndarray, cand_r: np.ndarray,
+                  cand_c: np.ndarray, key: np.ndarray, n_st: int) -> np.ndarray:
+    """Per group of ``key`` (item x stage): the hand-over span of its own item path that its
+    spans took the item from (-1: none in the path). A batch consumer linked to several
+    producers is in each producer's item path: each of those items was handed over by its own
+    producer, not by the consumer's first link (which would make them one redelivered item)."""
+    out = np.full(key.size, -1, np.int64)
+    if not cand_r.size or not rows.size:
+        return out
+    member = np.unique(unit * n + rows)  # (item path, span) pairs
+    by_row = np.argsort(rows, kind="stable")
+    sorted_rows = rows[by_row]
+    first = np.searchsorted(sorted_rows, cand_c, "left")
+    count = np.searchsorted(sorted_rows, cand_c, "right") - first
+    pair = np.repeat(np.arange(cand_c.size), count)  # (candidate, an item path holding its hand-over span)
+    offset = np.arange(pair.size) - np.repeat(np.cumsum(count) - count, count)
+    u = unit[by_row[first[pair] + offset]]
+    r, c = cand_r[pair], cand_c[pair]
+    at = np.minimum(np.searchsorted(member, u * n + r), member.size - 1)
+    keep = member[at] == u * n + r  # the span is on that item path too
+    g = u[keep] * n_st + st[r[keep]]
+    pos = np.searchsorted(key, g)
+    best = np.full(key.size, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(best, pos, c[keep])
+    return np.where(best == np.iinfo(np.int64).max, -1, best)
 
 
 def instances_of(batch: SpanBatch, stage_i: np.ndarray, n_st: int) -> tuple[list[frozenset[str]], np.ndarray]:

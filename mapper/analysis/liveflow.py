@@ -96,7 +96,8 @@ def open_handovers(b: SpanBatch, stage_i: np.ndarray, matches: Sequence[StageMat
     taken = np.unique(t[ok])  # rows found first for their id: one per distinct span
     first = idx.find(b.trace_hi[cand], b.trace_lo[cand], b.span_id[cand])
     pending = np.zeros(len(b), bool)
-    pending[cand[~np.isin(first, taken)]] = True
+    # one per distinct span: a copy of an export sent twice is not a second item waiting
+    pending[cand[~np.isin(first, taken) & (first == cand)]] = True
     return pending, to
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mapper.analysis.latency import LatencyMap
-from mapper.core.distribution import Distribution
+from mapper.core.distribution import Distribution, HistogramDistribution
 from mapper.core.errors import DataError, UsageError
 from mapper.core.estimate import addable
 from mapper.core.model import Check
@@ -107,6 +107,10 @@ def scv(d: Distribution) -> tuple[float, float]:
     """Mean and squared coefficient of variation of a process distribution (seconds)."""
     if not addable(d):
         raise DataError(f"its process times are client-computed quantiles ({d.kind}): no variance to model with")
+    if isinstance(d, HistogramDistribution) and not np.any(d.counts[np.isfinite(d.upper)] > 0):
+        # every count in the +Inf bucket: its masses would all sit at one point (cv² 0, a
+        # deterministic process made up)
+        raise DataError("every process time is above its histogram's last finite bound: no variance to model with")
     m = d.point_masses("mid")
     w = np.asarray(m.weights, float) / float(np.sum(m.weights))
     v = np.asarray(m.values, float)
