@@ -16,6 +16,7 @@ A figure the data cannot give is None with a check saying why, never a guess.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -70,6 +71,15 @@ def _stage_flow(name: str, s: StageSums, sums: FlowSums, nexts: list[str], spec_
                      n_in / window if window > 0 else None,
                      (s.out / window if window > 0 else None) if not last else None,
                      rework if n_in else None, inventory, util)
+    unseen = [d for d in nexts if n_in and (d not in sums.stages or not sums.stages[d].items_in)]
+    if unseen:
+        # a next stage with no span at all: what was handed to it cannot be told from what
+        # stopped here (its spans missing, or another service name), so no out, stop or yield
+        checks.append(Check("warning", "next-stage-no-spans", (
+            f"{name}: its next stage {', '.join(unseen)} has no span in the window: the items handed on "
+            "cannot be told from those that stopped here (no items out, stopped or yield)"), name, "flow"))
+        flow = replace(flow, items_out=None, stopped=None, yield_=None, throughput_out_per_s=None,
+                       handovers=tuple(replace(h, share=None) if h.to in unseen else h for h in handovers))
     return flow, checks
 
 

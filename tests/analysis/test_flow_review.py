@@ -153,3 +153,23 @@ def test_a_hand_over_exported_twice_is_one_item_waiting() -> None:
                 (2, 3, 0, W0 + 11, W0 + 11.1, KIND_PRODUCER, "a")])
     pending, to = open_handovers(b, match_stages(b, MATCHES), MATCHES, UPSTREAM)
     assert int(np.bincount(to[pending], minlength=2)[1]) == 2  # was 3: the inventory gauge said 3 waiting
+
+
+def test_a_next_stage_without_spans_gives_no_yield() -> None:
+    """The spec's last stage matches no span (another service name, or its spans lost): what
+    alerting handed on cannot be told from what stopped there, so no out, stopped or yield,
+    and a check says why (not "yield 0, everything stopped")."""
+    from mapper.app.pipeline import build_map
+    from mapper.core.spec import loads_spec
+    from tests.analysis.flow_chain import W0, WINDOW, chain
+    from tests.analysis.test_flow import SPEC, Spans
+
+    batch, truth = chain(n=300, seed=3)
+    spec = loads_spec(SPEC.replace("service: notification", "service: notifier"))
+    lm = build_map(spec, Window(W0, W0 + WINDOW), collectors={"spans": Spans(batch)})
+    al = lm.flow.of("alerting")
+    assert al.items_in == truth.ticks
+    assert (al.items_out, al.stopped, al.yield_) == (None, None, None)
+    assert any(c.code == "next-stage-no-spans" and c.stage == "alerting" for c in lm.checks)
+    md = lm.flow.of("market-data")
+    assert md.yield_ == 1.0  # its next stage has spans: unchanged
