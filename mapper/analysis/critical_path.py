@@ -180,6 +180,25 @@ def _walk(g: _Grid, ups: Mapping[str, Sequence[str]]) -> tuple[np.ndarray, np.nd
     return on, crit, wait
 
 
+def _tie_checks(g: _Grid, ups: Mapping[str, Sequence[str]], tail: np.ndarray) -> list[Check]:
+    """``critical-path-ties``: tail items whose upstreams at a join handed over at the same
+    instant (timestamps of coarse resolution): the branch credited, the first listed, did not
+    decide alone."""
+    idx = {s: i for i, s in enumerate(g.stages)}
+    out = []
+    for join in g.stages:
+        us = [idx[u] for u in ups.get(join, ()) if u in idx]
+        if len(us) < 2:
+            continue
+        ends = g.end[tail][:, us]
+        tied = int(((ends == ends.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum())
+        if tied:
+            out.append(Check("info", "critical-path-ties", (
+                f"at {join}: {tied:,} of {int(tail.sum()):,} tail item(s) had several upstreams hand over at the "
+                "same instant; each is credited to the first listed, which did not decide it alone"), join))
+    return out
+
+
 def decided_by(table: TraceTable, ups: Mapping[str, Sequence[str]]) -> pd.DataFrame:
     """Per complete item (index: the table's item code): ``lead`` and, per join stage, the
     upstream whose hand-over arrived last (the branch that decided the item's lead time)."""
@@ -221,6 +240,7 @@ def critical_path(table: TraceTable, ups: Mapping[str, Sequence[str]], q: float 
             shares.append(PathShare(s, part, float(sec.mean()), share, float(on[tail, k].mean())))
     shares.sort(key=lambda x: (-x.share, x.stage, x.part))
     branches = _branches(g, ups, crit, tail)
+    checks += _tie_checks(g, ups, tail)
     paths = _paths(g.stages, on[tail])
     verdict = _verdict(q, n_tail, shares, branches, paths)
     return CriticalPathExplanation(q, int(g.lead.size), n_tail, threshold, tuple(shares), branches, paths,

@@ -101,3 +101,20 @@ def test_no_complete_item_says_so() -> None:
     r = critical_path(replace(table, frame=cut), upstreams(loads_spec(SPEC).stages))
     assert r.items == 0 and r.verdict == "no item passes every stage"
     assert [c.code for c in r.checks] == ["critical-path-incomplete"]
+
+
+def test_upstreams_handing_over_at_the_same_instant_are_said_to_tie() -> None:
+    """b and c end together (timestamps of coarse resolution): whichever is credited did not
+    decide alone, and a check says how many tail items tie."""
+    batch = _fanout(5)
+    cols = batch.columns()
+    end = cols["end_ns"].copy()
+    end[2 * N:3 * N] = end[N:2 * N]  # c ends exactly when b does
+    cols["end_ns"] = end
+    table = build_trace_table(SpanBatch.from_columns(cols), [StageMatch(s, s) for s in "abcd"],
+                              {"a": None, "b": "a", "c": "a", "d": "b"})
+    got = critical_path(table, upstreams(loads_spec(SPEC).stages), 0.99)
+    ties = [c for c in got.checks if c.code == "critical-path-ties"]
+    assert len(ties) == 1 and ties[0].stage == "d" and f"of {got.tail_items:,} tail item(s)" in ties[0].message
+    assert not [c for c in critical_path(_table(), upstreams(loads_spec(SPEC).stages), 0.99).checks
+                if c.code == "critical-path-ties"]
