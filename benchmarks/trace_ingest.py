@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import Any
 
 from live_ingest import part_stream, print_runs
+from naive_map import naive_map
 from otlp_load import (  # puts this checkout on sys.path: the receivers run its code
     ROOT,
     TARGET_RSS,
@@ -89,7 +90,7 @@ from otlp_load import (  # puts this checkout on sys.path: the receivers run its
     peak_rss,
     run_load,
 )
-from trace_map import QUICK_SPANS, naive_map, part_b, print_table_b
+from trace_map import QUICK_SPANS, part_b, print_table_b
 
 from mapper.demo.localprom import stop_process
 

@@ -4,6 +4,7 @@ where the fast path cannot vouch for that it must answer None (the reference the
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,15 @@ from collectors.otlp.codec import PayloadError
 from collectors.otlp.protobuf import decode_protobuf, decode_protobuf_reference
 from collectors.spool.payload import encode_payload
 
-pytestmark = pytest.mark.skipif(not fast.available(), reason="ptars is not installed")
+
+@pytest.fixture(autouse=True)
+def _ptars_installed() -> None:
+    """ptars is a runtime dependency: missing under CI=true fails the run (outside CI, a
+    checkout installed without it skips: the reference decoder serves)."""
+    if not fast.available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("ptars is not installed (a runtime dependency: pip install -e .)")
+        pytest.skip("ptars is not installed")
 
 
 @pytest.fixture(autouse=True)
