@@ -87,17 +87,18 @@ def collect_traces(spec: StreamSpec, window: Window, source: Source,
     if where is not None:
         qs = needed_qs(spec)
 
-        def thresholds(m: Merged) -> Mapping[ExampleKey, Threshold]:
+        def merged_input(m: Merged) -> MapInput:
+            """What the map is made of, as merged so far: the examples' thresholds and the
+            explanations' targets are the map's own."""
             partial = _from_partitions(spec, spec_source, staged, m)
-            return example_thresholds_for(spec, MapInput({**partial.results, **(metrics or {})}, partial.table,
-                                                         totals=partial.totals, measured_lead=measured_lead,
-                                                         lead=partial.lead))
+            return MapInput({**partial.results, **(metrics or {})}, partial.table, totals=partial.totals,
+                            measured_lead=measured_lead, lead=partial.lead)
+
+        def thresholds(m: Merged) -> Mapping[ExampleKey, Threshold]:
+            return example_thresholds_for(spec, merged_input(m))
 
         def targets(m: Merged) -> list[Target]:
-            partial = _from_partitions(spec, spec_source, staged, m)
-            return explain_targets_for(spec, MapInput({**partial.results, **(metrics or {})}, partial.table,
-                                                      totals=partial.totals, measured_lead=measured_lead,
-                                                      lead=partial.lead))
+            return explain_targets_for(spec, merged_input(m))
 
         try:
             # A spool given by URL is only read partition by partition, whatever its size.
